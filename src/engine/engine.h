@@ -1,0 +1,79 @@
+/* engine.h - the steps: import, sync, export, and the cycle.
+ *
+ * An engine binds one loaded configuration to one open store. Each step
+ * function runs one step as a run recorded in run history (store_run_*),
+ * with counters and per-object errors, and returns:
+ *   IDS_OK          the run finished (its status may still be
+ *                   completed-with-errors: see run->status)
+ *   IDS_ETHRESHOLD  stopped by a deletion threshold or the import guard
+ *   IDS_EERRLIMIT   stopped by the error limit
+ *   other           failed (connected system or store unreachable ...);
+ *                   the run is recorded as failed with err's message.
+ * In every case *run (when not NULL) receives the run record (caller
+ * releases it with run_record_release).
+ *
+ * Connections are opened lazily, once per engine, and closed by
+ * engine_free().
+ */
+#ifndef IDSYNC_ENGINE_H
+#define IDSYNC_ENGINE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "store/store.h"
+#include "util/error.h"
+#include "util/strbuf.h"
+
+struct engine;
+
+struct engine_opts {
+    bool dry_run;       /* export/cycle: report, write nothing anywhere, store unchanged */
+    long allow_deletes; /* export: let this many deletes through a threshold (0 = as configured) */
+    bool progress;      /* progress bar on stderr (the caller checks isatty) */
+    /* Dry-run report sink: one JSON object per line per pending export
+     * ({"connector","op","type","anchor","dn","new_dn","changes":[{"attr","op",
+     * "old":[...],"new":[...]}]}), or NULL. Owned by the caller. */
+    FILE *report;
+};
+
+enum ids_err engine_new(struct config *cfg, struct store *store, const struct engine_opts *opts,
+                        struct engine **out, struct ids_error *err);
+void engine_free(struct engine *eng); /* NULL-safe */
+
+/* import CONNECTOR [--full]. Without full, a delta import from the stored
+ * watermark; falls back to a full import (recording why) when the connector
+ * has no delta or answers IDS_EFULLREQUIRED. */
+enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
+                           struct run_record *run, struct ids_error *err);
+enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
+                         struct ids_error *err);
+enum ids_err engine_export(struct engine *eng, const char *connector, struct run_record *run,
+                           struct ids_error *err);
+/* import every connector, sync, export every target, confirming import of
+ * every exported-to connector. The cycle is a run too (step "cycle"), the
+ * steps its children (parent). With opts.dry_run: imports and sync happen
+ * inside a store dry run, the pending exports are reported, nothing is sent
+ * and the store is rolled back. */
+enum ids_err engine_cycle(struct engine *eng, bool full, struct run_record *run,
+                          struct ids_error *err);
+
+/* preview CONNECTOR ANCHOR|DN: what a sync would do to this one object,
+ * rule by rule, without writing: scope result, each join rule tried with
+ * its value and candidates, projection, each inbound flow (old -> new MV
+ * value), and per target the provisioning decision and the resulting
+ * export. Written as JSON to `out` (an object; the CLI renders it). */
+enum ids_err engine_preview(struct engine *eng, const char *connector, const char *id,
+                            struct strbuf *out, struct ids_error *err);
+
+/* Describe the pending exports of CONNECTOR as JSON lines (the same format
+ * as the dry-run report) into `out`. */
+enum ids_err engine_pending(struct engine *eng, const char *connector, FILE *out,
+                            struct ids_error *err);
+
+/* Exit status for a finished run (DESIGN: 0 ok, 1 object errors, 2 guard,
+ * 3 config/usage, 4 unreachable). */
+int engine_exit_code(enum ids_err ret, const struct run_record *run);
+
+#endif

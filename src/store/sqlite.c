@@ -1,0 +1,1 @@
+/* placeholder: being written; see the issue that owns this module */

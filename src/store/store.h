@@ -1,0 +1,427 @@
+/* store.h - connector spaces, metaverse, pending exports, watermarks, runs.
+ *
+ * One interface, several backends (struct store_ops): sqlite.c is the
+ * embedded default ("sqlite:/path/idsync.db"), a PostgreSQL backend can be
+ * added without touching the engine, which never writes SQL. The engine
+ * calls only the store_*() functions below; they dispatch through the ops
+ * table of the open backend.
+ *
+ * Transactions: the engine groups work in batches:
+ *   store_begin(); ...many puts...; store_commit();
+ * Calls outside an explicit transaction are each their own transaction.
+ * Reads see the writes of the current transaction.
+ *
+ * Dry run: store_dry_run_begin() opens an outer transaction; every
+ * store_begin/commit inside it becomes a savepoint, and store_dry_run_end()
+ * rolls everything back, leaving the store exactly as before.
+ *
+ * Object identity: every CS object and MV object has a store-assigned
+ * int64 id (> 0, never reused within a store). Connectors have an int64 id
+ * too (store_connector_id), created on first use by name.
+ *
+ * Ownership: objects returned through `struct cs_object **` / `struct
+ * mv_object **` are the caller's (cs_object_free, mv_object_free). Objects
+ * passed in are borrowed.
+ */
+#ifndef IDSYNC_STORE_H
+#define IDSYNC_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "entry.h"
+#include "util/error.h"
+#include "util/strbuf.h"
+
+struct store;
+
+/* ---- connector-space objects ------------------------------------------ */
+
+enum cs_import_state {
+    CS_IMPORT_NONE = 0, /* nothing staged */
+    CS_IMPORT_ADD,      /* staged: new object */
+    CS_IMPORT_UPDATE,   /* staged: attributes or DN changed */
+    CS_IMPORT_DELETE,   /* staged: gone from the connected system */
+};
+
+enum cs_export_state {
+    CS_EXPORT_NONE = 0, /* no pending export */
+    CS_EXPORT_PENDING,  /* pending_export waits for the next export run */
+    CS_EXPORT_INFLIGHT, /* sent (or being sent): result not yet recorded */
+    CS_EXPORT_FAILED,   /* last attempt failed (export_error); retried next run */
+};
+
+/* cs_object.flags */
+#define CS_PROVISIONED 0x01u /* created by idsync's provisioning (not imported first) */
+#define CS_DISABLED 0x02u    /* deprovisioned by disabling */
+#define CS_OUT_OF_SCOPE 0x04u /* failed its scope filter at the last sync */
+
+struct cs_object {
+    int64_t id;            /* 0 for a new object: store_cs_put assigns */
+    int64_t connector;     /* store_connector_id */
+    char *type;            /* connector object type ("user") */
+    char *anchor;          /* NULL until the object exists in its system */
+    char *dn;              /* DN / identifier; may be NULL */
+    struct entry *entry;   /* attributes as last imported or exported; never NULL
+                              (entry->type/anchor/dn mirror the fields above) */
+    uint64_t hash;         /* entry_hash(entry) as of the last import */
+    int64_t mv_id;         /* joined MV object; 0 = disconnector */
+    unsigned flags;        /* CS_* */
+    enum cs_import_state import_state;
+    enum cs_export_state export_state;
+    struct change *pending_export; /* NULL when export_state == CS_EXPORT_NONE */
+    int export_attempts;   /* failed attempts of the current pending export */
+    char *export_error;    /* last export error text, or NULL */
+    struct change *unconfirmed;    /* last exported change, until a confirming import */
+    int64_t export_run;    /* run that last set export_state to INFLIGHT */
+};
+
+/* The little an import needs to decide "unchanged": no attributes decoded. */
+struct cs_brief {
+    int64_t id;
+    uint64_t hash;
+    int64_t mv_id;
+    unsigned flags;
+    enum cs_import_state import_state;
+    bool has_unconfirmed;
+};
+
+void cs_object_free(struct cs_object *o); /* NULL-safe; frees everything inside */
+
+/* Join index keys of one object: attribute (lower-case) -> normalised value
+ * (value_normalize()). The engine computes them; the store indexes them. */
+struct store_key {
+    const char *attr;
+    const char *value;
+};
+struct store_keys {
+    size_t nr;
+    const struct store_key *k;
+};
+
+/* ---- metaverse objects ------------------------------------------------- */
+
+struct mv_object {
+    int64_t id;          /* 0 for a new object: store_mv_put assigns */
+    char *type;          /* metaverse type ("person") */
+    struct entry *entry; /* attributes; attr.source = index of the inbound flow that set it */
+    int64_t created_run;
+    int64_t updated_run;
+};
+void mv_object_free(struct mv_object *o); /* NULL-safe */
+
+/* ---- runs --------------------------------------------------------------- */
+
+/* X(field, name) - counters of a run, in the spirit of MIIS run history. */
+#define RUN_COUNTER_LIST                                                                           \
+    X(read, "read")                       /* objects read from the connected system */          \
+    X(staged_add, "staged-add")                                                                  \
+    X(staged_update, "staged-update")                                                            \
+    X(staged_delete, "staged-delete")                                                            \
+    X(unchanged, "unchanged")                                                                    \
+    X(joined, "joined")                   /* CS objects joined to an existing MV object */      \
+    X(projected, "projected")             /* MV objects created */                              \
+    X(filtered, "filtered")               /* CS objects out of scope */                         \
+    X(disconnected, "disconnected")       /* links removed */                                   \
+    X(mv_deleted, "mv-deleted")                                                                  \
+    X(flowed, "flowed")                   /* MV objects whose attributes changed */             \
+    X(provisioned, "provisioned")         /* target CS objects created (pending add) */         \
+    X(deprovisioned, "deprovisioned")                                                            \
+    X(export_add, "export-add")                                                                  \
+    X(export_update, "export-update")                                                            \
+    X(export_rename, "export-rename")                                                            \
+    X(export_delete, "export-delete")                                                            \
+    X(export_failed, "export-failed")                                                            \
+    X(confirmed, "confirmed")             /* exported values seen again by an import */         \
+    X(errors, "errors")                   /* per-object errors recorded */
+
+struct run_counters {
+#define X(field, name) long field;
+    RUN_COUNTER_LIST
+#undef X
+};
+
+/* Names and offsets, for generic output (history, JSON, metrics). */
+struct run_counter_desc {
+    const char *name;
+    size_t offset; /* offsetof(struct run_counters, field) */
+};
+extern const struct run_counter_desc run_counter_descs[];
+extern const size_t run_counter_count;
+static inline long *run_counter_ptr(struct run_counters *c, size_t i)
+{
+    return (long *)((char *)c + run_counter_descs[i].offset);
+}
+
+enum run_status {
+    RUN_RUNNING = 0,
+    RUN_SUCCESS,
+    RUN_COMPLETED_WITH_ERRORS,
+    RUN_STOPPED_THRESHOLD,
+    RUN_STOPPED_ERROR_LIMIT,
+    RUN_FAILED,
+};
+const char *run_status_name(enum run_status s); /* "success", "completed-with-errors",
+                                                   "stopped-threshold", "stopped-error-limit",
+                                                   "failed", "running" */
+
+struct run_record {
+    int64_t id;          /* assigned by store_run_start */
+    char *step;          /* "full-import", "delta-import", "full-sync", "delta-sync", "export",
+                            "cycle", "reconnect" */
+    char *connector;     /* NULL for sync and cycle */
+    int64_t parent;      /* the cycle run this step belongs to; 0 = none */
+    int64_t start_us;    /* microseconds since the epoch */
+    int64_t end_us;      /* 0 while running */
+    enum run_status status;
+    bool dry_run;
+    char *message;       /* one paragraph for people: why it stopped, what to do; may be NULL */
+    struct run_counters counters;
+};
+void run_record_release(struct run_record *r); /* frees the strings, keeps the struct */
+
+/* One per-object error of a run. */
+struct run_error {
+    int64_t run;
+    char *connector;
+    char *anchor;
+    char *dn;
+    char *attr;          /* may be NULL */
+    char *code;          /* stable kebab-case: "ambiguous-join", "anchor-mismatch",
+                            "export-failed", "exported-change-not-reimported",
+                            "reference-unresolved", "expression-error", "bad-input" ... */
+    char *message;
+    int64_t cs_id;       /* 0 when none */
+    int64_t mv_id;       /* 0 when none */
+    int64_t time_us;
+};
+void run_error_release(struct run_error *e);
+
+/* ---- selections for iteration ------------------------------------------ */
+
+enum store_sel {
+    STORE_SEL_ALL,
+    STORE_SEL_PENDING_IMPORT, /* import_state != NONE */
+    STORE_SEL_PENDING_EXPORT, /* export_state in (PENDING, INFLIGHT, FAILED) */
+    STORE_SEL_INFLIGHT,       /* export_state == INFLIGHT */
+    STORE_SEL_DISCONNECTORS,  /* mv_id == 0 */
+    STORE_SEL_JOINED,         /* mv_id != 0 */
+};
+
+/* ---- the API ------------------------------------------------------------ */
+
+/* Open (creating and migrating as needed) the store at `url`:
+ * "sqlite:PATH" (file created with mode 0600), later "postgresql://...".
+ * IDS_EUNREACHABLE when it cannot be opened, IDS_ECONFIG for a bad URL. */
+enum ids_err store_open(const char *url, struct store **out, struct ids_error *err);
+void store_close(struct store *s); /* NULL-safe; rolls back an open transaction */
+
+enum ids_err store_begin(struct store *s, struct ids_error *err);
+enum ids_err store_commit(struct store *s, struct ids_error *err);
+void store_rollback(struct store *s);
+enum ids_err store_dry_run_begin(struct store *s, struct ids_error *err);
+void store_dry_run_end(struct store *s);
+
+/* Id of the connector called `name`, created on first use. */
+enum ids_err store_connector_id(struct store *s, const char *name, int64_t *id,
+                                struct ids_error *err);
+
+/* Cheap import lookup by anchor: IDS_OK with *out, IDS_ENOTFOUND. */
+enum ids_err store_cs_brief(struct store *s, int64_t connector, const char *anchor,
+                            struct cs_brief *out, struct ids_error *err);
+enum ids_err store_cs_get(struct store *s, int64_t id, struct cs_object **out,
+                          struct ids_error *err);
+enum ids_err store_cs_get_by_anchor(struct store *s, int64_t connector, const char *anchor,
+                                    struct cs_object **out, struct ids_error *err);
+/* DN compared case-insensitively (normalised). IDS_ENOTFOUND when none. */
+enum ids_err store_cs_get_by_dn(struct store *s, int64_t connector, const char *dn,
+                                struct cs_object **out, struct ids_error *err);
+/* The CS object of `connector` joined to MV object `mv_id`, IDS_ENOTFOUND. */
+enum ids_err store_cs_get_by_mv(struct store *s, int64_t connector, int64_t mv_id,
+                                struct cs_object **out, struct ids_error *err);
+/* Insert (o->id == 0: assigns o->id) or replace the whole object. keys ==
+ * NULL leaves the object's join keys as they are; otherwise they are
+ * replaced by `keys`. IDS_EEXIST when another object of the connector has
+ * the same anchor. */
+enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct store_keys *keys,
+                          struct ids_error *err);
+/* Update only the export fields (state, pending_export, attempts, error,
+ * export_run) of object `o->id`: the export's hot path. */
+enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o,
+                                 struct ids_error *err);
+/* Delete the object, its join keys and reference waits. */
+enum ids_err store_cs_delete(struct store *s, int64_t id, struct ids_error *err);
+/* Up to `max` ids of `connector` (0 = every connector) matching `sel`, in
+ * ascending order, greater than `after`. *n = 0 at the end. */
+enum ids_err store_cs_ids(struct store *s, int64_t connector, enum store_sel sel, int64_t after,
+                          int64_t *ids, size_t max, size_t *n, struct ids_error *err);
+enum ids_err store_cs_count(struct store *s, int64_t connector, enum store_sel sel, long *n,
+                            struct ids_error *err);
+/* Ids of CS objects of `connector` whose join key `attr` equals the
+ * normalised `value` (up to max; *n is the total found, which may exceed max). */
+enum ids_err store_cs_find(struct store *s, int64_t connector, const char *attr,
+                           const char *value, int64_t *ids, size_t max, size_t *n,
+                           struct ids_error *err);
+/* Every CS object linked to MV object mv_id (any connector): ids up to max. */
+enum ids_err store_cs_links(struct store *s, int64_t mv_id, int64_t *ids, size_t max, size_t *n,
+                            struct ids_error *err);
+
+enum ids_err store_mv_get(struct store *s, int64_t id, struct mv_object **out,
+                          struct ids_error *err);
+/* Insert (o->id == 0 assigns) or replace; keys as for store_cs_put. */
+enum ids_err store_mv_put(struct store *s, struct mv_object *o, const struct store_keys *keys,
+                          struct ids_error *err);
+enum ids_err store_mv_delete(struct store *s, int64_t id, struct ids_error *err);
+/* MV objects of `type` (NULL = any) whose join key `attr` equals `value`. */
+enum ids_err store_mv_find(struct store *s, const char *type, const char *attr, const char *value,
+                           int64_t *ids, size_t max, size_t *n, struct ids_error *err);
+enum ids_err store_mv_ids(struct store *s, int64_t after, int64_t *ids, size_t max, size_t *n,
+                          struct ids_error *err);
+enum ids_err store_mv_count(struct store *s, long *n, struct ids_error *err);
+/* Search any MV attribute (not only join keys) for an exact value, for
+ * `show mv --where` and the console: may scan; up to max ids after `after`. */
+enum ids_err store_mv_search(struct store *s, const char *attr, const char *value, int64_t after,
+                             int64_t *ids, size_t max, size_t *n, struct ids_error *err);
+
+/* References waiting for their target to appear. `space` is a connector id
+ * (key = normalised DN or anchor the reference names) or 0 for the
+ * metaverse side (key = "mv:ID" of an MV object not yet provisioned in
+ * some target). `referrer` is the id of the object holding the reference
+ * (a CS id for space != 0, an MV id for space == 0). */
+enum ids_err store_ref_wait(struct store *s, int64_t space, const char *key, int64_t referrer,
+                            struct ids_error *err);
+/* Referrers waiting on key (up to max); does not remove them. */
+enum ids_err store_ref_waiters(struct store *s, int64_t space, const char *key, int64_t *ids,
+                               size_t max, size_t *n, struct ids_error *err);
+/* Forget every wait of `referrer` in `space`. */
+enum ids_err store_ref_clear(struct store *s, int64_t space, int64_t referrer,
+                             struct ids_error *err);
+
+/* Watermarks: *out untouched (and IDS_ENOTFOUND) when none is stored. */
+enum ids_err store_watermark_get(struct store *s, int64_t connector, struct strbuf *out,
+                                 struct ids_error *err);
+/* value NULL removes it. */
+enum ids_err store_watermark_set(struct store *s, int64_t connector, const char *value,
+                                 struct ids_error *err);
+
+/* Small named values the engine and daemon keep (configuration hash per
+ * connector, last notified problems): key -> text. */
+enum ids_err store_meta_get(struct store *s, const char *key, struct strbuf *out,
+                            struct ids_error *err);
+enum ids_err store_meta_set(struct store *s, const char *key, const char *value,
+                            struct ids_error *err);
+
+/* Runs. store_run_start assigns r->id and writes start_us if 0. Runs and
+ * errors are written outside dry-run rollbacks (a dry run is recorded). */
+enum ids_err store_run_start(struct store *s, struct run_record *r, struct ids_error *err);
+enum ids_err store_run_finish(struct store *s, const struct run_record *r, struct ids_error *err);
+enum ids_err store_run_add_error(struct store *s, const struct run_error *e, struct ids_error *err);
+enum ids_err store_run_get(struct store *s, int64_t id, struct run_record *out,
+                           struct ids_error *err);
+/* Newest first: runs with id < before (0 = from the newest), up to max. The
+ * caller releases each record and frees the array. */
+enum ids_err store_runs_list(struct store *s, int64_t before, size_t max, struct run_record **out,
+                             size_t *n, struct ids_error *err);
+/* Errors of run `run` (0 = the newest run that has errors), offset/limit. */
+enum ids_err store_run_errors(struct store *s, int64_t run, size_t offset, size_t max,
+                              struct run_error **out, size_t *n, struct ids_error *err);
+/* Number of errors of a run. */
+enum ids_err store_run_error_count(struct store *s, int64_t run, long *n, struct ids_error *err);
+
+/* One run at a time across processes: acquire fails with IDS_EBUSY naming
+ * the holder (pid, host, since) unless the holder process is gone. */
+enum ids_err store_lock_acquire(struct store *s, const char *holder, struct ids_error *err);
+void store_lock_release(struct store *s);
+
+/* ---- the backend interface --------------------------------------------- */
+
+/* Every slot is MUST; semantics as the store_*() function of the same name.
+ * A backend's private struct embeds struct store as its first member. */
+struct store_ops {
+    const char *scheme; /* "sqlite", "postgresql" */
+    enum ids_err (*open)(const char *url, struct store **out, struct ids_error *err);
+    void (*close)(struct store *s);
+    enum ids_err (*begin)(struct store *s, struct ids_error *err);
+    enum ids_err (*commit)(struct store *s, struct ids_error *err);
+    void (*rollback)(struct store *s);
+    enum ids_err (*dry_run_begin)(struct store *s, struct ids_error *err);
+    void (*dry_run_end)(struct store *s);
+    enum ids_err (*connector_id)(struct store *s, const char *name, int64_t *id,
+                                 struct ids_error *err);
+    enum ids_err (*cs_brief)(struct store *s, int64_t connector, const char *anchor,
+                             struct cs_brief *out, struct ids_error *err);
+    enum ids_err (*cs_get)(struct store *s, int64_t id, struct cs_object **out,
+                           struct ids_error *err);
+    enum ids_err (*cs_get_by_anchor)(struct store *s, int64_t connector, const char *anchor,
+                                     struct cs_object **out, struct ids_error *err);
+    enum ids_err (*cs_get_by_dn)(struct store *s, int64_t connector, const char *dn,
+                                 struct cs_object **out, struct ids_error *err);
+    enum ids_err (*cs_get_by_mv)(struct store *s, int64_t connector, int64_t mv_id,
+                                 struct cs_object **out, struct ids_error *err);
+    enum ids_err (*cs_put)(struct store *s, struct cs_object *o, const struct store_keys *keys,
+                           struct ids_error *err);
+    enum ids_err (*cs_put_export)(struct store *s, const struct cs_object *o,
+                                  struct ids_error *err);
+    enum ids_err (*cs_delete)(struct store *s, int64_t id, struct ids_error *err);
+    enum ids_err (*cs_ids)(struct store *s, int64_t connector, enum store_sel sel, int64_t after,
+                           int64_t *ids, size_t max, size_t *n, struct ids_error *err);
+    enum ids_err (*cs_count)(struct store *s, int64_t connector, enum store_sel sel, long *n,
+                             struct ids_error *err);
+    enum ids_err (*cs_find)(struct store *s, int64_t connector, const char *attr,
+                            const char *value, int64_t *ids, size_t max, size_t *n,
+                            struct ids_error *err);
+    enum ids_err (*cs_links)(struct store *s, int64_t mv_id, int64_t *ids, size_t max, size_t *n,
+                             struct ids_error *err);
+    enum ids_err (*mv_get)(struct store *s, int64_t id, struct mv_object **out,
+                           struct ids_error *err);
+    enum ids_err (*mv_put)(struct store *s, struct mv_object *o, const struct store_keys *keys,
+                           struct ids_error *err);
+    enum ids_err (*mv_delete)(struct store *s, int64_t id, struct ids_error *err);
+    enum ids_err (*mv_find)(struct store *s, const char *type, const char *attr,
+                            const char *value, int64_t *ids, size_t max, size_t *n,
+                            struct ids_error *err);
+    enum ids_err (*mv_ids)(struct store *s, int64_t after, int64_t *ids, size_t max, size_t *n,
+                           struct ids_error *err);
+    enum ids_err (*mv_count)(struct store *s, long *n, struct ids_error *err);
+    enum ids_err (*mv_search)(struct store *s, const char *attr, const char *value,
+                              int64_t after, int64_t *ids, size_t max, size_t *n,
+                              struct ids_error *err);
+    enum ids_err (*ref_wait)(struct store *s, int64_t space, const char *key, int64_t referrer,
+                             struct ids_error *err);
+    enum ids_err (*ref_waiters)(struct store *s, int64_t space, const char *key, int64_t *ids,
+                                size_t max, size_t *n, struct ids_error *err);
+    enum ids_err (*ref_clear)(struct store *s, int64_t space, int64_t referrer,
+                              struct ids_error *err);
+    enum ids_err (*watermark_get)(struct store *s, int64_t connector, struct strbuf *out,
+                                  struct ids_error *err);
+    enum ids_err (*watermark_set)(struct store *s, int64_t connector, const char *value,
+                                  struct ids_error *err);
+    enum ids_err (*meta_get)(struct store *s, const char *key, struct strbuf *out,
+                             struct ids_error *err);
+    enum ids_err (*meta_set)(struct store *s, const char *key, const char *value,
+                             struct ids_error *err);
+    enum ids_err (*run_start)(struct store *s, struct run_record *r, struct ids_error *err);
+    enum ids_err (*run_finish)(struct store *s, const struct run_record *r,
+                               struct ids_error *err);
+    enum ids_err (*run_add_error)(struct store *s, const struct run_error *e,
+                                  struct ids_error *err);
+    enum ids_err (*run_get)(struct store *s, int64_t id, struct run_record *out,
+                            struct ids_error *err);
+    enum ids_err (*runs_list)(struct store *s, int64_t before, size_t max,
+                              struct run_record **out, size_t *n, struct ids_error *err);
+    enum ids_err (*run_errors)(struct store *s, int64_t run, size_t offset, size_t max,
+                               struct run_error **out, size_t *n, struct ids_error *err);
+    enum ids_err (*run_error_count)(struct store *s, int64_t run, long *n,
+                                    struct ids_error *err);
+    enum ids_err (*lock_acquire)(struct store *s, const char *holder, struct ids_error *err);
+    void (*lock_release)(struct store *s);
+};
+
+struct store {
+    const struct store_ops *ops;
+};
+
+extern const struct store_ops sqlite_store_ops;
+
+#endif

@@ -1,0 +1,39 @@
+/* codec.h - encodings the field needs: base64, hex, GUIDs, SIDs, hashing. */
+#ifndef IDSYNC_UTIL_CODEC_H
+#define IDSYNC_UTIL_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/strbuf.h"
+
+/* RFC 4648 base64 with padding, appended to out. */
+void base64_encode(struct strbuf *out, const void *data, size_t len);
+/* Decode (whitespace ignored); IDS_EINPUT on a bad character or length. */
+enum ids_err base64_decode(struct strbuf *out, const char *s, size_t len);
+
+/* Lower-case hex. */
+void hex_encode(struct strbuf *out, const void *data, size_t len);
+
+/* AD objectGUID: 16 bytes (first three fields little-endian) <->
+ * "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (lower case). */
+enum ids_err guid_to_string(struct strbuf *out, const void *bytes, size_t len);
+enum ids_err guid_from_string(struct strbuf *out, const char *s);
+
+/* Binary objectSid -> "S-1-5-21-..." */
+enum ids_err sid_to_string(struct strbuf *out, const void *bytes, size_t len);
+
+/* 64-bit non-cryptographic hash (FNV-1a variant with a final mix);
+ * stable across runs and machines: it is stored. */
+uint64_t hash64(const void *data, size_t len, uint64_t seed);
+
+/* True when s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+bool utf8_valid(const char *s, size_t len);
+
+/* True when every byte is printable UTF-8 text (no control characters other
+ * than tab); binary values are shown as base64 by the output code. */
+bool value_is_text(const char *s, size_t len);
+
+#endif
