@@ -58,7 +58,7 @@ struct config_option {
     long min, max;       /* OPT_INT bounds (ignored when min == max == 0) */
     const char *choices; /* OPT_ENUM: "a|b|c" */
     bool required;
-    const char *help;    /* one sentence for docs/configuration.md */
+    const char *help; /* one sentence for docs/configuration.md */
 };
 
 /* A parsed value of one option (connector-specific and per-object keys). */
@@ -83,20 +83,20 @@ struct reference_config {
 };
 
 struct object_type_config {
-    char *name;                       /* "user"; the key under objects: */
-    struct strvec attributes;         /* attributes read and written */
-    char *filter;                     /* LDAP filter / SCIM filter / NULL */
+    char *name;               /* "user"; the key under objects: */
+    struct strvec attributes; /* attributes read and written */
+    char *filter;             /* LDAP filter / SCIM filter / NULL */
     size_t nrefs;
     struct reference_config *refs;
-    struct config_values opts;        /* connector-specific keys (base, scope, object_classes...) */
+    struct config_values opts; /* connector-specific keys (base, scope, object_classes...) */
     struct config_loc loc;
 };
 
 struct connector_config {
-    char *name;                         /* key under connectors: */
-    char *type;                         /* csv | ldif | ldap | scim | null */
-    const struct connector_ops *ops;    /* resolved from type */
-    struct config_values opts;          /* connector-specific keys, validated against ops->options */
+    char *name;                      /* key under connectors: */
+    char *type;                      /* csv | ldif | ldap | scim | null */
+    const struct connector_ops *ops; /* resolved from type */
+    struct config_values opts;       /* connector-specific keys, validated against ops->options */
     size_t nobjects;
     struct object_type_config *objects;
     struct config_loc loc;
@@ -104,10 +104,10 @@ struct connector_config {
 
 /* `mail: mail` in a join list, or `displayName: 'expr'` in a flow. */
 struct rule_item {
-    char *attr;          /* the key: an MV attribute (from) or a connector attribute (to) */
-    char *source;        /* the expression text as written */
-    struct expr *expr;   /* compiled; owned */
-    bool plain;          /* the expression is a bare attribute name (plain copy) */
+    char *attr;        /* the key: an MV attribute (from) or a connector attribute (to) */
+    char *source;      /* the expression text as written */
+    struct expr *expr; /* compiled; owned */
+    bool plain;        /* the expression is a bare attribute name (plain copy) */
     struct config_loc loc;
 };
 
@@ -122,14 +122,14 @@ enum deprovision_mode { DEPROVISION_DELETE, DEPROVISION_DISABLE, DEPROVISION_DIS
 
 /* One element of a metaverse type's from: or to: list. */
 struct flow_config {
-    int index;                         /* position in from/to, 0-based: precedence (from) and lineage */
-    char *connector;                   /* connector name */
-    struct connector_config *conn;     /* resolved */
-    char *object;                      /* object type name */
-    struct object_type_config *otype;  /* resolved */
-    struct rule_item scope;            /* optional scope filter expression (expr NULL = everything) */
+    int index;                     /* position in from/to, 0-based: precedence (from) and lineage */
+    char *connector;               /* connector name */
+    struct connector_config *conn; /* resolved */
+    char *object;                  /* object type name */
+    struct object_type_config *otype; /* resolved */
+    struct rule_item scope; /* optional scope filter expression (expr NULL = everything) */
     size_t njoins;
-    struct join_rule *joins;           /* ordered */
+    struct join_rule *joins; /* ordered */
     size_t nflows;
     struct rule_item *flows;
     /* from: only */
@@ -137,14 +137,14 @@ struct flow_config {
     /* to: only */
     bool provision;
     enum deprovision_mode deprovision;
-    char *anchor_carrier;              /* connector attribute holding the MV source anchor; may be NULL */
-    char *disable_attr;                /* deprovision: disable -> set this attribute ... */
-    char *disable_value;               /* ... to this value (LDAP/CSV); SCIM uses active=false */
+    char *anchor_carrier; /* connector attribute holding the MV source anchor; may be NULL */
+    char *disable_attr;   /* deprovision: disable -> set this attribute ... */
+    char *disable_value;  /* ... to this value (LDAP/CSV); SCIM uses active=false */
     struct config_loc loc;
 };
 
 struct mv_type_config {
-    char *name;   /* "person" */
+    char *name; /* "person" */
     size_t nfrom;
     struct flow_config *from;
     size_t nto;
@@ -153,36 +153,36 @@ struct mv_type_config {
 };
 
 struct safety_config {
-    long max_deletes;          /* per export per connector; 0 disables; default 500 */
-    long max_delete_percent;   /* of the connector space; 0 disables; default 10 */
-    long max_errors;           /* per run; 0 = unlimited; default 5000 */
+    long max_deletes;               /* per export per connector; 0 disables; default 500 */
+    long max_delete_percent;        /* of the connector space; 0 disables; default 10 */
+    long max_errors;                /* per run; 0 = unlimited; default 5000 */
     long import_max_delete_percent; /* full import guard; default = max_delete_percent */
-    long import_min_objects;   /* the import guard applies to spaces at least this big; default 10 */
+    long import_min_objects; /* the import guard applies to spaces at least this big; default 10 */
 };
 
 struct notify_config {
-    char *smtp;             /* smtp:// or smtps:// URL, or NULL */
+    char *smtp; /* smtp:// or smtps:// URL, or NULL */
     char *from;
     struct strvec to;
     char *username;
-    char *password_secret;  /* "env:NAME" or "file:PATH", NULL = none */
-    char *webhook;          /* URL for a JSON POST, or NULL */
-    long digest_seconds;    /* 0 = mail each new problem once */
+    char *password_secret; /* "env:NAME" or "file:PATH", NULL = none */
+    char *webhook;         /* URL for a JSON POST, or NULL */
+    long digest_seconds;   /* 0 = mail each new problem once */
     bool tls_verify;
     char *ca_file;
 };
 
 struct config {
-    char *path;        /* the file loaded (absolute) */
-    char *dir;         /* its folder: relative paths resolve against it */
-    char *store;       /* "sqlite:PATH" or "postgresql://..." */
+    char *path;  /* the file loaded (absolute) */
+    char *dir;   /* its folder: relative paths resolve against it */
+    char *store; /* "sqlite:PATH" or "postgresql://..." */
     size_t nconnectors;
     struct connector_config *connectors;
     size_t nmv_types;
     struct mv_type_config *mv_types;
     struct safety_config safety;
     struct notify_config notify;
-    long schedule_seconds; /* default 1800 */
+    long schedule_seconds;      /* default 1800 */
     struct config_values serve; /* serve: listen, token_file, tls_cert_file ... (issue 6) */
     struct expr_env *expr_env;  /* the expression runtime the rules were compiled in; owned */
 };
@@ -191,8 +191,8 @@ struct config {
  * "FILE:LINE:COL: what is wrong (expected ...)". *out is freed with config_free. */
 enum ids_err config_load(const char *path, struct config **out, struct ids_error *err);
 /* The same from a string (tests, fuzzing); `name` is used in messages. */
-enum ids_err config_load_string(const char *name, const char *yaml, size_t len,
-                                struct config **out, struct ids_error *err);
+enum ids_err config_load_string(const char *name, const char *yaml, size_t len, struct config **out,
+                                struct ids_error *err);
 void config_free(struct config *cfg); /* NULL-safe */
 
 struct connector_config *config_connector(const struct config *cfg, const char *name);

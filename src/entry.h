@@ -32,9 +32,10 @@
 #include "util/error.h"
 #include "util/strbuf.h"
 
-#define ATTR_REF 0x1u  /* values are references, see above */
-#define ATTR_JSON 0x2u /* each value is a JSON object text (SCIM complex values such as
-                          emails; what a Lua flow returning a table produces) */
+#define ATTR_REF 0x1u /* values are references, see above */
+#define ATTR_JSON                                                                                  \
+    0x2u /* each value is a JSON object text (SCIM complex values such as                          \
+            emails; what a Lua flow returning a table produces) */
 
 struct value {
     char *data; /* NUL-terminated copy; may contain NULs (binary) */
@@ -43,9 +44,9 @@ struct value {
 
 struct attr {
     char *name;
-    unsigned flags;  /* ATTR_* */
-    int source;      /* metaverse only: index of the inbound flow that set it
-                        (lineage and precedence); -1 elsewhere */
+    unsigned flags; /* ATTR_* */
+    int source;     /* metaverse only: index of the inbound flow that set it
+                       (lineage and precedence); -1 elsewhere */
     size_t nvals;
     size_t alloc;
     struct value *vals;
@@ -138,8 +139,7 @@ struct change {
     struct mod *mods;
 };
 
-struct change *change_new(enum change_op op, const char *type, const char *anchor,
-                          const char *dn);
+struct change *change_new(enum change_op op, const char *type, const char *anchor, const char *dn);
 void change_free(struct change *c); /* NULL-safe */
 struct change *change_dup(const struct change *c);
 /* Append a mod with copies of `vals` (may be NULL with n == 0). */
@@ -152,7 +152,8 @@ size_t change_size(const struct change *c);
 void change_apply(const struct change *c, struct entry *e);
 
 void change_encode(const struct change *c, struct strbuf *out);
-enum ids_err change_decode(const void *data, size_t len, struct change **out, struct ids_error *err);
+enum ids_err change_decode(const void *data, size_t len, struct change **out,
+                           struct ids_error *err);
 /* JSON object {"op","type","anchor","dn","new_dn","mods":[{"op","attr","values"}]} */
 void change_to_json(const struct change *c, struct strbuf *out);
 const char *change_op_name(enum change_op op); /* "add", "modify", "delete" */

@@ -16,19 +16,19 @@
 #include "store/store.h"
 #include "util/error.h"
 
-#define EXIT_OK 0
+#define EXIT_OK            0
 #define EXIT_OBJECT_ERRORS 1
-#define EXIT_GUARD 2
-#define EXIT_CONFIG 3
-#define EXIT_UNREACHABLE 4
+#define EXIT_GUARD         2
+#define EXIT_CONFIG        3
+#define EXIT_UNREACHABLE   4
 
 struct cli {
     const char *config_path; /* -c FILE, $IDSYNC_CONFIG, or ./idsync.yaml */
     bool json;               /* --json: machine output on stdout */
     bool quiet;
-    bool progress;           /* stderr is a terminal and not --json/--quiet */
-    struct config *cfg;      /* loaded by cli_load_config(), freed by main */
-    struct store *store;     /* opened by cli_open_store(), closed by main */
+    bool progress;       /* stderr is a terminal and not --json/--quiet */
+    struct config *cfg;  /* loaded by cli_load_config(), freed by main */
+    struct store *store; /* opened by cli_open_store(), closed by main */
 };
 
 /* Load cli->config_path into cli->cfg (once). On error prints the message
@@ -53,7 +53,7 @@ int cmd_preview(struct cli *cli, int argc, char **argv);
 int cmd_show(struct cli *cli, int argc, char **argv);
 int cmd_history(struct cli *cli, int argc, char **argv);
 int cmd_errors(struct cli *cli, int argc, char **argv);
-int cmd_config(struct cli *cli, int argc, char **argv);   /* config dump | config docs */
+int cmd_config(struct cli *cli, int argc, char **argv);    /* config dump | config docs */
 int cmd_reconnect(struct cli *cli, int argc, char **argv); /* issue 5: src/cmd/reconnect.c */
 int cmd_serve(struct cli *cli, int argc, char **argv);     /* issue 6: src/cmd/serve.c */
 int cmd_sync_now(struct cli *cli, int argc, char **argv);  /* issue 6: src/cmd/serve.c */

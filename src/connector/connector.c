@@ -159,8 +159,8 @@ enum ids_err connector_read_full(struct connector *c, struct connector_cursor **
 {
     *out = NULL;
     if (c->ops->read_full == NULL || !(c->ops->caps & CONN_CAP_READ)) {
-        return ids_error_set(err, IDS_EUNSUPPORTED, "connector %s (%s) cannot be read",
-                             c->name, c->ops->name);
+        return ids_error_set(err, IDS_EUNSUPPORTED, "connector %s (%s) cannot be read", c->name,
+                             c->ops->name);
     }
     return c->ops->read_full(c, out, err);
 }
@@ -188,8 +188,7 @@ enum ids_err connector_cursor_next(struct connector *c, struct connector_cursor 
     }
     ret = c->ops->cursor_next(cur, item, err);
     if (ret == IDS_OK && item->entry == NULL && item->change == NULL) {
-        return ids_error_set(err, IDS_EINTERNAL, "connector %s returned an empty item",
-                             c->name);
+        return ids_error_set(err, IDS_EINTERNAL, "connector %s returned an empty item", c->name);
     }
     return ret;
 }
@@ -256,8 +255,7 @@ enum ids_err connector_lookup(struct connector *c, const char *type, const char 
 {
     *out = NULL;
     if (c->ops->lookup == NULL) {
-        return ids_error_set(err, IDS_EUNSUPPORTED, "connector %s cannot look objects up",
-                             c->name);
+        return ids_error_set(err, IDS_EUNSUPPORTED, "connector %s cannot look objects up", c->name);
     }
     return c->ops->lookup(c, type, attr, value, out, err);
 }

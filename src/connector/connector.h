@@ -32,18 +32,20 @@
 #include "util/error.h"
 #include "util/strbuf.h"
 
-struct connector_config;    /* config.h */
-struct object_type_config;  /* config.h */
-struct config_option;       /* config.h */
+struct connector_config;   /* config.h */
+struct object_type_config; /* config.h */
+struct config_option;      /* config.h */
 
 /* Capabilities (connector_ops.caps) */
-#define CONN_CAP_READ 0x01u        /* can be a source: read_full */
-#define CONN_CAP_WRITE 0x02u       /* can be a target: export */
-#define CONN_CAP_DELTA 0x04u       /* read_changes yields real deltas */
-#define CONN_CAP_REF_BY_DN 0x08u   /* references are DNs (LDAP, LDIF); else anchors (SCIM id, CSV key) */
-#define CONN_CAP_RENAME 0x10u      /* supports new_dn in MODIFY */
-#define CONN_CAP_ANCHOR_ON_ADD 0x20u /* the system assigns the anchor on add (SCIM id, entryUUID);
-                                        otherwise the anchor is derived from the added object */
+#define CONN_CAP_READ  0x01u /* can be a source: read_full */
+#define CONN_CAP_WRITE 0x02u /* can be a target: export */
+#define CONN_CAP_DELTA 0x04u /* read_changes yields real deltas */
+#define CONN_CAP_REF_BY_DN                                                                         \
+    0x08u                     /* references are DNs (LDAP, LDIF); else anchors (SCIM id, CSV key) */
+#define CONN_CAP_RENAME 0x10u /* supports new_dn in MODIFY */
+#define CONN_CAP_ANCHOR_ON_ADD                                                                     \
+    0x20u /* the system assigns the anchor on add (SCIM id, entryUUID);                            \
+             otherwise the anchor is derived from the added object */
 
 /* One item of a read. */
 struct read_item {
@@ -60,27 +62,27 @@ void read_item_release(struct read_item *item);
 
 /* Result of one exported change. */
 struct export_result {
-    uint64_t tag;          /* the tag given to connector_submit() */
-    enum ids_err code;     /* IDS_OK, or why it failed */
-    struct ids_error err;  /* message: names the attribute and the system's reason */
-    char *anchor;          /* ADD: the anchor the object now has (SCIM id, entryUUID, key);
-                              owned by the result; NULL when unchanged */
-    char *dn;              /* ADD/rename: the DN/identifier it now has; NULL when unchanged */
-    bool retryable;        /* temporary failure (timeout, 429 after retries, 503) */
+    uint64_t tag;         /* the tag given to connector_submit() */
+    enum ids_err code;    /* IDS_OK, or why it failed */
+    struct ids_error err; /* message: names the attribute and the system's reason */
+    char *anchor;         /* ADD: the anchor the object now has (SCIM id, entryUUID, key);
+                             owned by the result; NULL when unchanged */
+    char *dn;             /* ADD/rename: the DN/identifier it now has; NULL when unchanged */
+    bool retryable;       /* temporary failure (timeout, 429 after retries, 503) */
 };
 void export_result_release(struct export_result *r);
 
 struct connector_cursor; /* opaque, defined by each connector */
 
 struct connector {
-    const struct connector_ops *ops;     /* MUST be set by create */
-    const struct connector_config *cfg;  /* borrowed from struct config; outlives the instance */
-    const char *name;                    /* cfg->name */
+    const struct connector_ops *ops;    /* MUST be set by create */
+    const struct connector_config *cfg; /* borrowed from struct config; outlives the instance */
+    const char *name;                   /* cfg->name */
 };
 
 struct connector_ops {
-    const char *name;   /* type name in the configuration: "csv", "ldap" */
-    unsigned caps;      /* CONN_CAP_* */
+    const char *name; /* type name in the configuration: "csv", "ldap" */
+    unsigned caps;    /* CONN_CAP_* */
     /* Connector-specific configuration keys (under connectors.NAME), and
      * per-object-type keys (under connectors.NAME.objects.TYPE). Terminated by
      * an entry with key == NULL. config.c validates them (unknown key, type,

@@ -53,28 +53,28 @@ enum cs_export_state {
 };
 
 /* cs_object.flags */
-#define CS_PROVISIONED 0x01u /* created by idsync's provisioning (not imported first) */
-#define CS_DISABLED 0x02u    /* deprovisioned by disabling */
+#define CS_PROVISIONED  0x01u /* created by idsync's provisioning (not imported first) */
+#define CS_DISABLED     0x02u /* deprovisioned by disabling */
 #define CS_OUT_OF_SCOPE 0x04u /* failed its scope filter at the last sync */
 
 struct cs_object {
-    int64_t id;            /* 0 for a new object: store_cs_put assigns */
-    int64_t connector;     /* store_connector_id */
-    char *type;            /* connector object type ("user") */
-    char *anchor;          /* NULL until the object exists in its system */
-    char *dn;              /* DN / identifier; may be NULL */
-    struct entry *entry;   /* attributes as last imported or exported; never NULL
-                              (entry->type/anchor/dn mirror the fields above) */
-    uint64_t hash;         /* entry_hash(entry) as of the last import */
-    int64_t mv_id;         /* joined MV object; 0 = disconnector */
-    unsigned flags;        /* CS_* */
+    int64_t id;          /* 0 for a new object: store_cs_put assigns */
+    int64_t connector;   /* store_connector_id */
+    char *type;          /* connector object type ("user") */
+    char *anchor;        /* NULL until the object exists in its system */
+    char *dn;            /* DN / identifier; may be NULL */
+    struct entry *entry; /* attributes as last imported or exported; never NULL
+                            (entry->type/anchor/dn mirror the fields above) */
+    uint64_t hash;       /* entry_hash(entry) as of the last import */
+    int64_t mv_id;       /* joined MV object; 0 = disconnector */
+    unsigned flags;      /* CS_* */
     enum cs_import_state import_state;
     enum cs_export_state export_state;
     struct change *pending_export; /* NULL when export_state == CS_EXPORT_NONE */
-    int export_attempts;   /* failed attempts of the current pending export */
-    char *export_error;    /* last export error text, or NULL */
+    int export_attempts;           /* failed attempts of the current pending export */
+    char *export_error;            /* last export error text, or NULL */
     struct change *unconfirmed;    /* last exported change, until a confirming import */
-    int64_t export_run;    /* run that last set export_state to INFLIGHT */
+    int64_t export_run;            /* run that last set export_state to INFLIGHT */
 };
 
 /* The little an import needs to decide "unchanged": no attributes decoded. */
@@ -115,26 +115,26 @@ void mv_object_free(struct mv_object *o); /* NULL-safe */
 
 /* X(field, name) - counters of a run, in the spirit of MIIS run history. */
 #define RUN_COUNTER_LIST                                                                           \
-    X(read, "read")                       /* objects read from the connected system */          \
-    X(staged_add, "staged-add")                                                                  \
-    X(staged_update, "staged-update")                                                            \
-    X(staged_delete, "staged-delete")                                                            \
-    X(unchanged, "unchanged")                                                                    \
-    X(joined, "joined")                   /* CS objects joined to an existing MV object */      \
-    X(projected, "projected")             /* MV objects created */                              \
-    X(filtered, "filtered")               /* CS objects out of scope */                         \
-    X(disconnected, "disconnected")       /* links removed */                                   \
-    X(mv_deleted, "mv-deleted")                                                                  \
-    X(flowed, "flowed")                   /* MV objects whose attributes changed */             \
-    X(provisioned, "provisioned")         /* target CS objects created (pending add) */         \
-    X(deprovisioned, "deprovisioned")                                                            \
-    X(export_add, "export-add")                                                                  \
-    X(export_update, "export-update")                                                            \
-    X(export_rename, "export-rename")                                                            \
-    X(export_delete, "export-delete")                                                            \
-    X(export_failed, "export-failed")                                                            \
-    X(confirmed, "confirmed")             /* exported values seen again by an import */         \
-    X(errors, "errors")                   /* per-object errors recorded */
+    X(read, "read") /* objects read from the connected system */                                   \
+    X(staged_add, "staged-add")                                                                    \
+    X(staged_update, "staged-update")                                                              \
+    X(staged_delete, "staged-delete")                                                              \
+    X(unchanged, "unchanged")                                                                      \
+    X(joined, "joined")             /* CS objects joined to an existing MV object */               \
+    X(projected, "projected")       /* MV objects created */                                       \
+    X(filtered, "filtered")         /* CS objects out of scope */                                  \
+    X(disconnected, "disconnected") /* links removed */                                            \
+    X(mv_deleted, "mv-deleted")                                                                    \
+    X(flowed, "flowed")           /* MV objects whose attributes changed */                        \
+    X(provisioned, "provisioned") /* target CS objects created (pending add) */                    \
+    X(deprovisioned, "deprovisioned")                                                              \
+    X(export_add, "export-add")                                                                    \
+    X(export_update, "export-update")                                                              \
+    X(export_rename, "export-rename")                                                              \
+    X(export_delete, "export-delete")                                                              \
+    X(export_failed, "export-failed")                                                              \
+    X(confirmed, "confirmed") /* exported values seen again by an import */                        \
+    X(errors, "errors")       /* per-object errors recorded */
 
 struct run_counters {
 #define X(field, name) long field;
@@ -167,16 +167,16 @@ const char *run_status_name(enum run_status s); /* "success", "completed-with-er
                                                    "failed", "running" */
 
 struct run_record {
-    int64_t id;          /* assigned by store_run_start */
-    char *step;          /* "full-import", "delta-import", "full-sync", "delta-sync", "export",
-                            "cycle", "reconnect" */
-    char *connector;     /* NULL for sync and cycle */
-    int64_t parent;      /* the cycle run this step belongs to; 0 = none */
-    int64_t start_us;    /* microseconds since the epoch */
-    int64_t end_us;      /* 0 while running */
+    int64_t id;       /* assigned by store_run_start */
+    char *step;       /* "full-import", "delta-import", "full-sync", "delta-sync", "export",
+                         "cycle", "reconnect" */
+    char *connector;  /* NULL for sync and cycle */
+    int64_t parent;   /* the cycle run this step belongs to; 0 = none */
+    int64_t start_us; /* microseconds since the epoch */
+    int64_t end_us;   /* 0 while running */
     enum run_status status;
     bool dry_run;
-    char *message;       /* one paragraph for people: why it stopped, what to do; may be NULL */
+    char *message; /* one paragraph for people: why it stopped, what to do; may be NULL */
     struct run_counters counters;
 };
 void run_record_release(struct run_record *r); /* frees the strings, keeps the struct */
@@ -187,13 +187,13 @@ struct run_error {
     char *connector;
     char *anchor;
     char *dn;
-    char *attr;          /* may be NULL */
-    char *code;          /* stable kebab-case: "ambiguous-join", "anchor-mismatch",
-                            "export-failed", "exported-change-not-reimported",
-                            "reference-unresolved", "expression-error", "bad-input" ... */
+    char *attr; /* may be NULL */
+    char *code; /* stable kebab-case: "ambiguous-join", "anchor-mismatch",
+                   "export-failed", "exported-change-not-reimported",
+                   "reference-unresolved", "expression-error", "bad-input" ... */
     char *message;
-    int64_t cs_id;       /* 0 when none */
-    int64_t mv_id;       /* 0 when none */
+    int64_t cs_id; /* 0 when none */
+    int64_t mv_id; /* 0 when none */
     int64_t time_us;
 };
 void run_error_release(struct run_error *e);
@@ -248,8 +248,7 @@ enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct sto
                           struct ids_error *err);
 /* Update only the export fields (state, pending_export, attempts, error,
  * export_run) of object `o->id`: the export's hot path. */
-enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o,
-                                 struct ids_error *err);
+enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, struct ids_error *err);
 /* Delete the object, its join keys and reference waits. */
 enum ids_err store_cs_delete(struct store *s, int64_t id, struct ids_error *err);
 /* Up to `max` ids of `connector` (0 = every connector) matching `sel`, in
@@ -260,9 +259,8 @@ enum ids_err store_cs_count(struct store *s, int64_t connector, enum store_sel s
                             struct ids_error *err);
 /* Ids of CS objects of `connector` whose join key `attr` equals the
  * normalised `value` (up to max; *n is the total found, which may exceed max). */
-enum ids_err store_cs_find(struct store *s, int64_t connector, const char *attr,
-                           const char *value, int64_t *ids, size_t max, size_t *n,
-                           struct ids_error *err);
+enum ids_err store_cs_find(struct store *s, int64_t connector, const char *attr, const char *value,
+                           int64_t *ids, size_t max, size_t *n, struct ids_error *err);
 /* Every CS object linked to MV object mv_id (any connector): ids up to max. */
 enum ids_err store_cs_links(struct store *s, int64_t mv_id, int64_t *ids, size_t max, size_t *n,
                             struct ids_error *err);
@@ -368,9 +366,8 @@ struct store_ops {
                            int64_t *ids, size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*cs_count)(struct store *s, int64_t connector, enum store_sel sel, long *n,
                              struct ids_error *err);
-    enum ids_err (*cs_find)(struct store *s, int64_t connector, const char *attr,
-                            const char *value, int64_t *ids, size_t max, size_t *n,
-                            struct ids_error *err);
+    enum ids_err (*cs_find)(struct store *s, int64_t connector, const char *attr, const char *value,
+                            int64_t *ids, size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*cs_links)(struct store *s, int64_t mv_id, int64_t *ids, size_t max, size_t *n,
                              struct ids_error *err);
     enum ids_err (*mv_get)(struct store *s, int64_t id, struct mv_object **out,
@@ -378,15 +375,13 @@ struct store_ops {
     enum ids_err (*mv_put)(struct store *s, struct mv_object *o, const struct store_keys *keys,
                            struct ids_error *err);
     enum ids_err (*mv_delete)(struct store *s, int64_t id, struct ids_error *err);
-    enum ids_err (*mv_find)(struct store *s, const char *type, const char *attr,
-                            const char *value, int64_t *ids, size_t max, size_t *n,
-                            struct ids_error *err);
+    enum ids_err (*mv_find)(struct store *s, const char *type, const char *attr, const char *value,
+                            int64_t *ids, size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*mv_ids)(struct store *s, int64_t after, int64_t *ids, size_t max, size_t *n,
                            struct ids_error *err);
     enum ids_err (*mv_count)(struct store *s, long *n, struct ids_error *err);
-    enum ids_err (*mv_search)(struct store *s, const char *attr, const char *value,
-                              int64_t after, int64_t *ids, size_t max, size_t *n,
-                              struct ids_error *err);
+    enum ids_err (*mv_search)(struct store *s, const char *attr, const char *value, int64_t after,
+                              int64_t *ids, size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*ref_wait)(struct store *s, int64_t space, const char *key, int64_t referrer,
                              struct ids_error *err);
     enum ids_err (*ref_waiters)(struct store *s, int64_t space, const char *key, int64_t *ids,
@@ -402,18 +397,16 @@ struct store_ops {
     enum ids_err (*meta_set)(struct store *s, const char *key, const char *value,
                              struct ids_error *err);
     enum ids_err (*run_start)(struct store *s, struct run_record *r, struct ids_error *err);
-    enum ids_err (*run_finish)(struct store *s, const struct run_record *r,
-                               struct ids_error *err);
+    enum ids_err (*run_finish)(struct store *s, const struct run_record *r, struct ids_error *err);
     enum ids_err (*run_add_error)(struct store *s, const struct run_error *e,
                                   struct ids_error *err);
     enum ids_err (*run_get)(struct store *s, int64_t id, struct run_record *out,
                             struct ids_error *err);
-    enum ids_err (*runs_list)(struct store *s, int64_t before, size_t max,
-                              struct run_record **out, size_t *n, struct ids_error *err);
+    enum ids_err (*runs_list)(struct store *s, int64_t before, size_t max, struct run_record **out,
+                              size_t *n, struct ids_error *err);
     enum ids_err (*run_errors)(struct store *s, int64_t run, size_t offset, size_t max,
                                struct run_error **out, size_t *n, struct ids_error *err);
-    enum ids_err (*run_error_count)(struct store *s, int64_t run, long *n,
-                                    struct ids_error *err);
+    enum ids_err (*run_error_count)(struct store *s, int64_t run, long *n, struct ids_error *err);
     enum ids_err (*lock_acquire)(struct store *s, const char *holder, struct ids_error *err);
     void (*lock_release)(struct store *s);
 };

@@ -13,30 +13,30 @@
 #include <stdarg.h>
 
 /* X(code, name, description) */
-#define IDS_ERR_LIST                                                                                  \
-    X(IDS_OK, "ok", "success")                                                                        \
-    X(IDS_DONE, "done", "no more items")                                                              \
-    X(IDS_EAGAIN, "again", "nothing ready yet")                                                       \
-    X(IDS_ENOMEM, "no-memory", "out of memory")                                                       \
-    X(IDS_EINVAL, "invalid", "invalid argument")                                                      \
-    X(IDS_ECONFIG, "config", "configuration error")                                                   \
-    X(IDS_EUSAGE, "usage", "usage error")                                                             \
-    X(IDS_ENOTFOUND, "not-found", "object not found")                                                 \
-    X(IDS_EEXIST, "exists", "object already exists")                                                  \
-    X(IDS_EINPUT, "bad-input", "malformed input")                                                     \
-    X(IDS_EIO, "io", "input/output error")                                                            \
-    X(IDS_ESTORE, "store", "store error")                                                             \
-    X(IDS_EUNREACHABLE, "unreachable", "connected system unreachable")                               \
-    X(IDS_EPROTO, "protocol", "protocol error")                                                       \
-    X(IDS_EREJECTED, "rejected", "the connected system rejected the operation")                      \
-    X(IDS_EFULLREQUIRED, "full-required", "a full import is required")                               \
-    X(IDS_EEXPR, "expression", "expression error")                                                    \
-    X(IDS_ETOOBIG, "too-big", "value exceeds its limit")                                              \
-    X(IDS_ETHRESHOLD, "threshold", "stopped by a deletion threshold")                                \
-    X(IDS_EERRLIMIT, "error-limit", "stopped by the error limit")                                    \
-    X(IDS_EINTR, "interrupted", "interrupted by a signal")                                            \
-    X(IDS_EBUSY, "busy", "another run holds the lock")                                                \
-    X(IDS_EUNSUPPORTED, "unsupported", "operation not supported by this connector")                  \
+#define IDS_ERR_LIST                                                                               \
+    X(IDS_OK, "ok", "success")                                                                     \
+    X(IDS_DONE, "done", "no more items")                                                           \
+    X(IDS_EAGAIN, "again", "nothing ready yet")                                                    \
+    X(IDS_ENOMEM, "no-memory", "out of memory")                                                    \
+    X(IDS_EINVAL, "invalid", "invalid argument")                                                   \
+    X(IDS_ECONFIG, "config", "configuration error")                                                \
+    X(IDS_EUSAGE, "usage", "usage error")                                                          \
+    X(IDS_ENOTFOUND, "not-found", "object not found")                                              \
+    X(IDS_EEXIST, "exists", "object already exists")                                               \
+    X(IDS_EINPUT, "bad-input", "malformed input")                                                  \
+    X(IDS_EIO, "io", "input/output error")                                                         \
+    X(IDS_ESTORE, "store", "store error")                                                          \
+    X(IDS_EUNREACHABLE, "unreachable", "connected system unreachable")                             \
+    X(IDS_EPROTO, "protocol", "protocol error")                                                    \
+    X(IDS_EREJECTED, "rejected", "the connected system rejected the operation")                    \
+    X(IDS_EFULLREQUIRED, "full-required", "a full import is required")                             \
+    X(IDS_EEXPR, "expression", "expression error")                                                 \
+    X(IDS_ETOOBIG, "too-big", "value exceeds its limit")                                           \
+    X(IDS_ETHRESHOLD, "threshold", "stopped by a deletion threshold")                              \
+    X(IDS_EERRLIMIT, "error-limit", "stopped by the error limit")                                  \
+    X(IDS_EINTR, "interrupted", "interrupted by a signal")                                         \
+    X(IDS_EBUSY, "busy", "another run holds the lock")                                             \
+    X(IDS_EUNSUPPORTED, "unsupported", "operation not supported by this connector")                \
     X(IDS_EINTERNAL, "internal", "internal error")
 
 enum ids_err {
@@ -51,12 +51,18 @@ enum ids_err {
 
 /* The human side of an error. Owned by the caller, usually on its stack. */
 struct ids_error {
-    enum ids_err code;            /* same value the function returned */
-    int detail;                   /* LDAP result code, HTTP status, SQLite code; 0 if none */
-    char msg[IDS_ERROR_MSG_MAX];  /* one line, no trailing newline */
+    enum ids_err code;           /* same value the function returned */
+    int detail;                  /* LDAP result code, HTTP status, SQLite code; 0 if none */
+    char msg[IDS_ERROR_MSG_MAX]; /* one line, no trailing newline */
 };
 
-#define IDS_ERROR_INIT {IDS_OK, 0, {0}}
+#define IDS_ERROR_INIT                                                                             \
+    {                                                                                              \
+        IDS_OK, 0,                                                                                 \
+        {                                                                                          \
+            0                                                                                      \
+        }                                                                                          \
+    }
 
 /* Short stable name of a code ("not-found"), for JSON and logs. */
 const char *ids_err_name(enum ids_err code);

@@ -22,8 +22,8 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define log_debug(ev, ...) log_msg(LOG_DEBUG, ev, __VA_ARGS__)
-#define log_info(ev, ...) log_msg(LOG_INFO, ev, __VA_ARGS__)
-#define log_warn(ev, ...) log_msg(LOG_WARN, ev, __VA_ARGS__)
+#define log_info(ev, ...)  log_msg(LOG_INFO, ev, __VA_ARGS__)
+#define log_warn(ev, ...)  log_msg(LOG_WARN, ev, __VA_ARGS__)
 #define log_error(ev, ...) log_msg(LOG_ERROR, ev, __VA_ARGS__)
 
 #endif

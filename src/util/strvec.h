@@ -12,7 +12,10 @@ struct strvec {
 };
 
 extern const char *strvec_empty[];
-#define STRVEC_INIT {(char **)strvec_empty, 0, 0}
+#define STRVEC_INIT                                                                                \
+    {                                                                                              \
+        (char **)strvec_empty, 0, 0                                                                \
+    }
 
 void strvec_init(struct strvec *sv);
 /* Free every string and the vector; sv is empty and reusable. */
@@ -23,7 +26,8 @@ const char *strvec_push(struct strvec *sv, const char *s);
 const char *strvec_pushn(struct strvec *sv, const char *s, size_t len);
 /* Append s, taking ownership (s was malloc'ed). */
 void strvec_push_nodup(struct strvec *sv, char *s);
-const char *strvec_pushf(struct strvec *sv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *strvec_pushf(struct strvec *sv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Split s on `sep` (every occurrence; empty fields kept unless skip_empty). */
 void strvec_split(struct strvec *sv, const char *s, char sep, bool skip_empty);
 /* Index of the first string equal to s (strcasecmp when nocase), or -1. */

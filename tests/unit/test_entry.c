@@ -1,0 +1,150 @@
+/* Unit tests: entry.c (objects, changes, encoding, normalisation). */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "entry.h"
+#include "util/mem.h"
+
+static struct entry *sample(void)
+{
+    struct entry *e = entry_new("user", "a-1", "cn=Ann,ou=People,dc=x");
+
+    entry_add_str(e, "mail", "ann@x.example");
+    entry_add_str(e, "Member", "cn=b");
+    entry_add_str(e, "member", "cn=a");
+    entry_add_str(e, "member", "cn=a");
+    entry_add_value(e, "photo", "\0\1\2", 3);
+    return e;
+}
+
+static void test_canonical_and_hash(void **state)
+{
+    struct entry *a = sample();
+    struct entry *b = entry_new("user", "a-1", "cn=Ann,ou=People,dc=x");
+    struct attr *m;
+
+    (void)state;
+    entry_add_value(b, "photo", "\0\1\2", 3);
+    entry_add_str(b, "member", "cn=a");
+    entry_add_str(b, "MEMBER", "cn=b");
+    entry_add_str(b, "mail", "ann@x.example");
+    assert_int_equal(entry_hash(a), entry_hash(b));
+    m = entry_attr(a, "MEMBER");
+    assert_non_null(m);
+    assert_int_equal(m->nvals, 2); /* duplicate dropped, case-merged */
+    entry_add_str(b, "sn", "x");
+    assert_int_not_equal(entry_hash(a), entry_hash(b));
+    entry_remove_attr(b, "sn");
+    entry_set_dn(b, "cn=Other");
+    assert_int_not_equal(entry_hash(a), entry_hash(b));
+    entry_free(a);
+    entry_free(b);
+}
+
+static void test_encode_roundtrip(void **state)
+{
+    struct entry *a = sample();
+    struct entry *d = NULL;
+    struct strbuf sb = STRBUF_INIT;
+    struct ids_error err = IDS_ERROR_INIT;
+    size_t cut;
+
+    (void)state;
+    entry_attr(a, "member")->flags = ATTR_REF;
+    entry_attr(a, "mail")->source = 2;
+    entry_encode(a, &sb);
+    assert_int_equal(entry_decode(sb.buf, sb.len, &d, &err), IDS_OK);
+    assert_string_equal(d->dn, a->dn);
+    assert_string_equal(d->anchor, "a-1");
+    assert_int_equal(entry_attr(d, "member")->flags, ATTR_REF);
+    assert_int_equal(entry_attr(d, "mail")->source, 2);
+    assert_int_equal(entry_attr(d, "photo")->vals[0].len, 3);
+    assert_int_equal(entry_hash(a), entry_hash(d));
+    entry_free(d);
+    /* every truncation is a clean error */
+    for (cut = 0; cut < sb.len; cut++) {
+        d = NULL;
+        assert_int_equal(entry_decode(sb.buf, cut, &d, &err), IDS_EINPUT);
+        assert_null(d);
+    }
+    strbuf_release(&sb);
+    entry_free(a);
+}
+
+static void test_change_apply_and_codec(void **state)
+{
+    struct entry *e = sample();
+    struct change *c = change_new(CHANGE_MODIFY, "user", "a-1", e->dn);
+    struct change *d = NULL;
+    struct strbuf sb = STRBUF_INIT;
+    struct mod *m;
+
+    (void)state;
+    m = change_add_mod(c, MOD_ADD, "member", ATTR_REF);
+    attr_add_value(&m->attr, "cn=c", 4);
+    m = change_add_mod(c, MOD_DELETE, "member", ATTR_REF);
+    attr_add_value(&m->attr, "cn=a", 4);
+    m = change_add_mod(c, MOD_REPLACE, "mail", 0);
+    attr_add_value(&m->attr, "new@x", 5);
+    change_add_mod(c, MOD_DELETE, "photo", 0);
+    c->new_dn = xstrdup("cn=Ann2,ou=People,dc=x");
+    assert_int_equal(change_size(c), 5);
+    change_encode(c, &sb);
+    assert_int_equal(change_decode(sb.buf, sb.len, &d, NULL), IDS_OK);
+    change_apply(d, e);
+    assert_string_equal(e->dn, "cn=Ann2,ou=People,dc=x");
+    assert_string_equal(entry_first(e, "mail"), "new@x");
+    assert_null(entry_attr(e, "photo"));
+    assert_true(attr_has_value(entry_attr(e, "member"), "cn=c", 4));
+    assert_false(attr_has_value(entry_attr(e, "member"), "cn=a", 4));
+    assert_true(attr_has_value(entry_attr(e, "member"), "cn=b", 4));
+    strbuf_release(&sb);
+    change_to_json(d, &sb);
+    assert_non_null(strstr(sb.buf, "\"op\":\"modify\""));
+    assert_non_null(strstr(sb.buf, "\"reference\":true"));
+    strbuf_release(&sb);
+    change_free(c);
+    change_free(d);
+    entry_free(e);
+}
+
+static void test_json_binary(void **state)
+{
+    struct entry *e = sample();
+    struct strbuf sb = STRBUF_INIT;
+
+    (void)state;
+    entry_to_json(e, &sb);
+    assert_non_null(strstr(sb.buf, "{\"base64\":\"AAEC\"}"));
+    assert_non_null(strstr(sb.buf, "\"mail\":[\"ann@x.example\"]"));
+    strbuf_release(&sb);
+    entry_free(e);
+}
+
+static void test_normalize(void **state)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    (void)state;
+    value_normalize(&sb, "  Ann.Lee@X.Example \t", 21);
+    assert_string_equal(sb.buf, "ann.lee@x.example");
+    strbuf_reset(&sb);
+    value_normalize(&sb, "\xc3\x89LODIE \xd0\x90\xd0\xbd\xd0\xbd\xc5\x81", 16);
+    assert_string_equal(sb.buf, "\xc3\xa9lodie \xd0\xb0\xd0\xbd\xd0\xbd\xc5\x82");
+    strbuf_release(&sb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_canonical_and_hash),
+        cmocka_unit_test(test_encode_roundtrip),
+        cmocka_unit_test(test_change_apply_and_codec),
+        cmocka_unit_test(test_json_binary),
+        cmocka_unit_test(test_normalize),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,130 @@
+/* Unit tests: util/ (strbuf, strvec, codec, error). */
+#include "testutil.h"
+
+#include <string.h>
+
+#include "util/codec.h"
+#include "util/error.h"
+#include "util/strbuf.h"
+#include "util/strvec.h"
+
+static void test_strbuf(void **state)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    (void)state;
+    assert_string_equal(sb.buf, "");
+    strbuf_addf(&sb, "%s-%d", "abc", 42);
+    strbuf_addch(&sb, '!');
+    assert_string_equal(sb.buf, "abc-42!");
+    sb.max = 8;
+    assert_int_equal(strbuf_add_checked(&sb, "x", 1), IDS_OK);
+    assert_int_equal(strbuf_add_checked(&sb, "y", 1), IDS_ETOOBIG);
+    assert_int_equal(sb.len, 8);
+    strbuf_reset(&sb);
+    strbuf_add_json_str(&sb, "a\"b\\\n\x01", 6);
+    assert_string_equal(sb.buf, "\"a\\\"b\\\\\\n\\u0001\"");
+    strbuf_release(&sb);
+}
+
+static void test_strvec(void **state)
+{
+    struct strvec sv = STRVEC_INIT;
+
+    (void)state;
+    strvec_split(&sv, "a;;b;c", ';', true);
+    assert_int_equal(sv.nr, 3);
+    assert_string_equal(sv.v[2], "c");
+    assert_null(sv.v[3]);
+    assert_int_equal(strvec_find(&sv, "B", true), 1);
+    assert_int_equal(strvec_find(&sv, "B", false), -1);
+    strvec_clear(&sv);
+    assert_int_equal(sv.nr, 0);
+}
+
+static void test_base64(void **state)
+{
+    struct strbuf sb = STRBUF_INIT;
+    struct strbuf dec = STRBUF_INIT;
+    const char *in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    const char *out[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 7; i++) {
+        strbuf_reset(&sb);
+        strbuf_reset(&dec);
+        base64_encode(&sb, in[i], strlen(in[i]));
+        assert_string_equal(sb.buf, out[i]);
+        assert_int_equal(base64_decode(&dec, sb.buf, sb.len), IDS_OK);
+        assert_string_equal(dec.buf, in[i]);
+    }
+    strbuf_reset(&dec);
+    assert_int_equal(base64_decode(&dec, "Zm9v!", 5), IDS_EINPUT);
+    assert_int_equal(base64_decode(&dec, "Zm9", 3), IDS_EINPUT);
+    assert_int_equal(dec.len, 0);
+    strbuf_release(&sb);
+    strbuf_release(&dec);
+}
+
+static void test_guid_sid(void **state)
+{
+    /* objectGUID bytes as AD stores them, and the canonical string */
+    const unsigned char g[16] = {0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66,
+                                 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+    const unsigned char sid[] = {1, 4, 0, 0, 0, 0, 0, 5, 21,   0, 0, 0,
+                                 1, 0, 0, 0, 2, 0, 0, 0, 0xe9, 3, 0, 0};
+    struct strbuf sb = STRBUF_INIT;
+    struct strbuf back = STRBUF_INIT;
+
+    (void)state;
+    assert_int_equal(guid_to_string(&sb, g, 16), IDS_OK);
+    assert_string_equal(sb.buf, "00112233-4455-6677-8899-aabbccddeeff");
+    assert_int_equal(guid_from_string(&back, sb.buf), IDS_OK);
+    assert_int_equal(back.len, 16);
+    assert_memory_equal(back.buf, g, 16);
+    assert_int_equal(guid_to_string(&sb, g, 15), IDS_EINPUT);
+    strbuf_reset(&back);
+    assert_int_equal(guid_from_string(&back, "0011-zz"), IDS_EINPUT);
+    strbuf_reset(&sb);
+    assert_int_equal(sid_to_string(&sb, sid, sizeof(sid)), IDS_OK);
+    assert_string_equal(sb.buf, "S-1-5-21-1-2-1001");
+    assert_int_equal(sid_to_string(&sb, sid, 10), IDS_EINPUT);
+    strbuf_release(&sb);
+    strbuf_release(&back);
+}
+
+static void test_utf8(void **state)
+{
+    (void)state;
+    assert_true(utf8_valid("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80", 15));
+    assert_false(utf8_valid("\xc0\xaf", 2));     /* overlong */
+    assert_false(utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+    assert_false(utf8_valid("\xe2\x82", 2));     /* truncated */
+    assert_false(value_is_text("a\0b", 3));
+    assert_true(value_is_text("a\tb", 3));
+}
+
+static void test_error(void **state)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+
+    (void)state;
+    assert_int_equal(ids_error_set(&err, IDS_EINPUT, "row %d", 3), IDS_EINPUT);
+    ids_error_prefix(&err, "file %s", "a.csv");
+    assert_string_equal(err.msg, "file a.csv: row 3");
+    assert_string_equal(ids_err_name(IDS_ETHRESHOLD), "threshold");
+    assert_int_equal(hash64("abc", 3, 0), hash64("abc", 3, 0));
+    assert_int_not_equal(hash64("abc", 3, 0), hash64("abd", 3, 0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strbuf), cmocka_unit_test(test_strvec),
+        cmocka_unit_test(test_base64), cmocka_unit_test(test_guid_sid),
+        cmocka_unit_test(test_utf8),   cmocka_unit_test(test_error),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
