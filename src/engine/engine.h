@@ -18,6 +18,7 @@
 #ifndef IDSYNC_ENGINE_H
 #define IDSYNC_ENGINE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -36,6 +37,12 @@ struct engine_opts {
      * ({"connector","op","type","anchor","dn","new_dn","changes":[{"attr","op",
      * "old":[...],"new":[...]}]}), or NULL. Owned by the caller. */
     FILE *report;
+    /* Stop request, or NULL (appended for the daemon, issue 6: its SIGTERM
+     * handler sets *stop to non-zero). When set, a step finishes and commits
+     * the batch it is in, records its run as failed with a message saying it
+     * was interrupted, and returns IDS_EINTR; a cycle starts no further step.
+     * The store is left consistent: running the step again completes it. */
+    const volatile sig_atomic_t *stop;
 };
 
 enum ids_err engine_new(struct config *cfg, struct store *store, const struct engine_opts *opts,
