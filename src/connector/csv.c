@@ -1,15 +1,1827 @@
-/* placeholder: the csv connector is being written (see its issue). */
+/* csv.c - the CSV connector (RFC 4180 files), source and target.
+ *
+ * One object type = one file (a connector with one object type may set
+ * `path` at the connector level). The header row names the columns; the
+ * `key` column is the anchor; `dn_column` (optional) the DN, else the key.
+ * Cells of other columns hold values separated by `separator` (";").
+ *
+ * Read: a cursor streams each file record by record (csvparse.c), hashing
+ * the bytes it reads; the watermark is "csv1:" + "SIZE:HASH" per file.
+ * A delta read only compares watermarks (same: nothing; different:
+ * IDS_EFULLREQUIRED).
+ *
+ * Write: submit() queues modifies and deletes in memory and appends adds to
+ * an anonymous side file; export_end() streams the existing file into a
+ * temp file next to it, applying the queued changes by key, appends the
+ * adds, and renames the temp file over the original (fsync of both). The
+ * results are delivered by poll() after that. See docs/internals/connectors.md.
+ */
 #include "connector/connector.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "connector/csvparse.h"
+#include "connector/fileio.h"
+#include "util/codec.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strvec.h"
+#include "util/banned.h"
+
+#define NO_COL    SIZE_MAX
+#define OUT_FLUSH (256u * 1024u)
+
+static const struct config_option csv_options[] = {
+    {"path", OPT_PATH, NULL, 0, 0, NULL, false,
+     "CSV file (RFC 4180, UTF-8) read and written; relative to the configuration file. "
+     "May be set per object type instead, when each type has its own file."},
+    {"key", OPT_STRING, NULL, 0, 0, NULL, false,
+     "Key column: the anchor of each row, unique and never empty (may be set per object type)."},
+    {"dn_column", OPT_STRING, NULL, 0, 0, NULL, false,
+     "Column holding the object's DN or identifier; default: the key."},
+    {"delimiter", OPT_STRING, ",", 0, 0, NULL, false, "Field delimiter: one character, or `tab`."},
+    {"separator", OPT_STRING, ";", 0, 0, NULL, false,
+     "Separator of the values of a multi-valued cell (one character); written escaped as "
+     "`\\;` inside a value, a backslash as `\\\\`."},
+    {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
+};
+
+static const struct config_option csv_object_options[] = {
+    {"path", OPT_PATH, NULL, 0, 0, NULL, false,
+     "CSV file of this object type (when the connector has several)."},
+    {"key", OPT_STRING, NULL, 0, 0, NULL, false, "Key column of this object type."},
+    {"dn_column", OPT_STRING, NULL, 0, 0, NULL, false, "DN column of this object type."},
+    {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
+};
+
+/* One queued modify or delete. */
+struct csv_pending {
+    uint64_t tag;
+    struct change *ch;
+    char *key;   /* the row it addresses */
+    size_t next; /* next pending with the same key hash, +1 (0 = none) */
+    bool done;
+    enum ids_err code;
+    struct ids_error err;
+    char *new_key; /* the key after the change, when it changed */
+    char *new_dn;  /* the DN after the change, when it changed */
+};
+
+/* Status of an add, by its record offset in the side file (add_status). */
+#define ADD_PRESENT  1u /* the row already existed with the same values */
+#define ADD_CONFLICT 2u /* the key exists with other values; line << 2 */
+
+struct csv_type {
+    const struct object_type_config *ot;
+    char *path;
+    const char *key;       /* key column name */
+    const char *dn_column; /* NULL: the DN is the key */
+    size_t index;
+
+    /* export state (export_begin .. last poll) */
+    bool exists; /* the file existed at export_begin */
+    bool bom;
+    char eol[3];
+    struct strvec cols;      /* columns of the file written */
+    struct strvec orig_cols; /* header of the existing file */
+    int adds_fd;             /* side file of adds, -1 when none */
+    uint64_t adds_size;
+    size_t nadds;
+    struct u64map add_index;  /* key hash -> record offset in the side file */
+    struct u64map add_status; /* record offset -> ADD_* */
+    struct csv_pending *pend;
+    size_t npend, palloc;
+    struct u64map pend_index; /* key hash -> first pending index + 1 */
+    enum ids_err fail_code;   /* the snapshot of this file could not be written */
+    struct ids_error fail_err;
+    /* poll position */
+    size_t poll_pend;
+    uint64_t poll_add_off;
+};
+
+struct csv_conn {
+    struct connector base; /* MUST be first */
+    char delim;
+    char sep;
+    size_t ntypes;
+    struct csv_type *types;
+    bool exporting; /* between export_begin and the last result */
+    bool ended;     /* export_end ran */
+    size_t poll_type;
+};
+
+struct csv_cursor {
+    struct csv_conn *conn;
+    bool changes_only; /* read_changes with an unchanged file: yields nothing */
+    size_t ti;         /* current object type */
+    bool open;
+    struct file_reader r;
+    uint64_t line;
+    struct csv_record rec;
+    struct strvec header;
+    size_t key_col, dn_col;
+    bool *keep; /* per header column */
+    bool *is_ref;
+    struct u64map seen; /* key hash -> (type << 32 | line) */
+    struct strbuf wm;   /* watermark being built */
+    bool bom;           /* the current file starts with a UTF-8 BOM */
+    bool done;
+};
+
+static const char *opt_of(const struct csv_conn *cc, const struct csv_type *t, const char *key)
+{
+    const char *v = NULL;
+
+    if (t != NULL && t->ot != NULL) {
+        v = file_opt(&t->ot->opts, key);
+    }
+    if (v == NULL) {
+        v = file_opt(&cc->base.cfg->opts, key);
+    }
+    return v;
+}
+
+static enum ids_err one_char(const char *v, const char *what, char def, char *out,
+                             struct ids_error *err)
+{
+    if (v == NULL) {
+        *out = def;
+        return IDS_OK;
+    }
+    if (strcmp(v, "tab") == 0 || strcmp(v, "\\t") == 0) {
+        *out = '\t';
+        return IDS_OK;
+    }
+    if (strlen(v) != 1 || v[0] == '"' || v[0] == '\r' || v[0] == '\n') {
+        return ids_error_set(err, IDS_ECONFIG,
+                             "%s must be one character (not a quote or line end), not \"%s\"", what,
+                             v);
+    }
+    *out = v[0];
+    return IDS_OK;
+}
+
+static void csv_type_export_reset(struct csv_type *t);
+
+static void csv_free(struct csv_conn *cc)
+{
+    size_t i;
+
+    if (cc == NULL) {
+        return;
+    }
+    for (i = 0; i < cc->ntypes; i++) {
+        csv_type_export_reset(&cc->types[i]);
+        free(cc->types[i].path);
+    }
+    free(cc->types);
+    free(cc);
+}
+
 static enum ids_err csv_create(const struct connector_config *cfg, struct connector **out,
+                               struct ids_error *err)
+{
+    struct csv_conn *cc = xcalloc(1, sizeof(*cc));
+    enum ids_err ret;
+    size_t i, j;
+
+    *out = NULL;
+    cc->base.cfg = cfg;
+    ret = one_char(file_opt(&cfg->opts, "delimiter"), "delimiter", ',', &cc->delim, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    ret = one_char(file_opt(&cfg->opts, "separator"), "separator", ';', &cc->sep, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (cc->sep == cc->delim || cc->sep == '\\') {
+        ret = ids_error_set(err, IDS_ECONFIG,
+                            "separator must differ from the delimiter and the backslash");
+        goto done;
+    }
+    if (cfg->nobjects == 0) {
+        ret = ids_error_set(err, IDS_ECONFIG, "a csv connector needs one object type (objects:)");
+        goto done;
+    }
+    cc->ntypes = cfg->nobjects;
+    cc->types = xcalloc(cc->ntypes, sizeof(*cc->types));
+    for (i = 0; i < cc->ntypes; i++) {
+        struct csv_type *t = &cc->types[i];
+        const char *path;
+
+        t->ot = &cfg->objects[i];
+        t->index = i;
+        t->adds_fd = -1;
+        path = file_opt(&t->ot->opts, "path");
+        if (path == NULL && cc->ntypes > 1) {
+            ret = ids_error_set(err, IDS_ECONFIG,
+                                "object type %s: each object type needs its own path "
+                                "when there are several",
+                                t->ot->name);
+            goto done;
+        }
+        if (path == NULL) {
+            path = file_opt(&cfg->opts, "path");
+        }
+        if (path == NULL || path[0] == '\0') {
+            ret = ids_error_set(err, IDS_ECONFIG, "object type %s: no path", t->ot->name);
+            goto done;
+        }
+        t->path = file_resolve_path(cfg, path);
+        for (j = 0; j < i; j++) {
+            if (strcmp(cc->types[j].path, t->path) == 0) {
+                ret = ids_error_set(err, IDS_ECONFIG, "object types %s and %s share the file %s",
+                                    cc->types[j].ot->name, t->ot->name, t->path);
+                goto done;
+            }
+        }
+        t->key = opt_of(cc, t, "key");
+        if (t->key == NULL || t->key[0] == '\0') {
+            ret = ids_error_set(err, IDS_ECONFIG, "object type %s: no key column (key:)",
+                                t->ot->name);
+            goto done;
+        }
+        t->dn_column = opt_of(cc, t, "dn_column");
+        if (t->dn_column != NULL && t->dn_column[0] == '\0') {
+            t->dn_column = NULL;
+        }
+    }
+    *out = &cc->base;
+    cc = NULL;
+    ret = IDS_OK;
+done:
+    csv_free(cc);
+    return ret;
+}
+
+static enum ids_err csv_open(struct connector *c, struct ids_error *err)
+{
+    struct csv_conn *cc = (struct csv_conn *)c;
+    size_t i;
+
+    for (i = 0; i < cc->ntypes; i++) {
+        const char *path = cc->types[i].path;
+        const char *slash = strrchr(path, '/');
+        struct stat st;
+
+        if (stat(path, &st) == 0) {
+            if (!S_ISREG(st.st_mode)) {
+                return ids_error_set(err, IDS_EUNREACHABLE, "%s: not a regular file", path);
+            }
+            if (access(path, R_OK) != 0) {
+                return ids_error_set(err, IDS_EUNREACHABLE, "%s: %s", path, strerror(errno));
+            }
+        } else if (errno != ENOENT) {
+            return ids_error_set(err, IDS_EUNREACHABLE, "%s: %s", path, strerror(errno));
+        } else if (slash != NULL) {
+            char *dir = xmemdup(path, slash == path ? 1 : (size_t)(slash - path));
+            int rc = stat(dir, &st);
+
+            if (rc != 0 || !S_ISDIR(st.st_mode)) {
+                ids_error_set(err, IDS_EUNREACHABLE, "%s: folder %s does not exist", path, dir);
+                free(dir);
+                return IDS_EUNREACHABLE;
+            }
+            free(dir);
+        }
+    }
+    return IDS_OK;
+}
+
+static void csv_close(struct connector *c)
+{
+    csv_free((struct csv_conn *)c);
+}
+
+/* ---- reading --------------------------------------------------------- */
+
+static bool ref_attr(const struct object_type_config *ot, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < ot->nrefs; i++) {
+        if (strcasecmp(ot->refs[i].attr, name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool configured(const struct object_type_config *ot, const char *name)
+{
+    return ot->attributes.nr == 0 || strvec_find(&ot->attributes, name, true) >= 0;
+}
+
+static void cursor_close_file(struct csv_cursor *cur)
+{
+    if (cur->open) {
+        file_reader_close(&cur->r);
+    }
+    cur->open = false;
+    strvec_clear(&cur->header);
+    free(cur->keep);
+    cur->keep = NULL;
+    free(cur->is_ref);
+    cur->is_ref = NULL;
+}
+
+static void csv_cursor_free(struct connector_cursor *c)
+{
+    struct csv_cursor *cur = (struct csv_cursor *)c;
+
+    if (cur == NULL) {
+        return;
+    }
+    cursor_close_file(cur);
+    csv_record_release(&cur->rec);
+    u64map_release(&cur->seen);
+    strbuf_release(&cur->wm);
+    free(cur);
+}
+
+static void wm_sep(struct csv_cursor *cur)
+{
+    strbuf_addch(&cur->wm, cur->ti == 0 ? ':' : ',');
+}
+
+/* Skip a UTF-8 byte order mark at the start of the file. Returns true when
+ * there was one. */
+static bool skip_bom(struct file_reader *r)
+{
+    if (file_reader_peek(r) == 0xEF) {
+        file_reader_getc(r);
+        if (file_reader_peek(r) == 0xBB) {
+            file_reader_getc(r);
+            if (file_reader_peek(r) == 0xBF) {
+                file_reader_getc(r);
+                return true;
+            }
+        }
+        file_reader_seek(r, 0);
+    }
+    return false;
+}
+
+/* Read and check the header of the current file. */
+static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, struct ids_error *err)
+{
+    struct csv_record *rec = &cur->rec;
+    enum csv_status st;
+    size_t i, j;
+
+    cur->bom = skip_bom(&cur->r);
+    st = csv_read_record(&cur->r, cur->conn->delim, &cur->line, rec);
+    if (st == CSV_REC_IOERR) {
+        return ids_error_set(err, IDS_EIO, "%s: %s", t->path, strerror(cur->r.err));
+    }
+    if (st == CSV_REC_EOF) {
+        return IDS_DONE; /* an empty file: no header, no rows */
+    }
+    if (rec->too_big || rec->unterminated || rec->bad_quote_field != SIZE_MAX) {
+        return ids_error_set(err, IDS_EPROTO, "%s:%" PRIu64 ": malformed header row", t->path,
+                             rec->line);
+    }
+    cur->key_col = NO_COL;
+    cur->dn_col = NO_COL;
+    for (i = 0; i < rec->nf; i++) {
+        const char *name = csv_field_str(rec, i);
+
+        if (rec->f[i].len == 0 || strlen(name) != rec->f[i].len ||
+            !utf8_valid(name, rec->f[i].len)) {
+            return ids_error_set(err, IDS_EPROTO,
+                                 "%s:%" PRIu64 ": header column %zu is empty or not UTF-8", t->path,
+                                 rec->line, i + 1);
+        }
+        for (j = 0; j < i; j++) {
+            if (strcasecmp(cur->header.v[j], name) == 0) {
+                return ids_error_set(err, IDS_EPROTO,
+                                     "%s:%" PRIu64 ": column \"%s\" appears twice in the header",
+                                     t->path, rec->line, name);
+            }
+        }
+        strvec_push(&cur->header, name);
+        if (strcasecmp(name, t->key) == 0) {
+            cur->key_col = i;
+        }
+        if (t->dn_column != NULL && strcasecmp(name, t->dn_column) == 0) {
+            cur->dn_col = i;
+        }
+    }
+    if (cur->key_col == NO_COL) {
+        return ids_error_set(err, IDS_ECONFIG,
+                             "%s:%" PRIu64 ": the key column \"%s\" is not in the header", t->path,
+                             rec->line, t->key);
+    }
+    if (t->dn_column != NULL && cur->dn_col == NO_COL) {
+        return ids_error_set(err, IDS_ECONFIG,
+                             "%s:%" PRIu64 ": the DN column \"%s\" is not in the header", t->path,
+                             rec->line, t->dn_column);
+    }
+    cur->keep = xcalloc(rec->nf, sizeof(*cur->keep));
+    cur->is_ref = xcalloc(rec->nf, sizeof(*cur->is_ref));
+    for (i = 0; i < rec->nf; i++) {
+        cur->keep[i] = i == cur->key_col || configured(t->ot, cur->header.v[i]);
+        cur->is_ref[i] = ref_attr(t->ot, cur->header.v[i]);
+    }
+    for (i = 0; i < t->ot->attributes.nr; i++) {
+        if (strvec_find(&cur->header, t->ot->attributes.v[i], true) < 0) {
+            log_warn("csv-missing-column", "connector=%s file=%s column=%s", cur->conn->base.name,
+                     t->path, t->ot->attributes.v[i]);
+        }
+    }
+    return IDS_OK;
+}
+
+/* Open the next file; IDS_DONE when there is none left. */
+static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err)
+{
+    struct csv_conn *cc = cur->conn;
+    enum ids_err ret;
+
+    while (cur->ti < cc->ntypes) {
+        struct csv_type *t = &cc->types[cur->ti];
+
+        ret = file_reader_open(&cur->r, t->path, err);
+        if (ret == IDS_ENOTFOUND) {
+            log_warn("csv-no-file", "connector=%s file=%s (read as empty)", cc->base.name, t->path);
+            wm_sep(cur);
+            strbuf_addstr(&cur->wm, "-");
+            cur->ti++;
+            continue;
+        }
+        if (ret != IDS_OK) {
+            return ret;
+        }
+        cur->open = true;
+        cur->line = 1;
+        ret = read_header(cur, t, err);
+        if (ret == IDS_DONE) {
+            /* empty file */
+            ret = file_reader_drain(&cur->r, err);
+            if (ret != IDS_OK) {
+                return ret;
+            }
+            wm_sep(cur);
+            file_reader_watermark(&cur->r, &cur->wm);
+            cursor_close_file(cur);
+            cur->ti++;
+            continue;
+        }
+        return ret;
+    }
+    return IDS_DONE;
+}
+
+static enum ids_err new_cursor(struct csv_conn *cc, struct csv_cursor **out)
+{
+    struct csv_cursor *cur = xcalloc(1, sizeof(*cur));
+
+    cur->conn = cc;
+    csv_record_init(&cur->rec);
+    strvec_init(&cur->header);
+    strbuf_init(&cur->wm, 0);
+    strbuf_addstr(&cur->wm, "csv1");
+    *out = cur;
+    return IDS_OK;
+}
+
+static enum ids_err csv_read_full(struct connector *c, struct connector_cursor **out,
+                                  struct ids_error *err)
+{
+    struct csv_cursor *cur;
+
+    (void)err;
+    new_cursor((struct csv_conn *)c, &cur);
+    *out = (struct connector_cursor *)cur;
+    return IDS_OK;
+}
+
+static void current_watermark(struct csv_conn *cc, struct strbuf *out, enum ids_err *ret,
                               struct ids_error *err)
 {
-    (void)cfg;
+    size_t i;
+    uint64_t size;
+
+    strbuf_addstr(out, "csv1");
+    *ret = IDS_OK;
+    for (i = 0; i < cc->ntypes && *ret == IDS_OK; i++) {
+        strbuf_addch(out, i == 0 ? ':' : ',');
+        *ret = file_watermark(cc->types[i].path, UINT64_MAX, out, &size, err);
+    }
+}
+
+static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
+                                     struct connector_cursor **out, struct ids_error *err)
+{
+    struct csv_conn *cc = (struct csv_conn *)c;
+    struct strbuf now = STRBUF_INIT;
+    struct csv_cursor *cur = NULL;
+    enum ids_err ret;
+
     *out = NULL;
-    return ids_error_set(err, IDS_EUNSUPPORTED, "the csv connector is not built yet");
+    if (watermark == NULL || watermark[0] == '\0') {
+        ret = ids_error_set(err, IDS_EFULLREQUIRED, "no watermark: the file was never imported");
+        goto done;
+    }
+    current_watermark(cc, &now, &ret, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (strcmp(now.buf, watermark) != 0) {
+        ret = ids_error_set(err, IDS_EFULLREQUIRED, "%s: file changed since the last import",
+                            cc->ntypes == 1 ? cc->types[0].path : "a csv file");
+        goto done;
+    }
+    new_cursor(cc, &cur);
+    cur->changes_only = true;
+    strbuf_reset(&cur->wm);
+    strbuf_addbuf(&cur->wm, &now);
+    cur->done = true;
+    *out = (struct connector_cursor *)cur;
+    ret = IDS_OK;
+done:
+    strbuf_release(&now);
+    return ret;
+}
+
+/* "file:line" prefix of a row message. */
+static void row_where(struct strbuf *sb, const struct csv_type *t, uint64_t line)
+{
+    strbuf_addf(sb, "%s:%" PRIu64, t->path, line);
+}
+
+/* Check one row and build its entry. IDS_EINPUT with err set for a bad row. */
+static enum ids_err row_to_entry(struct csv_cursor *cur, struct csv_type *t, struct entry **out,
+                                 struct ids_error *err)
+{
+    struct csv_record *rec = &cur->rec;
+    struct strbuf where = STRBUF_INIT;
+    struct strvec vals = STRVEC_INIT;
+    struct entry *e = NULL;
+    const char *key;
+    enum ids_err ret = IDS_OK;
+    uint64_t h, prev;
+    size_t i, j;
+
+    *out = NULL;
+    row_where(&where, t, rec->line);
+    if (rec->too_big) {
+        ret = ids_error_set(err, IDS_EINPUT, "%s: row longer than %u bytes, skipped", where.buf,
+                            CSV_RECORD_MAX);
+        goto done;
+    }
+    if (rec->unterminated) {
+        ret = ids_error_set(
+            err, IDS_EINPUT, "%s: column \"%s\": quoted field not terminated (no closing quote)",
+            where.buf,
+            rec->unterminated_field < cur->header.nr ? cur->header.v[rec->unterminated_field]
+                                                     : "(extra)");
+        goto done;
+    }
+    if (rec->nf != cur->header.nr) {
+        ret = ids_error_set(err, IDS_EINPUT, "%s: %zu fields, the header has %zu", where.buf,
+                            rec->nf, cur->header.nr);
+        goto done;
+    }
+    if (rec->bad_quote_field != SIZE_MAX) {
+        ret = ids_error_set(err, IDS_EINPUT, "%s: column \"%s\": text after the closing quote",
+                            where.buf, cur->header.v[rec->bad_quote_field]);
+        goto done;
+    }
+    for (i = 0; i < rec->nf; i++) {
+        const char *s = csv_field_str(rec, i);
+
+        if (!utf8_valid(s, rec->f[i].len)) {
+            ret = ids_error_set(err, IDS_EINPUT, "%s: column \"%s\": invalid UTF-8", where.buf,
+                                cur->header.v[i]);
+            goto done;
+        }
+        if (strlen(s) != rec->f[i].len) {
+            ret = ids_error_set(err, IDS_EINPUT, "%s: column \"%s\": contains a NUL byte",
+                                where.buf, cur->header.v[i]);
+            goto done;
+        }
+    }
+    key = csv_field_str(rec, cur->key_col);
+    if (key[0] == '\0') {
+        ret = ids_error_set(err, IDS_EINPUT, "%s: column \"%s\": empty key", where.buf,
+                            cur->header.v[cur->key_col]);
+        goto done;
+    }
+    h = file_key_hash(key, strlen(key));
+    if (u64map_get(&cur->seen, h, &prev)) {
+        const struct csv_type *pt = &cur->conn->types[prev >> 32];
+
+        ret = ids_error_set(
+            err, IDS_EINPUT, "%s: column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu64 ")",
+            where.buf, cur->header.v[cur->key_col], key, pt->path, prev & 0xffffffffu);
+        goto done;
+    }
+    u64map_put(&cur->seen, h, ((uint64_t)cur->ti << 32) | (rec->line & 0xffffffffu));
+
+    e = entry_new(t->ot->name, key,
+                  cur->dn_col != NO_COL && rec->f[cur->dn_col].len > 0
+                      ? csv_field_str(rec, cur->dn_col)
+                      : (cur->dn_col != NO_COL ? NULL : key));
+    for (i = 0; i < rec->nf; i++) {
+        const char *s = csv_field_str(rec, i);
+        struct attr *a;
+
+        if (!cur->keep[i] || rec->f[i].len == 0) {
+            continue;
+        }
+        if (i == cur->key_col || i == cur->dn_col) {
+            entry_add_value(e, cur->header.v[i], s, rec->f[i].len);
+        } else {
+            strvec_clear(&vals);
+            csv_split_values(s, rec->f[i].len, cur->conn->sep, &vals);
+            for (j = 0; j < vals.nr; j++) {
+                entry_add_str(e, cur->header.v[i], vals.v[j]);
+            }
+        }
+        a = entry_attr(e, cur->header.v[i]);
+        if (a != NULL && cur->is_ref[i]) {
+            a->flags |= ATTR_REF;
+        }
+    }
+    *out = e;
+    e = NULL;
+done:
+    entry_free(e);
+    strvec_clear(&vals);
+    strbuf_release(&where);
+    return ret;
+}
+
+static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item *item,
+                                    struct ids_error *err)
+{
+    struct csv_cursor *cur = (struct csv_cursor *)c;
+    struct csv_conn *cc = cur->conn;
+    enum ids_err ret;
+
+    memset(item, 0, sizeof(*item));
+    for (;;) {
+        struct csv_type *t;
+        enum csv_status st;
+
+        if (cur->done) {
+            return IDS_DONE;
+        }
+        if (!cur->open) {
+            ret = open_next_file(cur, err);
+            if (ret == IDS_DONE) {
+                cur->done = true;
+                return IDS_DONE;
+            }
+            if (ret != IDS_OK) {
+                cur->done = true;
+                return ret;
+            }
+        }
+        t = &cc->types[cur->ti];
+        st = csv_read_record(&cur->r, cc->delim, &cur->line, &cur->rec);
+        if (st == CSV_REC_IOERR) {
+            cur->done = true;
+            return ids_error_set(err, IDS_EIO, "%s: %s", t->path, strerror(cur->r.err));
+        }
+        if (st == CSV_REC_EOF) {
+            wm_sep(cur);
+            file_reader_watermark(&cur->r, &cur->wm);
+            cursor_close_file(cur);
+            cur->ti++;
+            continue;
+        }
+        if (csv_record_blank(&cur->rec)) {
+            continue;
+        }
+        ret = row_to_entry(cur, t, &item->entry, err);
+        if (ret != IDS_OK) {
+            return ret;
+        }
+        item->op = CHANGE_ADD;
+        return IDS_OK;
+    }
+}
+
+static enum ids_err csv_cursor_watermark(struct connector_cursor *c, struct strbuf *out,
+                                         struct ids_error *err)
+{
+    struct csv_cursor *cur = (struct csv_cursor *)c;
+
+    if (!cur->done || cur->open) {
+        return ids_error_set(err, IDS_EINVAL, "csv: watermark asked before the end of the read");
+    }
+    strbuf_addbuf(out, &cur->wm);
+    return IDS_OK;
+}
+
+static enum ids_err csv_check(struct connector *c, struct strbuf *report, struct ids_error *err)
+{
+    struct csv_conn *cc = (struct csv_conn *)c;
+    struct csv_cursor *cur;
+    struct read_item item;
+    struct ids_error rowerr = IDS_ERROR_INIT;
+    long *objects = xcalloc(cc->ntypes, sizeof(*objects));
+    long *bad = xcalloc(cc->ntypes, sizeof(*bad));
+    enum ids_err ret;
+    size_t i;
+
+    new_cursor(cc, &cur);
+    for (;;) {
+        ret = csv_cursor_next((struct connector_cursor *)cur, &item, &rowerr);
+        if (ret == IDS_DONE) {
+            break;
+        }
+        if (ret == IDS_OK) {
+            objects[cur->ti]++;
+            read_item_release(&item);
+        } else if (ret == IDS_EINPUT) {
+            if (bad[cur->ti]++ == 0) {
+                strbuf_addf(report, "first bad row: %s\n", rowerr.msg);
+            }
+        } else {
+            ids_error_set(err, ret, "%s", rowerr.msg);
+            goto done;
+        }
+    }
+    ret = IDS_OK;
+    for (i = 0; i < cc->ntypes; i++) {
+        struct stat st;
+
+        strbuf_addf(report, "path: %s\n", cc->types[i].path);
+        if (stat(cc->types[i].path, &st) == 0) {
+            strbuf_addf(report, "size: %lld bytes\n", (long long)st.st_size);
+        } else {
+            strbuf_addstr(report, "size: (no file yet)\n");
+        }
+        strbuf_addf(report, "objects: %ld %s\n", objects[i], cc->types[i].ot->name);
+        if (bad[i] > 0) {
+            strbuf_addf(report, "bad rows: %ld\n", bad[i]);
+        }
+    }
+done:
+    csv_cursor_free((struct connector_cursor *)cur);
+    free(objects);
+    free(bad);
+    return ret;
+}
+
+/* ---- writing --------------------------------------------------------- */
+
+static void csv_type_export_reset(struct csv_type *t)
+{
+    size_t i;
+
+    for (i = 0; i < t->npend; i++) {
+        change_free(t->pend[i].ch);
+        free(t->pend[i].key);
+        free(t->pend[i].new_key);
+        free(t->pend[i].new_dn);
+    }
+    free(t->pend);
+    t->pend = NULL;
+    t->npend = 0;
+    t->palloc = 0;
+    u64map_release(&t->pend_index);
+    u64map_release(&t->add_index);
+    u64map_release(&t->add_status);
+    if (t->adds_fd >= 0) {
+        close(t->adds_fd);
+    }
+    t->adds_fd = -1;
+    t->adds_size = 0;
+    t->nadds = 0;
+    strvec_clear(&t->cols);
+    strvec_clear(&t->orig_cols);
+    t->fail_code = IDS_OK;
+    ids_error_clear(&t->fail_err);
+    t->poll_pend = 0;
+    t->poll_add_off = 0;
+    t->exists = false;
+    t->bom = false;
+}
+
+static size_t col_index(const struct strvec *cols, const char *name)
+{
+    long i = strvec_find(cols, name, true);
+
+    return i < 0 ? NO_COL : (size_t)i;
+}
+
+/* Read the header of an existing file (export side). */
+static enum ids_err read_existing_header(struct csv_conn *cc, struct csv_type *t,
+                                         struct ids_error *err)
+{
+    struct csv_cursor *cur;
+    enum ids_err ret;
+    size_t i;
+
+    new_cursor(cc, &cur);
+    ret = file_reader_open(&cur->r, t->path, err);
+    if (ret == IDS_ENOTFOUND) {
+        ret = IDS_OK;
+        goto done;
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    cur->open = true;
+    cur->line = 1;
+    ret = read_header(cur, t, err);
+    t->bom = cur->bom;
+    if (ret == IDS_DONE) {
+        ret = IDS_OK; /* empty file: written as new */
+        goto done;
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    t->exists = true;
+    memcpy(t->eol, cur->rec.eol[0] ? cur->rec.eol : "\r\n", sizeof(t->eol));
+    for (i = 0; i < cur->header.nr; i++) {
+        strvec_push(&t->orig_cols, cur->header.v[i]);
+    }
+done:
+    csv_cursor_free((struct connector_cursor *)cur);
+    return ret;
+}
+
+static enum ids_err csv_export_begin(struct connector *c, struct ids_error *err)
+{
+    struct csv_conn *cc = (struct csv_conn *)c;
+    enum ids_err ret = IDS_OK;
+    size_t i, j;
+
+    for (i = 0; i < cc->ntypes; i++) {
+        struct csv_type *t = &cc->types[i];
+
+        csv_type_export_reset(t);
+        memcpy(t->eol, "\r\n", 3);
+        ret = read_existing_header(cc, t, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        if (t->exists) {
+            for (j = 0; j < t->orig_cols.nr; j++) {
+                strvec_push(&t->cols, t->orig_cols.v[j]);
+            }
+        } else {
+            strvec_push(&t->cols, t->key);
+            if (t->dn_column != NULL && strcasecmp(t->dn_column, t->key) != 0) {
+                strvec_push(&t->cols, t->dn_column);
+            }
+        }
+        for (j = 0; j < t->ot->attributes.nr; j++) {
+            if (col_index(&t->cols, t->ot->attributes.v[j]) == NO_COL) {
+                strvec_push(&t->cols, t->ot->attributes.v[j]);
+            }
+        }
+    }
+    cc->exporting = true;
+    cc->ended = false;
+    cc->poll_type = 0;
+done:
+    return ret;
+}
+
+static struct csv_type *type_of_change(struct csv_conn *cc, const struct change *ch)
+{
+    size_t i;
+
+    if (ch->type == NULL) {
+        return cc->ntypes == 1 ? &cc->types[0] : NULL;
+    }
+    for (i = 0; i < cc->ntypes; i++) {
+        if (strcasecmp(cc->types[i].ot->name, ch->type) == 0) {
+            return &cc->types[i];
+        }
+    }
+    return NULL;
+}
+
+/* Column of attribute `name`: an existing column, or a new one when the
+ * object type keeps every column (no attributes list). */
+static enum ids_err column_for(struct csv_type *t, const char *name, const struct change *ch,
+                               size_t *col, struct ids_error *err)
+{
+    *col = col_index(&t->cols, name);
+    if (*col != NO_COL) {
+        return IDS_OK;
+    }
+    if (t->ot->attributes.nr == 0) {
+        strvec_push(&t->cols, name);
+        *col = t->cols.nr - 1;
+        return IDS_OK;
+    }
+    return ids_error_set(
+        err, IDS_EREJECTED, "%s: attribute \"%s\" is not a column of %s (not in attributes)",
+        ch->dn ? ch->dn : (ch->anchor ? ch->anchor : "(new object)"), name, t->path);
+}
+
+static enum ids_err check_values(const struct csv_type *t, const struct change *ch,
+                                 const struct attr *a, struct ids_error *err)
+{
+    size_t i;
+
+    for (i = 0; i < a->nvals; i++) {
+        const struct value *v = &a->vals[i];
+
+        if (memchr(v->data, '\0', v->len) != NULL || !utf8_valid(v->data, v->len)) {
+            return ids_error_set(
+                err, IDS_EREJECTED, "%s: attribute \"%s\": binary value cannot be written to %s",
+                ch->dn ? ch->dn : (ch->anchor ? ch->anchor : "(new object)"), a->name, t->path);
+        }
+    }
+    return IDS_OK;
+}
+
+static void put_u32(struct strbuf *sb, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+
+    strbuf_add(sb, b, 4);
+}
+
+static void put_u64(struct strbuf *sb, uint64_t v)
+{
+    put_u32(sb, (uint32_t)(v >> 32));
+    put_u32(sb, (uint32_t)v);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    return ((uint64_t)get_u32(p) << 32) | get_u32(p + 4);
+}
+
+static void put_str(struct strbuf *sb, const char *s, size_t len)
+{
+    put_u32(sb, (uint32_t)len);
+    strbuf_add(sb, s, len);
+}
+
+/* One add in the side file:
+ *   u32 total length (after this field), u64 tag, str key, str dn,
+ *   u32 ncells, ncells * (u32 column, str cell)
+ * with str = u32 length + bytes. */
+struct csv_add {
+    uint64_t tag;
+    char *key;
+    char *dn;
+    size_t ncells;
+    size_t *col;
+    char **cell;
+    uint64_t next_off;
+};
+
+static void csv_add_release(struct csv_add *a)
+{
+    size_t i;
+
+    free(a->key);
+    free(a->dn);
+    for (i = 0; i < a->ncells; i++) {
+        free(a->cell[i]);
+    }
+    free(a->cell);
+    free(a->col);
+    memset(a, 0, sizeof(*a));
+}
+
+static enum ids_err csv_add_load(struct csv_type *t, uint64_t off, struct csv_add *a,
+                                 struct ids_error *err)
+{
+    unsigned char hdr[4];
+    unsigned char *buf = NULL;
+    const unsigned char *p;
+    uint32_t total, n, i, len;
+    enum ids_err ret;
+
+    memset(a, 0, sizeof(*a));
+    ret = file_pread_all(t->adds_fd, hdr, 4, off, "csv side file", err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    total = get_u32(hdr);
+    buf = xmalloc(total);
+    ret = file_pread_all(t->adds_fd, buf, total, off + 4, "csv side file", err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    /* written by us just before: trusted layout */
+    p = buf;
+    a->tag = get_u64(p);
+    p += 8;
+    len = get_u32(p);
+    a->key = xmemdup(p + 4, len);
+    p += 4 + len;
+    len = get_u32(p);
+    a->dn = len ? xmemdup(p + 4, len) : NULL;
+    p += 4 + len;
+    n = get_u32(p);
+    p += 4;
+    a->ncells = n;
+    a->col = xcalloc(n ? n : 1, sizeof(*a->col));
+    a->cell = xcalloc(n ? n : 1, sizeof(*a->cell));
+    for (i = 0; i < n; i++) {
+        a->col[i] = get_u32(p);
+        len = get_u32(p + 4);
+        a->cell[i] = xmemdup(p + 8, len);
+        p += 8 + len;
+    }
+    a->next_off = off + 4 + total;
+done:
+    free(buf);
+    return ret;
+}
+
+/* Build the cells of an add: attribute values joined per column. */
+static enum ids_err submit_add(struct csv_conn *cc, struct csv_type *t, const struct change *ch,
+                               uint64_t tag, struct ids_error *err)
+{
+    struct strvec *vals = NULL; /* per column */
+    struct strbuf rec = STRBUF_INIT;
+    struct strbuf body = STRBUF_INIT;
+    struct strbuf cell = STRBUF_INIT;
+    const char *key = NULL;
+    const char *dn = ch->dn;
+    size_t ncols_alloc = 0;
+    size_t i, j, col, ncells = 0;
+    enum ids_err ret = IDS_OK;
+    uint64_t h, prev;
+
+    for (i = 0; i < ch->nmods; i++) {
+        const struct mod *m = &ch->mods[i];
+
+        if (m->op == MOD_DELETE || m->attr.nvals == 0) {
+            continue;
+        }
+        ret = column_for(t, m->attr.name, ch, &col, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        ret = check_values(t, ch, &m->attr, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        if (col >= ncols_alloc) {
+            size_t n = t->cols.nr + 1;
+
+            vals = xreallocarray(vals, n, sizeof(*vals));
+            for (j = ncols_alloc; j < n; j++) {
+                strvec_init(&vals[j]);
+            }
+            ncols_alloc = n;
+        }
+        if (m->op == MOD_REPLACE) {
+            strvec_clear(&vals[col]);
+        }
+        for (j = 0; j < m->attr.nvals; j++) {
+            if (strvec_find(&vals[col], m->attr.vals[j].data, false) < 0) {
+                strvec_push(&vals[col], m->attr.vals[j].data);
+            }
+        }
+    }
+    col = col_index(&t->cols, t->key);
+    if (col < ncols_alloc && vals[col].nr > 0) {
+        key = vals[col].v[0];
+        if (vals[col].nr > 1) {
+            ret = ids_error_set(err, IDS_EREJECTED, "%s: the key column \"%s\" has %zu values",
+                                dn ? dn : key, t->key, vals[col].nr);
+            goto done;
+        }
+    } else if (t->dn_column == NULL && dn != NULL && dn[0] != '\0') {
+        key = dn;
+    }
+    if (key == NULL || key[0] == '\0') {
+        ret = ids_error_set(err, IDS_EREJECTED, "%s: add without a value for the key column \"%s\"",
+                            dn ? dn : "(new object)", t->key);
+        goto done;
+    }
+    /* every column gets a slot; the key and DN cells are filled in */
+    if (ncols_alloc < t->cols.nr) {
+        vals = xreallocarray(vals, t->cols.nr, sizeof(*vals));
+        for (j = ncols_alloc; j < t->cols.nr; j++) {
+            strvec_init(&vals[j]);
+        }
+        ncols_alloc = t->cols.nr;
+    }
+    col = col_index(&t->cols, t->key);
+    if (vals[col].nr == 0) {
+        strvec_push(&vals[col], key);
+    }
+    key = vals[col].v[0];
+    if (t->dn_column != NULL) {
+        size_t dcol = col_index(&t->cols, t->dn_column);
+
+        if (vals[dcol].nr == 0 && dn != NULL && dn[0] != '\0') {
+            strvec_push(&vals[dcol], dn);
+        }
+        dn = vals[dcol].nr > 0 ? vals[dcol].v[0] : NULL;
+    } else {
+        dn = key;
+    }
+    h = file_key_hash(key, strlen(key));
+    if (u64map_get(&t->add_index, h, &prev)) {
+        ret = ids_error_set(err, IDS_EEXIST, "%s: key \"%s\" is added twice in this export",
+                            t->path, key);
+        goto done;
+    }
+    if (t->adds_fd < 0) {
+        ret = file_anon_temp(t->path, &t->adds_fd, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    for (col = 0; col < ncols_alloc; col++) {
+        if (vals[col].nr == 0) {
+            continue;
+        }
+        strbuf_reset(&cell);
+        if (col == col_index(&t->cols, t->key) ||
+            (t->dn_column != NULL && col == col_index(&t->cols, t->dn_column))) {
+            strbuf_addstr(&cell, vals[col].v[0]);
+        } else {
+            csv_join_values(&cell, &vals[col], cc->sep);
+        }
+        put_u32(&body, (uint32_t)col);
+        put_str(&body, cell.buf, cell.len);
+        ncells++;
+    }
+    put_u64(&rec, tag);
+    put_str(&rec, key, strlen(key));
+    put_str(&rec, dn ? dn : "", dn ? strlen(dn) : 0);
+    put_u32(&rec, (uint32_t)ncells);
+    strbuf_addbuf(&rec, &body);
+    strbuf_reset(&body);
+    put_u32(&body, (uint32_t)rec.len);
+    strbuf_addbuf(&body, &rec);
+    ret = file_write_all(t->adds_fd, body.buf, body.len, "csv side file", err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    u64map_put(&t->add_index, h, t->adds_size);
+    t->adds_size += body.len;
+    t->nadds++;
+done:
+    for (j = 0; j < ncols_alloc; j++) {
+        strvec_clear(&vals[j]);
+    }
+    free(vals);
+    strbuf_release(&rec);
+    strbuf_release(&body);
+    strbuf_release(&cell);
+    return ret;
+}
+
+static enum ids_err csv_submit(struct connector *c, const struct change *ch, uint64_t tag,
+                               struct ids_error *err)
+{
+    struct csv_conn *cc = (struct csv_conn *)c;
+    struct csv_type *t = type_of_change(cc, ch);
+    struct csv_pending *p;
+    const char *key;
+    size_t i, col;
+    uint64_t h, first;
+    enum ids_err ret;
+
+    if (!cc->exporting || cc->ended) {
+        return ids_error_set(err, IDS_EINVAL, "csv: submit outside export_begin/export_end");
+    }
+    if (t == NULL) {
+        return ids_error_set(err, IDS_EREJECTED, "no object type \"%s\" in this connector",
+                             ch->type ? ch->type : "(none)");
+    }
+    if (ch->op == CHANGE_ADD) {
+        return submit_add(cc, t, ch, tag, err);
+    }
+    if (ch->op != CHANGE_MODIFY && ch->op != CHANGE_DELETE) {
+        return ids_error_set(err, IDS_EINVAL, "csv: change without an operation");
+    }
+    key = ch->anchor;
+    if ((key == NULL || key[0] == '\0') && t->dn_column == NULL) {
+        key = ch->dn;
+    }
+    if (key == NULL || key[0] == '\0') {
+        return ids_error_set(err, IDS_EREJECTED, "%s: %s without a key (anchor)",
+                             ch->dn ? ch->dn : "(no DN)", change_op_name(ch->op));
+    }
+    for (i = 0; i < ch->nmods; i++) {
+        ret = column_for(t, ch->mods[i].attr.name, ch, &col, err);
+        if (ret != IDS_OK) {
+            return ret;
+        }
+        ret = check_values(t, ch, &ch->mods[i].attr, err);
+        if (ret != IDS_OK) {
+            return ret;
+        }
+    }
+    ALLOC_GROW(t->pend, t->npend + 1, t->palloc);
+    p = &t->pend[t->npend];
+    memset(p, 0, sizeof(*p));
+    p->tag = tag;
+    p->ch = change_dup(ch);
+    p->key = xstrdup(key);
+    h = file_key_hash(key, strlen(key));
+    if (u64map_get(&t->pend_index, h, &first)) {
+        /* append to the end of the chain: changes apply in submit order */
+        size_t k = (size_t)first - 1;
+
+        while (t->pend[k].next != 0) {
+            k = t->pend[k].next - 1;
+        }
+        t->pend[k].next = t->npend + 1;
+    } else {
+        u64map_put(&t->pend_index, h, t->npend + 1);
+    }
+    t->npend++;
+    return IDS_OK;
+}
+
+/* Cells of one row in the output columns. */
+struct row {
+    size_t n;
+    struct strbuf *cell;
+    bool deleted;
+    bool touched;
+};
+
+static void row_init(struct row *r, size_t n)
+{
+    size_t i;
+
+    r->n = n;
+    r->cell = xcalloc(n ? n : 1, sizeof(*r->cell));
+    for (i = 0; i < n; i++) {
+        strbuf_init(&r->cell[i], 0);
+    }
+    r->deleted = false;
+    r->touched = false;
+}
+
+static void row_release(struct row *r)
+{
+    size_t i;
+
+    for (i = 0; i < r->n; i++) {
+        strbuf_release(&r->cell[i]);
+    }
+    free(r->cell);
+    memset(r, 0, sizeof(*r));
+}
+
+static void row_format(const struct row *r, char delim, const char *eol, struct strbuf *out)
+{
+    size_t i;
+
+    for (i = 0; i < r->n; i++) {
+        if (i > 0) {
+            strbuf_addch(out, delim);
+        }
+        csv_write_field(out, r->cell[i].buf, r->cell[i].len, delim);
+    }
+    strbuf_addstr(out, eol);
+}
+
+/* Apply one mod to a multi-valued cell. */
+static void apply_mod_cell(struct strbuf *cell, const struct mod *m, char sep)
+{
+    struct strvec vals = STRVEC_INIT;
+    struct strvec out = STRVEC_INIT;
+    size_t i;
+
+    if (m->op != MOD_REPLACE) {
+        csv_split_values(cell->buf, cell->len, sep, &vals);
+    }
+    if (m->op == MOD_DELETE && m->attr.nvals == 0) {
+        strvec_clear(&vals);
+    }
+    for (i = 0; i < vals.nr; i++) {
+        bool drop = false;
+        size_t j;
+
+        if (m->op == MOD_DELETE) {
+            for (j = 0; j < m->attr.nvals; j++) {
+                if (strcmp(vals.v[i], m->attr.vals[j].data) == 0) {
+                    drop = true;
+                }
+            }
+        }
+        if (!drop) {
+            strvec_push(&out, vals.v[i]);
+        }
+    }
+    if (m->op != MOD_DELETE) {
+        for (i = 0; i < m->attr.nvals; i++) {
+            if (strvec_find(&out, m->attr.vals[i].data, false) < 0) {
+                strvec_push(&out, m->attr.vals[i].data);
+            }
+        }
+    }
+    strbuf_reset(cell);
+    csv_join_values(cell, &out, sep);
+    strvec_clear(&vals);
+    strvec_clear(&out);
+}
+
+/* Apply pending change p to row r (key column kcol, DN column dcol). */
+static void apply_pending(struct csv_conn *cc, struct csv_type *t, struct csv_pending *p,
+                          struct row *r, size_t kcol, size_t dcol)
+{
+    size_t i;
+
+    p->done = true;
+    p->code = IDS_OK;
+    if (r->deleted) {
+        if (p->ch->op == CHANGE_MODIFY) {
+            p->code = ids_error_set(&p->err, IDS_ENOTFOUND,
+                                    "%s: key \"%s\": modify of a row deleted in this export",
+                                    t->path, p->key);
+        }
+        return;
+    }
+    r->touched = true;
+    if (p->ch->op == CHANGE_DELETE) {
+        r->deleted = true;
+        return;
+    }
+    for (i = 0; i < p->ch->nmods; i++) {
+        const struct mod *m = &p->ch->mods[i];
+        size_t col = col_index(&t->cols, m->attr.name);
+
+        if (col == NO_COL) {
+            continue; /* checked at submit */
+        }
+        if (col == kcol || col == dcol) {
+            if (m->op == MOD_DELETE && col == kcol) {
+                p->code = ids_error_set(&p->err, IDS_EREJECTED,
+                                        "%s: key \"%s\": the key column cannot be deleted", t->path,
+                                        p->key);
+                continue;
+            }
+            strbuf_reset(&r->cell[col]);
+            if (m->op != MOD_DELETE && m->attr.nvals > 0) {
+                strbuf_add(&r->cell[col], m->attr.vals[0].data, m->attr.vals[0].len);
+            }
+        } else {
+            apply_mod_cell(&r->cell[col], m, cc->sep);
+        }
+    }
+    if (p->ch->new_dn != NULL) {
+        size_t col = dcol != NO_COL ? dcol : kcol;
+
+        strbuf_reset(&r->cell[col]);
+        strbuf_addstr(&r->cell[col], p->ch->new_dn);
+        free(p->new_dn);
+        p->new_dn = xstrdup(p->ch->new_dn);
+    }
+    if (strcmp(r->cell[kcol].buf, p->key) != 0) {
+        free(p->new_key);
+        p->new_key = xstrdup(r->cell[kcol].buf);
+        if (dcol == NO_COL && p->new_dn == NULL) {
+            p->new_dn = xstrdup(r->cell[kcol].buf);
+        }
+    }
+    if (r->cell[kcol].len == 0) {
+        p->code = ids_error_set(&p->err, IDS_EREJECTED, "%s: key \"%s\": the key would be empty",
+                                t->path, p->key);
+    }
+}
+
+/* Same values as the add (sets compared; other cells must be empty). */
+static bool row_matches_add(struct csv_conn *cc, const struct row *r, const struct csv_add *a,
+                            size_t kcol, size_t dcol)
+{
+    bool *seen = xcalloc(r->n ? r->n : 1, sizeof(*seen));
+    bool same = true;
+    size_t i, col;
+
+    for (i = 0; i < a->ncells && same; i++) {
+        struct strvec x = STRVEC_INIT;
+        struct strvec y = STRVEC_INIT;
+        size_t j;
+
+        col = a->col[i];
+        if (col >= r->n) {
+            same = false;
+            break;
+        }
+        seen[col] = true;
+        if (col == kcol || col == dcol) {
+            same = strcmp(r->cell[col].buf, a->cell[i]) == 0;
+            continue;
+        }
+        csv_split_values(r->cell[col].buf, r->cell[col].len, cc->sep, &x);
+        csv_split_values(a->cell[i], strlen(a->cell[i]), cc->sep, &y);
+        for (j = 0; j < y.nr && same; j++) {
+            same = strvec_find(&x, y.v[j], false) >= 0;
+        }
+        for (j = 0; j < x.nr && same; j++) {
+            same = strvec_find(&y, x.v[j], false) >= 0;
+        }
+        strvec_clear(&x);
+        strvec_clear(&y);
+    }
+    for (col = 0; col < r->n && same; col++) {
+        if (!seen[col] && col != kcol && col != dcol && r->cell[col].len > 0) {
+            same = false;
+        }
+    }
+    free(seen);
+    return same;
+}
+
+static enum ids_err flush_out(struct file_atomic *fa, struct strbuf *out, bool force,
+                              struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+
+    if (out->len > 0 && (force || out->len >= OUT_FLUSH)) {
+        ret = file_atomic_write(fa, out->buf, out->len, err);
+        strbuf_reset(out);
+    }
+    return ret;
+}
+
+static void write_header(struct csv_conn *cc, const struct csv_type *t, bool bom,
+                         struct strbuf *out)
+{
+    struct row hdr;
+    size_t i;
+
+    if (bom) {
+        strbuf_addstr(out, "\xEF\xBB\xBF");
+    }
+    row_init(&hdr, t->cols.nr);
+    for (i = 0; i < t->cols.nr; i++) {
+        strbuf_addstr(&hdr.cell[i], t->cols.v[i]);
+    }
+    row_format(&hdr, cc->delim, t->eol, out);
+    row_release(&hdr);
+}
+
+/* Write the header, then stream the existing rows into the temp file,
+ * applying pending changes. */
+static enum ids_err rewrite_existing(struct csv_conn *cc, struct csv_type *t,
+                                     struct file_atomic *fa, struct strbuf *out,
+                                     struct ids_error *err)
+{
+    struct csv_cursor *cur;
+    struct row r = {0};
+    struct csv_add add = {0};
+    enum ids_err ret;
+    size_t kcol = col_index(&t->cols, t->key);
+    size_t dcol = t->dn_column ? col_index(&t->cols, t->dn_column) : NO_COL;
+    size_t *map = NULL; /* header column -> output column */
+    bool same_cols;
+    size_t i;
+
+    new_cursor(cc, &cur);
+    ret = file_reader_open(&cur->r, t->path, err);
+    if (ret == IDS_ENOTFOUND) {
+        write_header(cc, t, false, out); /* removed since export_begin: written as new */
+        ret = IDS_OK;
+        goto done;
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    cur->open = true;
+    cur->line = 1;
+    ret = read_header(cur, t, err);
+    if (ret == IDS_DONE) {
+        write_header(cc, t, cur->bom, out);
+        ret = IDS_OK;
+        goto done;
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    map = xcalloc(cur->header.nr, sizeof(*map));
+    same_cols = cur->header.nr == t->cols.nr;
+    for (i = 0; i < cur->header.nr; i++) {
+        map[i] = col_index(&t->cols, cur->header.v[i]);
+        if (map[i] == NO_COL) {
+            /* column added to the file since export_begin: keep it */
+            strvec_push(&t->cols, cur->header.v[i]);
+            map[i] = t->cols.nr - 1;
+        }
+        if (map[i] != i) {
+            same_cols = false;
+        }
+    }
+    same_cols = same_cols && cur->header.nr == t->cols.nr;
+    write_header(cc, t, cur->bom, out);
+    for (;;) {
+        enum csv_status st = csv_read_record(&cur->r, cc->delim, &cur->line, &cur->rec);
+        struct csv_record *rec = &cur->rec;
+        const char *key;
+        uint64_t h, v;
+        bool bad;
+
+        if (st == CSV_REC_IOERR) {
+            ret = ids_error_set(err, IDS_EIO, "%s: %s", t->path, strerror(cur->r.err));
+            goto done;
+        }
+        if (st == CSV_REC_EOF) {
+            break;
+        }
+        if (csv_record_blank(rec)) {
+            continue;
+        }
+        if (rec->too_big || rec->unterminated) {
+            ret = ids_error_set(err, IDS_EINPUT,
+                                "%s:%" PRIu64 ": %s; the file is not rewritten until it is "
+                                "fixed",
+                                t->path, rec->line,
+                                rec->too_big ? "row too long" : "quoted field not terminated");
+            goto done;
+        }
+        bad = rec->nf != cur->header.nr || rec->bad_quote_field != SIZE_MAX;
+        for (i = 0; i < rec->nf && !bad; i++) {
+            bad = !utf8_valid(csv_field_str(rec, i), rec->f[i].len);
+        }
+        if (bad || rec->f[cur->key_col].len == 0) {
+            /* kept as it is: never lose a row we cannot read */
+            strbuf_addbuf(out, &rec->raw);
+            strbuf_addstr(out, t->eol);
+            ret = flush_out(fa, out, false, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            continue;
+        }
+        key = csv_field_str(rec, cur->key_col);
+        row_release(&r);
+        row_init(&r, t->cols.nr);
+        for (i = 0; i < rec->nf; i++) {
+            strbuf_add(&r.cell[map[i]], csv_field_str(rec, i), rec->f[i].len);
+        }
+        h = file_key_hash(key, strlen(key));
+        if (u64map_get(&t->pend_index, h, &v)) {
+            size_t k = (size_t)v;
+
+            while (k != 0) {
+                struct csv_pending *p = &t->pend[k - 1];
+
+                if (!p->done && strcmp(p->key, key) == 0) {
+                    apply_pending(cc, t, p, &r, kcol, dcol);
+                }
+                k = p->next;
+            }
+        }
+        if (!r.deleted && u64map_get(&t->add_index, h, &v)) {
+            csv_add_release(&add);
+            ret = csv_add_load(t, v, &add, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            if (strcmp(add.key, r.cell[kcol].buf) == 0) {
+                if (row_matches_add(cc, &r, &add, kcol, dcol)) {
+                    u64map_put(&t->add_status, v, ADD_PRESENT);
+                } else {
+                    u64map_put(&t->add_status, v, ADD_CONFLICT | (rec->line << 2));
+                }
+            }
+        }
+        if (r.deleted) {
+            continue;
+        }
+        if (!r.touched && same_cols) {
+            strbuf_addbuf(out, &rec->raw);
+            strbuf_addstr(out, t->eol);
+        } else {
+            row_format(&r, cc->delim, t->eol, out);
+        }
+        ret = flush_out(fa, out, false, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    ret = IDS_OK;
+done:
+    row_release(&r);
+    csv_add_release(&add);
+    free(map);
+    csv_cursor_free((struct connector_cursor *)cur);
+    return ret;
+}
+
+static enum ids_err append_adds(struct csv_conn *cc, struct csv_type *t, struct file_atomic *fa,
+                                struct strbuf *out, struct ids_error *err)
+{
+    struct csv_add a = {0};
+    struct row r = {0};
+    uint64_t off = 0, st;
+    enum ids_err ret = IDS_OK;
+    size_t i;
+
+    while (off < t->adds_size) {
+        csv_add_release(&a);
+        ret = csv_add_load(t, off, &a, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        if (!u64map_get(&t->add_status, off, &st)) {
+            row_release(&r);
+            row_init(&r, t->cols.nr);
+            for (i = 0; i < a.ncells; i++) {
+                strbuf_addstr(&r.cell[a.col[i]], a.cell[i]);
+            }
+            row_format(&r, cc->delim, t->eol, out);
+            ret = flush_out(fa, out, false, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+        }
+        off = a.next_off;
+    }
+done:
+    csv_add_release(&a);
+    row_release(&r);
+    return ret;
+}
+
+static enum ids_err write_snapshot(struct csv_conn *cc, struct csv_type *t, struct ids_error *err)
+{
+    struct file_atomic fa;
+    struct strbuf out = STRBUF_INIT;
+    enum ids_err ret;
+
+    ret = file_atomic_begin(&fa, t->path, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    ret = rewrite_existing(cc, t, &fa, &out, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    ret = append_adds(cc, t, &fa, &out, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    ret = flush_out(&fa, &out, true, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    ret = file_atomic_commit(&fa, err);
+done:
+    strbuf_release(&out);
+    file_atomic_release(&fa);
+    return ret;
+}
+
+static enum ids_err csv_export_end(struct connector *c, struct ids_error *err)
+{
+    struct csv_conn *cc = (struct csv_conn *)c;
+    size_t i, k;
+
+    (void)err;
+    if (!cc->exporting) {
+        return IDS_OK;
+    }
+    for (i = 0; i < cc->ntypes; i++) {
+        struct csv_type *t = &cc->types[i];
+
+        if (t->npend == 0 && t->nadds == 0) {
+            continue;
+        }
+        t->fail_code = write_snapshot(cc, t, &t->fail_err);
+        if (t->fail_code != IDS_OK) {
+            log_error("csv-export", "connector=%s file=%s error=\"%s\"", cc->base.name, t->path,
+                      t->fail_err.msg);
+            continue;
+        }
+        for (k = 0; k < t->npend; k++) {
+            struct csv_pending *p = &t->pend[k];
+
+            if (p->done) {
+                continue;
+            }
+            p->done = true;
+            if (p->ch->op == CHANGE_DELETE) {
+                p->code = IDS_OK; /* already absent: the delete is done */
+            } else {
+                p->code = ids_error_set(&p->err, IDS_ENOTFOUND, "%s: no row with key \"%s\"",
+                                        t->path, p->key);
+            }
+        }
+    }
+    cc->ended = true;
+    return IDS_OK;
+}
+
+static enum ids_err csv_poll(struct connector *c, bool block, struct export_result *res,
+                             struct ids_error *err)
+{
+    struct csv_conn *cc = (struct csv_conn *)c;
+    enum ids_err ret;
+
+    (void)block;
+    memset(res, 0, sizeof(*res));
+    if (!cc->exporting) {
+        return IDS_DONE;
+    }
+    if (!cc->ended) {
+        size_t i;
+
+        for (i = 0; i < cc->ntypes; i++) {
+            if (cc->types[i].npend > 0 || cc->types[i].nadds > 0) {
+                return IDS_EAGAIN; /* results come with export_end */
+            }
+        }
+        return IDS_DONE;
+    }
+    while (cc->poll_type < cc->ntypes) {
+        struct csv_type *t = &cc->types[cc->poll_type];
+
+        if (t->poll_pend < t->npend) {
+            struct csv_pending *p = &t->pend[t->poll_pend++];
+
+            res->tag = p->tag;
+            if (t->fail_code != IDS_OK) {
+                res->code = t->fail_code;
+                res->err = t->fail_err;
+                res->retryable = true;
+                return IDS_OK;
+            }
+            res->code = p->code;
+            res->err = p->err;
+            if (p->new_key != NULL) {
+                res->anchor = xstrdup(p->new_key);
+            }
+            if (p->new_dn != NULL) {
+                res->dn = xstrdup(p->new_dn);
+            }
+            return IDS_OK;
+        }
+        if (t->poll_add_off < t->adds_size) {
+            struct csv_add a;
+            uint64_t st;
+
+            ret = csv_add_load(t, t->poll_add_off, &a, err);
+            if (ret != IDS_OK) {
+                return ret;
+            }
+            res->tag = a.tag;
+            if (t->fail_code != IDS_OK) {
+                res->code = t->fail_code;
+                res->err = t->fail_err;
+                res->retryable = true;
+            } else if (u64map_get(&t->add_status, t->poll_add_off, &st) &&
+                       (st & 3u) == ADD_CONFLICT) {
+                res->code =
+                    ids_error_set(&res->err, IDS_EEXIST,
+                                  "%s:%" PRIu64 ": key \"%s\" already exists with other values",
+                                  t->path, st >> 2, a.key);
+            } else {
+                res->code = IDS_OK;
+                res->anchor = xstrdup(a.key);
+                res->dn = xstrdup_or_null(a.dn);
+            }
+            t->poll_add_off = a.next_off;
+            csv_add_release(&a);
+            return IDS_OK;
+        }
+        csv_type_export_reset(t);
+        cc->poll_type++;
+    }
+    cc->exporting = false;
+    return IDS_DONE;
 }
 
 const struct connector_ops csv_connector_ops = {
     .name = "csv",
+    .caps = CONN_CAP_READ | CONN_CAP_WRITE | CONN_CAP_RENAME,
+    .options = csv_options,
+    .object_options = csv_object_options,
     .create = csv_create,
+    .open = csv_open,
+    .close = csv_close,
+    .check = csv_check,
+    .read_full = csv_read_full,
+    .read_changes = csv_read_changes,
+    .cursor_next = csv_cursor_next,
+    .cursor_watermark = csv_cursor_watermark,
+    .cursor_free = csv_cursor_free,
+    .export_begin = csv_export_begin,
+    .submit = csv_submit,
+    .poll = csv_poll,
+    .export_end = csv_export_end,
 };

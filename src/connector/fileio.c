@@ -1,0 +1,513 @@
+/* fileio.c - private helpers of the file connectors; see fileio.h. */
+#include "connector/fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "util/codec.h"
+#include "util/mem.h"
+#include "util/banned.h"
+
+#define READ_BUF_SIZE 65536u
+
+void file_hasher_init(struct file_hasher *fh)
+{
+    fh->h = 0;
+    fh->size = 0;
+    fh->blen = 0;
+    fh->block = xmalloc(FILE_HASH_BLOCK);
+}
+
+void file_hasher_release(struct file_hasher *fh)
+{
+    free(fh->block);
+    fh->block = NULL;
+}
+
+void file_hasher_feed(struct file_hasher *fh, const void *data, size_t len)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        size_t n = FILE_HASH_BLOCK - fh->blen;
+
+        if (n > len) {
+            n = len;
+        }
+        memcpy(fh->block + fh->blen, p, n);
+        fh->blen += n;
+        fh->size += n;
+        p += n;
+        len -= n;
+        if (fh->blen == FILE_HASH_BLOCK) {
+            fh->h = hash64(fh->block, fh->blen, fh->h);
+            fh->blen = 0;
+        }
+    }
+}
+
+uint64_t file_hasher_value(const struct file_hasher *fh)
+{
+    if (fh->blen == 0) {
+        return fh->h;
+    }
+    return hash64(fh->block, fh->blen, fh->h);
+}
+
+enum ids_err file_reader_open(struct file_reader *r, const char *path, struct ids_error *err)
+{
+    memset(r, 0, sizeof(*r));
+    r->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (r->fd < 0) {
+        int e = errno;
+
+        r->fd = -1;
+        return ids_error_set(err, e == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path,
+                             strerror(e));
+    }
+    r->path = xstrdup(path);
+    r->buf = xmalloc(READ_BUF_SIZE);
+    file_hasher_init(&r->hasher);
+    return IDS_OK;
+}
+
+void file_reader_close(struct file_reader *r)
+{
+    if (r->fd >= 0) {
+        close(r->fd);
+    }
+    r->fd = -1;
+    free(r->path);
+    r->path = NULL;
+    free(r->buf);
+    r->buf = NULL;
+    r->pos = 0;
+    r->len = 0;
+    file_hasher_release(&r->hasher);
+}
+
+bool file_reader_fill(struct file_reader *r)
+{
+    ssize_t n;
+
+    if (r->fd < 0 || r->err != 0) {
+        return false;
+    }
+    r->off += r->len;
+    r->pos = 0;
+    r->len = 0;
+    do {
+        n = pread(r->fd, r->buf, READ_BUF_SIZE, (off_t)r->off);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        r->err = errno;
+        return false;
+    }
+    if (n == 0) {
+        return false;
+    }
+    r->len = (size_t)n;
+    /* hash only bytes not hashed before, in order */
+    if (r->off + r->len > r->hasher.size && r->off <= r->hasher.size) {
+        size_t skip = (size_t)(r->hasher.size - r->off);
+
+        file_hasher_feed(&r->hasher, r->buf + skip, r->len - skip);
+    }
+    return true;
+}
+
+void file_reader_seek(struct file_reader *r, uint64_t off)
+{
+    if (off >= r->off && off <= r->off + r->len) {
+        r->pos = (size_t)(off - r->off);
+        return;
+    }
+    r->off = off;
+    r->pos = 0;
+    r->len = 0;
+}
+
+enum ids_err file_reader_drain(struct file_reader *r, struct ids_error *err)
+{
+    r->pos = r->len;
+    while (file_reader_fill(r)) {
+        r->pos = r->len;
+    }
+    if (r->err != 0) {
+        return ids_error_set(err, IDS_EIO, "%s: %s", r->path, strerror(r->err));
+    }
+    return IDS_OK;
+}
+
+void file_reader_watermark(const struct file_reader *r, struct strbuf *out)
+{
+    strbuf_addf(out, "%" PRIu64 ":%016" PRIx64, r->hasher.size, file_hasher_value(&r->hasher));
+}
+
+enum ids_err file_watermark(const char *path, uint64_t limit, struct strbuf *out,
+                            uint64_t *size_out, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct file_reader r;
+    struct file_hasher fh;
+    char *buf = NULL;
+    uint64_t done_bytes = 0;
+
+    file_hasher_init(&fh);
+    *size_out = 0;
+    ret = file_reader_open(&r, path, err);
+    if (ret == IDS_ENOTFOUND) {
+        strbuf_addstr(out, "-");
+        ret = IDS_OK;
+        goto done_closed;
+    }
+    if (ret != IDS_OK) {
+        goto done_closed;
+    }
+    buf = xmalloc(READ_BUF_SIZE);
+    while (done_bytes < limit) {
+        size_t want = READ_BUF_SIZE;
+        ssize_t n;
+
+        if (limit - done_bytes < want) {
+            want = (size_t)(limit - done_bytes);
+        }
+        do {
+            n = pread(r.fd, buf, want, (off_t)done_bytes);
+        } while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            ret = ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+            goto done;
+        }
+        if (n == 0) {
+            break;
+        }
+        file_hasher_feed(&fh, buf, (size_t)n);
+        done_bytes += (uint64_t)n;
+    }
+    *size_out = fh.size;
+    strbuf_addf(out, "%" PRIu64 ":%016" PRIx64, fh.size, file_hasher_value(&fh));
+done:
+    file_reader_close(&r);
+done_closed:
+    free(buf);
+    file_hasher_release(&fh);
+    return ret;
+}
+
+bool file_watermark_parse(const char *s, size_t len, uint64_t *size, uint64_t *hash)
+{
+    char tmp[64];
+    char *end;
+    const char *colon;
+
+    if (len == 0 || len >= sizeof(tmp)) {
+        return false;
+    }
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    colon = strchr(tmp, ':');
+    if (colon == NULL || colon == tmp || tmp[0] == '-' || strlen(colon + 1) != 16) {
+        return false;
+    }
+    errno = 0;
+    *size = strtoull(tmp, &end, 10);
+    if (errno != 0 || end != colon) {
+        return false;
+    }
+    *hash = strtoull(colon + 1, &end, 16);
+    if (errno != 0 || *end != '\0' || colon[1] == '-' || colon[1] == '+') {
+        return false;
+    }
+    return true;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (slash == NULL) {
+        return xstrdup(".");
+    }
+    if (slash == path) {
+        return xstrdup("/");
+    }
+    return xmemdup(path, (size_t)(slash - path));
+}
+
+enum ids_err file_atomic_begin(struct file_atomic *fa, const char *path, struct ids_error *err)
+{
+    struct strbuf tmp = STRBUF_INIT;
+    char *dir = dir_of(path);
+    const char *base = strrchr(path, '/');
+    enum ids_err ret = IDS_OK;
+
+    base = base ? base + 1 : path;
+    memset(fa, 0, sizeof(*fa));
+    fa->fd = -1;
+    strbuf_addf(&tmp, "%s/.%s.idsync-XXXXXX", dir, base);
+    fa->fd = mkostemp(tmp.buf, O_CLOEXEC);
+    if (fa->fd < 0) {
+        ret = ids_error_set(err, IDS_EIO, "%s: cannot create a temporary file: %s", dir,
+                            strerror(errno));
+        strbuf_release(&tmp);
+        goto done;
+    }
+    fa->path = xstrdup(path);
+    fa->tmp = strbuf_detach(&tmp, NULL);
+done:
+    free(dir);
+    return ret;
+}
+
+enum ids_err file_atomic_write(struct file_atomic *fa, const void *data, size_t len,
+                               struct ids_error *err)
+{
+    return file_write_all(fa->fd, data, len, fa->tmp, err);
+}
+
+enum ids_err file_sync_dir(const char *path, struct ids_error *err)
+{
+    char *dir = dir_of(path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    enum ids_err ret = IDS_OK;
+
+    if (fd < 0) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", dir, strerror(errno));
+        goto done;
+    }
+    if (fsync(fd) != 0 && errno != EINVAL) {
+        ret = ids_error_set(err, IDS_EIO, "%s: fsync: %s", dir, strerror(errno));
+    }
+    close(fd);
+done:
+    free(dir);
+    return ret;
+}
+
+enum ids_err file_atomic_commit(struct file_atomic *fa, struct ids_error *err)
+{
+    struct stat st;
+
+    if (fsync(fa->fd) != 0) {
+        return ids_error_set(err, IDS_EIO, "%s: fsync: %s", fa->tmp, strerror(errno));
+    }
+    /* keep the permissions of the file being replaced */
+    if (stat(fa->path, &st) == 0) {
+        /* failure only leaves the temp file's 0600 mode: not worth failing for */
+        (void)fchmod(fa->fd, st.st_mode & 07777);
+    } else {
+        mode_t mask = umask(0);
+
+        umask(mask);
+        (void)fchmod(fa->fd, 0666 & ~mask);
+    }
+    close(fa->fd);
+    fa->fd = -1;
+    if (rename(fa->tmp, fa->path) != 0) {
+        return ids_error_set(err, IDS_EIO, "rename %s -> %s: %s", fa->tmp, fa->path,
+                             strerror(errno));
+    }
+    free(fa->tmp);
+    fa->tmp = NULL;
+    return file_sync_dir(fa->path, err);
+}
+
+void file_atomic_release(struct file_atomic *fa)
+{
+    if (fa->fd >= 0) {
+        close(fa->fd);
+    }
+    if (fa->tmp != NULL) {
+        unlink(fa->tmp);
+    }
+    free(fa->tmp);
+    free(fa->path);
+    memset(fa, 0, sizeof(*fa));
+    fa->fd = -1;
+}
+
+enum ids_err file_anon_temp(const char *path, int *fd_out, struct ids_error *err)
+{
+    struct file_atomic fa;
+    enum ids_err ret = file_atomic_begin(&fa, path, err);
+
+    *fd_out = -1;
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    unlink(fa.tmp);
+    *fd_out = fa.fd;
+    fa.fd = -1;
+    file_atomic_release(&fa);
+    return IDS_OK;
+}
+
+enum ids_err file_write_all(int fd, const void *data, size_t len, const char *what,
+                            struct ids_error *err)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return ids_error_set(err, IDS_EIO, "%s: write: %s", what, strerror(errno));
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return IDS_OK;
+}
+
+enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const char *what,
+                            struct ids_error *err)
+{
+    char *p = data;
+
+    while (len > 0) {
+        ssize_t n = pread(fd, p, len, (off_t)off);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return ids_error_set(err, IDS_EIO, "%s: read: %s", what, strerror(errno));
+        }
+        if (n == 0) {
+            return ids_error_set(err, IDS_EIO, "%s: read: unexpected end of file", what);
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return IDS_OK;
+}
+
+/* ---- u64map ---------------------------------------------------------- */
+
+static size_t u64map_slot(const struct u64map *m, uint64_t key)
+{
+    uint64_t x = key * 0x9e3779b97f4a7c15ull;
+
+    return (size_t)(x >> 17) & (m->cap - 1);
+}
+
+static void u64map_grow(struct u64map *m)
+{
+    struct u64map n = {0};
+    size_t i;
+
+    n.cap = m->cap ? m->cap * 2 : 64;
+    n.keys = xcalloc(n.cap, sizeof(*n.keys));
+    n.vals = xcalloc(n.cap, sizeof(*n.vals));
+    n.used = xcalloc(n.cap, 1);
+    for (i = 0; i < m->cap; i++) {
+        if (m->used[i]) {
+            u64map_put(&n, m->keys[i], m->vals[i]);
+        }
+    }
+    u64map_release(m);
+    *m = n;
+}
+
+void u64map_release(struct u64map *m)
+{
+    free(m->keys);
+    free(m->vals);
+    free(m->used);
+    memset(m, 0, sizeof(*m));
+}
+
+void u64map_put(struct u64map *m, uint64_t key, uint64_t val)
+{
+    size_t i;
+
+    if ((m->nr + 1) * 4 > m->cap * 3) {
+        u64map_grow(m);
+    }
+    i = u64map_slot(m, key);
+    while (m->used[i] && m->keys[i] != key) {
+        i = (i + 1) & (m->cap - 1);
+    }
+    if (!m->used[i]) {
+        m->used[i] = 1;
+        m->keys[i] = key;
+        m->nr++;
+    }
+    m->vals[i] = val;
+}
+
+bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val)
+{
+    size_t i;
+
+    if (m->cap == 0) {
+        return false;
+    }
+    i = u64map_slot(m, key);
+    while (m->used[i]) {
+        if (m->keys[i] == key) {
+            if (val != NULL) {
+                *val = m->vals[i];
+            }
+            return true;
+        }
+        i = (i + 1) & (m->cap - 1);
+    }
+    return false;
+}
+
+/* ---- options --------------------------------------------------------- */
+
+const char *file_opt(const struct config_values *vals, const char *key)
+{
+    size_t i;
+
+    if (vals == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < vals->nr; i++) {
+        const struct config_value *v = &vals->v[i];
+
+        if (v->opt != NULL && v->opt->key != NULL && strcmp(v->opt->key, key) == 0) {
+            if (v->str != NULL) {
+                return v->str;
+            }
+            if (v->list.nr > 0) {
+                return v->list.v[0];
+            }
+            return v->opt->def;
+        }
+    }
+    return NULL;
+}
+
+char *file_resolve_path(const struct connector_config *cfg, const char *path)
+{
+    struct strbuf sb = STRBUF_INIT;
+    char *dir;
+
+    if (path[0] == '/' || cfg->loc.file == NULL || strchr(cfg->loc.file, '/') == NULL) {
+        return xstrdup(path);
+    }
+    dir = dir_of(cfg->loc.file);
+    strbuf_addf(&sb, "%s/%s", dir, path);
+    free(dir);
+    return strbuf_detach(&sb, NULL);
+}
+
+uint64_t file_key_hash(const char *s, size_t len)
+{
+    return hash64(s, len, 0x6964737966696c65ull);
+}

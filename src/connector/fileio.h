@@ -1,0 +1,151 @@
+/* fileio.h - private helpers of the file connectors (csv.c, ldif.c).
+ *
+ * - struct file_reader: a buffered reader over a file descriptor that feeds
+ *   every byte, once and in file order, to a content hasher, so that the
+ *   watermark of a read is the hash of exactly the bytes that were parsed
+ *   (a reader may seek back to re-parse; bytes are hashed only once).
+ * - the content hash: hash64 chained over 64 KiB blocks from offset 0, so
+ *   the hash of a file's first N bytes can be recomputed later (LDIF delta).
+ * - watermarks "SIZE:HASH" (HASH 16 lower-case hex digits), "-" for a
+ *   missing file.
+ * - atomic replacement of a file: temp file in the same folder, fsync,
+ *   rename, fsync of the folder.
+ * - struct u64map: an open-addressing map uint64 -> uint64 (key hashes to
+ *   line numbers or record numbers), for duplicate detection without
+ *   keeping the keys themselves.
+ *
+ * Not part of the connector interface; no other module includes this.
+ */
+#ifndef IDSYNC_CONNECTOR_FILEIO_H
+#define IDSYNC_CONNECTOR_FILEIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/strbuf.h"
+
+struct config_values;
+struct connector_config;
+
+#define FILE_HASH_BLOCK 65536u
+
+/* Sequential content hash. Bytes must be fed in file order. */
+struct file_hasher {
+    uint64_t h;    /* chained hash of the full blocks so far */
+    uint64_t size; /* bytes fed */
+    size_t blen;   /* bytes pending in block */
+    char *block;   /* FILE_HASH_BLOCK bytes */
+};
+
+void file_hasher_init(struct file_hasher *fh);
+void file_hasher_release(struct file_hasher *fh);
+void file_hasher_feed(struct file_hasher *fh, const void *data, size_t len);
+/* The hash of everything fed so far (does not change the state). */
+uint64_t file_hasher_value(const struct file_hasher *fh);
+
+struct file_reader {
+    int fd;          /* -1 when closed */
+    char *path;      /* owned copy, for messages */
+    char *buf;       /* read buffer */
+    size_t pos, len; /* next byte, bytes valid in buf */
+    uint64_t off;    /* file offset of buf[0] */
+    struct file_hasher hasher;
+    int err; /* errno of a failed read, 0 if none */
+};
+
+/* Open `path` for reading. IDS_ENOTFOUND when it does not exist, IDS_EIO
+ * naming the path otherwise. On success r must be closed. */
+enum ids_err file_reader_open(struct file_reader *r, const char *path, struct ids_error *err);
+void file_reader_close(struct file_reader *r); /* safe on a closed reader */
+/* Refill the buffer; returns false at end of file or on error (r->err). */
+bool file_reader_fill(struct file_reader *r);
+
+/* Next byte, or -1 at end of file (or on a read error: check r->err). */
+static inline int file_reader_getc(struct file_reader *r)
+{
+    if (r->pos == r->len && !file_reader_fill(r)) {
+        return -1;
+    }
+    return (unsigned char)r->buf[r->pos++];
+}
+
+static inline int file_reader_peek(struct file_reader *r)
+{
+    if (r->pos == r->len && !file_reader_fill(r)) {
+        return -1;
+    }
+    return (unsigned char)r->buf[r->pos];
+}
+
+/* Offset of the next byte getc would return. */
+static inline uint64_t file_reader_tell(const struct file_reader *r)
+{
+    return r->off + r->pos;
+}
+
+/* Continue reading from `off` (bytes before what was already hashed are not
+ * hashed again). */
+void file_reader_seek(struct file_reader *r, uint64_t off);
+/* Read (and hash) the rest of the file without parsing it. */
+enum ids_err file_reader_drain(struct file_reader *r, struct ids_error *err);
+/* After the whole file was read: "SIZE:HASH". */
+void file_reader_watermark(const struct file_reader *r, struct strbuf *out);
+
+/* "SIZE:HASH" of the first `limit` bytes of the file (UINT64_MAX = all);
+ * "-" when the file does not exist. *size_out receives the bytes hashed. */
+enum ids_err file_watermark(const char *path, uint64_t limit, struct strbuf *out,
+                            uint64_t *size_out, struct ids_error *err);
+/* Parse "SIZE:HASH"; false when malformed. */
+bool file_watermark_parse(const char *s, size_t len, uint64_t *size, uint64_t *hash);
+
+/* Atomic replacement: creates a temp file next to `path`. */
+struct file_atomic {
+    char *path; /* the file to replace */
+    char *tmp;  /* the temp file, NULL once renamed or removed */
+    int fd;
+};
+enum ids_err file_atomic_begin(struct file_atomic *fa, const char *path, struct ids_error *err);
+/* Write all of data; IDS_EIO naming the temp file. */
+enum ids_err file_atomic_write(struct file_atomic *fa, const void *data, size_t len,
+                               struct ids_error *err);
+/* fsync the temp file, rename it over path, fsync the folder. */
+enum ids_err file_atomic_commit(struct file_atomic *fa, struct ids_error *err);
+/* Remove the temp file if still there and free. */
+void file_atomic_release(struct file_atomic *fa);
+
+/* An anonymous (already unlinked) temp file in the folder of `path`. */
+enum ids_err file_anon_temp(const char *path, int *fd_out, struct ids_error *err);
+/* write() all, pread() all; IDS_EIO on failure (message names `what`). */
+enum ids_err file_write_all(int fd, const void *data, size_t len, const char *what,
+                            struct ids_error *err);
+enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const char *what,
+                            struct ids_error *err);
+/* fsync the folder that holds `path`. */
+enum ids_err file_sync_dir(const char *path, struct ids_error *err);
+
+/* ---- uint64 -> uint64 map (open addressing; key 0 is allowed) ------- */
+struct u64map {
+    size_t cap; /* power of two, 0 when empty */
+    size_t nr;
+    uint64_t *keys;
+    uint64_t *vals;
+    unsigned char *used;
+};
+void u64map_release(struct u64map *m);
+/* Insert or overwrite. */
+void u64map_put(struct u64map *m, uint64_t key, uint64_t val);
+bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val);
+
+/* ---- options -------------------------------------------------------- */
+/* The string value of option `key` in vals (NULL when absent). */
+const char *file_opt(const struct config_values *vals, const char *key);
+/* Resolve a relative path against the folder of the configuration file
+ * (cfg->loc.file); absolute paths are copied. Caller frees. */
+char *file_resolve_path(const struct connector_config *cfg, const char *path);
+
+/* hash64 of a string, for key maps. */
+uint64_t file_key_hash(const char *s, size_t len);
+
+#endif
