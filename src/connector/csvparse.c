@@ -239,7 +239,13 @@ void csv_join_values(struct strbuf *out, const struct strvec *vals, char sep)
             strbuf_addch(out, sep);
         }
         for (p = vals->v[i]; *p; p++) {
-            if (*p == '\\' || *p == sep) {
+            /* a backslash needs escaping only where it would be read as one */
+            bool esc = *p == sep;
+
+            if (*p == '\\') {
+                esc = p[1] == '\\' || p[1] == sep || (p[1] == '\0' && i + 1 < vals->nr);
+            }
+            if (esc) {
                 strbuf_addch(out, '\\');
             }
             strbuf_addch(out, *p);

@@ -1,0 +1,743 @@
+/* test_csv.c - the CSV connector: reading (quoting, multi-values, BOM,
+ * references, bad rows with their messages, a huge cell), the delta
+ * watermark, and export (add/modify/rename/delete, atomic snapshot,
+ * idempotent re-add). Configurations are built by hand. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "connector/connector.h"
+#include "entry.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+#include "util/strvec.h"
+#include "util/banned.h"
+
+/* ---- hand-built configuration ---------------------------------------- */
+
+struct fixture {
+    char *dir;
+    char *path;
+    struct connector_config cfg;
+    struct object_type_config ot[2];
+    struct reference_config refs[1];
+    struct connector *c;
+};
+
+static const struct config_option *find_opt(const struct config_option *table, const char *key)
+{
+    size_t i;
+
+    for (i = 0; table[i].key != NULL; i++) {
+        if (strcmp(table[i].key, key) == 0) {
+            return &table[i];
+        }
+    }
+    fail_msg("no option %s", key);
+    return NULL;
+}
+
+static void set_opt(struct config_values *vals, const struct config_option *table, const char *key,
+                    const char *value)
+{
+    struct config_value *v;
+
+    vals->v = xreallocarray(vals->v, vals->nr + 1, sizeof(*vals->v));
+    v = &vals->v[vals->nr++];
+    memset(v, 0, sizeof(*v));
+    strvec_init(&v->list);
+    v->opt = find_opt(table, key);
+    v->str = xstrdup(value);
+}
+
+static void free_vals(struct config_values *vals)
+{
+    size_t i;
+
+    for (i = 0; i < vals->nr; i++) {
+        free(vals->v[i].str);
+    }
+    free(vals->v);
+    vals->v = NULL;
+    vals->nr = 0;
+}
+
+/* A csv connector "hr" with object type "user": key id, attributes given
+ * as a space-separated list. */
+static struct fixture *fixture_new(const char *attrs, const char *content)
+{
+    struct fixture *f = xcalloc(1, sizeof(*f));
+    struct ids_error err = IDS_ERROR_INIT;
+
+    f->dir = test_tmpdir();
+    if (content != NULL) {
+        f->path = test_write_file(f->dir, "users.csv", content);
+    } else {
+        struct strbuf sb = STRBUF_INIT;
+
+        strbuf_addf(&sb, "%s/users.csv", f->dir);
+        f->path = strbuf_detach(&sb, NULL);
+    }
+    f->cfg.name = "hr";
+    f->cfg.type = "csv";
+    f->cfg.ops = &csv_connector_ops;
+    set_opt(&f->cfg.opts, csv_connector_ops.options, "path", f->path);
+    set_opt(&f->cfg.opts, csv_connector_ops.options, "key", "id");
+    f->ot[0].name = "user";
+    strvec_init(&f->ot[0].attributes);
+    strvec_split(&f->ot[0].attributes, attrs, ' ', true);
+    f->cfg.nobjects = 1;
+    f->cfg.objects = f->ot;
+    (void)err;
+    return f;
+}
+
+static void fixture_ref(struct fixture *f, const char *attr)
+{
+    f->refs[0].attr = (char *)attr;
+    strvec_init(&f->refs[0].types);
+    f->ot[0].nrefs = 1;
+    f->ot[0].refs = f->refs;
+}
+
+static void fixture_open(struct fixture *f)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+
+    if (connector_create(&f->cfg, &f->c, &err) != IDS_OK) {
+        fail_msg("create: %s", err.msg);
+    }
+    if (connector_open(f->c, &err) != IDS_OK) {
+        fail_msg("open: %s", err.msg);
+    }
+}
+
+static void fixture_free(struct fixture *f)
+{
+    size_t i;
+
+    connector_close(f->c);
+    free_vals(&f->cfg.opts);
+    for (i = 0; i < 2; i++) {
+        strvec_clear(&f->ot[i].attributes);
+        free_vals(&f->ot[i].opts);
+    }
+    test_rmtree(f->dir);
+    free(f->dir);
+    free(f->path);
+    free(f);
+}
+
+/* Read everything: objects as JSON lines into out, errors as "ERR msg"
+ * lines; returns the watermark (caller frees). */
+static char *read_all(struct fixture *f, struct strbuf *out)
+{
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct read_item item;
+    struct strbuf wm = STRBUF_INIT;
+    enum ids_err ret;
+
+    if (f->c == NULL) {
+        fixture_open(f);
+    }
+    assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_OK);
+    for (;;) {
+        ret = connector_cursor_next(f->c, cur, &item, &err);
+        if (ret == IDS_DONE) {
+            break;
+        }
+        if (ret == IDS_EINPUT) {
+            strbuf_addf(out, "ERR %s\n", err.msg);
+            continue;
+        }
+        if (ret != IDS_OK) {
+            fail_msg("next: %s: %s", ids_err_name(ret), err.msg);
+        }
+        assert_int_equal(item.op, CHANGE_ADD);
+        entry_canonicalize(item.entry);
+        entry_to_json(item.entry, out);
+        strbuf_addch(out, '\n');
+        read_item_release(&item);
+    }
+    assert_int_equal(connector_cursor_watermark(f->c, cur, &wm, &err), IDS_OK);
+    connector_cursor_free(f->c, cur);
+    return strbuf_detach(&wm, NULL);
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle) == NULL) {
+        fail_msg("expected to find:\n%s\nin:\n%s", needle, hay);
+    }
+}
+
+static void assert_not_contains(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle) != NULL) {
+        fail_msg("did not expect:\n%s\nin:\n%s", needle, hay);
+    }
+}
+
+/* Names in dir, each followed by a space, sorted (static buffer). */
+static const char *dir_listing(const char *dir)
+{
+    static char buf[1024];
+    struct strvec names = STRVEC_INIT;
+    struct dirent *d;
+    DIR *dp = opendir(dir);
+    size_t i, off = 0;
+
+    assert_non_null(dp);
+    while ((d = readdir(dp)) != NULL) {
+        if (strcmp(d->d_name, ".") != 0 && strcmp(d->d_name, "..") != 0) {
+            strvec_push(&names, d->d_name);
+        }
+    }
+    closedir(dp);
+    strvec_sort(&names);
+    buf[0] = '\0';
+    for (i = 0; i < names.nr; i++) {
+        off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s ", names.v[i]);
+    }
+    strvec_clear(&names);
+    return buf;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void test_read_basic(void **state)
+{
+    struct fixture *f = fixture_new("cn mail", "id,cn,mail,phone\r\n"
+                                               "1,Ann,ann@x.org,555\r\n"
+                                               "2,\"Smith, Bob\",bob@x.org;b@x.org,\r\n"
+                                               "\r\n"
+                                               "3,\"Say \"\"hi\"\"\",,\n");
+    struct strbuf out = STRBUF_INIT;
+    char *wm;
+
+    (void)state;
+    wm = read_all(f, &out);
+    assert_string_equal(
+        out.buf,
+        "{\"type\":\"user\",\"anchor\":\"1\",\"dn\":\"1\",\"attributes\":{\"cn\":[\"Ann\"],"
+        "\"id\":[\"1\"],\"mail\":[\"ann@x.org\"]}}\n"
+        "{\"type\":\"user\",\"anchor\":\"2\",\"dn\":\"2\",\"attributes\":{\"cn\":[\"Smith, "
+        "Bob\"],\"id\":[\"2\"],\"mail\":[\"b@x.org\",\"bob@x.org\"]}}\n"
+        "{\"type\":\"user\",\"anchor\":\"3\",\"dn\":\"3\",\"attributes\":{\"cn\":[\"Say "
+        "\\\"hi\\\"\"],\"id\":[\"3\"]}}\n");
+    assert_true(strncmp(wm, "csv1:", 5) == 0);
+    free(wm);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+static void test_read_multiline_bom_escapes(void **state)
+{
+    struct fixture *f = fixture_new("cn description member",
+                                    "\xEF\xBB\xBFid,cn,description,member\n"
+                                    "g1,Group,\"line one\nline two\",u1;u2\\;x;a\\\\b;C:\\d\n"
+                                    "g2,Other,,\n");
+    struct strbuf out = STRBUF_INIT;
+    char *wm;
+
+    (void)state;
+    fixture_ref(f, "member");
+    wm = read_all(f, &out);
+    assert_contains(out.buf, "\"anchor\":\"g1\"");
+    assert_contains(out.buf, "\"description\":[{\"base64\":\"bGluZSBvbmUKbGluZSB0d28=\"}]");
+    /* escaped separator and backslash; other backslashes kept */
+    assert_contains(out.buf, "\"member\":[\"C:\\\\d\",\"a\\\\b\",\"u1\",\"u2;x\"]");
+    assert_contains(out.buf, "\"anchor\":\"g2\"");
+    assert_not_contains(out.buf, "ERR");
+    free(wm);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+static void test_read_reference_flag(void **state)
+{
+    struct fixture *f = fixture_new("member", "id,member\ng1,u1;u2\n");
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct read_item item;
+    struct attr *a;
+
+    (void)state;
+    fixture_ref(f, "member");
+    fixture_open(f);
+    assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_OK);
+    assert_int_equal(connector_cursor_next(f->c, cur, &item, &err), IDS_OK);
+    a = entry_attr(item.entry, "member");
+    assert_non_null(a);
+    assert_true(a->flags & ATTR_REF);
+    assert_int_equal(a->nvals, 2);
+    assert_null(entry_attr(item.entry, "id")->flags & ATTR_REF ? "ref" : NULL);
+    read_item_release(&item);
+    assert_int_equal(connector_cursor_next(f->c, cur, &item, &err), IDS_DONE);
+    connector_cursor_free(f->c, cur);
+    fixture_free(f);
+}
+
+static void test_read_bad_rows(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\n"            /* line 1 */
+                                          "1,ok\n"             /* 2 */
+                                          "2,a,extra\n"        /* 3: too many fields */
+                                          "3,\xff\xfe\n"       /* 4: invalid UTF-8 */
+                                          ",nokey\n"           /* 5: empty key */
+                                          "1,dup\n"            /* 6: duplicate key */
+                                          "4,\"x\"y\n"         /* 7: text after quote */
+                                          "5,fine\n"           /* 8 */
+                                          "6,\"never closed\n" /* 9: unterminated */
+                                          "7,after\n");        /* 10 */
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf exp = STRBUF_INIT;
+    char *wm;
+
+    (void)state;
+    wm = read_all(f, &out);
+    strbuf_addf(
+        &exp,
+        "{\"type\":\"user\",\"anchor\":\"1\",\"dn\":\"1\",\"attributes\":{\"cn\":[\"ok\"],"
+        "\"id\":[\"1\"]}}\n"
+        "ERR %s:3: 3 fields, the header has 2\n"
+        "ERR %s:4: column \"cn\": invalid UTF-8\n"
+        "ERR %s:5: column \"id\": empty key\n"
+        "ERR %s:6: column \"id\": duplicate key \"1\" (first at %s:2)\n"
+        "ERR %s:7: column \"cn\": text after the closing quote\n"
+        "{\"type\":\"user\",\"anchor\":\"5\",\"dn\":\"5\",\"attributes\":{\"cn\":[\"fine\"],"
+        "\"id\":[\"5\"]}}\n"
+        "ERR %s:9: column \"cn\": quoted field not terminated (no closing quote)\n"
+        "{\"type\":\"user\",\"anchor\":\"7\",\"dn\":\"7\",\"attributes\":{\"cn\":[\"after\"],"
+        "\"id\":[\"7\"]}}\n",
+        f->path, f->path, f->path, f->path, f->path, f->path, f->path);
+    assert_string_equal(out.buf, exp.buf);
+    free(wm);
+    strbuf_release(&out);
+    strbuf_release(&exp);
+    fixture_free(f);
+}
+
+static void test_read_huge_cell(void **state)
+{
+    struct fixture *f = fixture_new("cn", NULL);
+    struct strbuf content = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf exp = STRBUF_INIT;
+    FILE *fp;
+    char *wm;
+    size_t i;
+
+    (void)state;
+    strbuf_addstr(&content, "id,cn\n1,\"");
+    for (i = 0; i < 1100 * 1024; i++) {
+        strbuf_addch(&content, i % 100 == 99 ? '\n' : 'x');
+    }
+    strbuf_addstr(&content, "\"\n2,small\n");
+    fp = fopen(f->path, "wb");
+    assert_non_null(fp);
+    fwrite(content.buf, 1, content.len, fp);
+    fclose(fp);
+    wm = read_all(f, &out);
+    strbuf_addf(
+        &exp,
+        "ERR %s:2: row longer than 1048576 bytes, skipped\n"
+        "{\"type\":\"user\",\"anchor\":\"2\",\"dn\":\"2\",\"attributes\":{\"cn\":[\"small\"],"
+        "\"id\":[\"2\"]}}\n",
+        f->path);
+    assert_string_equal(out.buf, exp.buf);
+    free(wm);
+    strbuf_release(&content);
+    strbuf_release(&out);
+    strbuf_release(&exp);
+    fixture_free(f);
+}
+
+static void test_read_dn_column_and_missing_key_column(void **state)
+{
+    struct fixture *f = fixture_new("", "id,dn,cn\n1,\"cn=Ann,o=x\",Ann\n");
+    struct fixture *g = fixture_new("", "uid,cn\n1,Ann\n");
+    struct strbuf out = STRBUF_INIT;
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct read_item item;
+    char *wm;
+
+    (void)state;
+    set_opt(&f->cfg.opts, csv_connector_ops.options, "dn_column", "dn");
+    wm = read_all(f, &out);
+    /* no attributes list: every column kept */
+    assert_string_equal(out.buf,
+                        "{\"type\":\"user\",\"anchor\":\"1\",\"dn\":\"cn=Ann,o=x\",\"attributes\":{"
+                        "\"cn\":[\"Ann\"],\"dn\":[\"cn=Ann,o=x\"],\"id\":[\"1\"]}}\n");
+    free(wm);
+
+    fixture_open(g);
+    assert_int_equal(connector_read_full(g->c, &cur, &err), IDS_OK);
+    assert_int_equal(connector_cursor_next(g->c, cur, &item, &err), IDS_ECONFIG);
+    assert_contains(err.msg, ":1: the key column \"id\" is not in the header");
+    connector_cursor_free(g->c, cur);
+    strbuf_release(&out);
+    fixture_free(f);
+    fixture_free(g);
+}
+
+static void test_missing_file_reads_empty(void **state)
+{
+    struct fixture *f = fixture_new("cn", NULL);
+    struct strbuf out = STRBUF_INIT;
+    char *wm;
+
+    (void)state;
+    wm = read_all(f, &out);
+    assert_string_equal(out.buf, "");
+    assert_string_equal(wm, "csv1:-");
+    free(wm);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+static void test_create_errors(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\n");
+    struct ids_error err = IDS_ERROR_INIT;
+    struct connector *c = NULL;
+
+    (void)state;
+    set_opt(&f->cfg.opts, csv_connector_ops.options, "delimiter", ";;");
+    assert_int_equal(connector_create(&f->cfg, &c, &err), IDS_ECONFIG);
+    assert_contains(err.msg, "delimiter must be one character");
+    assert_null(c);
+    fixture_free(f);
+}
+
+/* ---- delta ------------------------------------------------------------ */
+
+static void test_delta_watermark(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\n1,Ann\n");
+    struct strbuf out = STRBUF_INIT;
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct read_item item;
+    struct strbuf wm2 = STRBUF_INIT;
+    char *wm;
+    char *p;
+
+    (void)state;
+    wm = read_all(f, &out);
+    /* no watermark: full import */
+    assert_int_equal(connector_read_changes(f->c, NULL, &cur, &err), IDS_EFULLREQUIRED);
+    /* same file: nothing, same watermark */
+    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
+    assert_int_equal(connector_cursor_next(f->c, cur, &item, &err), IDS_DONE);
+    assert_int_equal(connector_cursor_watermark(f->c, cur, &wm2, &err), IDS_OK);
+    assert_string_equal(wm2.buf, wm);
+    connector_cursor_free(f->c, cur);
+    cur = NULL;
+    /* changed file: full import required, with the reason */
+    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Anne\n"));
+    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_EFULLREQUIRED);
+    assert_null(cur);
+    assert_contains(err.msg, "file changed since the last import");
+    /* the full read of the changed file gives a new watermark that matches */
+    free(wm);
+    strbuf_reset(&out);
+    wm = read_all(f, &out);
+    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
+    connector_cursor_free(f->c, cur);
+    /* watermark = size + content hash */
+    p = strchr(wm + 5, ':');
+    assert_non_null(p);
+    assert_int_equal(strtol(wm + 5, NULL, 10), 13);
+    free(wm);
+    strbuf_release(&wm2);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+/* ---- export ----------------------------------------------------------- */
+
+struct result_line {
+    uint64_t tag;
+    enum ids_err code;
+    char anchor[64];
+    char dn[128];
+    char msg[IDS_ERROR_MSG_MAX];
+};
+
+/* Collect every result (after export_end) into rs, sorted by tag. */
+static size_t export_run(struct fixture *f, struct change **chs, size_t n, bool end,
+                         struct result_line *rs)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct export_result res;
+    size_t i, got = 0;
+    enum ids_err ret;
+
+    if (f->c == NULL) {
+        fixture_open(f);
+    }
+    assert_int_equal(connector_export_begin(f->c, &err), IDS_OK);
+    for (i = 0; i < n; i++) {
+        ret = connector_submit(f->c, chs[i], i + 1, &err);
+        if (ret != IDS_OK) {
+            fail_msg("submit %zu: %s", i + 1, err.msg);
+        }
+    }
+    if (n > 0) {
+        assert_int_equal(connector_poll(f->c, false, &res, &err), IDS_EAGAIN);
+    }
+    if (!end) {
+        return 0;
+    }
+    assert_int_equal(connector_export_end(f->c, &err), IDS_OK);
+    for (;;) {
+        ret = connector_poll(f->c, true, &res, &err);
+        if (ret == IDS_DONE) {
+            break;
+        }
+        assert_int_equal(ret, IDS_OK);
+        assert_true(res.tag >= 1 && res.tag <= n);
+        rs[res.tag - 1].tag = res.tag;
+        rs[res.tag - 1].code = res.code;
+        snprintf(rs[res.tag - 1].anchor, sizeof(rs[0].anchor), "%s", res.anchor ? res.anchor : "");
+        snprintf(rs[res.tag - 1].dn, sizeof(rs[0].dn), "%s", res.dn ? res.dn : "");
+        snprintf(rs[res.tag - 1].msg, sizeof(rs[0].msg), "%s", res.err.msg);
+        export_result_release(&res);
+        got++;
+    }
+    return got;
+}
+
+static struct change *add_change(const char *id, const char *cn, const char *mail1,
+                                 const char *mail2)
+{
+    struct change *ch = change_new(CHANGE_ADD, "user", NULL, id);
+    struct mod *m;
+
+    m = change_add_mod(ch, MOD_ADD, "id", 0);
+    attr_add_value(&m->attr, id, strlen(id));
+    m = change_add_mod(ch, MOD_ADD, "cn", 0);
+    attr_add_value(&m->attr, cn, strlen(cn));
+    if (mail1 != NULL) {
+        m = change_add_mod(ch, MOD_ADD, "mail", 0);
+        attr_add_value(&m->attr, mail1, strlen(mail1));
+        if (mail2 != NULL) {
+            attr_add_value(&m->attr, mail2, strlen(mail2));
+        }
+    }
+    return ch;
+}
+
+static void free_changes(struct change **chs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        change_free(chs[i]);
+    }
+}
+
+static void test_export_new_file(void **state)
+{
+    struct fixture *f = fixture_new("cn mail", NULL);
+    struct change *chs[3];
+    struct result_line rs[3];
+    char *txt;
+
+    (void)state;
+    memset(rs, 0, sizeof(rs));
+    chs[0] = add_change("1", "Ann", "ann@x.org", "a;b@x.org");
+    chs[1] = add_change("2", "Smith, \"Bob\"", NULL, NULL);
+    chs[2] = add_change("3", "C:\\dir", NULL, NULL);
+    assert_int_equal(export_run(f, chs, 3, true, rs), 3);
+    assert_int_equal(rs[0].code, IDS_OK);
+    assert_string_equal(rs[0].anchor, "1");
+    assert_string_equal(rs[1].anchor, "2");
+    txt = test_read_file(f->path);
+    assert_string_equal(txt, "id,cn,mail\r\n"
+                             "1,Ann,ann@x.org;a\\;b@x.org\r\n"
+                             "2,\"Smith, \"\"Bob\"\"\",\r\n"
+                             "3,C:\\dir,\r\n");
+    free(txt);
+    free_changes(chs, 3);
+    fixture_free(f);
+}
+
+static void test_export_modify_rename_delete(void **state)
+{
+    struct fixture *f = fixture_new("cn mail member", "id,cn,mail,member,other\n"
+                                                      "1,Ann,a@x.org;a2@x.org,,keep me\n"
+                                                      "2,Bob,b@x.org,,\n"
+                                                      "bad,row\n"
+                                                      "3,Cid,,,\"quoted, kept\"\n");
+    struct change *chs[6];
+    struct result_line rs[6];
+    struct mod *m;
+    char *txt;
+    struct strbuf out = STRBUF_INIT;
+    char *wm;
+
+    (void)state;
+    memset(rs, 0, sizeof(rs));
+    chs[0] = change_new(CHANGE_MODIFY, "user", "1", "1");
+    m = change_add_mod(chs[0], MOD_DELETE, "mail", 0);
+    attr_add_value(&m->attr, "a2@x.org", 8);
+    m = change_add_mod(chs[0], MOD_ADD, "member", ATTR_REF);
+    attr_add_value(&m->attr, "2", 1);
+    attr_add_value(&m->attr, "3", 1);
+    chs[1] = change_new(CHANGE_DELETE, "user", "2", "2");
+    chs[2] = change_new(CHANGE_MODIFY, "user", "3", "3");
+    chs[2]->new_dn = xstrdup("30"); /* no dn_column: the key changes */
+    m = change_add_mod(chs[2], MOD_REPLACE, "cn", 0);
+    attr_add_value(&m->attr, "Cyd", 3);
+    chs[3] = change_new(CHANGE_DELETE, "user", "99", "99"); /* absent: success */
+    chs[4] = change_new(CHANGE_MODIFY, "user", "98", "98"); /* absent: not found */
+    m = change_add_mod(chs[4], MOD_REPLACE, "cn", 0);
+    attr_add_value(&m->attr, "x", 1);
+    chs[5] = add_change("4", "Dee", NULL, NULL);
+    assert_int_equal(export_run(f, chs, 6, true, rs), 6);
+    assert_int_equal(rs[0].code, IDS_OK);
+    assert_int_equal(rs[1].code, IDS_OK);
+    assert_int_equal(rs[2].code, IDS_OK);
+    assert_string_equal(rs[2].anchor, "30");
+    assert_string_equal(rs[2].dn, "30");
+    assert_int_equal(rs[3].code, IDS_OK);
+    assert_int_equal(rs[4].code, IDS_ENOTFOUND);
+    assert_contains(rs[4].msg, "no row with key \"98\"");
+    assert_int_equal(rs[5].code, IDS_OK);
+    txt = test_read_file(f->path);
+    assert_string_equal(txt, "id,cn,mail,member,other\n"
+                             "1,Ann,a@x.org,2;3,keep me\n"
+                             "bad,row\n"
+                             "30,Cyd,,,\"quoted, kept\"\n"
+                             "4,Dee,,,\n");
+    free(txt);
+    /* and it reads back */
+    wm = read_all(f, &out);
+    assert_contains(out.buf, "\"anchor\":\"30\"");
+    assert_contains(out.buf, "\"member\":[\"2\",\"3\"]");
+    free(wm);
+    strbuf_release(&out);
+    free_changes(chs, 6);
+    fixture_free(f);
+}
+
+static void test_export_atomic_without_end(void **state)
+{
+    const char *orig = "id,cn\n1,Ann\n";
+    struct fixture *f = fixture_new("cn", orig);
+    struct change *chs[2];
+    char *txt;
+    struct result_line rs[2];
+
+    (void)state;
+    chs[0] = add_change("2", "Bob", NULL, NULL);
+    chs[1] = change_new(CHANGE_DELETE, "user", "1", "1");
+    export_run(f, chs, 2, false, rs);
+    /* export_end never called: the original is intact, no temp file left */
+    connector_close(f->c);
+    f->c = NULL;
+    txt = test_read_file(f->path);
+    assert_string_equal(txt, orig);
+    free(txt);
+    assert_string_equal(dir_listing(f->dir), "users.csv ");
+    free_changes(chs, 2);
+    fixture_free(f);
+}
+
+static void test_export_idempotent_readd(void **state)
+{
+    struct fixture *f = fixture_new("cn mail", NULL);
+    struct change *chs[2];
+    struct result_line rs[2];
+    char *before;
+    char *after;
+
+    (void)state;
+    memset(rs, 0, sizeof(rs));
+    chs[0] = add_change("1", "Ann", "a@x.org", "b@x.org");
+    chs[1] = add_change("2", "Bob", NULL, NULL);
+    assert_int_equal(export_run(f, chs, 2, true, rs), 2);
+    before = test_read_file(f->path);
+    /* the engine reruns the same adds after a crash: success, no duplicate */
+    memset(rs, 0, sizeof(rs));
+    assert_int_equal(export_run(f, chs, 2, true, rs), 2);
+    assert_int_equal(rs[0].code, IDS_OK);
+    assert_string_equal(rs[0].anchor, "1");
+    assert_int_equal(rs[1].code, IDS_OK);
+    after = test_read_file(f->path);
+    assert_string_equal(before, after);
+    free(after);
+    /* the same key with other values is a conflict */
+    change_free(chs[1]);
+    chs[1] = add_change("2", "Robert", NULL, NULL);
+    memset(rs, 0, sizeof(rs));
+    assert_int_equal(export_run(f, chs + 1, 1, true, rs), 1);
+    assert_int_equal(rs[0].code, IDS_EEXIST);
+    assert_contains(rs[0].msg, ":3: key \"2\" already exists with other values");
+    after = test_read_file(f->path);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    free_changes(chs, 2);
+    fixture_free(f);
+}
+
+static void test_export_rejects(void **state)
+{
+    struct fixture *f = fixture_new("cn", NULL);
+    struct ids_error err = IDS_ERROR_INIT;
+    struct change *ch = add_change("1", "Ann", "a@x.org", NULL);
+    struct change *nokey = change_new(CHANGE_ADD, "user", NULL, NULL);
+    struct mod *m = change_add_mod(nokey, MOD_ADD, "cn", 0);
+
+    (void)state;
+    attr_add_value(&m->attr, "x", 1);
+    fixture_open(f);
+    assert_int_equal(connector_export_begin(f->c, &err), IDS_OK);
+    /* mail is not a configured attribute */
+    assert_int_equal(connector_submit(f->c, ch, 1, &err), IDS_EREJECTED);
+    assert_contains(err.msg, "attribute \"mail\" is not a column");
+    assert_int_equal(connector_submit(f->c, nokey, 2, &err), IDS_EREJECTED);
+    assert_contains(err.msg, "add without a value for the key column \"id\"");
+    assert_int_equal(connector_export_end(f->c, &err), IDS_OK);
+    {
+        struct export_result res;
+
+        assert_int_equal(connector_poll(f->c, true, &res, &err), IDS_DONE);
+    }
+    change_free(ch);
+    change_free(nokey);
+    fixture_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_read_basic),
+        cmocka_unit_test(test_read_multiline_bom_escapes),
+        cmocka_unit_test(test_read_reference_flag),
+        cmocka_unit_test(test_read_bad_rows),
+        cmocka_unit_test(test_read_huge_cell),
+        cmocka_unit_test(test_read_dn_column_and_missing_key_column),
+        cmocka_unit_test(test_missing_file_reads_empty),
+        cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_delta_watermark),
+        cmocka_unit_test(test_export_new_file),
+        cmocka_unit_test(test_export_modify_rename_delete),
+        cmocka_unit_test(test_export_atomic_without_end),
+        cmocka_unit_test(test_export_idempotent_readd),
+        cmocka_unit_test(test_export_rejects),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
