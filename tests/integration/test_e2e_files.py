@@ -1,0 +1,543 @@
+"""End-to-end cycles with files as the connected systems (issue 2).
+
+CSV -> CSV, CSV -> LDIF and LDIF -> CSV through the real `idsync` binary:
+add, update, rename, delete, group membership, join by anchor and by mail,
+ambiguous join, projection, the three deprovision modes, the deletion
+threshold, the import guard, dry run, malformed input and kill-and-rerun.
+What is asserted is what an administrator would check: the target files,
+exit codes, and what `history` / `errors` say.
+"""
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import textwrap
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(os.path.dirname(HERE))
+IDSYNC = os.environ.get("IDSYNC", os.path.join(TOP, "build-test", "idsync"))
+
+
+class Env:
+    """A work folder with a configuration, source files and a target."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def write(self, name, text):
+        p = os.path.join(self.path, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        return p
+
+    def read(self, name):
+        with open(os.path.join(self.path, name), encoding="utf-8", newline="") as f:
+            return f.read()
+
+    def exists(self, name):
+        return os.path.exists(os.path.join(self.path, name))
+
+    def run(self, *args, env=None, expect=None):
+        e = dict(os.environ)
+        e.pop("IDSYNC_FAULT", None)
+        if env:
+            e.update(env)
+        p = subprocess.run([IDSYNC, "-c", os.path.join(self.path, "idsync.yaml"), *args],
+                           cwd=self.path, env=e, capture_output=True, text=True, timeout=600)
+        if expect is not None:
+            assert p.returncode == expect, (args, p.returncode, p.stdout, p.stderr)
+        return p
+
+    def json(self, *args, expect=0):
+        p = self.run(*args, "--json", expect=expect)
+        return json.loads(p.stdout)
+
+    def rows(self, name, key):
+        """Rows of a CSV file as {key: {column: value}}."""
+        text = self.read(name)
+        out = {}
+        for r in csv.DictReader(io.StringIO(text)):
+            assert r[key] not in out, "duplicate row %s in %s" % (r[key], name)
+            out[r[key]] = r
+        return out
+
+
+def people_csv(people):
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["employeeId", "givenName", "sn", "mail", "title"])
+    for p in people:
+        w.writerow([p["id"], p["given"], p["sn"], p["mail"], p.get("title", "")])
+    return buf.getvalue()
+
+
+def groups_csv(groups):
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["name", "members"])
+    for name, members in groups.items():
+        w.writerow([name, ";".join(members)])
+    return buf.getvalue()
+
+
+def person(i, **kw):
+    p = {"id": "E%04d" % i, "given": "Given%d" % i, "sn": "Family%d" % i,
+         "mail": "user%d@example.com" % i, "title": "Engineer"}
+    p.update(kw)
+    return p
+
+
+CSV_TO_CSV = """
+store: sqlite:idsync.db
+connectors:
+  hr:
+    type: csv
+    objects:
+      person:
+        path: src/people.csv
+        key: employeeId
+        attributes: [employeeId, givenName, sn, mail, title]
+      team:
+        path: src/groups.csv
+        key: name
+        attributes: [name, members]
+        references: {{ members: [person] }}
+  target:
+    type: csv
+    objects:
+      user:
+        path: out/users.csv
+        key: id
+        attributes: [id, externalId, displayName, mail, title, status]
+      group:
+        path: out/groups.csv
+        key: name
+        attributes: [name, member]
+        references: {{ member: [user] }}
+metaverse:
+  person:
+    from:
+      - connector: hr
+        object: person
+        project: true
+        join:
+          - employeeId: employeeId
+        flow:
+          employeeId: employeeId
+          displayName: 'givenName .. " " .. sn'
+          mail: mail
+          title: title
+    to:
+      - connector: target
+        object: user
+        provision: true
+        deprovision: {deprovision}
+        disable_attribute: status
+        disable_value: disabled
+        anchor_carrier: externalId
+        join:
+          - externalId: employeeId
+          - mail: mail
+        flow:
+          id: employeeId
+          externalId: employeeId
+          displayName: displayName
+          mail: mail
+          title: title
+  team:
+    from:
+      - connector: hr
+        object: team
+        project: true
+        join: [ {{ name: name }} ]
+        flow: {{ name: name, members: members }}
+    to:
+      - connector: target
+        object: group
+        provision: true
+        deprovision: delete
+        flow: {{ name: name, member: members }}
+safety:
+  max_deletes: {max_deletes}
+  max_delete_percent: 0
+  import_max_delete_percent: 50
+"""
+
+
+def csv_env(tmp_path, people, groups, deprovision="delete", max_deletes=500):
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_CSV.format(deprovision=deprovision, max_deletes=max_deletes))
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv(groups))
+    os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
+    return env
+
+
+def expect_users(env, people):
+    rows = env.rows("out/users.csv", "id")
+    assert set(rows) == {p["id"] for p in people}
+    for p in people:
+        r = rows[p["id"]]
+        assert r["displayName"] == "%s %s" % (p["given"], p["sn"])
+        assert r["mail"] == p["mail"]
+        assert r["title"] == p.get("title", "")
+    return rows
+
+
+def expect_groups(env, groups):
+    rows = env.rows("out/groups.csv", "name")
+    assert set(rows) == set(groups)
+    for name, members in groups.items():
+        got = set(filter(None, rows[name]["member"].split(";")))
+        assert got == set(members), name
+
+
+def last_runs(env, n=20):
+    data = env.json("history", "--limit", str(n))
+    runs = data["runs"] if isinstance(data, dict) else data
+    return runs
+
+
+def counter(run, name):
+    c = run.get("counters", run)
+    return int(c.get(name, 0))
+
+
+def exports_of_last_cycle(env):
+    """Sum of export counters over the export runs of the newest cycle."""
+    runs = last_runs(env, 20)
+    cycle = next(r for r in runs if r["step"] == "cycle")
+    total = 0
+    for r in runs:
+        if r.get("parent") == cycle["id"] and r["step"] == "export":
+            for k in ("export-add", "export-update", "export-rename", "export-delete"):
+                total += counter(r, k)
+    return total
+
+
+def test_csv_to_csv_full_then_every_kind_of_change(tmp_path):
+    people = [person(i) for i in range(1, 21)]
+    groups = {"red": ["E0001", "E0002", "E0003"], "blue": ["E0004"]}
+    env = csv_env(tmp_path, people, groups)
+
+    env.run("cycle", "--full", expect=0)
+    expect_users(env, people)
+    expect_groups(env, groups)
+
+    # update, rename (mail and name change), delete, add, membership changes
+    people[0]["title"] = "Director"
+    people[1].update(sn="Renamed", mail="renamed2@example.com")
+    gone = people.pop(2)
+    people.append(person(99, title="Intern"))
+    groups = {"red": ["E0001", "E0002", "E0099"], "blue": ["E0004", "E0005"]}
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv(groups))
+    env.run("cycle", expect=0)
+    rows = expect_users(env, people)
+    assert gone["id"] not in rows
+    expect_groups(env, groups)
+
+    # a quiet cycle exports nothing
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
+def test_join_by_mail_adopts_existing_target_row(tmp_path):
+    people = [person(i) for i in range(1, 6)]
+    env = csv_env(tmp_path, people, {"red": ["E0001"]})
+    # the target already holds person 2 (no anchor carrier yet): adopted by mail
+    env.write("out/users.csv",
+              "id,externalId,displayName,mail,title,status\r\n"
+              "E0002,,Old Name,user2@example.com,Old,\r\n")
+    env.run("cycle", "--full", expect=0)
+    rows = expect_users(env, people)
+    assert rows["E0002"]["externalId"] == "E0002"
+
+
+def errors_of(env):
+    errs = env.json("errors")
+    return errs["errors"] if isinstance(errs, dict) else errs
+
+
+def test_ambiguous_join_is_an_error_and_nothing_is_created(tmp_path):
+    people = [person(1), person(2)]
+    env = csv_env(tmp_path, people, {})
+    env.write("out/users.csv",
+              "id,externalId,displayName,mail,title,status\r\n"
+              "X1,,Twin One,user2@example.com,,\r\n"
+              "X2,,Twin Two,user2@example.com,,\r\n")
+    p = env.run("cycle", "--full")
+    assert p.returncode == 1, p.stderr
+    amb = [e for e in errors_of(env) if e["code"] == "ambiguous-join"]
+    assert amb
+    rows = env.rows("out/users.csv", "id")
+    # E0002 was neither created nor joined; the twins are untouched
+    assert set(rows) == {"E0001", "X1", "X2"}
+    assert rows["X1"]["displayName"] == "Twin One" and rows["X1"]["externalId"] == ""
+
+
+def test_soft_match_refused_when_anchor_carrier_differs(tmp_path):
+    people = [person(1), person(2)]
+    env = csv_env(tmp_path, people, {})
+    env.write("out/users.csv",
+              "id,externalId,displayName,mail,title,status\r\n"
+              "OLD2,S-OLD-2,Old Two,user2@example.com,,\r\n")
+    p = env.run("cycle", "--full")
+    assert p.returncode == 1, p.stderr
+    mism = [e for e in errors_of(env) if e["code"] == "anchor-mismatch"]
+    assert mism and "S-OLD-2" in mism[0]["message"] and "E0002" in mism[0]["message"]
+    rows = env.rows("out/users.csv", "id")
+    assert set(rows) == {"E0001", "OLD2"}  # no duplicate created for person 2
+    assert rows["OLD2"]["externalId"] == "S-OLD-2"
+
+
+@pytest.mark.parametrize("mode", ["delete", "disable", "disconnect"])
+def test_deprovision_modes(tmp_path, mode):
+    people = [person(i) for i in range(1, 11)]
+    env = csv_env(tmp_path, people, {}, deprovision=mode)
+    env.run("cycle", "--full", expect=0)
+    env.write("src/people.csv", people_csv(people[1:]))
+    env.run("cycle", expect=0)
+    rows = env.rows("out/users.csv", "id")
+    if mode == "delete":
+        assert "E0001" not in rows
+    elif mode == "disable":
+        assert rows["E0001"]["status"] == "disabled"
+    else:
+        assert rows["E0001"]["status"] == "" and rows["E0001"]["mail"] == "user1@example.com"
+    assert len(rows) == (9 if mode == "delete" else 10)
+
+
+def test_deletion_threshold_stops_export_until_allowed(tmp_path):
+    people = [person(i) for i in range(1, 41)]
+    env = csv_env(tmp_path, people, {}, max_deletes=5)
+    env.run("cycle", "--full", expect=0)
+    before = env.read("out/users.csv")
+    env.write("src/people.csv", people_csv(people[:30]))  # 10 deletes > 5
+    p = env.run("cycle")
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "--allow-deletes" in p.stdout + p.stderr
+    assert env.read("out/users.csv") == before  # nothing exported at all
+    env.run("export", "target", "--allow-deletes", "10", expect=0)
+    assert len(env.rows("out/users.csv", "id")) == 30
+
+
+def test_import_guard_stages_nothing_on_empty_source(tmp_path):
+    people = [person(i) for i in range(1, 21)]
+    env = csv_env(tmp_path, people, {})
+    env.run("cycle", "--full", expect=0)
+    env.write("src/people.csv", people_csv([]))
+    p = env.run("import", "hr", "--full")
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    # nothing staged: a sync and export change nothing
+    env.run("sync", expect=0)
+    env.run("export", "target", expect=0)
+    assert len(env.rows("out/users.csv", "id")) == 20
+    shown = env.json("show", "cs", "hr", "E0001")
+    assert shown  # still in the connector space
+
+
+def test_dry_run_writes_nothing_and_reports_every_change(tmp_path):
+    people = [person(i) for i in range(1, 6)]
+    env = csv_env(tmp_path, people, {"red": ["E0001", "E0002"]})
+    p = env.run("cycle", "--dry-run", "--json", expect=0)
+    report = json.loads(p.stdout)
+    text = json.dumps(report)
+    for i in range(1, 6):
+        assert "E%04d" % i in text
+    assert not env.exists("out/users.csv")
+    # the store was left as before: the real cycle does all the work
+    env.run("cycle", expect=0)
+    expect_users(env, people)
+    expect_groups(env, {"red": ["E0001", "E0002"]})
+
+
+def test_malformed_csv_row_is_reported_and_others_sync(tmp_path):
+    people = [person(i) for i in range(1, 6)]
+    env = csv_env(tmp_path, people, {})
+    text = people_csv(people) + 'E0100,"Broken,Row,user100@example.com,X\r\n'
+    env.write("src/people.csv", text)
+    p = env.run("cycle", "--full")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    msgs = " ".join(e["message"] for e in errors_of(env))
+    assert "people.csv:7" in msgs or "people.csv:" in msgs, msgs
+    expect_users(env, people)
+
+
+CSV_TO_LDIF = """
+store: sqlite:idsync.db
+connectors:
+  hr:
+    type: csv
+    objects:
+      person:
+        path: src/people.csv
+        key: employeeId
+        attributes: [employeeId, givenName, sn, mail, title]
+  dir:
+    type: ldif
+    path: out/changes.ldif
+    objects:
+      user:
+        attributes: [objectClass, uid, cn, sn, mail, title]
+metaverse:
+  person:
+    from:
+      - connector: hr
+        object: person
+        project: true
+        join: [ { employeeId: employeeId } ]
+        flow: { employeeId: employeeId, givenName: givenName, sn: sn, mail: mail, title: title }
+    to:
+      - connector: dir
+        object: user
+        provision: true
+        deprovision: delete
+        flow:
+          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",ou=People,dc=example,dc=com"'
+          objectClass: '{ "inetOrgPerson" }'
+          uid: lower(employeeId)
+          cn: 'givenName .. " " .. sn'
+          sn: sn
+          mail: mail
+          title: title
+"""
+
+
+def ldif_records(text):
+    recs = []
+    for block in re.split(r"\n\n+", text.replace("\r\n", "\n")):
+        lines = [l for l in block.split("\n") if l and not l.startswith("#")]
+        # unfold
+        out = []
+        for l in lines:
+            if l.startswith(" ") and out:
+                out[-1] += l[1:]
+            else:
+                out.append(l)
+        if out and out[0].startswith("dn:"):
+            recs.append(out)
+    return recs
+
+
+def test_csv_to_ldif_change_records(tmp_path):
+    people = [person(i) for i in range(1, 11)]
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_LDIF)
+    env.write("src/people.csv", people_csv(people))
+    os.makedirs(os.path.join(env.path, "out"))
+    env.run("cycle", "--full", expect=0)
+    recs = ldif_records(env.read("out/changes.ldif"))
+    adds = [r for r in recs if "changetype: add" in r]
+    assert len(adds) == 10
+    assert any("mail: user3@example.com" in r for r in adds)
+
+    people[0]["title"] = "Boss"
+    people[1]["given"] = "Renamed"
+    del people[2]
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    recs = ldif_records(env.read("out/changes.ldif"))[10:]
+    kinds = sorted(next(l for l in r if l.startswith("changetype:")) for r in recs)
+    assert kinds == ["changetype: delete", "changetype: modify", "changetype: modify"], recs
+    mod = next(r for r in recs if r[0] == "dn: uid=e0001,ou=People,dc=example,dc=com")
+    assert "replace: title" in mod and "title: Boss" in mod
+
+
+LDIF_TO_CSV = """
+store: sqlite:idsync.db
+connectors:
+  dir:
+    type: ldif
+    path: src/directory.ldif
+    objects:
+      user:
+        object_class: inetOrgPerson
+        attributes: [uid, employeeNumber, givenName, sn, mail, title]
+      group:
+        object_class: groupOfNames
+        attributes: [cn, member]
+        references: { member: [user] }
+  target:
+    type: csv
+    objects:
+      user:
+        path: out/users.csv
+        key: id
+        attributes: [id, displayName, mail, title]
+      group:
+        path: out/groups.csv
+        key: name
+        attributes: [name, member]
+        references: { member: [user] }
+metaverse:
+  person:
+    from:
+      - connector: dir
+        object: user
+        project: true
+        join: [ { employeeId: employeeNumber } ]
+        flow: { employeeId: employeeNumber, displayName: 'givenName .. " " .. sn', mail: mail, title: title }
+    to:
+      - connector: target
+        object: user
+        provision: true
+        deprovision: delete
+        flow: { id: employeeId, displayName: displayName, mail: mail, title: title }
+  team:
+    from:
+      - { connector: dir, object: group, project: true, join: [ { name: cn } ],
+          flow: { name: cn, members: member } }
+    to:
+      - { connector: target, object: group, provision: true, deprovision: delete,
+          flow: { name: name, member: members } }
+"""
+
+
+def test_ldif_to_csv_with_groups(tmp_path):
+    env = Env(tmp_path)
+    env.write("idsync.yaml", LDIF_TO_CSV)
+    subprocess.run(["/usr/bin/python3", os.path.join(TOP, "bench", "gen.py"), "--users", "50",
+                    "--groups", "4", "--format", "ldif", "--out", os.path.join(env.path, "gen")],
+                   check=True)
+    os.makedirs(os.path.join(env.path, "src"))
+    os.makedirs(os.path.join(env.path, "out"))
+    os.rename(os.path.join(env.path, "gen", "people.ldif"),
+              os.path.join(env.path, "src", "directory.ldif"))
+    env.run("cycle", "--full", expect=0)
+    users = env.rows("out/users.csv", "id")
+    assert len(users) == 50
+    groups = env.rows("out/groups.csv", "name")
+    assert len(groups) == 4
+    members = set()
+    for g in groups.values():
+        members |= set(filter(None, g["member"].split(";")))
+    assert members == set(users)  # every person is in exactly one department
+
+
+def test_killed_export_reruns_without_loss_or_duplicates(tmp_path):
+    n = 3000
+    people = [person(i) for i in range(1, n + 1)]
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_LDIF)
+    env.write("src/people.csv", people_csv(people))
+    os.makedirs(os.path.join(env.path, "out"))
+    # die during the import, then during the export, then finish
+    p = env.run("cycle", "--full", env={"IDSYNC_FAULT": "next:1200"})
+    assert p.returncode < 0 or p.returncode == 137, p.returncode
+    p = env.run("cycle", "--full", env={"IDSYNC_FAULT": "submit:1700"})
+    assert p.returncode < 0 or p.returncode == 137, p.returncode
+    p = env.run("cycle", "--full", env={"IDSYNC_FAULT": "poll:2500"})
+    assert p.returncode < 0 or p.returncode == 137, p.returncode
+    env.run("cycle", expect=0)
+    recs = ldif_records(env.read("out/changes.ldif"))
+    dns = [r[0] for r in recs if "changetype: add" in r]
+    assert len(dns) == n and len(set(dns)) == n
+    # and a further cycle sends nothing more
+    env.run("cycle", expect=0)
+    assert len(ldif_records(env.read("out/changes.ldif"))) == len(recs)
