@@ -73,6 +73,7 @@ enum ids_err file_reader_open(struct file_reader *r, const char *path, struct id
                              strerror(e));
     }
     r->path = xstrdup(path);
+    r->limit = UINT64_MAX;
     r->buf = xmalloc(READ_BUF_SIZE);
     file_hasher_init(&r->hasher);
     return IDS_OK;
@@ -96,6 +97,7 @@ void file_reader_close(struct file_reader *r)
 bool file_reader_fill(struct file_reader *r)
 {
     ssize_t n;
+    size_t want = READ_BUF_SIZE;
 
     if (r->fd < 0 || r->err != 0) {
         return false;
@@ -103,8 +105,14 @@ bool file_reader_fill(struct file_reader *r)
     r->off += r->len;
     r->pos = 0;
     r->len = 0;
+    if (r->off >= r->limit) {
+        return false;
+    }
+    if (r->limit - r->off < want) {
+        want = (size_t)(r->limit - r->off);
+    }
     do {
-        n = pread(r->fd, r->buf, READ_BUF_SIZE, (off_t)r->off);
+        n = pread(r->fd, r->buf, want, (off_t)r->off);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         r->err = errno;
@@ -132,6 +140,22 @@ void file_reader_seek(struct file_reader *r, uint64_t off)
     r->off = off;
     r->pos = 0;
     r->len = 0;
+}
+
+enum ids_err file_reader_advance(struct file_reader *r, uint64_t off, struct ids_error *err)
+{
+    while (file_reader_tell(r) < off) {
+        uint64_t left = off - file_reader_tell(r);
+
+        if (r->pos == r->len && !file_reader_fill(r)) {
+            break;
+        }
+        r->pos += left < r->len - r->pos ? (size_t)left : r->len - r->pos;
+    }
+    if (r->err != 0) {
+        return ids_error_set(err, IDS_EIO, "%s: %s", r->path, strerror(r->err));
+    }
+    return IDS_OK;
 }
 
 enum ids_err file_reader_drain(struct file_reader *r, struct ids_error *err)

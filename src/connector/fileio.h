@@ -88,6 +88,8 @@ static inline uint64_t file_reader_tell(const struct file_reader *r)
 /* Continue reading from `off` (bytes before what was already hashed are not
  * hashed again). */
 void file_reader_seek(struct file_reader *r, uint64_t off);
+/* Read (and hash) up to offset `off` (or the limit) without parsing. */
+enum ids_err file_reader_advance(struct file_reader *r, uint64_t off, struct ids_error *err);
 /* Read (and hash) the rest of the file without parsing it. */
 enum ids_err file_reader_drain(struct file_reader *r, struct ids_error *err);
 /* After the whole file was read: "SIZE:HASH". */
