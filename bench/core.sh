@@ -1,0 +1,124 @@
+#!/bin/sh
+# Core benchmark (issue 2): CSV source -> LDIF target, N people in N/100 groups.
+#   bench/core.sh IDSYNC N
+# Measures full import, full sync (projection + provisioning), export, a delta
+# cycle with 100 changes, peak RSS of each step and the store size per object.
+# Reference run in the same session: sqlite3's own CSV .import of the same
+# people file into a table (raw SQLite ingest of the same bytes).
+# Prints one Markdown table; bench/RESULTS.md records the figures.
+set -eu
+idsync=$1
+n=$2
+here=$(cd "$(dirname "$0")" && pwd)
+work=${BENCH_DIR:-$here/out}/core-$n
+rm -rf "$work"
+mkdir -p "$work/hr"
+cd "$work"
+groups=$((n / 100))
+[ "$groups" -lt 1 ] && groups=1
+
+/usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out hr
+cat > idsync.yaml <<YAML
+store: sqlite:idsync.db
+connectors:
+  hr:
+    type: csv
+    objects:
+      person:
+        path: hr/people.csv
+        key: employeeId
+        attributes: [employeeId, givenName, sn, displayName, mail, department, title]
+      department:
+        path: hr/departments.csv
+        key: name
+        attributes: [name, description, members]
+        references: { members: [person] }
+  dir:
+    type: ldif
+    path: directory.ldif
+    objects:
+      user:
+        attributes: [objectClass, uid, cn, sn, givenName, mail, ou, title]
+      group:
+        attributes: [objectClass, cn, description, member]
+        references: { member: [user] }
+metaverse:
+  person:
+    from:
+      - connector: hr
+        object: person
+        project: true
+        join: [ { employeeId: employeeId } ]
+        flow: { employeeId: employeeId, givenName: givenName, sn: sn, displayName: displayName,
+                mail: mail, department: department, title: title }
+    to:
+      - connector: dir
+        object: user
+        provision: true
+        deprovision: delete
+        flow:
+          dn: '"uid=" .. lower(employeeId) .. ",ou=People,dc=example,dc=com"'
+          objectClass: '{ "inetOrgPerson" }'
+          uid: lower(employeeId)
+          cn: displayName
+          sn: sn
+          givenName: givenName
+          mail: mail
+          ou: department
+          title: title
+  group:
+    from:
+      - { connector: hr, object: department, project: true, join: [ { name: name } ],
+          flow: { name: name, description: description, members: members } }
+    to:
+      - { connector: dir, object: group, provision: true, deprovision: delete,
+          flow: { dn: '"cn=" .. dn_escape(name) .. ",ou=Groups,dc=example,dc=com"',
+                  objectClass: '{ "groupOfNames" }', cn: name, description: description,
+                  member: members } }
+safety:
+  max_deletes: 0
+  max_delete_percent: 0
+YAML
+
+# step LABEL CMD...: wall seconds and peak RSS (MB) of one command
+step() {
+    label=$1
+    shift
+    /usr/bin/time -f "%e %M" -o time.txt "$@" >/dev/null 2>step.err || {
+        echo "bench: $label failed:" >&2
+        cat step.err >&2
+        exit 1
+    }
+    read -r secs kb < time.txt
+    echo "$label $secs $((kb / 1024))" >> results.txt
+}
+
+: > results.txt
+step ref-sqlite-import sqlite3 ref.db ".mode csv" ".import hr/people.csv people"
+step full-import "$idsync" -c idsync.yaml import hr --full
+step full-sync "$idsync" -c idsync.yaml sync --full
+step export "$idsync" -c idsync.yaml export dir
+step confirm-cycle "$idsync" -c idsync.yaml cycle
+/usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out hr --change 100
+step delta-cycle-100 "$idsync" -c idsync.yaml cycle
+step delta-cycle-0 "$idsync" -c idsync.yaml cycle
+
+objects=$((n + groups))
+db=$(stat -c %s idsync.db)
+wal=0
+[ -f idsync.db-wal ] && wal=$(stat -c %s idsync.db-wal)
+awk -v n="$objects" -v db="$db" -v wal="$wal" '
+    { t[$1] = $2; m[$1] = $3 }
+    END {
+        printf "| objects | %d |\n|---|---|\n", n
+        printf "| reference: sqlite3 .import of people.csv | %.2f s |\n", t["ref-sqlite-import"]
+        printf "| full import | %.2f s (%.0f obj/s, %d MB RSS) |\n", t["full-import"], n / t["full-import"], m["full-import"]
+        printf "| full sync (projection + provisioning) | %.2f s (%.0f obj/s, %d MB RSS) |\n", t["full-sync"], n / t["full-sync"], m["full-sync"]
+        printf "| full import + full sync | %.0f obj/s |\n", n / (t["full-import"] + t["full-sync"])
+        printf "| export (LDIF adds) | %.2f s (%d MB RSS) |\n", t["export"], m["export"]
+        printf "| quiet cycle after export (confirming) | %.2f s |\n", t["confirm-cycle"]
+        printf "| delta cycle, 100 changes | %.2f s (%d MB RSS) |\n", t["delta-cycle-100"], m["delta-cycle-100"]
+        printf "| delta cycle, no change | %.2f s |\n", t["delta-cycle-0"]
+        printf "| import ratio vs sqlite3 .import | %.2f |\n", t["full-import"] / t["ref-sqlite-import"]
+        printf "| store size | %.0f bytes/object (db %d + wal %d) |\n", (db + wal) / n, db, wal
+    }' results.txt
