@@ -121,7 +121,7 @@ static int scope_from_str(const char *s)
 }
 
 static enum ids_err ldapc_create(const struct connector_config *cfg, struct connector **out,
-                                struct ids_error *err)
+                                 struct ids_error *err)
 {
     struct ldap_conn *c = xcalloc(1, sizeof(*c));
     const char *s;
@@ -184,8 +184,8 @@ static enum ids_err ldapc_create(const struct connector_config *cfg, struct conn
         t->name = ot->name;
         t->base_cfg = xstrdup_or_null(config_get_str(&ot->opts, "base"));
         t->scope = scope_from_str(config_get_str(&ot->opts, "scope"));
-        t->filter = xstrdup(ot->filter != NULL && ot->filter[0] != '\0' ? ot->filter
-                                                                         : "(objectClass=*)");
+        t->filter =
+            xstrdup(ot->filter != NULL && ot->filter[0] != '\0' ? ot->filter : "(objectClass=*)");
         if (t->filter[0] != '(') {
             /* accept "objectClass=person" as users often write it */
             char *f = xmalloc(strlen(t->filter) + 3);
@@ -261,16 +261,11 @@ static void ldapc_close(struct connector *conn)
 /* The rootDSE: flavour, naming contexts, controls. */
 static enum ids_err read_root_dse(struct ldap_conn *c, struct ids_error *err)
 {
-    static char *attrs[] = {"namingContexts",
-                            "defaultNamingContext",
-                            "supportedControl",
-                            "supportedCapabilities",
-                            "vendorName",
-                            "vendorVersion",
-                            "objectClass",
-                            "structuralObjectClass",
-                            "supportedExtension",
-                            NULL};
+    static char *attrs[] = {"namingContexts",     "defaultNamingContext",
+                            "supportedControl",   "supportedCapabilities",
+                            "vendorName",         "vendorVersion",
+                            "objectClass",        "structuralObjectClass",
+                            "supportedExtension", NULL};
     struct timeval tv = {c->timeout, 0};
     LDAPMessage *res = NULL;
     LDAPMessage *e;
@@ -281,8 +276,8 @@ static enum ids_err read_root_dse(struct ldap_conn *c, struct ids_error *err)
     size_t i;
     int rc;
 
-    rc = ldap_search_ext_s(c->ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL,
-                           &tv, 0, &res);
+    rc = ldap_search_ext_s(c->ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL, &tv,
+                           0, &res);
     if (rc != LDAP_SUCCESS) {
         ret = ldapc_fail(c, rc, err, "reading the rootDSE");
         goto done;
@@ -427,10 +422,10 @@ static enum ids_err resolve_settings(struct ldap_conn *c, struct ids_error *err)
     }
     c->anchor_is_guid = strcasecmp(c->anchor_attr, "objectGUID") == 0;
     free(c->base);
-    c->base = xstrdup_or_null(c->base_cfg != NULL       ? c->base_cfg
-                              : c->default_nc != NULL   ? c->default_nc
+    c->base = xstrdup_or_null(c->base_cfg != NULL     ? c->base_cfg
+                              : c->default_nc != NULL ? c->default_nc
                               : c->naming_contexts.nr ? c->naming_contexts.v[0]
-                                                        : NULL);
+                                                      : NULL);
     if (c->base == NULL) {
         return ids_error_set(err, IDS_ECONFIG,
                              "no `base` configured and the server announces no naming context");
@@ -456,8 +451,8 @@ static enum ids_err resolve_settings(struct ldap_conn *c, struct ids_error *err)
     }
     c->delta = c->delta_cfg;
     if (c->delta == LDAP_DELTA_AUTO) {
-        c->delta = c->flavour == LDAP_FLAVOUR_AD ? (c->has_dirsync ? LDAP_DELTA_DIRSYNC
-                                                                   : LDAP_DELTA_USN)
+        c->delta = c->flavour == LDAP_FLAVOUR_AD
+                       ? (c->has_dirsync ? LDAP_DELTA_DIRSYNC : LDAP_DELTA_USN)
                    : c->flavour == LDAP_FLAVOUR_OPENLDAP && c->has_sync ? LDAP_DELTA_SYNCREPL
                                                                         : LDAP_DELTA_NONE;
     }
@@ -495,7 +490,7 @@ static enum ids_err connect_once(struct ldap_conn *c, struct ids_error *err)
     rc = ldap_set_option(c->ld, LDAP_OPT_X_TLS_NEWCTX, &newctx);
     if (rc != LDAP_OPT_SUCCESS) {
         ret = ldapc_fail(c, rc, err, "setting up TLS (ca_file %s)",
-                        c->ca_file ? c->ca_file : "system default");
+                         c->ca_file ? c->ca_file : "system default");
         ret = IDS_ECONFIG;
         err->code = IDS_ECONFIG;
         goto done;
@@ -518,7 +513,7 @@ static enum ids_err connect_once(struct ldap_conn *c, struct ids_error *err)
             ret = ldapc_fail(c, rc, err, "connecting to %s", c->url);
         } else {
             ret = ldapc_fail(c, rc, err, "bind as %s to %s refused",
-                            c->bind_dn != NULL ? c->bind_dn : "(anonymous)", c->url);
+                             c->bind_dn != NULL ? c->bind_dn : "(anonymous)", c->url);
         }
         goto done;
     }
@@ -599,8 +594,7 @@ static enum ids_err ldapc_open(struct connector *conn, struct ids_error *err)
 /* ---- entries ----------------------------------------------------------- */
 
 /* Append the values of one attribute as the entry stores them. */
-static void add_values(struct ldap_conn *c, struct entry *e, const char *name,
-                       struct berval **vals)
+static void add_values(struct ldap_conn *c, struct entry *e, const char *name, struct berval **vals)
 {
     struct strbuf sb = STRBUF_INIT;
     struct attr *a = entry_attr_add(e, name);
@@ -645,8 +639,8 @@ static enum ids_err fetch_range(struct ldap_conn *c, struct entry *e, const char
         attrs[1] = NULL;
         ldap_msgfree(res);
         res = NULL;
-        rc = ldap_search_ext_s(c->ld, dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL,
-                               NULL, &tv, 0, &res);
+        rc = ldap_search_ext_s(c->ld, dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL,
+                               &tv, 0, &res);
         if (rc != LDAP_SUCCESS) {
             ret = ldapc_fail(c, rc, err, "%s: range retrieval of %s", dn, base);
             goto done;
@@ -695,7 +689,7 @@ enum ids_err ldapc_anchor_string(struct ldap_conn *c, const struct berval *v, st
 }
 
 enum ids_err ldapc_build_entry(struct ldap_conn *c, const struct ldap_otype *t, LDAPMessage *m,
-                              struct entry **out, struct ids_error *err)
+                               struct entry **out, struct ids_error *err)
 {
     struct strbuf anchor = STRBUF_INIT;
     struct strbuf rbase = STRBUF_INIT;
@@ -740,8 +734,8 @@ enum ids_err ldapc_build_entry(struct ldap_conn *c, const struct ldap_otype *t, 
         goto done;
     }
     if (anchor.len == 0) {
-        ret = ids_error_set(err, IDS_EINPUT, "%s: no %s (the anchor attribute)", dn,
-                            c->anchor_attr);
+        ret =
+            ids_error_set(err, IDS_EINPUT, "%s: no %s (the anchor attribute)", dn, c->anchor_attr);
         goto done;
     }
     entry_set_anchor(e, anchor.buf);
@@ -789,10 +783,10 @@ struct connector_cursor {
     struct strbuf wm;        /* watermark to hand out after IDS_DONE */
     struct strvec deletes;   /* syncrepl: entryUUIDs of deleted entries still to yield */
     size_t ndel_done;
-    bool dirsync_more;       /* DirSync: the server has more for this cookie */
-    long long usn_from;      /* CUR_USN: changes with uSNChanged >= usn_from */
-    bool usn_deleted_pass;   /* CUR_USN: the show-deleted pass is running */
-    unsigned long items;     /* yielded so far */
+    bool dirsync_more;     /* DirSync: the server has more for this cookie */
+    long long usn_from;    /* CUR_USN: changes with uSNChanged >= usn_from */
+    bool usn_deleted_pass; /* CUR_USN: the show-deleted pass is running */
+    unsigned long items;   /* yielded so far */
 };
 
 static void cursor_abandon(struct connector_cursor *cur)
@@ -944,8 +938,8 @@ static enum ids_err cursor_send(struct connector_cursor *cur, struct ids_error *
         all_attrs(c, &attrs, extra);
         bv.bv_val = cur->cookie.buf;
         bv.bv_len = cur->cookie.len;
-        rc = ldap_create_dirsync_control(c->ld, (int)LDAP_CONTROL_X_DIRSYNC_INCREMENTAL_VALUES,
-                                         0, cur->cookie.len ? &bv : NULL, &dirsync);
+        rc = ldap_create_dirsync_control(c->ld, (int)LDAP_CONTROL_X_DIRSYNC_INCREMENTAL_VALUES, 0,
+                                         cur->cookie.len ? &bv : NULL, &dirsync);
         ctrls[0] = dirsync;
         /* DirSync reads from the root of the naming context */
         base = c->default_nc != NULL ? c->default_nc : c->base;
@@ -1143,14 +1137,13 @@ static enum ids_err cursor_step_done(struct connector_cursor *cur, LDAPMessage *
     }
     if (rcode != LDAP_SUCCESS) {
         if (cur->kind == CUR_FULL && rcode == LDAP_NO_SUCH_OBJECT) {
-            ret = ids_error_set_detail(err, IDS_ECONFIG, rcode,
-                                       "object type %s: base %s does not exist",
-                                       c->types[cur->type_index].name,
-                                       c->types[cur->type_index].base);
+            ret = ids_error_set_detail(
+                err, IDS_ECONFIG, rcode, "object type %s: base %s does not exist",
+                c->types[cur->type_index].name, c->types[cur->type_index].base);
             goto done;
         }
-        ret = ids_error_set_detail(err, ldapc_rc_is_conn_error(rcode) ? IDS_EUNREACHABLE
-                                                                     : IDS_EREJECTED,
+        ret = ids_error_set_detail(err,
+                                   ldapc_rc_is_conn_error(rcode) ? IDS_EUNREACHABLE : IDS_EREJECTED,
                                    rcode, "search failed: %s%s%s", ldap_err2string(rcode),
                                    text && *text ? ": " : "", text ? text : "");
         goto done;
@@ -1265,7 +1258,7 @@ static enum ids_err handle_sync_info(struct connector_cursor *cur, LDAPMessage *
     ber_tag_t tag;
     ber_len_t len;
     ber_int_t refresh_deletes = 0;
-    struct berval **uuids = NULL;
+    BerVarray uuids = NULL;
     size_t i;
 
     if (ldap_parse_intermediate(c->ld, m, &oid, &data, NULL, 0) != LDAP_SUCCESS || oid == NULL ||
@@ -1290,7 +1283,8 @@ static enum ids_err handle_sync_info(struct connector_cursor *cur, LDAPMessage *
         if (ber_scanf(ber, "{") == LBER_ERROR) {
             break;
         }
-        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(ber, "m", &ck) != LBER_ERROR) {
+        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE &&
+            ber_scanf(ber, "m", &ck) != LBER_ERROR) {
             strbuf_reset(&cur->newcookie);
             strbuf_add(&cur->newcookie, ck.bv_val, ck.bv_len);
         }
@@ -1305,7 +1299,8 @@ static enum ids_err handle_sync_info(struct connector_cursor *cur, LDAPMessage *
             ret = ids_error_set(err, IDS_EPROTO, "malformed syncIdSet");
             break;
         }
-        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE && ber_scanf(ber, "m", &ck) != LBER_ERROR) {
+        if (ber_peek_tag(ber, &len) == LDAP_TAG_SYNC_COOKIE &&
+            ber_scanf(ber, "m", &ck) != LBER_ERROR) {
             strbuf_reset(&cur->newcookie);
             strbuf_add(&cur->newcookie, ck.bv_val, ck.bv_len);
         }
@@ -1322,9 +1317,9 @@ static enum ids_err handle_sync_info(struct connector_cursor *cur, LDAPMessage *
                                 "cover the stored cookie): a full import finds the deletes");
             break;
         }
-        for (i = 0; uuids != NULL && uuids[i] != NULL; i++) {
+        for (i = 0; uuids != NULL && uuids[i].bv_val != NULL; i++) {
             strbuf_reset(&uuid);
-            if (ldapesc_uuid_to_string(&uuid, uuids[i]->bv_val, uuids[i]->bv_len) == IDS_OK) {
+            if (ldapesc_uuid_to_string(&uuid, uuids[i].bv_val, uuids[i].bv_len) == IDS_OK) {
                 strvec_push(&cur->deletes, uuid.buf);
             }
         }
@@ -1334,7 +1329,7 @@ static enum ids_err handle_sync_info(struct connector_cursor *cur, LDAPMessage *
     }
 
 done:
-    ber_bvecfree(uuids);
+    ber_bvarray_free(uuids);
     if (ber != NULL) {
         ber_free(ber, 1);
     }
@@ -1418,8 +1413,8 @@ static enum ids_err delta_entry(struct connector_cursor *cur, LDAPMessage *m,
 
     /* AD: DirSync or uSNChanged; the anchor is objectGUID */
     vals = ldap_get_values_len(c->ld, m, "objectGUID");
-    if (vals == NULL || vals[0] == NULL || guid_to_string(&anchor, vals[0]->bv_val,
-                                                          vals[0]->bv_len) != IDS_OK) {
+    if (vals == NULL || vals[0] == NULL ||
+        guid_to_string(&anchor, vals[0]->bv_val, vals[0]->bv_len) != IDS_OK) {
         ret = ids_error_set(err, IDS_EINPUT, "%s: changed entry without a valid objectGUID", dn);
         goto done;
     }
@@ -1474,8 +1469,7 @@ static enum ids_err delta_entry(struct connector_cursor *cur, LDAPMessage *m,
             if (ldap_range_parse(desc, &rbase, &lo, &hi)) {
                 struct berval **v = ldap_get_values_len(c->ld, m, desc);
                 struct mod *mod = change_add_mod(ch, lo == 0 ? MOD_DELETE : MOD_ADD, rbase.buf,
-                                                 object_type_ref(t->cfg, rbase.buf) ? ATTR_REF
-                                                                                    : 0);
+                                                 object_type_ref(t->cfg, rbase.buf) ? ATTR_REF : 0);
                 size_t k;
 
                 for (k = 0; v != NULL && v[k] != NULL; k++) {
@@ -1502,7 +1496,7 @@ done:
 }
 
 static enum ids_err ldapc_cursor_next(struct connector_cursor *cur, struct read_item *item,
-                                     struct ids_error *err)
+                                      struct ids_error *err)
 {
     struct ldap_conn *c = cur->c;
     struct timeval tv = {c->timeout, 0};
@@ -1516,8 +1510,7 @@ static enum ids_err ldapc_cursor_next(struct connector_cursor *cur, struct read_
     for (;;) {
         if (cur->ndel_done < cur->deletes.nr) {
             item->op = CHANGE_DELETE;
-            item->change =
-                change_new(CHANGE_DELETE, NULL, cur->deletes.v[cur->ndel_done++], NULL);
+            item->change = change_new(CHANGE_DELETE, NULL, cur->deletes.v[cur->ndel_done++], NULL);
             goto done;
         }
         if (cur->ndel_done > 0) {
@@ -1609,7 +1602,7 @@ done:
 }
 
 static enum ids_err ldapc_cursor_watermark(struct connector_cursor *cur, struct strbuf *out,
-                                          struct ids_error *err)
+                                           struct ids_error *err)
 {
     (void)err;
     strbuf_addbuf(out, &cur->wm);
@@ -1617,8 +1610,7 @@ static enum ids_err ldapc_cursor_watermark(struct connector_cursor *cur, struct 
 }
 
 /* highestCommittedUSN of the rootDSE (AD). */
-static enum ids_err read_highest_usn(struct ldap_conn *c, struct strbuf *out,
-                                     struct ids_error *err)
+static enum ids_err read_highest_usn(struct ldap_conn *c, struct strbuf *out, struct ids_error *err)
 {
     static char *attrs[] = {"highestCommittedUSN", NULL};
     struct timeval tv = {c->timeout, 0};
@@ -1628,8 +1620,8 @@ static enum ids_err read_highest_usn(struct ldap_conn *c, struct strbuf *out,
     enum ids_err ret = IDS_OK;
     int rc;
 
-    rc = ldap_search_ext_s(c->ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL,
-                           &tv, 0, &res);
+    rc = ldap_search_ext_s(c->ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0, NULL, NULL, &tv,
+                           0, &res);
     if (rc != LDAP_SUCCESS) {
         ret = ldapc_fail(c, rc, err, "reading highestCommittedUSN");
         goto done;
@@ -1669,9 +1661,8 @@ static enum ids_err fresh_cookie(struct ldap_conn *c, bool dirsync, struct strbu
         if (dirsync) {
             struct berval bv = {cur->cookie.len, cur->cookie.buf};
 
-            rc = ldap_create_dirsync_control(
-                c->ld, (int)LDAP_CONTROL_X_DIRSYNC_INCREMENTAL_VALUES, 0,
-                cur->cookie.len ? &bv : NULL, &dctrl);
+            rc = ldap_create_dirsync_control(c->ld, (int)LDAP_CONTROL_X_DIRSYNC_INCREMENTAL_VALUES,
+                                             0, cur->cookie.len ? &bv : NULL, &dctrl);
             if (rc != LDAP_SUCCESS) {
                 ret = ldapc_fail(c, rc, err, "building the DirSync control");
                 goto done;
@@ -1684,8 +1675,7 @@ static enum ids_err fresh_cookie(struct ldap_conn *c, bool dirsync, struct strbu
             }
             ctrls[0] = &sync;
         }
-        rc = ldap_search_ext_s(c->ld,
-                               dirsync && c->default_nc != NULL ? c->default_nc : c->base,
+        rc = ldap_search_ext_s(c->ld, dirsync && c->default_nc != NULL ? c->default_nc : c->base,
                                LDAP_SCOPE_SUBTREE, MATCH_NOTHING, noattrs, 0, ctrls, NULL, &tv, 0,
                                &res);
         ldap_control_free(dctrl);
@@ -1773,7 +1763,7 @@ done:
 }
 
 static enum ids_err ldapc_read_full(struct connector *conn, struct connector_cursor **out,
-                                   struct ids_error *err)
+                                    struct ids_error *err)
 {
     struct ldap_conn *c = (struct ldap_conn *)conn;
     struct connector_cursor *cur = NULL;
@@ -1809,7 +1799,7 @@ done:
 }
 
 static enum ids_err ldapc_read_changes(struct connector *conn, const char *watermark,
-                                      struct connector_cursor **out, struct ids_error *err)
+                                       struct connector_cursor **out, struct ids_error *err)
 {
     struct ldap_conn *c = (struct ldap_conn *)conn;
     struct connector_cursor *cur = NULL;
@@ -1918,13 +1908,13 @@ static enum ids_err count_objects(struct ldap_conn *c, const struct ldap_otype *
             }
             ctrls[0] = pctrl;
         }
-        rc = ldap_search_ext_s(c->ld, t->base, t->scope, t->filter, noattrs, 0, ctrls, NULL, &tv,
-                               0, &res);
+        rc = ldap_search_ext_s(c->ld, t->base, t->scope, t->filter, noattrs, 0, ctrls, NULL, &tv, 0,
+                               &res);
         ldap_control_free(pctrl);
         pctrl = NULL;
         if (rc != LDAP_SUCCESS) {
-            ret = ldapc_fail(c, rc, err, "object type %s: search %s %s", t->name, t->base,
-                            t->filter);
+            ret =
+                ldapc_fail(c, rc, err, "object type %s: search %s %s", t->name, t->base, t->filter);
             goto done;
         }
         *n += ldap_count_entries(c->ld, res);
@@ -1969,7 +1959,7 @@ LDAPMessage *ldapc_last_msg(struct ldap_conn *c, LDAPMessage *res)
 }
 
 static enum ids_err ldapc_check(struct connector *conn, struct strbuf *report,
-                               struct ids_error *err)
+                                struct ids_error *err)
 {
     struct ldap_conn *c = (struct ldap_conn *)conn;
     enum ids_err ret = IDS_OK;
@@ -2016,7 +2006,7 @@ static enum ids_err ldapc_check(struct connector *conn, struct strbuf *report,
 /* ---- lookup ------------------------------------------------------------ */
 
 static enum ids_err ldapc_lookup(struct connector *conn, const char *type, const char *attr,
-                                const char *value, struct entry **out, struct ids_error *err)
+                                 const char *value, struct entry **out, struct ids_error *err)
 {
     struct ldap_conn *c = (struct ldap_conn *)conn;
     const struct ldap_otype *t = NULL;
@@ -2050,8 +2040,8 @@ static enum ids_err ldapc_lookup(struct connector *conn, const char *type, const
     }
     for (tries = 0; tries < 2; tries++) {
         if (strcasecmp(attr, "dn") == 0) {
-            rc = ldap_search_ext_s(c->ld, value, LDAP_SCOPE_BASE, t->filter,
-                                   attr_array(&t->attrs), 0, NULL, NULL, &tv, 2, &res);
+            rc = ldap_search_ext_s(c->ld, value, LDAP_SCOPE_BASE, t->filter, attr_array(&t->attrs),
+                                   0, NULL, NULL, &tv, 2, &res);
         } else {
             rc = ldap_search_ext_s(c->ld, t->base, t->scope, filter.buf, attr_array(&t->attrs), 0,
                                    NULL, NULL, &tv, 2, &res);
@@ -2071,7 +2061,8 @@ static enum ids_err ldapc_lookup(struct connector *conn, const char *type, const
         ret = ids_error_set(err, IDS_ENOTFOUND, "no %s with %s=%s", t->name, attr, value);
         goto done;
     }
-    if (rc == LDAP_SIZELIMIT_EXCEEDED || (rc == LDAP_SUCCESS && ldap_count_entries(c->ld, res) > 1)) {
+    if (rc == LDAP_SIZELIMIT_EXCEEDED ||
+        (rc == LDAP_SUCCESS && ldap_count_entries(c->ld, res) > 1)) {
         ret = ids_error_set(err, IDS_EINPUT, "more than one %s with %s=%s", t->name, attr, value);
         goto done;
     }
@@ -2095,8 +2086,8 @@ done:
 
 const struct connector_ops ldap_connector_ops = {
     .name = "ldap",
-    .caps = CONN_CAP_READ | CONN_CAP_WRITE | CONN_CAP_DELTA | CONN_CAP_REF_BY_DN |
-            CONN_CAP_RENAME | CONN_CAP_ANCHOR_ON_ADD,
+    .caps = CONN_CAP_READ | CONN_CAP_WRITE | CONN_CAP_DELTA | CONN_CAP_REF_BY_DN | CONN_CAP_RENAME |
+            CONN_CAP_ANCHOR_ON_ADD,
     .options = ldap_options,
     .object_options = ldap_object_options,
     .create = ldapc_create,
