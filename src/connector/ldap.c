@@ -932,14 +932,14 @@ static enum ids_err cursor_send(struct connector_cursor *cur, struct ids_error *
         break;
     }
     case CUR_DIRSYNC: {
-        static const char *const extra[] = {"objectGUID", "isDeleted", "objectClass", NULL};
+        static const char *const extra[] = {"objectGUID", "isDeleted", "objectClass", "name", NULL};
 
         strbuf_addstr(&filter, "(objectClass=*)");
         all_attrs(c, &attrs, extra);
         bv.bv_val = cur->cookie.buf;
         bv.bv_len = cur->cookie.len;
         rc = ldap_create_dirsync_control(c->ld, (int)LDAP_CONTROL_X_DIRSYNC_INCREMENTAL_VALUES, 0,
-                                         cur->cookie.len ? &bv : NULL, &dirsync);
+                                         &bv, &dirsync);
         ctrls[0] = dirsync;
         /* DirSync reads from the root of the naming context */
         base = c->default_nc != NULL ? c->default_nc : c->base;
@@ -1662,7 +1662,7 @@ static enum ids_err fresh_cookie(struct ldap_conn *c, bool dirsync, struct strbu
             struct berval bv = {cur->cookie.len, cur->cookie.buf};
 
             rc = ldap_create_dirsync_control(c->ld, (int)LDAP_CONTROL_X_DIRSYNC_INCREMENTAL_VALUES,
-                                             0, cur->cookie.len ? &bv : NULL, &dctrl);
+                                             0, &bv, &dctrl);
             if (rc != LDAP_SUCCESS) {
                 ret = ldapc_fail(c, rc, err, "building the DirSync control");
                 goto done;
@@ -1733,7 +1733,9 @@ static enum ids_err start_watermark(struct ldap_conn *c, struct strbuf *wm, stru
             ldap_watermark_format(wm, "dirsync", data.buf, data.len);
             goto done;
         }
-        if (ret == IDS_EUNREACHABLE) {
+        if (err->detail != LDAP_INSUFFICIENT_ACCESS &&
+            err->detail != LDAP_UNAVAILABLE_CRITICAL_EXTENSION &&
+            err->detail != LDAP_UNWILLING_TO_PERFORM && err->detail != LDAP_STRONG_AUTH_REQUIRED) {
             goto done;
         }
         /* not permitted (insufficientAccessRights, unavailableCritical ...) */
