@@ -52,7 +52,8 @@ struct file_reader {
     size_t pos, len; /* next byte, bytes valid in buf */
     uint64_t off;    /* file offset of buf[0] */
     struct file_hasher hasher;
-    int err; /* errno of a failed read, 0 if none */
+    int err;        /* errno of a failed read, 0 if none */
+    uint64_t limit; /* read nothing at or past this offset (UINT64_MAX: no limit) */
 };
 
 /* Open `path` for reading. IDS_ENOTFOUND when it does not exist, IDS_EIO
