@@ -1,0 +1,864 @@
+/* export.c - send pending exports to one target, with the delete
+ * threshold, reference ordering (members before their groups) and the
+ * in-flight protocol: a batch is marked INFLIGHT and committed before it
+ * is sent, and its results are recorded in one transaction after. */
+#include "engine/engine_int.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/banned.h"
+
+#define EXPORT_BATCH 500
+
+struct xitem {
+    struct cs_object *cs;
+    struct change *sent; /* the resolved change as sent */
+    enum cs_export_state prev;
+    bool submitted;
+    bool done;
+    struct export_result res;
+};
+
+struct export_ctx {
+    struct engine *eng;
+    struct econn *X;
+    struct erun *r;
+    bool lost; /* the connection was lost: send nothing more */
+    struct ids_error lost_err;
+    struct keyset ks;
+    struct xitem *items;
+    size_t nitems;
+    size_t aitems;
+};
+
+static void xitems_clear(struct export_ctx *ctx)
+{
+    size_t i;
+
+    for (i = 0; i < ctx->nitems; i++) {
+        cs_object_free(ctx->items[i].cs);
+        change_free(ctx->items[i].sent);
+        export_result_release(&ctx->items[i].res);
+    }
+    ctx->nitems = 0;
+}
+
+/* The system identifier a reference to CS object `id` is sent as; NULL
+ * while that object has no anchor yet. *gone when the object no longer exists. */
+static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char **out, bool *gone,
+                               struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *o = NULL;
+    char *end = NULL;
+    long long id = strtoll(value, &end, 10);
+
+    *out = NULL;
+    *gone = false;
+    if (end == value || *end != '\0' || id <= 0) {
+        *out = xstrdup(value); /* not a CS id: already a system identifier */
+        return IDS_OK;
+    }
+    ret = store_cs_get(ctx->eng->store, id, &o, err);
+    if (ret == IDS_ENOTFOUND) {
+        *gone = true;
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    if (o->anchor != NULL && o->import_state != CS_IMPORT_DELETE) {
+        if ((econn_caps(ctx->X) & CONN_CAP_REF_BY_DN) && o->dn != NULL) {
+            *out = xstrdup(o->dn);
+        } else {
+            *out = xstrdup(o->anchor);
+        }
+    } else if (o->anchor != NULL) {
+        *gone = true;
+    }
+    cs_object_free(o);
+    return IDS_OK;
+}
+
+/* A copy of cs's pending export with reference values resolved to the
+ * target's identifiers. *unresolved: some referenced object has no anchor
+ * yet (the change must wait). */
+static enum ids_err resolve_change(struct export_ctx *ctx, const struct cs_object *cs,
+                                   struct change **out, bool *unresolved, struct strbuf *why,
+                                   struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct change *ch = change_dup(cs->pending_export);
+    size_t i;
+    size_t k;
+    size_t m = 0;
+
+    *out = NULL;
+    *unresolved = false;
+    if (ch->op != CHANGE_ADD) {
+        free(ch->anchor);
+        ch->anchor = xstrdup_or_null(cs->anchor);
+        free(ch->dn);
+        ch->dn = xstrdup_or_null(cs->dn);
+    }
+    if (ch->type == NULL) {
+        ch->type = xstrdup_or_null(cs->type);
+    }
+    for (i = 0; i < ch->nmods; i++) {
+        struct mod *md = &ch->mods[i];
+        struct attr resolved;
+        bool had = md->attr.nvals > 0;
+
+        if (!(md->attr.flags & ATTR_REF)) {
+            ch->mods[m++] = *md;
+            continue;
+        }
+        memset(&resolved, 0, sizeof(resolved));
+        for (k = 0; k < md->attr.nvals && ret == IDS_OK; k++) {
+            char *v = NULL;
+            bool gone = false;
+
+            ret = ref_target(ctx, md->attr.vals[k].data, &v, &gone, err);
+            if (ret != IDS_OK || gone) {
+                continue; /* a referenced object that went away: nothing to send */
+            }
+            if (v == NULL) {
+                *unresolved = true;
+                if (why != NULL) {
+                    strbuf_addf(why, "%s%s -> connector-space object %s", why->len ? ", " : "",
+                                md->attr.name, md->attr.vals[k].data);
+                }
+                continue;
+            }
+            attr_add_value(&resolved, v, strlen(v));
+            free(v);
+        }
+        for (k = 0; k < md->attr.nvals; k++) {
+            free(md->attr.vals[k].data);
+        }
+        free(md->attr.vals);
+        md->attr.vals = resolved.vals;
+        md->attr.nvals = resolved.nvals;
+        md->attr.alloc = resolved.alloc;
+        if (had && md->attr.nvals == 0) {
+            attr_release(&md->attr); /* every value dropped: drop the mod */
+            continue;
+        }
+        ch->mods[m++] = *md;
+    }
+    ch->nmods = m;
+    if (ret != IDS_OK) {
+        change_free(ch);
+        return ret;
+    }
+    *out = ch;
+    return IDS_OK;
+}
+
+static const char *carrier_value(const struct change *ch, const char *carrier)
+{
+    size_t i;
+
+    for (i = 0; i < ch->nmods; i++) {
+        if (strcasecmp(ch->mods[i].attr.name, carrier) == 0 && ch->mods[i].attr.nvals > 0) {
+            return ch->mods[i].attr.vals[0].data;
+        }
+    }
+    return NULL;
+}
+
+/* Write cs (whole) with its target keys; a disconnector that holds the
+ * same anchor (imported meanwhile) is the same object: it is replaced. */
+static enum ids_err put_exported(struct export_ctx *ctx, struct cs_object *cs,
+                                 struct ids_error *err)
+{
+    enum ids_err ret;
+    const struct store_keys *keys = NULL;
+
+    if (ctx->X->keys.nr > 0) {
+        keyset_build(&ctx->ks, &ctx->X->keys, cs->entry);
+        keys = &ctx->ks.keys;
+    }
+    ret = store_cs_put(ctx->eng->store, cs, keys, err);
+    if (ret == IDS_EEXIST && cs->anchor != NULL) {
+        struct cs_object *dup = NULL;
+
+        ret = store_cs_get_by_anchor(ctx->eng->store, cs->connector, cs->anchor, &dup, err);
+        if (ret == IDS_OK && dup->id != cs->id && dup->mv_id == 0) {
+            ret = store_cs_delete(ctx->eng->store, dup->id, err);
+            if (ret == IDS_OK) {
+                ret = store_cs_put(ctx->eng->store, cs, keys, err);
+            }
+        } else if (ret == IDS_OK) {
+            ret = ids_error_set(err, IDS_EEXIST,
+                                "another object of %s already has anchor %s and is joined",
+                                ctx->X->cfg->name, cs->anchor);
+        }
+        cs_object_free(dup);
+    }
+    return ret;
+}
+
+/* An ADD whose outcome is unknown (in flight in a killed run, or failed
+ * before): look for the object by its anchor carrier and adopt it.
+ * *adopted when found (and recorded). */
+static enum ids_err try_adopt(struct export_ctx *ctx, struct cs_object *cs, bool *adopted,
+                              struct ids_error *err)
+{
+    enum ids_err ret;
+    const struct flow_config *t = engine_find_to(ctx->eng, ctx->X, cs->type, NULL);
+    const char *value;
+    struct entry *found = NULL;
+    struct ids_error lerr = IDS_ERROR_INIT;
+
+    *adopted = false;
+    if (t == NULL || t->anchor_carrier == NULL || ctx->X->conn->ops->lookup == NULL) {
+        return IDS_OK;
+    }
+    value = carrier_value(cs->pending_export, t->anchor_carrier);
+    if (value == NULL) {
+        return IDS_OK;
+    }
+    ret = connector_lookup(ctx->X->conn, cs->type, t->anchor_carrier, value, &found, &lerr);
+    if (ret == IDS_ENOTFOUND || ret == IDS_EUNSUPPORTED) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        /* cannot tell: do not risk a second create now */
+        erun_error_cs(ctx->r, ctx->X, cs, t->anchor_carrier, "export-failed",
+                      "cannot check whether an earlier create succeeded: %s; it will be checked "
+                      "again by the next export",
+                      lerr.msg);
+        ctx->r->rec.counters.export_failed++;
+        *adopted = true; /* handled: not sent */
+        return IDS_OK;
+    }
+    entry_canonicalize(found);
+    entry_set_type(found, cs->type);
+    free(cs->anchor);
+    cs->anchor = xstrdup_or_null(found->anchor);
+    free(cs->dn);
+    cs->dn = xstrdup_or_null(found->dn ? found->dn : cs->pending_export->dn);
+    entry_free(cs->entry);
+    cs->entry = found;
+    entry_set_dn(cs->entry, cs->dn);
+    cs->hash = entry_hash(cs->entry);
+    change_free(cs->pending_export);
+    cs->pending_export = NULL;
+    cs->export_state = CS_EXPORT_NONE;
+    cs->export_attempts = 0;
+    free(cs->export_error);
+    cs->export_error = NULL;
+    ret = put_exported(ctx, cs, err);
+    if (ret == IDS_OK) {
+        ctx->r->rec.counters.export_add++;
+        log_info("export-adopt", "connector=%s anchor=%s: an earlier create had succeeded",
+                 ctx->X->cfg->name, cs->anchor ? cs->anchor : "");
+        *adopted = true;
+    }
+    return ret;
+}
+
+static struct xitem *find_item(struct export_ctx *ctx, uint64_t tag)
+{
+    size_t lo = 0;
+    size_t hi = ctx->nitems;
+
+    /* items are appended in ascending id order per batch, but deferred and
+     * delete batches too: a linear fallback keeps it simple and correct */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        uint64_t id = (uint64_t)ctx->items[mid].cs->id;
+
+        if (id == tag) {
+            return &ctx->items[mid];
+        }
+        if (id < tag) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    for (lo = 0; lo < ctx->nitems; lo++) {
+        if ((uint64_t)ctx->items[lo].cs->id == tag) {
+            return &ctx->items[lo];
+        }
+    }
+    return NULL;
+}
+
+/* Collect results: until nothing is ready (!block) or nothing is outstanding. */
+static void collect(struct export_ctx *ctx, bool block)
+{
+    long failures = 0;
+
+    for (;;) {
+        struct export_result res;
+        struct ids_error perr = IDS_ERROR_INIT;
+        enum ids_err ret = connector_poll(ctx->X->conn, block, &res, &perr);
+        struct xitem *it;
+
+        if (ret == IDS_EAGAIN || ret == IDS_DONE) {
+            export_result_release(&res);
+            return;
+        }
+        if (ret != IDS_OK) {
+            export_result_release(&res);
+            if (!ctx->lost) {
+                ctx->lost = true;
+                ctx->lost_err = perr;
+                if (ctx->lost_err.code == IDS_OK) {
+                    ctx->lost_err.code = ret;
+                }
+            }
+            /* later polls report the outstanding changes as failed */
+            if (++failures > (long)ctx->nitems + 8) {
+                return;
+            }
+            continue;
+        }
+        it = find_item(ctx, res.tag);
+        if (it == NULL || it->done) {
+            log_warn("export-result", "connector=%s unexpected result tag=%llu", ctx->X->cfg->name,
+                     (unsigned long long)res.tag);
+            export_result_release(&res);
+            continue;
+        }
+        it->res = res;
+        it->done = true;
+    }
+}
+
+static void count_success(struct export_ctx *ctx, const struct change *ch)
+{
+    switch (ch->op) {
+    case CHANGE_ADD:
+        ctx->r->rec.counters.export_add++;
+        break;
+    case CHANGE_MODIFY:
+        if (ch->nmods > 0) {
+            ctx->r->rec.counters.export_update++;
+        }
+        if (ch->new_dn != NULL) {
+            ctx->r->rec.counters.export_rename++;
+        }
+        break;
+    case CHANGE_DELETE:
+        ctx->r->rec.counters.export_delete++;
+        break;
+    case CHANGE_NONE:
+        break;
+    }
+}
+
+static enum ids_err record_result(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
+{
+    struct cs_object *cs = it->cs;
+    struct export_result *res = &it->res;
+
+    if (res->code == IDS_OK) {
+        count_success(ctx, it->sent);
+        if (it->sent->op == CHANGE_DELETE) {
+            return store_cs_delete(ctx->eng->store, cs->id, err);
+        }
+        change_apply(it->sent, cs->entry);
+        if (it->sent->op == CHANGE_ADD) {
+            if (res->anchor != NULL) {
+                free(cs->anchor);
+                cs->anchor = xstrdup(res->anchor);
+            } else if (cs->anchor == NULL) {
+                log_warn("export-add", "connector=%s dn=\"%s\": no anchor returned for a create",
+                         ctx->X->cfg->name, it->sent->dn ? it->sent->dn : "");
+            }
+        }
+        if (res->dn != NULL) {
+            free(cs->dn);
+            cs->dn = xstrdup(res->dn);
+        } else if (it->sent->new_dn != NULL) {
+            free(cs->dn);
+            cs->dn = xstrdup(it->sent->new_dn);
+        } else if (it->sent->op == CHANGE_ADD && it->sent->dn != NULL) {
+            free(cs->dn);
+            cs->dn = xstrdup(it->sent->dn);
+        }
+        entry_set_anchor(cs->entry, cs->anchor);
+        entry_set_dn(cs->entry, cs->dn);
+        entry_set_type(cs->entry, cs->type);
+        change_free(cs->unconfirmed);
+        cs->unconfirmed = it->sent;
+        it->sent = NULL;
+        change_free(cs->pending_export);
+        cs->pending_export = NULL;
+        cs->export_state = CS_EXPORT_NONE;
+        cs->export_attempts = 0;
+        free(cs->export_error);
+        cs->export_error = NULL;
+        return put_exported(ctx, cs, err);
+    }
+    cs->export_state = CS_EXPORT_FAILED;
+    cs->export_attempts++;
+    free(cs->export_error);
+    cs->export_error = xstrdup(res->err.msg[0] ? res->err.msg : ids_err_str(res->code));
+    ctx->r->rec.counters.export_failed++;
+    erun_error_cs(ctx->r, ctx->X, cs, NULL, "export-failed", "%s %s failed%s: %s",
+                  change_op_name(it->sent->op), cs->dn ? cs->dn : (cs->anchor ? cs->anchor : ""),
+                  res->retryable ? " (temporary; retried by the next export)" : "",
+                  cs->export_error);
+    return store_cs_put_export(ctx->eng->store, cs, err);
+}
+
+/* Send the items collected in ctx->items: in-flight protocol. */
+static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
+{
+    enum ids_err ret;
+    size_t i;
+
+    if (ctx->nitems == 0) {
+        return IDS_OK;
+    }
+    /* 1. mark in flight, and commit before anything leaves */
+    ret = store_begin(ctx->eng->store, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    for (i = 0; i < ctx->nitems && ret == IDS_OK; i++) {
+        struct cs_object *cs = ctx->items[i].cs;
+
+        ctx->items[i].prev = cs->export_state;
+        cs->export_state = CS_EXPORT_INFLIGHT;
+        cs->export_run = ctx->r->rec.id;
+        ret = store_cs_put_export(ctx->eng->store, cs, err);
+    }
+    if (ret != IDS_OK) {
+        store_rollback(ctx->eng->store);
+        return ret;
+    }
+    ret = store_commit(ctx->eng->store, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    /* 2. submit, collecting what is ready on the way */
+    for (i = 0; i < ctx->nitems && !ctx->lost; i++) {
+        struct xitem *it = &ctx->items[i];
+        struct ids_error serr = IDS_ERROR_INIT;
+        enum ids_err sret = connector_submit(ctx->X->conn, it->sent, (uint64_t)it->cs->id, &serr);
+
+        if (sret != IDS_OK) {
+            /* not sent */
+            it->done = true;
+            it->res.tag = (uint64_t)it->cs->id;
+            it->res.code = sret;
+            it->res.err = serr;
+            it->res.retryable = sret == IDS_EUNREACHABLE || sret == IDS_EIO;
+            if (sret == IDS_EUNREACHABLE) {
+                ctx->lost = true;
+                ctx->lost_err = serr;
+            }
+            it->submitted = true;
+            continue;
+        }
+        it->submitted = true;
+        collect(ctx, false);
+    }
+    /* 3. wait for the rest */
+    collect(ctx, true);
+    /* 4. record every result in one transaction */
+    ret = store_begin(ctx->eng->store, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    for (i = 0; i < ctx->nitems && ret == IDS_OK; i++) {
+        struct xitem *it = &ctx->items[i];
+
+        if (it->done) {
+            ret = record_result(ctx, it, err);
+        } else if (!it->submitted) {
+            it->cs->export_state = it->prev; /* never left: as before */
+            ret = store_cs_put_export(ctx->eng->store, it->cs, err);
+        }
+        /* submitted without a result: stays INFLIGHT, settled by the next export */
+    }
+    if (ret != IDS_OK) {
+        store_rollback(ctx->eng->store);
+        return ret;
+    }
+    ret = store_commit(ctx->eng->store, err);
+    xitems_clear(ctx);
+    return ret;
+}
+
+static void add_item(struct export_ctx *ctx, struct cs_object *cs, struct change *sent)
+{
+    struct xitem *it;
+
+    ALLOC_GROW(ctx->items, ctx->nitems + 1, ctx->aitems);
+    it = &ctx->items[ctx->nitems++];
+    memset(it, 0, sizeof(*it));
+    it->cs = cs;
+    it->sent = sent;
+}
+
+/* Load one pending object and queue it for sending if it can be sent now.
+ * *deferred: waits for referenced objects. */
+static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bool *deferred,
+                            struct strbuf *why, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *cs = NULL;
+    struct change *sent = NULL;
+    bool unresolved = false;
+    bool adopted = false;
+
+    *deferred = false;
+    ret = store_cs_get(ctx->eng->store, id, &cs, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    if (cs->pending_export == NULL || cs->export_state == CS_EXPORT_NONE ||
+        (cs->pending_export->op == CHANGE_DELETE) != deletes) {
+        cs_object_free(cs);
+        return IDS_OK;
+    }
+    if (cs->pending_export->op == CHANGE_ADD && cs->anchor == NULL &&
+        (cs->export_state == CS_EXPORT_INFLIGHT || cs->export_attempts > 0)) {
+        ret = store_begin(ctx->eng->store, err);
+        if (ret == IDS_OK) {
+            ret = try_adopt(ctx, cs, &adopted, err);
+            if (ret == IDS_OK) {
+                ret = store_commit(ctx->eng->store, err);
+            } else {
+                store_rollback(ctx->eng->store);
+            }
+        }
+        if (ret != IDS_OK || adopted) {
+            cs_object_free(cs);
+            return ret;
+        }
+    }
+    ret = resolve_change(ctx, cs, &sent, &unresolved, why, err);
+    if (ret != IDS_OK) {
+        cs_object_free(cs);
+        return ret;
+    }
+    if (unresolved) {
+        *deferred = true;
+        change_free(sent);
+        cs_object_free(cs);
+        return IDS_OK;
+    }
+    add_item(ctx, cs, sent);
+    return IDS_OK;
+}
+
+static bool must_stop(struct export_ctx *ctx, enum ids_err *why)
+{
+    return ctx->lost || erun_must_stop(ctx->r, why);
+}
+
+/* Count pending deletes (threshold). */
+static enum ids_err count_deletes(struct export_ctx *ctx, long *dels, long *pending,
+                                  struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
+    int64_t after = 0;
+    size_t n;
+    size_t i;
+
+    *dels = 0;
+    *pending = 0;
+    for (;;) {
+        n = 0;
+        ret = store_cs_ids(ctx->eng->store, ctx->X->id, STORE_SEL_PENDING_EXPORT, after, ids,
+                           ENGINE_BATCH, &n, err);
+        if (ret != IDS_OK || n == 0) {
+            break;
+        }
+        for (i = 0; i < n && ret == IDS_OK; i++) {
+            struct cs_object *cs = NULL;
+
+            after = ids[i];
+            ret = store_cs_get(ctx->eng->store, ids[i], &cs, err);
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                continue;
+            }
+            if (ret == IDS_OK && cs->pending_export != NULL) {
+                (*pending)++;
+                if (cs->pending_export->op == CHANGE_DELETE) {
+                    (*dels)++;
+                }
+            }
+            cs_object_free(cs);
+        }
+        if (ret != IDS_OK) {
+            break;
+        }
+    }
+    free(ids);
+    return ret;
+}
+
+/* One pass over the pending exports (deletes or the rest). */
+static enum ids_err export_pass(struct export_ctx *ctx, bool deletes, struct i64vec *deferred,
+                                bool *stopped, enum ids_err *why, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
+    int64_t after = 0;
+    size_t n;
+    size_t i;
+
+    while (!*stopped) {
+        n = 0;
+        ret = store_cs_ids(ctx->eng->store, ctx->X->id, STORE_SEL_PENDING_EXPORT, after, ids,
+                           ENGINE_BATCH, &n, err);
+        if (ret != IDS_OK || n == 0) {
+            break;
+        }
+        for (i = 0; i < n && ret == IDS_OK && !*stopped; i++) {
+            bool def = false;
+
+            after = ids[i];
+            ret = prepare(ctx, ids[i], deletes, &def, NULL, err);
+            if (def) {
+                i64vec_push(deferred, ids[i]);
+            }
+            if (ret == IDS_OK && ctx->nitems >= EXPORT_BATCH) {
+                ret = send_batch(ctx, err);
+                progress_update(ctx->r->prog, ctx->r->rec.counters.export_add +
+                                                  ctx->r->rec.counters.export_update +
+                                                  ctx->r->rec.counters.export_delete);
+                if (must_stop(ctx, why)) {
+                    *stopped = true;
+                }
+            }
+        }
+        if (ret != IDS_OK) {
+            break;
+        }
+    }
+    if (ret == IDS_OK && !*stopped) {
+        ret = send_batch(ctx, err);
+        if (must_stop(ctx, why)) {
+            *stopped = true;
+        }
+    }
+    free(ids);
+    return ret;
+}
+
+/* The exports that waited for referenced objects: retry while progress is made. */
+static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *deferred, bool *stopped,
+                                    enum ids_err *why, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct i64vec again = {0};
+    size_t i;
+
+    while (ret == IDS_OK && deferred->nr > 0 && !*stopped) {
+        again.nr = 0;
+        for (i = 0; i < deferred->nr && ret == IDS_OK; i++) {
+            bool def = false;
+
+            ret = prepare(ctx, deferred->v[i], false, &def, NULL, err);
+            if (def) {
+                i64vec_push(&again, deferred->v[i]);
+            }
+            if (ret == IDS_OK && ctx->nitems >= EXPORT_BATCH) {
+                ret = send_batch(ctx, err);
+            }
+        }
+        if (ret == IDS_OK) {
+            ret = send_batch(ctx, err);
+        }
+        if (must_stop(ctx, why)) {
+            *stopped = true;
+        }
+        if (again.nr == deferred->nr) {
+            break; /* no progress */
+        }
+        deferred->nr = 0;
+        for (i = 0; i < again.nr; i++) {
+            i64vec_push(deferred, again.v[i]);
+        }
+    }
+    /* what still cannot resolve stays pending, with an error */
+    for (i = 0; ret == IDS_OK && !*stopped && i < deferred->nr; i++) {
+        struct cs_object *cs = NULL;
+        struct change *sent = NULL;
+        struct strbuf why_s = STRBUF_INIT;
+        bool unresolved = false;
+
+        ret = store_cs_get(ctx->eng->store, deferred->v[i], &cs, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            continue;
+        }
+        if (ret == IDS_OK && cs->pending_export != NULL) {
+            ret = resolve_change(ctx, cs, &sent, &unresolved, &why_s, err);
+        }
+        if (ret == IDS_OK && unresolved) {
+            erun_error_cs(ctx->r, ctx->X, cs, NULL, "reference-unresolved",
+                          "not exported yet: it references objects that do not exist in %s yet "
+                          "(%s); it stays pending until they are exported",
+                          ctx->X->cfg->name, why_s.buf);
+        }
+        change_free(sent);
+        strbuf_release(&why_s);
+        cs_object_free(cs);
+    }
+    i64vec_release(&again);
+    return ret;
+}
+
+enum ids_err engine_export(struct engine *eng, const char *connector, struct run_record *run,
+                           struct ids_error *err)
+{
+    enum ids_err ret;
+    struct export_ctx ctx;
+    struct erun r;
+    struct i64vec deferred = {0};
+    bool stopped = false;
+    bool begun = false;
+    enum ids_err why = IDS_OK;
+    long dels = 0;
+    long pending = 0;
+    long space = 0;
+    long max = eng->cfg->safety.max_deletes;
+    long pct = eng->cfg->safety.max_delete_percent;
+
+    memset(&ctx, 0, sizeof(ctx));
+    keyset_init(&ctx.ks);
+    ctx.eng = eng;
+    ctx.X = engine_conn(eng, connector);
+    if (ctx.X == NULL) {
+        return ids_error_set(err, IDS_EUSAGE, "no connector named %s in the configuration",
+                             connector);
+    }
+    if (!(econn_caps(ctx.X) & CONN_CAP_WRITE)) {
+        return ids_error_set(err, IDS_EUSAGE, "connector %s (%s) cannot be written to", connector,
+                             ctx.X->cfg->type ? ctx.X->cfg->type : "?");
+    }
+    ret = erun_start(eng, &r, "export", connector, err);
+    if (ret != IDS_OK) {
+        return erun_finish(&r, ret, err, run);
+    }
+    ctx.r = &r;
+    if (eng->opts.dry_run) {
+        long n = 0;
+
+        if (eng->opts.report != NULL) {
+            ret = report_pending(eng, ctx.X, eng->opts.report, &n, err);
+        }
+        erun_message(&r, "Dry run: %ld pending export%s reported, nothing was sent.", n,
+                     n == 1 ? "" : "s");
+        goto done;
+    }
+    ret = count_deletes(&ctx, &dels, &pending, err);
+    if (ret == IDS_OK) {
+        ret = store_cs_count(eng->store, ctx.X->id, STORE_SEL_ALL, &space, err);
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    progress_set_total(r.prog, pending);
+    if (dels > 0 && eng->opts.allow_deletes < dels &&
+        ((max > 0 && dels > max) || (pct > 0 && dels * 100 > pct * space))) {
+        struct strbuf th = STRBUF_INIT;
+
+        if (max > 0) {
+            strbuf_addf(&th, "%ld", max);
+        }
+        if (pct > 0) {
+            strbuf_addf(&th, "%s%ld%% of %ld", max > 0 ? " or " : "", pct, space);
+        }
+        erun_message(&r,
+                     "export to %s would delete %ld objects (threshold %s); nothing was "
+                     "exported. Review with `idsync pending %s`, then run `idsync export %s "
+                     "--allow-deletes %ld`.",
+                     connector, dels, th.buf, connector, connector, dels);
+        ret = ids_error_set(err, IDS_ETHRESHOLD, "export to %s would delete %ld objects", connector,
+                            dels);
+        strbuf_release(&th);
+        goto done;
+    }
+    if (pending == 0) {
+        goto done;
+    }
+    ret = engine_conn_open(eng, ctx.X, err);
+    if (ret == IDS_OK) {
+        ret = connector_export_begin(ctx.X->conn, err);
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    begun = true;
+    /* adds and modifies first (a group waits for its members), deletes last */
+    ret = export_pass(&ctx, false, &deferred, &stopped, &why, err);
+    if (ret == IDS_OK && !stopped) {
+        ret = export_deferred(&ctx, &deferred, &stopped, &why, err);
+    }
+    if (ret == IDS_OK && !stopped) {
+        ret = export_pass(&ctx, true, &deferred, &stopped, &why, err);
+    }
+done:
+    if (begun) {
+        struct ids_error eerr = IDS_ERROR_INIT;
+        enum ids_err r2 = connector_export_end(ctx.X->conn, &eerr);
+
+        if (r2 != IDS_OK && ret == IDS_OK) {
+            ret = r2;
+            if (err != NULL) {
+                *err = eerr;
+            }
+        }
+        /* results delivered after export_end (none expected: batches wait) */
+        collect(&ctx, true);
+    }
+    if (ret == IDS_OK && ctx.lost) {
+        ret = ctx.lost_err.code != IDS_OK ? ctx.lost_err.code : IDS_EUNREACHABLE;
+        if (err != NULL) {
+            *err = ctx.lost_err;
+            ids_error_prefix(err,
+                             "connection to %s lost during the export; what was not "
+                             "confirmed stays pending",
+                             connector);
+        }
+    }
+    if (ret == IDS_OK && stopped) {
+        ret = why;
+        if (why == IDS_EINTR) {
+            ids_error_set(err, IDS_EINTR, "interrupted; run the export again to complete it");
+        }
+    }
+    if (ret == IDS_OK && r.errlimit) {
+        ret = IDS_EERRLIMIT;
+    }
+    xitems_clear(&ctx);
+    free(ctx.items);
+    keyset_release(&ctx.ks);
+    i64vec_release(&deferred);
+    return erun_finish(&r, ret, err, run);
+}
+
+enum ids_err engine_pending(struct engine *eng, const char *connector, FILE *out,
+                            struct ids_error *err)
+{
+    struct econn *ec = engine_conn(eng, connector);
+    long n = 0;
+
+    if (ec == NULL) {
+        return ids_error_set(err, IDS_EUSAGE, "no connector named %s in the configuration",
+                             connector);
+    }
+    return report_pending(eng, ec, out, &n, err);
+}

@@ -1,0 +1,567 @@
+/* import.c - full and delta import: read a connected system and stage
+ * what changed in its connector space; never touches the metaverse.
+ * A full import also stages the deletion of what was not seen, guarded by
+ * safety.import_max_delete_percent; it runs in one store transaction so
+ * that the guard can stage nothing. Confirming import: values idsync
+ * exported must come back. */
+#include "engine/engine_int.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/banned.h"
+
+struct import_ctx {
+    struct engine *eng;
+    struct econn *ec;
+    struct erun *r;
+    bool full;
+    struct bitmap seen; /* CS ids seen by a full import */
+    long unreadable;    /* IDS_EINPUT items */
+    struct keyset ks;
+};
+
+static bool attr_is_read(const struct object_type_config *ot, const char *name)
+{
+    if (ot == NULL || ot->attributes.nr == 0) {
+        return true;
+    }
+    return strvec_find(&ot->attributes, name, true) >= 0;
+}
+
+static bool attr_has_match(const struct attr *a, const struct value *v, unsigned flags)
+{
+    size_t i;
+
+    for (i = 0; a != NULL && i < a->nvals; i++) {
+        if (value_matches(&a->vals[i], v, flags | a->flags)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void confirm_miss(struct import_ctx *ctx, const struct cs_object *cs, const char *attr,
+                         const char *what, const struct value *v)
+{
+    struct strbuf d = STRBUF_INIT;
+
+    if (v != NULL) {
+        value_describe(&d, v->data, v->len);
+    }
+    erun_error_cs(ctx->r, ctx->ec, cs, attr, "exported-change-not-reimported",
+                  "the last export %s %s%s%s%s, but the confirming import read %s back; the "
+                  "connected system may have rejected or rewritten it",
+                  what, attr, v ? " value \"" : "", v ? d.buf : "", v ? "\"" : "",
+                  v ? "something else" : "it");
+    strbuf_release(&d);
+}
+
+/* Check that what was exported last (cs->unconfirmed) is in `imported`. */
+static void import_confirm(struct import_ctx *ctx, const struct cs_object *cs,
+                           const struct entry *imported)
+{
+    const struct change *ch = cs->unconfirmed;
+    const struct object_type_config *ot = connector_config_object(ctx->ec->cfg, cs->type);
+    size_t i;
+    size_t k;
+
+    if (ch == NULL || ch->op == CHANGE_DELETE) {
+        return;
+    }
+    for (i = 0; i < ch->nmods; i++) {
+        const struct mod *md = &ch->mods[i];
+        const struct attr *a = entry_attr(imported, md->attr.name);
+
+        if (!attr_is_read(ot, md->attr.name)) {
+            continue; /* not read back by this connector: cannot be confirmed */
+        }
+        switch (md->op) {
+        case MOD_ADD:
+        case MOD_REPLACE:
+            if (md->attr.nvals == 0 && md->op == MOD_REPLACE && a != NULL && a->nvals > 0) {
+                confirm_miss(ctx, cs, md->attr.name, "removed", NULL);
+            }
+            for (k = 0; k < md->attr.nvals; k++) {
+                if (!attr_has_match(a, &md->attr.vals[k], md->attr.flags)) {
+                    confirm_miss(ctx, cs, md->attr.name, "set", &md->attr.vals[k]);
+                }
+            }
+            break;
+        case MOD_DELETE:
+            if (md->attr.nvals == 0 && a != NULL && a->nvals > 0) {
+                confirm_miss(ctx, cs, md->attr.name, "removed", NULL);
+            }
+            for (k = 0; k < md->attr.nvals; k++) {
+                if (attr_has_match(a, &md->attr.vals[k], md->attr.flags)) {
+                    confirm_miss(ctx, cs, md->attr.name, "removed", &md->attr.vals[k]);
+                }
+            }
+            break;
+        }
+    }
+    if (ch->new_dn != NULL && imported->dn != NULL && !dn_equal(ch->new_dn, imported->dn)) {
+        struct value v = {ch->new_dn, strlen(ch->new_dn)};
+
+        confirm_miss(ctx, cs, "dn", "renamed the object to", &v);
+    }
+    ctx->r->rec.counters.confirmed++;
+}
+
+static const struct store_keys *target_keys(struct import_ctx *ctx, const struct entry *e)
+{
+    if (ctx->ec->keys.nr == 0) {
+        return NULL;
+    }
+    keyset_build(&ctx->ks, &ctx->ec->keys, e);
+    return &ctx->ks.keys;
+}
+
+/* Stage one complete object (full read, or a delta ADD). Takes e. */
+static enum ids_err import_upsert(struct import_ctx *ctx, struct entry *e, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_brief b;
+    struct cs_object *cs = NULL;
+    uint64_t hash;
+    bool changed;
+
+    if (e->anchor == NULL || e->anchor[0] == '\0') {
+        erun_error(ctx->r, ctx->ec->cfg->name, NULL, e->dn, NULL, "bad-input", 0, 0,
+                   "object without an anchor was skipped");
+        entry_free(e);
+        return IDS_OK;
+    }
+    if (e->type == NULL && ctx->ec->cfg->nobjects == 1) {
+        entry_set_type(e, ctx->ec->cfg->objects[0].name);
+    }
+    hash = entry_hash(e);
+    ret = store_cs_brief(ctx->eng->store, ctx->ec->id, e->anchor, &b, err);
+    if (ret == IDS_ENOTFOUND) {
+        cs = xcalloc(1, sizeof(*cs));
+        cs->connector = ctx->ec->id;
+        cs->type = xstrdup_or_null(e->type);
+        cs->anchor = xstrdup(e->anchor);
+        cs->dn = xstrdup_or_null(e->dn);
+        cs->entry = e;
+        cs->hash = hash;
+        cs->import_state = CS_IMPORT_ADD;
+        ret = store_cs_put(ctx->eng->store, cs, target_keys(ctx, e), err);
+        if (ret == IDS_OK) {
+            bitmap_set(&ctx->seen, cs->id);
+            ctx->r->rec.counters.staged_add++;
+        }
+        cs_object_free(cs);
+        return ret;
+    }
+    if (ret != IDS_OK) {
+        entry_free(e);
+        return ret;
+    }
+    bitmap_set(&ctx->seen, b.id);
+    if (b.hash == hash && !b.has_unconfirmed && b.import_state != CS_IMPORT_DELETE) {
+        ctx->r->rec.counters.unchanged++;
+        entry_free(e);
+        return IDS_OK; /* unchanged: one lookup, no write */
+    }
+    ret = store_cs_get(ctx->eng->store, b.id, &cs, err);
+    if (ret != IDS_OK) {
+        entry_free(e);
+        return ret;
+    }
+    changed = b.hash != hash || cs->import_state == CS_IMPORT_DELETE;
+    if (cs->unconfirmed != NULL) {
+        import_confirm(ctx, cs, e);
+        change_free(cs->unconfirmed);
+        cs->unconfirmed = NULL;
+    }
+    if (changed) {
+        entry_free(cs->entry);
+        cs->entry = e;
+        free(cs->dn);
+        cs->dn = xstrdup_or_null(e->dn);
+        if (e->type != NULL) {
+            free(cs->type);
+            cs->type = xstrdup(e->type);
+        }
+        cs->hash = hash;
+        cs->import_state = cs->import_state == CS_IMPORT_ADD ? CS_IMPORT_ADD : CS_IMPORT_UPDATE;
+        ctx->r->rec.counters.staged_update++;
+        ret = store_cs_put(ctx->eng->store, cs, target_keys(ctx, e), err);
+    } else {
+        entry_free(e);
+        ctx->r->rec.counters.unchanged++;
+        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+    }
+    cs_object_free(cs);
+    return ret;
+}
+
+static enum ids_err find_changed(struct import_ctx *ctx, const struct change *ch,
+                                 struct cs_object **out, struct ids_error *err)
+{
+    if (ch->anchor != NULL) {
+        return store_cs_get_by_anchor(ctx->eng->store, ctx->ec->id, ch->anchor, out, err);
+    }
+    if (ch->dn != NULL) {
+        return store_cs_get_by_dn(ctx->eng->store, ctx->ec->id, ch->dn, out, err);
+    }
+    *out = NULL;
+    return IDS_ENOTFOUND;
+}
+
+static enum ids_err import_modify(struct import_ctx *ctx, const struct change *ch,
+                                  struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *cs = NULL;
+    uint64_t hash;
+
+    ret = find_changed(ctx, ch, &cs, err);
+    if (ret == IDS_ENOTFOUND) {
+        erun_error(ctx->r, ctx->ec->cfg->name, ch->anchor, ch->dn, NULL, "bad-input", 0, 0,
+                   "a change was read for an object that is not in the connector space; run "
+                   "`idsync import %s --full` to read it",
+                   ctx->ec->cfg->name);
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    change_apply(ch, cs->entry);
+    if (ch->new_dn != NULL) {
+        free(cs->dn);
+        cs->dn = xstrdup(ch->new_dn);
+    }
+    hash = entry_hash(cs->entry);
+    if (cs->unconfirmed != NULL) {
+        import_confirm(ctx, cs, cs->entry);
+        change_free(cs->unconfirmed);
+        cs->unconfirmed = NULL;
+    }
+    if (hash != cs->hash || cs->import_state == CS_IMPORT_DELETE) {
+        cs->hash = hash;
+        cs->import_state = cs->import_state == CS_IMPORT_ADD ? CS_IMPORT_ADD : CS_IMPORT_UPDATE;
+        ctx->r->rec.counters.staged_update++;
+        ret = store_cs_put(ctx->eng->store, cs, target_keys(ctx, cs->entry), err);
+    } else {
+        ctx->r->rec.counters.unchanged++;
+        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+    }
+    cs_object_free(cs);
+    return ret;
+}
+
+static enum ids_err stage_delete(struct import_ctx *ctx, struct cs_object *cs,
+                                 struct ids_error *err)
+{
+    if (cs->anchor == NULL || cs->import_state == CS_IMPORT_DELETE) {
+        return IDS_OK; /* provisioned, not yet exported; or already staged */
+    }
+    cs->import_state = CS_IMPORT_DELETE;
+    ctx->r->rec.counters.staged_delete++;
+    return store_cs_put(ctx->eng->store, cs, NULL, err);
+}
+
+static enum ids_err import_delete(struct import_ctx *ctx, const struct change *ch,
+                                  struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *cs = NULL;
+
+    ret = find_changed(ctx, ch, &cs, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK; /* never seen: nothing to stage */
+    }
+    if (ret == IDS_OK) {
+        ret = stage_delete(ctx, cs, err);
+    }
+    cs_object_free(cs);
+    return ret;
+}
+
+/* Stage the deletion of every object of the connector not seen. */
+static enum ids_err stage_unseen(struct import_ctx *ctx, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
+    int64_t after = 0;
+    size_t n;
+    size_t i;
+
+    for (;;) {
+        n = 0;
+        ret = store_cs_ids(ctx->eng->store, ctx->ec->id, STORE_SEL_ALL, after, ids, ENGINE_BATCH,
+                           &n, err);
+        if (ret != IDS_OK || n == 0) {
+            break;
+        }
+        for (i = 0; i < n && ret == IDS_OK; i++) {
+            struct cs_object *cs = NULL;
+
+            after = ids[i];
+            if (bitmap_test(&ctx->seen, ids[i])) {
+                continue;
+            }
+            ret = store_cs_get(ctx->eng->store, ids[i], &cs, err);
+            if (ret == IDS_OK) {
+                ret = stage_delete(ctx, cs, err);
+            } else if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+            }
+            cs_object_free(cs);
+        }
+        if (ret != IDS_OK) {
+            break;
+        }
+    }
+    free(ids);
+    return ret;
+}
+
+/* Read the cursor to its end, staging every item. */
+static enum ids_err import_read(struct import_ctx *ctx, struct connector_cursor *cur, bool *stopped,
+                                enum ids_err *why, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct connector *c = ctx->ec->conn;
+
+    for (;;) {
+        struct read_item item;
+        struct ids_error ierr = IDS_ERROR_INIT;
+
+        ret = connector_cursor_next(c, cur, &item, &ierr);
+        if (ret == IDS_DONE) {
+            ret = IDS_OK;
+            break;
+        }
+        if (ret == IDS_EINPUT) {
+            ctx->unreadable++;
+            erun_error(ctx->r, ctx->ec->cfg->name, NULL, NULL, NULL, "bad-input", 0, 0, "%s",
+                       ierr.msg);
+            read_item_release(&item);
+            ret = IDS_OK;
+            if (erun_must_stop(ctx->r, why)) {
+                *stopped = true;
+                break;
+            }
+            continue;
+        }
+        if (ret != IDS_OK) {
+            if (err != NULL) {
+                *err = ierr;
+            }
+            read_item_release(&item);
+            break;
+        }
+        ctx->r->rec.counters.read++;
+        switch (item.op) {
+        case CHANGE_ADD:
+            if (item.entry != NULL) {
+                ret = import_upsert(ctx, item.entry, err);
+                item.entry = NULL;
+            }
+            break;
+        case CHANGE_MODIFY:
+            if (item.change != NULL) {
+                ret = import_modify(ctx, item.change, err);
+            }
+            break;
+        case CHANGE_DELETE:
+            if (item.change != NULL) {
+                ret = import_delete(ctx, item.change, err);
+            }
+            break;
+        case CHANGE_NONE:
+            break;
+        }
+        read_item_release(&item);
+        if (ret != IDS_OK) {
+            break;
+        }
+        progress_update(ctx->r->prog, ctx->r->rec.counters.read);
+        if (erun_must_stop(ctx->r, why)) {
+            *stopped = true;
+            break;
+        }
+    }
+    return ret;
+}
+
+enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
+                           struct run_record *run, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct import_ctx ctx;
+    struct erun r;
+    struct strbuf wm = STRBUF_INIT;
+    struct strbuf why_full = STRBUF_INIT;
+    struct connector_cursor *cur = NULL;
+    struct ids_error cerr = IDS_ERROR_INIT;
+    bool in_tx = false;
+    bool have_wm = false;
+    bool stopped = false;
+    enum ids_err why = IDS_OK;
+    long space = 0;
+
+    memset(&ctx, 0, sizeof(ctx));
+    keyset_init(&ctx.ks);
+    ctx.eng = eng;
+    ctx.ec = engine_conn(eng, connector);
+    if (ctx.ec == NULL) {
+        return ids_error_set(err, IDS_EUSAGE, "no connector named %s in the configuration",
+                             connector);
+    }
+    if (!(econn_caps(ctx.ec) & CONN_CAP_READ)) {
+        return ids_error_set(err, IDS_EUSAGE, "connector %s (%s) cannot be read", connector,
+                             ctx.ec->cfg->type ? ctx.ec->cfg->type : "?");
+    }
+    /* decide between delta and full before the run starts, so that the run
+     * carries the step it really is */
+    if (!full) {
+        ret = store_watermark_get(eng->store, ctx.ec->id, &wm, err);
+        if (ret == IDS_OK) {
+            have_wm = true;
+        } else if (ret == IDS_ENOTFOUND) {
+            strbuf_addstr(&why_full, "Full import: no watermark stored yet.");
+        } else {
+            goto early_fail;
+        }
+        if (have_wm && !(econn_caps(ctx.ec) & CONN_CAP_DELTA)) {
+            have_wm = false;
+            strbuf_addf(&why_full, "Full import: connector type %s has no delta import.",
+                        ctx.ec->cfg->type ? ctx.ec->cfg->type : "?");
+        }
+    }
+    ret = engine_conn_open(eng, ctx.ec, &cerr);
+    if (ret == IDS_OK && have_wm) {
+        ret = connector_read_changes(ctx.ec->conn, wm.buf, &cur, &cerr);
+        if (ret == IDS_EFULLREQUIRED || ret == IDS_EUNSUPPORTED) {
+            strbuf_addf(&why_full, "Full import: %s.", cerr.msg);
+            have_wm = false;
+            ret = IDS_OK;
+        }
+    }
+    ctx.full = !have_wm;
+    if (ret == IDS_OK && ctx.full) {
+        ret = connector_read_full(ctx.ec->conn, &cur, &cerr);
+    }
+    if (erun_start(eng, &r, ctx.full ? "full-import" : "delta-import", connector, err) != IDS_OK) {
+        connector_cursor_free(ctx.ec->conn, cur);
+        return erun_finish(&r, err ? err->code : IDS_ESTORE, err, run);
+    }
+    ctx.r = &r;
+    if (why_full.len > 0 && !full) {
+        erun_message(&r, "%s", why_full.buf);
+    }
+    if (ret != IDS_OK) {
+        if (err != NULL) {
+            *err = cerr;
+        }
+        goto done;
+    }
+    ret = store_cs_count(eng->store, ctx.ec->id, STORE_SEL_ALL, &space, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (!ctx.full) {
+        progress_set_total(r.prog, -1);
+    }
+    ret = store_begin(eng->store, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    in_tx = true;
+    ret = import_read(&ctx, cur, &stopped, &why, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (stopped) {
+        /* keep what was staged; no deletions, no watermark: the next import
+         * reads again */
+        erun_message(&r, "The import stopped before the end of the read: no deletions were "
+                         "staged and the watermark was kept.");
+        ret = store_commit(eng->store, err);
+        in_tx = false;
+        if (ret == IDS_OK) {
+            ret = why;
+            if (why == IDS_EINTR) {
+                ids_error_set(err, IDS_EINTR, "interrupted");
+            }
+        }
+        goto done;
+    }
+    if (ctx.full && ctx.unreadable > 0) {
+        erun_message(&r,
+                     "%ld object%s could not be read, so no deletions were staged (a missing "
+                     "object may be one of the unreadable ones). Fix them and import again.",
+                     ctx.unreadable, ctx.unreadable == 1 ? "" : "s");
+    } else if (ctx.full) {
+        long pct = eng->cfg->safety.import_max_delete_percent;
+        long dels;
+
+        ret = stage_unseen(&ctx, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        dels = r.rec.counters.staged_delete;
+        if (pct > 0 && space >= eng->cfg->safety.import_min_objects && space > 0 &&
+            dels * 100 > pct * space && eng->opts.allow_deletes < dels) {
+            store_rollback(eng->store);
+            in_tx = false;
+            erun_message(&r,
+                         "The full import of %s would delete %ld of %ld objects (more than "
+                         "safety.import_max_delete_percent = %ld%%); nothing was staged. An "
+                         "empty or much smaller result is usually a broken filter, a wrong base "
+                         "or lost read permission, not real deletions. Check the connector, and "
+                         "if the deletions are real run `idsync import %s --full --allow-deletes "
+                         "%ld`.",
+                         connector, dels, space, pct, connector, dels);
+            r.rec.counters.staged_add = 0;
+            r.rec.counters.staged_update = 0;
+            r.rec.counters.confirmed = 0;
+            ret = ids_error_set(err, IDS_ETHRESHOLD,
+                                "import of %s would delete %ld of %ld objects; nothing was staged",
+                                connector, dels, space);
+            goto done;
+        }
+    }
+    strbuf_reset(&wm);
+    ret = connector_cursor_watermark(ctx.ec->conn, cur, &wm, &cerr);
+    if (ret != IDS_OK) {
+        if (err != NULL) {
+            *err = cerr;
+        }
+        goto done;
+    }
+    if (wm.len > 0) {
+        ret = store_watermark_set(eng->store, ctx.ec->id, wm.buf, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    ret = store_commit(eng->store, err);
+    in_tx = false;
+    if (ret == IDS_OK && r.errlimit) {
+        ret = IDS_EERRLIMIT;
+    }
+done:
+    if (in_tx) {
+        store_rollback(eng->store);
+    }
+    connector_cursor_free(ctx.ec->conn, cur);
+    bitmap_release(&ctx.seen);
+    keyset_release(&ctx.ks);
+    strbuf_release(&wm);
+    strbuf_release(&why_full);
+    return erun_finish(&r, ret, err, run);
+early_fail:
+    keyset_release(&ctx.ks);
+    strbuf_release(&wm);
+    strbuf_release(&why_full);
+    return ret;
+}

@@ -1,0 +1,1771 @@
+/* sync.c - moving data between connector spaces and the metaverse, inside
+ * the store: scope, join, projection, inbound flow with precedence,
+ * references, outbound join, provisioning, outbound flow as minimal diffs,
+ * deprovisioning. See docs/internals/engine.md. */
+#include "engine/engine_int.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "expr/expr.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/banned.h"
+
+#define META_FULL_PENDING "engine.full-sync-pending"
+
+struct contrib {
+    struct cs_object *cs; /* owned unless it is the object being processed */
+    const struct flow_config *f;
+    struct econn *ec;
+    bool borrowed;
+};
+
+/* ---- context ----------------------------------------------------------------- */
+
+void sync_ctx_init(struct sync_ctx *ctx, struct engine *eng, struct erun *r, bool full)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->eng = eng;
+    ctx->r = r;
+    ctx->full = full;
+    ctx->refs = true;
+    ctx->outbound = true;
+}
+
+void sync_ctx_release(struct sync_ctx *ctx)
+{
+    size_t i;
+
+    for (i = 0; i < ctx->nunres; i++) {
+        free(ctx->unres[i].attr);
+        free(ctx->unres[i].value);
+    }
+    free(ctx->unres);
+    i64vec_release(&ctx->qcs);
+    i64vec_release(&ctx->qmv);
+    bitmap_release(&ctx->qcs_set);
+    bitmap_release(&ctx->qmv_set);
+    memset(ctx, 0, sizeof(*ctx));
+}
+
+void sync_unres_add(struct sync_ctx *ctx, bool out, int64_t referrer, int64_t conn,
+                    const char *attr, const char *value, size_t len)
+{
+    struct unres *u;
+
+    ALLOC_GROW(ctx->unres, ctx->nunres + 1, ctx->aunres);
+    u = &ctx->unres[ctx->nunres++];
+    u->out = out;
+    u->referrer = referrer;
+    u->conn = conn;
+    u->attr = xstrdup(attr);
+    u->value = xmemdup(value, len);
+}
+
+static void queue_cs(struct sync_ctx *ctx, int64_t id)
+{
+    if (!bitmap_test(&ctx->qcs_set, id)) {
+        bitmap_set(&ctx->qcs_set, id);
+        i64vec_push(&ctx->qcs, id);
+    }
+}
+
+static void queue_mv(struct sync_ctx *ctx, int64_t id)
+{
+    if (!bitmap_test(&ctx->qmv_set, id)) {
+        bitmap_set(&ctx->qmv_set, id);
+        i64vec_push(&ctx->qmv, id);
+    }
+}
+
+/* Queue every referrer waiting on `key` in `space`. */
+static enum ids_err queue_waiters(struct sync_ctx *ctx, int64_t space, const char *key,
+                                  struct ids_error *err)
+{
+    enum ids_err ret;
+    int64_t small[64];
+    int64_t *ids = small;
+    size_t max = ARRAY_SIZE(small);
+    size_t n = 0;
+    size_t i;
+
+    ret = store_ref_waiters(ctx->eng->store, space, key, ids, max, &n, err);
+    if (ret == IDS_OK && n > max) {
+        max = n;
+        ids = xcalloc(max, sizeof(*ids));
+        ret = store_ref_waiters(ctx->eng->store, space, key, ids, max, &n, err);
+    }
+    if (ret == IDS_ENOTFOUND) {
+        ret = IDS_OK;
+        n = 0;
+    }
+    for (i = 0; ret == IDS_OK && i < n && i < max; i++) {
+        if (space == 0) {
+            queue_mv(ctx, ids[i]);
+        } else {
+            queue_cs(ctx, ids[i]);
+        }
+    }
+    if (ids != small) {
+        free(ids);
+    }
+    return ret;
+}
+
+/* An object of `ec` got joined or projected: whoever referenced it by DN
+ * or anchor can now resolve the reference. */
+static enum ids_err queue_in_waiters(struct sync_ctx *ctx, const struct econn *ec,
+                                     const struct cs_object *cs, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct strbuf key = STRBUF_INIT;
+
+    if (!ctx->refs) {
+        return IDS_OK; /* pass 1 of a full sync: pass 2 resolves everything */
+    }
+    if (cs->dn != NULL) {
+        value_normalize(&key, cs->dn, strlen(cs->dn));
+        ret = queue_waiters(ctx, ec->id, key.buf, err);
+    }
+    if (ret == IDS_OK && cs->anchor != NULL) {
+        strbuf_reset(&key);
+        value_normalize(&key, cs->anchor, strlen(cs->anchor));
+        ret = queue_waiters(ctx, ec->id, key.buf, err);
+    }
+    strbuf_release(&key);
+    return ret;
+}
+
+static void mv_wait_key(struct strbuf *sb, int64_t mv, int64_t connector)
+{
+    strbuf_reset(sb);
+    strbuf_addf(sb, "mv:%" PRId64 "@%" PRId64, mv, connector);
+}
+
+/* MV object m got an object in target X. */
+static enum ids_err queue_out_waiters(struct sync_ctx *ctx, int64_t mv, const struct econn *X,
+                                      struct ids_error *err)
+{
+    enum ids_err ret;
+    struct strbuf key = STRBUF_INIT;
+
+    mv_wait_key(&key, mv, X->id);
+    ret = queue_waiters(ctx, 0, key.buf, err);
+    strbuf_release(&key);
+    return ret;
+}
+
+/* ---- inbound ------------------------------------------------------------------ */
+
+/* Resolve one inbound reference value of connector ec to an MV id (0: unresolved). */
+static enum ids_err resolve_in_ref(struct sync_ctx *ctx, const struct econn *ec, const char *value,
+                                   int64_t *mv, struct ids_error *err)
+{
+    enum ids_err ret;
+
+    *mv = 0;
+    if (econn_caps(ec) & CONN_CAP_REF_BY_DN) {
+        struct cs_object *o = NULL;
+
+        ret = store_cs_get_by_dn(ctx->eng->store, ec->id, value, &o, err);
+        if (ret == IDS_OK && o->mv_id != 0 && !(o->flags & CS_OUT_OF_SCOPE) &&
+            o->import_state != CS_IMPORT_DELETE) {
+            *mv = o->mv_id;
+        }
+        cs_object_free(o);
+    } else {
+        struct cs_brief b;
+
+        ret = store_cs_brief(ctx->eng->store, ec->id, value, &b, err);
+        if (ret == IDS_OK && b.mv_id != 0 && !(b.flags & CS_OUT_OF_SCOPE) &&
+            b.import_state != CS_IMPORT_DELETE) {
+            *mv = b.mv_id;
+        }
+    }
+    return ret == IDS_ENOTFOUND ? IDS_OK : ret;
+}
+
+static enum ids_err inbound_refs(struct sync_ctx *ctx, const struct contrib *c,
+                                 const struct rule_item *it, struct attr *out,
+                                 struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    const struct attr *a = entry_attr(c->cs->entry, it->source);
+    struct strbuf key = STRBUF_INIT;
+    size_t i;
+
+    out->flags |= ATTR_REF;
+    for (i = 0; a != NULL && i < a->nvals; i++) {
+        int64_t mv = 0;
+
+        ret = resolve_in_ref(ctx, c->ec, a->vals[i].data, &mv, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        if (mv != 0) {
+            strbuf_reset(&key);
+            strbuf_addf(&key, "%" PRId64, mv);
+            attr_add_value(out, key.buf, key.len);
+            continue;
+        }
+        strbuf_reset(&key);
+        value_normalize(&key, a->vals[i].data, a->vals[i].len);
+        ret = store_ref_wait(ctx->eng->store, c->ec->id, key.buf, c->cs->id, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        sync_unres_add(ctx, false, c->cs->id, c->ec->id, it->source, a->vals[i].data,
+                       a->vals[i].len);
+    }
+    strbuf_release(&key);
+    return ret;
+}
+
+static bool flow_has_refs(const struct flow_config *f)
+{
+    size_t i;
+
+    for (i = 0; i < f->nflows; i++) {
+        if (flow_in_is_ref(f, &f->flows[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Compute the MV attributes from the contributors, in `from` precedence. */
+static enum ids_err mv_compute(struct sync_ctx *ctx, struct mvt_info *mi, struct contrib *cs,
+                               size_t n, const struct entry *old, struct entry *out, bool *ok,
+                               struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    size_t fi;
+    size_t i;
+    size_t k;
+
+    *ok = true;
+    for (fi = 0; fi < mi->t->nfrom; fi++) {
+        const struct flow_config *f = &mi->t->from[fi];
+        struct contrib *c = NULL;
+
+        for (k = 0; k < n; k++) {
+            if (cs[k].f == f) {
+                c = &cs[k];
+                break;
+            }
+        }
+        if (c == NULL) {
+            continue;
+        }
+        if (ctx->refs && flow_has_refs(f)) {
+            ret = store_ref_clear(ctx->eng->store, c->ec->id, c->cs->id, err);
+            if (ret != IDS_OK) {
+                return ret;
+            }
+        }
+        for (i = 0; i < f->nflows; i++) {
+            const struct rule_item *it = &f->flows[i];
+            struct attr a;
+
+            if (entry_attr(out, it->attr) != NULL) {
+                continue; /* a contributor of higher precedence gave a value */
+            }
+            memset(&a, 0, sizeof(a));
+            a.name = xstrdup(it->attr);
+            a.source = (int)fi;
+            if (flow_in_is_ref(f, it)) {
+                if (!ctx->refs) {
+                    /* pass 1 of a full sync keeps the references as they are */
+                    const struct attr *o = old ? entry_attr(old, it->attr) : NULL;
+
+                    if (o != NULL) {
+                        entry_set_attr(out, it->attr, o);
+                    }
+                    attr_release(&a);
+                    continue;
+                }
+                ret = inbound_refs(ctx, c, it, &a, err);
+            } else {
+                ret = flow_eval(it, c->cs->entry, &a, err);
+                a.flags &= ~ATTR_REF;
+            }
+            if (ret == IDS_EEXPR) {
+                erun_error_cs(ctx->r, c->ec, c->cs, it->attr, "expression-error", "%s", err->msg);
+                *ok = false;
+                ret = IDS_OK;
+            }
+            if (ret != IDS_OK) {
+                attr_release(&a);
+                return ret;
+            }
+            if (a.nvals > 0) {
+                entry_set_attr(out, it->attr, &a);
+            }
+            attr_release(&a);
+        }
+    }
+    return IDS_OK;
+}
+
+static bool is_from_of(const struct mvt_info *mi, const struct flow_config *f)
+{
+    return f != NULL && f >= mi->t->from && f < mi->t->from + mi->t->nfrom;
+}
+
+static void contribs_free(struct contrib *c, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (!c[i].borrowed) {
+            cs_object_free(c[i].cs);
+        }
+    }
+    free(c);
+}
+
+/* The CS objects that contribute to MV object mv_id: `cur` (borrowed, its
+ * in-memory state counts) and every other linked object of a `from`
+ * element that is in scope and not being deleted. */
+static enum ids_err gather_contribs(struct sync_ctx *ctx, struct mvt_info *mi, int64_t mv_id,
+                                    struct cs_object *cur, struct econn *cur_ec,
+                                    const struct flow_config *cur_f, struct contrib **out,
+                                    size_t *nout, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct contrib *c = NULL;
+    size_t n = 0;
+    size_t alloc = 0;
+    int64_t ids[64];
+    size_t nids = 0;
+    size_t i;
+
+    if (cur != NULL) {
+        ALLOC_GROW(c, n + 1, alloc);
+        c[n].cs = cur;
+        c[n].f = cur_f;
+        c[n].ec = cur_ec;
+        c[n].borrowed = true;
+        n++;
+    }
+    if (mv_id != 0 && (cur == NULL || mi->t->nfrom > 1)) {
+        ret = store_cs_links(ctx->eng->store, mv_id, ids, ARRAY_SIZE(ids), &nids, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            nids = 0;
+        }
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        for (i = 0; i < nids && i < ARRAY_SIZE(ids); i++) {
+            struct cs_object *o = NULL;
+            struct econn *ec;
+            const struct flow_config *f;
+            struct mvt_info *omi = NULL;
+
+            if (cur != NULL && ids[i] == cur->id) {
+                continue;
+            }
+            ret = store_cs_get(ctx->eng->store, ids[i], &o, err);
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                continue;
+            }
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            ec = engine_conn_by_id(ctx->eng, o->connector);
+            f = ec ? engine_find_from(ctx->eng, ec, o->type, &omi) : NULL;
+            if (f == NULL || omi != mi || !is_from_of(mi, f) || (o->flags & CS_OUT_OF_SCOPE) ||
+                o->import_state == CS_IMPORT_DELETE) {
+                cs_object_free(o);
+                continue;
+            }
+            ALLOC_GROW(c, n + 1, alloc);
+            c[n].cs = o;
+            c[n].f = f;
+            c[n].ec = ec;
+            c[n].borrowed = false;
+            n++;
+        }
+    }
+done:
+    if (ret != IDS_OK) {
+        contribs_free(c, n);
+        c = NULL;
+        n = 0;
+    }
+    *out = c;
+    *nout = n;
+    return ret;
+}
+
+/* Recompute MV object m (loaded, or new with id 0) and write it when it
+ * changed (keys only when they changed). */
+static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct mv_object *m,
+                              struct cs_object *cur, struct econn *cur_ec,
+                              const struct flow_config *cur_f, bool *changed, bool *ok,
+                              struct ids_error *err)
+{
+    enum ids_err ret;
+    struct contrib *c = NULL;
+    size_t n = 0;
+    struct entry *ne = NULL;
+    struct keyset nk;
+    struct keyset ok_keys;
+    bool keys_changed = true;
+
+    *changed = false;
+    *ok = true;
+    keyset_init(&nk);
+    keyset_init(&ok_keys);
+    ret = gather_contribs(ctx, mi, m->id, cur, cur_ec, cur_f, &c, &n, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    ne = entry_new(mi->t->name, NULL, NULL);
+    ret = mv_compute(ctx, mi, c, n, m->entry, ne, ok, err);
+    if (ret != IDS_OK || !*ok) {
+        goto done;
+    }
+    if (m->id != 0 && m->entry != NULL && entry_hash(ne) == entry_hash(m->entry)) {
+        goto done; /* unchanged: no write */
+    }
+    keyset_build(&nk, &mi->keys, ne);
+    if (m->id != 0 && m->entry != NULL) {
+        keyset_build(&ok_keys, &mi->keys, m->entry);
+        keys_changed = !keyset_equal(&nk, &ok_keys);
+    }
+    if (ctx->r->pv != NULL && ctx->r->pv->mv_id == 0) {
+        ctx->r->pv->mv_id = m->id;
+    }
+    entry_free(m->entry);
+    m->entry = ne;
+    ne = NULL;
+    m->updated_run = ctx->r->rec.id;
+    if (m->id == 0) {
+        m->created_run = ctx->r->rec.id;
+    } else {
+        ctx->r->rec.counters.flowed++;
+    }
+    if (m->type == NULL) {
+        m->type = xstrdup(mi->t->name);
+    }
+    ret = store_mv_put(ctx->eng->store, m, keys_changed ? &nk.keys : NULL, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    *changed = true;
+done:
+    entry_free(ne);
+    keyset_release(&nk);
+    keyset_release(&ok_keys);
+    contribs_free(c, n);
+    return ret;
+}
+
+/* ---- outbound ---------------------------------------------------------------- */
+
+/* Put cs's pending export = ch (owned; NULL = none). Writes only when it
+ * differs (full: write the whole object, e.g. after a join). */
+static enum ids_err set_pending(struct sync_ctx *ctx, struct cs_object *cs, struct change *ch,
+                                bool full, struct ids_error *err)
+{
+    if (change_equal(ch, cs->pending_export)) {
+        change_free(ch);
+        if (!full) {
+            return IDS_OK;
+        }
+    } else {
+        change_free(cs->pending_export);
+        cs->pending_export = ch;
+        cs->export_state = ch != NULL ? CS_EXPORT_PENDING : CS_EXPORT_NONE;
+        cs->export_attempts = 0;
+        free(cs->export_error);
+        cs->export_error = NULL;
+    }
+    if (full) {
+        return store_cs_put(ctx->eng->store, cs, NULL, err);
+    }
+    return store_cs_put_export(ctx->eng->store, cs, err);
+}
+
+static enum ids_err deprovision(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                                struct cs_object *target, struct ids_error *err)
+{
+    struct change *ch = NULL;
+
+    ctx->r->rec.counters.deprovisioned++;
+    if (ctx->r->pv != NULL) {
+        preview_add_sep(&ctx->r->pv->targets);
+        strbuf_addf(&ctx->r->pv->targets, "{\"connector\":");
+        strbuf_add_json_str(&ctx->r->pv->targets, X->cfg->name, strlen(X->cfg->name));
+        strbuf_addf(&ctx->r->pv->targets, ",\"action\":\"deprovision-%s\"}",
+                    t->deprovision == DEPROVISION_DELETE    ? "delete"
+                    : t->deprovision == DEPROVISION_DISABLE ? "disable"
+                                                            : "disconnect");
+    }
+    if (target->anchor == NULL && target->export_state != CS_EXPORT_INFLIGHT) {
+        /* never exported: nothing exists in the target to undo */
+        return store_cs_delete(ctx->eng->store, target->id, err);
+    }
+    target->mv_id = 0;
+    switch (t->deprovision) {
+    case DEPROVISION_DELETE:
+        if (target->anchor != NULL) {
+            ch = change_new(CHANGE_DELETE, target->type, target->anchor, target->dn);
+        }
+        break;
+    case DEPROVISION_DISABLE:
+        if (target->anchor != NULL) {
+            const char *attr = t->disable_attr ? t->disable_attr : "active";
+            const char *val = t->disable_value ? t->disable_value : "false";
+            struct mod *md;
+
+            ch = change_new(CHANGE_MODIFY, target->type, target->anchor, target->dn);
+            md = change_add_mod(ch, MOD_REPLACE, attr, 0);
+            attr_add_value(&md->attr, val, strlen(val));
+            target->flags |= CS_DISABLED;
+        }
+        break;
+    case DEPROVISION_DISCONNECT:
+        break;
+    }
+    if (ch != NULL) {
+        change_free(target->pending_export);
+        target->pending_export = ch;
+        target->export_state = CS_EXPORT_PENDING;
+        target->export_attempts = 0;
+        free(target->export_error);
+        target->export_error = NULL;
+    }
+    return store_cs_put(ctx->eng->store, target, NULL, err);
+}
+
+/* MV id (decimal) -> the target CS id of that MV object in X (0: none). */
+static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, const char *value,
+                               int64_t *cs_id, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *o = NULL;
+    char *end = NULL;
+    long long mv = strtoll(value, &end, 10);
+
+    *cs_id = 0;
+    if (end == value || *end != '\0' || mv <= 0) {
+        return IDS_OK;
+    }
+    ret = store_cs_get_by_mv(ctx->eng->store, X->id, mv, &o, err);
+    if (ret == IDS_OK) {
+        *cs_id = o->id;
+    }
+    cs_object_free(o);
+    return ret == IDS_ENOTFOUND ? IDS_OK : ret;
+}
+
+/* The attributes (and DN) the flows of t want for MV object m in X. */
+static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                                const struct mv_object *m, struct entry *des, char **dn, bool *ok,
+                                struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct strbuf sb = STRBUF_INIT;
+    size_t i;
+    size_t k;
+
+    *ok = true;
+    *dn = NULL;
+    for (i = 0; i < t->nflows; i++) {
+        const struct rule_item *it = &t->flows[i];
+        struct attr a;
+        struct attr mapped;
+        bool ref = flow_out_is_ref(t, it, m->entry);
+
+        memset(&a, 0, sizeof(a));
+        a.name = xstrdup(it->attr);
+        a.source = -1;
+        ret = flow_eval(it, m->entry, &a, err);
+        if (ret == IDS_EEXPR) {
+            erun_error(ctx->r, X->cfg->name, NULL, NULL, it->attr, "expression-error", 0, m->id,
+                       "metaverse object %" PRId64 ": %s", m->id, err->msg);
+            *ok = false;
+            attr_release(&a);
+            ret = IDS_OK;
+            continue;
+        }
+        if (ret != IDS_OK) {
+            attr_release(&a);
+            break;
+        }
+        if (strcasecmp(it->attr, "dn") == 0) {
+            if (a.nvals > 0) {
+                free(*dn);
+                *dn = xstrdup(a.vals[0].data);
+            }
+            attr_release(&a);
+            continue;
+        }
+        if (ref) {
+            memset(&mapped, 0, sizeof(mapped));
+            mapped.name = xstrdup(it->attr);
+            mapped.source = -1;
+            mapped.flags = ATTR_REF;
+            for (k = 0; k < a.nvals && ret == IDS_OK; k++) {
+                int64_t csid = 0;
+
+                ret = map_mv_ref(ctx, X, a.vals[k].data, &csid, err);
+                if (ret != IDS_OK) {
+                    break;
+                }
+                if (csid != 0) {
+                    strbuf_reset(&sb);
+                    strbuf_addf(&sb, "%" PRId64, csid);
+                    attr_add_value(&mapped, sb.buf, sb.len);
+                    continue;
+                }
+                mv_wait_key(&sb, strtoll(a.vals[k].data, NULL, 10), X->id);
+                ret = store_ref_wait(ctx->eng->store, 0, sb.buf, m->id, err);
+                sync_unres_add(ctx, true, m->id, X->id, it->attr, a.vals[k].data, a.vals[k].len);
+            }
+            attr_release(&a);
+            a = mapped;
+            if (ret != IDS_OK) {
+                attr_release(&a);
+                break;
+            }
+        } else {
+            a.flags &= ~ATTR_REF;
+        }
+        if (a.nvals > 0) {
+            entry_set_attr(des, it->attr, &a);
+        }
+        attr_release(&a);
+    }
+    strbuf_release(&sb);
+    if (ret != IDS_OK || !*ok) {
+        free(*dn);
+        *dn = NULL;
+    }
+    return ret;
+}
+
+static struct change *make_add(const struct flow_config *t, struct entry *des, const char *dn)
+{
+    struct change *ch = change_new(CHANGE_ADD, t->object, NULL, dn);
+    size_t i;
+
+    entry_canonicalize(des);
+    for (i = 0; i < des->nattrs; i++) {
+        struct mod *md = change_add_mod(ch, MOD_ADD, des->attrs[i].name, des->attrs[i].flags);
+        size_t k;
+
+        for (k = 0; k < des->attrs[i].nvals; k++) {
+            attr_add_value(&md->attr, des->attrs[i].vals[k].data, des->attrs[i].vals[k].len);
+        }
+    }
+    return ch;
+}
+
+/* Current reference values of a target attribute, mapped to CS ids
+ * (values that name no known object are left out: idsync does not remove
+ * what it cannot identify). */
+static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, const struct attr *c,
+                                 struct attr *out, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct strbuf sb = STRBUF_INIT;
+    size_t i;
+
+    for (i = 0; c != NULL && i < c->nvals; i++) {
+        int64_t id = 0;
+
+        if (econn_caps(X) & CONN_CAP_REF_BY_DN) {
+            struct cs_object *o = NULL;
+
+            ret = store_cs_get_by_dn(ctx->eng->store, X->id, c->vals[i].data, &o, err);
+            if (ret == IDS_OK) {
+                id = o->id;
+            }
+            cs_object_free(o);
+        } else {
+            struct cs_brief b;
+
+            ret = store_cs_brief(ctx->eng->store, X->id, c->vals[i].data, &b, err);
+            if (ret == IDS_OK) {
+                id = b.id;
+            }
+        }
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+        }
+        if (ret != IDS_OK) {
+            break;
+        }
+        if (id != 0) {
+            strbuf_reset(&sb);
+            strbuf_addf(&sb, "%" PRId64, id);
+            attr_add_value(out, sb.buf, sb.len);
+        }
+    }
+    strbuf_release(&sb);
+    return ret;
+}
+
+static bool json_sets_equal(const struct attr *a, const struct attr *b)
+{
+    size_t i;
+    size_t k;
+
+    if (a->nvals != b->nvals) {
+        return false;
+    }
+    for (i = 0; i < a->nvals; i++) {
+        bool found = false;
+
+        for (k = 0; k < b->nvals && !found; k++) {
+            found = value_matches(&a->vals[i], &b->vals[k], ATTR_JSON);
+        }
+        if (!found) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void add_values_mod(struct change *ch, enum mod_op op, const char *name, unsigned flags,
+                           struct attr *vals)
+{
+    struct mod *md;
+
+    if (vals->nvals == 0) {
+        return;
+    }
+    md = change_add_mod(ch, op, name, flags);
+    free(md->attr.vals);
+    md->attr.vals = vals->vals;
+    md->attr.nvals = vals->nvals;
+    md->attr.alloc = vals->alloc;
+    vals->vals = NULL;
+    vals->nvals = 0;
+    vals->alloc = 0;
+}
+
+/* Minimal change from the target's CS entry to the desired attributes,
+ * restricted to the flowed attributes; NULL when nothing differs. */
+static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                              const struct mv_object *m, const struct cs_object *cs,
+                              const struct entry *des, const char *dn, struct change **out,
+                              struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct change *ch = change_new(CHANGE_MODIFY, cs->type, cs->anchor, cs->dn);
+    size_t i;
+    size_t j;
+
+    *out = NULL;
+    for (i = 0; i < t->nflows; i++) {
+        const struct rule_item *it = &t->flows[i];
+        const struct attr *d = entry_attr(des, it->attr);
+        const struct attr *c = entry_attr(cs->entry, it->attr);
+        struct attr adds;
+        struct attr dels;
+        bool dup = false;
+
+        if (strcasecmp(it->attr, "dn") == 0) {
+            continue;
+        }
+        for (j = 0; j < i; j++) {
+            dup = dup || strcasecmp(t->flows[j].attr, it->attr) == 0;
+        }
+        if (dup) {
+            continue;
+        }
+        memset(&adds, 0, sizeof(adds));
+        memset(&dels, 0, sizeof(dels));
+        if ((d != NULL && (d->flags & ATTR_REF)) || flow_out_is_ref(t, it, m->entry)) {
+            struct attr cur;
+
+            memset(&cur, 0, sizeof(cur));
+            ret = map_cur_refs(ctx, X, c, &cur, err);
+            if (ret == IDS_OK) {
+                attr_value_diff(d, &cur, &adds, &dels);
+                add_values_mod(ch, MOD_ADD, it->attr, ATTR_REF, &adds);
+                add_values_mod(ch, MOD_DELETE, it->attr, ATTR_REF, &dels);
+            }
+            attr_release(&cur);
+        } else if (d == NULL || d->nvals == 0) {
+            if (c != NULL && c->nvals > 0) {
+                change_add_mod(ch, MOD_DELETE, it->attr, 0);
+            }
+        } else if ((d->flags & ATTR_JSON) || (c != NULL && (c->flags & ATTR_JSON))) {
+            if (c == NULL || !json_sets_equal(c, d)) {
+                struct mod *md = change_add_mod(ch, MOD_REPLACE, it->attr, d->flags);
+
+                attr_release(&md->attr);
+                attr_copy(&md->attr, d);
+            }
+        } else if (d->nvals <= 1 && (c == NULL || c->nvals <= 1)) {
+            if (c == NULL || !attr_values_equal(c, d)) {
+                struct mod *md = change_add_mod(ch, MOD_REPLACE, it->attr, d->flags);
+
+                attr_release(&md->attr);
+                attr_copy(&md->attr, d);
+                md->attr.source = -1;
+            }
+        } else {
+            attr_value_diff(d, c, &adds, &dels);
+            add_values_mod(ch, MOD_ADD, it->attr, 0, &adds);
+            add_values_mod(ch, MOD_DELETE, it->attr, 0, &dels);
+        }
+        attr_release(&adds);
+        attr_release(&dels);
+        if (ret != IDS_OK) {
+            change_free(ch);
+            return ret;
+        }
+    }
+    if (dn != NULL && cs->dn != NULL && !dn_equal(dn, cs->dn) &&
+        (econn_caps(X) & CONN_CAP_RENAME)) {
+        ch->new_dn = xstrdup(dn);
+    }
+    if (change_size(ch) == 0) {
+        change_free(ch);
+        return IDS_OK;
+    }
+    *out = ch;
+    return IDS_OK;
+}
+
+static void pv_target(struct sync_ctx *ctx, const struct econn *X, const struct flow_config *t,
+                      const char *action, const struct cs_object *cs)
+{
+    struct strbuf *sb;
+
+    if (ctx->r->pv == NULL) {
+        return;
+    }
+    sb = &ctx->r->pv->targets;
+    preview_add_sep(sb);
+    strbuf_addstr(sb, "{\"connector\":");
+    strbuf_add_json_str(sb, X->cfg->name, strlen(X->cfg->name));
+    strbuf_addstr(sb, ",\"object\":");
+    strbuf_add_json_str(sb, t->object, strlen(t->object));
+    strbuf_addf(sb, ",\"action\":\"%s\"", action);
+    if (cs != NULL && cs->pending_export != NULL) {
+        strbuf_addstr(sb, ",\"export\":");
+        change_to_json(cs->pending_export, sb);
+    }
+    strbuf_addch(sb, '}');
+}
+
+static enum ids_err provision(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                              const struct mv_object *m, struct entry *des, const char *dn,
+                              struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *cs = xcalloc(1, sizeof(*cs));
+    struct keyset ks;
+
+    keyset_init(&ks);
+    cs->connector = X->id;
+    cs->type = xstrdup(t->object);
+    cs->dn = xstrdup_or_null(dn);
+    cs->entry = entry_new(t->object, NULL, dn);
+    cs->mv_id = m->id;
+    cs->flags = CS_PROVISIONED;
+    cs->pending_export = make_add(t, des, dn);
+    cs->export_state = CS_EXPORT_PENDING;
+    keyset_build(&ks, &X->keys, des);
+    ret = store_cs_put(ctx->eng->store, cs, &ks.keys, err);
+    if (ret == IDS_OK) {
+        ctx->r->rec.counters.provisioned++;
+        pv_target(ctx, X, t, "provision", cs);
+        ret = queue_out_waiters(ctx, m->id, X, err);
+    }
+    keyset_release(&ks);
+    cs_object_free(cs);
+    return ret;
+}
+
+static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
+                                 const struct flow_config *t, const struct mv_object *m,
+                                 struct ids_error *err)
+{
+    enum ids_err ret;
+    struct econn *X = engine_flow_conn(ctx->eng, t);
+    struct cs_object *target = NULL;
+    struct entry *des = NULL;
+    struct change *ch = NULL;
+    char *dn = NULL;
+    bool ok = true;
+    bool in = true;
+    bool joined_now = false;
+    bool stop = false;
+
+    (void)mi;
+    if (X == NULL) {
+        return IDS_OK;
+    }
+    ret = store_cs_get_by_mv(ctx->eng->store, X->id, m->id, &target, err);
+    if (ret == IDS_ENOTFOUND) {
+        ret = IDS_OK;
+        target = NULL;
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (target != NULL && (target->type == NULL || strcasecmp(target->type, t->object) != 0)) {
+        goto done; /* the object of another `to` element of this connector */
+    }
+    if (t->scope.expr != NULL) {
+        ret = expr_eval_bool(t->scope.expr, m->entry, &in, err);
+        if (ret == IDS_EEXPR) {
+            erun_error(ctx->r, X->cfg->name, target ? target->anchor : NULL,
+                       target ? target->dn : NULL, NULL, "expression-error",
+                       target ? target->id : 0, m->id, "%s", err->msg);
+            ret = IDS_OK;
+            goto done;
+        }
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    if (!in) {
+        if (target != NULL) {
+            ret = deprovision(ctx, X, t, target, err);
+        } else {
+            pv_target(ctx, X, t, "out-of-scope", NULL);
+        }
+        goto done;
+    }
+    des = entry_new(t->object, NULL, NULL);
+    ret = out_desired(ctx, X, t, m, des, &dn, &ok, err);
+    if (ret != IDS_OK || !ok) {
+        goto done;
+    }
+    if (target == NULL) {
+        ret = join_outbound(ctx, X, t, m, des, &target, &stop, err);
+        if (ret != IDS_OK || stop) {
+            if (stop) {
+                pv_target(ctx, X, t, "error", NULL);
+            }
+            goto done;
+        }
+        if (target == NULL) {
+            if (t->provision) {
+                ret = provision(ctx, X, t, m, des, dn, err);
+            } else {
+                pv_target(ctx, X, t, "none", NULL);
+            }
+            goto done;
+        }
+        target->mv_id = m->id;
+        target->flags &= ~CS_DISABLED;
+        ctx->r->rec.counters.joined++;
+        joined_now = true;
+    }
+    if (target->export_state == CS_EXPORT_INFLIGHT) {
+        /* a killed export: the next export settles it first */
+        if (joined_now) {
+            ret = store_cs_put(ctx->eng->store, target, NULL, err);
+        }
+        pv_target(ctx, X, t, "in-flight", target);
+        goto done;
+    }
+    if (target->anchor == NULL) {
+        ch = make_add(t, des, dn);
+    } else {
+        ret = make_diff(ctx, X, t, m, target, des, dn, &ch, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    ret = set_pending(ctx, target, ch, joined_now, err);
+    ch = NULL;
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    pv_target(ctx, X, t,
+              joined_now                       ? "join"
+              : target->pending_export != NULL ? "update"
+                                               : "none",
+              target);
+    if (joined_now) {
+        ret = queue_out_waiters(ctx, m->id, X, err);
+    }
+done:
+    change_free(ch);
+    entry_free(des);
+    free(dn);
+    cs_object_free(target);
+    return ret;
+}
+
+static enum ids_err sync_outbound(struct sync_ctx *ctx, struct mvt_info *mi,
+                                  const struct mv_object *m, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    size_t i;
+
+    if (mi->out_refs) {
+        ret = store_ref_clear(ctx->eng->store, 0, m->id, err);
+    }
+    for (i = 0; ret == IDS_OK && i < mi->t->nto; i++) {
+        ret = outbound_one(ctx, mi, &mi->t->to[i], m, err);
+    }
+    return ret;
+}
+
+/* The MV object has lost its last contributor: deprovision it in every
+ * target and delete it. */
+static enum ids_err mv_remove(struct sync_ctx *ctx, struct mvt_info *mi, struct mv_object *m,
+                              struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    int64_t ids[64];
+    size_t n = 0;
+    size_t i;
+
+    for (i = 0; ret == IDS_OK && i < mi->t->nto; i++) {
+        const struct flow_config *t = &mi->t->to[i];
+        struct econn *X = engine_flow_conn(ctx->eng, t);
+        struct cs_object *target = NULL;
+
+        if (X == NULL) {
+            continue;
+        }
+        ret = store_cs_get_by_mv(ctx->eng->store, X->id, m->id, &target, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            continue;
+        }
+        if (ret == IDS_OK) {
+            ret = deprovision(ctx, X, t, target, err);
+        }
+        cs_object_free(target);
+    }
+    /* anything else still linked is unlinked */
+    if (ret == IDS_OK) {
+        ret = store_cs_links(ctx->eng->store, m->id, ids, ARRAY_SIZE(ids), &n, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            n = 0;
+        }
+    }
+    for (i = 0; ret == IDS_OK && i < n && i < ARRAY_SIZE(ids); i++) {
+        struct cs_object *o = NULL;
+
+        ret = store_cs_get(ctx->eng->store, ids[i], &o, err);
+        if (ret == IDS_OK) {
+            o->mv_id = 0;
+            ret = store_cs_put(ctx->eng->store, o, NULL, err);
+        } else if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+        }
+        cs_object_free(o);
+    }
+    if (ret == IDS_OK) {
+        ret = store_ref_clear(ctx->eng->store, 0, m->id, err);
+    }
+    if (ret == IDS_OK) {
+        ret = store_mv_delete(ctx->eng->store, m->id, err);
+    }
+    if (ret == IDS_OK) {
+        ctx->r->rec.counters.mv_deleted++;
+    }
+    return ret;
+}
+
+/* A contributor was unlinked from MV object mv_id: delete the MV object
+ * when none is left, else recompute it. */
+static enum ids_err mv_after_unlink(struct sync_ctx *ctx, struct mvt_info *mi, int64_t mv_id,
+                                    struct ids_error *err)
+{
+    enum ids_err ret;
+    struct mv_object *m = NULL;
+    struct contrib *c = NULL;
+    size_t n = 0;
+    bool changed = false;
+    bool ok = true;
+
+    ret = store_mv_get(ctx->eng->store, mv_id, &m, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    ret = gather_contribs(ctx, mi, mv_id, NULL, NULL, NULL, &c, &n, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (n == 0) {
+        ret = mv_remove(ctx, mi, m, err);
+        goto done;
+    }
+    ret = mv_update(ctx, mi, m, NULL, NULL, NULL, &changed, &ok, err);
+    if (ret == IDS_OK && ok && ctx->outbound) {
+        ret = sync_outbound(ctx, mi, m, err);
+    }
+done:
+    contribs_free(c, n);
+    mv_object_free(m);
+    return ret;
+}
+
+static void pv_action(struct sync_ctx *ctx, const char *action)
+{
+    if (ctx->r->pv != NULL) {
+        ctx->r->pv->action = action;
+    }
+}
+
+/* Inbound for one CS object of a `from` element (cs is the caller's). */
+static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct cs_object *cs,
+                                 struct mvt_info *mi, const struct flow_config *f,
+                                 struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct mv_object *m = NULL;
+    bool in = true;
+    bool newly = false;
+    bool changed = false;
+    bool ok = true;
+    bool dirty = cs->import_state != CS_IMPORT_NONE;
+    int64_t was;
+
+    if (cs->import_state == CS_IMPORT_DELETE) {
+        was = cs->mv_id;
+        pv_action(ctx, "delete");
+        ret = store_cs_delete(ctx->eng->store, cs->id, err);
+        if (ret == IDS_OK && was != 0) {
+            ctx->r->rec.counters.disconnected++;
+            ret = mv_after_unlink(ctx, mi, was, err);
+        }
+        return ret;
+    }
+    if (f->scope.expr != NULL) {
+        ret = expr_eval_bool(f->scope.expr, cs->entry, &in, err);
+        if (ret == IDS_EEXPR) {
+            erun_error_cs(ctx->r, ec, cs, NULL, "expression-error", "scope: %s", err->msg);
+            return IDS_OK; /* stays staged: retried by the next sync */
+        }
+        if (ret != IDS_OK) {
+            return ret;
+        }
+        if (ctx->r->pv != NULL) {
+            ctx->r->pv->scope_known = true;
+            ctx->r->pv->in_scope = in;
+        }
+    }
+    if (!in) {
+        ctx->r->rec.counters.filtered++;
+        pv_action(ctx, "out-of-scope");
+        was = cs->mv_id;
+        if (!dirty && was == 0 && (cs->flags & CS_OUT_OF_SCOPE)) {
+            return IDS_OK; /* already so */
+        }
+        cs->mv_id = 0;
+        cs->flags |= CS_OUT_OF_SCOPE;
+        cs->import_state = CS_IMPORT_NONE;
+        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+        if (ret == IDS_OK && was != 0) {
+            ctx->r->rec.counters.disconnected++;
+            ret = mv_after_unlink(ctx, mi, was, err);
+        }
+        return ret;
+    }
+    if (cs->flags & CS_OUT_OF_SCOPE) {
+        cs->flags &= ~CS_OUT_OF_SCOPE;
+        dirty = true;
+    }
+    if (cs->mv_id != 0) {
+        ret = store_mv_get(ctx->eng->store, cs->mv_id, &m, err);
+        if (ret == IDS_ENOTFOUND) {
+            /* its MV object is gone: join again */
+            cs->mv_id = 0;
+            dirty = true;
+            ret = IDS_OK;
+        }
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    if (cs->mv_id == 0) {
+        int64_t cand = 0;
+        bool stop = false;
+
+        ret = join_inbound(ctx, ec, cs, mi, f, &cand, &stop, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        if (stop) {
+            pv_action(ctx, "error");
+            cs->import_state = CS_IMPORT_NONE;
+            ret = dirty ? store_cs_put(ctx->eng->store, cs, NULL, err) : IDS_OK;
+            goto done;
+        }
+        if (cand != 0) {
+            ret = store_mv_get(ctx->eng->store, cand, &m, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            cs->mv_id = cand;
+            ctx->r->rec.counters.joined++;
+            pv_action(ctx, "join");
+        } else if (f->project) {
+            m = xcalloc(1, sizeof(*m));
+            m->type = xstrdup(mi->t->name);
+            ctx->r->rec.counters.projected++;
+            pv_action(ctx, "project");
+        } else {
+            pv_action(ctx, "none");
+            cs->import_state = CS_IMPORT_NONE;
+            ret = dirty ? store_cs_put(ctx->eng->store, cs, NULL, err) : IDS_OK;
+            goto done;
+        }
+        newly = true;
+        dirty = true;
+    } else {
+        pv_action(ctx, "update");
+    }
+    ret = mv_update(ctx, mi, m, cs, ec, f, &changed, &ok, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (m->id == 0) {
+        /* a projection whose flows failed: nothing is created */
+        cs->mv_id = 0;
+        newly = false;
+        ctx->r->rec.counters.projected--;
+    } else {
+        cs->mv_id = m->id;
+    }
+    if (ctx->r->pv != NULL) {
+        ctx->r->pv->mv_id = m->id;
+    }
+    if (ok) {
+        cs->import_state = CS_IMPORT_NONE;
+    }
+    if (dirty) {
+        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    if (newly) {
+        ret = queue_in_waiters(ctx, ec, cs, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
+    if (ok && m->id != 0 && ctx->outbound && (changed || newly || ctx->full)) {
+        ret = sync_outbound(ctx, mi, m, err);
+    }
+done:
+    mv_object_free(m);
+    return ret;
+}
+
+/* Try outbound join for the MV objects a new target disconnector may
+ * belong to (delta sync): rules whose conditions are plain copies of
+ * metaverse join keys can be reversed with an index lookup. */
+static enum ids_err reverse_join(struct sync_ctx *ctx, struct econn *ec, const struct cs_object *cs,
+                                 struct mvt_info *mi, const struct flow_config *t,
+                                 struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct strbuf name = STRBUF_INIT;
+    struct strbuf norm = STRBUF_INIT;
+    size_t ri;
+
+    (void)ec;
+    for (ri = 0; ret == IDS_OK && ri < t->njoins; ri++) {
+        const struct join_rule *r = &t->joins[ri];
+        const struct rule_item *it;
+        const char *v;
+        int64_t ids[ENGINE_MAX_CANDIDATES];
+        size_t n = 0;
+        size_t i;
+
+        if (r->nitems == 0) {
+            continue;
+        }
+        it = &r->items[0];
+        if (!it->plain || it->source == NULL) {
+            continue;
+        }
+        strbuf_reset(&name);
+        strbuf_addstr(&name, it->source);
+        strbuf_tolower(&name);
+        if (strvec_find(&mi->keys, name.buf, false) < 0) {
+            continue;
+        }
+        v = entry_first(cs->entry, it->attr);
+        if (v == NULL) {
+            continue;
+        }
+        strbuf_reset(&norm);
+        value_normalize(&norm, v, strlen(v));
+        ret = store_mv_find(ctx->eng->store, mi->t->name, name.buf, norm.buf, ids, ARRAY_SIZE(ids),
+                            &n, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            n = 0;
+        }
+        for (i = 0; ret == IDS_OK && i < n && i < ARRAY_SIZE(ids); i++) {
+            queue_mv(ctx, ids[i]);
+        }
+    }
+    strbuf_release(&name);
+    strbuf_release(&norm);
+    return ret;
+}
+
+/* A staged CS object of a `to` element (imported from a target). */
+static enum ids_err sync_target_cs(struct sync_ctx *ctx, struct econn *ec, struct cs_object *cs,
+                                   struct mvt_info *mi, const struct flow_config *t,
+                                   struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct mv_object *m = NULL;
+    int64_t was = cs->mv_id;
+
+    if (cs->import_state == CS_IMPORT_NONE && !ctx->outbound) {
+        return IDS_OK;
+    }
+    if (cs->import_state == CS_IMPORT_DELETE) {
+        pv_action(ctx, "delete");
+        ret = store_cs_delete(ctx->eng->store, cs->id, err);
+        if (ret == IDS_OK && was != 0) {
+            ctx->r->rec.counters.disconnected++;
+        }
+    } else if (cs->import_state != CS_IMPORT_NONE) {
+        cs->import_state = CS_IMPORT_NONE;
+        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+        pv_action(ctx, "update");
+    }
+    if (ret != IDS_OK || !ctx->outbound) {
+        return ret;
+    }
+    if (was != 0) {
+        /* re-provision a deleted object, or correct drift */
+        ret = store_mv_get(ctx->eng->store, was, &m, err);
+        if (ret == IDS_ENOTFOUND) {
+            return IDS_OK;
+        }
+        if (ret == IDS_OK) {
+            ret = sync_outbound(ctx, mi, m, err);
+        }
+        mv_object_free(m);
+        return ret;
+    }
+    if (cs->import_state != CS_IMPORT_DELETE) {
+        ret = reverse_join(ctx, ec, cs, mi, t, err);
+    }
+    return ret;
+}
+
+enum ids_err sync_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *cs = NULL;
+    struct econn *ec;
+    struct mvt_info *mi = NULL;
+    const struct flow_config *f;
+
+    ret = store_cs_get(ctx->eng->store, cs_id, &cs, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    ec = engine_conn_by_id(ctx->eng, cs->connector);
+    if (ec == NULL) {
+        goto done;
+    }
+    f = engine_find_from(ctx->eng, ec, cs->type, &mi);
+    if (f != NULL) {
+        ret = sync_inbound(ctx, ec, cs, mi, f, err);
+        goto done;
+    }
+    f = engine_find_to(ctx->eng, ec, cs->type, &mi);
+    if (f != NULL) {
+        ret = sync_target_cs(ctx, ec, cs, mi, f, err);
+        goto done;
+    }
+    /* an object type the metaverse does not use: just settle its staging */
+    if (cs->import_state == CS_IMPORT_DELETE) {
+        ret = store_cs_delete(ctx->eng->store, cs->id, err);
+    } else if (cs->import_state != CS_IMPORT_NONE) {
+        cs->import_state = CS_IMPORT_NONE;
+        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+    }
+done:
+    cs_object_free(cs);
+    return ret;
+}
+
+/* A referrer whose references may resolve now: recompute its MV object. */
+static enum ids_err reprocess_referrer(struct sync_ctx *ctx, int64_t id, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *cs = NULL;
+    struct mv_object *m = NULL;
+    struct econn *ec;
+    struct mvt_info *mi = NULL;
+    const struct flow_config *f;
+    bool changed = false;
+    bool ok = true;
+
+    ret = store_cs_get(ctx->eng->store, id, &cs, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    ec = engine_conn_by_id(ctx->eng, cs->connector);
+    f = ec ? engine_find_from(ctx->eng, ec, cs->type, &mi) : NULL;
+    if (f == NULL || cs->mv_id == 0 || cs->import_state == CS_IMPORT_DELETE) {
+        goto done;
+    }
+    ret = store_mv_get(ctx->eng->store, cs->mv_id, &m, err);
+    if (ret == IDS_ENOTFOUND) {
+        ret = IDS_OK;
+        goto done;
+    }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    ret = mv_update(ctx, mi, m, cs, ec, f, &changed, &ok, err);
+    if (ret == IDS_OK && ok && changed && ctx->outbound) {
+        ret = sync_outbound(ctx, mi, m, err);
+    }
+done:
+    mv_object_free(m);
+    cs_object_free(cs);
+    return ret;
+}
+
+static enum ids_err outbound_mv_id(struct sync_ctx *ctx, int64_t id, bool recompute,
+                                   struct ids_error *err)
+{
+    enum ids_err ret;
+    struct mv_object *m = NULL;
+    struct mvt_info *mi;
+    bool changed = false;
+    bool ok = true;
+
+    ret = store_mv_get(ctx->eng->store, id, &m, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    mi = engine_mvt(ctx->eng, m->type);
+    if (mi != NULL && recompute && mi->in_refs) {
+        ret = mv_update(ctx, mi, m, NULL, NULL, NULL, &changed, &ok, err);
+    }
+    if (mi != NULL && ret == IDS_OK && ok) {
+        ret = sync_outbound(ctx, mi, m, err);
+    }
+    mv_object_free(m);
+    return ret;
+}
+
+enum ids_err sync_drain(struct sync_ctx *ctx, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+
+    while (ret == IDS_OK && (ctx->qcs.nr > 0 || ctx->qmv.nr > 0)) {
+        while (ret == IDS_OK && ctx->qcs.nr > 0) {
+            int64_t id = ctx->qcs.v[--ctx->qcs.nr];
+
+            bitmap_clear(&ctx->qcs_set, id);
+            ret = reprocess_referrer(ctx, id, err);
+        }
+        while (ret == IDS_OK && ctx->qmv.nr > 0) {
+            int64_t id = ctx->qmv.v[--ctx->qmv.nr];
+
+            bitmap_clear(&ctx->qmv_set, id);
+            ret = outbound_mv_id(ctx, id, false, err);
+        }
+    }
+    return ret;
+}
+
+/* ---- unresolved references ------------------------------------------------- */
+
+static int cmp_unres(const void *pa, const void *pb)
+{
+    const struct unres *a = pa;
+    const struct unres *b = pb;
+    int c;
+
+    if (a->out != b->out) {
+        return a->out ? 1 : -1;
+    }
+    if (a->referrer != b->referrer) {
+        return a->referrer < b->referrer ? -1 : 1;
+    }
+    if (a->conn != b->conn) {
+        return a->conn < b->conn ? -1 : 1;
+    }
+    c = strcmp(a->attr, b->attr);
+    return c != 0 ? c : strcmp(a->value, b->value);
+}
+
+void sync_report_unresolved(struct sync_ctx *ctx)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct strbuf v = STRBUF_INIT;
+    size_t i;
+
+    if (ctx->nunres > 1) {
+        qsort(ctx->unres, ctx->nunres, sizeof(*ctx->unres), cmp_unres);
+    }
+    for (i = 0; i < ctx->nunres; i++) {
+        struct unres *u = &ctx->unres[i];
+        struct econn *ec = engine_conn_by_id(ctx->eng, u->conn);
+
+        if ((i > 0 && cmp_unres(&ctx->unres[i - 1], u) == 0) || ec == NULL) {
+            continue;
+        }
+        strbuf_reset(&v);
+        value_describe(&v, u->value, strlen(u->value));
+        if (!u->out) {
+            struct cs_object *o = NULL;
+            int64_t mv = 0;
+
+            if (resolve_in_ref(ctx, ec, u->value, &mv, &err) != IDS_OK || mv != 0) {
+                continue;
+            }
+            if (store_cs_get(ctx->eng->store, u->referrer, &o, &err) != IDS_OK) {
+                continue;
+            }
+            erun_error_cs(ctx->r, ec, o, u->attr, "reference-unresolved",
+                          "%s value %s names no object of %s that is joined to the metaverse "
+                          "(not imported, out of scope, or not joined); it was left out and "
+                          "will be resolved when that object joins",
+                          u->attr, v.buf, ec->cfg->name);
+            cs_object_free(o);
+        } else {
+            struct cs_object *o = NULL;
+            int64_t csid = 0;
+
+            if (map_mv_ref(ctx, ec, u->value, &csid, &err) != IDS_OK || csid != 0) {
+                continue;
+            }
+            if (store_cs_get_by_mv(ctx->eng->store, ec->id, u->referrer, &o, &err) != IDS_OK) {
+                o = NULL;
+            }
+            erun_error(ctx->r, ec->cfg->name, o ? o->anchor : NULL, o ? o->dn : NULL, u->attr,
+                       "reference-unresolved", o ? o->id : 0, u->referrer,
+                       "%s of metaverse object %" PRId64
+                       " names metaverse object %s, which has no object in %s yet; the value "
+                       "was left out and will be added when that object is provisioned or joined",
+                       u->attr, u->referrer, v.buf, ec->cfg->name);
+            cs_object_free(o);
+        }
+    }
+    strbuf_release(&v);
+}
+
+/* ---- the step ------------------------------------------------------------- */
+
+/* Process the ids of one selection of one connector in batches. */
+static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum store_sel sel,
+                                   bool *stopped, enum ids_err *why, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
+    int64_t after = 0;
+    size_t n;
+    size_t i;
+
+    while (!*stopped) {
+        n = 0;
+        ret = store_cs_ids(ctx->eng->store, ec->id, sel, after, ids, ENGINE_BATCH, &n, err);
+        if (ret != IDS_OK || n == 0) {
+            break;
+        }
+        ret = store_begin(ctx->eng->store, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        for (i = 0; i < n && ret == IDS_OK; i++) {
+            after = ids[i];
+            ret = sync_one_cs(ctx, ids[i], err);
+            progress_update(ctx->r->prog, ++ctx->done);
+            if (ret == IDS_OK && erun_must_stop(ctx->r, why)) {
+                *stopped = true;
+                break;
+            }
+        }
+        if (ret == IDS_OK) {
+            ret = sync_drain(ctx, err);
+        }
+        if (ret != IDS_OK) {
+            store_rollback(ctx->eng->store);
+            break;
+        }
+        ret = store_commit(ctx->eng->store, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+    }
+    free(ids);
+    return ret;
+}
+
+static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_err *why,
+                                struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
+    int64_t after = 0;
+    size_t n;
+    size_t i;
+
+    while (!*stopped) {
+        n = 0;
+        ret = store_mv_ids(ctx->eng->store, after, ids, ENGINE_BATCH, &n, err);
+        if (ret != IDS_OK || n == 0) {
+            break;
+        }
+        ret = store_begin(ctx->eng->store, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        for (i = 0; i < n && ret == IDS_OK; i++) {
+            after = ids[i];
+            ret = outbound_mv_id(ctx, ids[i], true, err);
+            progress_update(ctx->r->prog, ++ctx->done);
+            if (ret == IDS_OK && erun_must_stop(ctx->r, why)) {
+                *stopped = true;
+                break;
+            }
+        }
+        if (ret == IDS_OK) {
+            ret = sync_drain(ctx, err);
+        }
+        if (ret != IDS_OK) {
+            store_rollback(ctx->eng->store);
+            break;
+        }
+        ret = store_commit(ctx->eng->store, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+    }
+    free(ids);
+    return ret;
+}
+
+enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
+                         struct ids_error *err)
+{
+    enum ids_err ret;
+    struct erun r;
+    struct sync_ctx ctx;
+    struct strbuf meta = STRBUF_INIT;
+    bool stopped = false;
+    enum ids_err why = IDS_OK;
+    bool forced = false;
+    size_t i;
+
+    if (!full) {
+        ret = store_meta_get(eng->store, META_FULL_PENDING, &meta, err);
+        if (ret == IDS_OK && strcmp(meta.buf, "1") == 0) {
+            full = true;
+            forced = true;
+        } else if (ret != IDS_OK && ret != IDS_ENOTFOUND) {
+            strbuf_release(&meta);
+            return ret;
+        }
+    }
+    strbuf_release(&meta);
+    ret = erun_start(eng, &r, full ? "full-sync" : "delta-sync", NULL, err);
+    if (ret != IDS_OK) {
+        return erun_finish(&r, ret, err, run);
+    }
+    if (forced) {
+        erun_message(&r, "The previous full sync did not finish; this sync ran as a full sync.");
+    }
+    sync_ctx_init(&ctx, eng, &r, full);
+    if (full) {
+        long total = 0;
+        long n = 0;
+
+        ret = store_meta_set(eng->store, META_FULL_PENDING, "1", err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        for (i = 0; i < eng->nconns; i++) {
+            if (eng->conns[i].is_source &&
+                store_cs_count(eng->store, eng->conns[i].id, STORE_SEL_ALL, &n, err) == IDS_OK) {
+                total += n;
+            }
+        }
+        progress_set_step(r.prog, "full-sync (inbound)");
+        progress_set_total(r.prog, total);
+        /* pass 1: join, project and flow what is not a reference, for every
+         * object, so that the order of objects does not matter in pass 2 */
+        ctx.refs = false;
+        ctx.outbound = false;
+        for (i = 0; ret == IDS_OK && !stopped && i < eng->nconns; i++) {
+            struct econn *ec = &eng->conns[i];
+
+            if (ec->is_source) {
+                ret = sync_selection(&ctx, ec, STORE_SEL_ALL, &stopped, &why, err);
+            } else if (ec->is_target) {
+                ret = sync_selection(&ctx, ec, STORE_SEL_PENDING_IMPORT, &stopped, &why, err);
+            }
+        }
+        /* pass 2: references, then outbound for every MV object */
+        ctx.refs = true;
+        ctx.outbound = true;
+        ctx.done = 0;
+        if (store_mv_count(eng->store, &n, err) == IDS_OK) {
+            progress_set_total(r.prog, n);
+        }
+        progress_set_step(r.prog, "full-sync (outbound)");
+        if (ret == IDS_OK && !stopped) {
+            ret = sync_mv_all(&ctx, &stopped, &why, err);
+        }
+        if (ret == IDS_OK && !stopped) {
+            ret = store_meta_set(eng->store, META_FULL_PENDING, "0", err);
+        }
+    } else {
+        for (i = 0; ret == IDS_OK && !stopped && i < eng->nconns; i++) {
+            struct econn *ec = &eng->conns[i];
+
+            if (ec->is_source || ec->is_target) {
+                ret = sync_selection(&ctx, ec, STORE_SEL_PENDING_IMPORT, &stopped, &why, err);
+            }
+        }
+    }
+    if (ret == IDS_OK) {
+        sync_report_unresolved(&ctx);
+    }
+    if (ret == IDS_OK && stopped) {
+        ret = why;
+        if (why == IDS_EINTR) {
+            ids_error_set(err, IDS_EINTR,
+                          "interrupted; what was done is committed, run the sync again to "
+                          "complete it");
+        }
+    }
+    if (ret == IDS_OK && r.errlimit) {
+        ret = IDS_EERRLIMIT;
+    }
+done:
+    sync_ctx_release(&ctx);
+    return erun_finish(&r, ret, err, run);
+}
