@@ -151,25 +151,25 @@ static const char *const migrations[] = {
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
     X(ST_CS_BY_ANCHOR, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND anchor = ?2")          \
     X(ST_CS_BY_DN, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")  \
-    X(ST_CS_BY_MV, "SELECT " CS_COLS " FROM cs WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 " \
-                   "ORDER BY id LIMIT 1")                                                          \
+    X(ST_CS_BY_MV,                                                                                 \
+      "SELECT " CS_COLS " FROM cs WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 "             \
+      "ORDER BY id LIMIT 1")                                                                       \
     X(ST_CS_INSERT,                                                                                \
       "INSERT INTO cs(connector, mv_id, hash, flags, import_state, export_state, attempts, "       \
       "export_run, dn_key, anchor, type, dn, export_error, jkeys, entry, pending, unconfirmed) "   \
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")       \
-    X(ST_CS_UPDATE,                                                                                \
-      "UPDATE cs SET connector = ?1, mv_id = ?2, hash = ?3, flags = ?4, import_state = ?5, "       \
-      "export_state = ?6, attempts = ?7, export_run = ?8, dn_key = ?9, anchor = ?10, type = ?11, " \
-      "dn = ?12, export_error = ?13, jkeys = CASE WHEN ?19 THEN ?14 ELSE jkeys END, entry = ?15, " \
-      "pending = ?16, unconfirmed = ?17 WHERE id = ?18")                                           \
+    X(ST_CS_OLD, "SELECT connector, anchor, dn_key, mv_id, import_state, export_state, jkeys "     \
+                 "FROM cs WHERE id = ?1")                                                          \
     X(ST_CS_KEYS_OF, "SELECT connector, jkeys FROM cs WHERE id = ?1")                              \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
     X(ST_CS_LINKS, "SELECT id FROM cs WHERE mv_id = ?1 AND mv_id <> 0 ORDER BY id LIMIT ?2")       \
     X(ST_KEY_FIND, "SELECT obj FROM joinkey WHERE space = ?1 AND attr = ?2 AND value = ?3")        \
-    X(ST_KEY_ADD, "INSERT OR IGNORE INTO joinkey(space, attr, value, obj) VALUES (?1, ?2, ?3, ?4)") \
-    X(ST_KEY_DEL, "DELETE FROM joinkey WHERE space = ?1 AND attr = ?2 AND value = ?3 AND obj = ?4") \
+    X(ST_KEY_ADD,                                                                                  \
+      "INSERT OR IGNORE INTO joinkey(space, attr, value, obj) VALUES (?1, ?2, ?3, ?4)")            \
+    X(ST_KEY_DEL,                                                                                  \
+      "DELETE FROM joinkey WHERE space = ?1 AND attr = ?2 AND value = ?3 AND obj = ?4")            \
     X(ST_MV_GET, "SELECT id, type, created_run, updated_run, entry FROM mv WHERE id = ?1")         \
     X(ST_MV_INSERT, "INSERT INTO mv(type, created_run, updated_run, jkeys, entry) "                \
                     "VALUES (?1, ?2, ?3, ?4, ?5)")                                                 \
@@ -212,8 +212,9 @@ static const char *const migrations[] = {
     X(ST_ERR_LAST_RUN, "SELECT coalesce(max(run), 0) FROM run_error")                              \
     X(ST_ERR_COUNT, "SELECT count(*) FROM run_error WHERE run = ?1")                               \
     X(ST_LOCK_GET, "SELECT holder, pid, host, start_ticks, since_us FROM run_lock WHERE id = 1")   \
-    X(ST_LOCK_SET, "INSERT OR REPLACE INTO run_lock(id, holder, pid, host, start_ticks, since_us) " \
-                   "VALUES (1, ?1, ?2, ?3, ?4, ?5)")                                               \
+    X(ST_LOCK_SET,                                                                                 \
+      "INSERT OR REPLACE INTO run_lock(id, holder, pid, host, start_ticks, since_us) "             \
+      "VALUES (1, ?1, ?2, ?3, ?4, ?5)")                                                            \
     X(ST_LOCK_DEL, "DELETE FROM run_lock WHERE id = 1 AND pid = ?1 AND host = ?2")
 
 enum stmt_id {
@@ -248,6 +249,31 @@ static const struct sel_sql sel_sqls[] = {
 };
 #define SEL_COUNT ARRAY_SIZE(sel_sqls)
 
+/* Replacing a CS object names in its UPDATE only the indexed columns whose
+ * value changed: SQLite rewrites the entries of every index whose columns
+ * appear in the SET clause, changed or not, and an import or sync that
+ * rewrote the (randomly spread) anchor and DN index entries of every object
+ * would dirty most index pages of the store in each batch. */
+#define CS_UPD_ANCHOR    0x01u
+#define CS_UPD_DN_KEY    0x02u
+#define CS_UPD_MV        0x04u
+#define CS_UPD_IMPORT    0x08u
+#define CS_UPD_EXPORT    0x10u
+#define CS_UPD_CONNECTOR 0x20u
+#define CS_UPD_ALL       0x3fu
+
+/* The stored values of a CS object's indexed columns, before an update. */
+struct cs_old {
+    int64_t connector;
+    bool has_dn_key;
+    int64_t dn_key;
+    int64_t mv_id;
+    int64_t import_state;
+    int64_t export_state;
+    struct strbuf anchor; /* with has_anchor */
+    bool has_anchor;
+};
+
 /* ---- the backend struct --------------------------------------------------- */
 
 enum run_op_kind { RUN_OP_START, RUN_OP_FINISH, RUN_OP_ERROR };
@@ -266,6 +292,7 @@ struct sqlite_store {
     sqlite3_stmt *stmts[ST_COUNT];       /* prepared on first use */
     sqlite3_stmt *sel_ids[SEL_COUNT][2]; /* [sel][every connector?] */
     sqlite3_stmt *sel_count[SEL_COUNT][2];
+    sqlite3_stmt *cs_update[CS_UPD_ALL + 1]; /* by mask of changed indexed columns */
     bool in_tx;   /* store_begin is open (a savepoint inside a dry run) */
     bool dry_run; /* store_dry_run_begin is open */
     /* scratch buffers, reused by every call */
@@ -276,12 +303,13 @@ struct sqlite_store {
     struct strbuf keys_old;
     struct strbuf norm; /* normalised value */
     struct strbuf norm2;
+    struct cs_old old; /* cs_put: the row being replaced */
     /* run history held back during a dry run, written after its rollback */
     struct run_op *ops;
     size_t nops;
     size_t alloc_ops;
-    int64_t next_run_id; /* next id handed out during a dry run */
-    bool lock_held;      /* this handle holds the run lock */
+    int64_t next_run_id;  /* next id handed out during a dry run */
+    bool lock_held;       /* this handle holds the run lock */
     bool release_pending; /* release the lock once the transaction ends */
 };
 
@@ -564,7 +592,7 @@ static enum ids_err replace_keys(struct sqlite_store *s, int64_t old_space, int6
 {
     enum ids_err ret;
 
-    if (old_space == space && old->len == new->len && memcmp(old->buf, new->buf, new->len) == 0) {
+    if (old_space == space && old->len == new->len &&memcmp(old->buf, new->buf, new->len) == 0) {
         return IDS_OK;
     }
     ret = apply_keys(s, old_space, obj, old, false, err);
@@ -703,8 +731,8 @@ static enum ids_err migrate(struct sqlite_store *s, struct ids_error *err)
     }
     ret = query_int(s, "PRAGMA application_id", &app_id, err);
     if (ret == IDS_OK) {
-        ret = query_int(s, "SELECT count(*) FROM sqlite_master WHERE type = 'table'", &ntables,
-                        err);
+        ret =
+            query_int(s, "SELECT count(*) FROM sqlite_master WHERE type = 'table'", &ntables, err);
     }
     if (ret == IDS_OK) {
         ret = query_int(s,
@@ -805,13 +833,15 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
             return ret;
         }
     }
+    /* no global memory statistics (a mutex on every allocation); fails
+     * harmlessly once SQLite is initialised */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     s = xcalloc(1, sizeof(*s));
     s->base.ops = &sqlite_store_ops;
     s->path = xstrdup(path);
-    rc = sqlite3_open_v2(path, &s->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-                             (memory ? SQLITE_OPEN_CREATE : 0),
-                         NULL);
+    rc = sqlite3_open_v2(
+        path, &s->db,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (memory ? SQLITE_OPEN_CREATE : 0), NULL);
     if (rc != SQLITE_OK) {
         ret = ids_error_set_detail(err, IDS_EUNREACHABLE, rc, "store %s: cannot open: %s", path,
                                    s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -824,6 +854,8 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
                    "PRAGMA synchronous = NORMAL;"
                    "PRAGMA cache_size = -262144;" /* 256 MiB */
                    "PRAGMA temp_store = MEMORY;"
+                   "PRAGMA mmap_size = 268435456;"
+                   "PRAGMA wal_autocheckpoint = 8192;"
                    "PRAGMA foreign_keys = OFF;",
                    "configure", err);
     if (ret != IDS_OK) {
@@ -866,6 +898,9 @@ static void sq_close(struct store *base)
         for (i = 0; i < ST_COUNT; i++) {
             sqlite3_finalize(s->stmts[i]);
         }
+        for (i = 0; i < ARRAY_SIZE(s->cs_update); i++) {
+            sqlite3_finalize(s->cs_update[i]);
+        }
         for (i = 0; i < SEL_COUNT; i++) {
             for (j = 0; j < 2; j++) {
                 sqlite3_finalize(s->sel_ids[i][j]);
@@ -881,6 +916,7 @@ static void sq_close(struct store *base)
     strbuf_release(&s->keys_old);
     strbuf_release(&s->norm);
     strbuf_release(&s->norm2);
+    strbuf_release(&s->old.anchor);
     free(s->ops);
     free(s->path);
     free(s);
@@ -1029,8 +1065,8 @@ static enum ids_err corrupt(struct sqlite_store *s, const char *what, int64_t id
     char msg[IDS_ERROR_MSG_MAX];
 
     snprintf(msg, sizeof(msg), "%s", err ? err->msg : "corrupt data");
-    return ids_error_set(err, IDS_EINPUT, "store %s: %s %" PRId64 " (anchor %s): %s", s->path,
-                         what, id, anchor ? anchor : "none", msg);
+    return ids_error_set(err, IDS_EINPUT, "store %s: %s %" PRId64 " (anchor %s): %s", s->path, what,
+                         id, anchor ? anchor : "none", msg);
 }
 
 /* Build a cs_object from the current row of a CS_COLS query. */
@@ -1090,8 +1126,7 @@ static enum ids_err row_to_cs(struct sqlite_store *s, sqlite3_stmt *st, struct c
         ret = change_decode(sqlite3_column_blob(st, 15), (size_t)sqlite3_column_bytes(st, 15),
                             &o->unconfirmed, err);
         if (ret != IDS_OK) {
-            ret = corrupt(s, "unconfirmed export of connector-space object", o->id, o->anchor,
-                          err);
+            ret = corrupt(s, "unconfirmed export of connector-space object", o->id, o->anchor, err);
             goto done;
         }
     }
@@ -1152,8 +1187,8 @@ static enum ids_err sq_cs_brief(struct store *base, int64_t connector, const cha
                                 ? (enum cs_import_state)imp
                                 : CS_IMPORT_NONE;
     } else if (rc == SQLITE_DONE) {
-        ret = ids_error_set(err, IDS_ENOTFOUND, "anchor %s: no such connector-space object",
-                            anchor);
+        ret =
+            ids_error_set(err, IDS_ENOTFOUND, "anchor %s: no such connector-space object", anchor);
     } else {
         ret = db_fail(s, rc, "read connector-space object", err);
     }
@@ -1271,8 +1306,8 @@ static enum ids_err read_cs_keys(struct sqlite_store *s, int64_t id, int64_t *co
         *connector = sqlite3_column_int64(st, 0);
         copy_blob(st, 1, &s->keys_old);
     } else if (rc == SQLITE_DONE) {
-        ret = ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object",
-                            id);
+        ret =
+            ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object", id);
     } else {
         ret = db_fail(s, rc, "read join keys", err);
     }
@@ -1280,14 +1315,122 @@ static enum ids_err read_cs_keys(struct sqlite_store *s, int64_t id, int64_t *co
     return ret;
 }
 
+/* Read the indexed columns of CS object `id` into s->old (and its join
+ * keys into s->keys_old when with_keys). */
+static enum ids_err read_cs_old(struct sqlite_store *s, int64_t id, bool with_keys,
+                                struct ids_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CS_OLD, err);
+    struct cs_old *old = &s->old;
+    int rc;
+    enum ids_err ret = IDS_OK;
+
+    strbuf_reset(&s->keys_old);
+    strbuf_reset(&old->anchor);
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        old->connector = sqlite3_column_int64(st, 0);
+        old->has_anchor = sqlite3_column_type(st, 1) != SQLITE_NULL;
+        if (old->has_anchor) {
+            strbuf_add(&old->anchor, sqlite3_column_text(st, 1),
+                       (size_t)sqlite3_column_bytes(st, 1));
+        }
+        old->has_dn_key = sqlite3_column_type(st, 2) != SQLITE_NULL;
+        old->dn_key = sqlite3_column_int64(st, 2);
+        old->mv_id = sqlite3_column_int64(st, 3);
+        old->import_state = sqlite3_column_int64(st, 4);
+        old->export_state = sqlite3_column_int64(st, 5);
+        if (with_keys) {
+            copy_blob(st, 6, &s->keys_old);
+        }
+    } else if (rc == SQLITE_DONE) {
+        ret =
+            ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object", id);
+    } else {
+        ret = db_fail(s, rc, "read connector-space object", err);
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+/* Which indexed columns of s->old differ in o. */
+static unsigned cs_changed(const struct sqlite_store *s, const struct cs_object *o, bool has_dn_key,
+                           int64_t new_dn_key)
+{
+    const struct cs_old *old = &s->old;
+    unsigned mask = 0;
+
+    if (old->connector != o->connector) {
+        return CS_UPD_ALL;
+    }
+    if (old->has_anchor != (o->anchor != NULL) ||
+        (o->anchor != NULL && strcmp(old->anchor.buf, o->anchor) != 0)) {
+        mask |= CS_UPD_ANCHOR;
+    }
+    if (old->has_dn_key != has_dn_key || (has_dn_key && old->dn_key != new_dn_key)) {
+        mask |= CS_UPD_DN_KEY;
+    }
+    if (old->mv_id != o->mv_id) {
+        mask |= CS_UPD_MV;
+    }
+    if (old->import_state != (int64_t)o->import_state) {
+        mask |= CS_UPD_IMPORT;
+    }
+    if (old->export_state != (int64_t)o->export_state) {
+        mask |= CS_UPD_EXPORT;
+    }
+    return mask;
+}
+
+/* The UPDATE for a mask of changed indexed columns; parameters as
+ * ST_CS_INSERT, plus ?18 = id and ?19 = replace the join keys. */
+static sqlite3_stmt *cs_update_stmt(struct sqlite_store *s, unsigned mask, struct ids_error *err)
+{
+    struct strbuf sql = STRBUF_INIT;
+
+    if (s->cs_update[mask] != NULL) {
+        return s->cs_update[mask];
+    }
+    strbuf_addstr(&sql, "UPDATE cs SET hash = ?3, flags = ?4, attempts = ?7, export_run = ?8, "
+                        "type = ?11, dn = ?12, export_error = ?13, "
+                        "jkeys = CASE WHEN ?19 THEN ?14 ELSE jkeys END, entry = ?15, "
+                        "pending = ?16, unconfirmed = ?17");
+    if (mask & CS_UPD_CONNECTOR) {
+        strbuf_addstr(&sql, ", connector = ?1");
+    }
+    if (mask & CS_UPD_MV) {
+        strbuf_addstr(&sql, ", mv_id = ?2");
+    }
+    if (mask & CS_UPD_IMPORT) {
+        strbuf_addstr(&sql, ", import_state = ?5");
+    }
+    if (mask & CS_UPD_EXPORT) {
+        strbuf_addstr(&sql, ", export_state = ?6");
+    }
+    if (mask & CS_UPD_DN_KEY) {
+        strbuf_addstr(&sql, ", dn_key = ?9");
+    }
+    if (mask & CS_UPD_ANCHOR) {
+        strbuf_addstr(&sql, ", anchor = ?10");
+    }
+    strbuf_addstr(&sql, " WHERE id = ?18");
+    s->cs_update[mask] = prepare(s, sql.buf, err);
+    strbuf_release(&sql);
+    return s->cs_update[mask];
+}
+
 static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
                               const struct store_keys *keys, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st;
-    int64_t old_connector = o->connector;
     bool own = false;
     bool update = o->id != 0;
+    int64_t new_dn_key = o->dn != NULL ? dn_key(s, o->dn) : 0;
     int rc;
     enum ids_err ret;
 
@@ -1295,13 +1438,15 @@ static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
     if (ret != IDS_OK) {
         return ret;
     }
-    if (update && keys != NULL) {
-        ret = read_cs_keys(s, o->id, &old_connector, err);
+    if (update) {
+        ret = read_cs_old(s, o->id, keys != NULL, err);
         if (ret != IDS_OK) {
             goto done;
         }
+        st = cs_update_stmt(s, cs_changed(s, o, o->dn != NULL, new_dn_key), err);
+    } else {
+        st = stmt(s, ST_CS_INSERT, err);
     }
-    st = stmt(s, update ? ST_CS_UPDATE : ST_CS_INSERT, err);
     if (st == NULL) {
         ret = IDS_ESTORE;
         goto done;
@@ -1326,15 +1471,15 @@ static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
     sqlite3_bind_int64(st, 1, o->connector);
     sqlite3_bind_int64(st, 2, o->mv_id);
     sqlite3_bind_int64(st, 3, (int64_t)o->hash);
-    sqlite3_bind_int64(
-        st, 4, (int64_t)((o->flags & ~CS_STORED_UNCONFIRMED) |
-                         (o->unconfirmed != NULL ? CS_STORED_UNCONFIRMED : 0u)));
+    sqlite3_bind_int64(st, 4,
+                       (int64_t)((o->flags & ~CS_STORED_UNCONFIRMED) |
+                                 (o->unconfirmed != NULL ? CS_STORED_UNCONFIRMED : 0u)));
     sqlite3_bind_int(st, 5, (int)o->import_state);
     sqlite3_bind_int(st, 6, (int)o->export_state);
     sqlite3_bind_int(st, 7, o->export_attempts);
     sqlite3_bind_int64(st, 8, o->export_run);
     if (o->dn != NULL) {
-        sqlite3_bind_int64(st, 9, dn_key(s, o->dn));
+        sqlite3_bind_int64(st, 9, new_dn_key);
     } else {
         sqlite3_bind_null(st, 9);
     }
@@ -1368,18 +1513,14 @@ static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
         goto done;
     }
     sqlite3_reset(st);
-    if (update && sqlite3_changes(s->db) == 0) {
-        ret = ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object",
-                            o->id);
-        goto done;
-    }
     if (!update) {
         o->id = sqlite3_last_insert_rowid(s->db);
         if (keys != NULL) {
             ret = apply_keys(s, o->connector, o->id, &s->keys_new, true, err);
         }
     } else if (keys != NULL) {
-        ret = replace_keys(s, old_connector, o->connector, o->id, &s->keys_old, &s->keys_new, err);
+        ret =
+            replace_keys(s, s->old.connector, o->connector, o->id, &s->keys_old, &s->keys_new, err);
     }
 done:
     return auto_end(s, own, ret, err);
@@ -1457,8 +1598,8 @@ done:
 
 /* Collect the first column of every row (ids) into ids[0..max). *n counts
  * every row when count_all, else stops at max. */
-static enum ids_err collect_ids(struct sqlite_store *s, sqlite3_stmt *st, int64_t *ids,
-                                size_t max, size_t *n, bool count_all, struct ids_error *err)
+static enum ids_err collect_ids(struct sqlite_store *s, sqlite3_stmt *st, int64_t *ids, size_t max,
+                                size_t *n, bool count_all, struct ids_error *err)
 {
     size_t k = 0;
     int rc;
@@ -1549,8 +1690,8 @@ static enum ids_err count_query(struct sqlite_store *s, sqlite3_stmt *st, long *
     return ret;
 }
 
-static enum ids_err sq_cs_count(struct store *base, int64_t connector, enum store_sel sel,
-                                long *n, struct ids_error *err)
+static enum ids_err sq_cs_count(struct store *base, int64_t connector, enum store_sel sel, long *n,
+                                struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = sel_stmt(s, sel, connector == 0, true, err);
@@ -1631,8 +1772,7 @@ static enum ids_err sq_mv_get(struct store *base, int64_t id, struct mv_object *
     sqlite3_bind_int64(st, 1, id);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
-        ret = ids_error_set(err, IDS_ENOTFOUND, "metaverse object %" PRId64 ": no such object",
-                            id);
+        ret = ids_error_set(err, IDS_ENOTFOUND, "metaverse object %" PRId64 ": no such object", id);
         goto done;
     }
     if (rc != SQLITE_ROW) {
@@ -1679,8 +1819,7 @@ static enum ids_err read_mv_keys(struct sqlite_store *s, int64_t id, struct ids_
     if (rc == SQLITE_ROW) {
         copy_blob(st, 0, &s->keys_old);
     } else if (rc == SQLITE_DONE) {
-        ret = ids_error_set(err, IDS_ENOTFOUND, "metaverse object %" PRId64 ": no such object",
-                            id);
+        ret = ids_error_set(err, IDS_ENOTFOUND, "metaverse object %" PRId64 ": no such object", id);
     } else {
         ret = db_fail(s, rc, "read join keys", err);
     }
@@ -1833,8 +1972,8 @@ static enum ids_err sq_mv_count(struct store *base, long *n, struct ids_error *e
     return count_query(s, st, n, err);
 }
 
-static bool entry_has_normalised(const struct entry *e, const char *attr,
-                                 const struct strbuf *want, struct strbuf *scratch)
+static bool entry_has_normalised(const struct entry *e, const char *attr, const struct strbuf *want,
+                                 struct strbuf *scratch)
 {
     const struct attr *a = entry_attr(e, attr);
     size_t i;
@@ -1943,8 +2082,8 @@ static enum ids_err sq_ref_wait(struct store *base, int64_t space, const char *k
     return run_simple(s, st, "add reference wait", err);
 }
 
-static enum ids_err sq_ref_waiters(struct store *base, int64_t space, const char *key,
-                                   int64_t *ids, size_t max, size_t *n, struct ids_error *err)
+static enum ids_err sq_ref_waiters(struct store *base, int64_t space, const char *key, int64_t *ids,
+                                   size_t max, size_t *n, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_REF_WAITERS, err);
@@ -2142,8 +2281,8 @@ static const char *status_name_of(enum run_status st)
 }
 
 /* id 0: let SQLite assign (the next after the largest). */
-static enum ids_err write_run_start(struct sqlite_store *s, const struct run_record *r,
-                                    int64_t id, int64_t *out_id, struct ids_error *err)
+static enum ids_err write_run_start(struct sqlite_store *s, const struct run_record *r, int64_t id,
+                                    int64_t *out_id, struct ids_error *err)
 {
     sqlite3_stmt *st = stmt(s, ST_RUN_INSERT, err);
     enum ids_err ret;
@@ -2555,7 +2694,8 @@ static long long proc_start_ticks(long pid)
         goto done;
     }
     p++;
-    for (field = 2; field < 22 && *p != '\0'; field++) {
+    /* p is before field 3 (state): skip fields 3..21 */
+    for (field = 3; field < 22 && *p != '\0'; field++) {
         while (*p == ' ') {
             p++;
         }
@@ -2637,8 +2777,7 @@ static enum ids_err sq_lock_acquire(struct store *base, const char *holder, stru
         return IDS_OK;
     }
     if (!sqlite3_get_autocommit(s->db)) {
-        return ids_error_set(err, IDS_EINTERNAL,
-                             "store_lock_acquire: called inside a transaction");
+        return ids_error_set(err, IDS_EINTERNAL, "store_lock_acquire: called inside a transaction");
     }
     my_host(host, sizeof(host));
     ret = auto_begin(s, &own, err);
