@@ -636,9 +636,11 @@ static int64_t dn_key(struct sqlite_store *s, const char *dn)
 
 /* ---- open / close --------------------------------------------------------- */
 
-/* Create the file with mode 0600, or take group/other access away from an
- * existing one (it holds every identity of the directory). */
-static enum ids_err secure_file(const char *path, bool create, struct ids_error *err)
+/* Create the file with mode 0600 (create), or with fix take group/other
+ * access away from an existing one: it holds every identity of the
+ * directory. An existing file is fixed only once it proved to be an idsync
+ * store, so that a mistyped path does not change some other file. */
+static enum ids_err secure_file(const char *path, bool create, bool fix, struct ids_error *err)
 {
     struct stat st;
     int fd;
@@ -660,7 +662,7 @@ static enum ids_err secure_file(const char *path, bool create, struct ids_error 
         ret = ids_error_set(err, IDS_EUNREACHABLE, "store %s: not a regular file", path);
         goto done;
     }
-    if ((st.st_mode & 0077) != 0) {
+    if (fix && (st.st_mode & 0077) != 0) {
         if (fchmod(fd, st.st_mode & 0700) != 0) {
             ret = ids_error_set(err, IDS_EUNREACHABLE,
                                 "store %s: readable by others and cannot chmod it: %s", path,
@@ -672,6 +674,23 @@ static enum ids_err secure_file(const char *path, bool create, struct ids_error 
     }
 done:
     close(fd);
+    return ret;
+}
+
+/* secure_file(fix) on the database and its -wal and -shm files. */
+static enum ids_err secure_files(const char *path, struct ids_error *err)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    struct strbuf p = STRBUF_INIT;
+    size_t i;
+    enum ids_err ret = IDS_OK;
+
+    for (i = 0; i < ARRAY_SIZE(suffixes) && ret == IDS_OK; i++) {
+        strbuf_reset(&p);
+        strbuf_addf(&p, "%s%s", path, suffixes[i]);
+        ret = secure_file(p.buf, i == 0, true, err);
+    }
+    strbuf_release(&p);
     return ret;
 }
 
@@ -802,7 +821,6 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
     bool memory;
     int rc;
     enum ids_err ret = IDS_OK;
-    struct strbuf side = STRBUF_INIT;
 
     *out = NULL;
     if (strncmp(url, "sqlite:", 7) != 0) {
@@ -817,18 +835,7 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
     }
     memory = strcmp(path, ":memory:") == 0;
     if (!memory) {
-        ret = secure_file(path, true, err);
-        if (ret != IDS_OK) {
-            return ret;
-        }
-        strbuf_addf(&side, "%s-wal", path);
-        ret = secure_file(side.buf, false, err);
-        if (ret == IDS_OK) {
-            strbuf_reset(&side);
-            strbuf_addf(&side, "%s-shm", path);
-            ret = secure_file(side.buf, false, err);
-        }
-        strbuf_release(&side);
+        ret = secure_file(path, true, false, err);
         if (ret != IDS_OK) {
             return ret;
         }
@@ -862,6 +869,9 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
         goto done;
     }
     ret = migrate(s, err);
+    if (ret == IDS_OK && !memory) {
+        ret = secure_files(path, err);
+    }
     if (ret != IDS_OK) {
         goto done;
     }
@@ -873,6 +883,7 @@ done:
 }
 
 static void sq_dry_run_end(struct store *base);
+static void sq_rollback(struct store *base);
 static void lock_release_now(struct sqlite_store *s);
 
 static void sq_close(struct store *base)
@@ -887,6 +898,8 @@ static void sq_close(struct store *base)
     if (s->db != NULL) {
         if (s->dry_run) {
             sq_dry_run_end(base);
+        } else if (s->in_tx) {
+            sq_rollback(base);
         }
         if (!sqlite3_get_autocommit(s->db)) {
             exec_sql(s, "ROLLBACK", "rollback at close", NULL); /* nothing to report to */
@@ -926,9 +939,14 @@ static void sq_close(struct store *base)
 
 static void flush_run_ops(struct sqlite_store *s);
 
-/* Work deferred until no transaction is open. */
+/* Work deferred until no transaction is open: the run history held back
+ * and a lock release. */
 static void after_tx(struct sqlite_store *s)
 {
+    if (s->dry_run || s->in_tx) {
+        return;
+    }
+    flush_run_ops(s);
     if (s->release_pending && sqlite3_get_autocommit(s->db)) {
         s->release_pending = false;
         lock_release_now(s);
@@ -997,7 +1015,6 @@ static enum ids_err sq_dry_run_begin(struct store *base, struct ids_error *err)
     ret = exec_id(s, ST_BEGIN, "begin dry run", err);
     if (ret == IDS_OK) {
         s->dry_run = true;
-        s->next_run_id = 0;
     }
     return ret;
 }
@@ -1014,7 +1031,6 @@ static void sq_dry_run_end(struct store *base)
     }
     s->dry_run = false;
     s->in_tx = false;
-    flush_run_ops(s);
     after_tx(s);
 }
 
@@ -2355,6 +2371,15 @@ static enum ids_err write_run_error(struct sqlite_store *s, const struct run_err
     return run_simple(s, st, "record run error", err);
 }
 
+/* Run history is never written inside a transaction: a rollback (of a dry
+ * run, or of an import stopped by its guard) must not take the record of
+ * the run and its errors with it. It is held in memory and written when the
+ * transaction ends (after_tx). */
+static bool holding_back(const struct sqlite_store *s)
+{
+    return s->dry_run || s->in_tx;
+}
+
 static struct run_op *push_op(struct sqlite_store *s, enum run_op_kind kind)
 {
     struct run_op *op;
@@ -2366,37 +2391,42 @@ static struct run_op *push_op(struct sqlite_store *s, enum run_op_kind kind)
     return op;
 }
 
-/* Write the run history held back during a dry run (after its rollback). */
+/* Write the run history held back during a transaction (after it ended).
+ * A record that cannot be written is logged and the others still go. */
 static void flush_run_ops(struct sqlite_store *s)
 {
     struct ids_error err = IDS_ERROR_INIT;
-    enum ids_err ret = IDS_OK;
+    enum ids_err ret;
     bool own = false;
     size_t i;
 
-    if (s->nops > 0) {
-        ret = auto_begin(s, &own, &err);
+    if (s->nops == 0) {
+        return;
     }
+    ret = auto_begin(s, &own, &err);
     for (i = 0; i < s->nops; i++) {
         struct run_op *op = &s->ops[i];
 
         if (ret == IDS_OK) {
+            enum ids_err r1;
+
             if (op->kind == RUN_OP_START) {
-                ret = write_run_start(s, &op->rec, op->rec.id, NULL, &err);
+                r1 = write_run_start(s, &op->rec, op->rec.id, NULL, &err);
             } else if (op->kind == RUN_OP_FINISH) {
-                ret = write_run_finish(s, &op->rec, &err);
+                r1 = write_run_finish(s, &op->rec, &err);
             } else {
-                ret = write_run_error(s, &op->err, &err);
+                r1 = write_run_error(s, &op->err, &err);
+            }
+            if (r1 != IDS_OK) {
+                log_error("store", "msg=\"run history record lost\" error=\"%s\"", err.msg);
             }
         }
         run_record_release(&op->rec);
         run_error_release(&op->err);
     }
-    if (s->nops > 0) {
-        ret = auto_end(s, own, ret, &err);
-    }
+    ret = auto_end(s, own, ret, &err);
     if (ret != IDS_OK) {
-        log_error("store", "msg=\"dry-run history lost\" error=\"%s\"", err.msg);
+        log_error("store", "msg=\"run history lost\" error=\"%s\"", err.msg);
     }
     s->nops = 0;
 }
@@ -2412,10 +2442,10 @@ static enum ids_err sq_run_start(struct store *base, struct run_record *r, struc
     if (r->start_us == 0) {
         r->start_us = now_us();
     }
-    if (!s->dry_run) {
+    if (!holding_back(s)) {
         return write_run_start(s, r, 0, &r->id, err);
     }
-    /* dry run: hand out the id now, write the record after the rollback */
+    /* hand out the id now, write the record once the transaction is over */
     st = stmt(s, ST_RUN_MAX, err);
     if (st == NULL) {
         return IDS_ESTORE;
@@ -2443,7 +2473,7 @@ static enum ids_err sq_run_finish(struct store *base, const struct run_record *r
     struct sqlite_store *s = sq(base);
     struct run_op *op;
 
-    if (!s->dry_run) {
+    if (!holding_back(s)) {
         return write_run_finish(s, r, err);
     }
     op = push_op(s, RUN_OP_FINISH);
@@ -2460,7 +2490,7 @@ static enum ids_err sq_run_add_error(struct store *base, const struct run_error 
     struct sqlite_store *s = sq(base);
     struct run_op *op;
 
-    if (!s->dry_run) {
+    if (!holding_back(s)) {
         return write_run_error(s, e, err);
     }
     op = push_op(s, RUN_OP_ERROR);

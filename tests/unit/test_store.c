@@ -156,10 +156,13 @@ static void test_open_reopen(void **state)
     assert_non_null(strstr(err.msg, "nonexistent-dir-idsync"));
     /* a file that is not a database */
     notdb = test_write_file(f->dir, "notdb", "store: sqlite:/x\nthis is a YAML file, not SQLite\n");
+    assert_int_equal(chmod(notdb, 0644), 0);
     strbuf_addf(&url, "sqlite:%s", notdb);
     assert_int_equal(store_open(url.buf, &s2, &err), IDS_ESTORE);
     assert_null(s2);
     assert_non_null(strstr(err.msg, "notdb"));
+    assert_int_equal(stat(notdb, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644); /* not ours: left alone */
     /* a SQLite database of some other program */
     {
         sqlite3 *db = NULL;
@@ -926,6 +929,50 @@ static void test_transaction_rollback(void **state)
     assert_int_equal(store_commit(f->s, &err), IDS_OK);
     assert_int_equal(store_cs_get(f->s, id, &g, &err), IDS_OK);
     cs_object_free(g);
+
+    /* run history written inside a transaction survives its rollback (an
+     * import stopped by its guard still shows its run and errors) */
+    {
+        struct run_record r = {0};
+        struct run_record got;
+        struct run_record *list = NULL;
+        size_t n;
+
+        r.step = "full-import";
+        r.connector = "corp";
+        assert_int_equal(store_begin(f->s, &err), IDS_OK);
+        assert_int_equal(store_run_start(f->s, &r, &err), IDS_OK);
+        assert_true(r.id > 0);
+        add_error(f, r.id, 1);
+        assert_int_equal(store_run_error_count(f->s, r.id, &c, &err), IDS_OK);
+        assert_int_equal(c, 1);
+        store_rollback(f->s);
+        assert_int_equal(store_run_get(f->s, r.id, &got, &err), IDS_OK);
+        assert_string_equal(got.step, "full-import");
+        run_record_release(&got);
+        assert_int_equal(store_run_error_count(f->s, r.id, &c, &err), IDS_OK);
+        assert_int_equal(c, 1);
+        /* and inside a committed one */
+        assert_int_equal(store_begin(f->s, &err), IDS_OK);
+        add_error(f, r.id, 2);
+        r.status = RUN_STOPPED_THRESHOLD;
+        assert_int_equal(store_run_finish(f->s, &r, &err), IDS_OK);
+        assert_int_equal(store_commit(f->s, &err), IDS_OK);
+        assert_int_equal(store_runs_list(f->s, 0, 5, &list, &n, &err), IDS_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(list[0].status, RUN_STOPPED_THRESHOLD);
+        run_record_release(&list[0]);
+        free(list);
+        assert_int_equal(store_run_error_count(f->s, r.id, &c, &err), IDS_OK);
+        assert_int_equal(c, 2);
+        /* a store closed inside a transaction keeps them too */
+        assert_int_equal(store_begin(f->s, &err), IDS_OK);
+        add_error(f, r.id, 3);
+        store_close(f->s);
+        assert_int_equal(store_open(f->url, &f->s, &err), IDS_OK);
+        assert_int_equal(store_run_error_count(f->s, r.id, &c, &err), IDS_OK);
+        assert_int_equal(c, 3);
+    }
 }
 
 static void test_dry_run(void **state)
@@ -1033,6 +1080,16 @@ static void test_dry_run(void **state)
     cs_object_free(o);
 }
 
+static void corrupt_column(struct fixture *f, const char *sql)
+{
+    sqlite3 *db = NULL;
+
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
 /* ---- the run lock --------------------------------------------------------- */
 
 static void test_lock(void **state)
@@ -1119,19 +1176,32 @@ static void test_lock(void **state)
     assert_int_equal(store_open(f->url, &s2, &err), IDS_OK);
     assert_int_equal(store_lock_acquire(s2, "other", &err), IDS_OK);
     store_close(s2);
+
+    /* a live pid that started at another time is a reused pid: stale */
+    {
+        char host[256];
+        struct strbuf sql = STRBUF_INIT;
+
+        assert_int_equal(gethostname(host, sizeof(host)), 0);
+        host[sizeof(host) - 1] = '\0';
+        strbuf_addf(&sql, "INSERT OR REPLACE INTO run_lock VALUES (1, 'old run', %ld, '%s', 1, 0)",
+                    (long)getppid(), host);
+        corrupt_column(f, sql.buf);
+        assert_int_equal(store_lock_acquire(f->s, "parent", &err), IDS_OK);
+        store_lock_release(f->s);
+        /* a holder on another host cannot be checked: busy */
+        strbuf_reset(&sql);
+        strbuf_addf(&sql, "INSERT OR REPLACE INTO run_lock VALUES (1, 'remote run', 1, "
+                          "'elsewhere.example', 1, 1700000000000000)");
+        corrupt_column(f, sql.buf);
+        assert_int_equal(store_lock_acquire(f->s, "parent", &err), IDS_EBUSY);
+        assert_non_null(strstr(err.msg, "elsewhere.example"));
+        assert_non_null(strstr(err.msg, "2023-11-14T22:13:20Z"));
+        strbuf_release(&sql);
+    }
 }
 
 /* ---- bad data ------------------------------------------------------------- */
-
-static void corrupt_column(struct fixture *f, const char *sql)
-{
-    sqlite3 *db = NULL;
-
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-}
 
 static void test_corrupt_blob(void **state)
 {
