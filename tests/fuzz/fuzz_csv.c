@@ -108,6 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cur = NULL;
             if (connector_read_changes(c, wm.buf, &cur, &err) == IDS_OK) {
                 connector_cursor_free(c, cur);
+                cur = NULL;
             }
         }
         connector_cursor_free(c, cur);
