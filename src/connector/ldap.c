@@ -783,10 +783,13 @@ struct connector_cursor {
     struct strbuf wm;        /* watermark to hand out after IDS_DONE */
     struct strvec deletes;   /* syncrepl: entryUUIDs of deleted entries still to yield */
     size_t ndel_done;
-    bool dirsync_more;     /* DirSync: the server has more for this cookie */
-    long long usn_from;    /* CUR_USN: changes with uSNChanged >= usn_from */
-    bool usn_deleted_pass; /* CUR_USN: the show-deleted pass is running */
-    unsigned long items;   /* yielded so far */
+    bool dirsync_more;        /* DirSync: the server has more for this cookie */
+    long long usn_from;       /* CUR_USN: changes with uSNChanged >= usn_from */
+    bool usn_deleted_pass;    /* CUR_USN: the show-deleted pass is running */
+    unsigned long items;      /* yielded so far */
+    struct strvec sync_dns;   /* syncrepl: DNs of added/changed entries, read ahead */
+    struct strvec sync_uuids; /* ... and their entryUUIDs */
+    size_t sync_pos;
 };
 
 static void cursor_abandon(struct connector_cursor *cur)
@@ -808,6 +811,8 @@ static void ldapc_cursor_free(struct connector_cursor *cur)
     strbuf_release(&cur->newcookie);
     strbuf_release(&cur->wm);
     strvec_clear(&cur->deletes);
+    strvec_clear(&cur->sync_dns);
+    strvec_clear(&cur->sync_uuids);
     free(cur);
 }
 
@@ -823,6 +828,8 @@ static struct connector_cursor *cursor_new(struct ldap_conn *c, enum cursor_kind
     strbuf_init(&cur->newcookie, 0);
     strbuf_init(&cur->wm, 0);
     strvec_init(&cur->deletes);
+    strvec_init(&cur->sync_dns);
+    strvec_init(&cur->sync_uuids);
     return cur;
 }
 
@@ -1104,6 +1111,8 @@ static enum ids_err cursor_restart_after_loss(struct connector_cursor *cur, stru
     strbuf_reset(&cur->page);
     strbuf_reset(&cur->newcookie);
     strvec_clear(&cur->deletes);
+    strvec_clear(&cur->sync_dns);
+    strvec_clear(&cur->sync_uuids);
     cur->ndel_done = 0;
     return cursor_send(cur, err);
 }
@@ -1495,6 +1504,93 @@ done:
     return ret;
 }
 
+/* syncrepl: run the whole refresh first, keeping only what changed (DN and
+ * entryUUID of changed entries, entryUUIDs of deleted ones), so that a
+ * "full refresh required" answer or a present phase is known before the
+ * first item is handed out (read_changes then returns IDS_EFULLREQUIRED and
+ * the engine runs a full import). Memory grows with the number of changes,
+ * not with the directory. */
+static enum ids_err sync_prefetch(struct connector_cursor *cur, struct ids_error *err)
+{
+    struct ldap_conn *c = cur->c;
+    struct timeval tv = {c->timeout, 0};
+    struct strbuf uuid = STRBUF_INIT;
+    LDAPMessage *m = NULL;
+    enum ids_err ret = IDS_OK;
+    int state;
+    int rc;
+
+    for (;;) {
+        ldap_msgfree(m);
+        m = NULL;
+        if (cur->msgid < 0) {
+            ret = cursor_send(cur, err);
+            if (ret == IDS_EUNREACHABLE) {
+                ret = cursor_restart_after_loss(cur, err);
+            }
+            if (ret != IDS_OK) {
+                goto done;
+            }
+        }
+        rc = ldap_result(c->ld, cur->msgid, LDAP_MSG_ONE, &tv, &m);
+        if (rc <= 0) {
+            ret = cursor_restart_after_loss(cur, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            continue;
+        }
+        if (rc == LDAP_RES_SEARCH_ENTRY) {
+            char *dn = ldap_get_dn(c->ld, m);
+
+            strbuf_reset(&uuid);
+            state = 0;
+            if (dn == NULL || !sync_state(c, m, &state, &uuid)) {
+                ldap_memfree(dn);
+                continue;
+            }
+            if (state == LDAP_SYNC_PRESENT) {
+                ldap_memfree(dn);
+                ret = ids_error_set(err, IDS_EFULLREQUIRED,
+                                    "the server answered with a present phase (its session log "
+                                    "does not cover the stored cookie): a full import finds the "
+                                    "deletes");
+                goto done;
+            }
+            if (state == LDAP_SYNC_DELETE) {
+                strvec_push(&cur->deletes, uuid.buf);
+            } else {
+                strvec_push(&cur->sync_dns, dn);
+                strvec_push(&cur->sync_uuids, uuid.buf);
+            }
+            ldap_memfree(dn);
+        } else if (rc == LDAP_RES_INTERMEDIATE) {
+            ret = handle_sync_info(cur, m, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+        } else if (rc == LDAP_RES_SEARCH_RESULT) {
+            ret = cursor_step_done(cur, m, err);
+            if (ret == IDS_EUNREACHABLE) {
+                ret = cursor_restart_after_loss(cur, err);
+                if (ret != IDS_OK) {
+                    goto done;
+                }
+                continue;
+            }
+            if (ret == IDS_DONE) {
+                ret = IDS_OK;
+            }
+            goto done;
+        }
+    }
+
+done:
+    ldap_msgfree(m);
+    strbuf_release(&uuid);
+    return ret;
+}
+
 static enum ids_err ldapc_cursor_next(struct connector_cursor *cur, struct read_item *item,
                                       struct ids_error *err)
 {
@@ -1511,6 +1607,24 @@ static enum ids_err ldapc_cursor_next(struct connector_cursor *cur, struct read_
         if (cur->ndel_done < cur->deletes.nr) {
             item->op = CHANGE_DELETE;
             item->change = change_new(CHANGE_DELETE, NULL, cur->deletes.v[cur->ndel_done++], NULL);
+            goto done;
+        }
+        if (cur->kind == CUR_SYNCREPL) {
+            if (cur->sync_pos < cur->sync_dns.nr) {
+                ret = resolve_object(c, cur->sync_dns.v[cur->sync_pos],
+                                     cur->sync_uuids.v[cur->sync_pos], item, err);
+                if (ret == IDS_EUNREACHABLE) {
+                    ret = ldapc_reconnect(c, err);
+                    if (ret != IDS_OK) {
+                        goto done;
+                    }
+                    continue; /* the same object again */
+                }
+                cur->sync_pos++;
+                goto done;
+            }
+            cur->finished = true;
+            ret = IDS_DONE;
             goto done;
         }
         if (cur->ndel_done > 0) {
@@ -1861,6 +1975,10 @@ static enum ids_err ldapc_read_changes(struct connector *conn, const char *water
         }
         strbuf_reset(&cur->wm);
         ldap_watermark_format(&cur->wm, "usn", data.buf, data.len);
+    }
+    if (cur->kind == CUR_SYNCREPL) {
+        ret = sync_prefetch(cur, err);
+        goto done;
     }
     ret = cursor_send(cur, err);
     if (ret == IDS_EUNREACHABLE) {
