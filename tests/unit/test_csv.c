@@ -418,6 +418,45 @@ static void test_create_errors(void **state)
     fixture_free(f);
 }
 
+static void test_two_object_types(void **state)
+{
+    struct fixture *f = fixture_new("cn", NULL);
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf exp = STRBUF_INIT;
+    char *upath = test_write_file(f->dir, "u.csv", "id,cn\nu1,Ann\n");
+    char *gpath = test_write_file(f->dir, "g.csv", "gid,cn,member\ng1,Staff,u1\nu1,Clash,\n");
+    char *wm;
+
+    (void)state;
+    free_vals(&f->cfg.opts);
+    set_opt(&f->cfg.opts, csv_connector_ops.options, "key", "id");
+    set_opt(&f->ot[0].opts, csv_connector_ops.object_options, "path", upath);
+    f->ot[1].name = "group";
+    strvec_init(&f->ot[1].attributes);
+    strvec_push(&f->ot[1].attributes, "member");
+    set_opt(&f->ot[1].opts, csv_connector_ops.object_options, "path", gpath);
+    set_opt(&f->ot[1].opts, csv_connector_ops.object_options, "key", "gid");
+    f->cfg.nobjects = 2;
+    wm = read_all(f, &out);
+    strbuf_addf(
+        &exp,
+        "{\"type\":\"user\",\"anchor\":\"u1\",\"dn\":\"u1\",\"attributes\":{\"cn\":[\"Ann\"],"
+        "\"id\":[\"u1\"]}}\n"
+        "{\"type\":\"group\",\"anchor\":\"g1\",\"dn\":\"g1\",\"attributes\":{\"gid\":[\"g1\"],"
+        "\"member\":[\"u1\"]}}\n"
+        "ERR %s:3: column \"gid\": duplicate key \"u1\" (first at %s:2)\n",
+        gpath, upath);
+    assert_string_equal(out.buf, exp.buf);
+    /* one SIZE:HASH per file */
+    assert_non_null(strchr(wm, ','));
+    free(wm);
+    free(upath);
+    free(gpath);
+    strbuf_release(&out);
+    strbuf_release(&exp);
+    fixture_free(f);
+}
+
 /* ---- delta ------------------------------------------------------------ */
 
 static void test_delta_watermark(void **state)
@@ -731,6 +770,7 @@ int main(void)
         cmocka_unit_test(test_read_dn_column_and_missing_key_column),
         cmocka_unit_test(test_missing_file_reads_empty),
         cmocka_unit_test(test_create_errors),
+        cmocka_unit_test(test_two_object_types),
         cmocka_unit_test(test_delta_watermark),
         cmocka_unit_test(test_export_new_file),
         cmocka_unit_test(test_export_modify_rename_delete),
