@@ -185,6 +185,7 @@ struct config {
     long schedule_seconds;      /* default 1800 */
     struct config_values serve; /* serve: listen, token_file, tls_cert_file ... (issue 6) */
     struct expr_env *expr_env;  /* the expression runtime the rules were compiled in; owned */
+    struct config_values log;   /* log: level (debug|info|warn|error), format (logfmt|json) */
 };
 
 /* Parse and validate. On error returns IDS_ECONFIG with err->msg
@@ -222,5 +223,21 @@ enum ids_err config_secret(const struct config_values *vals, const char *key, st
 void config_dump(const struct config *cfg, bool as_json, struct strbuf *out);
 /* docs/configuration.md, generated from the option tables. */
 void config_docs(struct strbuf *out);
+
+/* The option tables of the configuration's own sections (each connector
+ * type's tables are in its connector_ops). Read cfg->serve and cfg->log with
+ * config_get_str()/config_get_bool() and these keys. OPT_PATH values are
+ * stored already resolved against the configuration's folder. */
+extern const struct config_option config_top_options[];       /* store, connectors, ... */
+extern const struct config_option config_connector_options[]; /* type, objects */
+extern const struct config_option config_object_options[];    /* attributes, filter, references */
+extern const struct config_option config_mv_type_options[];   /* from, to */
+extern const struct config_option config_from_options[];
+extern const struct config_option config_to_options[];
+extern const struct config_option config_safety_options[];
+extern const struct config_option config_notify_options[];
+extern const struct config_option config_serve_options[]; /* listen, token_file, tls_cert_file,
+                                                             tls_key_file, console */
+extern const struct config_option config_log_options[];   /* level, format */
 
 #endif
