@@ -192,6 +192,7 @@ struct sync_ctx {
     struct i64vec qmv; /* MV objects to run outbound for */
     struct bitmap qcs_set;
     struct bitmap qmv_set;
+    struct bitmap out_done; /* MV objects whose outbound ran in this step */
     struct unres *unres;
     size_t nunres;
     size_t aunres;

@@ -48,6 +48,7 @@ void sync_ctx_release(struct sync_ctx *ctx)
     i64vec_release(&ctx->qmv);
     bitmap_release(&ctx->qcs_set);
     bitmap_release(&ctx->qmv_set);
+    bitmap_release(&ctx->out_done);
     memset(ctx, 0, sizeof(*ctx));
 }
 
@@ -1010,6 +1011,7 @@ static enum ids_err sync_outbound(struct sync_ctx *ctx, struct mvt_info *mi,
     enum ids_err ret = IDS_OK;
     size_t i;
 
+    bitmap_set(&ctx->out_done, m->id);
     if (mi->out_refs) {
         ret = store_ref_clear(ctx->eng->store, 0, m->id, err);
     }
@@ -1317,7 +1319,11 @@ static enum ids_err reverse_join(struct sync_ctx *ctx, struct econn *ec, const s
             n = 0;
         }
         for (i = 0; ret == IDS_OK && i < n && i < ARRAY_SIZE(ids); i++) {
-            queue_mv(ctx, ids[i]);
+            /* an MV object whose outbound already ran in this sync saw this
+             * object (imported before the sync) */
+            if (!bitmap_test(&ctx->out_done, ids[i])) {
+                queue_mv(ctx, ids[i]);
+            }
         }
     }
     strbuf_release(&name);
