@@ -958,8 +958,10 @@ static enum ids_err cursor_send(struct connector_cursor *cur, struct ids_error *
         strvec_push(&attrs, "objectGUID");
         strvec_push(&attrs, "isDeleted");
         if (cur->usn_deleted_pass) {
+            /* tombstones live in CN=Deleted Objects at the naming context root */
             rc = ldap_create_show_deleted_control(c->ld, &showdel);
             ctrls[0] = showdel;
+            base = c->default_nc != NULL ? c->default_nc : c->base;
         }
         if (rc == LDAP_SUCCESS && c->has_paged) {
             bv.bv_val = cur->page.buf;
@@ -2150,7 +2152,7 @@ static enum ids_err ldapc_lookup(struct connector *conn, const char *type, const
         return ids_error_set(err, IDS_EINVAL, "unknown object type %s", type ? type : "(null)");
     }
     if (strcasecmp(attr, "dn") != 0) {
-        strbuf_addf(&filter, "(&%s(%s=", t->filter, attr);
+        strbuf_addf(&filter, "(&%s(%s=", t->filter ? t->filter : "(objectClass=*)", attr);
         if (strcasecmp(attr, "objectGUID") == 0 && guid_from_string(&bin, value) == IDS_OK) {
             ldapesc_filter_value(&filter, bin.buf, bin.len);
         } else {
