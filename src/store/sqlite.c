@@ -146,6 +146,7 @@ static const char *const migrations[] = {
     X(ST_ROLLBACK_TO, "ROLLBACK TO batch")                                                         \
     X(ST_CONN_GET, "SELECT id FROM connector WHERE name = ?1")                                     \
     X(ST_CONN_ADD, "INSERT INTO connector(name) VALUES (?1)")                                      \
+    X(ST_CONN_ALL, "SELECT id FROM connector ORDER BY id")                                         \
     X(ST_CS_BRIEF, "SELECT id, hash, mv_id, flags, import_state FROM cs "                          \
                    "WHERE connector = ?1 AND anchor = ?2")                                         \
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
@@ -862,7 +863,8 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
                    "PRAGMA cache_size = -262144;" /* 256 MiB */
                    "PRAGMA temp_store = MEMORY;"
                    "PRAGMA mmap_size = 268435456;"
-                   "PRAGMA wal_autocheckpoint = 8192;"
+                   "PRAGMA wal_autocheckpoint = 32768;"
+                   "PRAGMA journal_size_limit = 134217728;"
                    "PRAGMA foreign_keys = OFF;",
                    "configure", err);
     if (ret != IDS_OK) {
@@ -1644,30 +1646,96 @@ static enum ids_err collect_ids(struct sqlite_store *s, sqlite3_stmt *st, int64_
     return ret;
 }
 
-static sqlite3_stmt *sel_stmt(struct sqlite_store *s, enum store_sel sel, bool all, bool count,
-                              struct ids_error *err)
+static enum ids_err sel_stmt(struct sqlite_store *s, enum store_sel sel, bool all, bool count,
+                             sqlite3_stmt **out, struct ids_error *err)
 {
     sqlite3_stmt **slot;
     const struct sel_sql *q;
     struct strbuf sql = STRBUF_INIT;
 
+    *out = NULL;
     if ((unsigned)sel >= SEL_COUNT) {
-        ids_error_set(err, IDS_EINVAL, "store: unknown selection %d", (int)sel);
-        return NULL;
+        return ids_error_set(err, IDS_EINVAL, "store: unknown selection %d", (int)sel);
     }
     q = &sel_sqls[sel];
     slot = count ? &s->sel_count[sel][all] : &s->sel_ids[sel][all];
-    if (*slot != NULL) {
-        return *slot;
+    if (*slot == NULL) {
+        strbuf_addf(&sql, "SELECT %s FROM %s WHERE %s%s", count ? "count(*)" : "id",
+                    all ? q->from_all : q->from_one, all ? "1" : "connector = ?1", q->cond);
+        if (!count) {
+            strbuf_addstr(&sql, " AND id > ?2 ORDER BY id LIMIT ?3");
+        }
+        *slot = prepare(s, sql.buf, err);
+        strbuf_release(&sql);
+        if (*slot == NULL) {
+            return IDS_ESTORE;
+        }
     }
-    strbuf_addf(&sql, "SELECT %s FROM %s WHERE %s%s", count ? "count(*)" : "id",
-                all ? q->from_all : q->from_one, all ? "1" : "connector = ?1", q->cond);
-    if (!count) {
-        strbuf_addstr(&sql, " AND id > ?2 ORDER BY id LIMIT ?3");
+    *out = *slot;
+    return IDS_OK;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a;
+    int64_t y = *(const int64_t *)b;
+
+    return (x > y) - (x < y);
+}
+
+/* A pending selection over every connector: each connector's partial index
+ * answers for itself (up to max each), and the smallest max ids win. Costs
+ * connectors * max per page, never a scan of the table. */
+static enum ids_err cs_ids_every_connector(struct sqlite_store *s, enum store_sel sel,
+                                           int64_t after, int64_t *ids, size_t max, size_t *n,
+                                           struct ids_error *err)
+{
+    sqlite3_stmt *conns;
+    sqlite3_stmt *st;
+    int64_t *all = NULL;
+    size_t nall = 0;
+    size_t alloc = 0;
+    int rc = SQLITE_DONE;
+    enum ids_err ret;
+
+    ret = sel_stmt(s, sel, false, false, &st, err);
+    if (ret != IDS_OK) {
+        return ret;
     }
-    *slot = prepare(s, sql.buf, err);
-    strbuf_release(&sql);
-    return *slot;
+    conns = stmt(s, ST_CONN_ALL, err);
+    if (conns == NULL) {
+        return IDS_ESTORE;
+    }
+    for (;;) {
+        size_t got = 0;
+
+        rc = sqlite3_step(conns);
+        if (rc != SQLITE_ROW) {
+            break;
+        }
+        ALLOC_GROW(all, nall + max, alloc);
+        sqlite3_bind_int64(st, 1, sqlite3_column_int64(conns, 0));
+        sqlite3_bind_int64(st, 2, after);
+        sqlite3_bind_int64(st, 3, (int64_t)max);
+        ret = collect_ids(s, st, all + nall, max, &got, false, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        nall += got;
+    }
+    if (ret == IDS_OK && rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "read connectors", err);
+    }
+    sqlite3_reset(conns);
+    if (ret == IDS_OK) {
+        qsort(all, nall, sizeof(*all), cmp_id);
+        *n = nall < max ? nall : max;
+        if (*n > 0) {
+            memcpy(ids, all, *n * sizeof(*ids));
+        }
+    }
+    free(all);
+    return ret;
 }
 
 static enum ids_err sq_cs_ids(struct store *base, int64_t connector, enum store_sel sel,
@@ -1675,11 +1743,18 @@ static enum ids_err sq_cs_ids(struct store *base, int64_t connector, enum store_
                               struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
-    sqlite3_stmt *st = sel_stmt(s, sel, connector == 0, false, err);
+    sqlite3_stmt *st;
+    enum ids_err ret;
 
     *n = 0;
-    if (st == NULL) {
-        return err ? err->code : IDS_ESTORE;
+    if (connector == 0 && max > 0 &&
+        (sel == STORE_SEL_PENDING_IMPORT || sel == STORE_SEL_PENDING_EXPORT ||
+         sel == STORE_SEL_INFLIGHT)) {
+        return cs_ids_every_connector(s, sel, after, ids, max, n, err);
+    }
+    ret = sel_stmt(s, sel, connector == 0, false, &st, err);
+    if (ret != IDS_OK) {
+        return ret;
     }
     if (connector != 0) {
         sqlite3_bind_int64(st, 1, connector);
@@ -1710,11 +1785,13 @@ static enum ids_err sq_cs_count(struct store *base, int64_t connector, enum stor
                                 struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
-    sqlite3_stmt *st = sel_stmt(s, sel, connector == 0, true, err);
+    sqlite3_stmt *st;
+    enum ids_err ret;
 
     *n = 0;
-    if (st == NULL) {
-        return err ? err->code : IDS_ESTORE;
+    ret = sel_stmt(s, sel, connector == 0, true, &st, err);
+    if (ret != IDS_OK) {
+        return ret;
     }
     if (connector != 0) {
         sqlite3_bind_int64(st, 1, connector);

@@ -157,7 +157,8 @@ static void test_open_reopen(void **state)
     /* a file that is not a database */
     notdb = test_write_file(f->dir, "notdb", "store: sqlite:/x\nthis is a YAML file, not SQLite\n");
     assert_int_equal(chmod(notdb, 0644), 0);
-    strbuf_addf(&url, "sqlite:%s", notdb);
+    assert_non_null(notdb);
+    strbuf_addf(&url, "sqlite:%s", notdb ? notdb : "");
     assert_int_equal(store_open(url.buf, &s2, &err), IDS_ESTORE);
     assert_null(s2);
     assert_non_null(strstr(err.msg, "notdb"));
@@ -480,7 +481,36 @@ static void test_cs_ids_and_counts(void **state)
     for (i = 1; i < (int)n; i++) {
         assert_true(all[i] > all[i - 1]);
     }
+    /* pending selections over every connector, paged: merged per connector */
+    {
+        enum store_sel psel[] = {STORE_SEL_PENDING_IMPORT, STORE_SEL_PENDING_EXPORT,
+                                 STORE_SEL_INFLIGHT};
+        size_t k;
+
+        for (k = 0; k < ARRAY_SIZE(psel); k++) {
+            long got = 0;
+            long want;
+
+            after = 0;
+            for (;;) {
+                assert_int_equal(store_cs_ids(f->s, 0, psel[k], after, ids, 4, &n, &err), IDS_OK);
+                if (n == 0) {
+                    break;
+                }
+                for (i = 0; i < (int)n; i++) {
+                    assert_true(ids[i] > after);
+                    after = ids[i];
+                }
+                got += (long)n;
+            }
+            assert_int_equal(store_cs_count(f->s, 0, psel[k], &want, &err), IDS_OK);
+            assert_int_equal(got, want);
+            assert_true(want > 0);
+        }
+    }
     assert_int_equal(store_cs_count(f->s, f->conn, (enum store_sel)99, &c, &err), IDS_EINVAL);
+    assert_int_equal(store_cs_ids(f->s, f->conn, (enum store_sel)99, 0, ids, 4, &n, NULL),
+                     IDS_EINVAL);
 }
 
 static void test_cs_delete(void **state)
@@ -1253,6 +1283,17 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Bytes this process wrote so far (wchar of /proc/self/io), 0 if unknown. */
+static long long bytes_written(void)
+{
+    char *io = test_read_file("/proc/self/io");
+    const char *p = io ? strstr(io, "wchar:") : NULL;
+    long long n = p ? strtoll(p + 6, NULL, 10) : 0;
+
+    free(io);
+    return n;
+}
+
 static void test_throughput(void **state)
 {
     struct fixture *f = *state;
@@ -1274,7 +1315,10 @@ static void test_throughput(void **state)
     int64_t after;
     long done;
 
+    long long wr;
+
     /* full import of new objects: brief miss + insert */
+    wr = bytes_written();
     t = now_s();
     for (i = 0; i < total; i++) {
         struct cs_brief b;
@@ -1312,7 +1356,9 @@ static void test_throughput(void **state)
         }
     }
     t = now_s() - t;
-    print_message("store: import (brief miss + insert): %.0f objects/s\n", total / t);
+    print_message(
+        "store: import (brief miss + insert): %.0f objects/s, %.0f bytes written/object\n",
+        total / t, (double)(bytes_written() - wr) / total);
 
     /* unchanged re-import: brief hit only, in batches as the engine does */
     t = now_s();
@@ -1335,6 +1381,7 @@ static void test_throughput(void **state)
 
     /* full sync: page ids, get, join lookup, project an MV object with 2
      * keys, link the CS object (replace with keys NULL) */
+    wr = bytes_written();
     t = now_s();
     after = 0;
     done = 0;
@@ -1381,7 +1428,9 @@ static void test_throughput(void **state)
     }
     t = now_s() - t;
     assert_int_equal(done, total);
-    print_message("store: full sync (get + find + project + link): %.0f objects/s\n", done / t);
+    print_message("store: full sync (get + find + project + link): %.0f objects/s, %.0f bytes "
+                  "written/object\n",
+                  done / t, (double)(bytes_written() - wr) / done);
 
     assert_int_equal(store_cs_count(f->s, f->conn, STORE_SEL_JOINED, (long *)&n, &err), IDS_OK);
     assert_int_equal(n, total);
