@@ -79,9 +79,10 @@ struct econn {
 /* One metaverse type with what the engine derives from it. */
 struct mvt_info {
     struct mv_type_config *t;
-    struct strvec keys; /* lower-case MV attributes used as keys in from join rules */
-    bool in_refs;       /* some from flow carries references */
-    bool out_refs;      /* some to flow may carry references */
+    struct strvec keys;      /* lower-case MV attributes used as keys in from join rules */
+    struct strvec ref_attrs; /* lower-case MV attributes that hold references */
+    bool in_refs;            /* some from flow carries references */
+    bool out_refs;           /* some to flow may carry references */
 };
 
 struct engine {
@@ -193,6 +194,8 @@ struct sync_ctx {
     struct bitmap qcs_set;
     struct bitmap qmv_set;
     struct bitmap out_done; /* MV objects whose outbound ran in this step */
+    struct bitmap final;    /* full sync: MV objects finished in pass 1 (no references) */
+    int64_t fresh_mv;       /* MV object projected just now: it has no target object yet */
     struct unres *unres;
     size_t nunres;
     size_t aunres;

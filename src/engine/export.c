@@ -389,6 +389,9 @@ static enum ids_err record_result(struct export_ctx *ctx, struct xitem *it, stru
         entry_set_anchor(cs->entry, cs->anchor);
         entry_set_dn(cs->entry, cs->dn);
         entry_set_type(cs->entry, cs->type);
+        /* what we believe the system holds now: a confirming import that
+         * reads exactly this stages nothing */
+        cs->hash = entry_hash(cs->entry);
         change_free(cs->unconfirmed);
         cs->unconfirmed = it->sent;
         it->sent = NULL;
@@ -529,15 +532,8 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
     }
     if (cs->pending_export->op == CHANGE_ADD && cs->anchor == NULL &&
         (cs->export_state == CS_EXPORT_INFLIGHT || cs->export_attempts > 0)) {
-        ret = store_begin(ctx->eng->store, err);
-        if (ret == IDS_OK) {
-            ret = try_adopt(ctx, cs, &adopted, err);
-            if (ret == IDS_OK) {
-                ret = store_commit(ctx->eng->store, err);
-            } else {
-                store_rollback(ctx->eng->store);
-            }
-        }
+        /* the caller's transaction holds the adoption */
+        ret = try_adopt(ctx, cs, &adopted, err);
         if (ret != IDS_OK || adopted) {
             cs_object_free(cs);
             return ret;
@@ -575,6 +571,11 @@ static enum ids_err count_deletes(struct export_ctx *ctx, long *dels, long *pend
 
     *dels = 0;
     *pending = 0;
+    ret = store_begin(ctx->eng->store, err);
+    if (ret != IDS_OK) {
+        free(ids);
+        return ret;
+    }
     for (;;) {
         n = 0;
         ret = store_cs_ids(ctx->eng->store, ctx->X->id, STORE_SEL_PENDING_EXPORT, after, ids,
@@ -603,7 +604,65 @@ static enum ids_err count_deletes(struct export_ctx *ctx, long *dels, long *pend
             break;
         }
     }
+    if (ret == IDS_OK) {
+        ret = store_commit(ctx->eng->store, err);
+    } else {
+        store_rollback(ctx->eng->store);
+    }
     free(ids);
+    return ret;
+}
+
+/* Prepare the objects `ids` (reads in one transaction each batch) and
+ * send them in batches. Ids that must wait go to `deferred`. */
+static enum ids_err prepare_and_send(struct export_ctx *ctx, const int64_t *ids, size_t n,
+                                     bool deletes, struct i64vec *deferred, bool *stopped,
+                                     enum ids_err *why, struct ids_error *err)
+{
+    enum ids_err ret;
+    size_t i;
+    bool in_tx;
+
+    ret = store_begin(ctx->eng->store, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    in_tx = true;
+    for (i = 0; i < n && ret == IDS_OK && !*stopped; i++) {
+        bool def = false;
+
+        ret = prepare(ctx, ids[i], deletes, &def, NULL, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        if (def && deferred != NULL) {
+            i64vec_push(deferred, ids[i]);
+        }
+        if (ctx->nitems >= EXPORT_BATCH) {
+            ret = store_commit(ctx->eng->store, err);
+            in_tx = false;
+            if (ret == IDS_OK) {
+                ret = send_batch(ctx, err);
+            }
+            progress_update(ctx->r->prog, ctx->r->rec.counters.export_add +
+                                              ctx->r->rec.counters.export_update +
+                                              ctx->r->rec.counters.export_delete);
+            if (must_stop(ctx, why)) {
+                *stopped = true;
+            }
+            if (ret == IDS_OK && i + 1 < n && !*stopped) {
+                ret = store_begin(ctx->eng->store, err);
+                in_tx = ret == IDS_OK;
+            }
+        }
+    }
+    if (in_tx) {
+        if (ret == IDS_OK) {
+            ret = store_commit(ctx->eng->store, err);
+        } else {
+            store_rollback(ctx->eng->store);
+        }
+    }
     return ret;
 }
 
@@ -615,7 +674,6 @@ static enum ids_err export_pass(struct export_ctx *ctx, bool deletes, struct i64
     int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
     int64_t after = 0;
     size_t n;
-    size_t i;
 
     while (!*stopped) {
         n = 0;
@@ -624,24 +682,8 @@ static enum ids_err export_pass(struct export_ctx *ctx, bool deletes, struct i64
         if (ret != IDS_OK || n == 0) {
             break;
         }
-        for (i = 0; i < n && ret == IDS_OK && !*stopped; i++) {
-            bool def = false;
-
-            after = ids[i];
-            ret = prepare(ctx, ids[i], deletes, &def, NULL, err);
-            if (def) {
-                i64vec_push(deferred, ids[i]);
-            }
-            if (ret == IDS_OK && ctx->nitems >= EXPORT_BATCH) {
-                ret = send_batch(ctx, err);
-                progress_update(ctx->r->prog, ctx->r->rec.counters.export_add +
-                                                  ctx->r->rec.counters.export_update +
-                                                  ctx->r->rec.counters.export_delete);
-                if (must_stop(ctx, why)) {
-                    *stopped = true;
-                }
-            }
-        }
+        after = ids[n - 1];
+        ret = prepare_and_send(ctx, ids, n, deletes, deferred, stopped, why, err);
         if (ret != IDS_OK) {
             break;
         }
@@ -666,17 +708,7 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
 
     while (ret == IDS_OK && deferred->nr > 0 && !*stopped) {
         again.nr = 0;
-        for (i = 0; i < deferred->nr && ret == IDS_OK; i++) {
-            bool def = false;
-
-            ret = prepare(ctx, deferred->v[i], false, &def, NULL, err);
-            if (def) {
-                i64vec_push(&again, deferred->v[i]);
-            }
-            if (ret == IDS_OK && ctx->nitems >= EXPORT_BATCH) {
-                ret = send_batch(ctx, err);
-            }
-        }
+        ret = prepare_and_send(ctx, deferred->v, deferred->nr, false, &again, stopped, why, err);
         if (ret == IDS_OK) {
             ret = send_batch(ctx, err);
         }

@@ -37,12 +37,35 @@ static bool attr_has_match(const struct attr *a, const struct value *v, unsigned
 {
     size_t i;
 
-    for (i = 0; a != NULL && i < a->nvals; i++) {
+    if (a == NULL) {
+        return false;
+    }
+    if (attr_has_value(a, v->data, v->len)) {
+        return true;
+    }
+    for (i = 0; i < a->nvals; i++) {
         if (value_matches(&a->vals[i], v, flags | a->flags)) {
             return true;
         }
     }
     return false;
+}
+
+/* Values of `want` that are not in `a`: exact comparison of sorted sets
+ * first (large groups), the forgiving comparison only for what is left. */
+static void values_missing(const struct attr *want, const struct attr *a, struct attr *missing)
+{
+    struct attr only;
+    size_t i;
+
+    memset(&only, 0, sizeof(only));
+    attr_value_diff(want, a, &only, NULL);
+    for (i = 0; i < only.nvals; i++) {
+        if (!attr_has_match(a, &only.vals[i], want->flags)) {
+            attr_add_value(missing, only.vals[i].data, only.vals[i].len);
+        }
+    }
+    attr_release(&only);
 }
 
 static void confirm_miss(struct import_ctx *ctx, const struct cs_object *cs, const char *attr,
@@ -82,22 +105,27 @@ static void import_confirm(struct import_ctx *ctx, const struct cs_object *cs,
         }
         switch (md->op) {
         case MOD_ADD:
-        case MOD_REPLACE:
+        case MOD_REPLACE: {
+            struct attr missing;
+
             if (md->attr.nvals == 0 && md->op == MOD_REPLACE && a != NULL && a->nvals > 0) {
                 confirm_miss(ctx, cs, md->attr.name, "removed", NULL);
             }
-            for (k = 0; k < md->attr.nvals; k++) {
-                if (!attr_has_match(a, &md->attr.vals[k], md->attr.flags)) {
-                    confirm_miss(ctx, cs, md->attr.name, "set", &md->attr.vals[k]);
-                }
+            memset(&missing, 0, sizeof(missing));
+            values_missing(&md->attr, a, &missing);
+            for (k = 0; k < missing.nvals; k++) {
+                confirm_miss(ctx, cs, md->attr.name, "set", &missing.vals[k]);
             }
+            attr_release(&missing);
             break;
+        }
         case MOD_DELETE:
             if (md->attr.nvals == 0 && a != NULL && a->nvals > 0) {
                 confirm_miss(ctx, cs, md->attr.name, "removed", NULL);
             }
-            for (k = 0; k < md->attr.nvals; k++) {
-                if (attr_has_match(a, &md->attr.vals[k], md->attr.flags)) {
+            for (k = 0; a != NULL && k < md->attr.nvals; k++) {
+                /* exact comparison: cheap for large groups */
+                if (attr_has_value(a, md->attr.vals[k].data, md->attr.vals[k].len)) {
                     confirm_miss(ctx, cs, md->attr.name, "removed", &md->attr.vals[k]);
                 }
             }

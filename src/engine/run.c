@@ -126,6 +126,7 @@ static void engine_derive(struct engine *eng)
 
         mi->t = t;
         strvec_init(&mi->keys);
+        strvec_init(&mi->ref_attrs);
         for (j = 0; j < t->nfrom; j++) {
             const struct flow_config *f = &t->from[j];
             struct econn *ec = engine_flow_conn(eng, f);
@@ -141,6 +142,7 @@ static void engine_derive(struct engine *eng)
             for (k = 0; k < f->nflows; k++) {
                 if (flow_in_is_ref(f, &f->flows[k])) {
                     mi->in_refs = true;
+                    strvec_push_unique_lower(&mi->ref_attrs, f->flows[k].attr);
                 }
             }
         }
@@ -163,10 +165,15 @@ static void engine_derive(struct engine *eng)
             for (k = 0; k < f->nflows; k++) {
                 const struct rule_item *it = &f->flows[k];
 
-                if (it->plain || reference_attr(f->otype, it->attr)) {
-                    /* a plain copy may copy an MV reference attribute */
+                struct strbuf lower = STRBUF_INIT;
+
+                strbuf_addstr(&lower, it->source ? it->source : "");
+                strbuf_tolower(&lower);
+                if (reference_attr(f->otype, it->attr) ||
+                    (it->plain && strvec_find(&mi->ref_attrs, lower.buf, false) >= 0)) {
                     mi->out_refs = true;
                 }
+                strbuf_release(&lower);
             }
         }
     }
@@ -218,6 +225,7 @@ void engine_free(struct engine *eng)
     }
     for (i = 0; i < eng->nmvt; i++) {
         strvec_clear(&eng->mvt[i].keys);
+        strvec_clear(&eng->mvt[i].ref_attrs);
     }
     free(eng->conns);
     free(eng->mvt);

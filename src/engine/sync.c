@@ -49,6 +49,7 @@ void sync_ctx_release(struct sync_ctx *ctx)
     bitmap_release(&ctx->qcs_set);
     bitmap_release(&ctx->qmv_set);
     bitmap_release(&ctx->out_done);
+    bitmap_release(&ctx->final);
     memset(ctx, 0, sizeof(*ctx));
 }
 
@@ -910,7 +911,11 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     if (X == NULL) {
         return IDS_OK;
     }
-    ret = store_cs_get_by_mv(ctx->eng->store, X->id, m->id, &target, err);
+    if (m->id == ctx->fresh_mv) {
+        ret = IDS_ENOTFOUND; /* projected just now: no target object yet */
+    } else {
+        ret = store_cs_get_by_mv(ctx->eng->store, X->id, m->id, &target, err);
+    }
     if (ret == IDS_ENOTFOUND) {
         ret = IDS_OK;
         target = NULL;
@@ -1012,6 +1017,10 @@ static enum ids_err sync_outbound(struct sync_ctx *ctx, struct mvt_info *mi,
     size_t i;
 
     bitmap_set(&ctx->out_done, m->id);
+    if (!ctx->outbound) {
+        /* pass 1 of a full sync, a type without references: final already */
+        bitmap_set(&ctx->final, m->id);
+    }
     if (mi->out_refs) {
         ret = store_ref_clear(ctx->eng->store, 0, m->id, err);
     }
@@ -1137,6 +1146,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
     bool changed = false;
     bool ok = true;
     bool dirty = cs->import_state != CS_IMPORT_NONE;
+    bool projected = false;
     int64_t was;
 
     if (cs->import_state == CS_IMPORT_DELETE) {
@@ -1222,6 +1232,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
             m = xcalloc(1, sizeof(*m));
             m->type = xstrdup(mi->t->name);
             ctx->r->rec.counters.projected++;
+            projected = true;
             pv_action(ctx, "project");
         } else {
             pv_action(ctx, "none");
@@ -1264,8 +1275,13 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
             goto done;
         }
     }
-    if (ok && m->id != 0 && ctx->outbound && (changed || newly || ctx->full)) {
+    if (ok && m->id != 0 && (changed || newly || ctx->full) &&
+        (ctx->outbound || (!mi->in_refs && !mi->out_refs))) {
+        /* pass 1 of a full sync finishes the objects of types without
+         * references right away */
+        ctx->fresh_mv = projected ? m->id : 0;
         ret = sync_outbound(ctx, mi, m, err);
+        ctx->fresh_mv = 0;
     }
 done:
     mv_object_free(m);
@@ -1651,6 +1667,9 @@ static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_er
         }
         for (i = 0; i < n && ret == IDS_OK; i++) {
             after = ids[i];
+            if (bitmap_test(&ctx->final, ids[i])) {
+                continue;
+            }
             ret = outbound_mv_id(ctx, ids[i], true, err);
             progress_update(ctx->r->prog, ++ctx->done);
             if (ret == IDS_OK && erun_must_stop(ctx->r, why)) {
