@@ -430,31 +430,70 @@ bad:
                 path, name);
 }
 
-/* Duplicate keys in one mapping. */
+/* Duplicate keys in one mapping: sorted, so that a huge mapping costs
+ * n log n; the error is at the second occurrence that comes first in the
+ * file. */
+struct key_ref {
+    const char *key;
+    size_t pos; /* index of the pair */
+    yaml_node_t *node;
+};
+
+static int cmp_key_ref(const void *a, const void *b)
+{
+    const struct key_ref *x = a;
+    const struct key_ref *y = b;
+    int c = strcmp(x->key, y->key);
+
+    if (c != 0) {
+        return c;
+    }
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
 static enum ids_err check_duplicates(struct loader *ld, const char *path, yaml_node_t *map)
 {
+    enum ids_err ret = IDS_OK;
+    struct key_ref *refs;
+    const struct key_ref *dup = NULL;
+    const struct key_ref *first = NULL;
+    size_t n = 0;
+    size_t i;
     yaml_node_pair_t *p;
-    yaml_node_pair_t *q;
 
-    if (!is_map(map)) {
+    if (!is_map(map) || map_size(map) < 2) {
         return IDS_OK;
     }
+    refs = xcalloc(map_size(map), sizeof(*refs));
     for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
         yaml_node_t *k = node_at(ld, p->key);
 
-        if (!is_scalar(k)) {
-            continue;
-        }
-        for (q = map->data.mapping.pairs.start; q < p; q++) {
-            yaml_node_t *k2 = node_at(ld, q->key);
-
-            if (is_scalar(k2) && strcmp(scalar(k), scalar(k2)) == 0) {
-                return fail(ld, k, "%s: key `%s` is given twice (first at line %d)", path,
-                            scalar(k), (int)k2->start_mark.line + 1);
-            }
+        if (is_scalar(k)) {
+            refs[n].key = scalar(k);
+            refs[n].pos = (size_t)(p - map->data.mapping.pairs.start);
+            refs[n].node = k;
+            n++;
         }
     }
-    return IDS_OK;
+    qsort(refs, n, sizeof(*refs), cmp_key_ref);
+    for (i = 1; i < n; i++) {
+        if (strcmp(refs[i].key, refs[i - 1].key) == 0 && (dup == NULL || refs[i].pos < dup->pos)) {
+            size_t j = i - 1;
+
+            while (j > 0 && strcmp(refs[j - 1].key, refs[i].key) == 0) {
+                j--;
+            }
+            dup = &refs[i];
+            first = &refs[j];
+        }
+    }
+    if (dup != NULL) {
+        ret = fail(ld, dup->node,
+                   "%s: key `%s` is given twice (first at line %d; expected each key once)", path,
+                   dup->key, (int)first->node->start_mark.line + 1);
+    }
+    free(refs);
+    return ret;
 }
 
 static char *resolve_path(const struct config *cfg, const char *path)
@@ -1415,8 +1454,10 @@ static enum ids_err parse_objects(struct loader *ld, const struct config_option 
 
                 for (i = 0; i < cv->list.nr; i++) {
                     if (strvec_find(&ot->attributes, cv->list.v[i], true) >= 0) {
-                        ret = fail_loc(ld, cv->loc, "%s.attributes: `%s` is listed twice", path.buf,
-                                       cv->list.v[i]);
+                        ret = fail_loc(
+                            ld, cv->loc,
+                            "%s.attributes: `%s` is listed twice (expected each attribute once)",
+                            path.buf, cv->list.v[i]);
                         break;
                     }
                     strvec_push(&ot->attributes, cv->list.v[i]);

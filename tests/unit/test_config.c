@@ -490,10 +490,13 @@ static void test_error_missing_and_duplicate(void **state)
                    "connectors.dst.type: unknown connector type `csvv` (expected one of: csv, "
                    "ldif, ldap, scim, null)");
     check_replaced("    path: dst.csv\n", "    path: dst.csv\n    path: other.csv\n", "path: other",
-                   1, "connectors.dst: key `path` is given twice (first at line 10)");
+                   1,
+                   "connectors.dst: key `path` is given twice (first at line 10; expected each key "
+                   "once)");
     check_replaced("      User:\n        attributes: [id, userName, mail, active]\n",
                    "      User:\n        attributes: [id, userName, mail, id]\n", "[id", 12,
-                   "connectors.dst.objects.User.attributes: `id` is listed twice");
+                   "connectors.dst.objects.User.attributes: `id` is listed twice (expected each "
+                   "attribute once)");
     check_replaced("    objects:\n      User:", "    objects: {}\n    x:\n      User:", "{}", 9,
                    "connectors.dst.objects: expected a mapping of object types (at least one, "
                    "e.g. `objects: { user: { attributes: [...] } }`), got a mapping");
