@@ -2865,18 +2865,66 @@ static void format_time_us(int64_t us, char *buf, size_t size)
     }
 }
 
+/* Read the lock row: IDS_OK when it is free or its holder is gone (*stale
+ * then says so, and with `say` a warning is logged), IDS_EBUSY naming a
+ * live holder. */
+static enum ids_err check_lock(struct sqlite_store *s, bool *stale, bool say, struct ids_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_LOCK_GET, err);
+    char *holder = NULL;
+    char *host = NULL;
+    long pid = 0;
+    long long ticks = 0;
+    int64_t since_us = 0;
+    char since[64];
+    int rc;
+    enum ids_err ret = IDS_OK;
+
+    *stale = false;
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        holder = col_strdup(st, 0);
+        pid = (long)sqlite3_column_int64(st, 1);
+        host = col_strdup(st, 2);
+        ticks = sqlite3_column_int64(st, 3);
+        since_us = sqlite3_column_int64(st, 4);
+    } else if (rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "read run lock", err);
+    }
+    sqlite3_reset(st);
+    if (ret != IDS_OK || host == NULL) {
+        goto done;
+    }
+    format_time_us(since_us, since, sizeof(since));
+    if (holder_alive(pid, host, ticks)) {
+        ret = ids_error_set(err, IDS_EBUSY,
+                            "store %s is locked by %s (pid %ld on %s since %s): another run is "
+                            "in progress; wait for it to finish",
+                            s->path, holder ? holder : "idsync", pid, host, since);
+        goto done;
+    }
+    *stale = true;
+    if (say) {
+        log_warn("store",
+                 "msg=\"taking over a stale run lock\" holder=\"%s\" pid=%ld host=%s since=%s",
+                 holder ? holder : "", pid, host, since);
+    }
+done:
+    free(holder);
+    free(host);
+    return ret;
+}
+
 static enum ids_err sq_lock_acquire(struct store *base, const char *holder, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st;
     char host[256];
-    char *old_holder = NULL;
-    char *old_host = NULL;
-    long old_pid = 0;
-    long long old_ticks = 0;
-    int64_t old_since = 0;
     bool own = false;
-    int rc;
+    bool stale;
     enum ids_err ret;
 
     if (s->lock_held) {
@@ -2886,51 +2934,31 @@ static enum ids_err sq_lock_acquire(struct store *base, const char *holder, stru
     if (!sqlite3_get_autocommit(s->db)) {
         return ids_error_set(err, IDS_EINTERNAL, "store_lock_acquire: called inside a transaction");
     }
-    my_host(host, sizeof(host));
-    ret = auto_begin(s, &own, err);
+    /* a live holder answers at once, even while its run keeps the store's
+     * write lock (which BEGIN IMMEDIATE below would wait 5 s for) */
+    ret = check_lock(s, &stale, false, err);
     if (ret != IDS_OK) {
         return ret;
     }
-    st = stmt(s, ST_LOCK_GET, err);
-    if (st == NULL) {
-        ret = IDS_ESTORE;
-        goto done;
+    ret = auto_begin(s, &own, err);
+    if (ret != IDS_OK) {
+        if (err != NULL && (err->detail & 0xff) == SQLITE_BUSY) {
+            ret = ids_error_set(err, IDS_EBUSY,
+                                "store %s is busy: another process keeps writing to it", s->path);
+        }
+        return ret;
     }
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        old_holder = col_strdup(st, 0);
-        old_pid = (long)sqlite3_column_int64(st, 1);
-        old_host = col_strdup(st, 2);
-        old_ticks = sqlite3_column_int64(st, 3);
-        old_since = sqlite3_column_int64(st, 4);
-    } else if (rc != SQLITE_DONE) {
-        ret = db_fail(s, rc, "read run lock", err);
-    }
-    sqlite3_reset(st);
+    /* again inside the write transaction: nobody can take it in between */
+    ret = check_lock(s, &stale, true, err);
     if (ret != IDS_OK) {
         goto done;
-    }
-    if (old_host != NULL) {
-        char since[64];
-
-        format_time_us(old_since, since, sizeof(since));
-        if (holder_alive(old_pid, old_host, old_ticks)) {
-            ret = ids_error_set(err, IDS_EBUSY,
-                                "store %s is locked by %s (pid %ld on %s since %s): another run "
-                                "is in progress; wait for it to finish",
-                                s->path, old_holder ? old_holder : "idsync", old_pid, old_host,
-                                since);
-            goto done;
-        }
-        log_warn("store",
-                 "msg=\"taking over a stale run lock\" holder=\"%s\" pid=%ld host=%s since=%s",
-                 old_holder ? old_holder : "", old_pid, old_host, since);
     }
     st = stmt(s, ST_LOCK_SET, err);
     if (st == NULL) {
         ret = IDS_ESTORE;
         goto done;
     }
+    my_host(host, sizeof(host));
     bind_text(st, 1, holder ? holder : "idsync");
     sqlite3_bind_int64(st, 2, (int64_t)getpid());
     bind_text(st, 3, host);
@@ -2942,8 +2970,6 @@ done:
     if (ret == IDS_OK) {
         s->lock_held = true;
     }
-    free(old_holder);
-    free(old_host);
     return ret;
 }
 

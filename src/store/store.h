@@ -417,4 +417,14 @@ struct store {
 
 extern const struct store_ops sqlite_store_ops;
 
+/* Threads (appended): a struct store, and every statement it caches, is
+ * used by one thread at a time. A program that needs the store in several
+ * threads (the daemon's HTTP API beside its scheduler) opens one store per
+ * thread; the SQLite backend lets them read while one of them writes.
+ *
+ * Errors (appended): a stored object whose BLOB does not decode is
+ * IDS_EINPUT naming its id and anchor (a per-object error, not a broken
+ * store); every other backend failure is IDS_ESTORE with err->detail set
+ * to the backend's code (SQLite extended result code). */
+
 #endif

@@ -1120,6 +1120,14 @@ static void corrupt_column(struct fixture *f, const char *sql)
     sqlite3_close(db);
 }
 
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* ---- the run lock --------------------------------------------------------- */
 
 static void test_lock(void **state)
@@ -1145,6 +1153,18 @@ static void test_lock(void **state)
     store_lock_release(f->s);
     assert_int_equal(store_lock_acquire(s2, "other", &err), IDS_OK);
     assert_int_equal(store_lock_acquire(f->s, "test", &err), IDS_EBUSY);
+    /* the holder's run keeps a write transaction open: still an immediate
+     * IDS_EBUSY naming it, not a 5 s wait for "database is locked" */
+    {
+        double t0 = now_s();
+
+        assert_int_equal(store_begin(s2, &err), IDS_OK);
+        assert_int_equal(store_meta_set(s2, "k", "v", &err), IDS_OK);
+        assert_int_equal(store_lock_acquire(f->s, "test", &err), IDS_EBUSY);
+        assert_non_null(strstr(err.msg, "other"));
+        assert_true(now_s() - t0 < 2.0);
+        assert_int_equal(store_commit(s2, &err), IDS_OK);
+    }
     store_close(s2); /* releases */
     assert_int_equal(store_lock_acquire(f->s, "test", &err), IDS_OK);
     store_lock_release(f->s);
@@ -1274,14 +1294,6 @@ static void test_corrupt_blob(void **state)
 }
 
 /* ---- throughput (printed, not asserted) ----------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Bytes this process wrote so far (wchar of /proc/self/io), 0 if unknown. */
 static long long bytes_written(void)
