@@ -459,7 +459,7 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         } else {
             goto early_fail;
         }
-        if (have_wm && !(econn_caps(ctx.ec) & CONN_CAP_DELTA)) {
+        if (have_wm && ctx.ec->cfg->ops->read_changes == NULL) {
             have_wm = false;
             strbuf_addf(&why_full, "Full import: connector type %s has no delta import.",
                         ctx.ec->cfg->type ? ctx.ec->cfg->type : "?");

@@ -1364,6 +1364,8 @@ static enum ids_err sync_target_cs(struct sync_ctx *ctx, struct econn *ec, struc
         ret = store_cs_delete(ctx->eng->store, cs->id, err);
         if (ret == IDS_OK && was != 0) {
             ctx->r->rec.counters.disconnected++;
+            /* pass 1 of a full sync may have finished its MV object already */
+            bitmap_clear(&ctx->final, was);
         }
     } else if (cs->import_state != CS_IMPORT_NONE) {
         cs->import_state = CS_IMPORT_NONE;

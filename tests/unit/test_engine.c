@@ -12,6 +12,7 @@
 #include "memconn.h"
 #include "store/store.h"
 #include "util/mem.h"
+#include "util/progress.h"
 #include "util/strbuf.h"
 
 /* ---- a store that counts writes ------------------------------------------ */
@@ -710,6 +711,35 @@ static void test_ambiguous_join(void **state)
     fx_free(f);
 }
 
+static void test_join_by_anchor(void **state)
+{
+    struct fx *f = fx_new();
+    struct cs_object *o;
+    struct ids_error err = IDS_ERROR_INIT;
+    int64_t mv;
+
+    (void)state;
+    add_users(f, 2);
+    initial_load(f);
+    /* the link is lost (e.g. a store restored from an older copy) */
+    o = cs_anchor(f, f->corp_id, "u1");
+    mv = o->mv_id;
+    o->mv_id = 0;
+    o->import_state = CS_IMPORT_UPDATE;
+    assert_int_equal(store_cs_put(f->s, o, NULL, &err), IDS_OK);
+    cs_object_free(o);
+    OK(do_sync(f, false));
+    assert_int_equal(f->run.counters.joined, 1); /* by sourceAnchor, the first rule */
+    assert_int_equal(f->run.counters.projected, 0);
+    assert_int_equal(mv_count(f), 2);
+    o = cs_anchor(f, f->corp_id, "u1");
+    assert_int_equal(o->mv_id, mv);
+    cs_object_free(o);
+    /* nothing to export: the target object was already right */
+    assert_int_equal(count_sel(f, f->cloud_id, STORE_SEL_PENDING_EXPORT), 0);
+    fx_free(f);
+}
+
 /* ---- references ------------------------------------------------------------ */
 
 static void test_references_and_order(void **state)
@@ -1177,6 +1207,65 @@ static void test_dry_run_cycle(void **state)
     fx_free(f);
 }
 
+static void test_export_dry_run(void **state)
+{
+    struct fx *f = fx_new();
+    char *path;
+    char *text;
+    FILE *fp;
+
+    (void)state;
+    add_users(f, 2);
+    OK(do_import(f, "corp", true));
+    OK(do_sync(f, false));
+    path = test_write_file(f->dir, "dry.jsonl", "");
+    fp = fopen(path, "w");
+    f->opts.dry_run = true;
+    f->opts.report = fp;
+    fx_engine(f);
+    OK(do_export(f, "cloud"));
+    fclose(fp);
+    assert_true(f->run.dry_run);
+    assert_int_equal(f->cloud->nsent, 0);
+    assert_int_equal(count_sel(f, f->cloud_id, STORE_SEL_PENDING_EXPORT), 2);
+    text = test_read_file(path);
+    assert_non_null(strstr(text, "\"attr\":\"userName\",\"op\":\"add\",\"old\":[],"
+                                 "\"new\":[\"user1@corp.example\"]"));
+    assert_non_null(strchr(strchr(text, '\n') + 1, '\n')); /* two lines */
+    free(text);
+    free(path);
+    fx_free(f);
+}
+
+static void test_progress_line(void **state)
+{
+    struct progress *p;
+    char *dir = test_tmpdir();
+    char *path = test_write_file(dir, "progress.txt", "");
+    char *text;
+    FILE *fp = fopen(path, "w");
+    long i;
+
+    (void)state;
+    assert_null(progress_start(false, "full-import", "corp", -1)); /* off: nothing */
+    p = progress_start(true, "full-sync", NULL, 1000);
+    progress_set_output(p, fp, 5000);
+    for (i = 1; i <= 200; i++) {
+        progress_update(p, i);
+    }
+    progress_end(p);
+    fclose(fp);
+    text = test_read_file(path);
+    assert_non_null(strstr(text, "full-sync: 1/1000 objects"));
+    assert_non_null(strstr(text, "ETA"));
+    /* erased at the end: the last thing written is a carriage return */
+    assert_int_equal(text[strlen(text) - 1], '\r');
+    free(text);
+    free(path);
+    test_rmtree(dir);
+    free(dir);
+}
+
 static void test_inflight_add_adopted(void **state)
 {
     struct fx *f = fx_new();
@@ -1299,6 +1388,7 @@ int main(void)
         cmocka_unit_test(test_projection_and_provisioning),
         cmocka_unit_test(test_join_by_mail_and_precedence),
         cmocka_unit_test(test_ambiguous_join),
+        cmocka_unit_test(test_join_by_anchor),
         cmocka_unit_test(test_references_and_order),
         cmocka_unit_test(test_reference_resolved_later),
         cmocka_unit_test(test_minimal_member_diff),
@@ -1311,6 +1401,8 @@ int main(void)
         cmocka_unit_test(test_confirming_import_error),
         cmocka_unit_test(test_error_limit),
         cmocka_unit_test(test_dry_run_cycle),
+        cmocka_unit_test(test_export_dry_run),
+        cmocka_unit_test(test_progress_line),
         cmocka_unit_test(test_inflight_add_adopted),
         cmocka_unit_test(test_connection_lost),
         cmocka_unit_test(test_cycle_and_reports),
