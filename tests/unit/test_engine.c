@@ -5,7 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <strings.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "engine/engine.h"
@@ -127,6 +130,7 @@ static const char base_yaml[] =
     "  import_min_objects: 10\n";
 
 struct fx {
+    char *yaml;
     char *dir;
     struct config *cfg;
     struct store *s;
@@ -164,6 +168,7 @@ static struct fx *fx_new_yaml(const char *yaml)
     cs_puts = 0;
     mv_puts = 0;
     f->dir = test_tmpdir();
+    f->yaml = xstrdup(yaml);
     if (config_load_string("test.yaml", yaml, strlen(yaml), &f->cfg, &err) != IDS_OK) {
         fail_msg("config: %s", err.msg);
     }
@@ -218,6 +223,7 @@ static void fx_free(struct fx *f)
     config_free(f->cfg);
     test_rmtree(f->dir);
     free(f->dir);
+    free(f->yaml);
     free(f);
     memconn_reset();
 }
@@ -1315,6 +1321,65 @@ static void test_connection_lost(void **state)
     fx_free(f);
 }
 
+/* The child process: a second engine on the same store file, killed at
+ * its second submit. */
+static void crash_child(struct fx *f)
+{
+    struct config *cfg = NULL;
+    struct store *s = NULL;
+    struct engine *eng = NULL;
+    struct engine_opts opts;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct run_record run = {0};
+    struct strbuf sb = STRBUF_INIT;
+    size_t i;
+
+    memset(&opts, 0, sizeof(opts));
+    if (config_load_string("test.yaml", f->yaml, strlen(f->yaml), &cfg, &err) != IDS_OK) {
+        _exit(3);
+    }
+    for (i = 0; i < cfg->nconnectors; i++) {
+        cfg->connectors[i].ops =
+            strncmp(cfg->connectors[i].name, "cloud", 5) == 0 ? &memconn_id_ops : &memconn_dn_ops;
+    }
+    strbuf_addf(&sb, "sqlite:%s/idsync.db", f->dir);
+    if (store_open(sb.buf, &s, &err) != IDS_OK || engine_new(cfg, s, &opts, &eng, &err) != IDS_OK) {
+        _exit(4);
+    }
+    setenv("IDSYNC_FAULT", "submit:2", 1);
+    engine_export(eng, "cloud", &run, &err);
+    _exit(0); /* not reached: killed at the second submit */
+}
+
+static void test_crash_during_export(void **state)
+{
+    struct fx *f = fx_new();
+    pid_t pid;
+    int status = 0;
+
+    (void)state;
+    add_users(f, 3);
+    OK(do_import(f, "corp", true));
+    OK(do_sync(f, false));
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        crash_child(f);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    /* the batch was committed as in flight before anything was sent */
+    assert_int_equal(count_sel(f, f->cloud_id, STORE_SEL_INFLIGHT), 3);
+    /* the rerun settles it: nothing lost, nothing left in flight */
+    OK(do_export(f, "cloud"));
+    assert_int_equal(f->run.counters.export_add, 3);
+    assert_int_equal(count_sel(f, f->cloud_id, STORE_SEL_PENDING_EXPORT), 0);
+    assert_int_equal(count_sel(f, f->cloud_id, STORE_SEL_INFLIGHT), 0);
+    fx_free(f);
+}
+
 static void test_cycle_and_reports(void **state)
 {
     struct fx *f = fx_new();
@@ -1405,6 +1470,7 @@ int main(void)
         cmocka_unit_test(test_progress_line),
         cmocka_unit_test(test_inflight_add_adopted),
         cmocka_unit_test(test_connection_lost),
+        cmocka_unit_test(test_crash_during_export),
         cmocka_unit_test(test_cycle_and_reports),
     };
 
