@@ -1,0 +1,249 @@
+/* run.c - the step commands: cycle, import, sync, export. Each takes the
+ * store's run lock, runs one engine step (a recorded run), prints its
+ * summary (cmd.c) and exits with engine_exit_code(). Ctrl-C or SIGTERM asks
+ * the engine to stop cleanly after the batch it is in; a second one kills. */
+#include "cmd/cmd.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "util/mem.h"
+#include "util/banned.h"
+
+enum step { STEP_CYCLE, STEP_IMPORT, STEP_SYNC, STEP_EXPORT };
+
+struct step_args {
+    enum step step;
+    const char *connector;
+    bool full;
+    bool dry_run;
+    long allow_deletes;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = (int)SA_RESETHAND; /* a second signal kills the process */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static void default_stop_signals(void)
+{
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+int cli_require_connector(struct cli *cli, const char *name)
+{
+    struct strbuf names = STRBUF_INIT;
+    size_t i;
+    int status;
+
+    if (config_connector(cli->cfg, name) != NULL) {
+        return 0;
+    }
+    for (i = 0; i < cli->cfg->nconnectors; i++) {
+        strbuf_addf(&names, "%s%s", i ? ", " : "", cli->cfg->connectors[i].name);
+    }
+    status = cli_usage_error(cli, "no connector named \"%s\" in %s (connectors: %s)", name,
+                             cli->cfg->path, names.len ? names.buf : "none");
+    strbuf_release(&names);
+    return status;
+}
+
+static int run_step(struct cli *cli, const struct step_args *a)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct engine_opts opts;
+    struct engine *eng = NULL;
+    struct run_record run;
+    enum ids_err ret;
+    char *report = NULL;
+    size_t report_len = 0;
+    FILE *report_fp = NULL;
+    json_t *extra = NULL;
+    int status;
+
+    memset(&run, 0, sizeof(run));
+    status = cli_load_config(cli);
+    if (status != 0) {
+        return status;
+    }
+    if (a->connector != NULL) {
+        status = cli_require_connector(cli, a->connector);
+        if (status != 0) {
+            return status;
+        }
+    }
+    status = cli_open_store(cli);
+    if (status != 0) {
+        return status;
+    }
+    status = cli_lock(cli);
+    if (status != 0) {
+        return status;
+    }
+    memset(&opts, 0, sizeof(opts));
+    opts.dry_run = a->dry_run;
+    opts.allow_deletes = a->allow_deletes;
+    opts.progress = cli->progress;
+    opts.stop = &stop_requested;
+    if (a->dry_run) {
+        report_fp = open_memstream(&report, &report_len);
+        if (report_fp == NULL) {
+            ids_error_set(&err, IDS_EIO, "cannot allocate the dry-run report");
+            return cli_fail(cli, EXIT_UNREACHABLE, &err);
+        }
+        opts.report = report_fp;
+    }
+    ret = engine_new(cli->cfg, cli->store, &opts, &eng, &err);
+    if (ret != IDS_OK) {
+        if (report_fp != NULL) {
+            fclose(report_fp);
+        }
+        free(report);
+        return cli_fail(cli, cli_status_for(ret), &err);
+    }
+    catch_stop_signals();
+    switch (a->step) {
+    case STEP_CYCLE:
+        ret = engine_cycle(eng, a->full, &run, &err);
+        break;
+    case STEP_IMPORT:
+        ret = engine_import(eng, a->connector, a->full, &run, &err);
+        break;
+    case STEP_SYNC:
+        ret = engine_sync(eng, a->full, &run, &err);
+        break;
+    case STEP_EXPORT:
+        ret = engine_export(eng, a->connector, &run, &err);
+        break;
+    }
+    default_stop_signals();
+    engine_free(eng);
+    if (report_fp != NULL) {
+        fclose(report_fp);
+    }
+    if (a->dry_run && cli->json) {
+        json_t *arr = NULL;
+
+        cli_render_report(cli, report ? report : "", report_len, &arr);
+        extra = json_object();
+        json_object_set_new(extra, "pending", arr);
+    }
+    cli_report_run(cli, ret, &err, &run, extra);
+    if (a->dry_run && !cli->json && !cli->quiet) {
+        printf("\n");
+        cli_render_report(cli, report ? report : "", report_len, NULL);
+    }
+    status = engine_exit_code(ret, &run);
+    run_record_release(&run);
+    free(report);
+    return status;
+}
+
+enum { OPT_FULL = 1000, OPT_DRY_RUN, OPT_ALLOW_DELETES };
+
+/* Parse the options every step command shares; `allowed` says which. */
+static int parse_step(struct cli *cli, int argc, char **argv, bool want_connector, unsigned allowed,
+                      struct step_args *a)
+{
+    static const struct option longopts[] = {
+        {"full", no_argument, NULL, OPT_FULL},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"allow-deletes", required_argument, NULL, OPT_ALLOW_DELETES},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    for (;;) {
+        c = cli_getopt(cli, argc, argv, "", longopts);
+        if (c == -1) {
+            break;
+        }
+        if (c == '?') {
+            return EXIT_CONFIG;
+        }
+        if (!(allowed & (1u << (c - OPT_FULL)))) {
+            return cli_usage_error(cli, "%s does not take %s", argv[0], argv[optind - 1]);
+        }
+        switch (c) {
+        case OPT_FULL:
+            a->full = true;
+            break;
+        case OPT_DRY_RUN:
+            a->dry_run = true;
+            break;
+        case OPT_ALLOW_DELETES:
+            if (!cli_parse_long(cli, "--allow-deletes", optarg, 0, 1000000000L,
+                                &a->allow_deletes)) {
+                return EXIT_CONFIG;
+            }
+            break;
+        default:
+            return cli_usage_error(cli, "unexpected option");
+        }
+    }
+    if (want_connector) {
+        if (optind >= argc) {
+            return cli_usage_error(cli, "%s needs a CONNECTOR", argv[0]);
+        }
+        a->connector = argv[optind++];
+    }
+    if (optind < argc) {
+        return cli_usage_error(cli, "unexpected argument \"%s\"", argv[optind]);
+    }
+    return 0;
+}
+
+#define ALLOW(o) (1u << ((o)-OPT_FULL))
+
+int cmd_cycle(struct cli *cli, int argc, char **argv)
+{
+    struct step_args a = {STEP_CYCLE, NULL, false, false, 0};
+    int status = parse_step(cli, argc, argv, false, ALLOW(OPT_FULL) | ALLOW(OPT_DRY_RUN), &a);
+
+    return status != 0 ? status : run_step(cli, &a);
+}
+
+int cmd_import(struct cli *cli, int argc, char **argv)
+{
+    struct step_args a = {STEP_IMPORT, NULL, false, false, 0};
+    int status = parse_step(cli, argc, argv, true, ALLOW(OPT_FULL) | ALLOW(OPT_ALLOW_DELETES), &a);
+
+    return status != 0 ? status : run_step(cli, &a);
+}
+
+int cmd_sync(struct cli *cli, int argc, char **argv)
+{
+    struct step_args a = {STEP_SYNC, NULL, false, false, 0};
+    int status = parse_step(cli, argc, argv, false, ALLOW(OPT_FULL), &a);
+
+    return status != 0 ? status : run_step(cli, &a);
+}
+
+int cmd_export(struct cli *cli, int argc, char **argv)
+{
+    struct step_args a = {STEP_EXPORT, NULL, false, false, 0};
+    int status =
+        parse_step(cli, argc, argv, true, ALLOW(OPT_DRY_RUN) | ALLOW(OPT_ALLOW_DELETES), &a);
+
+    return status != 0 ? status : run_step(cli, &a);
+}
