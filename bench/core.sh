@@ -38,8 +38,10 @@ connectors:
     path: directory.ldif
     objects:
       user:
+        object_class: inetOrgPerson
         attributes: [objectClass, uid, cn, sn, givenName, mail, ou, title]
       group:
+        object_class: groupOfNames
         attributes: [objectClass, cn, description, member]
         references: { member: [user] }
 metaverse:

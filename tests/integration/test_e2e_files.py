@@ -135,9 +135,7 @@ metaverse:
       - connector: target
         object: user
         provision: true
-        deprovision: {deprovision}
-        disable_attribute: status
-        disable_value: disabled
+        deprovision: {deprovision}{disable}
         anchor_carrier: externalId
         join:
           - externalId: employeeId
@@ -170,7 +168,11 @@ safety:
 
 def csv_env(tmp_path, people, groups, deprovision="delete", max_deletes=500):
     env = Env(tmp_path)
-    env.write("idsync.yaml", CSV_TO_CSV.format(deprovision=deprovision, max_deletes=max_deletes))
+    disable = ""
+    if deprovision == "disable":
+        disable = "\n        disable_attribute: status\n        disable_value: disabled"
+    env.write("idsync.yaml", CSV_TO_CSV.format(deprovision=deprovision, disable=disable,
+                                               max_deletes=max_deletes))
     env.write("src/people.csv", people_csv(people))
     env.write("src/groups.csv", groups_csv(groups))
     os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
@@ -383,6 +385,7 @@ connectors:
     path: out/changes.ldif
     objects:
       user:
+        object_class: inetOrgPerson
         attributes: [objectClass, uid, cn, sn, mail, title]
 metaverse:
   person:
