@@ -144,10 +144,16 @@ int cli_getopt(struct cli *cli, int argc, char **argv, const char *shortopts,
         } else {
             cli_usage_error(cli, "option -%c needs a value", optopt);
         }
-    } else if (optopt != 0) {
+    } else if (arg[0] == '-' && arg[1] == '-') {
+        if (optopt != 0 && arg[n] == '=') {
+            cli_usage_error(cli, "option %.*s takes no value", (int)n, arg);
+        } else {
+            cli_usage_error(cli, "unknown option %.*s", (int)n, arg);
+        }
+    } else if (optopt > ' ' && optopt < 127) {
         cli_usage_error(cli, "unknown option -%c", optopt);
     } else {
-        cli_usage_error(cli, "unknown option %.*s", (int)n, arg);
+        cli_usage_error(cli, "unknown option %s", arg);
     }
     return '?';
 }
@@ -310,7 +316,7 @@ json_t *cli_json_value(const char *data, size_t len)
 
 void cli_json_print(json_t *doc)
 {
-    json_dumpf(doc, stdout, JSON_INDENT(2));
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
     fputc('\n', stdout);
     fflush(stdout);
     json_decref(doc);

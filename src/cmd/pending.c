@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "engine/engine.h"
 #include "util/mem.h"
@@ -215,7 +216,7 @@ static void print_object(const json_t *o, struct totals *tot)
     } else {
         strbuf_addstr(&sb, add ? "(new object)" : "(no DN)");
     }
-    if (dn != NULL && anchor != NULL && !add) {
+    if (dn != NULL && anchor != NULL && !add && strcasecmp(dn, anchor) != 0) {
         strbuf_addstr(&sb, "  [anchor ");
         text_sanitize(&sb, anchor, strlen(anchor));
         strbuf_addch(&sb, ']');

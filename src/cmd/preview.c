@@ -168,7 +168,7 @@ static void print_flows(const struct config *cfg, const json_t *doc)
         table_add_cell(t, flow_source(cfg, mv_type,
                                       (long)json_integer_value(json_object_get(f, "from")), &src));
     }
-    table_print(t, stdout, 2);
+    table_print(t, stdout, 0);
     table_free(t);
     strbuf_release(&sb);
     strbuf_release(&src);
@@ -227,7 +227,7 @@ static void print_preview(const struct config *cfg, const json_t *doc)
     printf("  import state:  %s\n", jstr(doc, "import_state") ? jstr(doc, "import_state") : "-");
     printf("  scope:         %s\n", json_is_true(scope)    ? "in scope"
                                     : json_is_false(scope) ? "out of scope"
-                                                           : "-");
+                                                           : "(no scope filter)");
     if (joined > 0) {
         printf("  joined to:     metaverse object %lld\n", joined);
     } else {
