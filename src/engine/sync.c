@@ -547,9 +547,72 @@ static enum ids_err deprovision(struct sync_ctx *ctx, struct econn *X, const str
     return store_cs_put(ctx->eng->store, target, NULL, err);
 }
 
-/* MV id (decimal) -> the target CS id of that MV object in X (0: none). */
+/* The target identifiers (normalised DN or anchor) of the CS objects that
+ * the desired reference values name, so that the diff can map the current
+ * values back to CS ids without a lookup each. */
+struct refmap_item {
+    char *key;
+    int64_t id;
+};
+struct refmap {
+    struct refmap_item *v;
+    size_t nr;
+    size_t alloc;
+    bool sorted;
+};
+
+static void refmap_release(struct refmap *rm)
+{
+    size_t i;
+
+    for (i = 0; i < rm->nr; i++) {
+        free(rm->v[i].key);
+    }
+    free(rm->v);
+    memset(rm, 0, sizeof(*rm));
+}
+
+static void refmap_add(struct refmap *rm, const char *ident, int64_t id)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    value_normalize(&sb, ident, strlen(ident));
+    ALLOC_GROW(rm->v, rm->nr + 1, rm->alloc);
+    rm->v[rm->nr].key = strbuf_detach(&sb, NULL);
+    rm->v[rm->nr].id = id;
+    rm->nr++;
+    rm->sorted = false;
+}
+
+static int cmp_refmap(const void *pa, const void *pb)
+{
+    return strcmp(((const struct refmap_item *)pa)->key, ((const struct refmap_item *)pb)->key);
+}
+
+static int64_t refmap_find(struct refmap *rm, const char *ident, size_t len)
+{
+    struct strbuf sb = STRBUF_INIT;
+    struct refmap_item key;
+    struct refmap_item *hit;
+
+    if (rm == NULL || rm->nr == 0) {
+        return 0;
+    }
+    if (!rm->sorted) {
+        qsort(rm->v, rm->nr, sizeof(*rm->v), cmp_refmap);
+        rm->sorted = true;
+    }
+    value_normalize(&sb, ident, len);
+    key.key = sb.buf;
+    hit = bsearch(&key, rm->v, rm->nr, sizeof(*rm->v), cmp_refmap);
+    strbuf_release(&sb);
+    return hit != NULL ? hit->id : 0;
+}
+
+/* MV id (decimal) -> the target CS id of that MV object in X (0: none);
+ * its identifier is recorded in rm (may be NULL). */
 static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, const char *value,
-                               int64_t *cs_id, struct ids_error *err)
+                               int64_t *cs_id, struct refmap *rm, struct ids_error *err)
 {
     enum ids_err ret;
     struct cs_object *o = NULL;
@@ -562,7 +625,12 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
     }
     ret = store_cs_get_by_mv(ctx->eng->store, X->id, mv, &o, err);
     if (ret == IDS_OK) {
+        const char *ident = (econn_caps(X) & CONN_CAP_REF_BY_DN) ? o->dn : o->anchor;
+
         *cs_id = o->id;
+        if (rm != NULL && ident != NULL && o->anchor != NULL) {
+            refmap_add(rm, ident, o->id);
+        }
     }
     cs_object_free(o);
     return ret == IDS_ENOTFOUND ? IDS_OK : ret;
@@ -571,7 +639,7 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
 /* The attributes (and DN) the flows of t want for MV object m in X. */
 static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                                 const struct mv_object *m, struct entry *des, char **dn, bool *ok,
-                                struct ids_error *err)
+                                struct refmap *rm, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct strbuf sb = STRBUF_INIT;
@@ -618,7 +686,7 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
             for (k = 0; k < a.nvals && ret == IDS_OK; k++) {
                 int64_t csid = 0;
 
-                ret = map_mv_ref(ctx, X, a.vals[k].data, &csid, err);
+                ret = map_mv_ref(ctx, X, a.vals[k].data, &csid, rm, err);
                 if (ret != IDS_OK) {
                     break;
                 }
@@ -675,16 +743,18 @@ static struct change *make_add(const struct flow_config *t, struct entry *des, c
  * (values that name no known object are left out: idsync does not remove
  * what it cannot identify). */
 static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, const struct attr *c,
-                                 struct attr *out, struct ids_error *err)
+                                 struct refmap *rm, struct attr *out, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct strbuf sb = STRBUF_INIT;
     size_t i;
 
     for (i = 0; c != NULL && i < c->nvals; i++) {
-        int64_t id = 0;
+        int64_t id = refmap_find(rm, c->vals[i].data, c->vals[i].len);
 
-        if (econn_caps(X) & CONN_CAP_REF_BY_DN) {
+        if (id != 0) {
+            /* known from the desired values: no lookup */
+        } else if (econn_caps(X) & CONN_CAP_REF_BY_DN) {
             struct cs_object *o = NULL;
 
             ret = store_cs_get_by_dn(ctx->eng->store, X->id, c->vals[i].data, &o, err);
@@ -759,8 +829,8 @@ static void add_values_mod(struct change *ch, enum mod_op op, const char *name, 
  * restricted to the flowed attributes; NULL when nothing differs. */
 static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, const struct cs_object *cs,
-                              const struct entry *des, const char *dn, struct change **out,
-                              struct ids_error *err)
+                              const struct entry *des, const char *dn, struct refmap *rm,
+                              struct change **out, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct change *ch = change_new(CHANGE_MODIFY, cs->type, cs->anchor, cs->dn);
@@ -791,7 +861,7 @@ static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struc
             struct attr cur;
 
             memset(&cur, 0, sizeof(cur));
-            ret = map_cur_refs(ctx, X, c, &cur, err);
+            ret = map_cur_refs(ctx, X, c, rm, &cur, err);
             if (ret == IDS_OK) {
                 attr_value_diff(d, &cur, &adds, &dels);
                 add_values_mod(ch, MOD_ADD, it->attr, ATTR_REF, &adds);
@@ -901,6 +971,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     struct cs_object *target = NULL;
     struct entry *des = NULL;
     struct change *ch = NULL;
+    struct refmap rm = {0};
     char *dn = NULL;
     bool ok = true;
     bool in = true;
@@ -948,7 +1019,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         goto done;
     }
     des = entry_new(t->object, NULL, NULL);
-    ret = out_desired(ctx, X, t, m, des, &dn, &ok, err);
+    ret = out_desired(ctx, X, t, m, des, &dn, &ok, &rm, err);
     if (ret != IDS_OK || !ok) {
         goto done;
     }
@@ -984,7 +1055,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     if (target->anchor == NULL) {
         ch = make_add(t, des, dn);
     } else {
-        ret = make_diff(ctx, X, t, m, target, des, dn, &ch, err);
+        ret = make_diff(ctx, X, t, m, target, des, dn, &rm, &ch, err);
         if (ret != IDS_OK) {
             goto done;
         }
@@ -1006,6 +1077,7 @@ done:
     change_free(ch);
     entry_free(des);
     free(dn);
+    refmap_release(&rm);
     cs_object_free(target);
     return ret;
 }
@@ -1583,7 +1655,7 @@ void sync_report_unresolved(struct sync_ctx *ctx)
             struct cs_object *o = NULL;
             int64_t csid = 0;
 
-            if (map_mv_ref(ctx, ec, u->value, &csid, &err) != IDS_OK || csid != 0) {
+            if (map_mv_ref(ctx, ec, u->value, &csid, NULL, &err) != IDS_OK || csid != 0) {
                 continue;
             }
             if (store_cs_get_by_mv(ctx->eng->store, ec->id, u->referrer, &o, &err) != IDS_OK) {
