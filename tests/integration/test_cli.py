@@ -503,3 +503,93 @@ def test_weak_commands_answer(csv_env, idsync):
     assert r.code in (0, 3), r
     if r.code == 3:
         assert "idsync: reconnect is not available in this build" in r.err
+
+
+LDIF_CONFIG = """
+store: sqlite:idsync.db
+connectors:
+  hr:
+    type: csv
+    objects:
+      person:
+        path: src/people.csv
+        key: employeeId
+        attributes: [employeeId, givenName, sn, mail, title]
+  dir:
+    type: ldif
+    path: out/directory.ldif
+    objects:
+      user:
+        attributes: [objectClass, uid, cn, sn, mail, title]
+metaverse:
+  person:
+    from:
+      - connector: hr
+        object: person
+        project: true
+        join:
+          - employeeId: employeeId
+        flow:
+          employeeId: employeeId
+          sn: sn
+          cn: 'givenName .. " " .. sn'
+          mail: mail
+          title: title
+    to:
+      - connector: dir
+        object: user
+        provision: true
+        deprovision: delete
+        flow:
+          dn: '"uid=" .. lower(employeeId) .. ",ou=People,dc=example,dc=com"'
+          objectClass: '{ "inetOrgPerson" }'
+          uid: lower(employeeId)
+          cn: cn
+          sn: sn
+          mail: mail
+          title: title
+safety:
+  max_deletes: 1
+  max_delete_percent: 0
+"""
+
+
+def test_deletion_threshold_exits_2_until_allowed(workdir, idsync):
+    write_yaml(workdir / "idsync.yaml", LDIF_CONFIG)
+    write_csv(workdir / "src/people.csv", HEADER, [person(i) for i in range(1, 6)])
+    os.makedirs(workdir / "out")
+    r = idsync("cycle", "--full")
+    assert r.code == 0, r
+    ldif = open(workdir / "out/directory.ldif", encoding="utf-8").read()
+    assert ldif.count("changetype: add") == 5
+
+    write_csv(workdir / "src/people.csv", HEADER, [person(i) for i in range(1, 4)])
+    r = idsync("cycle")
+    assert r.code == 2, r
+    assert "stopped-threshold" in r.out
+    assert "--allow-deletes" in r.out  # the run message says how to go on
+    assert "idsync: " in r.err
+    r = idsync("pending", "dir", "--json")
+    assert r.code == 0, r
+    assert sorted(p["op"] for p in r.json()) == ["delete", "delete"]
+    r = idsync("pending", "dir")
+    assert "delete user uid=e0004,ou=People,dc=example,dc=com" in r.out
+    assert "dir          0       0       2      2" in r.out
+
+    r = idsync("export", "dir", "--allow-deletes", "1", "--json")
+    assert r.code == 2, r
+    doc = r.json()
+    assert doc["run"]["status"] == "stopped-threshold" and doc["error"]["code"] == "threshold"
+
+    r = idsync("export", "dir", "--allow-deletes", "2")
+    assert r.code == 0, r
+    assert "export-delete 2" in r.out
+    ldif = open(workdir / "out/directory.ldif", encoding="utf-8").read()
+    assert ldif.count("changetype: delete") == 2
+    r = idsync("pending", "dir", "--json")
+    assert r.code == 0 and r.json() == []
+
+    # history agrees with what happened, newest first
+    runs = idsync("history", "--json").json()["runs"]
+    assert runs[0]["step"] == "export" and runs[0]["counters"]["export-delete"] == 2
+    assert runs[1]["status"] == "stopped-threshold"
