@@ -165,7 +165,7 @@ static const char *const migrations[] = {
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
-    X(ST_CS_LINKS, "SELECT id FROM cs WHERE mv_id = ?1 AND mv_id <> 0 ORDER BY id LIMIT ?2")       \
+    X(ST_CS_LINKS, "SELECT id FROM cs WHERE mv_id = ?1 AND mv_id <> 0 ORDER BY id")                \
     X(ST_KEY_FIND, "SELECT obj FROM joinkey WHERE space = ?1 AND attr = ?2 AND value = ?3")        \
     X(ST_KEY_ADD,                                                                                  \
       "INSERT OR IGNORE INTO joinkey(space, attr, value, obj) VALUES (?1, ?2, ?3, ?4)")            \
@@ -189,7 +189,7 @@ static const char *const migrations[] = {
     X(ST_MV_SCAN, "SELECT id, entry FROM mv WHERE id > ?1 ORDER BY id")                            \
     X(ST_REF_ADD, "INSERT OR IGNORE INTO refwait(space, key, referrer) VALUES (?1, ?2, ?3)")       \
     X(ST_REF_WAITERS, "SELECT referrer FROM refwait WHERE space = ?1 AND key = ?2 "                \
-                      "ORDER BY referrer LIMIT ?3")                                                \
+                      "ORDER BY referrer")                                                         \
     X(ST_REF_CLEAR, "DELETE FROM refwait WHERE space = ?1 AND referrer = ?2")                      \
     X(ST_WM_GET, "SELECT value FROM watermark WHERE connector = ?1")                               \
     X(ST_WM_SET, "INSERT INTO watermark(connector, value) VALUES (?1, ?2) "                        \
@@ -1843,8 +1843,7 @@ static enum ids_err sq_cs_links(struct store *base, int64_t mv_id, int64_t *ids,
         return IDS_ESTORE;
     }
     sqlite3_bind_int64(st, 1, mv_id);
-    sqlite3_bind_int64(st, 2, (int64_t)max);
-    return collect_ids(s, st, ids, max, n, false, err);
+    return collect_ids(s, st, ids, max, n, true, err); /* *n: all of them */
 }
 
 /* ---- metaverse ------------------------------------------------------------ */
@@ -2187,8 +2186,7 @@ static enum ids_err sq_ref_waiters(struct store *base, int64_t space, const char
     }
     sqlite3_bind_int64(st, 1, space);
     bind_text(st, 2, key);
-    sqlite3_bind_int64(st, 3, (int64_t)max);
-    return collect_ids(s, st, ids, max, n, false, err);
+    return collect_ids(s, st, ids, max, n, true, err); /* *n: all of them */
 }
 
 static enum ids_err sq_ref_clear(struct store *base, int64_t space, int64_t referrer,

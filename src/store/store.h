@@ -425,6 +425,12 @@ extern const struct store_ops sqlite_store_ops;
  * Errors (appended): a stored object whose BLOB does not decode is
  * IDS_EINPUT naming its id and anchor (a per-object error, not a broken
  * store); every other backend failure is IDS_ESTORE with err->detail set
- * to the backend's code (SQLite extended result code). */
+ * to the backend's code (SQLite extended result code).
+ *
+ * Counts (appended): store_cs_find, store_mv_find, store_cs_links and
+ * store_ref_waiters fill at most `max` ids and set *n to the number that
+ * exist, which may exceed max (ask again with room for *n). The paging
+ * calls store_cs_ids, store_mv_ids and store_mv_search set *n to the
+ * number filled. */
 
 #endif
