@@ -16,12 +16,20 @@
 #define EXPORT_BATCH 500
 
 struct xitem {
-    struct cs_object *cs;
-    struct change *sent; /* the resolved change as sent */
+    int64_t id;           /* the CS object, and the tag */
+    struct cs_object *cs; /* while prepared; NULL once sent (reloaded to record) */
+    struct change *sent;  /* the resolved change as sent */
     enum cs_export_state prev;
     bool submitted;
     bool done;
     struct export_result res;
+};
+
+struct xitems {
+    struct xitem *v;
+    size_t nr;
+    size_t alloc;
+    bool unsorted;
 };
 
 struct export_ctx {
@@ -31,21 +39,39 @@ struct export_ctx {
     bool lost; /* the connection was lost: send nothing more */
     struct ids_error lost_err;
     struct keyset ks;
-    struct xitem *items;
-    size_t nitems;
-    size_t aitems;
+    struct xitems batch; /* prepared, not sent yet */
+    struct xitems out;   /* sent, result not recorded yet */
+    bool in_session;     /* between export_begin and export_end */
+    bool late_results;   /* the connector delivers results at export_end */
 };
 
-static void xitems_clear(struct export_ctx *ctx)
+static void xitem_release(struct xitem *it)
+{
+    cs_object_free(it->cs);
+    change_free(it->sent);
+    export_result_release(&it->res);
+    memset(it, 0, sizeof(*it));
+}
+
+static void xitems_release(struct xitems *xs)
 {
     size_t i;
 
-    for (i = 0; i < ctx->nitems; i++) {
-        cs_object_free(ctx->items[i].cs);
-        change_free(ctx->items[i].sent);
-        export_result_release(&ctx->items[i].res);
+    for (i = 0; i < xs->nr; i++) {
+        xitem_release(&xs->v[i]);
     }
-    ctx->nitems = 0;
+    free(xs->v);
+    memset(xs, 0, sizeof(*xs));
+}
+
+static struct xitem *xitems_add(struct xitems *xs)
+{
+    struct xitem *it;
+
+    ALLOC_GROW(xs->v, xs->nr + 1, xs->alloc);
+    it = &xs->v[xs->nr++];
+    memset(it, 0, sizeof(*it));
+    return it;
 }
 
 /* The system identifier a reference to CS object `id` is sent as; NULL
@@ -264,36 +290,31 @@ static enum ids_err try_adopt(struct export_ctx *ctx, struct cs_object *cs, bool
     return ret;
 }
 
-static struct xitem *find_item(struct export_ctx *ctx, uint64_t tag)
+static int cmp_xitem(const void *pa, const void *pb)
 {
-    size_t lo = 0;
-    size_t hi = ctx->nitems;
+    int64_t a = ((const struct xitem *)pa)->id;
+    int64_t b = ((const struct xitem *)pb)->id;
 
-    /* items are appended in ascending id order per batch, but deferred and
-     * delete batches too: a linear fallback keeps it simple and correct */
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        uint64_t id = (uint64_t)ctx->items[mid].cs->id;
-
-        if (id == tag) {
-            return &ctx->items[mid];
-        }
-        if (id < tag) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    for (lo = 0; lo < ctx->nitems; lo++) {
-        if ((uint64_t)ctx->items[lo].cs->id == tag) {
-            return &ctx->items[lo];
-        }
-    }
-    return NULL;
+    return (a > b) - (a < b);
 }
 
-/* Collect results: until nothing is ready (!block) or nothing is outstanding. */
-static void collect(struct export_ctx *ctx, bool block)
+static struct xitem *find_item(struct export_ctx *ctx, uint64_t tag)
+{
+    struct xitem key;
+
+    if (ctx->out.unsorted) {
+        qsort(ctx->out.v, ctx->out.nr, sizeof(*ctx->out.v), cmp_xitem);
+        ctx->out.unsorted = false;
+    }
+    memset(&key, 0, sizeof(key));
+    key.id = (int64_t)tag;
+    return bsearch(&key, ctx->out.v, ctx->out.nr, sizeof(*ctx->out.v), cmp_xitem);
+}
+
+/* Collect results until nothing is ready (!block), nothing is outstanding
+ * (IDS_DONE), or the connector says results come later (IDS_EAGAIN while
+ * blocking: they come with export_end). Returns that last answer. */
+static enum ids_err collect(struct export_ctx *ctx, bool block)
 {
     long failures = 0;
 
@@ -305,7 +326,7 @@ static void collect(struct export_ctx *ctx, bool block)
 
         if (ret == IDS_EAGAIN || ret == IDS_DONE) {
             export_result_release(&res);
-            return;
+            return ret;
         }
         if (ret != IDS_OK) {
             export_result_release(&res);
@@ -317,13 +338,13 @@ static void collect(struct export_ctx *ctx, bool block)
                 }
             }
             /* later polls report the outstanding changes as failed */
-            if (++failures > (long)ctx->nitems + 8) {
-                return;
+            if (++failures > (long)ctx->out.nr + 8) {
+                return ret;
             }
             continue;
         }
         it = find_item(ctx, res.tag);
-        if (it == NULL || it->done) {
+        if (it == NULL || it->done || !it->submitted) {
             log_warn("export-result", "connector=%s unexpected result tag=%llu", ctx->X->cfg->name,
                      (unsigned long long)res.tag);
             export_result_release(&res);
@@ -356,9 +377,9 @@ static void count_success(struct export_ctx *ctx, const struct change *ch)
     }
 }
 
-static enum ids_err record_result(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
+static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct cs_object *cs,
+                               struct ids_error *err)
 {
-    struct cs_object *cs = it->cs;
     struct export_result *res = &it->res;
 
     if (res->code == IDS_OK) {
@@ -415,13 +436,78 @@ static enum ids_err record_result(struct export_ctx *ctx, struct xitem *it, stru
     return store_cs_put_export(ctx->eng->store, cs, err);
 }
 
-/* Send the items collected in ctx->items: in-flight protocol. */
-static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
+static enum ids_err record_result(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct cs_object *cs = NULL;
+
+    ret = store_cs_get(ctx->eng->store, it->id, &cs, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret == IDS_OK) {
+        ret = record_one(ctx, it, cs, err);
+    }
+    cs_object_free(cs);
+    return ret;
+}
+
+/* Record what came back: results, and changes never sent (back to their
+ * previous state). Items sent without a result stay in ctx->out while the
+ * connector promises them for later (keep), else they stay INFLIGHT in the
+ * store for the next export to settle. */
+static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_error *err)
 {
     enum ids_err ret;
     size_t i;
+    size_t k = 0;
 
-    if (ctx->nitems == 0) {
+    if (ctx->out.nr == 0) {
+        return IDS_OK;
+    }
+    ret = store_begin(ctx->eng->store, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    for (i = 0; i < ctx->out.nr && ret == IDS_OK; i++) {
+        struct xitem *it = &ctx->out.v[i];
+
+        if (it->done) {
+            ret = record_result(ctx, it, err);
+        } else if (!it->submitted) {
+            struct cs_object *cs = NULL;
+
+            ret = store_cs_get(ctx->eng->store, it->id, &cs, err);
+            if (ret == IDS_OK) {
+                cs->export_state = it->prev; /* never left: as before */
+                ret = store_cs_put_export(ctx->eng->store, cs, err);
+            } else if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+            }
+            cs_object_free(cs);
+        } else if (keep) {
+            ctx->out.v[k++] = *it;
+            continue;
+        }
+        xitem_release(it);
+    }
+    if (ret != IDS_OK) {
+        store_rollback(ctx->eng->store);
+        return ret;
+    }
+    ctx->out.nr = k;
+    return store_commit(ctx->eng->store, err);
+}
+
+/* Send the prepared batch: in-flight protocol. */
+static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
+{
+    enum ids_err ret;
+    enum ids_err last;
+    size_t first = ctx->out.nr;
+    size_t i;
+
+    if (ctx->batch.nr == 0) {
         return IDS_OK;
     }
     /* 1. mark in flight, and commit before anything leaves */
@@ -429,10 +515,10 @@ static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
     if (ret != IDS_OK) {
         return ret;
     }
-    for (i = 0; i < ctx->nitems && ret == IDS_OK; i++) {
-        struct cs_object *cs = ctx->items[i].cs;
+    for (i = 0; i < ctx->batch.nr && ret == IDS_OK; i++) {
+        struct cs_object *cs = ctx->batch.v[i].cs;
 
-        ctx->items[i].prev = cs->export_state;
+        ctx->batch.v[i].prev = cs->export_state;
         cs->export_state = CS_EXPORT_INFLIGHT;
         cs->export_run = ctx->r->rec.id;
         ret = store_cs_put_export(ctx->eng->store, cs, err);
@@ -445,16 +531,29 @@ static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
     if (ret != IDS_OK) {
         return ret;
     }
-    /* 2. submit, collecting what is ready on the way */
-    for (i = 0; i < ctx->nitems && !ctx->lost; i++) {
-        struct xitem *it = &ctx->items[i];
-        struct ids_error serr = IDS_ERROR_INIT;
-        enum ids_err sret = connector_submit(ctx->X->conn, it->sent, (uint64_t)it->cs->id, &serr);
+    /* the batch is now outstanding; the objects are reloaded to record */
+    for (i = 0; i < ctx->batch.nr; i++) {
+        struct xitem *it = xitems_add(&ctx->out);
 
+        *it = ctx->batch.v[i];
+        cs_object_free(it->cs);
+        it->cs = NULL;
+        if (ctx->out.nr > 1 && ctx->out.v[ctx->out.nr - 2].id > it->id) {
+            ctx->out.unsorted = true;
+        }
+    }
+    ctx->batch.nr = 0;
+    /* 2. submit, collecting what is ready on the way */
+    for (i = first; i < ctx->out.nr && !ctx->lost; i++) {
+        struct xitem *it = &ctx->out.v[i];
+        struct ids_error serr = IDS_ERROR_INIT;
+        enum ids_err sret = connector_submit(ctx->X->conn, it->sent, (uint64_t)it->id, &serr);
+
+        it->submitted = true;
         if (sret != IDS_OK) {
             /* not sent */
             it->done = true;
-            it->res.tag = (uint64_t)it->cs->id;
+            it->res.tag = (uint64_t)it->id;
             it->res.code = sret;
             it->res.err = serr;
             it->res.retryable = sret == IDS_EUNREACHABLE || sret == IDS_EIO;
@@ -462,46 +561,57 @@ static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
                 ctx->lost = true;
                 ctx->lost_err = serr;
             }
-            it->submitted = true;
             continue;
         }
-        it->submitted = true;
         collect(ctx, false);
     }
-    /* 3. wait for the rest */
-    collect(ctx, true);
+    /* 3. wait for the rest (or learn that they come with export_end) */
+    last = collect(ctx, true);
+    if (last == IDS_EAGAIN) {
+        ctx->late_results = true;
+    }
     /* 4. record every result in one transaction */
-    ret = store_begin(ctx->eng->store, err);
-    if (ret != IDS_OK) {
-        return ret;
-    }
-    for (i = 0; i < ctx->nitems && ret == IDS_OK; i++) {
-        struct xitem *it = &ctx->items[i];
+    return record_out(ctx, last == IDS_EAGAIN, err);
+}
 
-        if (it->done) {
-            ret = record_result(ctx, it, err);
-        } else if (!it->submitted) {
-            it->cs->export_state = it->prev; /* never left: as before */
-            ret = store_cs_put_export(ctx->eng->store, it->cs, err);
-        }
-        /* submitted without a result: stays INFLIGHT, settled by the next export */
+/* End the connector's export session (late results come then), record
+ * everything, and begin a new session when `again`. */
+static enum ids_err session_flush(struct export_ctx *ctx, bool again, struct ids_error *err)
+{
+    enum ids_err ret;
+    enum ids_err r2;
+    struct ids_error eerr = IDS_ERROR_INIT;
+    struct ids_error rerr = IDS_ERROR_INIT;
+
+    if (!ctx->in_session) {
+        return IDS_OK;
+    }
+    ctx->in_session = false;
+    ret = connector_export_end(ctx->X->conn, &eerr);
+    collect(ctx, true);
+    r2 = record_out(ctx, false, &rerr);
+    if (ret == IDS_OK && r2 != IDS_OK) {
+        ret = r2;
+        eerr = rerr;
     }
     if (ret != IDS_OK) {
-        store_rollback(ctx->eng->store);
+        if (err != NULL) {
+            *err = eerr;
+        }
         return ret;
     }
-    ret = store_commit(ctx->eng->store, err);
-    xitems_clear(ctx);
+    if (again && !ctx->lost) {
+        ret = connector_export_begin(ctx->X->conn, err);
+        ctx->in_session = ret == IDS_OK;
+    }
     return ret;
 }
 
 static void add_item(struct export_ctx *ctx, struct cs_object *cs, struct change *sent)
 {
-    struct xitem *it;
+    struct xitem *it = xitems_add(&ctx->batch);
 
-    ALLOC_GROW(ctx->items, ctx->nitems + 1, ctx->aitems);
-    it = &ctx->items[ctx->nitems++];
-    memset(it, 0, sizeof(*it));
+    it->id = cs->id;
     it->cs = cs;
     it->sent = sent;
 }
@@ -638,7 +748,7 @@ static enum ids_err prepare_and_send(struct export_ctx *ctx, const int64_t *ids,
         if (def && deferred != NULL) {
             i64vec_push(deferred, ids[i]);
         }
-        if (ctx->nitems >= EXPORT_BATCH) {
+        if (ctx->batch.nr >= EXPORT_BATCH) {
             ret = store_commit(ctx->eng->store, err);
             in_tx = false;
             if (ret == IDS_OK) {
@@ -707,6 +817,13 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
     size_t i;
 
     while (ret == IDS_OK && deferred->nr > 0 && !*stopped) {
+        if (ctx->late_results) {
+            /* the anchors of what was just sent come with export_end */
+            ret = session_flush(ctx, true, err);
+            if (ret != IDS_OK || !ctx->in_session) {
+                break;
+            }
+        }
         again.nr = 0;
         ret = prepare_and_send(ctx, deferred->v, deferred->nr, false, &again, stopped, why, err);
         if (ret == IDS_OK) {
@@ -760,7 +877,6 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
     struct erun r;
     struct i64vec deferred = {0};
     bool stopped = false;
-    bool begun = false;
     enum ids_err why = IDS_OK;
     long dels = 0;
     long pending = 0;
@@ -833,7 +949,7 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
     if (ret != IDS_OK) {
         goto done;
     }
-    begun = true;
+    ctx.in_session = true;
     /* adds and modifies first (a group waits for its members), deletes last */
     ret = export_pass(&ctx, false, &deferred, &stopped, &why, err);
     if (ret == IDS_OK && !stopped) {
@@ -843,18 +959,19 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
         ret = export_pass(&ctx, true, &deferred, &stopped, &why, err);
     }
 done:
-    if (begun) {
-        struct ids_error eerr = IDS_ERROR_INIT;
-        enum ids_err r2 = connector_export_end(ctx.X->conn, &eerr);
+    if (ctx.in_session) {
+        /* send nothing more; collect and record what is outstanding */
+        struct ids_error ferr = IDS_ERROR_INIT;
+        enum ids_err r2;
 
+        xitems_release(&ctx.batch);
+        r2 = session_flush(&ctx, false, &ferr);
         if (r2 != IDS_OK && ret == IDS_OK) {
             ret = r2;
             if (err != NULL) {
-                *err = eerr;
+                *err = ferr;
             }
         }
-        /* results delivered after export_end (none expected: batches wait) */
-        collect(&ctx, true);
     }
     if (ret == IDS_OK && ctx.lost) {
         ret = ctx.lost_err.code != IDS_OK ? ctx.lost_err.code : IDS_EUNREACHABLE;
@@ -875,8 +992,8 @@ done:
     if (ret == IDS_OK && r.errlimit) {
         ret = IDS_EERRLIMIT;
     }
-    xitems_clear(&ctx);
-    free(ctx.items);
+    xitems_release(&ctx.batch);
+    xitems_release(&ctx.out);
     keyset_release(&ctx.ks);
     i64vec_release(&deferred);
     return erun_finish(&r, ret, err, run);

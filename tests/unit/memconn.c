@@ -361,8 +361,19 @@ static void mc_cursor_free(struct connector_cursor *c)
 
 static enum ids_err mc_export_begin(struct connector *c, struct ids_error *err)
 {
+    struct memdir *d = ((struct memconn *)c)->d;
+
     (void)err;
-    res_clear(((struct memconn *)c)->d);
+    res_clear(d);
+    d->ended = false;
+    d->sessions++;
+    return IDS_OK;
+}
+
+static enum ids_err mc_export_end(struct connector *c, struct ids_error *err)
+{
+    (void)err;
+    ((struct memconn *)c)->d->ended = true;
     return IDS_OK;
 }
 
@@ -471,6 +482,9 @@ static enum ids_err mc_poll(struct connector *c, bool block, struct export_resul
     if (d->nextres >= d->nres) {
         return IDS_DONE;
     }
+    if (d->late_results && !d->ended) {
+        return IDS_EAGAIN; /* results come with export_end */
+    }
     r = &d->res[d->nextres];
     if (r->code == IDS_EUNREACHABLE && !d->lost_reported) {
         d->lost_reported = true;
@@ -516,7 +530,7 @@ static enum ids_err mc_lookup(struct connector *c, const char *type, const char 
         .read_full = mc_read_full, .read_changes = mc_read_changes, .cursor_next = mc_next,        \
         .cursor_watermark = mc_watermark, .cursor_free = mc_cursor_free,                           \
         .export_begin = mc_export_begin, .submit = mc_submit, .poll = mc_poll,                     \
-        .lookup = mc_lookup,                                                                       \
+        .export_end = mc_export_end, .lookup = mc_lookup,                                          \
     }
 
 struct connector_ops memconn_dn_ops = MEMCONN_OPS(CONN_CAP_READ | CONN_CAP_WRITE | CONN_CAP_DELTA |

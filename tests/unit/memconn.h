@@ -48,6 +48,9 @@ struct memdir {
     struct memres *res;
     size_t nres, ares, nextres;
     bool lost_reported;
+    bool late_results; /* like CSV: results only after export_end */
+    bool ended;        /* export_end was called */
+    long sessions;     /* export_begin calls */
     long opens;
 };
 

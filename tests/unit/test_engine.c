@@ -798,6 +798,35 @@ static void test_references_and_order(void **state)
     fx_free(f);
 }
 
+/* A target that answers only at export_end (like CSV): the members'
+ * anchors come with the end of a session, so the group goes in a second
+ * session of the same export run. */
+static void test_late_results_target(void **state)
+{
+    struct fx *f = fx_new();
+    struct cs_object *t;
+    struct entry *cg;
+
+    (void)state;
+    memdir_add(f->corp, "group", "g1", "cn=staff,ou=groups", "cn=staff", "member=uid=u1,ou=people",
+               "member=uid=u2,ou=people", NULL);
+    add_users(f, 2);
+    f->cloud->late_results = true;
+    OK(do_import(f, "corp", true));
+    OK(do_sync(f, false));
+    OK(do_export(f, "cloud"));
+    assert_int_equal(f->run.counters.export_add, 3);
+    assert_int_equal(f->run.counters.errors, 0);
+    assert_int_equal(f->cloud->sessions, 2);
+    assert_int_equal(count_sel(f, f->cloud_id, STORE_SEL_PENDING_EXPORT), 0);
+    t = target_of(f, f->corp_id, "g1");
+    cg = memdir_find(f->cloud, t->anchor);
+    assert_non_null(cg);
+    assert_int_equal(entry_attr(cg, "members")->nvals, 2);
+    cs_object_free(t);
+    fx_free(f);
+}
+
 static void test_reference_resolved_later(void **state)
 {
     struct fx *f = fx_new();
@@ -1455,6 +1484,7 @@ int main(void)
         cmocka_unit_test(test_ambiguous_join),
         cmocka_unit_test(test_join_by_anchor),
         cmocka_unit_test(test_references_and_order),
+        cmocka_unit_test(test_late_results_target),
         cmocka_unit_test(test_reference_resolved_later),
         cmocka_unit_test(test_minimal_member_diff),
         cmocka_unit_test(test_anchor_mismatch_guard),
