@@ -867,8 +867,8 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
                    "PRAGMA cache_size = -262144;" /* 256 MiB */
                    "PRAGMA temp_store = MEMORY;"
                    "PRAGMA mmap_size = 268435456;"
-                   "PRAGMA wal_autocheckpoint = 32768;"
-                   "PRAGMA journal_size_limit = 134217728;"
+                   "PRAGMA wal_autocheckpoint = 16384;" /* pages: 256 MiB */
+                   "PRAGMA journal_size_limit = 268435456;"
                    "PRAGMA foreign_keys = OFF;",
                    "configure", err);
     if (ret != IDS_OK) {
