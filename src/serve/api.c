@@ -440,31 +440,26 @@ static void api_runs(struct serve_daemon *d, const struct serve_call *c, struct 
     reply_json(r, MHD_HTTP_OK, json_pack("{s:o,s:o}", "runs", arr, "next_before", jid(next)));
 }
 
-/* GET /api/runs/series?limit=N: top-level runs oldest first, each with the
- * counters of its steps summed (the console's chart). */
+/* GET /api/runs/series?limit=N: the newest top-level runs (cycles and
+ * steps run alone), oldest first, for the console's chart. A cycle's
+ * counters are the sums of its steps' (the engine adds them up). */
 static void api_runs_series(struct serve_daemon *d, const struct serve_call *c,
                             struct serve_reply *r)
 {
     struct ids_error err = IDS_ERROR_INIT;
     struct run_record *runs = NULL;
-    struct run_record *tops = NULL;
-    struct run_counters *sums = NULL;
-    bool *has_children = NULL;
-    size_t ntops = 0;
-    size_t alloc = 0;
+    json_t *tmp = json_array();
+    json_t *arr = json_array();
     int64_t before = 0;
     size_t scanned = 0;
     long long limit;
     size_t n = 0;
     size_t i;
-    size_t j;
-    json_t *arr;
 
     if (!arg_long(c, r, "limit", 50, 1, LIMIT_MAX, &limit)) {
-        return;
+        goto done;
     }
-    /* Collect the newest `limit` top-level runs, with children counters. */
-    while (scanned < RUN_SCAN_MAX) {
+    while (scanned < RUN_SCAN_MAX && json_array_size(tmp) < (size_t)limit) {
         if (store_runs_list(d->http_store, before, LIMIT_MAX, &runs, &n, &err) != IDS_OK) {
             reply_store(r, &err);
             goto done;
@@ -472,52 +467,27 @@ static void api_runs_series(struct serve_daemon *d, const struct serve_call *c,
         if (n == 0) {
             break;
         }
-        for (i = 0; i < n; i++) {
+        for (i = 0; i < n && json_array_size(tmp) < (size_t)limit; i++) {
             if (runs[i].parent == 0) {
-                if (ntops == (size_t)limit) {
-                    continue;
-                }
-                ALLOC_GROW(tops, ntops + 1, alloc);
-                sums = xreallocarray(sums, alloc, sizeof(*sums));
-                has_children = xreallocarray(has_children, alloc, sizeof(*has_children));
-                tops[ntops] = runs[i];
-                memset(&runs[i], 0, sizeof(runs[i]));
-                memset(&sums[ntops], 0, sizeof(sums[ntops]));
-                has_children[ntops] = false;
-                ntops++;
-                continue;
-            }
-            for (j = 0; j < ntops; j++) {
-                if (tops[j].id == runs[i].parent) {
-                    counters_add(&sums[j], &runs[i].counters);
-                    has_children[j] = true;
-                    break;
-                }
+                json_array_append_new(tmp, jrun(&runs[i]));
             }
         }
         before = runs[n - 1].id;
         scanned += n;
         runs_free(runs, n);
         runs = NULL;
-        if (ntops == (size_t)limit && before < tops[ntops - 1].id) {
-            break; /* older runs cannot be children of the runs kept */
+        if (n < LIMIT_MAX) {
+            break;
         }
     }
-    arr = json_array();
-    for (i = ntops; i > 0; i--) {
-        json_t *o = jrun(&tops[i - 1]);
-
-        if (has_children[i - 1]) {
-            json_object_set_new(o, "counters", jcounters(&sums[i - 1]));
-        }
-        json_array_append_new(arr, o);
+    for (i = json_array_size(tmp); i > 0; i--) {
+        json_array_append(arr, json_array_get(tmp, i - 1));
     }
-    reply_json(r, MHD_HTTP_OK, json_pack("{s:o}", "series", arr));
+    reply_json(r, MHD_HTTP_OK, json_pack("{s:O}", "series", arr));
 
 done:
-    runs_free(tops, ntops);
-    free(sums);
-    free(has_children);
+    json_decref(tmp);
+    json_decref(arr);
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -1594,6 +1564,15 @@ static json_t *jrequest(const struct serve_request *q)
     json_object_set_new(o, "started", jtime(q->started_us));
     json_object_set_new(o, "done", jtime(q->done_us));
     json_object_set_new(o, "run", jid(q->run));
+    if (q->nauto > 0) {
+        json_t *a = json_array();
+        size_t i;
+
+        for (i = 0; i < q->nauto; i++) {
+            json_array_append_new(a, json_integer(q->auto_runs[i]));
+        }
+        json_object_set_new(o, "automatic_runs", a);
+    }
     if (q->state == SERVE_REQ_DONE) {
         json_object_set_new(o, "result", json_string(ids_err_name(q->code)));
         json_object_set_new(o, "status", json_string(run_status_name(q->status)));
@@ -1654,6 +1633,8 @@ static void api_request(struct serve_daemon *d, int64_t id, const char *sub,
     struct ids_error err = IDS_ERROR_INIT;
     struct serve_request *q;
     struct run_record run = {0};
+    int64_t autos[ARRAY_SIZE(q->auto_runs)];
+    size_t nauto;
     json_t *o;
     int64_t run_id;
     long long offset;
@@ -1684,12 +1665,28 @@ static void api_request(struct serve_daemon *d, int64_t id, const char *sub,
     }
     o = jrequest(q);
     run_id = q->state == SERVE_REQ_DONE ? q->run : 0;
+    nauto = q->state == SERVE_REQ_DONE ? q->nauto : 0;
+    memcpy(autos, q->auto_runs, sizeof(autos));
     pthread_mutex_unlock(&d->mu);
     if (run_id > 0 && store_run_get(d->http_store, run_id, &run, &err) == IDS_OK) {
         json_t *children = json_array();
         struct run_counters sum = {0};
+        size_t i;
 
         json_object_set_new(o, "run_record", jrun(&run));
+        /* the automatic full steps first, then the cycle's steps */
+        for (i = 0; i < nauto; i++) {
+            struct run_record ar = {0};
+
+            if (store_run_get(d->http_store, autos[i], &ar, &err) == IDS_OK) {
+                json_t *j = jrun(&ar);
+
+                json_object_set_new(j, "automatic", json_true());
+                json_array_append_new(children, j);
+                counters_add(&sum, &ar.counters);
+                run_record_release(&ar);
+            }
+        }
         if (run_children(d->http_store, run_id, children, &sum, &err) == IDS_OK) {
             json_object_set_new(o, "steps", children);
             json_object_set_new(o, "total_counters", jcounters(&sum));

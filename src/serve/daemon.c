@@ -301,9 +301,42 @@ static void log_run(const char *event, const struct run_record *run, enum ids_er
     strbuf_release(&q2);
 }
 
+static int status_rank(enum run_status st)
+{
+    switch (st) {
+    case RUN_SUCCESS:
+        return 0;
+    case RUN_COMPLETED_WITH_ERRORS:
+        return 1;
+    case RUN_STOPPED_THRESHOLD:
+    case RUN_STOPPED_ERROR_LIMIT:
+        return 2;
+    default:
+        return 3;
+    }
+}
+
+/* Count an automatic step in the request's result (the worst run wins). */
+static void request_add_step(struct serve_request *req, const struct run_record *run,
+                             enum ids_err ret)
+{
+    int code = engine_exit_code(ret, run);
+
+    if (run->id > 0 && req->nauto < ARRAY_SIZE(req->auto_runs)) {
+        req->auto_runs[req->nauto++] = run->id;
+    }
+    if (code > req->exit_code) {
+        req->exit_code = code;
+    }
+    if (status_rank(run->status) > status_rank(req->status)) {
+        req->status = run->status;
+    }
+}
+
 /* Full import of connectors whose scope changed, full sync when the rules
  * changed: before the delta cycle, each recorded with its reason. */
-static void automatic_full_steps(struct serve_daemon *d, struct engine *eng)
+static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
+                                 struct serve_request *req)
 {
     struct config *cfg = d->cfg;
     struct strbuf fp = STRBUF_INIT;
@@ -337,6 +370,7 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng)
             run.message = xstrdup(err.msg);
         }
         annotate_run(d->store, run.id, reason.buf);
+        request_add_step(req, &run, ret);
         if (ret == IDS_OK) {
             save_fingerprint(d->store, key.buf, fp.buf);
         }
@@ -361,6 +395,7 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng)
                 run.message = xstrdup(err.msg);
             }
             annotate_run(d->store, run.id, reason.buf);
+            request_add_step(req, &run, ret);
             if (ret == IDS_OK) {
                 save_fingerprint(d->store, SERVE_META_RULES, fp.buf);
             }
@@ -411,6 +446,8 @@ static void run_request(struct serve_daemon *d, struct serve_request *req)
     bool locked = false;
     enum ids_err ret;
 
+    req->status = RUN_SUCCESS;
+    req->exit_code = EXIT_OK;
     strbuf_addf(&holder, "idsync serve pid=%ld request=%lld", (long)getpid(), (long long)req->id);
     ret = store_lock_acquire(d->store, holder.buf, &err);
     if (ret != IDS_OK) {
@@ -438,7 +475,7 @@ static void run_request(struct serve_daemon *d, struct serve_request *req)
     log_info("cycle-start", "request=%lld origin=%s full=%s dry_run=%s", (long long)req->id,
              req->origin, req->full ? "true" : "false", req->dry_run ? "true" : "false");
     if (!req->full && !req->dry_run) {
-        automatic_full_steps(d, eng);
+        automatic_full_steps(d, eng, req);
     }
     if (d->stop) {
         ret = ids_error_set(&err, IDS_EINTR, "stopped by SIGTERM before the cycle started");
@@ -457,8 +494,16 @@ static void run_request(struct serve_daemon *d, struct serve_request *req)
                                                      : "Full cycle");
     }
     req->run = run.id;
-    req->status = run.status;
-    req->exit_code = engine_exit_code(ret, &run);
+    {
+        int code = engine_exit_code(ret, &run);
+
+        if (code > req->exit_code) {
+            req->exit_code = code;
+        }
+        if (status_rank(run.status) >= status_rank(req->status)) {
+            req->status = run.status;
+        }
+    }
     log_run("cycle-end", &run, ret, req->origin);
     if (ret == IDS_OK && req->full && !req->dry_run) {
         save_all_fingerprints(d);
@@ -668,6 +713,7 @@ static void daemon_free(struct serve_daemon *d)
     store_close(d->store);
     store_close(d->http_store);
     config_free(d->cfg);
+    free(d->config_path);
     free(d->listen);
     free(d->bound);
     free(d->token);
@@ -693,7 +739,7 @@ int serve_main(const struct serve_options *opts, struct config *cfg)
     const char *listen;
     int ret = EXIT_OK;
 
-    d->config_path = opts->config_path;
+    d->config_path = xstrdup(opts->config_path);
     d->cfg = cfg;
     d->initial_cycle = opts->initial_cycle;
     d->started_us = serve_now_us();

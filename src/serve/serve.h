@@ -55,6 +55,8 @@ struct serve_request {
     enum serve_req_state state;
     int64_t queued_us, started_us, done_us; /* wall clock, microseconds */
     int64_t run;                            /* the cycle run (0 until known, or when none ran) */
+    size_t nauto;                           /* automatic full steps run before the cycle */
+    int64_t auto_runs[32];                  /* ... their runs */
     enum ids_err code;                      /* what engine_cycle returned (or IDS_EBUSY ...) */
     enum run_status status;
     int exit_code;        /* as `idsync cycle` would exit */
@@ -76,10 +78,10 @@ struct serve_total {
 
 struct serve_daemon {
     /* fixed at start */
-    const char *config_path;
-    char *listen;  /* as configured ("127.0.0.1:8470") */
-    char *bound;   /* host:port actually bound (port 0 resolved) */
-    bool loopback; /* every address bound is a loopback one */
+    char *config_path; /* the file reloaded on SIGHUP (a copy) */
+    char *listen;      /* as configured ("127.0.0.1:8470") */
+    char *bound;       /* host:port actually bound (port 0 resolved) */
+    bool loopback;     /* every address bound is a loopback one */
     bool tls;
     char *token;    /* bearer token or NULL (loopback without token_file) */
     char *tls_cert; /* PEM, kept while libmicrohttpd runs */
