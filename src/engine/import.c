@@ -5,6 +5,7 @@
  * that the guard can stage nothing. Confirming import: values idsync
  * exported must come back. */
 #include "engine/engine_int.h"
+#include "engine/rebuilt.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -539,6 +540,7 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         dels = r.rec.counters.staged_delete;
         if (pct > 0 && space >= eng->cfg->safety.import_min_objects && space > 0 &&
             dels * 100 > pct * space && eng->opts.allow_deletes < dels) {
+            rebuilt_note_run(&r, connector, dels, r.rec.counters.staged_add); /* issue 5 */
             store_rollback(eng->store);
             in_tx = false;
             erun_message(&r,
