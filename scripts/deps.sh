@@ -7,7 +7,8 @@ PKGS="build-essential meson ninja-build pkg-config clang-format \
 libsqlite3-dev sqlite3 libyaml-dev liblua5.4-dev libjansson-dev libcmocka-dev \
 libldap-dev libcurl4-openssl-dev libmicrohttpd-dev \
 python3-pytest python3-aiosmtpd ldap-utils slapd \
-samba samba-ad-dc samba-ad-provision winbind krb5-user ldb-tools"
+samba samba-ad-dc samba-ad-provision winbind krb5-user ldb-tools \
+chromium"
 
 missing=""
 for p in $PKGS; do

@@ -1345,6 +1345,26 @@ done:
 
 /* ---- connectors, pending exports ----------------------------------------- */
 
+/* Does a from: (inbound) or to: (outbound) rule name the connector? */
+static bool connector_used(const struct config *cfg, const char *name, bool inbound)
+{
+    size_t i;
+    size_t j;
+
+    for (i = 0; i < cfg->nmv_types; i++) {
+        const struct mv_type_config *mt = &cfg->mv_types[i];
+        size_t n = inbound ? mt->nfrom : mt->nto;
+        const struct flow_config *f = inbound ? mt->from : mt->to;
+
+        for (j = 0; j < n; j++) {
+            if (strcmp(f[j].connector, name) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 static void api_connectors(struct serve_daemon *d, struct serve_reply *r)
 {
     struct ids_error err = IDS_ERROR_INIT;
@@ -1394,9 +1414,12 @@ static void api_connectors(struct serve_daemon *d, struct serve_reply *r)
         json_object_set_new(o, "type", js(cc->type));
         json_object_set_new(o, "id", json_integer(id));
         json_object_set_new(o, "objects", objs);
-        json_object_set_new(o, "source", json_boolean(caps & CONN_CAP_READ));
-        json_object_set_new(o, "target", json_boolean(caps & CONN_CAP_WRITE));
-        json_object_set_new(o, "delta", json_boolean(caps & CONN_CAP_DELTA));
+        /* its role comes from the rules: read by a from:, written by a to: */
+        json_object_set_new(o, "source", json_boolean(connector_used(d->cfg, cc->name, true)));
+        json_object_set_new(o, "target", json_boolean(connector_used(d->cfg, cc->name, false)));
+        json_object_set_new(o, "caps",
+                            json_pack("{s:b,s:b,s:b}", "read", caps & CONN_CAP_READ, "write",
+                                      caps & CONN_CAP_WRITE, "delta", caps & CONN_CAP_DELTA));
         json_object_set_new(o, "cs_objects", json_integer(all));
         json_object_set_new(o, "pending_exports", json_integer(pend));
         json_object_set_new(o, "disconnectors", json_integer(disc));
@@ -1713,6 +1736,33 @@ static void api_requests(struct serve_daemon *d, struct serve_reply *r)
 
 /* ---- status --------------------------------------------------------------- */
 
+/* The newest run that recorded errors: {run, step, connector, start, count}. */
+static json_t *latest_errors(struct serve_daemon *d)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct run_error *errs = NULL;
+    struct run_record run = {0};
+    json_t *o = json_null();
+    long count = 0;
+    size_t n = 0;
+
+    if (store_run_errors(d->http_store, 0, 0, 1, &errs, &n, &err) != IDS_OK || n == 0) {
+        goto done;
+    }
+    if (store_run_get(d->http_store, errs[0].run, &run, &err) != IDS_OK ||
+        store_run_error_count(d->http_store, run.id, &count, &err) != IDS_OK) {
+        goto done;
+    }
+    o = json_pack("{s:I,s:o,s:o,s:o,s:I}", "run", (json_int_t)run.id, "step", js(run.step),
+                  "connector", js(run.connector), "start", jtime(run.start_us), "count",
+                  (json_int_t)count);
+
+done:
+    errors_free(errs, n);
+    run_record_release(&run);
+    return o;
+}
+
 static void api_status(struct serve_daemon *d, struct serve_reply *r)
 {
     struct ids_error err = IDS_ERROR_INIT;
@@ -1800,6 +1850,7 @@ static void api_status(struct serve_daemon *d, struct serve_reply *r)
         json_object_set_new(o, "last_cycle", json_null());
     }
     runs_free(runs, n);
+    json_object_set_new(o, "latest_errors", latest_errors(d));
     reply_json(r, MHD_HTTP_OK, o);
 }
 

@@ -751,6 +751,7 @@ int serve_main(const struct serve_options *opts, struct config *cfg)
     pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
     pthread_cond_init(&d->cond, &cattr);
     pthread_condattr_destroy(&cattr);
+    d->console = config_get_bool(&cfg->serve, "console");
     listen = config_get_str(&cfg->serve, "listen");
     d->listen = xstrdup(listen && listen[0] ? listen : "127.0.0.1:8470");
 

@@ -241,7 +241,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if ((strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
         strncmp(url, "/api/", 5) != 0) {
-        asset = find_asset(url);
+        asset = d->console ? find_asset(url) : NULL;
         if (asset != NULL) {
             if (d->token == NULL && !host_ok(conn)) {
                 reply_error(&reply, MHD_HTTP_MISDIRECTED_REQUEST, "host-not-allowed",

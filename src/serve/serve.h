@@ -83,6 +83,7 @@ struct serve_daemon {
     char *bound;       /* host:port actually bound (port 0 resolved) */
     bool loopback;     /* every address bound is a loopback one */
     bool tls;
+    bool console;   /* serve.console: serve the web console at / */
     char *token;    /* bearer token or NULL (loopback without token_file) */
     char *tls_cert; /* PEM, kept while libmicrohttpd runs */
     char *tls_key;
