@@ -838,7 +838,8 @@ static void old_extra(struct strbuf *sb, const struct newobj *n, const struct ol
     }
 }
 
-static void src_row_for(struct src_ctx *c, struct newobj *n, const struct i64vec *cands, size_t ni)
+static void src_row_for(struct src_ctx *c, struct newobj *n, const struct i64vec *cands,
+                        bool forced)
 {
     struct reconnect_row *r = plan_add(c->p);
     size_t k;
@@ -858,7 +859,7 @@ static void src_row_for(struct src_ctx *c, struct newobj *n, const struct i64vec
             row_add_cand(r, o->mv_id, o->mv_type, o->anchor, o->dn, NULL);
         }
     }
-    if (n->keys.nr == 0) {
+    if (n->keys.nr == 0 && !forced) {
         r->action = RC_NO_CANDIDATE;
         row_note(r, "no value for the chosen attributes; a normal cycle would project it");
     } else if (r->ncand == 0) {
@@ -887,7 +888,6 @@ static void src_row_for(struct src_ctx *c, struct newobj *n, const struct i64vec
         kept_set(c->kept, c->p->nr - 1, n->entry);
         n->entry = NULL;
     }
-    (void)ni;
 }
 
 static enum ids_err plan_source(struct engine *eng, struct econn *ec,
@@ -961,14 +961,14 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
         }
         cands.nr = 0;
         i64vec_push(&cands, od->mv_id);
-        src_row_for(&c, n, &cands, 0);
+        src_row_for(&c, n, &cands, true);
         if (p->v[p->nr - 1].action == RC_REANCHOR) {
             row_note(&p->v[p->nr - 1], "chosen with --object/--to");
         }
     } else {
         for (i = 0; i < c.nnews; i++) {
             find_candidates(&c.idx, &c.news[i].keys, &cands);
-            src_row_for(&c, &c.news[i], &cands, i);
+            src_row_for(&c, &c.news[i], &cands, false);
         }
     }
     /* a vanished object claimed by several new ones is ambiguous for all */
