@@ -32,9 +32,11 @@ static void put_long(struct strbuf *sb, const char *key, long n)
 /* Options that choose how to reach a system, not what is read from it. */
 static bool connection_option(const struct config_option *opt)
 {
-    static const char *const words[] = {
-        "url",     "uri",  "password", "token",  "secret", "bind",  "timeout", "retr",     "tls",
-        "ca_file", "cert", "key_file", "window", "page",   "batch", "rate",    "username", NULL};
+    static const char *const words[] = {"url",  "uri",       "password",       "token", "secret",
+                                        "bind", "timeout",   "retr",           "tls",   "ca_file",
+                                        "cert", "key_file",  "window",         "page",  "batch",
+                                        "rate", "username",  "concurrency",    "http2", "patch",
+                                        "auth", "client_id", "create_parents", NULL};
     size_t i;
 
     if (opt == NULL || opt->type == OPT_SECRET) {
