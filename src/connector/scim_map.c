@@ -1259,6 +1259,9 @@ bool scim_retry_after_ms(const char *value, time_t now, long long *ms)
         if (*p != '\0') {
             return false;
         }
+        if (s > 100000000) {
+            s = 100000000;
+        }
         *ms = s * 1000;
         return true;
     }
