@@ -25,6 +25,8 @@
 #define CHILD_SCAN_MAX 20000
 /* Longest value (anchor, DN, reason) written into a report line. */
 #define VALUE_MAX 400
+/* Longest reason or run message written into a report. */
+#define MESSAGE_MAX 4000
 /* Cap of the stored seen set and digest queue (bytes). */
 #define META_MAX (16u * 1024u * 1024u)
 
@@ -405,6 +407,7 @@ enum ids_err notify_filter_new(struct store *store, const struct run_record *run
         if (s != NULL) {
             s->time = now;
             drop[idx[i].i] = true;
+            rep->already_reported++;
         }
     }
     for (i = 0; i < rep->nr; i++) {
@@ -460,9 +463,9 @@ done:
 
 /* ---- text ------------------------------------------------------------------ */
 
-/* A value on one line of a mail: control characters become spaces, long
- * values are cut. */
-static void add_clean(struct strbuf *out, const char *s)
+/* A value on one line of a mail: control characters become spaces, values
+ * longer than max bytes are cut. */
+static void add_clean_max(struct strbuf *out, const char *s, size_t max)
 {
     size_t i;
     size_t len;
@@ -473,7 +476,7 @@ static void add_clean(struct strbuf *out, const char *s)
     }
     len = strlen(s);
     if (!utf8_valid(s, len)) {
-        for (i = 0; i < len && i < VALUE_MAX; i++) {
+        for (i = 0; i < len && i < max; i++) {
             unsigned char c = (unsigned char)s[i];
 
             strbuf_addch(out, c >= 0x20 && c < 0x7f ? (int)c : '?');
@@ -483,12 +486,17 @@ static void add_clean(struct strbuf *out, const char *s)
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
 
-        if (i >= VALUE_MAX && (c & 0xc0) != 0x80) {
+        if (i >= max && (c & 0xc0) != 0x80) {
             strbuf_addstr(out, "...");
             return;
         }
         strbuf_addch(out, c < 0x20 || c == 0x7f ? ' ' : (int)c);
     }
+}
+
+static void add_clean(struct strbuf *out, const char *s)
+{
+    add_clean_max(out, s, VALUE_MAX);
 }
 
 /* Counts per kind, most frequent first. */
@@ -643,7 +651,7 @@ static void add_wrapped2(struct strbuf *out, const char *text, const char *first
     size_t col = 0;
     size_t i;
 
-    add_clean(&clean, text);
+    add_clean_max(&clean, text, MESSAGE_MAX);
     strvec_split(&words, clean.buf, ' ', true);
     for (i = 0; i < words.nr; i++) {
         size_t w = strlen(words.v[i]);
@@ -708,11 +716,11 @@ static void add_body(const struct notify_report *rep, struct strbuf *out)
         }
         strbuf_addstr(out, "\r\n");
     }
-    if (!rep->digest && rep->total_problems > (long)rep->nr) {
+    if (!rep->digest && rep->already_reported > 0) {
         strbuf_addf(out,
-                    "The run had %ld problems in all; the other %ld were reported before "
-                    "and are not repeated.\r\n\r\n",
-                    rep->total_problems, rep->total_problems - (long)rep->nr);
+                    "The run had %ld problems in all; %ld of them were reported before and are "
+                    "not repeated.\r\n\r\n",
+                    rep->total_problems, rep->already_reported);
     }
     if (nobj > 0) {
         kc = count_kinds(rep, &nk);

@@ -82,6 +82,7 @@ struct notify_report {
     struct notify_problem *v;
     bool digest;              /* a digest of several runs */
     struct strbuf errors_cmd; /* "idsync -c CONFIG errors RUN" */
+    long already_reported;    /* problems left out by notify_filter_new: reported before */
     struct strvec forget;     /* fingerprints of run problems that are over
                                  (their step succeeded in this run) */
 };
