@@ -2093,15 +2093,14 @@ enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *pl
         }
     }
     if (mismatches > 0) {
-        erun_message(&r,
-                     "Refused: the plan no longer matches %ld object%s (%s%s). Nothing was "
-                     "changed. Make a new plan with `idsync reconnect%s%s --by ... --plan FILE`.",
-                     mismatches, mismatches == 1 ? "" : "s", first.buf,
-                     mismatches > MISMATCH_LISTED ? "; ..." : "", plan->connector ? " " : "",
-                     plan->connector ? plan->connector : "");
+        /* erun_finish puts err's text into the run's message */
         ret = ids_error_set(err, IDS_EREJECTED,
-                            "the plan no longer matches %ld object%s; nothing was changed",
-                            mismatches, mismatches == 1 ? "" : "s");
+                            "Refused: the plan no longer matches %ld object%s (%s%s). Nothing was "
+                            "changed. Make a new plan with `idsync reconnect%s%s --by ... --plan "
+                            "FILE`.",
+                            mismatches, mismatches == 1 ? "" : "s", first.buf,
+                            mismatches > MISMATCH_LISTED ? "; ..." : "", plan->connector ? " " : "",
+                            plan->connector ? plan->connector : "");
         goto done;
     }
     ret = store_begin(eng->store, err);
