@@ -1365,6 +1365,12 @@ static bool connector_used(const struct config *cfg, const char *name, bool inbo
     return false;
 }
 
+/* Counting disconnectors scans a connector space (a third of a second per
+ * million objects): the answer is kept while the run history is unchanged,
+ * and for 5 s at most while a run is going on. */
+#define CONN_CACHE_RUNNING_US (5 * 1000000LL)
+#define CONN_CACHE_MAX_US     (60 * 1000000LL)
+
 static void api_connectors(struct serve_daemon *d, struct serve_reply *r)
 {
     struct ids_error err = IDS_ERROR_INIT;
@@ -1374,9 +1380,24 @@ static void api_connectors(struct serve_daemon *d, struct serve_reply *r)
     size_t j;
     long mvn = 0;
     json_t *arr = json_array();
+    int64_t now = serve_now_us();
+    int64_t key;
 
-    if (store_runs_list(d->http_store, 0, LIMIT_MAX, &runs, &nruns, &err) != IDS_OK ||
-        store_mv_count(d->http_store, &mvn, &err) != IDS_OK) {
+    if (store_runs_list(d->http_store, 0, LIMIT_MAX, &runs, &nruns, &err) != IDS_OK) {
+        reply_store(r, &err);
+        goto done;
+    }
+    /* the newest run, negated while it runs */
+    key = nruns == 0 ? 0 : runs[0].status == RUN_RUNNING ? -runs[0].id : runs[0].id;
+    if (d->conn_cache != NULL && key == d->conn_cache_run &&
+        now - d->conn_cache_us < (key < 0 ? CONN_CACHE_RUNNING_US : CONN_CACHE_MAX_US)) {
+        json_t *o = json_deep_copy(d->conn_cache);
+
+        json_object_set_new(o, "cached", json_integer((now - d->conn_cache_us) / 1000));
+        reply_json(r, MHD_HTTP_OK, o);
+        goto done;
+    }
+    if (store_mv_count(d->http_store, &mvn, &err) != IDS_OK) {
         reply_store(r, &err);
         goto done;
     }
@@ -1426,9 +1447,12 @@ static void api_connectors(struct serve_daemon *d, struct serve_reply *r)
         json_object_set_new(o, "last_runs", last);
         json_array_append_new(arr, o);
     }
-    reply_json(r, MHD_HTTP_OK,
-               json_pack("{s:o,s:I}", "connectors", arr, "mv_objects", (json_int_t)mvn));
+    json_decref(d->conn_cache);
+    d->conn_cache = json_pack("{s:o,s:I}", "connectors", arr, "mv_objects", (json_int_t)mvn);
+    d->conn_cache_run = key;
+    d->conn_cache_us = now;
     arr = NULL;
+    reply_json(r, MHD_HTTP_OK, json_deep_copy(d->conn_cache));
 
 done:
     json_decref(arr);
@@ -1824,6 +1848,17 @@ static void api_status(struct serve_daemon *d, struct serve_reply *r)
     }
     json_object_set_new(o, "running_cycle", cycle ? jrun(cycle) : json_null());
     json_object_set_new(o, "running_step", step ? jrun(step) : json_null());
+    if (step != NULL && step->connector != NULL && strcmp(step->step, "export") == 0) {
+        /* what an export has left, as committed so far (batch by batch) */
+        int64_t cid = 0;
+        long left = 0;
+
+        if (store_connector_id(d->http_store, step->connector, &cid, &err) == IDS_OK &&
+            store_cs_count(d->http_store, cid, STORE_SEL_PENDING_EXPORT, &left, &err) == IDS_OK) {
+            json_object_set_new(json_object_get(o, "running_step"), "pending_exports_left",
+                                json_integer(left));
+        }
+    }
     if (last != NULL) {
         json_t *lj = jrun(last);
         struct run_counters sum = {0};

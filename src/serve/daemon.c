@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cmd/cmd.h"
 #include "engine/engine.h"
 #include "util/log.h"
@@ -710,6 +712,7 @@ static void daemon_free(struct serve_daemon *d)
         free(d->totals[i].connector);
     }
     free(d->totals);
+    json_decref(d->conn_cache);
     store_close(d->store);
     store_close(d->http_store);
     config_free(d->cfg);

@@ -100,7 +100,10 @@ struct serve_daemon {
     size_t ntotals;
     size_t totals_alloc;
     struct serve_total *totals;
-    int64_t totals_seen; /* runs with id <= this are counted */
+    int64_t totals_seen;    /* runs with id <= this are counted */
+    void *conn_cache;       /* json_t: the counts of /api/connectors (they scan) */
+    int64_t conn_cache_run; /* ... valid while the newest run is this one, */
+    int64_t conn_cache_us;  /* ... computed then */
 
     volatile sig_atomic_t stop; /* engine_opts.stop: set on SIGTERM */
 

@@ -531,7 +531,8 @@ def test_sigterm_during_export_then_restart_loses_and_repeats_nothing(workdir, s
     n = 60000
     port = big_ldif_setup(workdir, n)
     d = serve_daemon(port)
-    wait_until(lambda: running_step(d, "export"), 120, 0.02, "the export to start")
+    step = wait_until(lambda: running_step(d, "export"), 120, 0.02, "the export to start")
+    assert step["connector"] == "dir" and 0 < step["pending_exports_left"] <= n, step
     d.signal(signal.SIGTERM)
     assert d.proc.wait(120) == 0
     log = d.log()

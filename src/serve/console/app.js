@@ -234,7 +234,8 @@
         h("dt", { text: "Running step" }),
         h("dd", { "data-testid": "running-step" }, step ? step.step +
           (step.connector ? " " + step.connector : "") + " · " + fmtDur(step.duration_ms) +
-          " · " + counterText(step.counters) : "—"),
+          (step.pending_exports_left !== undefined ? " · " + step.pending_exports_left +
+            " exports left" : "") + " · " + counterText(step.counters) : "—"),
         h("dt", { text: "Next run" }),
         h("dd", { "data-testid": "next-run" }, st.next_run ? fmtTime(st.next_run) + " (" +
           fmtRel(st.next_run) + ")" : "—"),
