@@ -168,8 +168,8 @@ const struct config_option config_serve_options[] = {
     {"listen", OPT_STRING, "127.0.0.1:8470", 0, 0, NULL, false,
      "Address and port of the HTTP API and console: `HOST:PORT` or `[IPv6]:PORT`."},
     {"token_file", OPT_PATH, NULL, 0, 0, NULL, false,
-     "File holding the bearer token that API clients must send; without it the API is "
-     "read-only."},
+     "File holding the bearer token that API clients must send (`Authorization: Bearer "
+     "TOKEN`)."},
     {"tls_cert_file", OPT_PATH, NULL, 0, 0, NULL, false,
      "Certificate (PEM) to serve HTTPS with; needs `tls_key_file`."},
     {"tls_key_file", OPT_PATH, NULL, 0, 0, NULL, false, "Private key (PEM) of `tls_cert_file`."},

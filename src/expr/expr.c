@@ -1481,8 +1481,13 @@ void expr_free(struct expr *e)
         return;
     }
     if (e->env != NULL) {
-        e->env->exprs[e->index] = NULL;
-        luaL_unref(e->env->L, LUA_REGISTRYINDEX, e->ref);
+        struct expr_env *env = e->env;
+
+        env->exprs[e->index] = NULL;
+        while (env->nexprs > 0 && env->exprs[env->nexprs - 1] == NULL) {
+            env->nexprs--; /* reuse trailing slots */
+        }
+        luaL_unref(env->L, LUA_REGISTRYINDEX, e->ref);
     }
     free(e->src);
     free(e->what);
