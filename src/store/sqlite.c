@@ -645,37 +645,41 @@ static enum ids_err secure_file(const char *path, bool create, bool fix, struct 
 {
     struct stat st;
     int fd;
-    enum ids_err ret = IDS_OK;
 
-    fd = open(path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
-    if (fd < 0) {
+    /* Never open() and close() a file SQLite may already have open in this
+     * process: close() drops every POSIX lock the process holds on the
+     * file, SQLite's included, and another process would then reset the
+     * WAL index under a running step. So: create only what does not exist
+     * (O_EXCL), and inspect or fix existing files by path. */
+    if (create) {
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            close(fd); /* new, empty, not yet opened by SQLite */
+        } else if (errno != EEXIST) {
+            return ids_error_set(err, IDS_EUNREACHABLE, "store %s: cannot create: %s", path,
+                                 strerror(errno));
+        }
+    }
+    if (stat(path, &st) != 0) {
         if (!create && errno == ENOENT) {
             return IDS_OK;
         }
         return ids_error_set(err, IDS_EUNREACHABLE, "store %s: cannot open: %s", path,
                              strerror(errno));
     }
-    if (fstat(fd, &st) != 0) {
-        ret = ids_error_set(err, IDS_EUNREACHABLE, "store %s: %s", path, strerror(errno));
-        goto done;
-    }
     if (!S_ISREG(st.st_mode)) {
-        ret = ids_error_set(err, IDS_EUNREACHABLE, "store %s: not a regular file", path);
-        goto done;
+        return ids_error_set(err, IDS_EUNREACHABLE, "store %s: not a regular file", path);
     }
     if (fix && (st.st_mode & 0077) != 0) {
-        if (fchmod(fd, st.st_mode & 0700) != 0) {
-            ret = ids_error_set(err, IDS_EUNREACHABLE,
-                                "store %s: readable by others and cannot chmod it: %s", path,
-                                strerror(errno));
-            goto done;
+        if (chmod(path, st.st_mode & 0700) != 0) {
+            return ids_error_set(err, IDS_EUNREACHABLE,
+                                 "store %s: readable by others and cannot chmod it: %s", path,
+                                 strerror(errno));
         }
         log_warn("store", "path=%s msg=\"removed group/other access (mode was %o)\"", path,
                  (unsigned)(st.st_mode & 0777));
     }
-done:
-    close(fd);
-    return ret;
+    return IDS_OK;
 }
 
 /* secure_file(fix) on the database and its -wal and -shm files. */

@@ -558,11 +558,6 @@ def test_sigterm_during_export_then_restart_loses_and_repeats_nothing(workdir, s
     assert len(ldif_adds(workdir / "out/changes.ldif")) == n
 
 
-@pytest.mark.xfail(strict=True, reason="store bug: store_open's secure_files() opens and "
-                   "closes the database, -wal and -shm files, which drops the process's "
-                   "fcntl locks; a second process then resets the WAL index under the "
-                   "running one (SIGBUS in sqlite3WalFindFrame). Remove this mark once "
-                   "src/store/sqlite.c is fixed.")
 def test_one_run_at_a_time_across_processes(workdir, serve_daemon, idsync):
     port = big_ldif_setup(workdir, 40000)
     d = serve_daemon(port)

@@ -65,7 +65,10 @@ static void fingerprints(const char *url, const char *timeout, const char *filte
     struct strbuf yaml = STRBUF_INIT;
     struct strbuf sb = STRBUF_INIT;
 
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
     strbuf_addf(&yaml, TEMPLATE, url, timeout, filter, attrs, display);
+#pragma GCC diagnostic pop
     if (config_load_string("t.yaml", yaml.buf, yaml.len, &cfg, &err) != IDS_OK) {
         fail_msg("config: %s", err.msg);
     }
