@@ -376,6 +376,9 @@ static long next_wait(struct scim_conn *c)
 
 /* ---- handling answers ------------------------------------------------------- */
 
+/* Queue op again: a retry (count) goes to the back, behind what waits
+ * already (a throttled service gets everyone's turn in order); the next
+ * step of an operation in progress goes to the front. */
 static void requeue(struct scim_op *op, long long wait_ms, bool count)
 {
     if (count) {
@@ -383,7 +386,7 @@ static void requeue(struct scim_op *op, long long wait_ms, bool count)
         op->c->retried++;
     }
     op->due_ms = http_now_ms() + wait_ms;
-    queue_push(op->c, op, true);
+    queue_push(op->c, op, !count);
 }
 
 static long long backoff(struct scim_op *op)
