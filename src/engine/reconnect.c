@@ -462,7 +462,8 @@ static void row_fingerprint(struct reconnect_row *r, const char *extra)
     fp_str(&sb, r->type);
     fp_str(&sb, r->anchor);
     fp_str(&sb, r->dn);
-    strbuf_addf(&sb, "%" PRId64 "|%" PRId64 "|%" PRId64 "|", r->mv_id, r->cs_id, r->drop_cs);
+    strbuf_addf(&sb, "%" PRId64 "|%" PRId64 "|%" PRId64 "|%" PRId64 "|", r->mv_id, r->cs_id,
+                r->drop_cs, r->drop_mv);
     fp_str(&sb, r->old_anchor);
     fp_str(&sb, r->new_anchor);
     fp_str(&sb, r->cs_anchor);
@@ -563,7 +564,53 @@ struct newobj {
     uint64_t hash;
     struct strvec keys;
     struct entry *entry; /* kept for apply, or NULL */
+    int64_t proj_mv;     /* joined already, to this projection of its own (0: not joined) */
+    int64_t cs_id;       /* its connector-space object, 0 when none */
 };
+
+/* Is MV object mv_id linked to nothing but CS object cs_id, apart from
+ * target objects never exported (pending creates)? Such an object is a
+ * projection of cs_id that reached no target. */
+static enum ids_err orphan_projection(struct engine *eng, int64_t cs_id, int64_t mv_id,
+                                      bool *orphan, struct ids_error *err)
+{
+    enum ids_err ret;
+    int64_t ids[64];
+    size_t n = 0;
+    size_t i;
+
+    *orphan = false;
+    ret = store_cs_links(eng->store, mv_id, ids, ARRAY_SIZE(ids), &n, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK || n > ARRAY_SIZE(ids)) {
+        return ret;
+    }
+    for (i = 0; i < n; i++) {
+        struct cs_object *o = NULL;
+        bool unsent;
+
+        if (ids[i] == cs_id) {
+            continue;
+        }
+        ret = store_cs_get(eng->store, ids[i], &o, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            continue;
+        }
+        if (ret != IDS_OK) {
+            return ret;
+        }
+        unsent = o->anchor == NULL && o->export_state != CS_EXPORT_INFLIGHT;
+        cs_object_free(o);
+        if (!unsent) {
+            return IDS_OK;
+        }
+    }
+    *orphan = true;
+    return IDS_OK;
+}
 
 struct oldobj {
     int64_t mv_id;
@@ -645,6 +692,8 @@ static enum ids_err src_read_one(struct src_ctx *c, struct entry *e, struct ids_
     const struct flow_config *f;
     struct cs_brief b;
     struct newobj *n;
+    int64_t proj_mv = 0;
+    int64_t cs_id = 0;
     size_t i;
 
     if (e->anchor == NULL || e->anchor[0] == '\0') {
@@ -662,6 +711,18 @@ static enum ids_err src_read_one(struct src_ctx *c, struct entry *e, struct ids_
     if (ret == IDS_OK) {
         bitmap_set(&c->seen, b.id);
         if (b.mv_id != 0 && b.import_state != CS_IMPORT_DELETE) {
+            bool orphan = false;
+
+            ret = orphan_projection(c->eng, b.id, b.mv_id, &orphan, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            if (orphan) {
+                proj_mv = b.mv_id;
+                cs_id = b.id;
+            }
+        }
+        if (b.mv_id != 0 && b.import_state != CS_IMPORT_DELETE && proj_mv == 0) {
             if (c->o->object == NULL) {
                 struct reconnect_row *r = plan_add(c->p);
 
@@ -692,6 +753,8 @@ static enum ids_err src_read_one(struct src_ctx *c, struct entry *e, struct ids_
     n->type = xstrdup_or_null(e->type);
     n->mi = mi;
     n->hash = entry_hash(e);
+    n->proj_mv = proj_mv;
+    n->cs_id = cs_id;
     for (i = 0; i < c->o->by.nr; i++) {
         const struct rule_item *it = from_item(f, c->o->by.v[i]);
         struct attr vals;
@@ -884,6 +947,20 @@ static void src_row_for(struct src_ctx *c, struct newobj *n, const struct i64vec
         r->cs_dn = xstrdup_or_null(o->dn);
         o->claims++;
     }
+    if (n->proj_mv != 0 && r->action == RC_NO_CANDIDATE) {
+        /* joined to its own projection, and nothing vanished matches: fine */
+        r->action = RC_ALREADY_LINKED;
+        r->mv_id = n->proj_mv;
+        r->cs_id = n->cs_id;
+        free(r->note);
+        r->note = NULL;
+    } else if (n->proj_mv != 0 && r->action == RC_REANCHOR) {
+        r->drop_mv = n->proj_mv;
+        row_note(r,
+                 "replaces metaverse object %" PRId64 ", projected from it by an import, "
+                 "which reached no target",
+                 n->proj_mv);
+    }
     if (c->kept != NULL) {
         kept_set(c->kept, c->p->nr - 1, n->entry);
         n->entry = NULL;
@@ -988,6 +1065,7 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
                      r->mv_id, od->anchor ? od->anchor : "?", od->claims, r->anchor);
             r->mv_id = 0;
             r->cs_id = 0;
+            r->drop_mv = 0;
             free(r->old_anchor);
             r->old_anchor = NULL;
             free(r->cs_anchor);
@@ -1003,7 +1081,7 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
         size_t k;
         struct mvt_info *mi = engine_mvt(eng, r->mv_type);
 
-        if (r->situation != 1 || r->action == RC_ALREADY_LINKED) {
+        if (r->situation != 1 || (r->action == RC_ALREADY_LINKED && r->fingerprint[0] != '\0')) {
             continue;
         }
         for (k = 0; k < c.nnews && n == NULL; k++) {
@@ -1729,6 +1807,7 @@ void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
         json_object_set_new(o, "cs_anchor", js(r->cs_anchor));
         json_object_set_new(o, "cs_dn", js(r->cs_dn));
         json_object_set_new(o, "drop_cs", r->drop_cs ? json_integer(r->drop_cs) : json_null());
+        json_object_set_new(o, "drop_mv", r->drop_mv ? json_integer(r->drop_mv) : json_null());
         for (k = 0; k < r->ncand; k++) {
             json_t *c = json_object();
 
@@ -1853,6 +1932,7 @@ enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct recon
         r->cs_anchor = jget(o, "cs_anchor");
         r->cs_dn = jget(o, "cs_dn");
         r->drop_cs = json_integer_value(json_object_get(o, "drop_cs"));
+        r->drop_mv = json_integer_value(json_object_get(o, "drop_mv"));
         r->note = jget(o, "note");
         snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", rfp);
         out->totals[r->action]++;
@@ -1909,6 +1989,51 @@ static void index_rows(const struct reconnect_plan *now, struct kidx *where)
     strbuf_release(&key);
 }
 
+/* Delete MV object mv_id, a projection of CS object keep (now linked
+ * elsewhere), with its target objects that were never exported. */
+static enum ids_err drop_projection(struct engine *eng, struct erun *r, int64_t mv_id, int64_t keep,
+                                    struct ids_error *err)
+{
+    enum ids_err ret;
+    int64_t ids[64];
+    size_t n = 0;
+    size_t i;
+
+    ret = store_cs_links(eng->store, mv_id, ids, ARRAY_SIZE(ids), &n, err);
+    if (ret == IDS_ENOTFOUND) {
+        ret = IDS_OK;
+        n = 0;
+    }
+    for (i = 0; ret == IDS_OK && i < n && i < ARRAY_SIZE(ids); i++) {
+        struct cs_object *o = NULL;
+
+        if (ids[i] == keep) {
+            continue;
+        }
+        ret = store_cs_get(eng->store, ids[i], &o, err);
+        if (ret == IDS_OK && (o->anchor != NULL || o->export_state == CS_EXPORT_INFLIGHT)) {
+            ret = ids_error_set(err, IDS_EINTERNAL,
+                                "metaverse object %" PRId64 " reached a target meanwhile", mv_id);
+        } else if (ret == IDS_OK) {
+            ret = store_cs_delete(eng->store, o->id, err); /* a create never sent */
+        }
+        cs_object_free(o);
+    }
+    if (ret == IDS_OK) {
+        ret = store_ref_clear(eng->store, 0, mv_id, err);
+    }
+    if (ret == IDS_OK) {
+        ret = store_mv_delete(eng->store, mv_id, err);
+    }
+    if (ret == IDS_ENOTFOUND) {
+        ret = IDS_OK;
+    }
+    if (ret == IDS_OK) {
+        r->rec.counters.mv_deleted++;
+    }
+    return ret;
+}
+
 static enum ids_err apply_source_row(struct engine *eng, struct erun *r,
                                      const struct reconnect_row *row, struct entry *e,
                                      struct ids_error *err)
@@ -1961,6 +2086,9 @@ static enum ids_err apply_source_row(struct engine *eng, struct erun *r,
     ret = store_cs_put(eng->store, cs, keys, err);
     if (ret == IDS_OK) {
         r->rec.counters.joined++;
+    }
+    if (ret == IDS_OK && row->drop_mv != 0) {
+        ret = drop_projection(eng, r, row->drop_mv, cs->id, err);
     }
 done:
     keyset_release(&ks);

@@ -12,7 +12,10 @@
  *      so the next sync flows the new source anchor to every target's
  *      anchor carrier) and drops the old connector-space object, without
  *      deprovisioning anything; the watermark of S is cleared so that the
- *      next import of S is a full one.
+ *      next import of S is a full one. A new object that a delta import
+ *      already projected into a metaverse object of its own (which reached
+ *      no target: the soft-match guard stopped it) is matched the same way;
+ *      applying drops that projection.
  *
  *   2. Fresh store, TARGET connector T: T holds disconnectors anchored to
  *      old values (their anchor carrier names the old source anchor), and
@@ -102,6 +105,8 @@ struct reconnect_row {
     char *cs_anchor;  /* 2: the target object's anchor (SCIM id); 1: = old_anchor */
     char *cs_dn;      /* the DN of that CS object */
     int64_t drop_cs;  /* 2: a pending create of the MV object in T to drop; 0 = none */
+    int64_t drop_mv;  /* 1: the metaverse object a delta import projected from the new
+                         object (no target object exported): dropped, 0 = none */
     size_t ncand;
     struct reconnect_candidate *cand;
     size_t ntargets;
