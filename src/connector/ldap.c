@@ -1148,9 +1148,14 @@ static enum ids_err cursor_step_done(struct connector_cursor *cur, LDAPMessage *
     }
     if (rcode != LDAP_SUCCESS) {
         if (cur->kind == CUR_FULL && rcode == LDAP_NO_SUCH_OBJECT) {
-            ret = ids_error_set_detail(
-                err, IDS_ECONFIG, rcode, "object type %s: base %s does not exist",
-                c->types[cur->type_index].name, c->types[cur->type_index].base);
+            /* An empty container that does not exist yet (a target whose
+             * OUs are created by the export): no objects of this type. The
+             * engine's import guard stops a run that would delete many. */
+            log_warn("ldap-base-missing", "connector=%s type=%s base=\"%s\"", c->conn.name,
+                     c->types[cur->type_index].name, c->types[cur->type_index].base);
+            strbuf_reset(&cur->page);
+            cur->type_index++;
+            ret = cur->type_index < c->ntypes ? cursor_send(cur, err) : IDS_DONE;
             goto done;
         }
         ret = ids_error_set_detail(err,
