@@ -2,7 +2,10 @@
 #include "util/http.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <stdio.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +18,8 @@
 
 struct http_client {
     CURLM *multi;
+    int epfd;           /* sockets libcurl asks us to watch */
+    long long timer_at; /* when libcurl wants curl_multi_socket_action(TIMEOUT); -1 none */
     struct http_options opts;
     char *ca_file;
     CURL **idle; /* pool of easy handles */
@@ -50,6 +55,48 @@ void http_url_encode(struct strbuf *out, const char *s)
     }
 }
 
+/* libcurl's socket interface: it tells which sockets to watch for what,
+ * epoll watches them, and only the ready ones are handed back (no poll over
+ * every connection for every request). */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    struct http_client *c = userp;
+    struct epoll_event ev;
+
+    (void)e;
+    memset(&ev, 0, sizeof(ev));
+    ev.data.fd = s;
+    if (what == CURL_POLL_REMOVE) {
+        if (socketp != NULL) {
+            /* ignored: the socket may be closed already */
+            epoll_ctl(c->epfd, EPOLL_CTL_DEL, s, NULL);
+            curl_multi_assign(c->multi, s, NULL);
+        }
+        return 0;
+    }
+    ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    if (socketp != NULL) {
+        if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT) {
+            epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev);
+        }
+    } else {
+        if (epoll_ctl(c->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST) {
+            epoll_ctl(c->epfd, EPOLL_CTL_MOD, s, &ev);
+        }
+        curl_multi_assign(c->multi, s, c); /* marks the socket as watched */
+    }
+    return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    struct http_client *c = userp;
+
+    (void)m;
+    c->timer_at = timeout_ms < 0 ? -1 : http_now_ms() + timeout_ms;
+    return 0;
+}
+
 enum ids_err http_client_new(const struct http_options *opts, struct http_client **out,
                              struct ids_error *err)
 {
@@ -75,6 +122,18 @@ enum ids_err http_client_new(const struct http_options *opts, struct http_client
         free(c);
         return ids_error_set(err, IDS_EINTERNAL, "libcurl: cannot create a multi handle");
     }
+    c->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (c->epfd < 0) {
+        curl_multi_cleanup(c->multi);
+        free(c->ca_file);
+        free(c);
+        return ids_error_set(err, IDS_EINTERNAL, "epoll_create1: %s", strerror(errno));
+    }
+    c->timer_at = -1;
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     if (opts->max_host_connections > 0) {
         curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, opts->max_host_connections);
@@ -97,6 +156,7 @@ void http_client_free(struct http_client *c)
     }
     free(c->idle);
     curl_multi_cleanup(c->multi);
+    close(c->epfd);
     free(c->ca_file);
     free(c);
 }
@@ -122,7 +182,7 @@ static void reset_out(struct http_request *r)
     strbuf_reset(&r->response);
     strbuf_reset(&r->retry_after);
     r->seconds = 0;
-    r->read_pos = 0;
+    r->attempts_sent = 0;
 }
 
 void http_request_reset(struct http_request *r)
@@ -175,35 +235,26 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static size_t on_read(char *buf, size_t size, size_t nmemb, void *arg)
-{
-    struct http_request *r = arg;
-    size_t n = size * nmemb;
-    size_t left = r->body.len - r->read_pos;
-
-    if (n > left) {
-        n = left;
-    }
-    memcpy(buf, r->body.buf + r->read_pos, n);
-    r->read_pos += n;
-    return n;
-}
-
-/* libcurl wants to send the body again (a reused connection died): allowed
- * unless no_resend and some of it already went out. */
-static int on_seek(void *arg, curl_off_t offset, int origin)
+/* Called before each attempt to send the request: a second call for the
+ * same request is libcurl resending it on a fresh connection because the
+ * reused one died (after the server may have acted on it). */
+static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
 {
     struct http_request *r = arg;
 
-    if (origin != SEEK_SET || offset < 0 || (size_t)offset > r->body.len) {
-        return CURL_SEEKFUNC_CANTSEEK;
-    }
-    if (r->no_resend && r->read_pos > 0) {
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    r->attempts_sent++;
+    if (r->no_resend && r->attempts_sent > 1) {
         r->maybe_processed = true;
-        return CURL_SEEKFUNC_FAIL;
+        snprintf(r->error, sizeof(r->error),
+                 "the connection closed before an answer; not sent again");
+        return CURL_PREREQFUNC_ABORT;
     }
-    r->read_pos = (size_t)offset;
-    return CURL_SEEKFUNC_OK;
+    return CURL_PREREQFUNC_OK;
 }
 
 static CURL *easy_get(struct http_client *c)
@@ -256,7 +307,9 @@ enum ids_err http_start(struct http_client *c, struct http_request *r, struct id
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      c->opts.http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-    if (c->opts.http2) {
+    if (c->opts.http2 && strncasecmp(r->url.buf, "https:", 6) == 0) {
+        /* wait for a connection that may multiplex (HTTP/2 is offered over
+         * TLS only) rather than opening one per request */
         curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     }
     if (c->opts.timeout_ms > 0) {
@@ -273,13 +326,12 @@ enum ids_err http_start(struct http_client *c, struct http_request *r, struct id
     if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "POST") != 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, r);
     if (has_body) {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        /* headers and body leave in one send */
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body.len);
-        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
-        curl_easy_setopt(e, CURLOPT_READDATA, r);
-        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
-        curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.buf);
         strbuf_addf(&line, "Content-Type: %s",
                     r->content_type ? r->content_type : "application/scim+json");
         h = curl_slist_append(h, line.buf);
@@ -362,7 +414,7 @@ static void finish(struct http_client *c, CURL *e, CURLcode code)
          * acted on it. Never-connected failures are safe to resend. */
         if (code != CURLE_COULDNT_CONNECT && code != CURLE_COULDNT_RESOLVE_HOST &&
             code != CURLE_SSL_CONNECT_ERROR && code != CURLE_PEER_FAILED_VERIFICATION &&
-            !(code == CURLE_OPERATION_TIMEDOUT && r->read_pos == 0 && r->body.len > 0)) {
+            r->attempts_sent > 0) {
             r->maybe_processed = true;
         }
         r->status = 0;
@@ -374,36 +426,73 @@ static void finish(struct http_client *c, CURL *e, CURLcode code)
     }
 }
 
+static int collect(struct http_client *c)
+{
+    CURLMsg *msg;
+    int left = 0;
+    int finished = 0;
+
+    for (;;) {
+        msg = curl_multi_info_read(c->multi, &left);
+        if (msg == NULL) {
+            break;
+        }
+        if (msg->msg == CURLMSG_DONE) {
+            finish(c, msg->easy_handle, msg->data.result);
+            finished++;
+        }
+    }
+    return finished;
+}
+
 enum ids_err http_run(struct http_client *c, long wait_ms, struct ids_error *err)
 {
+    struct epoll_event ev[64];
     CURLMcode mc;
-    CURLMsg *msg;
     int still = 0;
-    int left = 0;
     int finished = 0;
     int round;
 
     for (round = 0; round < 2; round++) {
-        mc = curl_multi_perform(c->multi, &still);
-        if (mc != CURLM_OK) {
-            return ids_error_set(err, IDS_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
-        }
-        for (;;) {
-            msg = curl_multi_info_read(c->multi, &left);
-            if (msg == NULL) {
+        long long now = http_now_ms();
+        long timeout = wait_ms > 0 ? wait_ms : 0;
+        int n;
+        int i;
+
+        if (c->timer_at >= 0 && c->timer_at <= now) {
+            c->timer_at = -1;
+            mc = curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+            if (mc != CURLM_OK) {
+                return ids_error_set(err, IDS_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+            }
+            finished += collect(c);
+            if (finished > 0) {
                 break;
             }
-            if (msg->msg == CURLMSG_DONE) {
-                finish(c, msg->easy_handle, msg->data.result);
-                finished++;
-            }
         }
-        if (finished > 0 || wait_ms <= 0 || c->running == 0 || round == 1) {
+        if (c->timer_at >= 0 && c->timer_at - now < timeout) {
+            timeout = c->timer_at > now ? (long)(c->timer_at - now) : 0;
+        }
+        if (c->running == 0) {
             break;
         }
-        mc = curl_multi_poll(c->multi, NULL, 0, (int)wait_ms, NULL);
-        if (mc != CURLM_OK) {
-            return ids_error_set(err, IDS_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+        n = epoll_wait(c->epfd, ev, (int)ARRAY_SIZE(ev), (int)timeout);
+        if (n < 0 && errno != EINTR) {
+            return ids_error_set(err, IDS_EINTERNAL, "epoll_wait: %s", strerror(errno));
+        }
+        for (i = 0; i < n; i++) {
+            int flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+                        (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                        (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
+
+            mc = curl_multi_socket_action(c->multi, ev[i].data.fd, flags, &still);
+            if (mc != CURLM_OK) {
+                return ids_error_set(err, IDS_EINTERNAL, "libcurl: %s", curl_multi_strerror(mc));
+            }
+        }
+        finished += collect(c);
+        if (finished > 0 || n > 0 || wait_ms <= 0) {
+            break;
         }
     }
     return IDS_OK;

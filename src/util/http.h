@@ -10,10 +10,10 @@
  * and their callbacks are called as usual).
  *
  * No request is ever resent by this layer. When `no_resend` is set, libcurl's
- * own silent resend of a body on a reused connection that died (it does that
- * for POST too) is refused: the request fails with `maybe_processed` set, so
- * that the caller can check whether the server acted on it before sending it
- * again. Response bodies are capped (options.max_response).
+ * own silent resend of a request on a fresh connection after the reused one
+ * died without an answer (it does that for POST too) is refused: the request
+ * fails with `maybe_processed` set, so that the caller can check whether the
+ * server acted on it before sending it again. Response bodies are capped (options.max_response).
  */
 #ifndef IDSYNC_UTIL_HTTP_H
 #define IDSYNC_UTIL_HTTP_H
@@ -62,8 +62,8 @@ struct http_request {
     /* ---- private ---- */
     void *easy;
     struct http_client *client;
-    void *headers;   /* struct curl_slist * */
-    size_t read_pos; /* bytes of body handed to libcurl */
+    void *headers;     /* struct curl_slist * */
+    int attempts_sent; /* times libcurl started sending it (see no_resend) */
     bool running;
 };
 
