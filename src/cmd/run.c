@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "notify/notify.h"
 #include "util/mem.h"
 #include "util/banned.h"
 
@@ -138,6 +139,13 @@ static int run_step(struct cli *cli, const struct step_args *a)
     }
     default_stop_signals();
     engine_free(eng);
+    if (!a->dry_run && run.id != 0) {
+        struct ids_error nerr = IDS_ERROR_INIT;
+
+        /* a failure to notify is logged and recorded by notify itself; it
+         * never changes the run's outcome */
+        (void)notify_after_run(cli->cfg, cli->store, &run, &nerr);
+    }
     if (report_fp != NULL) {
         fclose(report_fp);
     }

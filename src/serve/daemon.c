@@ -13,6 +13,7 @@
 
 #include "cmd/cmd.h"
 #include "engine/engine.h"
+#include "notify/notify.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/banned.h"
@@ -507,6 +508,12 @@ static void run_request(struct serve_daemon *d, struct serve_request *req)
         }
     }
     log_run("cycle-end", &run, ret, req->origin);
+    if (!req->dry_run && run.id > 0) {
+        struct ids_error nerr = IDS_ERROR_INIT;
+
+        /* logged and recorded by notify; never changes the run's outcome */
+        (void)notify_after_run(d->cfg, d->store, &run, &nerr);
+    }
     if (ret == IDS_OK && req->full && !req->dry_run) {
         save_all_fingerprints(d);
     }
