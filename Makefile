@@ -34,7 +34,7 @@ unit:
 	  meson test -C $(TESTBUILD) --print-errorlogs
 
 integration:
-	IDSYNC=$(CURDIR)/$(TESTBUILD)/idsync UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	IDSYNC=$(CURDIR)/$(TESTBUILD)/idsync CONNTOOL=$(CURDIR)/$(TESTBUILD)/tests/tools/conntool UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) -m pytest -q -ra tests/integration
 
 demo: build
