@@ -6,9 +6,12 @@
  * Cells of other columns hold values separated by `separator` (";").
  *
  * Read: a cursor streams each file record by record (csvparse.c), hashing
- * the bytes it reads; the watermark is "csv1:" + "SIZE:HASH" per file.
- * A delta read only compares watermarks (same: nothing; different:
- * IDS_EFULLREQUIRED).
+ * the bytes it reads. The watermark ("csv2", see the row table below) is
+ * "SIZE:HASH" per file plus, per file, the hash and key of every row read.
+ * A delta read of unchanged files yields nothing; of a changed file it
+ * streams the file, skips every row whose bytes are remembered (after the
+ * duplicate-key check), yields the other rows as complete objects and then
+ * the deletion of every remembered key that no row has any more.
  *
  * Write: submit() queues modifies and deletes in memory and appends adds to
  * an anonymous side file; export_end() streams the existing file into a
@@ -119,10 +122,46 @@ struct csv_conn {
     size_t poll_type;
 };
 
+/* One row of a file as the watermark remembers it. */
+struct row_rec {
+    uint64_t hash;    /* hash64 of the row's bytes */
+    uint32_t key_off; /* key in row_table.keys */
+    uint32_t key_len;
+};
+
+/* The rows of one file accepted by this read, for the next watermark. */
+struct row_table {
+    struct row_rec *v;
+    size_t nr, alloc;
+    struct strbuf keys;
+    uint64_t cfg; /* hash of the header and configuration (row_cfg_hash) */
+    bool have_cfg;
+};
+
+/* The rows of one file at the last import (delta read). */
+struct old_table {
+    bool usable;    /* its configuration hash equals this read's: rows can be skipped */
+    uint64_t cfg;   /* configuration hash stored with it */
+    uint64_t *hash; /* ascending */
+    size_t n;
+    char *keys; /* the section's key lines, escaped */
+    size_t keys_len;
+    unsigned char *same; /* bit per row: read again with the same bytes */
+};
+
 struct csv_cursor {
     struct csv_conn *conn;
-    bool changes_only; /* read_changes with an unchanged file: yields nothing */
-    size_t ti;         /* current object type */
+    bool changes_only;      /* read_changes with an unchanged file: yields nothing */
+    bool collect;           /* remember the rows for the watermark (reads, not check) */
+    bool delta;             /* read_changes of a changed file: old[] is set */
+    bool incomplete;        /* a row could not be read: the watermark forces a full read */
+    long unreadable;        /* IDS_EINPUT rows of this read */
+    struct row_table *rows; /* per object type */
+    struct old_table *old;  /* per object type (delta) */
+    struct change **dels;   /* deletions left to yield (delta, after the files) */
+    size_t ndels, idel;
+    bool tail; /* the files are read: yielding deletions */
+    size_t ti; /* current object type */
     bool open;
     struct file_reader r;
     uint64_t line;
@@ -335,9 +374,314 @@ static void cursor_close_file(struct csv_cursor *cur)
     cur->is_ref = NULL;
 }
 
+/* ---- the row table of the watermark ------------------------------------
+ *
+ * "csv2" + (":" or ",") + "SIZE:HASH" (or "-") per file, then one section
+ * per file:
+ *   "\n#" CFG " " N "\n" BASE64 "\n" followed by N lines, one key each.
+ * CFG is row_cfg_hash() in 16 hex digits; BASE64 holds N little-endian
+ * 64-bit row hashes (row_hash()) in ascending order; the keys follow in the
+ * same order, "\\" and newline escaped as "\\\\" and "\\n". A read that met
+ * an unreadable row writes no sections (the next changed file is read in
+ * full, which stages deletions against the store). */
+
+#define ROW_HASH_SEED 0x726f7768617368ull
+
+/* What turns the bytes of a row into an entry: header, BOM, columns and
+ * attributes configured, delimiter, separator. Rows are only skipped when
+ * this is the same as at the last import. */
+static uint64_t row_cfg_hash(const struct csv_cursor *cur, const struct csv_type *t)
+{
+    struct strbuf sb = STRBUF_INIT;
+    uint64_t h;
+    size_t i;
+
+    strbuf_addf(&sb, "%s%c%s%c%s%c%c%c%d%c", t->ot->name, 0, t->key, 0,
+                t->dn_column ? t->dn_column : "", 0, cur->conn->delim, cur->conn->sep, cur->bom, 0);
+    for (i = 0; i < t->ot->attributes.nr; i++) {
+        strbuf_addstr(&sb, t->ot->attributes.v[i]);
+        strbuf_addch(&sb, '\0');
+    }
+    strbuf_addch(&sb, '\1');
+    for (i = 0; i < t->ot->nrefs; i++) {
+        strbuf_addstr(&sb, t->ot->refs[i].attr);
+        strbuf_addch(&sb, '\0');
+    }
+    strbuf_addch(&sb, '\1');
+    strbuf_addbuf(&sb, &cur->rec.raw); /* the header row */
+    h = hash64(sb.buf, sb.len, ROW_HASH_SEED);
+    strbuf_release(&sb);
+    return h;
+}
+
+static uint64_t row_hash(const struct csv_record *rec)
+{
+    return hash64(rec->raw.buf, rec->raw.len, ROW_HASH_SEED);
+}
+
+static void row_table_release(struct row_table *t)
+{
+    free(t->v);
+    strbuf_release(&t->keys);
+    memset(t, 0, sizeof(*t));
+}
+
+static void old_table_release(struct old_table *t)
+{
+    free(t->hash);
+    free(t->keys);
+    free(t->same);
+    memset(t, 0, sizeof(*t));
+}
+
+static void row_table_add(struct csv_cursor *cur, struct row_table *t, uint64_t hash,
+                          const char *key, size_t len)
+{
+    if (t->keys.len + len > UINT32_MAX) {
+        cur->incomplete = true; /* absurdly large: read in full next time */
+        return;
+    }
+    ALLOC_GROW(t->v, t->nr + 1, t->alloc);
+    t->v[t->nr].hash = hash;
+    t->v[t->nr].key_off = (uint32_t)t->keys.len;
+    t->v[t->nr].key_len = (uint32_t)len;
+    t->nr++;
+    strbuf_add(&t->keys, key, len);
+}
+
+static int cmp_row_rec(const void *pa, const void *pb)
+{
+    const struct row_rec *a = pa;
+    const struct row_rec *b = pb;
+
+    return a->hash < b->hash ? -1 : a->hash > b->hash;
+}
+
+static void put_key_line(struct strbuf *out, const char *k, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (k[i] == '\\') {
+            strbuf_add(out, "\\\\", 2);
+        } else if (k[i] == '\n') {
+            strbuf_add(out, "\\n", 2);
+        } else {
+            strbuf_addch(out, k[i]);
+        }
+    }
+    strbuf_addch(out, '\n');
+}
+
+/* Next escaped key line at *p (< end): unescaped into out; false at the end. */
+static bool next_key_line(const char **p, const char *end, struct strbuf *out)
+{
+    const char *q = *p;
+
+    strbuf_reset(out);
+    if (q >= end) {
+        return false;
+    }
+    while (q < end && *q != '\n') {
+        if (*q == '\\' && q + 1 < end) {
+            strbuf_addch(out, q[1] == 'n' ? '\n' : q[1]);
+            q += 2;
+            continue;
+        }
+        strbuf_addch(out, *q++);
+    }
+    *p = q < end ? q + 1 : q;
+    return true;
+}
+
+/* base64 of 64-bit hashes, three at a time (no padding inside the stream). */
+struct hash_writer {
+    struct strbuf *out;
+    unsigned char buf[24];
+    size_t n;
+};
+
+static void hash_writer_put(struct hash_writer *w, uint64_t h)
+{
+    int i;
+
+    for (i = 0; i < 8; i++) {
+        w->buf[w->n++] = (unsigned char)(h >> (8 * i));
+    }
+    if (w->n == sizeof(w->buf)) {
+        base64_encode(w->out, w->buf, w->n);
+        w->n = 0;
+    }
+}
+
+static void hash_writer_end(struct hash_writer *w)
+{
+    if (w->n > 0) {
+        base64_encode(w->out, w->buf, w->n);
+        w->n = 0;
+    }
+    strbuf_addch(w->out, '\n');
+}
+
+static bool old_kept(const struct old_table *o, size_t i)
+{
+    return (o->same[i / 8] >> (i % 8)) & 1u;
+}
+
+/* Append the section of object type ti to the watermark: the rows that
+ * were read again unchanged or are kept (old, flagged in o->same) merged
+ * with the rows read now (rt, sorted), in hash order. */
+static void write_section(struct csv_cursor *cur, size_t ti)
+{
+    struct row_table *rt = &cur->rows[ti];
+    struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
+    struct strbuf key = STRBUF_INIT;
+    struct hash_writer hw;
+    size_t nold = 0;
+    size_t i, j;
+    int pass;
+
+    if (rt->nr > 1) {
+        qsort(rt->v, rt->nr, sizeof(*rt->v), cmp_row_rec);
+    }
+    for (i = 0; o != NULL && i < o->n; i++) {
+        nold += old_kept(o, i);
+    }
+    strbuf_addf(&cur->wm, "\n#%016" PRIx64 " %zu\n", rt->have_cfg ? rt->cfg : 0, nold + rt->nr);
+    memset(&hw, 0, sizeof(hw));
+    hw.out = &cur->wm;
+    /* pass 0: the hashes; pass 1: the keys, in the same order */
+    for (pass = 0; pass < 2; pass++) {
+        const char *kp = o != NULL ? o->keys : NULL;
+        const char *kend = o != NULL ? o->keys + o->keys_len : NULL;
+
+        i = 0;
+        j = 0;
+        while ((o != NULL && i < o->n) || j < rt->nr) {
+            bool take_old = o != NULL && i < o->n && (j >= rt->nr || o->hash[i] <= rt->v[j].hash);
+
+            if (take_old) {
+                if (pass == 1) {
+                    next_key_line(&kp, kend, &key);
+                }
+                if (old_kept(o, i)) {
+                    if (pass == 0) {
+                        hash_writer_put(&hw, o->hash[i]);
+                    } else {
+                        put_key_line(&cur->wm, key.buf, key.len);
+                    }
+                }
+                i++;
+                continue;
+            }
+            if (pass == 0) {
+                hash_writer_put(&hw, rt->v[j].hash);
+            } else {
+                put_key_line(&cur->wm, rt->keys.buf + rt->v[j].key_off, rt->v[j].key_len);
+            }
+            j++;
+        }
+        if (pass == 0) {
+            hash_writer_end(&hw);
+        }
+    }
+    strbuf_release(&key);
+}
+
+/* Parse the sections of an old watermark (after its first line) into
+ * cur->old; false when they are missing or malformed. */
+static bool parse_old_tables(struct csv_cursor *cur, const char *p, const char *end)
+{
+    struct csv_conn *cc = cur->conn;
+    struct strbuf bin = STRBUF_INIT;
+    bool ok = true;
+    size_t ti;
+
+    cur->old = xcalloc(cc->ntypes, sizeof(*cur->old));
+    for (ti = 0; ti < cc->ntypes && ok; ti++) {
+        struct old_table *o = &cur->old[ti];
+        const char *nl;
+        const char *k;
+        char *num_end = NULL;
+        unsigned long long n;
+        size_t i;
+
+        if (end - p < 20 || p[0] != '\n' || p[1] != '#' || p[18] != ' ') {
+            ok = false;
+            break;
+        }
+        for (i = 2; i < 18; i++) {
+            char c = p[i];
+            unsigned v = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
+                         : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
+                                                : 16u;
+
+            if (v > 15) {
+                ok = false;
+                break;
+            }
+            o->cfg = (o->cfg << 4) | v;
+        }
+        if (!ok) {
+            break;
+        }
+        n = strtoull(p + 19, &num_end, 10);
+        if (num_end == p + 19 || num_end >= end || *num_end != '\n' || n > SIZE_MAX / 8) {
+            ok = false;
+            break;
+        }
+        p = num_end + 1;
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL) {
+            ok = false;
+            break;
+        }
+        strbuf_reset(&bin);
+        if (base64_decode(&bin, p, (size_t)(nl - p)) != IDS_OK || bin.len != n * 8) {
+            ok = false;
+            break;
+        }
+        o->n = (size_t)n;
+        o->hash = xcalloc(o->n ? o->n : 1, sizeof(*o->hash));
+        for (i = 0; i < o->n; i++) {
+            const unsigned char *b = (const unsigned char *)bin.buf + 8 * i;
+            uint64_t v = 0;
+            int bi;
+
+            for (bi = 7; bi >= 0; bi--) {
+                v = (v << 8) | b[bi];
+            }
+            o->hash[i] = v;
+            if (i > 0 && o->hash[i - 1] > v) {
+                ok = false;
+            }
+        }
+        /* the key lines */
+        p = nl + 1;
+        k = p;
+        for (i = 0; i < o->n && ok; i++) {
+            nl = memchr(p, '\n', (size_t)(end - p));
+            if (nl == NULL) {
+                ok = false;
+                break;
+            }
+            p = nl + 1;
+        }
+        if (!ok) {
+            break;
+        }
+        o->keys_len = (size_t)(p - k);
+        o->keys = xmemdup(k, o->keys_len);
+        o->same = xcalloc(o->n / 8 + 1, 1);
+    }
+    strbuf_release(&bin);
+    return ok && p == end;
+}
+
 static void csv_cursor_free(struct connector_cursor *c)
 {
     struct csv_cursor *cur = (struct csv_cursor *)c;
+    size_t i;
 
     if (cur == NULL) {
         return;
@@ -346,6 +690,20 @@ static void csv_cursor_free(struct connector_cursor *c)
     csv_record_release(&cur->rec);
     u64map_release(&cur->seen);
     strbuf_release(&cur->wm);
+    for (i = 0; i < cur->conn->ntypes; i++) {
+        if (cur->rows != NULL) {
+            row_table_release(&cur->rows[i]);
+        }
+        if (cur->old != NULL) {
+            old_table_release(&cur->old[i]);
+        }
+    }
+    free(cur->rows);
+    free(cur->old);
+    for (i = cur->idel; i < cur->ndels; i++) {
+        change_free(cur->dels[i]);
+    }
+    free(cur->dels);
     free(cur);
 }
 
@@ -439,6 +797,15 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
                      t->path, t->ot->attributes.v[i]);
         }
     }
+    if (cur->rows != NULL) {
+        struct row_table *rt = &cur->rows[cur->ti];
+
+        rt->cfg = row_cfg_hash(cur, t);
+        rt->have_cfg = true;
+        if (cur->old != NULL) {
+            cur->old[cur->ti].usable = cur->old[cur->ti].cfg == rt->cfg;
+        }
+    }
     return IDS_OK;
 }
 
@@ -482,15 +849,19 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
     return IDS_DONE;
 }
 
-static enum ids_err new_cursor(struct csv_conn *cc, struct csv_cursor **out)
+static enum ids_err new_cursor(struct csv_conn *cc, bool collect, struct csv_cursor **out)
 {
     struct csv_cursor *cur = xcalloc(1, sizeof(*cur));
 
     cur->conn = cc;
+    cur->collect = collect;
+    if (collect) {
+        cur->rows = xcalloc(cc->ntypes, sizeof(*cur->rows));
+    }
     csv_record_init(&cur->rec);
     strvec_init(&cur->header);
     strbuf_init(&cur->wm, 0);
-    strbuf_addstr(&cur->wm, "csv1");
+    strbuf_addstr(&cur->wm, "csv2");
     *out = cur;
     return IDS_OK;
 }
@@ -501,7 +872,7 @@ static enum ids_err csv_read_full(struct connector *c, struct connector_cursor *
     struct csv_cursor *cur;
 
     (void)err;
-    new_cursor((struct csv_conn *)c, &cur);
+    new_cursor((struct csv_conn *)c, true, &cur);
     *out = (struct connector_cursor *)cur;
     return IDS_OK;
 }
@@ -512,7 +883,7 @@ static void current_watermark(struct csv_conn *cc, struct strbuf *out, enum ids_
     size_t i;
     uint64_t size;
 
-    strbuf_addstr(out, "csv1");
+    strbuf_addstr(out, "csv2");
     *ret = IDS_OK;
     for (i = 0; i < cc->ntypes && *ret == IDS_OK; i++) {
         strbuf_addch(out, i == 0 ? ':' : ',');
@@ -526,6 +897,9 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
     struct csv_conn *cc = (struct csv_conn *)c;
     struct strbuf now = STRBUF_INIT;
     struct csv_cursor *cur = NULL;
+    const char *nl;
+    size_t first;
+    size_t wlen;
     enum ids_err ret;
 
     *out = NULL;
@@ -533,23 +907,44 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
         ret = ids_error_set(err, IDS_EFULLREQUIRED, "no watermark: the file was never imported");
         goto done;
     }
+    if (strncmp(watermark, "csv2", 4) != 0) {
+        ret = ids_error_set(err, IDS_EFULLREQUIRED,
+                            "the watermark was written by an older version of idsync");
+        goto done;
+    }
     current_watermark(cc, &now, &ret, err);
     if (ret != IDS_OK) {
         goto done;
     }
-    if (strcmp(now.buf, watermark) != 0) {
-        ret = ids_error_set(err, IDS_EFULLREQUIRED, "%s: file changed since the last import",
-                            cc->ntypes == 1 ? cc->types[0].path : "a csv file");
+    wlen = strlen(watermark);
+    nl = strchr(watermark, '\n');
+    first = nl != NULL ? (size_t)(nl - watermark) : wlen;
+    if (first == now.len && memcmp(now.buf, watermark, first) == 0) {
+        /* no file changed: nothing to read, the same watermark */
+        new_cursor(cc, false, &cur);
+        cur->changes_only = true;
+        strbuf_reset(&cur->wm);
+        strbuf_add(&cur->wm, watermark, wlen);
+        cur->done = true;
+        *out = (struct connector_cursor *)cur;
+        cur = NULL;
+        ret = IDS_OK;
         goto done;
     }
-    new_cursor(cc, &cur);
-    cur->changes_only = true;
-    strbuf_reset(&cur->wm);
-    strbuf_addbuf(&cur->wm, &now);
-    cur->done = true;
+    new_cursor(cc, true, &cur);
+    if (nl == NULL || !parse_old_tables(cur, nl, watermark + wlen)) {
+        ret = ids_error_set(
+            err, IDS_EFULLREQUIRED, "%s: file changed since the last import, which %s",
+            cc->ntypes == 1 ? cc->types[0].path : "a csv file",
+            nl == NULL ? "could not read every row" : "left an unreadable watermark");
+        goto done;
+    }
+    cur->delta = true;
     *out = (struct connector_cursor *)cur;
+    cur = NULL;
     ret = IDS_OK;
 done:
+    csv_cursor_free((struct connector_cursor *)cur);
     strbuf_release(&now);
     return ret;
 }
@@ -663,6 +1058,107 @@ done:
     return ret;
 }
 
+/* Delta read: is the current row (clean, of a file whose configuration is
+ * unchanged) one the last import read with the same bytes? Then it is
+ * skipped: its key is checked for duplicates and the old row kept. */
+static bool skip_same_row(struct csv_cursor *cur, uint64_t hash)
+{
+    struct old_table *o = &cur->old[cur->ti];
+    struct csv_record *rec = &cur->rec;
+    size_t lo = 0;
+    size_t hi = o->n;
+    uint64_t kh;
+    uint64_t prev;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (o->hash[mid] < hash) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo >= o->n || o->hash[lo] != hash || rec->nf != cur->header.nr) {
+        return false;
+    }
+    while (lo + 1 < o->n && o->hash[lo + 1] == hash && old_kept(o, lo)) {
+        lo++; /* equal hashes (two rows, one hash): the next one */
+    }
+    kh = file_key_hash(csv_field_str(rec, cur->key_col), rec->f[cur->key_col].len);
+    if (u64map_get(&cur->seen, kh, &prev)) {
+        return false; /* a duplicate key: row_to_entry reports it */
+    }
+    u64map_put(&cur->seen, kh, ((uint64_t)cur->ti << 32) | (rec->line & 0xffffffffu));
+    o->same[lo / 8] |= (unsigned char)(1u << (lo % 8));
+    return true;
+}
+
+/* After the last file of a delta read: the deletions to yield (remembered
+ * keys that no row has now), and which old rows the next watermark keeps:
+ * those read again, and while a row could not be read, those whose
+ * deletion is put off (the unreadable row may be theirs). */
+static void delta_deletions(struct csv_cursor *cur)
+{
+    struct csv_conn *cc = cur->conn;
+    struct strbuf key = STRBUF_INIT;
+    size_t alloc = 0;
+    size_t ti, i;
+
+    for (ti = 0; ti < cc->ntypes; ti++) {
+        struct old_table *o = &cur->old[ti];
+        const char *kp = o->keys;
+        const char *kend = o->keys + o->keys_len;
+
+        for (i = 0; i < o->n; i++) {
+            uint64_t prev;
+
+            next_key_line(&kp, kend, &key);
+            if (old_kept(o, i) || key.len == 0) {
+                continue;
+            }
+            if (u64map_get(&cur->seen, file_key_hash(key.buf, key.len), &prev)) {
+                continue; /* the key has another row now (read, or reported) */
+            }
+            if (cur->unreadable > 0) {
+                o->same[i / 8] |= (unsigned char)(1u << (i % 8));
+                continue;
+            }
+            ALLOC_GROW(cur->dels, cur->ndels + 1, alloc);
+            cur->dels[cur->ndels++] =
+                change_new(CHANGE_DELETE, cc->types[ti].ot->name, key.buf, key.buf);
+        }
+    }
+    strbuf_release(&key);
+}
+
+/* All files are read: finish the watermark (sections), free what the read
+ * needed, queue the deletions of a delta read. */
+static void finish_read(struct csv_cursor *cur)
+{
+    size_t ti;
+
+    if (cur->delta) {
+        delta_deletions(cur);
+    }
+    u64map_release(&cur->seen);
+    if (!cur->collect) {
+        return;
+    }
+    if (cur->unreadable > 0 && !cur->delta) {
+        cur->incomplete = true;
+    }
+    for (ti = 0; ti < cur->conn->ntypes && !cur->incomplete; ti++) {
+        write_section(cur, ti);
+    }
+    for (ti = 0; ti < cur->conn->ntypes; ti++) {
+        row_table_release(&cur->rows[ti]);
+        if (cur->old != NULL) {
+            old_table_release(&cur->old[ti]);
+        }
+    }
+}
+
 static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item *item,
                                     struct ids_error *err)
 {
@@ -674,15 +1170,27 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
     for (;;) {
         struct csv_type *t;
         enum csv_status st;
+        uint64_t hash = 0;
+        bool clean;
 
+        if (cur->tail) {
+            if (cur->idel < cur->ndels) {
+                item->op = CHANGE_DELETE;
+                item->change = cur->dels[cur->idel++];
+                return IDS_OK;
+            }
+            cur->done = true;
+            cur->tail = false;
+        }
         if (cur->done) {
             return IDS_DONE;
         }
         if (!cur->open) {
             ret = open_next_file(cur, err);
             if (ret == IDS_DONE) {
-                cur->done = true;
-                return IDS_DONE;
+                finish_read(cur);
+                cur->tail = true;
+                continue;
             }
             if (ret != IDS_OK) {
                 cur->done = true;
@@ -705,9 +1213,23 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         if (csv_record_blank(&cur->rec)) {
             continue;
         }
+        clean = !cur->rec.too_big && !cur->rec.unterminated && cur->rec.bad_quote_field == SIZE_MAX;
+        if (clean && cur->collect) {
+            hash = row_hash(&cur->rec);
+            if (cur->delta && cur->old[cur->ti].usable && skip_same_row(cur, hash)) {
+                continue;
+            }
+        }
         ret = row_to_entry(cur, t, &item->entry, err);
+        if (ret == IDS_EINPUT) {
+            cur->unreadable++;
+        }
         if (ret != IDS_OK) {
             return ret;
+        }
+        if (clean && cur->collect) {
+            row_table_add(cur, &cur->rows[cur->ti], hash, item->entry->anchor,
+                          strlen(item->entry->anchor));
         }
         item->op = CHANGE_ADD;
         return IDS_OK;
@@ -737,7 +1259,7 @@ static enum ids_err csv_check(struct connector *c, struct strbuf *report, struct
     enum ids_err ret;
     size_t i;
 
-    new_cursor(cc, &cur);
+    new_cursor(cc, false, &cur);
     for (;;) {
         ret = csv_cursor_next((struct connector_cursor *)cur, &item, &rowerr);
         if (ret == IDS_DONE) {
@@ -827,7 +1349,7 @@ static enum ids_err read_existing_header(struct csv_conn *cc, struct csv_type *t
     enum ids_err ret;
     size_t i;
 
-    new_cursor(cc, &cur);
+    new_cursor(cc, false, &cur);
     ret = file_reader_open(&cur->r, t->path, err);
     if (ret == IDS_ENOTFOUND) {
         ret = IDS_OK;
@@ -1492,7 +2014,7 @@ static enum ids_err rewrite_existing(struct csv_conn *cc, struct csv_type *t,
     bool same_cols;
     size_t i;
 
-    new_cursor(cc, &cur);
+    new_cursor(cc, false, &cur);
     ret = file_reader_open(&cur->r, t->path, err);
     if (ret == IDS_ENOTFOUND) {
         write_header(cc, t, false, out); /* removed since export_begin: written as new */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/codec.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/banned.h"
@@ -433,6 +434,8 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     struct ids_error cerr = IDS_ERROR_INIT;
     bool in_tx = false;
     bool have_wm = false;
+    uint64_t old_wm_hash = 0; /* the stored watermark (hash64 + length): */
+    size_t old_wm_len = 0;    /* an unchanged one is not written again */
     bool stopped = false;
     enum ids_err why = IDS_OK;
     long space = 0;
@@ -468,7 +471,12 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     }
     ret = engine_conn_open(eng, ctx.ec, &cerr);
     if (ret == IDS_OK && have_wm) {
+        old_wm_hash = hash64(wm.buf, wm.len, 0);
+        old_wm_len = wm.len;
         ret = connector_read_changes(ctx.ec->conn, wm.buf, &cur, &cerr);
+        /* a file connector's watermark can be large (CSV: a hash and key per
+         * row): not kept during the read */
+        strbuf_release(&wm);
         if (ret == IDS_EFULLREQUIRED || ret == IDS_EUNSUPPORTED) {
             strbuf_addf(&why_full, "Full import: %s.", cerr.msg);
             have_wm = false;
@@ -529,13 +537,18 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
                      "%ld object%s could not be read, so no deletions were staged (a missing "
                      "object may be one of the unreadable ones). Fix them and import again.",
                      ctx.unreadable, ctx.unreadable == 1 ? "" : "s");
-    } else if (ctx.full) {
+    } else {
         long pct = eng->cfg->safety.import_max_delete_percent;
         long dels;
 
-        ret = stage_unseen(&ctx, err);
-        if (ret != IDS_OK) {
-            goto done;
+        /* the guard holds for delta imports too: a file connector's delta
+         * (CSV) computes deletions from what the last import read, so an
+         * emptied file arrives as deletions */
+        if (ctx.full) {
+            ret = stage_unseen(&ctx, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
         }
         dels = r.rec.counters.staged_delete;
         if (pct > 0 && space >= eng->cfg->safety.import_min_objects && space > 0 &&
@@ -544,13 +557,13 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
             store_rollback(eng->store);
             in_tx = false;
             erun_message(&r,
-                         "The full import of %s would delete %ld of %ld objects (more than "
+                         "The %s import of %s would delete %ld of %ld objects (more than "
                          "safety.import_max_delete_percent = %ld%%); nothing was staged. An "
                          "empty or much smaller result is usually a broken filter, a wrong base "
                          "or lost read permission, not real deletions. Check the connector, and "
                          "if the deletions are real run `idsync import %s --full --allow-deletes "
                          "%ld`.",
-                         connector, dels, space, pct, connector, dels);
+                         ctx.full ? "full" : "delta", connector, dels, space, pct, connector, dels);
             r.rec.counters.staged_add = 0;
             r.rec.counters.staged_update = 0;
             r.rec.counters.confirmed = 0;
@@ -568,7 +581,8 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         }
         goto done;
     }
-    if (wm.len > 0) {
+    if (wm.len > 0 &&
+        (!have_wm || wm.len != old_wm_len || hash64(wm.buf, wm.len, 0) != old_wm_hash)) {
         ret = store_watermark_set(eng->store, ctx.ec->id, wm.buf, err);
         if (ret != IDS_OK) {
             goto done;

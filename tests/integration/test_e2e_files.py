@@ -343,6 +343,33 @@ def test_import_guard_stages_nothing_on_empty_source(tmp_path):
     assert shown  # still in the connector space
 
 
+def test_csv_delta_reads_only_changed_rows_and_guard_holds(tmp_path):
+    people = [person(i) for i in range(1, 21)]
+    env = csv_env(tmp_path, people, {})
+    env.run("cycle", "--full", expect=0)
+    people[0]["title"] = "Director"
+    gone = people.pop(5)
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    runs = last_runs(env, 20)
+    imp = next(r for r in runs if r["step"] == "delta-import" and r.get("connector") == "hr")
+    # one changed row and one deletion are read, not the 19 others
+    assert counter(imp, "read") == 2, imp
+    assert counter(imp, "staged-update") == 1 and counter(imp, "staged-delete") == 1, imp
+    rows = expect_users(env, people)
+    assert gone["id"] not in rows
+    # an emptied file is a mass deletion for the delta import too: the
+    # import guard stops it and nothing is staged
+    env.write("src/people.csv", people_csv([]))
+    p = env.run("cycle")
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    runs = last_runs(env, 20)
+    imp = next(r for r in runs if r.get("connector") == "hr" and "import" in r["step"])
+    assert imp["status"] == "stopped-threshold", imp
+    assert len(env.rows("out/users.csv", "id")) == len(people)
+    assert env.json("show", "cs", "hr", people[0]["id"])
+
+
 def test_dry_run_writes_nothing_and_reports_every_change(tmp_path):
     people = [person(i) for i in range(1, 6)]
     env = csv_env(tmp_path, people, {"red": ["E0001", "E0002"]})

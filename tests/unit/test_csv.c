@@ -232,7 +232,7 @@ static void test_read_basic(void **state)
         "Bob\"],\"id\":[\"2\"],\"mail\":[\"b@x.org\",\"bob@x.org\"]}}\n"
         "{\"type\":\"user\",\"anchor\":\"3\",\"dn\":\"3\",\"attributes\":{\"cn\":[\"Say "
         "\\\"hi\\\"\"],\"id\":[\"3\"]}}\n");
-    assert_true(strncmp(wm, "csv1:", 5) == 0);
+    assert_true(strncmp(wm, "csv2:", 5) == 0);
     free(wm);
     strbuf_release(&out);
     fixture_free(f);
@@ -398,7 +398,7 @@ static void test_missing_file_reads_empty(void **state)
     (void)state;
     wm = read_all(f, &out);
     assert_string_equal(out.buf, "");
-    assert_string_equal(wm, "csv1:-");
+    assert_string_equal(wm, "csv2:-\n#0000000000000000 0\n\n");
     free(wm);
     strbuf_release(&out);
     fixture_free(f);
@@ -459,45 +459,184 @@ static void test_two_object_types(void **state)
 
 /* ---- delta ------------------------------------------------------------ */
 
-static void test_delta_watermark(void **state)
+/* Read the changes since wm: items as lines ("add JSON", "delete ANCHOR",
+ * "ERR msg") into out; returns the new watermark (caller frees), or NULL
+ * with *code when read_changes refused. */
+static char *read_delta(struct fixture *f, const char *wm, struct strbuf *out, enum ids_err *code)
 {
-    struct fixture *f = fixture_new("cn", "id,cn\n1,Ann\n");
-    struct strbuf out = STRBUF_INIT;
     struct connector_cursor *cur = NULL;
     struct ids_error err = IDS_ERROR_INIT;
     struct read_item item;
-    struct strbuf wm2 = STRBUF_INIT;
+    struct strbuf nwm = STRBUF_INIT;
+    enum ids_err ret;
+
+    if (f->c == NULL) {
+        fixture_open(f);
+    }
+    *code = connector_read_changes(f->c, wm, &cur, &err);
+    if (*code != IDS_OK) {
+        strbuf_addf(out, "REFUSED %s\n", err.msg);
+        return NULL;
+    }
+    for (;;) {
+        ret = connector_cursor_next(f->c, cur, &item, &err);
+        if (ret == IDS_DONE) {
+            break;
+        }
+        if (ret == IDS_EINPUT) {
+            strbuf_addf(out, "ERR %s\n", err.msg);
+            continue;
+        }
+        if (ret != IDS_OK) {
+            fail_msg("next: %s: %s", ids_err_name(ret), err.msg);
+        }
+        if (item.op == CHANGE_ADD) {
+            entry_canonicalize(item.entry);
+            strbuf_addstr(out, "add ");
+            entry_to_json(item.entry, out);
+        } else {
+            assert_int_equal(item.op, CHANGE_DELETE);
+            strbuf_addf(out, "delete %s %s", item.change->type, item.change->anchor);
+        }
+        strbuf_addch(out, '\n');
+        read_item_release(&item);
+    }
+    assert_int_equal(connector_cursor_watermark(f->c, cur, &nwm, &err), IDS_OK);
+    connector_cursor_free(f->c, cur);
+    return strbuf_detach(&nwm, NULL);
+}
+
+static void test_delta_watermark(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\n1,Ann\n2,Bob\n3,Cy\n");
+    struct strbuf out = STRBUF_INIT;
+    enum ids_err code;
     char *wm;
-    char *p;
+    char *wm2;
+    char *full;
 
     (void)state;
     wm = read_all(f, &out);
-    /* no watermark: full import */
-    assert_int_equal(connector_read_changes(f->c, NULL, &cur, &err), IDS_EFULLREQUIRED);
+    /* no watermark, or one of the first format: full import */
+    assert_null(read_delta(f, NULL, &out, &code));
+    assert_int_equal(code, IDS_EFULLREQUIRED);
+    assert_null(read_delta(f, "csv1:13:0123456789abcdef", &out, &code));
+    assert_int_equal(code, IDS_EFULLREQUIRED);
+    assert_contains(out.buf, "older version");
     /* same file: nothing, same watermark */
-    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
-    assert_int_equal(connector_cursor_next(f->c, cur, &item, &err), IDS_DONE);
-    assert_int_equal(connector_cursor_watermark(f->c, cur, &wm2, &err), IDS_OK);
-    assert_string_equal(wm2.buf, wm);
-    connector_cursor_free(f->c, cur);
-    cur = NULL;
-    /* changed file: full import required, with the reason */
-    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Anne\n"));
-    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_EFULLREQUIRED);
-    assert_null(cur);
-    assert_contains(err.msg, "file changed since the last import");
-    /* the full read of the changed file gives a new watermark that matches */
-    free(wm);
     strbuf_reset(&out);
-    wm = read_all(f, &out);
-    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
-    connector_cursor_free(f->c, cur);
-    /* watermark = size + content hash */
-    p = strchr(wm + 5, ':');
-    assert_non_null(p);
-    assert_int_equal(strtol(wm + 5, NULL, 10), 13);
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_string_equal(out.buf, "");
+    assert_string_equal(wm2, wm);
+    free(wm2);
+    /* watermark = size + content hash, then the row table */
+    assert_int_equal(strtol(wm + 5, NULL, 10), 23);
+    /* changed file: only the changed and new rows, then the deletions */
+    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Anne\n3,Cy\n4,Dee\n"));
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_string_equal(
+        out.buf, "add {\"type\":\"user\",\"anchor\":\"1\",\"dn\":\"1\",\"attributes\":{\"cn\":"
+                 "[\"Anne\"],\"id\":[\"1\"]}}\n"
+                 "add {\"type\":\"user\",\"anchor\":\"4\",\"dn\":\"4\",\"attributes\":{\"cn\":"
+                 "[\"Dee\"],\"id\":[\"4\"]}}\n"
+                 "delete user 2\n");
+    /* the watermark after a delta read is the one a full read gives */
+    strbuf_reset(&out);
+    full = read_all(f, &out);
+    assert_string_equal(wm2, full);
     free(wm);
-    strbuf_release(&wm2);
+    free(wm2);
+    free(full);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+/* A row that cannot be read puts the deletions off (the bad row may be the
+ * missing object) and keeps them for the next read. */
+static void test_delta_bad_row_keeps_deletions(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\n1,Ann\n2,Bob\n3,Cy\n");
+    struct strbuf out = STRBUF_INIT;
+    enum ids_err code;
+    char *wm;
+    char *wm2;
+    char *wm3;
+
+    (void)state;
+    wm = read_all(f, &out);
+    strbuf_reset(&out);
+    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Ann\n3,Cy,extra\n"));
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_non_null(wm2);
+    assert_contains(out.buf, "ERR ");
+    assert_not_contains(out.buf, "delete");
+    strbuf_reset(&out);
+    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Ann\n3,Cy\n"));
+    wm3 = read_delta(f, wm2, &out, &code);
+    assert_non_null(wm3);
+    assert_string_equal(out.buf, "delete user 2\n");
+    free(wm);
+    free(wm2);
+    free(wm3);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+/* A full read with an unreadable row leaves no row table: the next change
+ * is read in full (it stages deletions against the store). */
+static void test_full_bad_row_then_full(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\n1,Ann\n2,Bob,x\n");
+    struct strbuf out = STRBUF_INIT;
+    enum ids_err code;
+    char *wm;
+    char *wm2;
+
+    (void)state;
+    wm = read_all(f, &out);
+    assert_null(strchr(wm, '\n'));
+    strbuf_reset(&out);
+    /* unchanged: nothing */
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_string_equal(out.buf, "");
+    free(wm2);
+    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Ann\n"));
+    assert_null(read_delta(f, wm, &out, &code));
+    assert_int_equal(code, IDS_EFULLREQUIRED);
+    assert_contains(out.buf, "could not read every row");
+    free(wm);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+/* A duplicate key against an unchanged row is reported as in a full read;
+ * a changed header yields every row again. */
+static void test_delta_duplicates_and_header(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\n1,Ann\n2,Bob\n");
+    struct strbuf out = STRBUF_INIT;
+    enum ids_err code;
+    char *wm;
+    char *wm2;
+
+    (void)state;
+    wm = read_all(f, &out);
+    strbuf_reset(&out);
+    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Ann\n2,Bob\n1,Again\n"));
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_contains(out.buf, "ERR ");
+    assert_contains(out.buf, "duplicate key \"1\"");
+    assert_not_contains(out.buf, "add ");
+    assert_not_contains(out.buf, "delete");
+    free(wm2);
+    strbuf_reset(&out);
+    free(test_write_file(f->dir, "users.csv", "id,cn,mail\n1,Ann,a@x\n2,Bob,b@x\n"));
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_contains(out.buf, "\"anchor\":\"1\"");
+    assert_contains(out.buf, "\"anchor\":\"2\"");
+    assert_not_contains(out.buf, "delete");
+    free(wm2);
+    free(wm);
     strbuf_release(&out);
     fixture_free(f);
 }
@@ -772,6 +911,9 @@ int main(void)
         cmocka_unit_test(test_create_errors),
         cmocka_unit_test(test_two_object_types),
         cmocka_unit_test(test_delta_watermark),
+        cmocka_unit_test(test_delta_bad_row_keeps_deletions),
+        cmocka_unit_test(test_full_bad_row_then_full),
+        cmocka_unit_test(test_delta_duplicates_and_header),
         cmocka_unit_test(test_export_new_file),
         cmocka_unit_test(test_export_modify_rename_delete),
         cmocka_unit_test(test_export_atomic_without_end),
