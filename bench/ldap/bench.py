@@ -138,6 +138,12 @@ def main():
             d_t, d_rss, _ = run([CONNTOOL, "-c", cfg, "dir", "read-changes", wm])
             rows.append(("delta read of %d changes in %d users" % (a.changes, a.users), "-",
                          None, "conntool read-changes", d_t, d_rss))
+        if any(r[3].startswith("idsync import") for r in rows):
+            # the store holds the watermark of its full import: a delta import
+            di_t, di_rss, _ = run([IDSYNC, "-c", cfg, "import", "dir"])
+            rows.append(("delta import of %d changes in %d users into the store" %
+                         (a.changes, a.users), "-", None, "idsync import (delta)", di_t,
+                         di_rss))
     finally:
         s.stop()
 
