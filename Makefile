@@ -9,7 +9,7 @@ TESTBUILD  ?= build-test
 PYTHON     ?= /usr/bin/python3
 SOURCES     = $(shell git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'tests/unit/*.h' 'tests/fuzz/*.c' 2>/dev/null)
 
-.PHONY: all deps build test unit integration demo format format-check bench fuzz clean
+.PHONY: all deps build test unit integration demo demo-files format format-check bench fuzz clean
 
 all: build
 
@@ -38,7 +38,10 @@ integration:
 	  $(PYTHON) -m pytest -q -ra tests/integration
 
 demo: build
-	./examples/demo/run.sh $(CURDIR)/$(BUILD)/idsync
+	$(PYTHON) examples/demo/run.py $(CURDIR)/$(BUILD)/idsync
+
+demo-files: build
+	./examples/demo/run-files.sh $(CURDIR)/$(BUILD)/idsync
 
 format:
 	clang-format -i $(SOURCES)

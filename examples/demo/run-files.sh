@@ -1,19 +1,19 @@
 #!/bin/sh
-# make demo: an HR export (CSV) synced into a directory (LDIF change records),
+# make demo-files: an HR export (CSV) synced into a directory (LDIF change records),
 # through a full cycle, then a few HR changes and a delta cycle.
 #   examples/demo/run.sh [IDSYNC-BINARY]
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 idsync=${1:-$top/build/idsync}
-out=$top/demo-out
+out=$top/demo-out/files
 py=/usr/bin/python3
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 rm -rf "$out"
 mkdir -p "$out/hr"
-cp "$here/idsync.yaml" "$out/idsync.yaml"
+cp "$here/hr-to-ldif.yaml" "$out/idsync.yaml"
 cd "$out"
 
 say "HR export: 300 people in 12 departments ($out/hr)"
