@@ -36,6 +36,7 @@ connectors:
   dir:
     type: ldif
     path: directory.ldif
+    anchor: dn
     objects:
       user:
         object_class: inetOrgPerson
@@ -82,17 +83,18 @@ safety:
   max_delete_percent: 0
 YAML
 
-# step LABEL CMD...: wall seconds and peak RSS (MB) of one command
+# step LABEL CMD...: wall seconds, peak RSS (MB) and CPU seconds (user +
+# system) of one command; CPU time is the steadier figure on a shared machine
 step() {
     label=$1
     shift
-    /usr/bin/time -f "%e %M" -o time.txt "$@" >/dev/null 2>step.err || {
+    /usr/bin/time -f "%e %M %U %S" -o time.txt "$@" >/dev/null 2>step.err || {
         echo "bench: $label failed:" >&2
         cat step.err >&2
         exit 1
     }
-    read -r secs kb < time.txt
-    echo "$label $secs $((kb / 1024))" >> results.txt
+    read -r secs kb usr sys < time.txt
+    echo "$label $secs $((kb / 1024)) $usr $sys" >> results.txt
 }
 
 : > results.txt
@@ -109,18 +111,22 @@ objects=$((n + groups))
 db=$(stat -c %s idsync.db)
 wal=0
 [ -f idsync.db-wal ] && wal=$(stat -c %s idsync.db-wal)
-awk -v n="$objects" -v db="$db" -v wal="$wal" '
-    { t[$1] = $2; m[$1] = $3 }
+awk -v n="$objects" -v db="$db" -v wal="$wal" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
+    { t[$1] = $2; m[$1] = $3; c[$1] = $4 + $5 }
     END {
         printf "| objects | %d |\n|---|---|\n", n
-        printf "| reference: sqlite3 .import of people.csv | %.2f s |\n", t["ref-sqlite-import"]
-        printf "| full import | %.2f s (%.0f obj/s, %d MB RSS) |\n", t["full-import"], n / t["full-import"], m["full-import"]
-        printf "| full sync (projection + provisioning) | %.2f s (%.0f obj/s, %d MB RSS) |\n", t["full-sync"], n / t["full-sync"], m["full-sync"]
-        printf "| full import + full sync | %.0f obj/s |\n", n / (t["full-import"] + t["full-sync"])
-        printf "| export (LDIF adds) | %.2f s (%d MB RSS) |\n", t["export"], m["export"]
-        printf "| quiet cycle after export (confirming) | %.2f s |\n", t["confirm-cycle"]
-        printf "| delta cycle, 100 changes | %.2f s (%d MB RSS) |\n", t["delta-cycle-100"], m["delta-cycle-100"]
-        printf "| delta cycle, no change | %.2f s |\n", t["delta-cycle-0"]
-        printf "| import ratio vs sqlite3 .import | %.2f |\n", t["full-import"] / t["ref-sqlite-import"]
+        printf "| load average at the end | %s |\n", load
+        printf "| reference: sqlite3 .import of people.csv | %.2f s (%.2f s CPU) |\n", t["ref-sqlite-import"], c["ref-sqlite-import"]
+        printf "| full import | %.2f s, %.2f s CPU (%.0f obj/s, %.0f obj/s of CPU, %d MB RSS) |\n", t["full-import"], c["full-import"], n / t["full-import"], n / c["full-import"], m["full-import"]
+        printf "| full sync (projection + provisioning) | %.2f s, %.2f s CPU (%.0f obj/s, %.0f obj/s of CPU, %d MB RSS) |\n", t["full-sync"], c["full-sync"], n / t["full-sync"], n / c["full-sync"], m["full-sync"]
+        printf "| full import + full sync | %.0f obj/s (%.0f obj/s of CPU) |\n", n / (t["full-import"] + t["full-sync"]), n / (c["full-import"] + c["full-sync"])
+        printf "| export (LDIF adds) | %.2f s, %.2f s CPU (%d MB RSS) |\n", t["export"], c["export"], m["export"]
+        printf "| quiet cycle after export (confirming) | %.2f s, %.2f s CPU (%d MB RSS) |\n", t["confirm-cycle"], c["confirm-cycle"], m["confirm-cycle"]
+        printf "| delta cycle, 100 changes | %.2f s, %.2f s CPU (%d MB RSS) |\n", t["delta-cycle-100"], c["delta-cycle-100"], m["delta-cycle-100"]
+        printf "| delta cycle, no change | %.2f s, %.2f s CPU |\n", t["delta-cycle-0"], c["delta-cycle-0"]
+        peak = 0
+        for (k in m) if (k != "ref-sqlite-import" && m[k] > peak) peak = m[k]
+        printf "| peak RSS of any step | %d MB |\n", peak
+        printf "| import ratio vs sqlite3 .import | %.2f (wall), %.2f (CPU) |\n", t["full-import"] / t["ref-sqlite-import"], c["full-import"] / c["ref-sqlite-import"]
         printf "| store size | %.0f bytes/object (db %d + wal %d) |\n", (db + wal) / n, db, wal
     }' results.txt
