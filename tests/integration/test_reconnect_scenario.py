@@ -254,7 +254,8 @@ def ldap_state(sl):
     out = {}
     for dn, attrs in sl.search("dc=example,dc=org", "(|(objectClass=inetOrgPerson)"
                                "(objectClass=groupOfNames))",
-                               ["employeeNumber", "businessCategory", "member", "displayName"]):
+                               ["employeeNumber", "businessCategory", "member", "displayName",
+                                "mail"]):
         out[dn.lower()] = {k: tuple(sorted(v)) for k, v in attrs.items()}
     return out
 
@@ -405,6 +406,14 @@ def _scenario(w, idsync):
     (users, _), ldap = w.state()
     assert users["u5@ids.test"][2] == "Renamed Five"
     assert ldap["uid=u5,ou=people,dc=example,dc=org"]["displayName"] == ("Renamed Five",)
+    # the administrator gives User 11 its own mail address again
+    w.dc.modify_ldif("dn: CN=User %d,%s\nchangetype: modify\nreplace: mail\n"
+                     "mail: u%d@ids.test\n" % (DUP + 1, PEOPLE, DUP + 1))
+    r = idsync("cycle", timeout=1800)
+    assert r.code == 0, r
+    ldap = ldap_state(w.sl)
+    assert ldap["uid=u%d,ou=people,dc=example,dc=org" % (DUP + 1)]["mail"] == \
+        ("u%d@ids.test" % (DUP + 1),)
     r = idsync("cycle", timeout=1800)
     assert r.code == 0, r
     assert len(w.sink.messages()) == 1
