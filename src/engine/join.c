@@ -383,6 +383,29 @@ enum ids_err join_outbound(struct sync_ctx *ctx, struct econn *X, const struct f
                 ret = r2;
                 goto done;
             }
+            if (o->mv_id != 0 && o->mv_id != m->id && o->type != NULL &&
+                strcasecmp(o->type, t->object) == 0 && o->import_state != CS_IMPORT_DELETE &&
+                !change_deletes(o) && t->anchor_carrier != NULL &&
+                !rule_uses(r, t->anchor_carrier)) {
+                /* soft-match guard, also for objects already joined to another
+                 * metaverse object: a rebuilt source whose new objects were
+                 * projected (a delta import the guard did not see) must not
+                 * get duplicates created next to the old objects */
+                const char *have = entry_first(o->entry, t->anchor_carrier);
+                const char *want = entry_first(des, t->anchor_carrier);
+
+                if (have != NULL && *have != '\0' && (want == NULL || strcmp(have, want) != 0)) {
+                    erun_error(ctx->r, X->cfg->name, o->anchor, o->dn,
+                               r->nitems ? r->items[0].attr : NULL, "anchor-mismatch", o->id, m->id,
+                               "soft match found %s, joined to metaverse object %" PRId64
+                               " with %s %s, while metaverse object %" PRId64
+                               " would set %s; nothing was exported for this object (no "
+                               "create). Use `idsync reconnect`.",
+                               o->dn ? o->dn : (o->anchor ? o->anchor : "?"), o->mv_id,
+                               t->anchor_carrier, have, m->id, want ? want : "(no value)");
+                    *stop = true;
+                }
+            }
             if (o->mv_id != 0 || o->type == NULL || strcasecmp(o->type, t->object) != 0 ||
                 o->import_state == CS_IMPORT_DELETE || change_deletes(o)) {
                 cs_object_free(o);
