@@ -21,6 +21,7 @@
 
 #include "connector/connector.h"
 #include "engine/engine.h"
+#include "engine/reconnect.h"
 #include "serve/serve_version.h"
 #include "util/codec.h"
 #include "util/log.h"
@@ -1590,6 +1591,57 @@ static void api_pending_report(struct serve_daemon *d, const struct serve_call *
                          "offset", (json_int_t)offset, "report", arr));
 }
 
+/* ---- reconnect preview (issue 5) ----------------------------------------- */
+
+/* GET /api/reconnect/preview?by=mail[,upn][&connector=NAME]: the plan
+ * `idsync reconnect --by ...` would show; nothing is written. Applying stays
+ * a command-line step (`idsync reconnect --apply FILE`), with its plan file. */
+static void api_reconnect_preview(struct serve_daemon *d, const struct serve_call *c,
+                                  struct serve_reply *r)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct engine_opts eopts = {0};
+    struct engine *eng = NULL;
+    struct reconnect_opts o;
+    struct reconnect_plan plan;
+    struct strbuf sb = STRBUF_INIT;
+    const char *by = serve_arg(c, "by");
+    json_t *j;
+    enum ids_err ret;
+
+    memset(&o, 0, sizeof(o));
+    strvec_init(&o.by);
+    reconnect_plan_init(&plan);
+    if (by == NULL || *by == '\0') {
+        reply_err(r, MHD_HTTP_BAD_REQUEST, "usage",
+                  "by=ATTR[,ATTR] names the metaverse attributes to match on (e.g. by=mail)");
+        goto done;
+    }
+    strvec_split(&o.by, by, ',', true);
+    o.connector = serve_arg(c, "connector");
+    ret = engine_new(d->cfg, d->http_store, &eopts, &eng, &err);
+    if (ret == IDS_OK) {
+        ret = reconnect_plan_make(eng, &o, &plan, &err);
+    }
+    if (ret != IDS_OK) {
+        reply_err(r, ret == IDS_EUSAGE ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_SERVICE_UNAVAILABLE,
+                  ids_err_name(ret), "%s", err.msg);
+        goto done;
+    }
+    reconnect_plan_to_json(&plan, &sb);
+    j = json_loadb(sb.buf, sb.len, 0, NULL);
+    if (j == NULL) {
+        reply_err(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "reconnect plan is not JSON");
+        goto done;
+    }
+    reply_json(r, MHD_HTTP_OK, j);
+done:
+    engine_free(eng);
+    reconnect_plan_release(&plan);
+    strvec_clear(&o.by);
+    strbuf_release(&sb);
+}
+
 /* ---- requests (sync now) --------------------------------------------------- */
 
 static const char *req_state_name(enum serve_req_state s)
@@ -1947,9 +1999,9 @@ void serve_api(struct serve_daemon *d, const struct serve_call *c, struct serve_
     } else if (!get && strcmp(s0, "reload") == 0 && s1 == NULL) {
         serve_request_reload(d);
         reply_json(r, MHD_HTTP_ACCEPTED, json_pack("{s:s}", "reload", "requested"));
-    } else if (strcmp(s0, "reconnect") == 0) {
-        reply_err(r, MHD_HTTP_NOT_IMPLEMENTED, "unsupported",
-                  "reconnect preview is not served yet: run `idsync reconnect` (issue 5)");
+    } else if (get && strcmp(s0, "reconnect") == 0 && s1 != NULL && strcmp(s1, "preview") == 0 &&
+               s2 == NULL) {
+        api_reconnect_preview(d, c, r);
     } else {
         goto not_found;
     }

@@ -617,3 +617,26 @@ def test_tls(workdir, serve_daemon, idsync):
     code, out, err = idsync("sync-now", "--wait")
     assert code == 0, (out, err)
     assert "success" in out
+
+
+def test_reconnect_preview_through_the_api(workdir, serve_daemon):
+    """The HR system is rebuilt: every person has a new key, same mail. The
+    guard stops the cycle; the API previews `reconnect --by mail`."""
+    port, people = prepare(workdir, n=12)
+    d = serve_daemon(port)
+    d.wait_idle()
+    rebuilt = [dict(p, id="N%04d" % (i + 1)) for i, p in enumerate(people)]
+    write_people(workdir, rebuilt)
+    plan = d.get("/api/reconnect/preview?connector=hr&by=mail")
+    assert plan["totals"]["re-anchor"] == 12, plan["totals"]
+    assert plan["totals"]["ambiguous"] == 0
+    assert {row["anchor"] for row in plan["rows"] if row["action"] == "re-anchor"} == \
+        {p["id"] for p in rebuilt}
+    # a preview changes nothing: the target still holds the old people
+    assert set(target_rows(workdir)) == {p["id"] for p in people}
+    refused = None
+    try:
+        d.get("/api/reconnect/preview?connector=hr")
+    except Exception as e:  # the fixture raises on HTTP errors
+        refused = str(e)
+    assert refused is not None and ("400" in refused or "by=" in refused), refused
