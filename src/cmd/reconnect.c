@@ -35,7 +35,33 @@ struct rc_args {
     bool all;
 };
 
-enum { OPT_BY = 1000, OPT_PLAN, OPT_APPLY, OPT_OBJECT, OPT_TO, OPT_ALL };
+enum { OPT_BY = 1000, OPT_PLAN, OPT_APPLY, OPT_OBJECT, OPT_TO, OPT_ALL, OPT_HELP };
+
+/* Returned by parse_args after printing the help: exit 0. */
+#define RC_HELP_SHOWN (-1)
+
+static void print_reconnect_help(void)
+{
+    fputs("usage: idsync [options] reconnect [CONNECTOR] --by ATTR [--by ATTR ...] "
+          "[--plan FILE]\n"
+          "       idsync [options] reconnect --apply FILE\n"
+          "       idsync [options] reconnect [CONNECTOR] --object ANCHOR|DN --to TARGET\n"
+          "\n"
+          "Re-join a rebuilt directory (new anchors, same people) to what idsync already\n"
+          "manages, instead of deleting and re-creating. Without --apply it only previews:\n"
+          "per object the action (re-anchor, already-linked, ambiguous, no-candidate,\n"
+          "type-mismatch) and the totals; --plan FILE records exactly that preview.\n"
+          "--apply FILE applies that plan and nothing else; it refuses when the store or\n"
+          "a connected system changed since. See docs/reconnect.md.\n"
+          "\n"
+          "  --by ATTR         metaverse attribute to match on (mail, upn, name; repeatable)\n"
+          "  --plan FILE       write the preview to FILE (JSON)\n"
+          "  --apply FILE      apply a plan written by --plan\n"
+          "  --object ID       one object (anchor or DN) to re-join by hand ...\n"
+          "  --to TARGET       ... to this candidate (anchor, DN or mv:ID)\n"
+          "  --all             list every object, not only those that need attention\n",
+          stdout);
+}
 
 static int parse_args(struct cli *cli, int argc, char **argv, struct rc_args *a)
 {
@@ -46,6 +72,7 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct rc_args *a)
         {"object", required_argument, NULL, OPT_OBJECT},
         {"to", required_argument, NULL, OPT_TO},
         {"all", no_argument, NULL, OPT_ALL},
+        {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -82,6 +109,9 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct rc_args *a)
         case OPT_ALL:
             a->all = true;
             break;
+        case OPT_HELP:
+            print_reconnect_help();
+            return RC_HELP_SHOWN;
         default:
             return EXIT_CONFIG;
         }
@@ -368,6 +398,10 @@ int cmd_reconnect(struct cli *cli, int argc, char **argv)
     memset(&a, 0, sizeof(a));
     strvec_init(&a.by);
     status = parse_args(cli, argc, argv, &a);
+    if (status == RC_HELP_SHOWN) {
+        strvec_clear(&a.by);
+        return EXIT_OK;
+    }
     if (status == 0) {
         status = cli_open_store(cli);
     }
