@@ -355,18 +355,22 @@ static enum ids_err run_once(struct scim_conn *c, long wait_ms, struct ids_error
     return ret;
 }
 
+/* How long to wait for I/O before something queued becomes due: operations
+ * that are due already wait for a free slot, which only I/O brings (waiting
+ * 0 for them would spin). */
 static long next_wait(struct scim_conn *c)
 {
     long long now = http_now_ms();
     long long w = 1000;
+    bool slot = (double)c->active < (c->window >= 1.0 ? c->window : 1.0);
     struct scim_op *op;
 
-    if (c->pause_until_ms > now && c->pause_until_ms - now < w) {
-        w = c->pause_until_ms - now;
-    }
     for (op = c->queue_head; op != NULL; op = op->next) {
         long long d = op->due_ms > c->pause_until_ms ? op->due_ms : c->pause_until_ms;
 
+        if (d <= now && !slot) {
+            continue;
+        }
         if (d - now < w) {
             w = d - now;
         }

@@ -304,7 +304,7 @@ enum ids_err http_start(struct http_client *c, struct http_request *r, struct id
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->error);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    /* no Accept-Encoding: SCIM bodies are small */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      c->opts.http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
     if (c->opts.http2 && strncasecmp(r->url.buf, "https:", 6) == 0) {
