@@ -8,7 +8,7 @@ libsqlite3-dev sqlite3 libyaml-dev liblua5.4-dev libjansson-dev libcmocka-dev \
 libldap-dev libcurl4-openssl-dev libmicrohttpd-dev \
 python3-pytest python3-aiosmtpd ldap-utils slapd \
 samba samba-ad-dc samba-ad-provision winbind krb5-user ldb-tools \
-chromium nodejs"
+chromium nodejs iproute2 time"
 
 missing=""
 for p in $PKGS; do

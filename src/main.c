@@ -3,6 +3,7 @@
  * before or after the subcommand; they are taken out of the arguments
  * before the subcommand parses its own. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,6 +186,10 @@ int main(int argc, char **argv)
     int i;
     bool rest = false;
 
+    /* A connected system that closes its socket (an LDAP server restarting,
+     * a SCIM proxy dropping a connection) must give a write error that the
+     * connector handles, not kill the process with SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     memset(&cli, 0, sizeof(cli));
     cli.config_path = env != NULL && env[0] != '\0' ? env : "idsync.yaml";
     cli.usage = "idsync [options] COMMAND [ARGS]";

@@ -11,7 +11,6 @@ back with ldapsearch, exit codes, and the counters of `idsync history`.
 """
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -252,13 +251,21 @@ def test_openldap_to_openldap_full_delta_quiet(ol_env):
     assert exports_of_last_cycle(env) == 0
 
 
+def connected_to(pid, port):
+    """True when process `pid` has an established TCP connection to `port`."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", "( dport = :%d )" % port],
+                         capture_output=True, text=True).stdout
+    return ("pid=%d," % pid) in out
+
+
 def test_openldap_restart_during_import_and_export(ol_env):
     env, src, dst = ol_env
-    # import from the source while it restarts
+    # import from the source while it restarts: restart once idsync is connected
     p = subprocess.Popen([IDSYNC, "-c", os.path.join(env.path, "idsync.yaml"), "import", "src",
                           "--full"], cwd=env.path, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    time.sleep(0.2)
+    wait_for(lambda: connected_to(p.pid, src.port) or p.poll() is not None, 60,
+             "idsync to connect to the source")
     src.restart()
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err

@@ -16,6 +16,7 @@
  * stderr. Not installed; tests only.
  */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,6 +266,8 @@ int main(int argc, char **argv)
     const char *path = NULL;
     int opt;
     int status = 0;
+
+    signal(SIGPIPE, SIG_IGN); /* as idsync: a dropped connection is an error, not a kill */
 
     while ((opt = getopt(argc, argv, "c:")) != -1) {
         if (opt == 'c') {
