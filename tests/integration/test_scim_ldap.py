@@ -1,7 +1,8 @@
 """SCIM with a real directory on the other side, through the `idsync`
 binary: OpenLDAP -> SCIM (users, nested groups, hostile values; a full
-cycle, then a delta cycle with every kind of change made in slapd) and
-SCIM -> OpenLDAP (the cloud as the source of users and groups).
+cycle, then a delta cycle with every kind of change made in slapd), AD
+(Samba) -> SCIM (a group over 1,500 members, DirSync deltas, disable on
+delete) and SCIM -> OpenLDAP (the cloud as the source of users and groups).
 
 Asserted: what the SCIM service holds (read from the service) and what
 slapd holds (ldapsearch), after each cycle.
@@ -10,6 +11,8 @@ import os
 
 import pytest
 
+from fixtures.samba import (GROUPS as AD_GROUPS, PEOPLE as AD_PEOPLE,  # noqa: F401
+                            SEED_USERS, SYNC_OU, samba_dc, samba_factory, samba_template)
 from fixtures.scim import node_available, scim_service, scim_workdir  # noqa: F401
 from fixtures.slapd import entry_ldif, slapd_factory  # noqa: F401
 from test_scim_cli import IDSYNC, Env
@@ -313,3 +316,124 @@ def test_scim_to_openldap(slapd_factory, scim_service, tmp_path):
                                                      ["*"])}
     assert "c2" not in people and people["c3"]["title"] == ["Boss"]
     assert members("cloud-team") == ["uid=c0", "uid=c1", "uid=c20"]
+
+
+AD_TO_SCIM = """store: sqlite:idsync.db
+connectors:
+  ad:
+    type: ldap
+    url: {url}
+    bind_dn: Administrator@ids.test
+    password_file: {pw}
+    base: "{sync}"
+    page_size: 500
+    objects:
+      user:
+        base: "{people}"
+        filter: (&(objectClass=user)(objectCategory=person))
+        attributes: [objectGUID, sAMAccountName, userPrincipalName, mail, givenName, sn,
+                     displayName]
+      group:
+        base: "{groups}"
+        filter: (objectClass=group)
+        attributes: [objectGUID, cn, member]
+        references: {{ member: [user, group] }}
+  cloud:
+    type: scim
+    url: {scim}
+    token_file: {token}
+    patch_chunk: 400
+    objects:
+      User:
+        attributes: [userName, externalId, displayName, name.givenName, name.familyName, emails,
+                     active]
+      Group:
+        attributes: [displayName, externalId, members]
+        references: {{ members: [User, Group] }}
+metaverse:
+  person:
+    from:
+      - connector: ad
+        object: user
+        project: true
+        join: [ {{ sourceAnchor: base64(objectGUID) }} ]
+        flow:
+          sourceAnchor: base64(objectGUID)
+          upn: 'userPrincipalName or (sAMAccountName .. "@ids.test")'
+          mail: mail
+          givenName: givenName
+          sn: sn
+          displayName: 'displayName or sAMAccountName'
+    to:
+      - connector: cloud
+        object: User
+        provision: true
+        deprovision: disable
+        anchor_carrier: externalId
+        join: [ {{ externalId: sourceAnchor }}, {{ userName: upn }} ]
+        flow:
+          externalId: sourceAnchor
+          userName: upn
+          displayName: displayName
+          name.givenName: givenName
+          name.familyName: sn
+          emails: 'mail and {{ {{value = mail, type = "work", primary = true}} }}'
+  group:
+    from:
+      - connector: ad
+        object: group
+        project: true
+        join: [ {{ sourceAnchor: base64(objectGUID) }} ]
+        flow: {{ sourceAnchor: base64(objectGUID), name: cn, members: member }}
+    to:
+      - connector: cloud
+        object: Group
+        provision: true
+        deprovision: delete
+        anchor_carrier: externalId
+        join: [ {{ externalId: sourceAnchor }} ]
+        flow: {{ externalId: sourceAnchor, displayName: name, members: members }}
+safety:
+  max_deletes: 100
+  max_delete_percent: 0
+"""
+
+
+def test_ad_to_scim(samba_dc, scim_service, tmp_path):
+    dc = samba_dc
+    env = Env(tmp_path / "work")
+    os.makedirs(env.path, exist_ok=True)
+    env.write("idsync.yaml", AD_TO_SCIM.format(
+        url=dc.url, pw=dc.password_file, sync=SYNC_OU, people=AD_PEOPLE, groups=AD_GROUPS,
+        scim=scim_service.url, token=scim_service.token_file))
+    env.run("cycle", "--full", expect=0)
+    users = scim_service.users_by("userName")
+    assert len(users) == SEED_USERS
+    assert users["u3@ids.test"]["emails"][0]["value"] == "u3@ids.test"
+    ids = {u["id"]: name for name, u in users.items()}
+    groups = scim_service.groups_by("displayName")
+    gids = {g["id"]: name for name, g in groups.items()}
+    assert len(groups["Big"]["members"]) == SEED_USERS  # more than AD's 1,500 range
+    nested = sorted(ids.get(m["value"]) or gids.get(m["value"])
+                    for m in groups["Nested"]["members"])
+    assert nested == ["Small", "u5@ids.test"]
+
+    dc.add("CN=Fresh,%s" % AD_PEOPLE, {"objectClass": "user", "sAMAccountName": "fresh",
+                                       "userPrincipalName": "fresh@ids.test",
+                                       "mail": "fresh@ids.test"})
+    dc.modify_ldif("dn: CN=User 10,%s\nchangetype: modify\nreplace: mail\nmail: ten@x.test\n"
+                   % AD_PEOPLE)
+    dc.modify_ldif("dn: CN=Big,%s\nchangetype: modify\ndelete: member\nmember: CN=User 20,%s\n"
+                   "-\nadd: member\nmember: CN=Fresh,%s\n" % (AD_GROUPS, AD_PEOPLE, AD_PEOPLE))
+    dc.modify_ldif("dn: CN=Big,%s\nchangetype: modify\ndelete: member\nmember: CN=User 21,%s\n"
+                   % (AD_GROUPS, AD_PEOPLE))
+    dc.delete("CN=User 21,%s" % AD_PEOPLE)
+    env.run("cycle", expect=0)
+    users = scim_service.users_by("userName")
+    assert users["fresh@ids.test"]["emails"][0]["value"] == "fresh@ids.test"
+    assert users["u10@ids.test"]["emails"][0]["value"] == "ten@x.test"
+    assert users["u21@ids.test"]["active"] is False  # deprovision: disable
+    big = {m["value"] for m in scim_service.groups_by("displayName")["Big"]["members"]}
+    assert users["fresh@ids.test"]["id"] in big
+    assert users["u20@ids.test"]["id"] not in big
+    assert users["u21@ids.test"]["id"] not in big
