@@ -12,10 +12,11 @@ what was exported: no duplicate, nothing lost.
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
-from fixtures.scim import (FaultProxy, node_available, scim_factory, scim_proxy,  # noqa: F401
+from fixtures.scim import (node_available, scim_factory, scim_proxy,  # noqa: F401
                            scim_service, scim_workdir)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -179,7 +180,6 @@ concurrency: 2""".format(base=svc.base))
     assert "token obtained" in conntool(cfg, "check", env=env).stdout
     changes = [user_add(i) for i in range(1, 301)]
     before = svc.stats()["tokens"]
-    import time
     t0 = time.time()
     res = export(cfg, changes[:150], env=env)
     while time.time() - t0 < 2.5:

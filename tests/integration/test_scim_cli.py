@@ -18,7 +18,7 @@ import subprocess
 
 import pytest
 
-from fixtures.scim import (FaultProxy, node_available, scim_proxy, scim_service,  # noqa: F401
+from fixtures.scim import (node_available, scim_proxy, scim_service,  # noqa: F401
                            scim_workdir)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
