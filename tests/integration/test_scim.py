@@ -17,7 +17,7 @@ import time
 import pytest
 
 from fixtures.scim import (node_available, scim_factory, scim_proxy,  # noqa: F401
-                           scim_service, scim_workdir)
+                           scim_service, scim_tls_proxy, scim_workdir)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -151,6 +151,25 @@ def test_unreachable_service_names_the_url(scim_workdir):
     assert p.returncode != 0
     assert "127.0.0.1:9" in p.stderr
     assert "unreachable" in p.stderr
+
+
+def test_tls_is_verified_unless_said_otherwise(scim_service, scim_tls_proxy):
+    d = scim_service.workdir
+    url = scim_tls_proxy.url
+    assert url.startswith("https://127.0.0.1:")
+    # a self-signed certificate is refused by default
+    cfg = write_config(d, url, scim_service.token_file, name="t1.yaml", extra="max_retries: 0")
+    p = conntool(cfg, "check", check=False)
+    assert p.returncode != 0
+    assert "certificate" in p.stderr.lower() and url.split("/scim")[0] in p.stderr
+    # trusted through ca_file
+    cfg = write_config(d, url, scim_service.token_file, name="t2.yaml",
+                       extra="ca_file: %s" % scim_tls_proxy.cert)
+    assert "patch: supported" in conntool(cfg, "check").stdout
+    assert export(cfg, [user_add(1)])[1]["status"] == "ok"
+    # or not verified, when written in so many words
+    cfg = write_config(d, url, scim_service.token_file, name="t3.yaml", extra="tls_verify: false")
+    assert "patch: supported" in conntool(cfg, "check").stdout
 
 
 def test_basic_auth(scim_factory):

@@ -1,8 +1,10 @@
 // A fault-injecting HTTP proxy between idsync and the SCIM test service:
 // the faults a real service won't produce on demand.
 //
-//   node proxy.js --port 0 --upstream http://127.0.0.1:PORT
+//   node proxy.js --port 0 --upstream http://127.0.0.1:PORT [--tls-cert C --tls-key K]
 //
+// With --tls-cert/--tls-key the proxy speaks HTTPS to its clients (the TLS
+// tests: certificate verification, ca_file).
 // Prints "listening PORT". Faults are set at run time (JSON body):
 //   POST /_proxy/fault  {"mode": M, "every": N, "count": C, "methods": [..],
 //                        "path": "substring", "status": S, "retryAfter": "2",
@@ -22,7 +24,9 @@
 //   POST /_proxy/reset  no faults, counters to zero
 "use strict";
 
+const fs = require("fs");
 const http = require("http");
+const https = require("https");
 
 const args = process.argv.slice(2);
 function opt(name, def) {
@@ -95,7 +99,10 @@ function scimError(status, detail) {
     }));
 }
 
-const server = http.createServer(async (req, res) => {
+const TLS_CERT = opt("--tls-cert", null);
+const TLS_KEY = opt("--tls-key", null);
+
+async function handle(req, res) {
     const body = await readBody(req);
     if (req.url.startsWith("/_proxy/")) {
         if (req.url === "/_proxy/fault" && req.method === "POST") {
@@ -148,7 +155,11 @@ const server = http.createServer(async (req, res) => {
         res.writeHead(502, { "content-type": "text/plain" });
         res.end(`proxy: ${e.message}`);
     }
-});
+}
+
+const server = TLS_CERT
+    ? https.createServer({ cert: fs.readFileSync(TLS_CERT), key: fs.readFileSync(TLS_KEY) }, handle)
+    : http.createServer(handle);
 server.keepAliveTimeout = 60000;
 server.listen(PORT, "127.0.0.1", () => {
     process.stdout.write(`listening ${server.address().port}\n`);
