@@ -336,31 +336,14 @@ void entry_canonicalize(struct entry *e)
 #define ENTRY_MAGIC  0xE1
 #define CHANGE_MAGIC 0xC1
 
-static void put_varint(struct strbuf *out, uint64_t v)
-{
-    unsigned char buf[10];
-    size_t n = 0;
-
-    do {
-        unsigned char b = v & 0x7f;
-
-        v >>= 7;
-        if (v) {
-            b |= 0x80;
-        }
-        buf[n++] = b;
-    } while (v);
-    strbuf_add(out, buf, n);
-}
-
 /* NULL is encoded as 0, a string of length L as L+1 */
 static void put_str(struct strbuf *out, const char *s, size_t len)
 {
     if (s == NULL) {
-        put_varint(out, 0);
+        varint_put(out, 0);
         return;
     }
-    put_varint(out, (uint64_t)len + 1);
+    varint_put(out, (uint64_t)len + 1);
     strbuf_add(out, s, len);
 }
 
@@ -375,11 +358,11 @@ static void put_attr(struct strbuf *out, const struct attr *a)
     int64_t src = a->source;
 
     put_cstr(out, a->name);
-    put_varint(out, a->flags);
-    put_varint(out, ((uint64_t)src << 1) ^ (uint64_t)(src >> 63));
-    put_varint(out, a->nvals);
+    varint_put(out, a->flags);
+    varint_put(out, ((uint64_t)src << 1) ^ (uint64_t)(src >> 63));
+    varint_put(out, a->nvals);
     for (i = 0; i < a->nvals; i++) {
-        put_varint(out, a->vals[i].len);
+        varint_put(out, a->vals[i].len);
         strbuf_add(out, a->vals[i].data, a->vals[i].len);
     }
 }
@@ -393,7 +376,7 @@ void entry_encode(struct entry *e, struct strbuf *out)
     put_cstr(out, e->type);
     put_cstr(out, e->anchor);
     put_cstr(out, e->dn);
-    put_varint(out, e->nattrs);
+    varint_put(out, e->nattrs);
     for (i = 0; i < e->nattrs; i++) {
         put_attr(out, &e->attrs[i]);
     }
@@ -408,7 +391,7 @@ uint64_t entry_hash(struct entry *e)
     entry_canonicalize(e);
     put_cstr(&sb, e->type);
     put_cstr(&sb, e->dn);
-    put_varint(&sb, e->nattrs);
+    varint_put(&sb, e->nattrs);
     for (i = 0; i < e->nattrs; i++) {
         struct attr a = e->attrs[i];
         char lname[256];
@@ -428,35 +411,7 @@ uint64_t entry_hash(struct entry *e)
     return h;
 }
 
-struct reader {
-    const unsigned char *p;
-    const unsigned char *end;
-    bool bad;
-};
-
-static uint64_t get_varint(struct reader *r)
-{
-    uint64_t v = 0;
-    int shift = 0;
-
-    while (!r->bad) {
-        unsigned char b;
-
-        if (r->p >= r->end || shift > 63) {
-            r->bad = true;
-            break;
-        }
-        b = *r->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            return v;
-        }
-        shift += 7;
-    }
-    return 0;
-}
-
-static const unsigned char *get_bytes(struct reader *r, uint64_t len)
+static const unsigned char *get_bytes(struct varint_reader *r, uint64_t len)
 {
     const unsigned char *p = r->p;
 
@@ -468,9 +423,9 @@ static const unsigned char *get_bytes(struct reader *r, uint64_t len)
     return p;
 }
 
-static char *get_str(struct reader *r)
+static char *get_str(struct varint_reader *r)
 {
-    uint64_t n = get_varint(r);
+    uint64_t n = varint_get(r);
     const unsigned char *p;
 
     if (r->bad || n == 0) {
@@ -483,7 +438,7 @@ static char *get_str(struct reader *r)
     return xmemdup(p, (size_t)(n - 1));
 }
 
-static void get_attr(struct reader *r, struct attr *a)
+static void get_attr(struct varint_reader *r, struct attr *a)
 {
     uint64_t n;
     uint64_t i;
@@ -495,16 +450,16 @@ static void get_attr(struct reader *r, struct attr *a)
         r->bad = true;
         return;
     }
-    a->flags = (unsigned)get_varint(r);
-    zz = get_varint(r);
+    a->flags = (unsigned)varint_get(r);
+    zz = varint_get(r);
     a->source = (int)(int64_t)((zz >> 1) ^ (~(zz & 1) + 1));
-    n = get_varint(r);
+    n = varint_get(r);
     if (n > (uint64_t)(r->end - r->p)) {
         r->bad = true;
         return;
     }
     for (i = 0; i < n && !r->bad; i++) {
-        uint64_t len = get_varint(r);
+        uint64_t len = varint_get(r);
         const unsigned char *p = get_bytes(r, len);
 
         if (p != NULL) {
@@ -515,7 +470,7 @@ static void get_attr(struct reader *r, struct attr *a)
 
 enum ids_err entry_decode(const void *data, size_t len, struct entry **out, struct ids_error *err)
 {
-    struct reader r = {data, (const unsigned char *)data + len, false};
+    struct varint_reader r = {data, (const unsigned char *)data + len, false};
     struct entry *e = NULL;
     uint64_t n;
     uint64_t i;
@@ -529,7 +484,7 @@ enum ids_err entry_decode(const void *data, size_t len, struct entry **out, stru
     e->type = get_str(&r);
     e->anchor = get_str(&r);
     e->dn = get_str(&r);
-    n = get_varint(&r);
+    n = varint_get(&r);
     if (!r.bad && n > (uint64_t)(r.end - r.p)) {
         r.bad = true;
     }
@@ -725,21 +680,21 @@ void change_encode(const struct change *c, struct strbuf *out)
     size_t i;
 
     strbuf_addch(out, CHANGE_MAGIC);
-    put_varint(out, (uint64_t)c->op);
+    varint_put(out, (uint64_t)c->op);
     put_cstr(out, c->type);
     put_cstr(out, c->anchor);
     put_cstr(out, c->dn);
     put_cstr(out, c->new_dn);
-    put_varint(out, c->nmods);
+    varint_put(out, c->nmods);
     for (i = 0; i < c->nmods; i++) {
-        put_varint(out, (uint64_t)c->mods[i].op);
+        varint_put(out, (uint64_t)c->mods[i].op);
         put_attr(out, &c->mods[i].attr);
     }
 }
 
 enum ids_err change_decode(const void *data, size_t len, struct change **out, struct ids_error *err)
 {
-    struct reader r = {data, (const unsigned char *)data + len, false};
+    struct varint_reader r = {data, (const unsigned char *)data + len, false};
     struct change *c;
     uint64_t n;
     uint64_t i;
@@ -751,7 +706,7 @@ enum ids_err change_decode(const void *data, size_t len, struct change **out, st
     }
     r.p++;
     c = xcalloc(1, sizeof(*c));
-    op = get_varint(&r);
+    op = varint_get(&r);
     if (op > CHANGE_DELETE) {
         r.bad = true;
     }
@@ -760,7 +715,7 @@ enum ids_err change_decode(const void *data, size_t len, struct change **out, st
     c->anchor = get_str(&r);
     c->dn = get_str(&r);
     c->new_dn = get_str(&r);
-    n = get_varint(&r);
+    n = varint_get(&r);
     if (!r.bad && n > (uint64_t)(r.end - r.p)) {
         r.bad = true;
     }
@@ -769,7 +724,7 @@ enum ids_err change_decode(const void *data, size_t len, struct change **out, st
         c->alloc = (size_t)n;
     }
     for (i = 0; i < n && !r.bad; i++) {
-        uint64_t mop = get_varint(&r);
+        uint64_t mop = varint_get(&r);
 
         if (mop > MOD_REPLACE) {
             r.bad = true;

@@ -457,51 +457,6 @@ static enum ids_err auto_end(struct sqlite_store *s, bool own, enum ids_err ret,
 
 /* ---- small encodings ------------------------------------------------------ */
 
-static void put_varint(struct strbuf *out, uint64_t v)
-{
-    unsigned char buf[10];
-    size_t n = 0;
-
-    do {
-        unsigned char b = v & 0x7f;
-
-        v >>= 7;
-        if (v) {
-            b |= 0x80;
-        }
-        buf[n++] = b;
-    } while (v);
-    strbuf_add(out, buf, n);
-}
-
-struct key_reader {
-    const unsigned char *p;
-    const unsigned char *end;
-    bool bad;
-};
-
-static uint64_t get_varint(struct key_reader *r)
-{
-    uint64_t v = 0;
-    int shift = 0;
-
-    while (!r->bad) {
-        unsigned char b;
-
-        if (r->p >= r->end || shift > 63) {
-            r->bad = true;
-            break;
-        }
-        b = *r->p++;
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            return v;
-        }
-        shift += 7;
-    }
-    return 0;
-}
-
 /* Join keys of one object as stored in its jkeys column: per key, varint
  * length + attribute (lower case), varint length + normalised value. */
 static void encode_keys(const struct store_keys *keys, struct strbuf *out, struct strbuf *scratch)
@@ -518,17 +473,17 @@ static void encode_keys(const struct store_keys *keys, struct strbuf *out, struc
         strbuf_reset(scratch);
         strbuf_addstr(scratch, k->attr);
         strbuf_tolower(scratch);
-        put_varint(out, scratch->len);
+        varint_put(out, scratch->len);
         strbuf_addbuf(out, scratch);
         strbuf_reset(scratch);
         value_normalize(scratch, k->value, strlen(k->value));
-        put_varint(out, scratch->len);
+        varint_put(out, scratch->len);
         strbuf_addbuf(out, scratch);
     }
 }
 
 /* Next key of an encoded list: false at the end or on corrupt data (r->bad). */
-static bool next_key(struct key_reader *r, const char **attr, int *alen, const char **val,
+static bool next_key(struct varint_reader *r, const char **attr, int *alen, const char **val,
                      int *vlen)
 {
     uint64_t n;
@@ -536,7 +491,7 @@ static bool next_key(struct key_reader *r, const char **attr, int *alen, const c
     if (r->bad || r->p >= r->end) {
         return false;
     }
-    n = get_varint(r);
+    n = varint_get(r);
     if (r->bad || n > (uint64_t)(r->end - r->p)) {
         r->bad = true;
         return false;
@@ -544,7 +499,7 @@ static bool next_key(struct key_reader *r, const char **attr, int *alen, const c
     *attr = (const char *)r->p;
     *alen = (int)n;
     r->p += n;
-    n = get_varint(r);
+    n = varint_get(r);
     if (r->bad || n > (uint64_t)(r->end - r->p)) {
         r->bad = true;
         return false;
@@ -559,8 +514,8 @@ static bool next_key(struct key_reader *r, const char **attr, int *alen, const c
 static enum ids_err apply_keys(struct sqlite_store *s, int64_t space, int64_t obj,
                                const struct strbuf *blob, bool add, struct ids_error *err)
 {
-    struct key_reader r = {(const unsigned char *)blob->buf,
-                           (const unsigned char *)blob->buf + blob->len, false};
+    struct varint_reader r = {(const unsigned char *)blob->buf,
+                              (const unsigned char *)blob->buf + blob->len, false};
     sqlite3_stmt *st = stmt(s, add ? ST_KEY_ADD : ST_KEY_DEL, err);
     const char *attr;
     const char *val;

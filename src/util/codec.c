@@ -283,3 +283,42 @@ bool value_is_text(const char *s, size_t len)
     }
     return utf8_valid(s, len);
 }
+
+void varint_put(struct strbuf *out, uint64_t v)
+{
+    unsigned char buf[10];
+    size_t n = 0;
+
+    do {
+        unsigned char b = v & 0x7f;
+
+        v >>= 7;
+        if (v) {
+            b |= 0x80;
+        }
+        buf[n++] = b;
+    } while (v);
+    strbuf_add(out, buf, n);
+}
+
+uint64_t varint_get(struct varint_reader *r)
+{
+    uint64_t v = 0;
+    int shift = 0;
+
+    while (!r->bad) {
+        unsigned char b;
+
+        if (r->p >= r->end || shift > 63) {
+            r->bad = true;
+            break;
+        }
+        b = *r->p++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            return v;
+        }
+        shift += 7;
+    }
+    return 0;
+}

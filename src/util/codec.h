@@ -36,4 +36,14 @@ bool utf8_valid(const char *s, size_t len);
  * than tab); binary values are shown as base64 by the output code. */
 bool value_is_text(const char *s, size_t len);
 
+/* LEB128-style unsigned varints (7 bits a byte, low first): the compact
+ * encodings of entries, changes and join keys in the store. */
+struct varint_reader {
+    const unsigned char *p;   /* next byte */
+    const unsigned char *end; /* one past the last byte */
+    bool bad;                 /* set on truncation or overflow; reads then return 0 */
+};
+void varint_put(struct strbuf *out, uint64_t v);
+uint64_t varint_get(struct varint_reader *r);
+
 #endif
