@@ -67,6 +67,12 @@ static const struct config_option scim_options[] = {
     {"patch", OPT_ENUM, "auto", 0, 0, "auto|yes|no", false,
      "Update with PATCH (auto: when /ServiceProviderConfig says it is supported) or with GET + "
      "PUT of the whole resource (no)."},
+    {"bulk", OPT_ENUM, "auto", 0, 0, "auto|no", false,
+     "Send creates and deletes in /Bulk requests when /ServiceProviderConfig says bulk is "
+     "supported (auto), or always one request per change (no)."},
+    {"bulk_size", OPT_INT, "50", 1, 10000, NULL, false,
+     "Largest number of operations in one /Bulk request (also capped by the service's "
+     "maxOperations and maxPayloadSize)."},
     {"patch_chunk", OPT_INT, "500", 1, 100000, NULL, false,
      "Largest number of values (members added or removed) in one PATCH request; larger changes "
      "are sent as several requests."},
@@ -147,6 +153,12 @@ static enum ids_err scim_create(const struct connector_config *cfg, struct conne
     if (getenv("IDSYNC_SCIM_BACKOFF_MS") != NULL) {
         /* tests: short backoffs */
         c->backoff_base_ms = strtol(getenv("IDSYNC_SCIM_BACKOFF_MS"), NULL, 10);
+    }
+    s = config_get_str(&cfg->opts, "bulk");
+    c->bulk_cfg = s != NULL && strcmp(s, "no") == 0 ? 0 : -1;
+    c->bulk_size = config_get_int(&cfg->opts, "bulk_size");
+    if (c->bulk_size <= 0) {
+        c->bulk_size = 50;
     }
     s = config_get_str(&cfg->opts, "patch");
     c->patch_cfg = s == NULL || strcmp(s, "auto") == 0 ? -1 : strcmp(s, "yes") == 0 ? 1 : 0;
@@ -569,6 +581,7 @@ static void read_spc(struct scim_conn *c, json_t *spc)
     v = json_object_get(spc, "bulk");
     c->bulk_supported = json_is_true(json_object_get(v, "supported"));
     c->bulk_max_ops = (long)json_integer_value(json_object_get(v, "maxOperations"));
+    c->bulk_max_payload = (long)json_integer_value(json_object_get(v, "maxPayloadSize"));
     v = json_object_get(spc, "filter");
     c->filter_supported = json_is_true(json_object_get(v, "supported"));
     c->filter_max_results = (long)json_integer_value(json_object_get(v, "maxResults"));
@@ -845,6 +858,11 @@ static enum ids_err count_type(struct scim_conn *c, const struct scim_rtype *t, 
     return ret;
 }
 
+bool scim_use_bulk(const struct scim_conn *c)
+{
+    return c->bulk_cfg != 0 && c->bulk_supported;
+}
+
 static bool use_patch(const struct scim_conn *c)
 {
     return c->patch_cfg == 1 || (c->patch_cfg == -1 && c->patch_supported);
@@ -873,8 +891,10 @@ static enum ids_err scim_check(struct connector *conn, struct strbuf *report, st
     strbuf_addf(report, "updates: %s\n",
                 use_patch(c) ? "PATCH" : "GET + PUT of the whole resource (PATCH not used)");
     if (c->bulk_supported) {
-        strbuf_addf(report, "bulk: supported (maxOperations %ld; idsync sends single requests)\n",
-                    c->bulk_max_ops);
+        strbuf_addf(report, "bulk: supported (maxOperations %ld, maxPayloadSize %ld)\n",
+                    c->bulk_max_ops, c->bulk_max_payload);
+        strbuf_addf(report, "creates_deletes: %s\n",
+                    scim_use_bulk(c) ? "in /Bulk requests" : "one request each (bulk: no)");
     } else {
         strbuf_addstr(report, "bulk: not supported\n");
     }

@@ -244,6 +244,8 @@ static void filter_url(struct scim_op *op, const char *attr, const char *value)
 }
 
 static void op_done_cb(struct http_request *r);
+static bool bulkable(const struct scim_op *op);
+static bool bulk_start(struct scim_conn *c, struct scim_op *first);
 
 static enum ids_err op_start(struct scim_op *op, struct ids_error *err)
 {
@@ -303,39 +305,51 @@ static enum ids_err op_start(struct scim_op *op, struct ids_error *err)
     return ret;
 }
 
-/* Start queued operations that are due, within the window. */
+/* Start queued operations that are due, within the window. Creates and
+ * deletes that are due together go in one /Bulk request when the service
+ * has it. */
 static void pump(struct scim_conn *c)
 {
-    long long now = http_now_ms();
-    struct scim_op *prev = NULL;
-    struct scim_op *op = c->queue_head;
+    for (;;) {
+        long long now = http_now_ms();
+        struct scim_op *prev = NULL;
+        struct scim_op *op = c->queue_head;
+        struct ids_error err = IDS_ERROR_INIT;
 
-    if (now < c->pause_until_ms) {
-        return;
-    }
-    while (op != NULL && (double)c->active < (c->window >= 1.0 ? c->window : 1.0)) {
-        struct scim_op *next = op->next;
-
-        if (op->due_ms <= now) {
-            struct ids_error err = IDS_ERROR_INIT;
-
-            if (prev != NULL) {
-                prev->next = next;
-            } else {
-                c->queue_head = next;
-            }
-            if (c->queue_tail == op) {
-                c->queue_tail = prev;
-            }
-            op->next = NULL;
-            if (op_start(op, &err) != IDS_OK) {
-                op->res.err = err;
-                finish_err(op, true);
-            }
-        } else {
+        if (now < c->pause_until_ms || (double)c->active >= (c->window >= 1.0 ? c->window : 1.0)) {
+            return;
+        }
+        while (op != NULL && op->due_ms > now) {
+            prev = op;
+            op = op->next;
+        }
+        if (op == NULL) {
+            return;
+        }
+        if (c->use_bulk && bulkable(op) && bulk_start(c, op)) {
+            continue;
+        }
+        /* bulk_start may have put operations back: find op again */
+        prev = NULL;
+        for (op = c->queue_head; op != NULL && op->due_ms > now; op = op->next) {
             prev = op;
         }
-        op = next;
+        if (op == NULL) {
+            return;
+        }
+        if (prev != NULL) {
+            prev->next = op->next;
+        } else {
+            c->queue_head = op->next;
+        }
+        if (c->queue_tail == op) {
+            c->queue_tail = prev;
+        }
+        op->next = NULL;
+        if (op_start(op, &err) != IDS_OK) {
+            op->res.err = err;
+            finish_err(op, true);
+        }
     }
 }
 
@@ -762,16 +776,25 @@ static void handle_delete(struct scim_op *op)
     finish_err(op, transient(r));
 }
 
-static void op_done_cb(struct http_request *r)
+/* Throttled (429): pause all sending, halve the window. */
+static void throttle(struct scim_conn *c, long long wait)
 {
-    struct scim_op *op = r->arg;
+    c->throttled++;
+    c->window = c->window / 2 >= 1.0 ? c->window / 2 : 1.0;
+    if (http_now_ms() + wait > c->pause_until_ms) {
+        c->pause_until_ms = http_now_ms() + wait;
+    }
+    log_info("scim-throttled", "connector=%s wait_ms=%lld window=%.0f", c->conn.name, wait,
+             c->window);
+}
+
+/* The answer to op's current request is in op->req: decide what next. */
+static void op_result(struct scim_op *op)
+{
+    struct http_request *r = &op->req;
     struct scim_conn *c = op->c;
     json_t *body = NULL;
 
-    c->active--;
-    if (r->http_version != 0) {
-        c->http_version = r->http_version;
-    }
     if (r->status == 401 && c->auth == SCIM_AUTH_OAUTH && !op->auth_retried) {
         struct ids_error err = IDS_ERROR_INIT;
 
@@ -787,13 +810,7 @@ static void op_done_cb(struct http_request *r)
     if (r->status == 429) {
         long long wait = backoff(op);
 
-        c->throttled++;
-        c->window = c->window / 2 >= 1.0 ? c->window / 2 : 1.0;
-        if (http_now_ms() + wait > c->pause_until_ms) {
-            c->pause_until_ms = http_now_ms() + wait;
-        }
-        log_info("scim-throttled", "connector=%s wait_ms=%lld window=%.0f", c->conn.name, wait,
-                 c->window);
+        throttle(c, wait);
         if (op->attempt < c->max_retries) {
             requeue(op, wait, true);
             return;
@@ -834,6 +851,290 @@ static void op_done_cb(struct http_request *r)
     json_decref(body);
 }
 
+static void op_done_cb(struct http_request *r)
+{
+    struct scim_op *op = r->arg;
+
+    op->c->active--;
+    if (r->http_version != 0) {
+        op->c->http_version = r->http_version;
+    }
+    op_result(op);
+}
+
+/* ---- /Bulk ----------------------------------------------------------------- */
+
+#define SCIM_BULK_REQUEST "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+
+/* One /Bulk request carrying the first attempt of several creates and
+ * deletes. Its answer is handed to each operation as if it had been its own
+ * request (op->req's out fields), so retries, look-ups after a lost create
+ * and error messages are the same as for single requests. */
+struct scim_bulk {
+    struct scim_conn *c;
+    struct http_request req;
+    struct scim_op **ops;
+    size_t n;
+};
+
+static bool bulkable(const struct scim_op *op)
+{
+    return op->attempt == 0 && !op->auth_retried &&
+           (op->step == OP_POST || (op->step == OP_DELETE && op->ch->anchor != NULL));
+}
+
+static void bulk_free(struct scim_bulk *b)
+{
+    http_request_release(&b->req);
+    free(b->ops);
+    free(b);
+}
+
+/* Give op the outcome of its part of the bulk request. */
+static void op_set_outcome(struct scim_op *op, const struct http_request *from, long status,
+                           json_t *response, const char *error)
+{
+    struct http_request *r = &op->req;
+    char *text;
+
+    r->finished = true;
+    /* no result for it in an answer: as if the answer had been cut */
+    r->curl_code = from->curl_code != 0 ? from->curl_code : (status == 0 ? 18 : 0);
+    r->status = r->curl_code != 0 ? 0 : status;
+    r->maybe_processed = from->maybe_processed || (from->curl_code == 0 && status == 0);
+    snprintf(r->error, sizeof(r->error), "%s", error != NULL ? error : from->error);
+    strbuf_reset(&r->response);
+    strbuf_reset(&r->retry_after);
+    strbuf_addbuf(&r->retry_after, &from->retry_after);
+    if (response != NULL) {
+        text = json_dumps(response, JSON_COMPACT);
+        strbuf_addstr(&r->response, text != NULL ? text : "");
+        free(text);
+    } else if (status == 0 || from->curl_code != 0 || from->status != 200) {
+        strbuf_addbuf(&r->response, &from->response);
+    }
+}
+
+static void bulk_done_cb(struct http_request *r)
+{
+    struct scim_bulk *b = r->arg;
+    struct scim_conn *c = b->c;
+    json_error_t jerr;
+    json_t *body = NULL;
+    json_t *results;
+    size_t i;
+
+    c->active--;
+    if (r->http_version != 0) {
+        c->http_version = r->http_version;
+    }
+    if (r->curl_code == 0 && r->status == 429) {
+        struct scim_op *op0 = b->ops[0];
+
+        op0->req.curl_code = 0;
+        strbuf_reset(&op0->req.retry_after);
+        strbuf_addbuf(&op0->req.retry_after, &r->retry_after);
+        throttle(c, backoff(op0));
+        for (i = 0; i < b->n; i++) {
+            requeue(b->ops[i], c->pause_until_ms - http_now_ms(), true);
+        }
+        bulk_free(b);
+        return;
+    }
+    if (r->curl_code == 0 && r->status == 401 && c->auth == SCIM_AUTH_OAUTH) {
+        struct ids_error err = IDS_ERROR_INIT;
+        bool ok = scim_auth_refresh(c, true, &err) == IDS_OK;
+
+        for (i = 0; i < b->n; i++) {
+            b->ops[i]->auth_retried = true; /* not bulked again */
+            if (ok) {
+                requeue(b->ops[i], 0, false);
+            } else {
+                b->ops[i]->res.err = err;
+                finish_err(b->ops[i], true);
+            }
+        }
+        bulk_free(b);
+        return;
+    }
+    if (r->curl_code == 0 && r->status >= 400 && r->status < 500 && r->status != 408) {
+        /* the service refuses the /Bulk request itself (size, syntax, not
+         * there after all): one request per change from now on */
+        log_warn("scim-bulk", "connector=%s: /Bulk answered HTTP %ld; sending single requests",
+                 c->conn.name, r->status);
+        c->use_bulk = false;
+        for (i = 0; i < b->n; i++) {
+            requeue(b->ops[i], 0, false);
+        }
+        bulk_free(b);
+        return;
+    }
+    if (r->curl_code == 0 && r->status == 200) {
+        body = json_loadb(r->response.buf, r->response.len, 0, &jerr);
+    }
+    results = json_object_get(body, "Operations");
+    if (!json_is_array(results)) {
+        /* the whole request failed: each operation failed the same way */
+        for (i = 0; i < b->n; i++) {
+            op_set_outcome(b->ops[i], r, r->status, NULL, NULL);
+            op_result(b->ops[i]);
+        }
+        json_decref(body);
+        bulk_free(b);
+        return;
+    }
+    c->bulk_requests++;
+    for (i = 0; i < b->n; i++) {
+        struct scim_op *op = b->ops[i];
+        json_t *res = NULL;
+        json_t *resp;
+        long status;
+        const char *st;
+        size_t k;
+        char bulk_id[32];
+
+        snprintf(bulk_id, sizeof(bulk_id), "%llu", (unsigned long long)op->tag);
+        for (k = 0; k < json_array_size(results) && res == NULL; k++) {
+            json_t *x = json_array_get(results, k);
+            const char *bid = json_string_value(json_object_get(x, "bulkId"));
+
+            if (op->step == OP_POST ? (bid != NULL && strcmp(bid, bulk_id) == 0)
+                                    : (k == i && bid == NULL)) {
+                res = x;
+            }
+        }
+        if (res == NULL) {
+            op_set_outcome(op, r, 0, NULL, "no result for this operation in the /Bulk answer");
+            op_result(op);
+            continue;
+        }
+        st = json_string_value(json_object_get(res, "status"));
+        status = st != NULL ? strtol(st, NULL, 10)
+                            : (long)json_integer_value(json_object_get(res, "status"));
+        resp = json_object_get(res, "response");
+        if (op->step == OP_POST && status >= 200 && status < 300 && !json_is_object(resp)) {
+            /* the id is the last segment of the location */
+            const char *loc = json_string_value(json_object_get(res, "location"));
+            const char *slash = loc != NULL ? strrchr(loc, '/') : NULL;
+            json_t *made = json_object();
+
+            if (slash != NULL && slash[1] != '\0') {
+                json_object_set_new(made, "id", json_string(slash + 1));
+            }
+            op_set_outcome(op, r, status, made, NULL);
+            json_decref(made);
+        } else {
+            op_set_outcome(op, r, status, resp, NULL);
+        }
+        op_result(op);
+    }
+    json_decref(body);
+    bulk_free(b);
+}
+
+/* Start a /Bulk request with up to bulk_ops due bulkable operations from
+ * the queue (op first). Returns false when op should go alone. */
+static bool bulk_start(struct scim_conn *c, struct scim_op *first)
+{
+    struct scim_bulk *b;
+    struct scim_op *prev = NULL;
+    struct scim_op *op;
+    struct ids_error err = IDS_ERROR_INIT;
+    json_t *ops = json_array();
+    json_t *msg;
+    long long now = http_now_ms();
+    size_t bytes = 200;
+    size_t cap = c->bulk_max_payload > 0 ? (size_t)c->bulk_max_payload * 9 / 10 : 1048576;
+    char *text;
+    size_t i;
+
+    b = xcalloc(1, sizeof(*b));
+    b->c = c;
+    b->ops = xcalloc((size_t)c->bulk_ops, sizeof(*b->ops));
+    http_request_init(&b->req);
+    /* take `first` and the due bulkable operations behind it */
+    op = c->queue_head;
+    while (op != NULL && b->n < (size_t)c->bulk_ops) {
+        struct scim_op *next = op->next;
+        size_t need = op->step == OP_POST ? op->post.len + 120 : 120;
+
+        if ((op == first || (op->due_ms <= now && bulkable(op))) && bytes + need < cap) {
+            if (prev != NULL) {
+                prev->next = next;
+            } else {
+                c->queue_head = next;
+            }
+            if (c->queue_tail == op) {
+                c->queue_tail = prev;
+            }
+            op->next = NULL;
+            b->ops[b->n++] = op;
+            bytes += need;
+        } else {
+            prev = op;
+        }
+        op = next;
+    }
+    if (b->n < 2) {
+        /* nothing to group: put it back, it goes alone */
+        for (i = 0; i < b->n; i++) {
+            queue_push(c, b->ops[i], true);
+        }
+        json_decref(ops);
+        bulk_free(b);
+        return false;
+    }
+    for (i = 0; i < b->n; i++) {
+        struct scim_op *o = b->ops[i];
+        struct strbuf path = STRBUF_INIT;
+        json_error_t jerr;
+
+        if (o->step == OP_POST) {
+            char bid[32];
+
+            snprintf(bid, sizeof(bid), "%llu", (unsigned long long)o->tag);
+            json_array_append_new(ops, json_pack("{s:s,s:s,s:s,s:o}", "method", "POST", "bulkId",
+                                                 bid, "path", o->t->endpoint, "data",
+                                                 json_loadb(o->post.buf, o->post.len, 0, &jerr)));
+        } else {
+            strbuf_addstr(&path, o->t->endpoint);
+            strbuf_addch(&path, '/');
+            strbuf_addstr(&path, o->ch->anchor);
+            json_array_append_new(ops,
+                                  json_pack("{s:s,s:s}", "method", "DELETE", "path", path.buf));
+        }
+        strbuf_release(&path);
+    }
+    msg = json_pack("{s:[s],s:o}", "schemas", SCIM_BULK_REQUEST, "Operations", ops);
+    if (scim_auth_refresh(c, false, &err) != IDS_OK) {
+        for (i = 0; i < b->n; i++) {
+            b->ops[i]->res.err = err;
+            finish_err(b->ops[i], true);
+        }
+        json_decref(msg);
+        bulk_free(b);
+        return true;
+    }
+    scim_request_prepare(c, &b->req, "POST", "/Bulk");
+    text = json_dumps(msg, JSON_COMPACT);
+    strbuf_addstr(&b->req.body, text != NULL ? text : "{}");
+    free(text);
+    json_decref(msg);
+    b->req.no_resend = true;
+    b->req.done = bulk_done_cb;
+    b->req.arg = b;
+    if (http_start(c->http, &b->req, &err) != IDS_OK) {
+        for (i = 0; i < b->n; i++) {
+            b->ops[i]->res.err = err;
+            finish_err(b->ops[i], true);
+        }
+        bulk_free(b);
+        return true;
+    }
+    c->active++;
+    return true;
+}
+
 /* ---- the connector entry points ------------------------------------------- */
 
 enum ids_err scim_export_begin(struct connector *conn, struct ids_error *err)
@@ -846,6 +1147,14 @@ enum ids_err scim_export_begin(struct connector *conn, struct ids_error *err)
     }
     c->window = (double)c->concurrency;
     c->pause_until_ms = 0;
+    c->use_bulk = scim_use_bulk(c);
+    c->bulk_ops = c->bulk_size;
+    if (c->bulk_max_ops > 0 && c->bulk_max_ops < c->bulk_ops) {
+        c->bulk_ops = c->bulk_max_ops;
+    }
+    if (c->bulk_ops < 2) {
+        c->use_bulk = false;
+    }
     return IDS_OK;
 }
 
@@ -945,20 +1254,19 @@ enum ids_err scim_submit(struct connector *conn, const struct change *ch, uint64
     }
     queue_push(c, op, false);
     pump(c);
-    /* block while the window is full and operations are waiting */
-    while (c->queue_head != NULL && ret == IDS_OK) {
+    /* block while the window is full and more operations wait than one
+     * request takes (one, or a /Bulk request's worth) */
+    for (;;) {
         struct scim_op *q;
-        bool due = false;
+        size_t due = 0;
+        size_t limit = c->use_bulk ? (size_t)c->bulk_ops : 1;
         long long now = http_now_ms();
 
-        for (q = c->queue_head; q != NULL && !due; q = q->next) {
-            due = q->due_ms <= now;
+        for (q = c->queue_head; q != NULL && due < limit; q = q->next) {
+            due += q->due_ms <= now;
         }
-        if (!due && c->active > 0) {
-            break; /* only delayed retries wait: go on accepting */
-        }
-        if (!due && c->active == 0) {
-            break;
+        if (due < limit || ret != IDS_OK) {
+            break; /* room, or only delayed retries wait: go on accepting */
         }
         ret = run_once(c, next_wait(c), err);
     }

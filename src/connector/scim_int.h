@@ -174,7 +174,9 @@ struct scim_conn {
     long long retry_max_wait_ms;
     long long backoff_base_ms;
     long patch_chunk;
-    int patch_cfg; /* -1 auto, 0 no (PUT), 1 yes */
+    int patch_cfg;  /* -1 auto, 0 no (PUT), 1 yes */
+    int bulk_cfg;   /* -1 auto, 0 no */
+    long bulk_size; /* operations per /Bulk request (creates and deletes) */
     size_t ntypes;
     struct scim_rtype *types;
     /* secrets, read at open */
@@ -186,7 +188,7 @@ struct scim_conn {
     bool opened;
     bool spc_found, rt_found, schemas_found;
     bool patch_supported, bulk_supported, filter_supported, etag_supported, sort_supported;
-    long bulk_max_ops, filter_max_results;
+    long bulk_max_ops, bulk_max_payload, filter_max_results;
     struct strvec auth_schemes;
     struct scim_schemas schemas;
     long http_version;  /* of the last response */
@@ -201,12 +203,17 @@ struct scim_conn {
     size_t active;                           /* requests on the wire */
     size_t outstanding;                      /* submitted, not yet polled */
     double window;                           /* adaptive concurrency (<= concurrency) */
-    long long pause_until_ms;                /* after a 429: send nothing before */
+    bool use_bulk;                           /* creates and deletes go in /Bulk requests */
+    long bulk_ops;                           /* effective operations per /Bulk request */
+    unsigned long bulk_requests;
+    long long pause_until_ms; /* after a 429: send nothing before */
     unsigned long throttled, retried, adopted;
 };
 
 /* scim.c */
 uint64_t scim_random(struct scim_conn *c);
+/* Are /Bulk requests used for creates and deletes? */
+bool scim_use_bulk(const struct scim_conn *c);
 /* Make sure the Authorization value is current (OAuth: fetch/refresh). */
 enum ids_err scim_auth_refresh(struct scim_conn *c, bool force, struct ids_error *err);
 /* Prepare a request for c: url = base + path (+ query), auth header set. */

@@ -290,6 +290,38 @@ def test_modify_rename_disable_members_delete(scim_service):
     assert res[2]["status"] == "not-found" and "vanished" in res[2]["message"]
 
 
+def test_creates_and_deletes_go_in_bulk_requests(scim_service):
+    cfg = write_config(scim_service.workdir, scim_service.url, scim_service.token_file,
+                       extra="bulk_size: 25\nconcurrency: 2")
+    assert "creates_deletes: in /Bulk requests" in conntool(cfg, "check").stdout
+    res = export(cfg, [user_add(i) for i in range(1, 121)])
+    assert all(r["status"] == "ok" and r["anchor"] for r in res.values()), res
+    assert len({r["anchor"] for r in res.values()}) == 120
+    stored = scim_service.users_by()
+    assert {res[i]["anchor"] for i in res} == {u["id"] for u in stored.values()}
+    assert res[5]["anchor"] == stored["E5"]["id"]  # each result is its own object's id
+    posts = scim_service.stats()["byMethod"]["POST"]
+    assert posts <= 20  # 120 creates in requests of at most 25
+    # a failing operation inside a bulk request fails alone, with its own message
+    res = export(cfg, [user_add(200), user_add(201, "user5"), user_add(202)])
+    assert res[1]["status"] == "ok" and res[3]["status"] == "ok"
+    assert res[2]["status"] == "exists" and "user5" in res[2]["message"]
+    # deletes too
+    before = scim_service.stats()["byMethod"].get("DELETE", 0)
+    res = export(cfg, [{"op": "delete", "type": "User", "anchor": stored["E%d" % i]["id"]}
+                       for i in range(1, 61)])
+    assert all(r["status"] == "ok" for r in res.values())
+    assert len(scim_service.users_by()) == 62
+    # the first ones leave alone while the window has room, the rest in /Bulk
+    assert scim_service.stats()["byMethod"].get("DELETE", 0) - before <= 2
+    # and one request per change when told so
+    cfg2 = write_config(scim_service.workdir, scim_service.url, scim_service.token_file,
+                        name="c2.yaml", extra="bulk: no")
+    posts = scim_service.stats()["byMethod"]["POST"]
+    export(cfg2, [user_add(i) for i in range(300, 310)])
+    assert scim_service.stats()["byMethod"]["POST"] - posts == 10
+
+
 def test_large_member_change_is_chunked(scim_service):
     cfg = write_config(scim_service.workdir, scim_service.url, scim_service.token_file,
                        extra="patch_chunk: 50")
