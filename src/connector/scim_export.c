@@ -114,8 +114,13 @@ static void op_free(struct scim_op *op)
     free(op);
 }
 
+static void bulk_free(struct scim_bulk *b);
+
 void scim_export_release(struct scim_conn *c)
 {
+    while (c->bulks != NULL) {
+        bulk_free(c->bulks); /* its operations are in all_ops */
+    }
     while (c->all_ops != NULL) {
         op_free(c->all_ops);
     }
@@ -871,6 +876,7 @@ static void op_done_cb(struct http_request *r)
  * request (op->req's out fields), so retries, look-ups after a lost create
  * and error messages are the same as for single requests. */
 struct scim_bulk {
+    struct scim_bulk *next; /* scim_conn.bulks */
     struct scim_conn *c;
     struct http_request req;
     struct scim_op **ops;
@@ -885,6 +891,17 @@ static bool bulkable(const struct scim_op *op)
 
 static void bulk_free(struct scim_bulk *b)
 {
+    struct scim_bulk **pp;
+
+    for (pp = &b->c->bulks; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            break;
+        }
+    }
+    if (b->req.running) {
+        http_cancel(b->c->http, &b->req);
+    }
     http_request_release(&b->req);
     free(b->ops);
     free(b);
@@ -1050,6 +1067,8 @@ static bool bulk_start(struct scim_conn *c, struct scim_op *first)
 
     b = xcalloc(1, sizeof(*b));
     b->c = c;
+    b->next = c->bulks;
+    c->bulks = b;
     b->ops = xcalloc((size_t)c->bulk_ops, sizeof(*b->ops));
     http_request_init(&b->req);
     /* take `first` and the due bulkable operations behind it */

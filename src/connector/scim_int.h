@@ -152,6 +152,7 @@ bool scim_status_retryable(long status);
 enum scim_auth { SCIM_AUTH_NONE, SCIM_AUTH_BEARER, SCIM_AUTH_BASIC, SCIM_AUTH_OAUTH };
 
 struct scim_op;
+struct scim_bulk;
 
 /* `conn` MUST stay first (see connector.h). */
 struct scim_conn {
@@ -200,6 +201,7 @@ struct scim_conn {
     struct scim_op *queue_head, *queue_tail; /* waiting to be (re)sent */
     struct scim_op *ready_head, *ready_tail; /* finished, not yet polled */
     struct scim_op *all_ops;                 /* every live operation (freed at close) */
+    struct scim_bulk *bulks;                 /* /Bulk requests on the wire (freed at close) */
     size_t active;                           /* requests on the wire */
     size_t outstanding;                      /* submitted, not yet polled */
     double window;                           /* adaptive concurrency (<= concurrency) */
