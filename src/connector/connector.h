@@ -78,6 +78,12 @@ struct connector {
     const struct connector_ops *ops;    /* MUST be set by create */
     const struct connector_config *cfg; /* borrowed from struct config; outlives the instance */
     const char *name;                   /* cfg->name */
+    /* appended: a folder beside the store where a connector may keep large
+     * read state that its watermark refers to (the CSV row tables), set by
+     * the engine after create; NULL: keep everything in the watermark.
+     * Such files must be checked (length, hash) when read back, and a
+     * missing or damaged one answered with IDS_EFULLREQUIRED. */
+    const char *state_dir;
 };
 
 struct connector_ops {

@@ -6,9 +6,10 @@
  * Cells of other columns hold values separated by `separator` (";").
  *
  * Read: a cursor streams each file record by record (csvparse.c), hashing
- * the bytes it reads. The watermark ("csv2", see the row table below) is
- * "SIZE:HASH" per file plus, per file, the hash and key of every row read.
- * A delta read of unchanged files yields nothing; of a changed file it
+ * the bytes it reads. The watermark ("csv3", see the row table below) is
+ * "SIZE:HASH:STAT" per file plus, per file, the hash and key of every row
+ * read. A delta read of files whose size, modification time and inode are
+ * those of the last read opens nothing and yields nothing; of a changed file it
  * streams the file, skips every row whose bytes are remembered (after the
  * duplicate-key check), yields the other rows as complete objects and then
  * the deletion of every remembered key that no row has any more.
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -147,6 +149,8 @@ struct old_table {
     char *keys; /* the section's key lines, escaped */
     size_t keys_len;
     unsigned char *same; /* bit per row: read again with the same bytes */
+    uint32_t *dir;       /* dir[b]: first row whose hash starts with the dbits bits b */
+    unsigned dbits;
 };
 
 struct csv_cursor {
@@ -174,6 +178,7 @@ struct csv_cursor {
     struct strbuf wm;   /* watermark being built */
     bool bom;           /* the current file starts with a UTF-8 BOM */
     bool done;
+    char *old_state; /* the state file the old watermark names (delta), or NULL */
 };
 
 static const char *opt_of(const struct csv_conn *cc, const struct csv_type *t, const char *key)
@@ -376,16 +381,22 @@ static void cursor_close_file(struct csv_cursor *cur)
 
 /* ---- the row table of the watermark ------------------------------------
  *
- * "csv2" + (":" or ",") + "SIZE:HASH" (or "-") per file, then one section
+ * "csv3" + (":" or ",") + "SIZE:HASH:STAT" (or "-") per file, then one section
  * per file:
  *   "\n#" CFG " " N "\n" BASE64 "\n" followed by N lines, one key each.
  * CFG is row_cfg_hash() in 16 hex digits; BASE64 holds N little-endian
  * 64-bit row hashes (row_hash()) in ascending order; the keys follow in the
- * same order, "\\" and newline escaped as "\\\\" and "\\n". A read that met
+ * same order, "\\" and newline escaped as "\\\\" and "\\n". STAT is
+ * "MTIME_NS.INO.DEV" of the file when it was read, or "0" when its
+ * modification time was less than two seconds before the read (a change in
+ * the same clock tick could hide behind it: such a file is read next time).
+ * A read that met
  * an unreadable row writes no sections (the next changed file is read in
  * full, which stages deletions against the store). */
 
 #define ROW_HASH_SEED 0x726f7768617368ull
+/* Row tables from this size on go to a state file (put_sections). */
+#define CSV_STATE_MIN 65536u
 
 /* What turns the bytes of a row into an entry: header, BOM, columns and
  * attributes configured, delimiter, separator. Rows are only skipped when
@@ -416,7 +427,7 @@ static uint64_t row_cfg_hash(const struct csv_cursor *cur, const struct csv_type
 
 static uint64_t row_hash(const struct csv_record *rec)
 {
-    return hash64(rec->raw.buf, rec->raw.len, ROW_HASH_SEED);
+    return hash64_bulk(rec->raw.buf, rec->raw.len, ROW_HASH_SEED);
 }
 
 static void row_table_release(struct row_table *t)
@@ -428,6 +439,7 @@ static void row_table_release(struct row_table *t)
 
 static void old_table_release(struct old_table *t)
 {
+    free(t->dir);
     free(t->hash);
     free(t->keys);
     free(t->same);
@@ -531,7 +543,7 @@ static bool old_kept(const struct old_table *o, size_t i)
 /* Append the section of object type ti to the watermark: the rows that
  * were read again unchanged or are kept (old, flagged in o->same) merged
  * with the rows read now (rt, sorted), in hash order. */
-static void write_section(struct csv_cursor *cur, size_t ti)
+static void write_section(struct csv_cursor *cur, size_t ti, struct strbuf *out)
 {
     struct row_table *rt = &cur->rows[ti];
     struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
@@ -547,9 +559,9 @@ static void write_section(struct csv_cursor *cur, size_t ti)
     for (i = 0; o != NULL && i < o->n; i++) {
         nold += old_kept(o, i);
     }
-    strbuf_addf(&cur->wm, "\n#%016" PRIx64 " %zu\n", rt->have_cfg ? rt->cfg : 0, nold + rt->nr);
+    strbuf_addf(out, "\n#%016" PRIx64 " %zu\n", rt->have_cfg ? rt->cfg : 0, nold + rt->nr);
     memset(&hw, 0, sizeof(hw));
-    hw.out = &cur->wm;
+    hw.out = out;
     /* pass 0: the hashes; pass 1: the keys, in the same order */
     for (pass = 0; pass < 2; pass++) {
         const char *kp = o != NULL ? o->keys : NULL;
@@ -568,7 +580,7 @@ static void write_section(struct csv_cursor *cur, size_t ti)
                     if (pass == 0) {
                         hash_writer_put(&hw, o->hash[i]);
                     } else {
-                        put_key_line(&cur->wm, key.buf, key.len);
+                        put_key_line(out, key.buf, key.len);
                     }
                 }
                 i++;
@@ -577,7 +589,7 @@ static void write_section(struct csv_cursor *cur, size_t ti)
             if (pass == 0) {
                 hash_writer_put(&hw, rt->v[j].hash);
             } else {
-                put_key_line(&cur->wm, rt->keys.buf + rt->v[j].key_off, rt->v[j].key_len);
+                put_key_line(out, rt->keys.buf + rt->v[j].key_off, rt->v[j].key_len);
             }
             j++;
         }
@@ -586,6 +598,115 @@ static void write_section(struct csv_cursor *cur, size_t ti)
         }
     }
     strbuf_release(&key);
+}
+
+/* The radix directory of the sorted hashes: a lookup is a jump to the
+ * rows with the same leading bits (about one), not a binary search over
+ * all of them (a cache miss a step at a million rows). */
+static void old_table_index(struct old_table *o)
+{
+    size_t i = 0;
+    uint64_t b;
+
+    o->dbits = 1;
+    while (o->dbits < 24 && ((size_t)1 << o->dbits) < o->n) {
+        o->dbits++;
+    }
+    o->dir = xcalloc(((size_t)1 << o->dbits) + 1, sizeof(*o->dir));
+    for (b = 0; b <= ((uint64_t)1 << o->dbits); b++) {
+        while (i < o->n && (o->hash[i] >> (64 - o->dbits)) < b) {
+            i++;
+        }
+        o->dir[b] = (uint32_t)i;
+    }
+}
+
+/* "csv-" and a hash of the connector's name: its state files */
+static void state_prefix(const struct csv_conn *cc, struct strbuf *out)
+{
+    strbuf_addf(out, "csv-%016" PRIx64, hash64(cc->base.name, strlen(cc->base.name), 0));
+}
+
+/* The row tables go into the watermark, or when large and the engine gave
+ * a state folder into a state file the watermark names with its length
+ * and hash: "\n@NAME HASH LEN" (a million rows are ~20 MB the store would
+ * otherwise write again on every change). */
+static void put_sections(struct csv_cursor *cur, const struct strbuf *sect)
+{
+    const char *dir = cur->conn->base.state_dir;
+    struct strbuf prefix = STRBUF_INIT;
+    struct strbuf name = STRBUF_INIT;
+    struct ids_error err = IDS_ERROR_INIT;
+
+    if (dir == NULL || sect->len < CSV_STATE_MIN) {
+        strbuf_addbuf(&cur->wm, sect);
+        goto done;
+    }
+    state_prefix(cur->conn, &prefix);
+    if (file_state_write(dir, prefix.buf, sect->buf, sect->len, &name, &err) != IDS_OK) {
+        log_warn("csv-state", "connector=%s msg=\"%s (the row table stays in the watermark)\"",
+                 cur->conn->base.name, err.msg);
+        strbuf_addbuf(&cur->wm, sect);
+        goto done;
+    }
+    strbuf_addf(&cur->wm, "\n@%s %016" PRIx64 " %zu", name.buf,
+                hash64_bulk(sect->buf, sect->len, 0), sect->len);
+    file_state_prune(dir, prefix.buf, name.buf, cur->old_state);
+done:
+    strbuf_release(&prefix);
+    strbuf_release(&name);
+}
+
+/* A watermark whose row tables are in a state file ("\n@NAME HASH LEN"
+ * after the first line, at p): the tables, checked. false (why set) when
+ * the file is missing or not the one written. */
+static bool load_state(struct csv_cursor *cur, const char *p, const char *end, struct strbuf *out,
+                       const char **why)
+{
+    const char *dir = cur->conn->base.state_dir;
+    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    struct ids_error err = IDS_ERROR_INIT;
+    unsigned long long len = 0;
+    uint64_t hash = 0;
+    char *e = NULL;
+
+    *why = "its row table file is unreadable";
+    if (dir == NULL || sp == NULL || end - sp < 19 || sp[17] != ' ') {
+        return false;
+    }
+    cur->old_state = xmemdup(p + 2, (size_t)(sp - p - 2));
+    if (strchr(cur->old_state, '/') != NULL) {
+        return false;
+    }
+    hash = strtoull(sp + 1, &e, 16);
+    if (e != sp + 17) {
+        return false;
+    }
+    len = strtoull(sp + 18, &e, 10);
+    if (e != end) {
+        return false;
+    }
+    if (file_state_read(dir, cur->old_state, out, &err) != IDS_OK) {
+        *why = "its row table file is missing";
+        return false;
+    }
+    if (out->len != len || hash64_bulk(out->buf, out->len, 0) != hash) {
+        *why = "its row table file is not the one written";
+        return false;
+    }
+    return true;
+}
+
+/* Rows remembered by the old watermark, every file. */
+static size_t old_rows(const struct csv_cursor *cur)
+{
+    size_t n = 0;
+    size_t ti;
+
+    for (ti = 0; ti < cur->conn->ntypes; ti++) {
+        n += cur->old[ti].n;
+    }
+    return n;
 }
 
 /* Parse the sections of an old watermark (after its first line) into
@@ -626,7 +747,7 @@ static bool parse_old_tables(struct csv_cursor *cur, const char *p, const char *
             break;
         }
         n = strtoull(p + 19, &num_end, 10);
-        if (num_end == p + 19 || num_end >= end || *num_end != '\n' || n > SIZE_MAX / 8) {
+        if (num_end == p + 19 || num_end >= end || *num_end != '\n' || n > UINT32_MAX) {
             ok = false;
             break;
         }
@@ -673,6 +794,7 @@ static bool parse_old_tables(struct csv_cursor *cur, const char *p, const char *
         o->keys_len = (size_t)(p - k);
         o->keys = xmemdup(k, o->keys_len);
         o->same = xcalloc(o->n / 8 + 1, 1);
+        old_table_index(o);
     }
     strbuf_release(&bin);
     return ok && p == end;
@@ -690,6 +812,7 @@ static void csv_cursor_free(struct connector_cursor *c)
     csv_record_release(&cur->rec);
     u64map_release(&cur->seen);
     strbuf_release(&cur->wm);
+    free(cur->old_state);
     for (i = 0; i < cur->conn->ntypes; i++) {
         if (cur->rows != NULL) {
             row_table_release(&cur->rows[i]);
@@ -710,6 +833,39 @@ static void csv_cursor_free(struct connector_cursor *c)
 static void wm_sep(struct csv_cursor *cur)
 {
     strbuf_addch(&cur->wm, cur->ti == 0 ? ':' : ',');
+}
+
+/* "MTIME_NS.INO.DEV" of a file, "0" when it changed too recently to be
+ * told apart from a change in the same clock tick */
+static void put_stat(struct strbuf *out, const struct stat *st)
+{
+    struct timespec now;
+    int64_t mt = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    int64_t nw;
+
+    clock_gettime(CLOCK_REALTIME, &now);
+    nw = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    if (mt <= 0 || nw - mt < 2000000000) {
+        strbuf_addch(out, '0');
+        return;
+    }
+    strbuf_addf(out, "%" PRId64 ".%" PRIu64 ".%" PRIu64, mt, (uint64_t)st->st_ino,
+                (uint64_t)st->st_dev);
+}
+
+/* The current file is read to its end: "SIZE:HASH:STAT" into the watermark. */
+static void put_file_wm(struct csv_cursor *cur)
+{
+    struct stat st;
+
+    wm_sep(cur);
+    file_reader_watermark(&cur->r, &cur->wm);
+    strbuf_addch(&cur->wm, ':');
+    if (fstat(cur->r.fd, &st) == 0) {
+        put_stat(&cur->wm, &st);
+    } else {
+        strbuf_addch(&cur->wm, '0');
+    }
 }
 
 /* Skip a UTF-8 byte order mark at the start of the file. Returns true when
@@ -838,8 +994,7 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
             if (ret != IDS_OK) {
                 return ret;
             }
-            wm_sep(cur);
-            file_reader_watermark(&cur->r, &cur->wm);
+            put_file_wm(cur);
             cursor_close_file(cur);
             cur->ti++;
             continue;
@@ -861,7 +1016,7 @@ static enum ids_err new_cursor(struct csv_conn *cc, bool collect, struct csv_cur
     csv_record_init(&cur->rec);
     strvec_init(&cur->header);
     strbuf_init(&cur->wm, 0);
-    strbuf_addstr(&cur->wm, "csv2");
+    strbuf_addstr(&cur->wm, "csv3");
     *out = cur;
     return IDS_OK;
 }
@@ -877,29 +1032,112 @@ static enum ids_err csv_read_full(struct connector *c, struct connector_cursor *
     return IDS_OK;
 }
 
-static void current_watermark(struct csv_conn *cc, struct strbuf *out, enum ids_err *ret,
-                              struct ids_error *err)
+/* Are the files those of the watermark's first line (wm[0..len)), unchanged
+ * by size, modification time and inode? A file whose stat part is "0" is
+ * not known unchanged; a file absent then and now is. */
+static bool files_unchanged(struct csv_conn *cc, const char *wm, size_t len)
 {
+    struct strbuf now = STRBUF_INIT;
+    const char *p = wm + 4; /* after "csv3" */
+    const char *end = wm + len;
+    bool same = true;
     size_t i;
-    uint64_t size;
 
-    strbuf_addstr(out, "csv2");
-    *ret = IDS_OK;
-    for (i = 0; i < cc->ntypes && *ret == IDS_OK; i++) {
-        strbuf_addch(out, i == 0 ? ':' : ',');
-        *ret = file_watermark(cc->types[i].path, UINT64_MAX, out, &size, err);
+    for (i = 0; i < cc->ntypes && same; i++) {
+        const char *q;
+        const char *stat_part;
+        struct stat st;
+
+        if (p >= end || *p != (i == 0 ? ':' : ',')) {
+            same = false;
+            break;
+        }
+        p++;
+        q = p;
+        while (q < end && *q != ',') {
+            q++;
+        }
+        if (stat(cc->types[i].path, &st) != 0) {
+            same = errno == ENOENT && q - p == 1 && *p == '-';
+            p = q;
+            continue;
+        }
+        /* SIZE:HASH:STAT */
+        stat_part = memchr(p, ':', (size_t)(q - p));
+        stat_part =
+            stat_part != NULL ? memchr(stat_part + 1, ':', (size_t)(q - stat_part - 1)) : NULL;
+        if (stat_part == NULL) {
+            same = false;
+            break;
+        }
+        strbuf_reset(&now);
+        strbuf_addf(&now, "%" PRIu64 ":", (uint64_t)st.st_size);
+        if (strncmp(p, now.buf, now.len) != 0) {
+            same = false;
+            break;
+        }
+        strbuf_reset(&now);
+        put_stat(&now, &st);
+        stat_part++;
+        same = now.len != 1 && (size_t)(q - stat_part) == now.len &&
+               memcmp(stat_part, now.buf, now.len) == 0;
+        p = q;
     }
+    strbuf_release(&now);
+    return same && p == end;
+}
+
+/* Do the files have the content (SIZE:HASH) of the watermark's first line?
+ * Hashes every file: for watermarks without row tables, where a changed
+ * file must be read in full, so a file touched in the same clock tick as
+ * the last read is not taken for a changed one. */
+static bool files_same_content(struct csv_conn *cc, const char *wm, size_t len,
+                               struct ids_error *err)
+{
+    struct strbuf now = STRBUF_INIT;
+    const char *p = wm + 4;
+    const char *end = wm + len;
+    bool same = true;
+    uint64_t size;
+    size_t i;
+
+    for (i = 0; i < cc->ntypes && same; i++) {
+        const char *q;
+
+        if (p >= end || *p != (i == 0 ? ':' : ',')) {
+            same = false;
+            break;
+        }
+        p++;
+        q = p;
+        while (q < end && *q != ',') {
+            q++;
+        }
+        strbuf_reset(&now);
+        if (file_watermark(cc->types[i].path, UINT64_MAX, &now, &size, err) != IDS_OK) {
+            same = false;
+            break;
+        }
+        /* "-", or SIZE:HASH followed by ":STAT" */
+        same = (size_t)(q - p) >= now.len && memcmp(p, now.buf, now.len) == 0 &&
+               ((size_t)(q - p) == now.len || p[now.len] == ':');
+        p = q;
+    }
+    strbuf_release(&now);
+    return same && p == end;
 }
 
 static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
                                      struct connector_cursor **out, struct ids_error *err)
 {
     struct csv_conn *cc = (struct csv_conn *)c;
-    struct strbuf now = STRBUF_INIT;
     struct csv_cursor *cur = NULL;
+    struct strbuf state = STRBUF_INIT;
+    const char *why;
     const char *nl;
     size_t first;
     size_t wlen;
+    bool ok;
     enum ids_err ret;
 
     *out = NULL;
@@ -907,19 +1145,16 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
         ret = ids_error_set(err, IDS_EFULLREQUIRED, "no watermark: the file was never imported");
         goto done;
     }
-    if (strncmp(watermark, "csv2", 4) != 0) {
+    if (strncmp(watermark, "csv3", 4) != 0) {
         ret = ids_error_set(err, IDS_EFULLREQUIRED,
                             "the watermark was written by an older version of idsync");
-        goto done;
-    }
-    current_watermark(cc, &now, &ret, err);
-    if (ret != IDS_OK) {
         goto done;
     }
     wlen = strlen(watermark);
     nl = strchr(watermark, '\n');
     first = nl != NULL ? (size_t)(nl - watermark) : wlen;
-    if (first == now.len && memcmp(now.buf, watermark, first) == 0) {
+    if (files_unchanged(cc, watermark, first) ||
+        (nl == NULL && files_same_content(cc, watermark, first, err))) {
         /* no file changed: nothing to read, the same watermark */
         new_cursor(cc, false, &cur);
         cur->changes_only = true;
@@ -932,20 +1167,27 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
         goto done;
     }
     new_cursor(cc, true, &cur);
-    if (nl == NULL || !parse_old_tables(cur, nl, watermark + wlen)) {
-        ret = ids_error_set(
-            err, IDS_EFULLREQUIRED, "%s: file changed since the last import, which %s",
-            cc->ntypes == 1 ? cc->types[0].path : "a csv file",
-            nl == NULL ? "could not read every row" : "left an unreadable watermark");
+    why = nl == NULL ? "could not read every row" : "left an unreadable watermark";
+    if (nl != NULL && nl[1] == '@') {
+        ok = load_state(cur, nl, watermark + wlen, &state, &why) &&
+             parse_old_tables(cur, state.buf, state.buf + state.len);
+    } else {
+        ok = nl != NULL && parse_old_tables(cur, nl, watermark + wlen);
+    }
+    strbuf_release(&state);
+    if (!ok) {
+        ret = ids_error_set(err, IDS_EFULLREQUIRED,
+                            "%s: file changed since the last import, which %s",
+                            cc->ntypes == 1 ? cc->types[0].path : "a csv file", why);
         goto done;
     }
     cur->delta = true;
+    u64map_reserve(&cur->seen, old_rows(cur) + old_rows(cur) / 8);
     *out = (struct connector_cursor *)cur;
     cur = NULL;
     ret = IDS_OK;
 done:
     csv_cursor_free((struct connector_cursor *)cur);
-    strbuf_release(&now);
     return ret;
 }
 
@@ -1065,8 +1307,9 @@ static bool skip_same_row(struct csv_cursor *cur, uint64_t hash)
 {
     struct old_table *o = &cur->old[cur->ti];
     struct csv_record *rec = &cur->rec;
-    size_t lo = 0;
-    size_t hi = o->n;
+    size_t top = (size_t)(hash >> (64 - o->dbits));
+    size_t lo = o->dir[top];
+    size_t hi = o->dir[top + 1];
     uint64_t kh;
     uint64_t prev;
 
@@ -1136,6 +1379,7 @@ static void delta_deletions(struct csv_cursor *cur)
  * needed, queue the deletions of a delta read. */
 static void finish_read(struct csv_cursor *cur)
 {
+    struct strbuf sect = STRBUF_INIT;
     size_t ti;
 
     if (cur->delta) {
@@ -1149,8 +1393,12 @@ static void finish_read(struct csv_cursor *cur)
         cur->incomplete = true;
     }
     for (ti = 0; ti < cur->conn->ntypes && !cur->incomplete; ti++) {
-        write_section(cur, ti);
+        write_section(cur, ti, &sect);
     }
+    if (!cur->incomplete) {
+        put_sections(cur, &sect);
+    }
+    strbuf_release(&sect);
     for (ti = 0; ti < cur->conn->ntypes; ti++) {
         row_table_release(&cur->rows[ti]);
         if (cur->old != NULL) {
@@ -1204,8 +1452,7 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             return ids_error_set(err, IDS_EIO, "%s: %s", t->path, strerror(cur->r.err));
         }
         if (st == CSV_REC_EOF) {
-            wm_sep(cur);
-            file_reader_watermark(&cur->r, &cur->wm);
+            put_file_wm(cur);
             cursor_close_file(cur);
             cur->ti++;
             continue;

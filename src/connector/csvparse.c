@@ -91,6 +91,26 @@ enum csv_status csv_read_record(struct file_reader *r, char delim, uint64_t *lin
     }
     start_field(rec);
     for (;;) {
+        if ((st == ST_UNQUOTED || st == ST_FIELD_START) && r->pos < r->len) {
+            /* fast path: a run of plain bytes in the buffer, kept at once */
+            const char *b = r->buf + r->pos;
+            size_t avail = r->len - r->pos;
+            size_t n = 0;
+
+            if (st == ST_UNQUOTED || b[0] != '"') {
+                while (n < avail && b[n] != delim && b[n] != '\n' && b[n] != '\r') {
+                    n++;
+                }
+            }
+            if (n > 0 && !rec->too_big &&
+                rec->data.len + rec->raw.len + 2 * n + 2 <= CSV_RECORD_MAX) {
+                strbuf_add(&rec->raw, b, n);
+                strbuf_add(&rec->data, b, n);
+                r->pos += n;
+                st = ST_UNQUOTED;
+                continue;
+            }
+        }
         c = file_reader_getc(r);
         if (c < 0) {
             if (r->err) {

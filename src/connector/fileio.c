@@ -1,6 +1,7 @@
 /* fileio.c - private helpers of the file connectors; see fileio.h. */
 #include "connector/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -20,6 +22,8 @@
 void file_hasher_init(struct file_hasher *fh)
 {
     fh->h = 0;
+    fh->prev = 0;
+    fh->first = 0;
     fh->size = 0;
     fh->blen = 0;
     fh->block = xmalloc(FILE_HASH_BLOCK);
@@ -47,7 +51,11 @@ void file_hasher_feed(struct file_hasher *fh, const void *data, size_t len)
         p += n;
         len -= n;
         if (fh->blen == FILE_HASH_BLOCK) {
-            fh->h = hash64(fh->block, fh->blen, fh->h);
+            fh->prev = fh->h;
+            fh->h = hash64_bulk(fh->block, fh->blen, fh->h);
+            if (fh->size == FILE_HASH_BLOCK) {
+                fh->first = fh->h;
+            }
             fh->blen = 0;
         }
     }
@@ -58,7 +66,7 @@ uint64_t file_hasher_value(const struct file_hasher *fh)
     if (fh->blen == 0) {
         return fh->h;
     }
-    return hash64(fh->block, fh->blen, fh->h);
+    return hash64_bulk(fh->block, fh->blen, fh->h);
 }
 
 enum ids_err file_reader_open(struct file_reader *r, const char *path, struct ids_error *err)
@@ -253,6 +261,148 @@ bool file_watermark_parse(const char *s, size_t len, uint64_t *size, uint64_t *h
     return true;
 }
 
+void file_reader_mark(const struct file_reader *r, struct file_mark *m)
+{
+    const struct file_hasher *fh = &r->hasher;
+    struct stat st;
+
+    memset(m, 0, sizeof(*m));
+    m->size = fh->size;
+    m->hash = file_hasher_value(fh);
+    if (fh->blen > 0 || fh->size == 0) {
+        m->rb = fh->size - fh->blen;
+        m->rstate = fh->h;
+    } else {
+        m->rb = fh->size - FILE_HASH_BLOCK;
+        m->rstate = fh->prev;
+    }
+    m->first = fh->first;
+    if (r->fd >= 0 && fstat(r->fd, &st) == 0) {
+        m->dev = (uint64_t)st.st_dev;
+        m->ino = (uint64_t)st.st_ino;
+    }
+}
+
+void file_mark_format(const struct file_mark *m, struct strbuf *out)
+{
+    strbuf_addf(out,
+                "%" PRIu64 ":%016" PRIx64 ":%" PRIu64 ":%016" PRIx64 ":%016" PRIx64 ":%" PRIu64
+                ":%" PRIu64,
+                m->size, m->hash, m->rb, m->rstate, m->first, m->dev, m->ino);
+}
+
+bool file_mark_parse(const char *s, size_t len, struct file_mark *m)
+{
+    uint64_t *v[7] = {&m->size, &m->hash, &m->rb, &m->rstate, &m->first, &m->dev, &m->ino};
+    static const int base[7] = {10, 16, 10, 16, 16, 10, 10};
+    const char *end = s + len;
+    size_t i;
+
+    memset(m, 0, sizeof(*m));
+    for (i = 0; i < 7; i++) {
+        const char *q = s;
+        uint64_t x = 0;
+
+        while (q < end && *q != ':') {
+            unsigned d;
+
+            if (*q >= '0' && *q <= '9') {
+                d = (unsigned)(*q - '0');
+            } else if (base[i] == 16 && *q >= 'a' && *q <= 'f') {
+                d = (unsigned)(*q - 'a' + 10);
+            } else {
+                return false;
+            }
+            if (x > (UINT64_MAX - d) / (uint64_t)base[i]) {
+                return false;
+            }
+            x = x * (uint64_t)base[i] + d;
+            q++;
+        }
+        if (q == s || (base[i] == 16 && q - s != 16)) {
+            return false;
+        }
+        *v[i] = x;
+        if (i < 6) {
+            if (q == end) {
+                return false;
+            }
+            q++;
+        } else if (q != end) {
+            return false;
+        }
+        s = q;
+    }
+    return m->rb <= m->size && m->size - m->rb <= FILE_HASH_BLOCK && m->rb % FILE_HASH_BLOCK == 0 &&
+           (m->size > m->rb || m->size == 0);
+}
+
+enum ids_err file_reader_size(const struct file_reader *r, uint64_t *size, struct ids_error *err)
+{
+    struct stat st;
+
+    if (fstat(r->fd, &st) != 0) {
+        return ids_error_set(err, IDS_EIO, "%s: %s", r->path, strerror(errno));
+    }
+    *size = (uint64_t)st.st_size;
+    return IDS_OK;
+}
+
+enum ids_err file_reader_resume(struct file_reader *r, const struct file_mark *m, bool *same,
+                                const char **why, struct ids_error *err)
+{
+    enum ids_err ret;
+    struct stat st;
+    char *block = NULL;
+
+    *same = false;
+    *why = NULL;
+    if (fstat(r->fd, &st) != 0) {
+        return ids_error_set(err, IDS_EIO, "%s: %s", r->path, strerror(errno));
+    }
+    if ((uint64_t)st.st_dev != m->dev || (uint64_t)st.st_ino != m->ino) {
+        *why = "replaced by another file";
+        return IDS_OK;
+    }
+    if ((uint64_t)st.st_size < m->size) {
+        *why = "shorter than at the last read";
+        return IDS_OK;
+    }
+    block = xmalloc(FILE_HASH_BLOCK);
+    if (m->rb >= FILE_HASH_BLOCK) {
+        ret = file_pread_all(r->fd, block, FILE_HASH_BLOCK, 0, r->path, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        if (hash64_bulk(block, FILE_HASH_BLOCK, 0) != m->first) {
+            *why = "its start differs";
+            ret = IDS_OK;
+            goto done;
+        }
+    }
+    ret = file_pread_all(r->fd, block, (size_t)(m->size - m->rb), m->rb, r->path, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if ((m->size > 0 || m->hash != 0) &&
+        hash64_bulk(block, (size_t)(m->size - m->rb), m->rstate) != m->hash) {
+        *why = "the end of what was read before differs";
+        goto done;
+    }
+    r->off = m->rb;
+    r->pos = 0;
+    r->len = 0;
+    r->hasher.h = m->rstate;
+    r->hasher.prev = 0;
+    r->hasher.first = m->first;
+    r->hasher.size = m->rb;
+    r->hasher.blen = 0;
+    *same = true;
+done:
+    free(block);
+    return ret;
+}
+
 static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -427,18 +577,32 @@ static size_t u64map_slot(const struct u64map *m, uint64_t key)
     return (size_t)(x >> 17) & (m->cap - 1);
 }
 
-static void u64map_grow(struct u64map *m)
+static void u64map_put_new(struct u64map *m, uint64_t key, uint64_t val)
+{
+    size_t i = u64map_slot(m, key);
+
+    while (m->used[i] && m->slots[i].key != key) {
+        i = (i + 1) & (m->cap - 1);
+    }
+    if (!m->used[i]) {
+        m->used[i] = 1;
+        m->slots[i].key = key;
+        m->nr++;
+    }
+    m->slots[i].val = val;
+}
+
+static void u64map_resize(struct u64map *m, size_t cap)
 {
     struct u64map n = {0};
     size_t i;
 
-    n.cap = m->cap ? m->cap * 2 : 64;
-    n.keys = xcalloc(n.cap, sizeof(*n.keys));
-    n.vals = xcalloc(n.cap, sizeof(*n.vals));
+    n.cap = cap;
+    n.slots = xcalloc(n.cap, sizeof(*n.slots));
     n.used = xcalloc(n.cap, 1);
     for (i = 0; i < m->cap; i++) {
         if (m->used[i]) {
-            u64map_put(&n, m->keys[i], m->vals[i]);
+            u64map_put_new(&n, m->slots[i].key, m->slots[i].val);
         }
     }
     u64map_release(m);
@@ -447,29 +611,29 @@ static void u64map_grow(struct u64map *m)
 
 void u64map_release(struct u64map *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->slots);
     free(m->used);
     memset(m, 0, sizeof(*m));
 }
 
+void u64map_reserve(struct u64map *m, size_t n)
+{
+    size_t cap = m->cap ? m->cap : 64;
+
+    while (n * 4 > cap * 3) {
+        cap *= 2;
+    }
+    if (cap != m->cap) {
+        u64map_resize(m, cap);
+    }
+}
+
 void u64map_put(struct u64map *m, uint64_t key, uint64_t val)
 {
-    size_t i;
-
     if ((m->nr + 1) * 4 > m->cap * 3) {
-        u64map_grow(m);
+        u64map_resize(m, m->cap ? m->cap * 2 : 64);
     }
-    i = u64map_slot(m, key);
-    while (m->used[i] && m->keys[i] != key) {
-        i = (i + 1) & (m->cap - 1);
-    }
-    if (!m->used[i]) {
-        m->used[i] = 1;
-        m->keys[i] = key;
-        m->nr++;
-    }
-    m->vals[i] = val;
+    u64map_put_new(m, key, val);
 }
 
 bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val)
@@ -481,15 +645,117 @@ bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val)
     }
     i = u64map_slot(m, key);
     while (m->used[i]) {
-        if (m->keys[i] == key) {
+        if (m->slots[i].key == key) {
             if (val != NULL) {
-                *val = m->vals[i];
+                *val = m->slots[i].val;
             }
             return true;
         }
         i = (i + 1) & (m->cap - 1);
     }
     return false;
+}
+
+/* ---- state files --------------------------------------------------- */
+
+enum ids_err file_state_write(const char *dir, const char *prefix, const void *data, size_t len,
+                              struct strbuf *name_out, struct ids_error *err)
+{
+    struct strbuf path = STRBUF_INIT;
+    struct timespec ts;
+    enum ids_err ret;
+    int fd = -1;
+    int tries;
+
+    strbuf_reset(name_out);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        ret = ids_error_set(err, IDS_EIO, "%s: cannot create the state folder: %s", dir,
+                            strerror(errno));
+        goto done;
+    }
+    for (tries = 0; tries < 100 && fd < 0; tries++) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        strbuf_reset(name_out);
+        strbuf_addf(name_out, "%s-%016" PRIx64 "%02x.state", prefix,
+                    (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, tries);
+        strbuf_reset(&path);
+        strbuf_addf(&path, "%s/%s", dir, name_out->buf);
+        fd = open(path.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            break;
+        }
+    }
+    if (fd < 0) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
+        goto done;
+    }
+    ret = file_write_all(fd, data, len, path.buf, err);
+    if (close(fd) != 0 && ret == IDS_OK) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
+    }
+    if (ret != IDS_OK) {
+        unlink(path.buf);
+    }
+done:
+    strbuf_release(&path);
+    return ret;
+}
+
+enum ids_err file_state_read(const char *dir, const char *name, struct strbuf *out,
+                             struct ids_error *err)
+{
+    struct strbuf path = STRBUF_INIT;
+    enum ids_err ret;
+
+    strbuf_reset(out);
+    strbuf_addf(&path, "%s/%s", dir, name);
+    ret = strbuf_read_file(out, path.buf, err);
+    strbuf_release(&path);
+    return ret;
+}
+
+void file_state_prune(const char *dir, const char *prefix, const char *keep, const char *keep2)
+{
+    struct strbuf path = STRBUF_INIT;
+    char *newest = NULL;
+    size_t plen = strlen(prefix);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int pass;
+
+    if (d == NULL) {
+        return;
+    }
+    /* pass 0 finds the newest other file (when keep2 is NULL), pass 1 removes */
+    for (pass = 0; pass < 2; pass++) {
+        rewinddir(d);
+        while ((de = readdir(d)) != NULL) {
+            const char *n = de->d_name;
+            size_t len = strlen(n);
+
+            if (len <= plen + 7 || strncmp(n, prefix, plen) != 0 || n[plen] != '-' ||
+                strcmp(n + len - 6, ".state") != 0 || strcmp(n, keep) == 0 ||
+                (keep2 != NULL && strcmp(n, keep2) == 0)) {
+                continue;
+            }
+            if (pass == 0) {
+                if (keep2 == NULL && (newest == NULL || strcmp(n, newest) > 0)) {
+                    free(newest);
+                    newest = xstrdup(n);
+                }
+                continue;
+            }
+            if (newest != NULL && strcmp(n, newest) == 0) {
+                continue;
+            }
+            strbuf_reset(&path);
+            strbuf_addf(&path, "%s/%s", dir, n);
+            unlink(path.buf);
+        }
+    }
+    closedir(d);
+    free(newest);
+    strbuf_release(&path);
 }
 
 /* ---- options --------------------------------------------------------- */

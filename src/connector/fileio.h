@@ -33,10 +33,12 @@ struct connector_config;
 
 /* Sequential content hash. Bytes must be fed in file order. */
 struct file_hasher {
-    uint64_t h;    /* chained hash of the full blocks so far */
-    uint64_t size; /* bytes fed */
-    size_t blen;   /* bytes pending in block */
-    char *block;   /* FILE_HASH_BLOCK bytes */
+    uint64_t h;     /* chained hash of the full blocks so far */
+    uint64_t prev;  /* h before the last full block */
+    uint64_t first; /* h after the first full block (0 before it) */
+    uint64_t size;  /* bytes fed */
+    size_t blen;    /* bytes pending in block */
+    char *block;    /* FILE_HASH_BLOCK bytes */
 };
 
 void file_hasher_init(struct file_hasher *fh);
@@ -103,6 +105,35 @@ enum ids_err file_watermark(const char *path, uint64_t limit, struct strbuf *out
 /* Parse "SIZE:HASH"; false when malformed. */
 bool file_watermark_parse(const char *s, size_t len, uint64_t *size, uint64_t *hash);
 
+/* A file read up to `size`, with what a later read needs to continue after
+ * it without hashing the bytes before again (file_mark_*):
+ *   hash    the content hash of the first `size` bytes;
+ *   rb      start of the hash block that holds the last byte (block-aligned),
+ *   rstate  the hasher's chained state at rb;
+ *   first   the chained state after the first block (0 while size <= block);
+ *   dev/ino the file's identity.
+ * Text form "SIZE:HASH:RB:RSTATE:FIRST:DEV:INO" (numbers in decimal, the
+ * three hash states in 16 hex digits). */
+struct file_mark {
+    uint64_t size, hash, rb, rstate, first, dev, ino;
+};
+
+/* The mark of everything r has read (and hashed) so far. */
+void file_reader_mark(const struct file_reader *r, struct file_mark *m);
+void file_mark_format(const struct file_mark *m, struct strbuf *out);
+bool file_mark_parse(const char *s, size_t len, struct file_mark *m);
+/* Is r's file (opened, not read yet) the file of mark m, unchanged up to
+ * m->size? Checked: identity (device and inode), size not smaller, the first
+ * hash block and the last block up to m->size (so a file replaced,
+ * truncated, rewritten in place from the start or with its end changed is
+ * told apart; an append-only file passes). On true, r is set to continue at
+ * m->rb with the hasher state of then: file_reader_advance(r, m->size)
+ * reads at most one block to get back to m->size. *why says what differed. */
+enum ids_err file_reader_resume(struct file_reader *r, const struct file_mark *m, bool *same,
+                                const char **why, struct ids_error *err);
+/* Size of r's file now. */
+enum ids_err file_reader_size(const struct file_reader *r, uint64_t *size, struct ids_error *err);
+
 /* Atomic replacement: creates a temp file next to `path`. */
 struct file_atomic {
     char *path; /* the file to replace */
@@ -128,15 +159,37 @@ enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const 
 /* fsync the folder that holds `path`. */
 enum ids_err file_sync_dir(const char *path, struct ids_error *err);
 
+/* ---- state files (connector->state_dir) ------------------------------
+ * Write `data` to a new file "PREFIX-GEN.state" in `dir` (the folder is
+ * created, mode 0700; the file 0600); GEN orders files by their creation
+ * time. *name_out receives the file name (no folder). Not synced: the
+ * watermark that names it keeps its length and hash, a file lost or
+ * damaged in a crash is told on reading. */
+enum ids_err file_state_write(const char *dir, const char *prefix, const void *data, size_t len,
+                              struct strbuf *name_out, struct ids_error *err);
+/* Read state file `name` of `dir` into out (reset first); IDS_ENOTFOUND
+ * when it is not there. */
+enum ids_err file_state_read(const char *dir, const char *name, struct strbuf *out,
+                             struct ids_error *err);
+/* Remove the state files "PREFIX-*.state" of dir other than keep (and
+ * keep2 when not NULL; when keep2 is NULL the newest other one is kept,
+ * the state the store may still name if this run is not committed). */
+void file_state_prune(const char *dir, const char *prefix, const char *keep, const char *keep2);
+
 /* ---- uint64 -> uint64 map (open addressing; key 0 is allowed) ------- */
+struct u64map_slot {
+    uint64_t key;
+    uint64_t val;
+};
 struct u64map {
     size_t cap; /* power of two, 0 when empty */
     size_t nr;
-    uint64_t *keys;
-    uint64_t *vals;
+    struct u64map_slot *slots;
     unsigned char *used;
 };
 void u64map_release(struct u64map *m);
+/* Make room for n entries without growing (a map about to take many). */
+void u64map_reserve(struct u64map *m, size_t n);
 /* Insert or overwrite. */
 void u64map_put(struct u64map *m, uint64_t key, uint64_t val);
 bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val);

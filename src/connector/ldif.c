@@ -834,7 +834,7 @@ static enum ids_err ldif_read_full(struct connector *c, struct connector_cursor 
     ret = index_pass(cur, err);
     if (ret == IDS_ENOTFOUND) {
         log_warn("ldif-no-file", "connector=%s file=%s (read as empty)", c->name, lc->path);
-        strbuf_addstr(&cur->wm, "ldif1:-");
+        strbuf_addstr(&cur->wm, "ldif2:-");
         cur->done = true;
         *out = (struct connector_cursor *)cur;
         return IDS_OK;
@@ -922,6 +922,16 @@ static enum ids_err apply_chain(struct ldif_cursor *cur, uint64_t off, struct en
     return ret;
 }
 
+/* End of a read: "ldif2:" and the mark of what was read (fileio.h). */
+static void put_watermark(struct ldif_cursor *cur)
+{
+    struct file_mark m;
+
+    file_reader_mark(&cur->r, &m);
+    strbuf_addstr(&cur->wm, "ldif2:");
+    file_mark_format(&m, &cur->wm);
+}
+
 static enum ids_err report(struct ldif_cursor *cur, const struct ldif_record *rec, const char *why,
                            struct ids_error *err)
 {
@@ -956,8 +966,7 @@ static enum ids_err full_next(struct ldif_cursor *cur, struct read_item *item,
                 return ids_error_set(err, IDS_EIO, "%s: the file changed while it was read",
                                      cur->lc->path);
             }
-            strbuf_addf(&cur->wm, "ldif1:");
-            file_reader_watermark(&cur->r, &cur->wm);
+            put_watermark(cur);
             return IDS_DONE;
         }
         if (rec->bad) {
@@ -1136,20 +1145,23 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
 {
     struct ldif_conn *lc = (struct ldif_conn *)c;
     struct ldif_cursor *cur = NULL;
-    uint64_t old_size = 0, old_hash = 0, now_size;
+    struct file_mark old;
+    uint64_t old_size = 0, now_size;
     bool old_absent;
+    bool same;
+    const char *why = NULL;
     enum ids_err ret;
-    struct strbuf now = STRBUF_INIT;
     char tail[2];
 
     *out = NULL;
-    if (watermark == NULL || strncmp(watermark, "ldif1:", 6) != 0) {
-        ret = ids_error_set(err, IDS_EFULLREQUIRED, "%s: no watermark: never imported", lc->path);
+    if (watermark == NULL || strncmp(watermark, "ldif2:", 6) != 0) {
+        ret = ids_error_set(err, IDS_EFULLREQUIRED, "%s: %s", lc->path,
+                            watermark == NULL ? "no watermark: never imported"
+                                              : "the watermark was written by an older version");
         goto done;
     }
     old_absent = strcmp(watermark + 6, "-") == 0;
-    if (!old_absent &&
-        !file_watermark_parse(watermark + 6, strlen(watermark + 6), &old_size, &old_hash)) {
+    if (!old_absent && !file_mark_parse(watermark + 6, strlen(watermark + 6), &old)) {
         ret = ids_error_set(err, IDS_EFULLREQUIRED, "%s: unreadable watermark", lc->path);
         goto done;
     }
@@ -1158,7 +1170,7 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
     ret = file_reader_open(&cur->r, lc->path, err);
     if (ret == IDS_ENOTFOUND) {
         if (old_absent) {
-            strbuf_addstr(&cur->wm, "ldif1:-");
+            strbuf_addstr(&cur->wm, "ldif2:-");
             cur->done = true;
             ret = IDS_OK;
             goto done;
@@ -1171,13 +1183,28 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
         goto done;
     }
     cur->open = true;
-    /* the old part must be unchanged */
+    /* the old part must be unchanged: the file is append-only (idsync's own
+     * change log, or an export that only grows); identity, the first and
+     * the last block read before are checked, and continued from there
+     * without hashing the rest again */
+    if (!old_absent) {
+        ret = file_reader_resume(&cur->r, &old, &same, &why, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        if (!same) {
+            ret = ids_error_set(err, IDS_EFULLREQUIRED,
+                                "%s: file changed since the last import (%s)", lc->path, why);
+            goto done;
+        }
+        old_size = old.size;
+    }
     cur->r.limit = old_size;
     ret = file_reader_advance(&cur->r, old_size, err);
     if (ret != IDS_OK) {
         goto done;
     }
-    if (cur->r.hasher.size != old_size || file_hasher_value(&cur->r.hasher) != old_hash) {
+    if (cur->r.hasher.size != old_size) {
         ret = ids_error_set(err, IDS_EFULLREQUIRED, "%s: file changed since the last import",
                             lc->path);
         goto done;
@@ -1189,7 +1216,7 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
         }
     }
     /* how far this read goes: what is there now */
-    ret = file_watermark(lc->path, UINT64_MAX, &now, &now_size, err);
+    ret = file_reader_size(&cur->r, &now_size, err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -1221,7 +1248,6 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
     cur->first = old_size == 0;
     ret = IDS_OK;
 done:
-    strbuf_release(&now);
     if (ret != IDS_OK) {
         ldif_cursor_free((struct connector_cursor *)cur);
         return ret;
@@ -1254,8 +1280,7 @@ static enum ids_err delta_next(struct ldif_cursor *cur, struct read_item *item,
         }
         if (st == LDIF_EOF) {
             cur->done = true;
-            strbuf_addstr(&cur->wm, "ldif1:");
-            file_reader_watermark(&cur->r, &cur->wm);
+            put_watermark(cur);
             ret = IDS_DONE;
             goto done;
         }

@@ -93,7 +93,8 @@ struct engine {
     struct econn *conns;
     size_t nmvt;
     struct mvt_info *mvt;
-    int64_t parent; /* run id of the cycle running, 0 = none */
+    int64_t parent;        /* run id of the cycle running, 0 = none */
+    const char *state_dir; /* store_state_dir(): handed to the connectors */
 };
 
 struct econn *engine_conn(struct engine *eng, const char *name);

@@ -912,7 +912,7 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
         goto done;
     }
     ret = count_deletes(&ctx, &dels, &pending, err);
-    if (ret == IDS_OK) {
+    if (ret == IDS_OK && dels > 0) {
         ret = store_cs_count(eng->store, ctx.X->id, STORE_SEL_ALL, &space, err);
     }
     if (ret != IDS_OK) {

@@ -501,10 +501,6 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         }
         goto done;
     }
-    ret = store_cs_count(eng->store, ctx.ec->id, STORE_SEL_ALL, &space, err);
-    if (ret != IDS_OK) {
-        goto done;
-    }
     if (!ctx.full) {
         progress_set_total(r.prog, -1);
     }
@@ -551,6 +547,16 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
             }
         }
         dels = r.rec.counters.staged_delete;
+        if (dels > 0 && pct > 0) {
+            /* the space before this import: staged adds are new rows, staged
+             * deletions are still there (counted only when needed: a scan
+             * of the connector's index) */
+            ret = store_cs_count(eng->store, ctx.ec->id, STORE_SEL_ALL, &space, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            space -= r.rec.counters.staged_add;
+        }
         if (pct > 0 && space >= eng->cfg->safety.import_min_objects && space > 0 &&
             dels * 100 > pct * space && eng->opts.allow_deletes < dels) {
             rebuilt_note_run(&r, connector, dels, r.rec.counters.staged_add); /* issue 5 */

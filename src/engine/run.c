@@ -189,6 +189,7 @@ enum ids_err engine_new(struct config *cfg, struct store *store, const struct en
     *out = NULL;
     eng->cfg = cfg;
     eng->store = store;
+    eng->state_dir = store_state_dir(store);
     if (opts != NULL) {
         eng->opts = *opts;
     }
@@ -278,7 +279,6 @@ enum ids_err engine_conn_open(struct engine *eng, struct econn *ec, struct ids_e
     enum ids_err ret;
     struct connector *c = NULL;
 
-    (void)eng;
     if (ec->conn != NULL) {
         return IDS_OK;
     }
@@ -286,6 +286,7 @@ enum ids_err engine_conn_open(struct engine *eng, struct econn *ec, struct ids_e
     if (ret != IDS_OK) {
         return ret;
     }
+    c->state_dir = eng->state_dir;
     ret = connector_open(c, err);
     if (ret != IDS_OK) {
         connector_close(c);

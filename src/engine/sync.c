@@ -615,7 +615,8 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
                                int64_t *cs_id, struct refmap *rm, struct ids_error *err)
 {
     enum ids_err ret;
-    struct cs_object *o = NULL;
+    struct strbuf anchor = STRBUF_INIT;
+    struct strbuf dn = STRBUF_INIT;
     char *end = NULL;
     long long mv = strtoll(value, &end, 10);
 
@@ -623,16 +624,17 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
     if (end == value || *end != '\0' || mv <= 0) {
         return IDS_OK;
     }
-    ret = store_cs_get_by_mv(ctx->eng->store, X->id, mv, &o, err);
+    /* id, anchor and DN only: a group's members are many lookups */
+    ret = store_cs_ref_by_mv(ctx->eng->store, X->id, mv, cs_id, &anchor, &dn, err);
     if (ret == IDS_OK) {
-        const char *ident = (econn_caps(X) & CONN_CAP_REF_BY_DN) ? o->dn : o->anchor;
+        const struct strbuf *ident = (econn_caps(X) & CONN_CAP_REF_BY_DN) ? &dn : &anchor;
 
-        *cs_id = o->id;
-        if (rm != NULL && ident != NULL && o->anchor != NULL) {
-            refmap_add(rm, ident, o->id);
+        if (rm != NULL && ident->len > 0 && anchor.len > 0) {
+            refmap_add(rm, ident->buf, *cs_id);
         }
     }
-    cs_object_free(o);
+    strbuf_release(&anchor);
+    strbuf_release(&dn);
     return ret == IDS_ENOTFOUND ? IDS_OK : ret;
 }
 
@@ -1798,6 +1800,7 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
         erun_message(&r, "The previous full sync did not finish; this sync ran as a full sync.");
     }
     sync_ctx_init(&ctx, eng, &r, full);
+    store_set_access(eng->store, full ? STORE_ACCESS_BULK : STORE_ACCESS_POINT);
     if (full) {
         long total = 0;
         long n = 0;
@@ -1865,6 +1868,7 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
         ret = IDS_EERRLIMIT;
     }
 done:
+    store_set_access(eng->store, STORE_ACCESS_BULK);
     sync_ctx_release(&ctx);
     return erun_finish(&r, ret, err, run);
 }

@@ -155,6 +155,9 @@ static const char *const migrations[] = {
     X(ST_CS_BY_MV,                                                                                 \
       "SELECT " CS_COLS " FROM cs WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 "             \
       "ORDER BY id LIMIT 1")                                                                       \
+    X(ST_CS_REF_BY_MV,                                                                             \
+      "SELECT id, anchor, dn FROM cs WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 "          \
+      "ORDER BY id LIMIT 1")                                                                       \
     X(ST_CS_INSERT,                                                                                \
       "INSERT INTO cs(connector, mv_id, hash, flags, import_state, export_state, attempts, "       \
       "export_run, dn_key, anchor, type, dn, export_error, jkeys, entry, pending, unconfirmed) "   \
@@ -312,7 +315,17 @@ struct sqlite_store {
     int64_t next_run_id;  /* next id handed out during a dry run */
     bool lock_held;       /* this handle holds the run lock */
     bool release_pending; /* release the lock once the transaction ends */
+    bool memory;          /* ":memory:" */
+    char *state_dir;      /* path + ".state", NULL in memory */
+    int wal_frames;       /* frames in the WAL after this handle's last commit */
 };
+
+/* Pages of 16 KiB in the WAL at which a commit checkpoints (256 MiB), and
+ * up to which a closing handle leaves the WAL for the next one (32 MiB):
+ * a delta step then costs one fsync of the WAL at its last commit instead
+ * of copying its pages into the database and syncing that too. */
+#define WAL_AUTOCHECKPOINT 16384
+#define WAL_KEEP_AT_CLOSE  2048
 
 static struct sqlite_store *sq(struct store *s)
 {
@@ -774,6 +787,27 @@ done:
 
 static void sq_close(struct store *base);
 
+static void set_state_dir(struct sqlite_store *s)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    strbuf_addf(&sb, "%s.state", s->path);
+    s->state_dir = strbuf_detach(&sb, NULL);
+}
+
+/* After each commit in WAL mode: remember the WAL's length, checkpoint
+ * (passive) once it reaches WAL_AUTOCHECKPOINT pages. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct sqlite_store *s = arg;
+
+    s->wal_frames = frames;
+    if (frames >= WAL_AUTOCHECKPOINT) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
+    return SQLITE_OK;
+}
+
 static enum ids_err sq_open(const char *url, struct store **out, struct ids_error *err)
 {
     struct sqlite_store *s = NULL;
@@ -830,13 +864,19 @@ static enum ids_err sq_open(const char *url, struct store **out, struct ids_erro
                    "PRAGMA cache_size = -49152;"
                    "PRAGMA temp_store = MEMORY;"
                    "PRAGMA mmap_size = 0;"
-                   "PRAGMA wal_autocheckpoint = 16384;" /* pages: 256 MiB */
+                   "PRAGMA wal_autocheckpoint = 16384;" /* WAL_AUTOCHECKPOINT */
                    "PRAGMA journal_size_limit = 268435456;"
                    "PRAGMA foreign_keys = OFF;",
                    "configure", err);
     if (ret != IDS_OK) {
         goto done;
     }
+    s->memory = memory;
+    if (!memory) {
+        set_state_dir(s);
+    }
+    /* replaces the hook PRAGMA wal_autocheckpoint set: does the same */
+    sqlite3_wal_hook(s->db, wal_hook, s);
     ret = migrate(s, err);
     if (ret == IDS_OK && !memory) {
         ret = secure_files(path, err);
@@ -855,9 +895,36 @@ static void sq_dry_run_end(struct store *base);
 static void sq_rollback(struct store *base);
 static void lock_release_now(struct sqlite_store *s);
 
+/* Leave the WAL to the next handle instead of checkpointing at close?
+ * When it is small: this handle's commits are made durable by one synced
+ * commit (synchronous = NORMAL syncs the WAL only at checkpoints). */
+static bool keep_wal_at_close(struct sqlite_store *s)
+{
+    struct strbuf wal = STRBUF_INIT;
+    struct stat st;
+    bool keep = false;
+
+    if (s->memory) {
+        return false;
+    }
+    if (s->wal_frames > 0) {
+        keep = s->wal_frames <= WAL_KEEP_AT_CLOSE &&
+               exec_sql(s,
+                        "PRAGMA synchronous = FULL;"
+                        "UPDATE meta SET value = value WHERE key = 'schema_version';",
+                        "close", NULL) == IDS_OK;
+    } else {
+        strbuf_addf(&wal, "%s-wal", s->path);
+        keep = stat(wal.buf, &st) != 0 || st.st_size <= (off_t)WAL_KEEP_AT_CLOSE * 16384;
+        strbuf_release(&wal);
+    }
+    return keep;
+}
+
 static void sq_close(struct store *base)
 {
     struct sqlite_store *s = sq(base);
+    bool keep_wal;
     size_t i;
     size_t j;
 
@@ -876,6 +943,10 @@ static void sq_close(struct store *base)
         s->in_tx = false;
         if (s->lock_held) {
             lock_release_now(s);
+        }
+        keep_wal = keep_wal_at_close(s);
+        if (keep_wal) {
+            sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
         }
         for (i = 0; i < ST_COUNT; i++) {
             sqlite3_finalize(s->stmts[i]);
@@ -901,6 +972,7 @@ static void sq_close(struct store *base)
     strbuf_release(&s->old.anchor);
     free(s->ops);
     free(s->path);
+    free(s->state_dir);
     free(s);
 }
 
@@ -1271,6 +1343,61 @@ static enum ids_err sq_cs_get_by_mv(struct store *base, int64_t connector, int64
     sqlite3_bind_int64(st, 2, mv_id);
     snprintf(what, sizeof(what), "metaverse object %" PRId64, mv_id);
     return fetch_one_cs(s, st, what, out, err);
+}
+
+static enum ids_err sq_cs_ref_by_mv(struct store *base, int64_t connector, int64_t mv_id,
+                                    int64_t *id, struct strbuf *anchor, struct strbuf *dn,
+                                    struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CS_REF_BY_MV, err);
+    enum ids_err ret = IDS_OK;
+    int rc;
+
+    *id = 0;
+    strbuf_reset(anchor);
+    strbuf_reset(dn);
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, connector);
+    sqlite3_bind_int64(st, 2, mv_id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
+            strbuf_add(anchor, sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+        }
+        if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
+            strbuf_add(dn, sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2));
+        }
+    } else if (rc == SQLITE_DONE) {
+        ret =
+            ids_error_set(err, IDS_ENOTFOUND,
+                          "metaverse object %" PRId64 ": no connector-space object joined", mv_id);
+    } else {
+        ret = db_fail(s, rc, "read connector-space object", err);
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+static const char *sq_state_dir(struct store *base)
+{
+    return sq(base)->state_dir;
+}
+
+/* STORE_ACCESS_POINT maps the file: a lookup then reads a page in place
+ * instead of copying it into the cache (delta steps in a fresh process are
+ * mostly such copies); only the pages touched count in memory. */
+static void sq_set_access(struct store *base, enum store_access a)
+{
+    struct sqlite_store *s = sq(base);
+    struct ids_error err = IDS_ERROR_INIT;
+
+    (void)exec_sql(
+        s, a == STORE_ACCESS_POINT ? "PRAGMA mmap_size = 1073741824;" : "PRAGMA mmap_size = 0;",
+        "set access", &err);
 }
 
 /* Read the stored connector and join keys of CS object `id` into s->keys_old. */
@@ -2989,6 +3116,9 @@ const struct store_ops sqlite_store_ops = {
     .cs_get_by_anchor = sq_cs_get_by_anchor,
     .cs_get_by_dn = sq_cs_get_by_dn,
     .cs_get_by_mv = sq_cs_get_by_mv,
+    .cs_ref_by_mv = sq_cs_ref_by_mv,
+    .set_access = sq_set_access,
+    .state_dir = sq_state_dir,
     .cs_put = sq_cs_put,
     .cs_put_export = sq_cs_put_export,
     .cs_delete = sq_cs_delete,

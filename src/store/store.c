@@ -212,6 +212,28 @@ enum ids_err store_cs_get_by_mv(struct store *s, int64_t connector, int64_t mv_i
     return s->ops->cs_get_by_mv(s, connector, mv_id, out, err);
 }
 
+enum ids_err store_cs_ref_by_mv(struct store *s, int64_t connector, int64_t mv_id, int64_t *id,
+                                struct strbuf *anchor, struct strbuf *dn, struct ids_error *err)
+{
+    assert(s != NULL && id != NULL && anchor != NULL && dn != NULL);
+    return s->ops->cs_ref_by_mv(s, connector, mv_id, id, anchor, dn, err);
+}
+
+const char *store_state_dir(struct store *s)
+{
+    if (s == NULL || s->ops->state_dir == NULL) {
+        return NULL;
+    }
+    return s->ops->state_dir(s);
+}
+
+void store_set_access(struct store *s, enum store_access a)
+{
+    if (s != NULL && s->ops->set_access != NULL) {
+        s->ops->set_access(s, a);
+    }
+}
+
 enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct store_keys *keys,
                           struct ids_error *err)
 {

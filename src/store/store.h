@@ -336,6 +336,22 @@ void store_lock_release(struct store *s);
 
 /* Every slot is MUST; semantics as the store_*() function of the same name.
  * A backend's private struct embeds struct store as its first member. */
+/* How the next steps will read the store (appended): STORE_ACCESS_BULK
+ * for full steps that visit every object (a bounded page cache, memory
+ * stays flat), STORE_ACCESS_POINT for delta steps that look up a few
+ * objects among many (the backend may map the file to avoid copying pages;
+ * memory grows only with the pages touched). The default is BULK. */
+enum store_access {
+    STORE_ACCESS_BULK,
+    STORE_ACCESS_POINT,
+};
+void store_set_access(struct store *s, enum store_access a);
+
+/* A folder beside the store for connector read state too large for a
+ * watermark ("FILE.state" for sqlite:FILE), or NULL (in-memory store). Not
+ * created here. (appended) */
+const char *store_state_dir(struct store *s);
+
 struct store_ops {
     const char *scheme; /* "sqlite", "postgresql" */
     enum ids_err (*open)(const char *url, struct store **out, struct ids_error *err);
@@ -409,11 +425,23 @@ struct store_ops {
     enum ids_err (*run_error_count)(struct store *s, int64_t run, long *n, struct ids_error *err);
     enum ids_err (*lock_acquire)(struct store *s, const char *holder, struct ids_error *err);
     void (*lock_release)(struct store *s);
+    /* appended */
+    enum ids_err (*cs_ref_by_mv)(struct store *s, int64_t connector, int64_t mv_id, int64_t *id,
+                                 struct strbuf *anchor, struct strbuf *dn, struct ids_error *err);
+    void (*set_access)(struct store *s, enum store_access a);
+    const char *(*state_dir)(struct store *s);
 };
 
 struct store {
     const struct store_ops *ops;
 };
+
+/* Reference resolution (appended): id, anchor and DN of the CS object of
+ * `connector` joined to MV object `mv_id`, without reading its attributes
+ * (anchor/dn are reset, then set; left empty when NULL in the store).
+ * IDS_ENOTFOUND when there is none. */
+enum ids_err store_cs_ref_by_mv(struct store *s, int64_t connector, int64_t mv_id, int64_t *id,
+                                struct strbuf *anchor, struct strbuf *dn, struct ids_error *err);
 
 extern const struct store_ops sqlite_store_ops;
 

@@ -226,6 +226,58 @@ uint64_t hash64(const void *data, size_t len, uint64_t seed)
     return h;
 }
 
+static inline uint64_t rd64le(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
+}
+
+/* 64x64 -> 128 multiply, folded to 64 bits */
+static inline uint64_t mum64(uint64_t a, uint64_t b)
+{
+    __extension__ typedef unsigned __int128 u128;
+    u128 r = (u128)a * b;
+
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+#define HB_P1 0xa0761d6478bd642fULL
+#define HB_P2 0xe7037ed1a0b428dbULL
+#define HB_P3 0x8ebc6af09c88c6e3ULL
+
+uint64_t hash64_bulk(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = seed ^ HB_P3;
+    size_t n = len;
+    uint64_t a = 0;
+    uint64_t b = 0;
+    size_t i;
+
+    /* the state is multiplied by an odd constant after each block, which is
+     * a bijection: no block can make two different histories equal */
+    while (n >= 16) {
+        h = (h ^ mum64(rd64le(p) ^ HB_P1, rd64le(p + 8) ^ HB_P2)) * HB_P3;
+        p += 16;
+        n -= 16;
+    }
+    for (i = 0; i < n && i < 8; i++) {
+        a |= (uint64_t)p[i] << (8 * i);
+    }
+    for (; i < n; i++) {
+        b |= (uint64_t)p[i] << (8 * (i - 8));
+    }
+    h = (h ^ mum64(a ^ HB_P1, b ^ HB_P2 ^ (uint64_t)len)) * HB_P3;
+    /* final avalanche (splitmix64) */
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
 bool utf8_valid(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;

@@ -29,6 +29,12 @@ enum ids_err sid_to_string(struct strbuf *out, const void *bytes, size_t len);
  * stable across runs and machines: it is stored. */
 uint64_t hash64(const void *data, size_t len, uint64_t seed);
 
+/* 64-bit non-cryptographic hash for bulk content (file blocks, CSV rows):
+ * 16 bytes a step with 64x64->128 multiplies, about ten times the speed of
+ * hash64 on long input. Stable across runs and machines: it is stored (in
+ * watermarks), so changing it means changing the watermark version. */
+uint64_t hash64_bulk(const void *data, size_t len, uint64_t seed);
+
 /* True when s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool utf8_valid(const char *s, size_t len);
 

@@ -250,7 +250,7 @@ static void test_parse_content(void **state)
         "{\"type\":\"group\",\"anchor\":\"cn=staff,dc=example,dc=org\",\"dn\":\"cn=staff,dc="
         "example,dc=org\",\"attributes\":{\"member\":[\"CN=Bob , OU=People,DC=example,DC=org\","
         "\"uid=ann,ou=People,dc=example,dc=org\"],\"objectClass\":[\"groupOfNames\"]}}\n");
-    assert_true(strncmp(wm, "ldif1:", 6) == 0);
+    assert_true(strncmp(wm, "ldif2:", 6) == 0);
     free(wm);
     strbuf_release(&out);
     fixture_free(f);
@@ -405,6 +405,75 @@ static void test_delta(void **state)
     assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_EFULLREQUIRED);
     assert_contains(err.msg, "file changed since the last import");
     free(wm);
+    strbuf_release(&out);
+    strbuf_release(&wm2);
+    fixture_free(f);
+}
+
+/* A file of several hash blocks: the delta continues after the part read
+ * before without hashing it again, and still tells a file that was not
+ * only appended to (rewritten from the start, truncated, replaced). */
+static void test_delta_large(void **state)
+{
+    struct strbuf text = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf wm2 = STRBUF_INIT;
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct fixture *f;
+    char *wm;
+    char *tmp;
+    int i;
+
+    (void)state;
+    for (i = 0; i < 4000; i++) { /* about 3 blocks of 64 KiB */
+        strbuf_addf(&text, "dn: cn=u%04d,dc=x\ncn: u%04d\ndescription: some text to fill\n\n", i,
+                    i);
+    }
+    f = fixture_new(text.buf, false);
+    set_opt(&f->cfg.opts, ldif_connector_ops.options, "anchor", "dn");
+    wm = read_all(f, &out);
+    assert_true(strncmp(wm, "ldif2:", 6) == 0);
+    /* appended: only the new record comes */
+    append_file(f->path, "dn: cn=new,dc=x\ncn: new\n\n");
+    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
+    strbuf_reset(&out);
+    drain(f, cur, &out, &wm2);
+    assert_string_equal(out.buf, "{\"type\":\"user\",\"anchor\":\"cn=new,dc=x\",\"dn\":\"cn=new,"
+                                 "dc=x\",\"attributes\":{\"cn\":[\"new\"]}}\n");
+    /* the watermark continued from the old one equals a full read's */
+    strbuf_reset(&out);
+    free(wm);
+    wm = read_all(f, &out);
+    assert_string_equal(wm2.buf, wm);
+    /* rewritten in place from the start (same size, same file) */
+    text.buf[4] = 'C';
+    text.buf[5] = 'N';
+    strbuf_addstr(&text, "dn: cn=new,dc=x\ncn: new\n\n");
+    free(test_write_file(f->dir, "dir.ldif", text.buf));
+    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_EFULLREQUIRED);
+    assert_contains(err.msg, "file changed since the last import (its start differs)");
+    /* truncated */
+    free(wm);
+    strbuf_reset(&out);
+    wm = read_all(f, &out);
+    text.len -= 20;
+    text.buf[text.len] = '\0';
+    free(test_write_file(f->dir, "dir.ldif", text.buf));
+    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_EFULLREQUIRED);
+    assert_contains(err.msg, "shorter than at the last read");
+    /* replaced by another file with the same content and more */
+    free(wm);
+    strbuf_reset(&out);
+    wm = read_all(f, &out);
+    strbuf_addstr(&text, "\n");
+    tmp = test_write_file(f->dir, "other.ldif", text.buf);
+    assert_int_equal(rename(tmp, f->path), 0);
+    free(tmp);
+    assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_EFULLREQUIRED);
+    assert_contains(err.msg, "replaced by another file");
+    free(wm);
+    strbuf_release(&text);
     strbuf_release(&out);
     strbuf_release(&wm2);
     fixture_free(f);
@@ -660,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_bad_records),
         cmocka_unit_test(test_full_read_folds_changes),
         cmocka_unit_test(test_delta),
+        cmocka_unit_test(test_delta_large),
         cmocka_unit_test(test_delta_anchor_dn),
         cmocka_unit_test(test_write_and_read_back),
         cmocka_unit_test(test_exactly_once),
