@@ -6,7 +6,7 @@
  * Cells of other columns hold values separated by `separator` (";").
  *
  * Read: a cursor streams each file record by record (csvparse.c), hashing
- * the bytes it reads. The watermark ("csv3", see the row table below) is
+ * the bytes it reads. The watermark ("csv4", see the row table below) is
  * "SIZE:HASH:STAT" per file plus, per file, the hash and key of every row
  * read. A delta read of files whose size, modification time and inode are
  * those of the last read opens nothing and yields nothing; of a changed file it
@@ -138,19 +138,30 @@ struct row_table {
     struct strbuf keys;
     uint64_t cfg; /* hash of the header and configuration (row_cfg_hash) */
     bool have_cfg;
+    /* delta: the rows of the file in order, each an old row kept (its
+     * index) or a row read now (SEQ_NEW | index in v) */
+    uint32_t *seq;
+    size_t nseq, aseq;
 };
 
-/* The rows of one file at the last import (delta read). */
+#define SEQ_NEW 0x80000000u
+/* How far ahead of the expected old row a row is looked for (a row
+ * inserted, deleted or changed moves the rest by one) */
+#define MATCH_WINDOW 32
+
+/* The rows of one file at the last import (delta read), in file order. */
 struct old_table {
     bool usable;    /* its configuration hash equals this read's: rows can be skipped */
     uint64_t cfg;   /* configuration hash stored with it */
-    uint64_t *hash; /* ascending */
+    uint64_t *hash; /* row hashes */
+    uint64_t *kh;   /* key hashes (file_key_hash) */
+    uint32_t *koff; /* key line i at keys + koff[i] */
+    uint32_t *line; /* kept rows: their line now */
     size_t n;
     char *keys; /* the section's key lines, escaped */
     size_t keys_len;
-    unsigned char *same; /* bit per row: read again with the same bytes */
-    uint32_t *dir;       /* dir[b]: first row whose hash starts with the dbits bits b */
-    unsigned dbits;
+    unsigned char *same; /* bit per row: read again with the same bytes (kept) */
+    size_t next;         /* the old row the next row of the file is expected to be */
 };
 
 struct csv_cursor {
@@ -174,9 +185,10 @@ struct csv_cursor {
     size_t key_col, dn_col;
     bool *keep; /* per header column */
     bool *is_ref;
-    struct u64map seen; /* key hash -> (type << 32 | line) */
-    struct strbuf wm;   /* watermark being built */
-    bool bom;           /* the current file starts with a UTF-8 BOM */
+    struct u64map seen;  /* key hash -> (type << 32 | line): rows read (not kept) */
+    struct u64map okeys; /* delta: key hash -> (type << 32 | old row) */
+    struct strbuf wm;    /* watermark being built */
+    bool bom;            /* the current file starts with a UTF-8 BOM */
     bool done;
     char *old_state; /* the state file the old watermark names (delta), or NULL */
 };
@@ -381,11 +393,11 @@ static void cursor_close_file(struct csv_cursor *cur)
 
 /* ---- the row table of the watermark ------------------------------------
  *
- * "csv3" + (":" or ",") + "SIZE:HASH:STAT" (or "-") per file, then one section
+ * "csv4" + (":" or ",") + "SIZE:HASH:STAT" (or "-") per file, then one section
  * per file:
  *   "\n#" CFG " " N "\n" BASE64 "\n" followed by N lines, one key each.
  * CFG is row_cfg_hash() in 16 hex digits; BASE64 holds N little-endian
- * 64-bit row hashes (row_hash()) in ascending order; the keys follow in the
+ * 64-bit row hashes (row_hash()) in the order of the file; the keys follow in the
  * same order, "\\" and newline escaped as "\\\\" and "\\n". STAT is
  * "MTIME_NS.INO.DEV" of the file when it was read, or "0" when its
  * modification time was less than two seconds before the read (a change in
@@ -432,6 +444,7 @@ static uint64_t row_hash(const struct csv_record *rec)
 
 static void row_table_release(struct row_table *t)
 {
+    free(t->seq);
     free(t->v);
     strbuf_release(&t->keys);
     memset(t, 0, sizeof(*t));
@@ -439,7 +452,9 @@ static void row_table_release(struct row_table *t)
 
 static void old_table_release(struct old_table *t)
 {
-    free(t->dir);
+    free(t->kh);
+    free(t->koff);
+    free(t->line);
     free(t->hash);
     free(t->keys);
     free(t->same);
@@ -459,14 +474,6 @@ static void row_table_add(struct csv_cursor *cur, struct row_table *t, uint64_t 
     t->v[t->nr].key_len = (uint32_t)len;
     t->nr++;
     strbuf_add(&t->keys, key, len);
-}
-
-static int cmp_row_rec(const void *pa, const void *pb)
-{
-    const struct row_rec *a = pa;
-    const struct row_rec *b = pb;
-
-    return a->hash < b->hash ? -1 : a->hash > b->hash;
 }
 
 static void put_key_line(struct strbuf *out, const char *k, size_t len)
@@ -540,84 +547,51 @@ static bool old_kept(const struct old_table *o, size_t i)
     return (o->same[i / 8] >> (i % 8)) & 1u;
 }
 
-/* Append the section of object type ti to the watermark: the rows that
- * were read again unchanged or are kept (old, flagged in o->same) merged
- * with the rows read now (rt, sorted), in hash order. */
+/* The length of old key line i (without its newline). */
+static size_t old_key_len(const struct old_table *o, size_t i)
+{
+    size_t end = i + 1 < o->n ? o->koff[i + 1] : o->keys_len;
+
+    return end - o->koff[i] - 1;
+}
+
+/* Append the section of object type ti: its rows in file order (full read:
+ * the rows read; delta: the sequence of old rows kept and rows read). */
 static void write_section(struct csv_cursor *cur, size_t ti, struct strbuf *out)
 {
     struct row_table *rt = &cur->rows[ti];
     struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
-    struct strbuf key = STRBUF_INIT;
     struct hash_writer hw;
-    size_t nold = 0;
-    size_t i, j;
+    size_t n = o != NULL ? rt->nseq : rt->nr;
+    size_t i;
     int pass;
 
-    if (rt->nr > 1) {
-        qsort(rt->v, rt->nr, sizeof(*rt->v), cmp_row_rec);
-    }
-    for (i = 0; o != NULL && i < o->n; i++) {
-        nold += old_kept(o, i);
-    }
-    strbuf_addf(out, "\n#%016" PRIx64 " %zu\n", rt->have_cfg ? rt->cfg : 0, nold + rt->nr);
+    strbuf_addf(out, "\n#%016" PRIx64 " %zu\n", rt->have_cfg ? rt->cfg : 0, n);
     memset(&hw, 0, sizeof(hw));
     hw.out = out;
     /* pass 0: the hashes; pass 1: the keys, in the same order */
     for (pass = 0; pass < 2; pass++) {
-        const char *kp = o != NULL ? o->keys : NULL;
-        const char *kend = o != NULL ? o->keys + o->keys_len : NULL;
+        for (i = 0; i < n; i++) {
+            uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
 
-        i = 0;
-        j = 0;
-        while ((o != NULL && i < o->n) || j < rt->nr) {
-            bool take_old = o != NULL && i < o->n && (j >= rt->nr || o->hash[i] <= rt->v[j].hash);
+            if (e & SEQ_NEW) {
+                const struct row_rec *r = &rt->v[e & ~SEQ_NEW];
 
-            if (take_old) {
-                if (pass == 1) {
-                    next_key_line(&kp, kend, &key);
+                if (pass == 0) {
+                    hash_writer_put(&hw, r->hash);
+                } else {
+                    put_key_line(out, rt->keys.buf + r->key_off, r->key_len);
                 }
-                if (old_kept(o, i)) {
-                    if (pass == 0) {
-                        hash_writer_put(&hw, o->hash[i]);
-                    } else {
-                        put_key_line(out, key.buf, key.len);
-                    }
-                }
-                i++;
-                continue;
-            }
-            if (pass == 0) {
-                hash_writer_put(&hw, rt->v[j].hash);
+            } else if (pass == 0) {
+                hash_writer_put(&hw, o->hash[e]);
             } else {
-                put_key_line(out, rt->keys.buf + rt->v[j].key_off, rt->v[j].key_len);
+                /* already escaped */
+                strbuf_add(out, o->keys + o->koff[e], old_key_len(o, e) + 1);
             }
-            j++;
         }
         if (pass == 0) {
             hash_writer_end(&hw);
         }
-    }
-    strbuf_release(&key);
-}
-
-/* The radix directory of the sorted hashes: a lookup is a jump to the
- * rows with the same leading bits (about one), not a binary search over
- * all of them (a cache miss a step at a million rows). */
-static void old_table_index(struct old_table *o)
-{
-    size_t i = 0;
-    uint64_t b;
-
-    o->dbits = 1;
-    while (o->dbits < 24 && ((size_t)1 << o->dbits) < o->n) {
-        o->dbits++;
-    }
-    o->dir = xcalloc(((size_t)1 << o->dbits) + 1, sizeof(*o->dir));
-    for (b = 0; b <= ((uint64_t)1 << o->dbits); b++) {
-        while (i < o->n && (o->hash[i] >> (64 - o->dbits)) < b) {
-            i++;
-        }
-        o->dir[b] = (uint32_t)i;
     }
 }
 
@@ -697,18 +671,6 @@ static bool load_state(struct csv_cursor *cur, const char *p, const char *end, s
     return true;
 }
 
-/* Rows remembered by the old watermark, every file. */
-static size_t old_rows(const struct csv_cursor *cur)
-{
-    size_t n = 0;
-    size_t ti;
-
-    for (ti = 0; ti < cur->conn->ntypes; ti++) {
-        n += cur->old[ti].n;
-    }
-    return n;
-}
-
 /* Parse the sections of an old watermark (after its first line) into
  * cur->old; false when they are missing or malformed. */
 static bool parse_old_tables(struct csv_cursor *cur, const char *p, const char *end)
@@ -773,20 +735,30 @@ static bool parse_old_tables(struct csv_cursor *cur, const char *p, const char *
                 v = (v << 8) | b[bi];
             }
             o->hash[i] = v;
-            if (i > 0 && o->hash[i - 1] > v) {
-                ok = false;
-            }
         }
-        /* the key lines */
+        /* the key lines: where each starts, and the hash of each key */
         p = nl + 1;
         k = p;
+        o->koff = xcalloc(o->n ? o->n : 1, sizeof(*o->koff));
+        o->kh = xcalloc(o->n ? o->n : 1, sizeof(*o->kh));
+        u64map_reserve(&cur->okeys, cur->okeys.nr + o->n + o->n / 8);
         for (i = 0; i < o->n && ok; i++) {
+            const char *q = p;
+
             nl = memchr(p, '\n', (size_t)(end - p));
-            if (nl == NULL) {
+            if (nl == NULL || (size_t)(p - k) > UINT32_MAX) {
                 ok = false;
                 break;
             }
+            o->koff[i] = (uint32_t)(p - k);
             p = nl + 1;
+            if (memchr(q, '\\', (size_t)(nl - q)) != NULL) {
+                next_key_line(&q, nl + 1, &bin);
+                o->kh[i] = file_key_hash(bin.buf, bin.len);
+            } else {
+                o->kh[i] = file_key_hash(q, (size_t)(nl - q));
+            }
+            u64map_put(&cur->okeys, o->kh[i], ((uint64_t)ti << 32) | i);
         }
         if (!ok) {
             break;
@@ -794,7 +766,7 @@ static bool parse_old_tables(struct csv_cursor *cur, const char *p, const char *
         o->keys_len = (size_t)(p - k);
         o->keys = xmemdup(k, o->keys_len);
         o->same = xcalloc(o->n / 8 + 1, 1);
-        old_table_index(o);
+        o->line = xcalloc(o->n ? o->n : 1, sizeof(*o->line));
     }
     strbuf_release(&bin);
     return ok && p == end;
@@ -811,6 +783,7 @@ static void csv_cursor_free(struct connector_cursor *c)
     cursor_close_file(cur);
     csv_record_release(&cur->rec);
     u64map_release(&cur->seen);
+    u64map_release(&cur->okeys);
     strbuf_release(&cur->wm);
     free(cur->old_state);
     for (i = 0; i < cur->conn->ntypes; i++) {
@@ -1016,7 +989,7 @@ static enum ids_err new_cursor(struct csv_conn *cc, bool collect, struct csv_cur
     csv_record_init(&cur->rec);
     strvec_init(&cur->header);
     strbuf_init(&cur->wm, 0);
-    strbuf_addstr(&cur->wm, "csv3");
+    strbuf_addstr(&cur->wm, "csv4");
     *out = cur;
     return IDS_OK;
 }
@@ -1038,7 +1011,7 @@ static enum ids_err csv_read_full(struct connector *c, struct connector_cursor *
 static bool files_unchanged(struct csv_conn *cc, const char *wm, size_t len)
 {
     struct strbuf now = STRBUF_INIT;
-    const char *p = wm + 4; /* after "csv3" */
+    const char *p = wm + 4; /* after "csv4" */
     const char *end = wm + len;
     bool same = true;
     size_t i;
@@ -1145,7 +1118,7 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
         ret = ids_error_set(err, IDS_EFULLREQUIRED, "no watermark: the file was never imported");
         goto done;
     }
-    if (strncmp(watermark, "csv3", 4) != 0) {
+    if (strncmp(watermark, "csv4", 4) != 0) {
         ret = ids_error_set(err, IDS_EFULLREQUIRED,
                             "the watermark was written by an older version of idsync");
         goto done;
@@ -1182,7 +1155,6 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
         goto done;
     }
     cur->delta = true;
-    u64map_reserve(&cur->seen, old_rows(cur) + old_rows(cur) / 8);
     *out = (struct connector_cursor *)cur;
     cur = NULL;
     ret = IDS_OK;
@@ -1300,40 +1272,113 @@ done:
     return ret;
 }
 
-/* Delta read: is the current row (clean, of a file whose configuration is
- * unchanged) one the last import read with the same bytes? Then it is
- * skipped: its key is checked for duplicates and the old row kept. */
-static bool skip_same_row(struct csv_cursor *cur, uint64_t hash)
+static void seq_push(struct row_table *rt, uint32_t e)
+{
+    ALLOC_GROW(rt->seq, rt->nseq + 1, rt->aseq);
+    rt->seq[rt->nseq++] = e;
+}
+
+/* Delta read: the old row of the current file that a row with hash h is
+ * the same bytes as, not taken yet: the one expected next or one a little
+ * ahead (rows inserted or removed before), or, when the row's key hash is
+ * known (have_kh), the old row of that key wherever it was. SIZE_MAX when
+ * none: the row changed or is new. */
+static size_t find_old(struct csv_cursor *cur, uint64_t h, bool have_kh, uint64_t kh)
 {
     struct old_table *o = &cur->old[cur->ti];
-    struct csv_record *rec = &cur->rec;
-    size_t top = (size_t)(hash >> (64 - o->dbits));
-    size_t lo = o->dir[top];
-    size_t hi = o->dir[top + 1];
-    uint64_t kh;
-    uint64_t prev;
+    uint64_t v;
+    size_t j;
 
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-
-        if (o->hash[mid] < hash) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+    for (j = o->next; j < o->n && j <= o->next + MATCH_WINDOW; j++) {
+        if (o->hash[j] == h && !old_kept(o, j)) {
+            o->next = j + 1;
+            return j;
         }
     }
-    if (lo >= o->n || o->hash[lo] != hash || rec->nf != cur->header.nr) {
+    if (have_kh && u64map_get(&cur->okeys, kh, &v) && (v >> 32) == cur->ti) {
+        j = (size_t)(v & 0xffffffffu);
+        if (o->hash[j] == h && !old_kept(o, j)) {
+            return j;
+        }
+    }
+    return SIZE_MAX;
+}
+
+/* Delta read: the row at `line` is old row j read again with the same
+ * bytes: kept, unless a row read earlier has its key (IDS_EINPUT, the
+ * duplicate reported as a full read would). */
+static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, struct ids_error *err)
+{
+    struct csv_conn *cc = cur->conn;
+    struct old_table *o = &cur->old[cur->ti];
+    struct strbuf key = STRBUF_INIT;
+    const char *kp = o->keys + o->koff[j];
+    enum ids_err ret = IDS_OK;
+    uint64_t prev;
+
+    if (u64map_get(&cur->seen, o->kh[j], &prev)) {
+        next_key_line(&kp, o->keys + o->keys_len, &key);
+        ret = ids_error_set(err, IDS_EINPUT,
+                            "%s:%" PRIu64
+                            ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu64 ")",
+                            cc->types[cur->ti].path, line, cc->types[cur->ti].key, key.buf,
+                            cc->types[prev >> 32].path, prev & 0xffffffffu);
+        cur->unreadable++;
+        goto done;
+    }
+    o->same[j / 8] |= (unsigned char)(1u << (j % 8));
+    o->line[j] = (uint32_t)line;
+    seq_push(&cur->rows[cur->ti], (uint32_t)j);
+done:
+    strbuf_release(&key);
+    return ret;
+}
+
+/* Delta read: a row read now (entry e) whose key an old row kept earlier
+ * in the files has: IDS_EINPUT, the duplicate reported. */
+static enum ids_err dup_of_kept(struct csv_cursor *cur, const struct entry *e, uint64_t line,
+                                struct ids_error *err)
+{
+    struct csv_conn *cc = cur->conn;
+    uint64_t v;
+    size_t ti;
+    size_t j;
+
+    if (!u64map_get(&cur->okeys, file_key_hash(e->anchor, strlen(e->anchor)), &v)) {
+        return IDS_OK;
+    }
+    ti = (size_t)(v >> 32);
+    j = (size_t)(v & 0xffffffffu);
+    if (!old_kept(&cur->old[ti], j)) {
+        return IDS_OK;
+    }
+    cur->unreadable++;
+    return ids_error_set(err, IDS_EINPUT,
+                         "%s:%" PRIu64 ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu32
+                         ")",
+                         cc->types[cur->ti].path, line, cc->types[cur->ti].key, e->anchor,
+                         cc->types[ti].path, cur->old[ti].line[j]);
+}
+
+/* Delta read of a file whose configuration is unchanged: the next line,
+ * when it is whole in the read buffer and plain (no quote, no CR, not
+ * empty): its bytes are its raw row, hashed without parsing. */
+static bool plain_line(struct csv_cursor *cur, const char **p, size_t *len)
+{
+    struct file_reader *r = &cur->r;
+    const char *b = r->buf + r->pos;
+    const char *nl;
+
+    if (r->pos >= r->len) {
         return false;
     }
-    while (lo + 1 < o->n && o->hash[lo + 1] == hash && old_kept(o, lo)) {
-        lo++; /* equal hashes (two rows, one hash): the next one */
+    nl = memchr(b, '\n', r->len - r->pos);
+    if (nl == NULL || nl == b || memchr(b, '"', (size_t)(nl - b)) != NULL ||
+        memchr(b, '\r', (size_t)(nl - b)) != NULL) {
+        return false;
     }
-    kh = file_key_hash(csv_field_str(rec, cur->key_col), rec->f[cur->key_col].len);
-    if (u64map_get(&cur->seen, kh, &prev)) {
-        return false; /* a duplicate key: row_to_entry reports it */
-    }
-    u64map_put(&cur->seen, kh, ((uint64_t)cur->ti << 32) | (rec->line & 0xffffffffu));
-    o->same[lo / 8] |= (unsigned char)(1u << (lo % 8));
+    *p = b;
+    *len = (size_t)(nl - b);
     return true;
 }
 
@@ -1350,21 +1395,21 @@ static void delta_deletions(struct csv_cursor *cur)
 
     for (ti = 0; ti < cc->ntypes; ti++) {
         struct old_table *o = &cur->old[ti];
-        const char *kp = o->keys;
-        const char *kend = o->keys + o->keys_len;
 
         for (i = 0; i < o->n; i++) {
+            const char *kp = o->keys + o->koff[i];
             uint64_t prev;
 
-            next_key_line(&kp, kend, &key);
-            if (old_kept(o, i) || key.len == 0) {
-                continue;
-            }
-            if (u64map_get(&cur->seen, file_key_hash(key.buf, key.len), &prev)) {
-                continue; /* the key has another row now (read, or reported) */
+            if (old_kept(o, i) || u64map_get(&cur->seen, o->kh[i], &prev)) {
+                continue; /* read again, or the key has another row now (read, or reported) */
             }
             if (cur->unreadable > 0) {
                 o->same[i / 8] |= (unsigned char)(1u << (i % 8));
+                seq_push(&cur->rows[ti], (uint32_t)i);
+                continue;
+            }
+            next_key_line(&kp, o->keys + o->keys_len, &key);
+            if (key.len == 0) {
                 continue;
             }
             ALLOC_GROW(cur->dels, cur->ndels + 1, alloc);
@@ -1386,6 +1431,7 @@ static void finish_read(struct csv_cursor *cur)
         delta_deletions(cur);
     }
     u64map_release(&cur->seen);
+    u64map_release(&cur->okeys);
     if (!cur->collect) {
         return;
     }
@@ -1419,6 +1465,9 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         struct csv_type *t;
         enum csv_status st;
         uint64_t hash = 0;
+        const char *lp = NULL;
+        size_t llen = 0;
+        bool delta;
         bool clean;
 
         if (cur->tail) {
@@ -1446,6 +1495,19 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             }
         }
         t = &cc->types[cur->ti];
+        delta = cur->delta && cur->old[cur->ti].usable && cur->collect;
+        if (delta && plain_line(cur, &lp, &llen)) {
+            size_t j = find_old(cur, hash64_bulk(lp, llen, ROW_HASH_SEED), false, 0);
+
+            if (j != SIZE_MAX) {
+                cur->r.pos += llen + 1;
+                ret = keep_old(cur, j, cur->line++, err);
+                if (ret != IDS_OK) {
+                    return ret;
+                }
+                continue;
+            }
+        }
         st = csv_read_record(&cur->r, cc->delim, &cur->line, &cur->rec);
         if (st == CSV_REC_IOERR) {
             cur->done = true;
@@ -1463,11 +1525,32 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         clean = !cur->rec.too_big && !cur->rec.unterminated && cur->rec.bad_quote_field == SIZE_MAX;
         if (clean && cur->collect) {
             hash = row_hash(&cur->rec);
-            if (cur->delta && cur->old[cur->ti].usable && skip_same_row(cur, hash)) {
+        }
+        if (clean && delta) {
+            struct csv_record *rec = &cur->rec;
+            bool have_kh = cur->key_col < rec->nf;
+            uint64_t kh =
+                have_kh ? file_key_hash(csv_field_str(rec, cur->key_col), rec->f[cur->key_col].len)
+                        : 0;
+            size_t j = find_old(cur, hash, have_kh, kh);
+
+            if (j != SIZE_MAX) {
+                ret = keep_old(cur, j, rec->line, err);
+                if (ret != IDS_OK) {
+                    return ret;
+                }
                 continue;
             }
         }
         ret = row_to_entry(cur, t, &item->entry, err);
+        if (ret == IDS_OK && cur->delta) {
+            ret = dup_of_kept(cur, item->entry, cur->rec.line, err);
+            if (ret != IDS_OK) {
+                entry_free(item->entry);
+                item->entry = NULL;
+                return ret;
+            }
+        }
         if (ret == IDS_EINPUT) {
             cur->unreadable++;
         }
@@ -1477,6 +1560,9 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         if (clean && cur->collect) {
             row_table_add(cur, &cur->rows[cur->ti], hash, item->entry->anchor,
                           strlen(item->entry->anchor));
+            if (cur->delta) {
+                seq_push(&cur->rows[cur->ti], (uint32_t)(cur->rows[cur->ti].nr - 1) | SEQ_NEW);
+            }
         }
         item->op = CHANGE_ADD;
         return IDS_OK;

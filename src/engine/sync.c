@@ -1800,7 +1800,6 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
         erun_message(&r, "The previous full sync did not finish; this sync ran as a full sync.");
     }
     sync_ctx_init(&ctx, eng, &r, full);
-    store_set_access(eng->store, full ? STORE_ACCESS_BULK : STORE_ACCESS_POINT);
     if (full) {
         long total = 0;
         long n = 0;
@@ -1868,7 +1867,6 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
         ret = IDS_EERRLIMIT;
     }
 done:
-    store_set_access(eng->store, STORE_ACCESS_BULK);
     sync_ctx_release(&ctx);
     return erun_finish(&r, ret, err, run);
 }

@@ -117,6 +117,11 @@ static const char *const migrations[] = {
     " host TEXT NOT NULL,"
     " start_ticks INTEGER NOT NULL,"
     " since_us INTEGER NOT NULL);",
+    /* 1 -> 2: reference mapping (MV object -> the anchor or DN of its CS
+     * object in a target, for every member of a group) reads the index
+     * alone, not a table row per member */
+    "DROP INDEX cs_mv;"
+    "CREATE INDEX cs_mv ON cs(mv_id, connector, anchor, dn) WHERE mv_id <> 0;",
 };
 #define SCHEMA_VERSION ((long)ARRAY_SIZE(migrations))
 
@@ -152,12 +157,12 @@ static const char *const migrations[] = {
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
     X(ST_CS_BY_ANCHOR, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND anchor = ?2")          \
     X(ST_CS_BY_DN, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")  \
-    X(ST_CS_BY_MV,                                                                                 \
-      "SELECT " CS_COLS " FROM cs WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 "             \
-      "ORDER BY id LIMIT 1")                                                                       \
-    X(ST_CS_REF_BY_MV,                                                                             \
-      "SELECT id, anchor, dn FROM cs WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 "          \
-      "ORDER BY id LIMIT 1")                                                                       \
+    X(ST_CS_BY_MV, "SELECT " CS_COLS                                                               \
+                   " FROM cs INDEXED BY cs_mv WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 " \
+                   "ORDER BY id LIMIT 1")                                                          \
+    X(ST_CS_REF_BY_MV, "SELECT id, anchor, dn FROM cs INDEXED BY cs_mv WHERE mv_id = ?2 AND "      \
+                       "mv_id <> 0 AND connector = ?1 "                                            \
+                       "ORDER BY id LIMIT 1")                                                      \
     X(ST_CS_INSERT,                                                                                \
       "INSERT INTO cs(connector, mv_id, hash, flags, import_state, export_state, attempts, "       \
       "export_run, dn_key, anchor, type, dn, export_error, jkeys, entry, pending, unconfirmed) "   \
@@ -168,7 +173,8 @@ static const char *const migrations[] = {
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
-    X(ST_CS_LINKS, "SELECT id FROM cs WHERE mv_id = ?1 AND mv_id <> 0 ORDER BY id")                \
+    X(ST_CS_LINKS,                                                                                 \
+      "SELECT id FROM cs INDEXED BY cs_mv WHERE mv_id = ?1 AND mv_id <> 0 ORDER BY id")            \
     X(ST_KEY_FIND, "SELECT obj FROM joinkey WHERE space = ?1 AND attr = ?2 AND value = ?3")        \
     X(ST_KEY_ADD,                                                                                  \
       "INSERT OR IGNORE INTO joinkey(space, attr, value, obj) VALUES (?1, ?2, ?3, ?4)")            \
@@ -321,11 +327,11 @@ struct sqlite_store {
 };
 
 /* Pages of 16 KiB in the WAL at which a commit checkpoints (256 MiB), and
- * up to which a closing handle leaves the WAL for the next one (32 MiB):
+ * up to which a closing handle leaves the WAL for the next one (64 MiB):
  * a delta step then costs one fsync of the WAL at its last commit instead
  * of copying its pages into the database and syncing that too. */
 #define WAL_AUTOCHECKPOINT 16384
-#define WAL_KEEP_AT_CLOSE  2048
+#define WAL_KEEP_AT_CLOSE 4096
 
 static struct sqlite_store *sq(struct store *s)
 {
@@ -1385,19 +1391,6 @@ static enum ids_err sq_cs_ref_by_mv(struct store *base, int64_t connector, int64
 static const char *sq_state_dir(struct store *base)
 {
     return sq(base)->state_dir;
-}
-
-/* STORE_ACCESS_POINT maps the file: a lookup then reads a page in place
- * instead of copying it into the cache (delta steps in a fresh process are
- * mostly such copies); only the pages touched count in memory. */
-static void sq_set_access(struct store *base, enum store_access a)
-{
-    struct sqlite_store *s = sq(base);
-    struct ids_error err = IDS_ERROR_INIT;
-
-    (void)exec_sql(
-        s, a == STORE_ACCESS_POINT ? "PRAGMA mmap_size = 1073741824;" : "PRAGMA mmap_size = 0;",
-        "set access", &err);
 }
 
 /* Read the stored connector and join keys of CS object `id` into s->keys_old. */
@@ -3117,7 +3110,6 @@ const struct store_ops sqlite_store_ops = {
     .cs_get_by_dn = sq_cs_get_by_dn,
     .cs_get_by_mv = sq_cs_get_by_mv,
     .cs_ref_by_mv = sq_cs_ref_by_mv,
-    .set_access = sq_set_access,
     .state_dir = sq_state_dir,
     .cs_put = sq_cs_put,
     .cs_put_export = sq_cs_put_export,

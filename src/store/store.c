@@ -227,13 +227,6 @@ const char *store_state_dir(struct store *s)
     return s->ops->state_dir(s);
 }
 
-void store_set_access(struct store *s, enum store_access a)
-{
-    if (s != NULL && s->ops->set_access != NULL) {
-        s->ops->set_access(s, a);
-    }
-}
-
 enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct store_keys *keys,
                           struct ids_error *err)
 {

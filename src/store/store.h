@@ -336,17 +336,6 @@ void store_lock_release(struct store *s);
 
 /* Every slot is MUST; semantics as the store_*() function of the same name.
  * A backend's private struct embeds struct store as its first member. */
-/* How the next steps will read the store (appended): STORE_ACCESS_BULK
- * for full steps that visit every object (a bounded page cache, memory
- * stays flat), STORE_ACCESS_POINT for delta steps that look up a few
- * objects among many (the backend may map the file to avoid copying pages;
- * memory grows only with the pages touched). The default is BULK. */
-enum store_access {
-    STORE_ACCESS_BULK,
-    STORE_ACCESS_POINT,
-};
-void store_set_access(struct store *s, enum store_access a);
-
 /* A folder beside the store for connector read state too large for a
  * watermark ("FILE.state" for sqlite:FILE), or NULL (in-memory store). Not
  * created here. (appended) */
@@ -428,7 +417,6 @@ struct store_ops {
     /* appended */
     enum ids_err (*cs_ref_by_mv)(struct store *s, int64_t connector, int64_t mv_id, int64_t *id,
                                  struct strbuf *anchor, struct strbuf *dn, struct ids_error *err);
-    void (*set_access)(struct store *s, enum store_access a);
     const char *(*state_dir)(struct store *s);
 };
 

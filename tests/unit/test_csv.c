@@ -233,7 +233,7 @@ static void test_read_basic(void **state)
         "Bob\"],\"id\":[\"2\"],\"mail\":[\"b@x.org\",\"bob@x.org\"]}}\n"
         "{\"type\":\"user\",\"anchor\":\"3\",\"dn\":\"3\",\"attributes\":{\"cn\":[\"Say "
         "\\\"hi\\\"\"],\"id\":[\"3\"]}}\n");
-    assert_true(strncmp(wm, "csv3:", 5) == 0);
+    assert_true(strncmp(wm, "csv4:", 5) == 0);
     free(wm);
     strbuf_release(&out);
     fixture_free(f);
@@ -399,7 +399,7 @@ static void test_missing_file_reads_empty(void **state)
     (void)state;
     wm = read_all(f, &out);
     assert_string_equal(out.buf, "");
-    assert_string_equal(wm, "csv3:-\n#0000000000000000 0\n\n");
+    assert_string_equal(wm, "csv4:-\n#0000000000000000 0\n\n");
     free(wm);
     strbuf_release(&out);
     fixture_free(f);
@@ -773,6 +773,21 @@ static void test_delta_duplicates_and_header(void **state)
     assert_contains(out.buf, "duplicate key \"1\"");
     assert_not_contains(out.buf, "add ");
     assert_not_contains(out.buf, "delete");
+    free(wm2);
+    /* the changed row first: it wins, the unchanged row after it is the
+     * duplicate (first wins, as in a full read) */
+    strbuf_reset(&out);
+    free(test_write_file(f->dir, "users.csv", "id,cn\n1,Changed\n1,Ann\n2,Bob\n"));
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_contains(out.buf, "Changed");
+    assert_contains(out.buf, ":3: column \"id\": duplicate key \"1\" (first at ");
+    assert_not_contains(out.buf, "delete");
+    free(wm2);
+    /* rows in another order: nothing changed */
+    strbuf_reset(&out);
+    free(test_write_file(f->dir, "users.csv", "id,cn\n2,Bob\n1,Ann\n"));
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_string_equal(out.buf, "");
     free(wm2);
     strbuf_reset(&out);
     free(test_write_file(f->dir, "users.csv", "id,cn,mail\n1,Ann,a@x\n2,Bob,b@x\n"));
