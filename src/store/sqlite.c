@@ -331,7 +331,7 @@ struct sqlite_store {
  * a delta step then costs one fsync of the WAL at its last commit instead
  * of copying its pages into the database and syncing that too. */
 #define WAL_AUTOCHECKPOINT 16384
-#define WAL_KEEP_AT_CLOSE 4096
+#define WAL_KEEP_AT_CLOSE  4096
 
 static struct sqlite_store *sq(struct store *s)
 {
