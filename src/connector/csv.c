@@ -185,10 +185,14 @@ struct csv_cursor {
     size_t key_col, dn_col;
     bool *keep; /* per header column */
     bool *is_ref;
-    struct u64map seen;  /* key hash -> (type << 32 | line): rows read (not kept) */
-    struct u64map okeys; /* delta: key hash -> (type << 32 | old row) */
-    struct strbuf wm;    /* watermark being built */
-    bool bom;            /* the current file starts with a UTF-8 BOM */
+    struct u64map seen; /* key hash -> (type << 32 | line): rows read (not kept) */
+    /* delta: the old rows by key hash (open addressing; a slot holds the
+     * row's index over all types + 1, 0 when free) */
+    uint32_t *kslot;
+    size_t kmask;
+    size_t *kbase;    /* per type: index of its first row */
+    struct strbuf wm; /* watermark being built */
+    bool bom;         /* the current file starts with a UTF-8 BOM */
     bool done;
     char *old_state; /* the state file the old watermark names (delta), or NULL */
 };
@@ -476,123 +480,144 @@ static void row_table_add(struct csv_cursor *cur, struct row_table *t, uint64_t 
     strbuf_add(&t->keys, key, len);
 }
 
-static void put_key_line(struct strbuf *out, const char *k, size_t len)
-{
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        if (k[i] == '\\') {
-            strbuf_add(out, "\\\\", 2);
-        } else if (k[i] == '\n') {
-            strbuf_add(out, "\\n", 2);
-        } else {
-            strbuf_addch(out, k[i]);
-        }
-    }
-    strbuf_addch(out, '\n');
-}
-
-/* Next escaped key line at *p (< end): unescaped into out; false at the end. */
-static bool next_key_line(const char **p, const char *end, struct strbuf *out)
-{
-    const char *q = *p;
-
-    strbuf_reset(out);
-    if (q >= end) {
-        return false;
-    }
-    while (q < end && *q != '\n') {
-        if (*q == '\\' && q + 1 < end) {
-            strbuf_addch(out, q[1] == 'n' ? '\n' : q[1]);
-            q += 2;
-            continue;
-        }
-        strbuf_addch(out, *q++);
-    }
-    *p = q < end ? q + 1 : q;
-    return true;
-}
-
-/* base64 of 64-bit hashes, three at a time (no padding inside the stream). */
-struct hash_writer {
-    struct strbuf *out;
-    unsigned char buf[24];
-    size_t n;
-};
-
-static void hash_writer_put(struct hash_writer *w, uint64_t h)
-{
-    int i;
-
-    for (i = 0; i < 8; i++) {
-        w->buf[w->n++] = (unsigned char)(h >> (8 * i));
-    }
-    if (w->n == sizeof(w->buf)) {
-        base64_encode(w->out, w->buf, w->n);
-        w->n = 0;
-    }
-}
-
-static void hash_writer_end(struct hash_writer *w)
-{
-    if (w->n > 0) {
-        base64_encode(w->out, w->buf, w->n);
-        w->n = 0;
-    }
-    strbuf_addch(w->out, '\n');
-}
-
 static bool old_kept(const struct old_table *o, size_t i)
 {
     return (o->same[i / 8] >> (i % 8)) & 1u;
 }
 
-/* The length of old key line i (without its newline). */
-static size_t old_key_len(const struct old_table *o, size_t i)
-{
-    size_t end = i + 1 < o->n ? o->koff[i + 1] : o->keys_len;
+/* ---- the row tables, binary (see above) ------------------------------ */
 
-    return end - o->koff[i] - 1;
+#define RT_MAGIC   "IDSYNCRT"
+#define RT_VERSION 1u
+#define RT_ENDIAN  0x01020304u
+
+static void put_raw(struct strbuf *out, const void *p, size_t len)
+{
+    strbuf_add(out, p, len);
 }
 
-/* Append the section of object type ti: its rows in file order (full read:
+static void put_pad8(struct strbuf *out)
+{
+    static const char zero[8];
+
+    strbuf_add(out, zero, (8 - out->len % 8) % 8);
+}
+
+static void rt_put_u64(struct strbuf *out, uint64_t v)
+{
+    put_raw(out, &v, sizeof(v));
+}
+
+/* Append the table of object type ti: its rows in file order (full read:
  * the rows read; delta: the sequence of old rows kept and rows read). */
 static void write_section(struct csv_cursor *cur, size_t ti, struct strbuf *out)
 {
     struct row_table *rt = &cur->rows[ti];
     struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
-    struct hash_writer hw;
     size_t n = o != NULL ? rt->nseq : rt->nr;
+    size_t keys_len = 0;
+    uint32_t off = 0;
     size_t i;
     int pass;
 
-    strbuf_addf(out, "\n#%016" PRIx64 " %zu\n", rt->have_cfg ? rt->cfg : 0, n);
-    memset(&hw, 0, sizeof(hw));
-    hw.out = out;
-    /* pass 0: the hashes; pass 1: the keys, in the same order */
-    for (pass = 0; pass < 2; pass++) {
+    for (i = 0; i < n; i++) {
+        uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
+
+        keys_len += e & SEQ_NEW ? rt->v[e & ~SEQ_NEW].key_len : o->koff[e + 1] - o->koff[e];
+    }
+    rt_put_u64(out, rt->have_cfg ? rt->cfg : 0);
+    rt_put_u64(out, n);
+    rt_put_u64(out, keys_len);
+    /* pass 0: row hashes, 1: key hashes, 2: key offsets, 3: keys */
+    for (pass = 0; pass < 4; pass++) {
         for (i = 0; i < n; i++) {
             uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
+            const struct row_rec *r = e & SEQ_NEW ? &rt->v[e & ~SEQ_NEW] : NULL;
+            const char *k = r != NULL ? rt->keys.buf + r->key_off : o->keys + o->koff[e];
+            uint32_t klen = r != NULL ? r->key_len : o->koff[e + 1] - o->koff[e];
 
-            if (e & SEQ_NEW) {
-                const struct row_rec *r = &rt->v[e & ~SEQ_NEW];
-
-                if (pass == 0) {
-                    hash_writer_put(&hw, r->hash);
-                } else {
-                    put_key_line(out, rt->keys.buf + r->key_off, r->key_len);
-                }
-            } else if (pass == 0) {
-                hash_writer_put(&hw, o->hash[e]);
+            if (pass == 0) {
+                rt_put_u64(out, r != NULL ? r->hash : o->hash[e]);
+            } else if (pass == 1) {
+                rt_put_u64(out, r != NULL ? file_key_hash(k, klen) : o->kh[e]);
+            } else if (pass == 2) {
+                put_raw(out, &off, sizeof(off));
+                off += klen;
             } else {
-                /* already escaped */
-                strbuf_add(out, o->keys + o->koff[e], old_key_len(o, e) + 1);
+                put_raw(out, k, klen);
             }
         }
-        if (pass == 0) {
-            hash_writer_end(&hw);
+        if (pass == 2) {
+            put_raw(out, &off, sizeof(off));
         }
+        put_pad8(out);
     }
+}
+
+/* Parse the tables (write_section, after the header) at *p into cur->old;
+ * false when malformed. */
+static bool read_tables(struct csv_cursor *cur, const char *p, const char *end)
+{
+    struct csv_conn *cc = cur->conn;
+    uint32_t hdr[2];
+    uint64_t ntypes;
+    size_t ti;
+
+    if ((size_t)(end - p) < 24 || memcmp(p, RT_MAGIC, 8) != 0) {
+        return false;
+    }
+    memcpy(hdr, p + 8, sizeof(hdr));
+    memcpy(&ntypes, p + 16, sizeof(ntypes));
+    if (hdr[0] != RT_VERSION || hdr[1] != RT_ENDIAN || ntypes != cc->ntypes) {
+        return false;
+    }
+    p += 24;
+    cur->old = xcalloc(cc->ntypes, sizeof(*cur->old));
+    for (ti = 0; ti < cc->ntypes; ti++) {
+        struct old_table *o = &cur->old[ti];
+        uint64_t v[3];
+        size_t need;
+        size_t i;
+
+        if ((size_t)(end - p) < sizeof(v)) {
+            return false;
+        }
+        memcpy(v, p, sizeof(v));
+        p += sizeof(v);
+        if (v[1] >= UINT32_MAX || v[2] >= UINT32_MAX) {
+            return false;
+        }
+        o->cfg = v[0];
+        o->n = (size_t)v[1];
+        o->keys_len = (size_t)v[2];
+        need = 16 * o->n + ((4 * (o->n + 1) + 7) & ~(size_t)7) + ((o->keys_len + 7) & ~(size_t)7);
+        if ((size_t)(end - p) < need) {
+            return false;
+        }
+        o->hash = xmalloc(8 * o->n + 1);
+        memcpy(o->hash, p, 8 * o->n);
+        p += 8 * o->n;
+        o->kh = xmalloc(8 * o->n + 1);
+        memcpy(o->kh, p, 8 * o->n);
+        p += 8 * o->n;
+        o->koff = xmalloc(4 * (o->n + 1));
+        memcpy(o->koff, p, 4 * (o->n + 1));
+        p += (4 * (o->n + 1) + 7) & ~(size_t)7;
+        o->keys = xmalloc(o->keys_len + 1);
+        memcpy(o->keys, p, o->keys_len);
+        p += (o->keys_len + 7) & ~(size_t)7;
+        for (i = 0; i < o->n; i++) {
+            if (o->koff[i] > o->koff[i + 1]) {
+                return false;
+            }
+        }
+        if (o->koff[0] != 0 || o->koff[o->n] != o->keys_len) {
+            return false;
+        }
+        o->same = xcalloc(o->n / 8 + 1, 1);
+        o->line = xcalloc(o->n + 1, sizeof(*o->line));
+    }
+    return p == end;
 }
 
 /* "csv-" and a hash of the connector's name: its state files */
@@ -613,14 +638,16 @@ static void put_sections(struct csv_cursor *cur, const struct strbuf *sect)
     struct ids_error err = IDS_ERROR_INIT;
 
     if (dir == NULL || sect->len < CSV_STATE_MIN) {
-        strbuf_addbuf(&cur->wm, sect);
+        strbuf_addstr(&cur->wm, "\n=");
+        base64_encode(&cur->wm, sect->buf, sect->len);
         goto done;
     }
     state_prefix(cur->conn, &prefix);
     if (file_state_write(dir, prefix.buf, sect->buf, sect->len, &name, &err) != IDS_OK) {
         log_warn("csv-state", "connector=%s msg=\"%s (the row table stays in the watermark)\"",
                  cur->conn->base.name, err.msg);
-        strbuf_addbuf(&cur->wm, sect);
+        strbuf_addstr(&cur->wm, "\n=");
+        base64_encode(&cur->wm, sect->buf, sect->len);
         goto done;
     }
     strbuf_addf(&cur->wm, "\n@%s %016" PRIx64 " %zu", name.buf,
@@ -671,107 +698,6 @@ static bool load_state(struct csv_cursor *cur, const char *p, const char *end, s
     return true;
 }
 
-/* Parse the sections of an old watermark (after its first line) into
- * cur->old; false when they are missing or malformed. */
-static bool parse_old_tables(struct csv_cursor *cur, const char *p, const char *end)
-{
-    struct csv_conn *cc = cur->conn;
-    struct strbuf bin = STRBUF_INIT;
-    bool ok = true;
-    size_t ti;
-
-    cur->old = xcalloc(cc->ntypes, sizeof(*cur->old));
-    for (ti = 0; ti < cc->ntypes && ok; ti++) {
-        struct old_table *o = &cur->old[ti];
-        const char *nl;
-        const char *k;
-        char *num_end = NULL;
-        unsigned long long n;
-        size_t i;
-
-        if (end - p < 20 || p[0] != '\n' || p[1] != '#' || p[18] != ' ') {
-            ok = false;
-            break;
-        }
-        for (i = 2; i < 18; i++) {
-            char c = p[i];
-            unsigned v = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-                         : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-                                                : 16u;
-
-            if (v > 15) {
-                ok = false;
-                break;
-            }
-            o->cfg = (o->cfg << 4) | v;
-        }
-        if (!ok) {
-            break;
-        }
-        n = strtoull(p + 19, &num_end, 10);
-        if (num_end == p + 19 || num_end >= end || *num_end != '\n' || n > UINT32_MAX) {
-            ok = false;
-            break;
-        }
-        p = num_end + 1;
-        nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL) {
-            ok = false;
-            break;
-        }
-        strbuf_reset(&bin);
-        if (base64_decode(&bin, p, (size_t)(nl - p)) != IDS_OK || bin.len != n * 8) {
-            ok = false;
-            break;
-        }
-        o->n = (size_t)n;
-        o->hash = xcalloc(o->n ? o->n : 1, sizeof(*o->hash));
-        for (i = 0; i < o->n; i++) {
-            const unsigned char *b = (const unsigned char *)bin.buf + 8 * i;
-            uint64_t v = 0;
-            int bi;
-
-            for (bi = 7; bi >= 0; bi--) {
-                v = (v << 8) | b[bi];
-            }
-            o->hash[i] = v;
-        }
-        /* the key lines: where each starts, and the hash of each key */
-        p = nl + 1;
-        k = p;
-        o->koff = xcalloc(o->n ? o->n : 1, sizeof(*o->koff));
-        o->kh = xcalloc(o->n ? o->n : 1, sizeof(*o->kh));
-        u64map_reserve(&cur->okeys, cur->okeys.nr + o->n + o->n / 8);
-        for (i = 0; i < o->n && ok; i++) {
-            const char *q = p;
-
-            nl = memchr(p, '\n', (size_t)(end - p));
-            if (nl == NULL || (size_t)(p - k) > UINT32_MAX) {
-                ok = false;
-                break;
-            }
-            o->koff[i] = (uint32_t)(p - k);
-            p = nl + 1;
-            if (memchr(q, '\\', (size_t)(nl - q)) != NULL) {
-                next_key_line(&q, nl + 1, &bin);
-                o->kh[i] = file_key_hash(bin.buf, bin.len);
-            } else {
-                o->kh[i] = file_key_hash(q, (size_t)(nl - q));
-            }
-            u64map_put(&cur->okeys, o->kh[i], ((uint64_t)ti << 32) | i);
-        }
-        if (!ok) {
-            break;
-        }
-        o->keys_len = (size_t)(p - k);
-        o->keys = xmemdup(k, o->keys_len);
-        o->same = xcalloc(o->n / 8 + 1, 1);
-        o->line = xcalloc(o->n ? o->n : 1, sizeof(*o->line));
-    }
-    strbuf_release(&bin);
-    return ok && p == end;
-}
-
 static void csv_cursor_free(struct connector_cursor *c)
 {
     struct csv_cursor *cur = (struct csv_cursor *)c;
@@ -783,9 +709,12 @@ static void csv_cursor_free(struct connector_cursor *c)
     cursor_close_file(cur);
     csv_record_release(&cur->rec);
     u64map_release(&cur->seen);
-    u64map_release(&cur->okeys);
+    free(cur->kslot);
+    cur->kslot = NULL;
     strbuf_release(&cur->wm);
     free(cur->old_state);
+    free(cur->kslot);
+    free(cur->kbase);
     for (i = 0; i < cur->conn->ntypes; i++) {
         if (cur->rows != NULL) {
             row_table_release(&cur->rows[i]);
@@ -1100,6 +1029,67 @@ static bool files_same_content(struct csv_conn *cc, const char *wm, size_t len,
     return same && p == end;
 }
 
+/* Index the old rows of every type by key hash. */
+static void keyidx_build(struct csv_cursor *cur)
+{
+    size_t total = 0;
+    size_t cap = 16;
+    size_t ti, j;
+
+    cur->kbase = xcalloc(cur->conn->ntypes + 1, sizeof(*cur->kbase));
+    for (ti = 0; ti < cur->conn->ntypes; ti++) {
+        cur->kbase[ti] = total;
+        total += cur->old[ti].n;
+    }
+    cur->kbase[ti] = total;
+    while (cap < 2 * total) {
+        cap *= 2;
+    }
+    if (total >= UINT32_MAX / 2) {
+        return; /* no index: rows are matched in order only */
+    }
+    cur->kslot = xcalloc(cap, sizeof(*cur->kslot));
+    cur->kmask = cap - 1;
+    for (ti = 0; ti < cur->conn->ntypes; ti++) {
+        const struct old_table *o = &cur->old[ti];
+
+        for (j = 0; j < o->n; j++) {
+            size_t i = (size_t)((o->kh[j] * 0x9e3779b97f4a7c15ull) >> 20) & cur->kmask;
+
+            while (cur->kslot[i] != 0) {
+                i = (i + 1) & cur->kmask;
+            }
+            cur->kslot[i] = (uint32_t)(cur->kbase[ti] + j + 1);
+        }
+    }
+}
+
+/* The old row whose key hash is kh: true with its type and index. */
+static bool keyidx_find(const struct csv_cursor *cur, uint64_t kh, size_t *ti, size_t *j)
+{
+    size_t i;
+
+    if (cur->kslot == NULL) {
+        return false;
+    }
+    i = (size_t)((kh * 0x9e3779b97f4a7c15ull) >> 20) & cur->kmask;
+    while (cur->kslot[i] != 0) {
+        size_t g = cur->kslot[i] - 1;
+        size_t t = 0;
+
+        while (g >= cur->kbase[t + 1]) {
+            t++;
+        }
+        if (cur->old[t].kh[g - cur->kbase[t]] == kh) {
+            *ti = t;
+            *j = g - cur->kbase[t];
+            return true;
+        }
+        i = (i + 1) & cur->kmask;
+    }
+    return false;
+}
+
 static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
                                      struct connector_cursor **out, struct ids_error *err)
 {
@@ -1143,9 +1133,14 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
     why = nl == NULL ? "could not read every row" : "left an unreadable watermark";
     if (nl != NULL && nl[1] == '@') {
         ok = load_state(cur, nl, watermark + wlen, &state, &why) &&
-             parse_old_tables(cur, state.buf, state.buf + state.len);
+             read_tables(cur, state.buf, state.buf + state.len);
     } else {
-        ok = nl != NULL && parse_old_tables(cur, nl, watermark + wlen);
+        ok = nl != NULL && nl[1] == '=' &&
+             base64_decode(&state, nl + 2, (size_t)(watermark + wlen - nl - 2)) == IDS_OK &&
+             read_tables(cur, state.buf, state.buf + state.len);
+    }
+    if (ok) {
+        keyidx_build(cur);
     }
     strbuf_release(&state);
     if (!ok) {
@@ -1286,7 +1281,7 @@ static void seq_push(struct row_table *rt, uint32_t e)
 static size_t find_old(struct csv_cursor *cur, uint64_t h, bool have_kh, uint64_t kh)
 {
     struct old_table *o = &cur->old[cur->ti];
-    uint64_t v;
+    size_t ti;
     size_t j;
 
     for (j = o->next; j < o->n && j <= o->next + MATCH_WINDOW; j++) {
@@ -1295,11 +1290,9 @@ static size_t find_old(struct csv_cursor *cur, uint64_t h, bool have_kh, uint64_
             return j;
         }
     }
-    if (have_kh && u64map_get(&cur->okeys, kh, &v) && (v >> 32) == cur->ti) {
-        j = (size_t)(v & 0xffffffffu);
-        if (o->hash[j] == h && !old_kept(o, j)) {
-            return j;
-        }
+    if (have_kh && keyidx_find(cur, kh, &ti, &j) && ti == cur->ti && o->hash[j] == h &&
+        !old_kept(o, j)) {
+        return j;
     }
     return SIZE_MAX;
 }
@@ -1312,12 +1305,11 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
     struct csv_conn *cc = cur->conn;
     struct old_table *o = &cur->old[cur->ti];
     struct strbuf key = STRBUF_INIT;
-    const char *kp = o->keys + o->koff[j];
     enum ids_err ret = IDS_OK;
     uint64_t prev;
 
     if (u64map_get(&cur->seen, o->kh[j], &prev)) {
-        next_key_line(&kp, o->keys + o->keys_len, &key);
+        strbuf_add(&key, o->keys + o->koff[j], o->koff[j + 1] - o->koff[j]);
         ret = ids_error_set(err, IDS_EINPUT,
                             "%s:%" PRIu64
                             ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu64 ")",
@@ -1340,16 +1332,11 @@ static enum ids_err dup_of_kept(struct csv_cursor *cur, const struct entry *e, u
                                 struct ids_error *err)
 {
     struct csv_conn *cc = cur->conn;
-    uint64_t v;
     size_t ti;
     size_t j;
 
-    if (!u64map_get(&cur->okeys, file_key_hash(e->anchor, strlen(e->anchor)), &v)) {
-        return IDS_OK;
-    }
-    ti = (size_t)(v >> 32);
-    j = (size_t)(v & 0xffffffffu);
-    if (!old_kept(&cur->old[ti], j)) {
+    if (!keyidx_find(cur, file_key_hash(e->anchor, strlen(e->anchor)), &ti, &j) ||
+        !old_kept(&cur->old[ti], j)) {
         return IDS_OK;
     }
     cur->unreadable++;
@@ -1361,24 +1348,31 @@ static enum ids_err dup_of_kept(struct csv_cursor *cur, const struct entry *e, u
 }
 
 /* Delta read of a file whose configuration is unchanged: the next line,
- * when it is whole in the read buffer and plain (no quote, no CR, not
- * empty): its bytes are its raw row, hashed without parsing. */
-static bool plain_line(struct csv_cursor *cur, const char **p, size_t *len)
+ * when it is whole in the read buffer and plain (no quote, no CR but in
+ * its CRLF end, not empty): its bytes are its raw row, hashed without
+ * parsing; *eol is the length of its line end. */
+static bool plain_line(struct csv_cursor *cur, const char **p, size_t *len, size_t *eol)
 {
     struct file_reader *r = &cur->r;
     const char *b = r->buf + r->pos;
     const char *nl;
+    const char *end;
 
     if (r->pos >= r->len) {
         return false;
     }
     nl = memchr(b, '\n', r->len - r->pos);
-    if (nl == NULL || nl == b || memchr(b, '"', (size_t)(nl - b)) != NULL ||
-        memchr(b, '\r', (size_t)(nl - b)) != NULL) {
+    if (nl == NULL) {
+        return false;
+    }
+    end = nl > b && nl[-1] == '\r' ? nl - 1 : nl; /* CRLF, as RFC 4180 writes it */
+    if (end == b || memchr(b, '"', (size_t)(end - b)) != NULL ||
+        memchr(b, '\r', (size_t)(end - b)) != NULL) {
         return false;
     }
     *p = b;
-    *len = (size_t)(nl - b);
+    *len = (size_t)(end - b);
+    *eol = (size_t)(nl - end) + 1;
     return true;
 }
 
@@ -1397,7 +1391,6 @@ static void delta_deletions(struct csv_cursor *cur)
         struct old_table *o = &cur->old[ti];
 
         for (i = 0; i < o->n; i++) {
-            const char *kp = o->keys + o->koff[i];
             uint64_t prev;
 
             if (old_kept(o, i) || u64map_get(&cur->seen, o->kh[i], &prev)) {
@@ -1408,7 +1401,8 @@ static void delta_deletions(struct csv_cursor *cur)
                 seq_push(&cur->rows[ti], (uint32_t)i);
                 continue;
             }
-            next_key_line(&kp, o->keys + o->keys_len, &key);
+            strbuf_reset(&key);
+            strbuf_add(&key, o->keys + o->koff[i], o->koff[i + 1] - o->koff[i]);
             if (key.len == 0) {
                 continue;
             }
@@ -1431,12 +1425,20 @@ static void finish_read(struct csv_cursor *cur)
         delta_deletions(cur);
     }
     u64map_release(&cur->seen);
-    u64map_release(&cur->okeys);
+    free(cur->kslot);
+    cur->kslot = NULL;
     if (!cur->collect) {
         return;
     }
     if (cur->unreadable > 0 && !cur->delta) {
         cur->incomplete = true;
+    }
+    if (!cur->incomplete) {
+        uint32_t hdr[2] = {RT_VERSION, RT_ENDIAN};
+
+        put_raw(&sect, RT_MAGIC, 8);
+        put_raw(&sect, hdr, sizeof(hdr));
+        rt_put_u64(&sect, cur->conn->ntypes);
     }
     for (ti = 0; ti < cur->conn->ntypes && !cur->incomplete; ti++) {
         write_section(cur, ti, &sect);
@@ -1467,6 +1469,7 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         uint64_t hash = 0;
         const char *lp = NULL;
         size_t llen = 0;
+        size_t eol = 0;
         bool delta;
         bool clean;
 
@@ -1496,11 +1499,11 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         }
         t = &cc->types[cur->ti];
         delta = cur->delta && cur->old[cur->ti].usable && cur->collect;
-        if (delta && plain_line(cur, &lp, &llen)) {
+        if (delta && plain_line(cur, &lp, &llen, &eol)) {
             size_t j = find_old(cur, hash64_bulk(lp, llen, ROW_HASH_SEED), false, 0);
 
             if (j != SIZE_MAX) {
-                cur->r.pos += llen + 1;
+                cur->r.pos += llen + eol;
                 ret = keep_old(cur, j, cur->line++, err);
                 if (ret != IDS_OK) {
                     return ret;
