@@ -122,6 +122,11 @@ static const char *const migrations[] = {
      * alone, not a table row per member */
     "DROP INDEX cs_mv;"
     "CREATE INDEX cs_mv ON cs(mv_id, connector, anchor, dn) WHERE mv_id <> 0;",
+    /* 2 -> 3: resolving a reference (a group member's anchor -> its CS
+     * object's link and state) reads this index alone, not a table row per
+     * member */
+    "CREATE INDEX cs_brief ON cs(connector, anchor, mv_id, flags, import_state, hash) "
+    "WHERE anchor IS NOT NULL;",
 };
 #define SCHEMA_VERSION ((long)ARRAY_SIZE(migrations))
 
@@ -152,8 +157,8 @@ static const char *const migrations[] = {
     X(ST_CONN_GET, "SELECT id FROM connector WHERE name = ?1")                                     \
     X(ST_CONN_ADD, "INSERT INTO connector(name) VALUES (?1)")                                      \
     X(ST_CONN_ALL, "SELECT id FROM connector ORDER BY id")                                         \
-    X(ST_CS_BRIEF, "SELECT id, hash, mv_id, flags, import_state FROM cs "                          \
-                   "WHERE connector = ?1 AND anchor = ?2")                                         \
+    X(ST_CS_BRIEF, "SELECT id, hash, mv_id, flags, import_state FROM cs INDEXED BY cs_brief "      \
+                   "WHERE connector = ?1 AND anchor = ?2 AND anchor IS NOT NULL")                  \
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
     X(ST_CS_BY_ANCHOR, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND anchor = ?2")          \
     X(ST_CS_BY_DN, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")  \

@@ -122,7 +122,7 @@ static void test_open_reopen(void **state)
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "2");
+    assert_string_equal(sb.buf, "3");
     assert_int_equal(store_meta_set(f->s, "config-hash", "abc", &err), IDS_OK);
     /* connector ids are stable by name */
     assert_int_equal(store_connector_id(f->s, "corp", &id, &err), IDS_OK);
@@ -138,14 +138,14 @@ static void test_open_reopen(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     strbuf_reset(&sb);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "2");
+    assert_string_equal(sb.buf, "3");
     assert_int_equal(store_meta_get(f->s, "config-hash", &sb, &err), IDS_OK);
     assert_string_equal(sb.buf, "abc");
     assert_int_equal(store_connector_id(f->s, "cloud", &id, &err), IDS_OK);
     assert_int_equal(id, f->conn2);
 
     /* a store of schema version 1 is migrated when opened: the reference
-     * index gains the anchor and DN */
+     * index gains the anchor and DN, the brief index is added */
     store_close(f->s);
     f->s = NULL;
     {
@@ -155,6 +155,7 @@ static void test_open_reopen(void **state)
         assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
         assert_int_equal(sqlite3_exec(db,
                                       "DROP INDEX cs_mv;"
+                                      "DROP INDEX cs_brief;"
                                       "CREATE INDEX cs_mv ON cs(mv_id, connector) WHERE mv_id <> 0;"
                                       "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
                                       NULL, NULL, NULL),
@@ -163,7 +164,7 @@ static void test_open_reopen(void **state)
         assert_int_equal(store_open(f->url, &f->s, &err), IDS_OK);
         strbuf_reset(&sb);
         assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-        assert_string_equal(sb.buf, "2");
+        assert_string_equal(sb.buf, "3");
         assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
         assert_int_equal(sqlite3_prepare_v2(db,
                                             "SELECT sql FROM sqlite_master WHERE name = 'cs_mv'",
@@ -171,6 +172,12 @@ static void test_open_reopen(void **state)
                          SQLITE_OK);
         assert_int_equal(sqlite3_step(q), SQLITE_ROW);
         assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "anchor, dn"));
+        sqlite3_finalize(q);
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT 1 FROM sqlite_master WHERE name = 'cs_brief'",
+                                            -1, &q, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
         sqlite3_finalize(q);
         sqlite3_close(db);
     }
