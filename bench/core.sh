@@ -111,7 +111,10 @@ objects=$((n + groups))
 db=$(stat -c %s idsync.db)
 wal=0
 [ -f idsync.db-wal ] && wal=$(stat -c %s idsync.db-wal)
-awk -v n="$objects" -v db="$db" -v wal="$wal" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
+# connector read state beside the store (CSV row tables)
+state=0
+[ -d idsync.db.state ] && state=$(du -sb idsync.db.state | cut -f1)
+awk -v n="$objects" -v db="$db" -v wal="$wal" -v state="$state" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '
     { t[$1] = $2; m[$1] = $3; c[$1] = $4 + $5 }
     END {
         printf "| objects | %d |\n|---|---|\n", n
@@ -128,5 +131,5 @@ awk -v n="$objects" -v db="$db" -v wal="$wal" -v load="$(cut -d' ' -f1-3 /proc/l
         for (k in m) if (k != "ref-sqlite-import" && m[k] > peak) peak = m[k]
         printf "| peak RSS of any step | %d MB |\n", peak
         printf "| import ratio vs sqlite3 .import | %.2f (wall), %.2f (CPU) |\n", t["full-import"] / t["ref-sqlite-import"], c["full-import"] / c["ref-sqlite-import"]
-        printf "| store size | %.0f bytes/object (db %d + wal %d) |\n", (db + wal) / n, db, wal
+        printf "| store size | %.0f bytes/object (db %d + wal %d + state files %d) |\n", (db + wal + state) / n, db, wal, state
     }' results.txt
