@@ -194,7 +194,8 @@ struct csv_cursor {
     struct strbuf wm; /* watermark being built */
     bool bom;         /* the current file starts with a UTF-8 BOM */
     bool done;
-    char *old_state; /* the state file the old watermark names (delta), or NULL */
+    char *old_state;      /* the state file the old watermark names (delta), or NULL */
+    struct strbuf tables; /* the old row tables (delta); cur->old points into it */
 };
 
 static const char *opt_of(const struct csv_conn *cc, const struct csv_type *t, const char *key)
@@ -456,11 +457,8 @@ static void row_table_release(struct row_table *t)
 
 static void old_table_release(struct old_table *t)
 {
-    free(t->kh);
-    free(t->koff);
+    /* hash, kh, koff and keys point into the cursor's table buffer */
     free(t->line);
-    free(t->hash);
-    free(t->keys);
     free(t->same);
     memset(t, 0, sizeof(*t));
 }
@@ -496,29 +494,26 @@ static void put_raw(struct strbuf *out, const void *p, size_t len)
     strbuf_add(out, p, len);
 }
 
-static void put_pad8(struct strbuf *out)
-{
-    static const char zero[8];
-
-    strbuf_add(out, zero, (8 - out->len % 8) % 8);
-}
-
 static void rt_put_u64(struct strbuf *out, uint64_t v)
 {
     put_raw(out, &v, sizeof(v));
 }
 
 /* Append the table of object type ti: its rows in file order (full read:
- * the rows read; delta: the sequence of old rows kept and rows read). */
+ * the rows read; delta: the sequence of old rows kept and rows read). The
+ * arrays are written in place, in one allocation. */
 static void write_section(struct csv_cursor *cur, size_t ti, struct strbuf *out)
 {
     struct row_table *rt = &cur->rows[ti];
     struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
     size_t n = o != NULL ? rt->nseq : rt->nr;
     size_t keys_len = 0;
+    size_t a_off, need;
+    uint64_t *hash, *kh;
+    uint32_t *koff;
+    char *keys;
     uint32_t off = 0;
     size_t i;
-    int pass;
 
     for (i = 0; i < n; i++) {
         uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
@@ -528,30 +523,30 @@ static void write_section(struct csv_cursor *cur, size_t ti, struct strbuf *out)
     rt_put_u64(out, rt->have_cfg ? rt->cfg : 0);
     rt_put_u64(out, n);
     rt_put_u64(out, keys_len);
-    /* pass 0: row hashes, 1: key hashes, 2: key offsets, 3: keys */
-    for (pass = 0; pass < 4; pass++) {
-        for (i = 0; i < n; i++) {
-            uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
-            const struct row_rec *r = e & SEQ_NEW ? &rt->v[e & ~SEQ_NEW] : NULL;
-            const char *k = r != NULL ? rt->keys.buf + r->key_off : o->keys + o->koff[e];
-            uint32_t klen = r != NULL ? r->key_len : o->koff[e + 1] - o->koff[e];
+    /* out->len is a multiple of 8 here: row hashes, key hashes, key
+     * offsets (n + 1, padded), keys (padded) */
+    a_off = out->len;
+    need = 16 * n + ((4 * (n + 1) + 7) & ~(size_t)7) + ((keys_len + 7) & ~(size_t)7);
+    strbuf_grow(out, need);
+    memset(out->buf + a_off, 0, need);
+    hash = (uint64_t *)(void *)(out->buf + a_off);
+    kh = hash + n;
+    koff = (uint32_t *)(void *)(kh + n);
+    keys = (char *)(koff) + ((4 * (n + 1) + 7) & ~(size_t)7);
+    for (i = 0; i < n; i++) {
+        uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
+        const struct row_rec *r = e & SEQ_NEW ? &rt->v[e & ~SEQ_NEW] : NULL;
+        const char *k = r != NULL ? rt->keys.buf + r->key_off : o->keys + o->koff[e];
+        uint32_t klen = r != NULL ? r->key_len : o->koff[e + 1] - o->koff[e];
 
-            if (pass == 0) {
-                rt_put_u64(out, r != NULL ? r->hash : o->hash[e]);
-            } else if (pass == 1) {
-                rt_put_u64(out, r != NULL ? file_key_hash(k, klen) : o->kh[e]);
-            } else if (pass == 2) {
-                put_raw(out, &off, sizeof(off));
-                off += klen;
-            } else {
-                put_raw(out, k, klen);
-            }
-        }
-        if (pass == 2) {
-            put_raw(out, &off, sizeof(off));
-        }
-        put_pad8(out);
+        hash[i] = r != NULL ? r->hash : o->hash[e];
+        kh[i] = r != NULL ? file_key_hash(k, klen) : o->kh[e];
+        koff[i] = off;
+        memcpy(keys + off, k, klen);
+        off += klen;
     }
+    koff[n] = off;
+    strbuf_setlen(out, a_off + need);
 }
 
 /* Parse the tables (write_section, after the header) at *p into cur->old;
@@ -594,17 +589,15 @@ static bool read_tables(struct csv_cursor *cur, const char *p, const char *end)
         if ((size_t)(end - p) < need) {
             return false;
         }
-        o->hash = xmalloc(8 * o->n + 1);
-        memcpy(o->hash, p, 8 * o->n);
+        /* the arrays are used where they are (8-aligned in the buffer,
+         * which the cursor keeps) */
+        o->hash = (uint64_t *)(void *)p;
         p += 8 * o->n;
-        o->kh = xmalloc(8 * o->n + 1);
-        memcpy(o->kh, p, 8 * o->n);
+        o->kh = (uint64_t *)(void *)p;
         p += 8 * o->n;
-        o->koff = xmalloc(4 * (o->n + 1));
-        memcpy(o->koff, p, 4 * (o->n + 1));
+        o->koff = (uint32_t *)(void *)p;
         p += (4 * (o->n + 1) + 7) & ~(size_t)7;
-        o->keys = xmalloc(o->keys_len + 1);
-        memcpy(o->keys, p, o->keys_len);
+        o->keys = (char *)p;
         p += (o->keys_len + 7) & ~(size_t)7;
         for (i = 0; i < o->n; i++) {
             if (o->koff[i] > o->koff[i + 1]) {
@@ -713,6 +706,7 @@ static void csv_cursor_free(struct connector_cursor *c)
     cur->kslot = NULL;
     strbuf_release(&cur->wm);
     free(cur->old_state);
+    strbuf_release(&cur->tables);
     free(cur->kslot);
     free(cur->kbase);
     for (i = 0; i < cur->conn->ntypes; i++) {
@@ -918,6 +912,7 @@ static enum ids_err new_cursor(struct csv_conn *cc, bool collect, struct csv_cur
     csv_record_init(&cur->rec);
     strvec_init(&cur->header);
     strbuf_init(&cur->wm, 0);
+    strbuf_init(&cur->tables, 0);
     strbuf_addstr(&cur->wm, "csv4");
     *out = cur;
     return IDS_OK;
@@ -1095,7 +1090,6 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
 {
     struct csv_conn *cc = (struct csv_conn *)c;
     struct csv_cursor *cur = NULL;
-    struct strbuf state = STRBUF_INIT;
     const char *why;
     const char *nl;
     size_t first;
@@ -1132,17 +1126,16 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
     new_cursor(cc, true, &cur);
     why = nl == NULL ? "could not read every row" : "left an unreadable watermark";
     if (nl != NULL && nl[1] == '@') {
-        ok = load_state(cur, nl, watermark + wlen, &state, &why) &&
-             read_tables(cur, state.buf, state.buf + state.len);
+        ok = load_state(cur, nl, watermark + wlen, &cur->tables, &why) &&
+             read_tables(cur, cur->tables.buf, cur->tables.buf + cur->tables.len);
     } else {
         ok = nl != NULL && nl[1] == '=' &&
-             base64_decode(&state, nl + 2, (size_t)(watermark + wlen - nl - 2)) == IDS_OK &&
-             read_tables(cur, state.buf, state.buf + state.len);
+             base64_decode(&cur->tables, nl + 2, (size_t)(watermark + wlen - nl - 2)) == IDS_OK &&
+             read_tables(cur, cur->tables.buf, cur->tables.buf + cur->tables.len);
     }
     if (ok) {
         keyidx_build(cur);
     }
-    strbuf_release(&state);
     if (!ok) {
         ret = ids_error_set(err, IDS_EFULLREQUIRED,
                             "%s: file changed since the last import, which %s",
@@ -1453,6 +1446,7 @@ static void finish_read(struct csv_cursor *cur)
             old_table_release(&cur->old[ti]);
         }
     }
+    strbuf_release(&cur->tables);
 }
 
 static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item *item,

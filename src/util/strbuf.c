@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util/mem.h"
 #include "util/banned.h"
@@ -223,6 +224,7 @@ bool strbuf_equals(const struct strbuf *sb, const char *s)
 
 enum ids_err strbuf_read_file(struct strbuf *sb, const char *path, struct ids_error *err)
 {
+    struct stat st;
     FILE *f;
     char chunk[65536];
     size_t n;
@@ -231,6 +233,11 @@ enum ids_err strbuf_read_file(struct strbuf *sb, const char *path, struct ids_er
     f = fopen(path, "rb");
     if (f == NULL) {
         return ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+    }
+    /* room for a regular file at once (large state files: no regrowth) */
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        (sb->max == 0 || (size_t)st.st_size <= sb->max)) {
+        strbuf_grow(sb, (size_t)st.st_size);
     }
     for (;;) {
         n = fread(chunk, 1, sizeof(chunk), f);
