@@ -489,64 +489,114 @@ static bool old_kept(const struct old_table *o, size_t i)
 #define RT_VERSION 1u
 #define RT_ENDIAN  0x01020304u
 
-static void put_raw(struct strbuf *out, const void *p, size_t len)
+/* Where the tables are written: memory (fd < 0: the watermark takes them
+ * in base64), or a state file written as they are built, a MiB at a time
+ * (a million rows are ~28 MB: not held twice). */
+struct rt_sink {
+    struct strbuf buf;
+    int fd;
+    const char *what; /* the file, for messages */
+    struct file_hasher h;
+    uint64_t total;
+    enum ids_err ret;
+    struct ids_error err;
+};
+
+#define RT_FLUSH (1u << 20)
+
+static void sink_flush(struct rt_sink *k)
 {
-    strbuf_add(out, p, len);
+    if (k->fd < 0 || k->buf.len == 0) {
+        return;
+    }
+    file_hasher_feed(&k->h, k->buf.buf, k->buf.len);
+    k->total += k->buf.len;
+    if (k->ret == IDS_OK) {
+        k->ret = file_write_all(k->fd, k->buf.buf, k->buf.len, k->what, &k->err);
+    }
+    strbuf_reset(&k->buf);
 }
 
-static void rt_put_u64(struct strbuf *out, uint64_t v)
+static void sink_put(struct rt_sink *k, const void *p, size_t len)
 {
-    put_raw(out, &v, sizeof(v));
+    strbuf_add(&k->buf, p, len);
+    if (k->buf.len >= RT_FLUSH) {
+        sink_flush(k);
+    }
 }
 
-/* Append the table of object type ti: its rows in file order (full read:
- * the rows read; delta: the sequence of old rows kept and rows read). The
- * arrays are written in place, in one allocation. */
-static void write_section(struct csv_cursor *cur, size_t ti, struct strbuf *out)
+static void sink_pad8(struct rt_sink *k, size_t len)
+{
+    static const char zero[8];
+
+    sink_put(k, zero, (8 - len % 8) % 8);
+}
+
+/* Bytes of the table of object type ti (write_section). */
+static size_t section_size(const struct csv_cursor *cur, size_t ti, size_t *keys_len)
+{
+    const struct row_table *rt = &cur->rows[ti];
+    const struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
+    size_t n = o != NULL ? rt->nseq : rt->nr;
+    size_t i;
+
+    *keys_len = 0;
+    for (i = 0; i < n; i++) {
+        uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
+
+        *keys_len += e & SEQ_NEW ? rt->v[e & ~SEQ_NEW].key_len : o->koff[e + 1] - o->koff[e];
+    }
+    return 24 + 16 * n + ((4 * (n + 1) + 7) & ~(size_t)7) + ((*keys_len + 7) & ~(size_t)7);
+}
+
+/* Write the table of object type ti: its rows in file order (full read:
+ * the rows read; delta: the sequence of old rows kept and rows read), one
+ * column after the other. */
+static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
 {
     struct row_table *rt = &cur->rows[ti];
     struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
     size_t n = o != NULL ? rt->nseq : rt->nr;
+    uint64_t head[3];
     size_t keys_len = 0;
-    size_t a_off, need;
-    uint64_t *hash, *kh;
-    uint32_t *koff;
-    char *keys;
     uint32_t off = 0;
     size_t i;
+    int col;
 
-    for (i = 0; i < n; i++) {
-        uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
+    section_size(cur, ti, &keys_len);
+    head[0] = rt->have_cfg ? rt->cfg : 0;
+    head[1] = n;
+    head[2] = keys_len;
+    sink_put(k, head, sizeof(head));
+    /* column 0: row hashes, 1: key hashes, 2: key offsets, 3: keys */
+    for (col = 0; col < 4; col++) {
+        for (i = 0; i < n; i++) {
+            uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
+            const struct row_rec *r = e & SEQ_NEW ? &rt->v[e & ~SEQ_NEW] : NULL;
+            const char *key = r != NULL ? rt->keys.buf + r->key_off : o->keys + o->koff[e];
+            uint32_t klen = r != NULL ? r->key_len : o->koff[e + 1] - o->koff[e];
+            uint64_t v;
 
-        keys_len += e & SEQ_NEW ? rt->v[e & ~SEQ_NEW].key_len : o->koff[e + 1] - o->koff[e];
+            if (col == 0) {
+                v = r != NULL ? r->hash : o->hash[e];
+                sink_put(k, &v, sizeof(v));
+            } else if (col == 1) {
+                v = r != NULL ? file_key_hash(key, klen) : o->kh[e];
+                sink_put(k, &v, sizeof(v));
+            } else if (col == 2) {
+                sink_put(k, &off, sizeof(off));
+                off += klen;
+            } else {
+                sink_put(k, key, klen);
+            }
+        }
+        if (col == 2) {
+            sink_put(k, &off, sizeof(off));
+            sink_pad8(k, 4 * (n + 1));
+        } else if (col == 3) {
+            sink_pad8(k, keys_len);
+        }
     }
-    rt_put_u64(out, rt->have_cfg ? rt->cfg : 0);
-    rt_put_u64(out, n);
-    rt_put_u64(out, keys_len);
-    /* out->len is a multiple of 8 here: row hashes, key hashes, key
-     * offsets (n + 1, padded), keys (padded) */
-    a_off = out->len;
-    need = 16 * n + ((4 * (n + 1) + 7) & ~(size_t)7) + ((keys_len + 7) & ~(size_t)7);
-    strbuf_grow(out, need);
-    memset(out->buf + a_off, 0, need);
-    hash = (uint64_t *)(void *)(out->buf + a_off);
-    kh = hash + n;
-    koff = (uint32_t *)(void *)(kh + n);
-    keys = (char *)(koff) + ((4 * (n + 1) + 7) & ~(size_t)7);
-    for (i = 0; i < n; i++) {
-        uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
-        const struct row_rec *r = e & SEQ_NEW ? &rt->v[e & ~SEQ_NEW] : NULL;
-        const char *k = r != NULL ? rt->keys.buf + r->key_off : o->keys + o->koff[e];
-        uint32_t klen = r != NULL ? r->key_len : o->koff[e + 1] - o->koff[e];
-
-        hash[i] = r != NULL ? r->hash : o->hash[e];
-        kh[i] = r != NULL ? file_key_hash(k, klen) : o->kh[e];
-        koff[i] = off;
-        memcpy(keys + off, k, klen);
-        off += klen;
-    }
-    koff[n] = off;
-    strbuf_setlen(out, a_off + need);
 }
 
 /* Parse the tables (write_section, after the header) at *p into cur->old;
@@ -621,39 +671,91 @@ static void state_prefix(const struct csv_conn *cc, struct strbuf *out)
 
 /* The row tables go into the watermark, or when large and the engine gave
  * a state folder into a state file the watermark names with its length
- * and hash: "\n@NAME HASH LEN" (a million rows are ~20 MB the store would
- * otherwise write again on every change). */
-static void put_sections(struct csv_cursor *cur, const struct strbuf *sect)
+ * and hash: "\n@NAME HASH LEN" (a million rows are ~28 MB the store would
+ * otherwise write again on every change). HASH is the file's content hash
+ * (fileio.h). A state file that cannot be written leaves no tables (the
+ * next changed file is read in full). */
+static void write_tables(struct csv_cursor *cur)
 {
     const char *dir = cur->conn->base.state_dir;
     struct strbuf prefix = STRBUF_INIT;
     struct strbuf name = STRBUF_INIT;
-    struct ids_error err = IDS_ERROR_INIT;
+    struct strbuf path = STRBUF_INIT;
+    uint32_t hdr[2] = {RT_VERSION, RT_ENDIAN};
+    uint64_t ntypes = cur->conn->ntypes;
+    struct rt_sink k;
+    size_t total = 24;
+    size_t keys_len;
+    size_t ti;
 
-    if (dir == NULL || sect->len < CSV_STATE_MIN) {
+    memset(&k, 0, sizeof(k));
+    strbuf_init(&k.buf, 0);
+    k.fd = -1;
+    file_hasher_init(&k.h);
+    for (ti = 0; ti < cur->conn->ntypes; ti++) {
+        total += section_size(cur, ti, &keys_len);
+    }
+    if (dir != NULL && total >= CSV_STATE_MIN) {
+        state_prefix(cur->conn, &prefix);
+        if (file_state_create(dir, prefix.buf, &name, &k.fd, &k.err) != IDS_OK) {
+            log_warn("csv-state", "connector=%s msg=\"%s (the row table stays in the watermark)\"",
+                     cur->conn->base.name, k.err.msg);
+        } else {
+            strbuf_addf(&path, "%s/%s", dir, name.buf);
+            k.what = path.buf;
+            strbuf_grow(&k.buf, RT_FLUSH + 65536);
+        }
+    }
+    sink_put(&k, RT_MAGIC, 8);
+    sink_put(&k, hdr, sizeof(hdr));
+    sink_put(&k, &ntypes, sizeof(ntypes));
+    for (ti = 0; ti < cur->conn->ntypes; ti++) {
+        write_section(cur, ti, &k);
+    }
+    if (k.fd < 0) {
         strbuf_addstr(&cur->wm, "\n=");
-        base64_encode(&cur->wm, sect->buf, sect->len);
+        base64_encode(&cur->wm, k.buf.buf, k.buf.len);
         goto done;
     }
-    state_prefix(cur->conn, &prefix);
-    if (file_state_write(dir, prefix.buf, sect->buf, sect->len, &name, &err) != IDS_OK) {
-        log_warn("csv-state", "connector=%s msg=\"%s (the row table stays in the watermark)\"",
-                 cur->conn->base.name, err.msg);
-        strbuf_addstr(&cur->wm, "\n=");
-        base64_encode(&cur->wm, sect->buf, sect->len);
+    sink_flush(&k);
+    if (close(k.fd) != 0 && k.ret == IDS_OK) {
+        k.ret = ids_error_set(&k.err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
+    }
+    k.fd = -1;
+    if (k.ret != IDS_OK) {
+        log_warn("csv-state", "connector=%s msg=\"%s (the next changed file is read in full)\"",
+                 cur->conn->base.name, k.err.msg);
+        file_state_remove(dir, name.buf);
+        cur->incomplete = true;
         goto done;
     }
-    strbuf_addf(&cur->wm, "\n@%s %016" PRIx64 " %zu", name.buf,
-                hash64_bulk(sect->buf, sect->len, 0), sect->len);
+    strbuf_addf(&cur->wm, "\n@%s %016" PRIx64 " %" PRIu64, name.buf, file_hasher_value(&k.h),
+                k.total);
     file_state_prune(dir, prefix.buf, name.buf, cur->old_state);
 done:
+    file_hasher_release(&k.h);
+    strbuf_release(&k.buf);
     strbuf_release(&prefix);
     strbuf_release(&name);
+    strbuf_release(&path);
 }
 
 /* A watermark whose row tables are in a state file ("\n@NAME HASH LEN"
  * after the first line, at p): the tables, checked. false (why set) when
  * the file is missing or not the one written. */
+/* The content hash of a state file's bytes (as write_tables computed it). */
+static uint64_t content_hash(const struct strbuf *sb)
+{
+    struct file_hasher h;
+    uint64_t v;
+
+    file_hasher_init(&h);
+    file_hasher_feed(&h, sb->buf, sb->len);
+    v = file_hasher_value(&h);
+    file_hasher_release(&h);
+    return v;
+}
+
 static bool load_state(struct csv_cursor *cur, const char *p, const char *end, struct strbuf *out,
                        const char **why)
 {
@@ -684,7 +786,7 @@ static bool load_state(struct csv_cursor *cur, const char *p, const char *end, s
         *why = "its row table file is missing";
         return false;
     }
-    if (out->len != len || hash64_bulk(out->buf, out->len, 0) != hash) {
+    if (out->len != len || content_hash(out) != hash) {
         *why = "its row table file is not the one written";
         return false;
     }
@@ -1411,7 +1513,6 @@ static void delta_deletions(struct csv_cursor *cur)
  * needed, queue the deletions of a delta read. */
 static void finish_read(struct csv_cursor *cur)
 {
-    struct strbuf sect = STRBUF_INIT;
     size_t ti;
 
     if (cur->delta) {
@@ -1427,19 +1528,8 @@ static void finish_read(struct csv_cursor *cur)
         cur->incomplete = true;
     }
     if (!cur->incomplete) {
-        uint32_t hdr[2] = {RT_VERSION, RT_ENDIAN};
-
-        put_raw(&sect, RT_MAGIC, 8);
-        put_raw(&sect, hdr, sizeof(hdr));
-        rt_put_u64(&sect, cur->conn->ntypes);
+        write_tables(cur);
     }
-    for (ti = 0; ti < cur->conn->ntypes && !cur->incomplete; ti++) {
-        write_section(cur, ti, &sect);
-    }
-    if (!cur->incomplete) {
-        put_sections(cur, &sect);
-    }
-    strbuf_release(&sect);
     for (ti = 0; ti < cur->conn->ntypes; ti++) {
         row_table_release(&cur->rows[ti]);
         if (cur->old != NULL) {

@@ -658,15 +658,16 @@ bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val)
 
 /* ---- state files --------------------------------------------------- */
 
-enum ids_err file_state_write(const char *dir, const char *prefix, const void *data, size_t len,
-                              struct strbuf *name_out, struct ids_error *err)
+enum ids_err file_state_create(const char *dir, const char *prefix, struct strbuf *name_out,
+                               int *fd_out, struct ids_error *err)
 {
     struct strbuf path = STRBUF_INIT;
     struct timespec ts;
-    enum ids_err ret;
+    enum ids_err ret = IDS_OK;
     int fd = -1;
     int tries;
 
+    *fd_out = -1;
     strbuf_reset(name_out);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         ret = ids_error_set(err, IDS_EIO, "%s: cannot create the state folder: %s", dir,
@@ -689,16 +690,19 @@ enum ids_err file_state_write(const char *dir, const char *prefix, const void *d
         ret = ids_error_set(err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
         goto done;
     }
-    ret = file_write_all(fd, data, len, path.buf, err);
-    if (close(fd) != 0 && ret == IDS_OK) {
-        ret = ids_error_set(err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
-    }
-    if (ret != IDS_OK) {
-        unlink(path.buf);
-    }
+    *fd_out = fd;
 done:
     strbuf_release(&path);
     return ret;
+}
+
+void file_state_remove(const char *dir, const char *name)
+{
+    struct strbuf path = STRBUF_INIT;
+
+    strbuf_addf(&path, "%s/%s", dir, name);
+    unlink(path.buf);
+    strbuf_release(&path);
 }
 
 enum ids_err file_state_read(const char *dir, const char *name, struct strbuf *out,

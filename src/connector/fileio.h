@@ -160,13 +160,15 @@ enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const 
 enum ids_err file_sync_dir(const char *path, struct ids_error *err);
 
 /* ---- state files (connector->state_dir) ------------------------------
- * Write `data` to a new file "PREFIX-GEN.state" in `dir` (the folder is
+ * Create a new file "PREFIX-GEN.state" in `dir` for writing (the folder is
  * created, mode 0700; the file 0600); GEN orders files by their creation
- * time. *name_out receives the file name (no folder). Not synced: the
- * watermark that names it keeps its length and hash, a file lost or
- * damaged in a crash is told on reading. */
-enum ids_err file_state_write(const char *dir, const char *prefix, const void *data, size_t len,
-                              struct strbuf *name_out, struct ids_error *err);
+ * time. *name_out receives the file name (no folder), *fd_out the open
+ * descriptor. Not synced: the watermark that names it keeps its length and
+ * hash, a file lost or damaged in a crash is told on reading. */
+enum ids_err file_state_create(const char *dir, const char *prefix, struct strbuf *name_out,
+                               int *fd_out, struct ids_error *err);
+/* Remove state file `name` of `dir` (a write that failed). */
+void file_state_remove(const char *dir, const char *name);
 /* Read state file `name` of `dir` into out (reset first); IDS_ENOTFOUND
  * when it is not there. */
 enum ids_err file_state_read(const char *dir, const char *name, struct strbuf *out,

@@ -1019,7 +1019,9 @@ static enum ids_err full_next(struct ldif_cursor *cur, struct read_item *item,
             entry_free(e);
             return report(cur, rec, msg, err);
         }
-        {
+        /* anchor: dn is the normalised DN, whose duplicates the index pass
+         * reports ("entry added twice"): no second map of a million keys */
+        if (!cur->lc->anchor_dn) {
             uint64_t h = file_key_hash(e->anchor, strlen(e->anchor));
 
             if (u64map_get(&cur->anchors, h, &v)) {

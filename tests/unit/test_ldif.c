@@ -479,6 +479,26 @@ static void test_delta_large(void **state)
     fixture_free(f);
 }
 
+/* anchor: dn: the same entry added twice (DN spelt another way) is one
+ * object and one error, found without a map of anchors. */
+static void test_anchor_dn_added_twice(void **state)
+{
+    struct fixture *f = fixture_new("dn: cn=a,dc=x\ncn: a\n\ndn: CN=A, DC=X\ncn: again\n\n", false);
+    struct strbuf out = STRBUF_INIT;
+    char *wm;
+
+    (void)state;
+    set_opt(&f->cfg.opts, ldif_connector_ops.options, "anchor", "dn");
+    wm = read_all(f, &out);
+    assert_contains(out.buf, "\"anchor\":\"cn=a,dc=x\"");
+    assert_contains(out.buf, "ERR ");
+    assert_contains(out.buf, "added twice");
+    assert_not_contains(out.buf, "again");
+    free(wm);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
 static void test_delta_anchor_dn(void **state)
 {
     struct fixture *f = fixture_new("dn: cn=a,dc=x\ncn: a\n\n", false);
@@ -730,6 +750,7 @@ int main(void)
         cmocka_unit_test(test_full_read_folds_changes),
         cmocka_unit_test(test_delta),
         cmocka_unit_test(test_delta_large),
+        cmocka_unit_test(test_anchor_dn_added_twice),
         cmocka_unit_test(test_delta_anchor_dn),
         cmocka_unit_test(test_write_and_read_back),
         cmocka_unit_test(test_exactly_once),
