@@ -922,13 +922,12 @@ static bool keep_wal_at_close(struct sqlite_store *s)
     if (s->memory) {
         return false;
     }
-    if (s->wal_frames > 0) {
-        keep = s->wal_frames <= WAL_KEEP_AT_CLOSE;
-    } else {
-        strbuf_addf(&wal, "%s-wal", s->path);
-        keep = stat(wal.buf, &st) != 0 || st.st_size <= (off_t)WAL_KEEP_AT_CLOSE * 16384;
-        strbuf_release(&wal);
-    }
+    /* the file too: SQLite reuses a WAL from its start after a checkpoint
+     * without shrinking it, and the next process reads it back */
+    strbuf_addf(&wal, "%s-wal", s->path);
+    keep = s->wal_frames <= WAL_KEEP_AT_CLOSE &&
+           (stat(wal.buf, &st) != 0 || st.st_size <= (off_t)WAL_KEEP_AT_CLOSE * 16384);
+    strbuf_release(&wal);
     if (keep && s->wal_frames > 0) {
         keep = exec_sql(s,
                         "PRAGMA synchronous = FULL;"
