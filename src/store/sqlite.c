@@ -127,6 +127,9 @@ static const char *const migrations[] = {
      * member */
     "CREATE INDEX cs_brief ON cs(connector, anchor, mv_id, flags, import_state, hash) "
     "WHERE anchor IS NOT NULL;",
+    /* 3 -> 4: cs_brief finds an anchor; cs_put checks that an anchor is
+     * free (one index less to write for every object: 79 bytes each) */
+    "DROP INDEX cs_anchor;",
 };
 #define SCHEMA_VERSION ((long)ARRAY_SIZE(migrations))
 
@@ -1542,6 +1545,35 @@ static sqlite3_stmt *cs_update_stmt(struct sqlite_store *s, unsigned mask, struc
     return s->cs_update[mask];
 }
 
+/* Is `anchor` of `connector` held by an object other than `self`? (The
+ * anchor's uniqueness: checked here, through cs_brief, rather than by a
+ * unique index of its own.) */
+static enum ids_err anchor_taken(struct sqlite_store *s, int64_t connector, const char *anchor,
+                                 int64_t self, bool *taken, struct ids_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_CS_BRIEF, err);
+    enum ids_err ret = IDS_OK;
+    int rc;
+
+    *taken = false;
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, connector);
+    bind_text(st, 2, anchor);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (sqlite3_column_int64(st, 0) != self) {
+            *taken = true;
+            break;
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "read connector-space object", err);
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
 static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
                               const struct store_keys *keys, struct ids_error *err)
 {
@@ -1550,6 +1582,8 @@ static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
     bool own = false;
     bool update = o->id != 0;
     int64_t new_dn_key = o->dn != NULL ? dn_key(s, o->dn) : 0;
+    unsigned mask = 0;
+    bool taken = false;
     int rc;
     enum ids_err ret;
 
@@ -1562,9 +1596,22 @@ static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
         if (ret != IDS_OK) {
             goto done;
         }
-        st = cs_update_stmt(s, cs_changed(s, o, o->dn != NULL, new_dn_key), err);
+        mask = cs_changed(s, o, o->dn != NULL, new_dn_key);
+        st = cs_update_stmt(s, mask, err);
     } else {
         st = stmt(s, ST_CS_INSERT, err);
+    }
+    if (o->anchor != NULL && (!update || (mask & (CS_UPD_ANCHOR | CS_UPD_CONNECTOR)))) {
+        ret = anchor_taken(s, o->connector, o->anchor, o->id, &taken, err);
+        if (ret == IDS_OK && taken) {
+            ret =
+                ids_error_set(err, IDS_EEXIST,
+                              "connector %" PRId64 ": anchor %s already belongs to another object",
+                              o->connector, o->anchor);
+        }
+        if (ret != IDS_OK) {
+            goto done;
+        }
     }
     if (st == NULL) {
         ret = IDS_ESTORE;

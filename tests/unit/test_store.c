@@ -122,7 +122,7 @@ static void test_open_reopen(void **state)
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "3");
+    assert_string_equal(sb.buf, "4");
     assert_int_equal(store_meta_set(f->s, "config-hash", "abc", &err), IDS_OK);
     /* connector ids are stable by name */
     assert_int_equal(store_connector_id(f->s, "corp", &id, &err), IDS_OK);
@@ -138,14 +138,14 @@ static void test_open_reopen(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     strbuf_reset(&sb);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "3");
+    assert_string_equal(sb.buf, "4");
     assert_int_equal(store_meta_get(f->s, "config-hash", &sb, &err), IDS_OK);
     assert_string_equal(sb.buf, "abc");
     assert_int_equal(store_connector_id(f->s, "cloud", &id, &err), IDS_OK);
     assert_int_equal(id, f->conn2);
 
     /* a store of schema version 1 is migrated when opened: the reference
-     * index gains the anchor and DN, the brief index is added */
+     * index gains the anchor and DN, the brief index is added, the anchor index goes */
     store_close(f->s);
     f->s = NULL;
     {
@@ -156,6 +156,8 @@ static void test_open_reopen(void **state)
         assert_int_equal(sqlite3_exec(db,
                                       "DROP INDEX cs_mv;"
                                       "DROP INDEX cs_brief;"
+                                      "CREATE UNIQUE INDEX cs_anchor ON cs(connector, anchor) "
+                                      "WHERE anchor IS NOT NULL;"
                                       "CREATE INDEX cs_mv ON cs(mv_id, connector) WHERE mv_id <> 0;"
                                       "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
                                       NULL, NULL, NULL),
@@ -164,7 +166,7 @@ static void test_open_reopen(void **state)
         assert_int_equal(store_open(f->url, &f->s, &err), IDS_OK);
         strbuf_reset(&sb);
         assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-        assert_string_equal(sb.buf, "3");
+        assert_string_equal(sb.buf, "4");
         assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
         assert_int_equal(sqlite3_prepare_v2(db,
                                             "SELECT sql FROM sqlite_master WHERE name = 'cs_mv'",
@@ -178,6 +180,12 @@ static void test_open_reopen(void **state)
                                             -1, &q, NULL),
                          SQLITE_OK);
         assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        sqlite3_finalize(q);
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT 1 FROM sqlite_master WHERE name = 'cs_anchor'",
+                                            -1, &q, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_DONE);
         sqlite3_finalize(q);
         sqlite3_close(db);
     }
