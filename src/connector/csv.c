@@ -1031,6 +1031,21 @@ static enum ids_err csv_read_full(struct connector *c, struct connector_cursor *
     return IDS_OK;
 }
 
+/* The part of file i in the watermark's first line: *p (after "csv4" or
+ * the previous part) moves past the separator, *q to the part's end. */
+static bool file_part(const char **p, const char *end, size_t i, const char **q)
+{
+    if (*p >= end || **p != (i == 0 ? ':' : ',')) {
+        return false;
+    }
+    (*p)++;
+    *q = *p;
+    while (*q < end && **q != ',') {
+        (*q)++;
+    }
+    return true;
+}
+
 /* Are the files those of the watermark's first line (wm[0..len)), unchanged
  * by size, modification time and inode? A file whose stat part is "0" is
  * not known unchanged; a file absent then and now is. */
@@ -1047,14 +1062,9 @@ static bool files_unchanged(struct csv_conn *cc, const char *wm, size_t len)
         const char *stat_part;
         struct stat st;
 
-        if (p >= end || *p != (i == 0 ? ':' : ',')) {
+        if (!file_part(&p, end, i, &q)) {
             same = false;
             break;
-        }
-        p++;
-        q = p;
-        while (q < end && *q != ',') {
-            q++;
         }
         if (stat(cc->types[i].path, &st) != 0) {
             same = errno == ENOENT && q - p == 1 && *p == '-';
@@ -1103,14 +1113,9 @@ static bool files_same_content(struct csv_conn *cc, const char *wm, size_t len,
     for (i = 0; i < cc->ntypes && same; i++) {
         const char *q;
 
-        if (p >= end || *p != (i == 0 ? ':' : ',')) {
+        if (!file_part(&p, end, i, &q)) {
             same = false;
             break;
-        }
-        p++;
-        q = p;
-        while (q < end && *q != ',') {
-            q++;
         }
         strbuf_reset(&now);
         if (file_watermark(cc->types[i].path, UINT64_MAX, &now, &size, err) != IDS_OK) {

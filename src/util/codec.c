@@ -207,6 +207,17 @@ enum ids_err sid_to_string(struct strbuf *out, const void *bytes, size_t len)
     return IDS_OK;
 }
 
+/* final avalanche (splitmix64) */
+static inline uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+    return h;
+}
+
 uint64_t hash64(const void *data, size_t len, uint64_t seed)
 {
     const unsigned char *p = data;
@@ -217,13 +228,7 @@ uint64_t hash64(const void *data, size_t len, uint64_t seed)
         h ^= p[i];
         h *= 0x100000001b3ULL;
     }
-    /* final avalanche (splitmix64) */
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
+    return mix64(h);
 }
 
 static inline uint64_t rd64le(const unsigned char *p)
@@ -269,13 +274,7 @@ uint64_t hash64_bulk(const void *data, size_t len, uint64_t seed)
         b |= (uint64_t)p[i] << (8 * (i - 8));
     }
     h = (h ^ mum64(a ^ HB_P1, b ^ HB_P2 ^ (uint64_t)len)) * HB_P3;
-    /* final avalanche (splitmix64) */
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ULL;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebULL;
-    h ^= h >> 31;
-    return h;
+    return mix64(h);
 }
 
 bool utf8_valid(const char *s, size_t len)

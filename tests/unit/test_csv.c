@@ -634,15 +634,6 @@ static void test_delta_unchanged_by_stat(void **state)
     fixture_free(f);
 }
 
-static void append_text(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "a");
-
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
 static int count_state_files(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -708,7 +699,7 @@ static void test_delta_state_file(void **state)
     /* the file named by wm3, damaged: a full import is asked for */
     at = strstr(wm3, "\n@") + 2;
     strbuf_addf(&spath, "%s/%.*s", sdir.buf, (int)(strchr(at, ' ') - at), at);
-    append_text(spath.buf, "x");
+    test_append_file(spath.buf, "x");
     strbuf_reset(&out);
     assert_null(read_delta(f, wm3, &out, &code));
     assert_int_equal(code, IDS_EFULLREQUIRED);

@@ -129,15 +129,6 @@ static void fixture_free(struct fixture *f)
     free(f);
 }
 
-static void append_file(const char *path, const char *text)
-{
-    FILE *fp = fopen(path, "ab");
-
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
-}
-
 /* Drain a cursor: objects as JSON lines, changes as JSON, errors as ERR. */
 static void drain(struct fixture *f, struct connector_cursor *cur, struct strbuf *out,
                   struct strbuf *wm)
@@ -385,8 +376,8 @@ static void test_delta(void **state)
     assert_string_equal(wm2.buf, wm);
     /* appended records: yielded; with the default anchor a modify of an
      * entry from before cannot be mapped: full import */
-    append_file(f->path, "dn: cn=b,dc=x\ncn: b\n\n"
-                         "dn: cn=b,dc=x\nchangetype: modify\nreplace: cn\ncn: B\n-\n\n");
+    test_append_file(f->path, "dn: cn=b,dc=x\ncn: b\n\n"
+                              "dn: cn=b,dc=x\nchangetype: modify\nreplace: cn\ncn: B\n-\n\n");
     assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
     strbuf_reset(&out);
     strbuf_reset(&wm2);
@@ -397,7 +388,7 @@ static void test_delta(void **state)
         "\"b\"]}}\n"
         "{\"op\":\"modify\",\"type\":null,\"anchor\":\"cn=b,dc=x\",\"dn\":\"cn=b,dc=x\","
         "\"new_dn\":null,\"mods\":[{\"op\":\"replace\",\"attr\":\"cn\",\"values\":[\"B\"]}]}\n");
-    append_file(f->path, "dn: cn=a,dc=x\nchangetype: delete\n\n");
+    test_append_file(f->path, "dn: cn=a,dc=x\nchangetype: delete\n\n");
     assert_int_equal(connector_read_changes(f->c, wm2.buf, &cur, &err), IDS_EFULLREQUIRED);
     assert_contains(err.msg, "not their anchor");
     /* the old part changed: full import */
@@ -435,7 +426,7 @@ static void test_delta_large(void **state)
     wm = read_all(f, &out);
     assert_true(strncmp(wm, "ldif2:", 6) == 0);
     /* appended: only the new record comes */
-    append_file(f->path, "dn: cn=new,dc=x\ncn: new\n\n");
+    test_append_file(f->path, "dn: cn=new,dc=x\ncn: new\n\n");
     assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
     strbuf_reset(&out);
     drain(f, cur, &out, &wm2);
@@ -511,7 +502,7 @@ static void test_delta_anchor_dn(void **state)
     (void)state;
     set_opt(&f->cfg.opts, ldif_connector_ops.options, "anchor", "dn");
     wm = read_all(f, &out);
-    append_file(f->path, "dn: CN=A,DC=X\nchangetype: delete\n\n");
+    test_append_file(f->path, "dn: CN=A,DC=X\nchangetype: delete\n\n");
     assert_int_equal(connector_read_changes(f->c, wm, &cur, &err), IDS_OK);
     strbuf_reset(&out);
     drain(f, cur, &out, &wm2);

@@ -51,6 +51,17 @@ char *test_write_file(const char *dir, const char *name, const char *content)
     return strbuf_detach(&path, NULL);
 }
 
+void test_append_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "ab");
+
+    if (f == NULL) {
+        abort();
+    }
+    fputs(text, f);
+    fclose(f);
+}
+
 char *test_read_file(const char *path)
 {
     struct strbuf sb = STRBUF_INIT;

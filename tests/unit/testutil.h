@@ -14,6 +14,8 @@ char *test_tmpdir(void);
 void test_rmtree(const char *path);
 /* Write `content` to dir/name; returns the malloc'ed path. */
 char *test_write_file(const char *dir, const char *name, const char *content);
+/* Append text to the file at path (aborts when it cannot). */
+void test_append_file(const char *path, const char *text);
 /* Read a whole file (NUL-terminated); caller frees. NULL if absent. */
 char *test_read_file(const char *path);
 /* Path of a file in the source tree: $IDSYNC_SRCDIR/rel. Caller frees. */
