@@ -313,10 +313,34 @@ static enum ids_err op_start(struct scim_op *op, struct ids_error *err)
 /* Start queued operations that are due, within the window. Creates and
  * deletes that are due together go in one /Bulk request when the service
  * has it. */
+/* Does `op` wait: not due yet, or (holding) one that goes in a /Bulk
+ * request that is not full yet. */
+static bool op_waits(const struct scim_op *op, long long now, bool holding)
+{
+    return op->due_ms > now || (holding && bulkable(op));
+}
+
+/* Hold bulkable operations back? While the engine submits (bulk_hold)
+ * and fewer are due than a /Bulk request takes. */
+static bool bulk_holding(const struct scim_conn *c, long long now)
+{
+    const struct scim_op *op;
+    long due = 0;
+
+    if (!c->use_bulk || !c->bulk_hold) {
+        return false;
+    }
+    for (op = c->queue_head; op != NULL && due < c->bulk_ops; op = op->next) {
+        due += op->due_ms <= now && bulkable(op);
+    }
+    return due < c->bulk_ops;
+}
+
 static void pump(struct scim_conn *c)
 {
     for (;;) {
         long long now = http_now_ms();
+        bool holding = bulk_holding(c, now);
         struct scim_op *prev = NULL;
         struct scim_op *op = c->queue_head;
         struct ids_error err = IDS_ERROR_INIT;
@@ -324,7 +348,7 @@ static void pump(struct scim_conn *c)
         if (now < c->pause_until_ms || (double)c->active >= (c->window >= 1.0 ? c->window : 1.0)) {
             return;
         }
-        while (op != NULL && op->due_ms > now) {
+        while (op != NULL && op_waits(op, now, holding)) {
             prev = op;
             op = op->next;
         }
@@ -336,7 +360,7 @@ static void pump(struct scim_conn *c)
         }
         /* bulk_start may have put operations back: find op again */
         prev = NULL;
-        for (op = c->queue_head; op != NULL && op->due_ms > now; op = op->next) {
+        for (op = c->queue_head; op != NULL && op_waits(op, now, holding); op = op->next) {
             prev = op;
         }
         if (op == NULL) {
@@ -1035,9 +1059,18 @@ static void bulk_done_cb(struct http_request *r)
             const char *slash = loc != NULL ? strrchr(loc, '/') : NULL;
             json_t *made = json_object();
 
+            json_t *sent = json_loadb(op->post.buf, op->post.len, 0, &jerr);
+            json_t *dn = sent != NULL ? json_object_get(sent, op->t->dn_attr) : NULL;
+
             if (slash != NULL && slash[1] != '\0') {
                 json_object_set_new(made, "id", json_string(slash + 1));
             }
+            /* no resource in the answer: the name is the one sent, as a
+             * single POST's answer would have it */
+            if (json_is_string(dn)) {
+                json_object_set(made, op->t->dn_attr, dn);
+            }
+            json_decref(sent);
             op_set_outcome(op, r, status, made, NULL);
             json_decref(made);
         } else {
@@ -1272,6 +1305,7 @@ enum ids_err scim_submit(struct connector *conn, const struct change *ch, uint64
         return IDS_OK;
     }
     queue_push(c, op, false);
+    c->bulk_hold = true;
     pump(c);
     /* block while the window is full and more operations wait than one
      * request takes (one, or a /Bulk request's worth) */
@@ -1299,6 +1333,10 @@ enum ids_err scim_poll(struct connector *conn, bool block, struct export_result 
     enum ids_err ret;
 
     memset(res, 0, sizeof(*res));
+    if (block && c->bulk_hold) {
+        c->bulk_hold = false; /* the engine waits: send what is held */
+        pump(c);
+    }
     for (;;) {
         if (c->ready_head != NULL) {
             struct scim_op *op = c->ready_head;
@@ -1330,6 +1368,8 @@ enum ids_err scim_export_end(struct connector *conn, struct ids_error *err)
 {
     struct scim_conn *c = (struct scim_conn *)conn;
 
+    c->bulk_hold = false;
+    pump(c);
     if (c->throttled || c->retried || c->adopted) {
         log_info("scim-export", "connector=%s throttled=%lu retried=%lu adopted=%lu", conn->name,
                  c->throttled, c->retried, c->adopted);

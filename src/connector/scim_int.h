@@ -207,6 +207,9 @@ struct scim_conn {
     double window;                           /* adaptive concurrency (<= concurrency) */
     bool use_bulk;                           /* creates and deletes go in /Bulk requests */
     long bulk_ops;                           /* effective operations per /Bulk request */
+    bool bulk_hold; /* more submissions are coming: due creates and deletes wait until they
+                       fill a /Bulk request (a fast service answers each one before the next
+                       is submitted, and would get one request per change) */
     unsigned long bulk_requests;
     long long pause_until_ms; /* after a 429: send nothing before */
     unsigned long throttled, retried, adopted;

@@ -426,7 +426,7 @@ FAULTS = [
     ("after-500", dict(mode="after-status", status=500, every=3, count=20)),
     ("drop", dict(mode="drop", every=3, count=20)),
     ("drop-partial", dict(mode="drop-partial", every=4, count=15)),
-    ("slow", dict(mode="slow", delayMs=2500, every=7, count=6)),
+    ("slow", dict(mode="slow", delayMs=2500, every=2, count=6)),
 ]
 
 

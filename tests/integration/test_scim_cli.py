@@ -290,7 +290,7 @@ FAULTS = [
     ("429", dict(mode="status", status=429, retryAfter="1", every=5, count=15)),
     ("503", dict(mode="status", status=503, every=4, count=30)),
     ("500-after-processing", dict(mode="after-status", status=500, every=4, count=30)),
-    ("slow", dict(mode="slow", delayMs=3000, every=9, count=8)),
+    ("slow", dict(mode="slow", delayMs=3000, every=3, count=8)),
     ("drop-after-processing", dict(mode="drop", every=4, count=30)),
     ("drop-partial", dict(mode="drop-partial", every=5, count=20)),
 ]
