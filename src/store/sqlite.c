@@ -925,13 +925,18 @@ static bool keep_wal_at_close(struct sqlite_store *s)
     if (s->memory) {
         return false;
     }
+    if (s->wal_frames == 0) {
+        /* wrote nothing: SQLite's own close (a reader must not wait here
+         * for a writer of another thread, as a TRUNCATE checkpoint would) */
+        return false;
+    }
     /* the file too: SQLite reuses a WAL from its start after a checkpoint
      * without shrinking it, and the next process reads it back */
     strbuf_addf(&wal, "%s-wal", s->path);
     keep = s->wal_frames <= WAL_KEEP_AT_CLOSE &&
            (stat(wal.buf, &st) != 0 || st.st_size <= (off_t)WAL_KEEP_AT_CLOSE * 16384);
     strbuf_release(&wal);
-    if (keep && s->wal_frames > 0) {
+    if (keep) {
         keep = exec_sql(s,
                         "PRAGMA synchronous = FULL;"
                         "UPDATE meta SET value = value WHERE key = 'schema_version';",
