@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from fixtures.slapd import entry_ldif, slapd, slapd_factory, wait_for  # noqa: F401
+from fixtures.slapd import entry_ldif, server_loss_env, slapd, slapd_factory, wait_for  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(os.path.dirname(HERE))
@@ -357,7 +357,7 @@ def test_server_restart_during_full_read_is_survived(slapd_factory, tmp_path):
     s.start()
     cfg = ldap_config(s, str(tmp_path / "r.yaml"), extra="page_size: 50\nreconnect_timeout: 30s")
     p = subprocess.Popen([CONNTOOL, "-c", cfg, "dir", "read-full"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=server_loss_env())
     first = p.stdout.readline()  # conntool is now blocked writing into the full pipe
     assert first.startswith("{")
     time.sleep(0.3)
@@ -376,7 +376,8 @@ def test_server_restart_during_export_is_survived(slapd, tmp_path):
     cfg = ldap_config(slapd, str(tmp_path / "e.yaml"), extra="window: 16\nreconnect_timeout: 30s")
     n = 3000
     p = subprocess.Popen([CONNTOOL, "-c", cfg, "dir", "export"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=server_loss_env())
     results = []
     reader = threading.Thread(target=lambda: results.extend(p.stdout.readlines()))
     reader.start()
@@ -418,3 +419,47 @@ def test_tls_verified_against_ca_file(slapd_factory, tmp_path):
     starttls = ldap_config(s, str(tmp_path / "starttls.yaml"),
                            extra="starttls: true\nca_file: %s" % s.ca_file)
     assert "flavour: openldap" in conntool(starttls, "check").stdout
+
+
+def _notice_of_disconnection_server():
+    """A listener that answers a bind, then answers the next request with an
+    RFC 4511 Notice of Disconnection (unavailable) and closes: a fault a real
+    server sends only by timing (slapd while it shuts down)."""
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    oid = b"1.3.6.1.4.1.1466.20036"
+    ext = bytes([0x0a, 1, 52, 0x04, 0, 0x04, 0, 0x8a, len(oid)]) + oid
+    body = bytes([0x02, 1, 0, 0x78, len(ext)]) + ext
+    nod = bytes([0x30, len(body)]) + body
+    bind_ok = bytes.fromhex("300c02010161070a010004000400")
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                if c.recv(4096):
+                    c.sendall(bind_ok)
+                    if c.recv(4096):
+                        c.sendall(nod)
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def test_notice_of_disconnection_is_a_lost_connection(slapd, tmp_path):
+    srv = _notice_of_disconnection_server()
+    try:
+        cfg = ldap_config(slapd, str(tmp_path / "n.yaml"), extra="reconnect_timeout: 0",
+                          url="ldap://127.0.0.1:%d" % srv.getsockname()[1])
+        p = subprocess.run([CONNTOOL, "-c", cfg, "dir", "read-full"], capture_output=True,
+                           text=True, timeout=60, env=server_loss_env())
+    finally:
+        srv.close()
+    assert p.returncode != 0
+    assert "Server is unavailable" in p.stderr and "127.0.0.1" in p.stderr, p.stderr
+    assert "LeakSanitizer" not in p.stderr and "AddressSanitizer" not in p.stderr, p.stderr

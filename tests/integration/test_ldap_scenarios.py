@@ -17,7 +17,7 @@ import pytest
 from fixtures.samba import (BASE as AD_BASE, CONTACTS as AD_CONTACTS,  # noqa: F401
                             GROUPS as AD_GROUPS, PEOPLE as AD_PEOPLE, SEED_USERS, SYNC_OU,
                             samba_dc, samba_factory, samba_template)
-from fixtures.slapd import entry_ldif, slapd_factory, wait_for  # noqa: F401
+from fixtures.slapd import entry_ldif, server_loss_env, slapd_factory, wait_for  # noqa: F401
 from test_e2e_files import IDSYNC, Env, exports_of_last_cycle, last_runs, counter
 
 pytestmark = pytest.mark.skipif(not os.path.exists(IDSYNC), reason="idsync not built")
@@ -263,7 +263,7 @@ def test_openldap_restart_during_import_and_export(ol_env):
     # import from the source while it restarts: restart once idsync is connected
     p = subprocess.Popen([IDSYNC, "-c", os.path.join(env.path, "idsync.yaml"), "import", "src",
                           "--full"], cwd=env.path, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, env=server_loss_env())
     wait_for(lambda: connected_to(p.pid, src.port) or p.poll() is not None, 60,
              "idsync to connect to the source")
     src.restart()
@@ -272,7 +272,8 @@ def test_openldap_restart_during_import_and_export(ol_env):
     env.run("sync", expect=0)
     # export into the target while it restarts
     p = subprocess.Popen([IDSYNC, "-c", os.path.join(env.path, "idsync.yaml"), "export", "dst"],
-                         cwd=env.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=env.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=server_loss_env())
     wait_for(lambda: len(dst.search(PEOPLE, "(uid=*)", ["1.1"])) > 50, 60, "the first exports")
     dst.restart()
     out, err = p.communicate(timeout=300)
