@@ -692,6 +692,19 @@ void change_encode(const struct change *c, struct strbuf *out)
     }
 }
 
+int change_encoded_op(const void *data, size_t len)
+{
+    struct varint_reader r = {data, (const unsigned char *)data + len, false};
+    uint64_t op;
+
+    if (len < 1 || r.p[0] != CHANGE_MAGIC) {
+        return -1;
+    }
+    r.p++;
+    op = varint_get(&r);
+    return r.bad || op > CHANGE_DELETE ? -1 : (int)op;
+}
+
 enum ids_err change_decode(const void *data, size_t len, struct change **out, struct ids_error *err)
 {
     struct varint_reader r = {data, (const unsigned char *)data + len, false};

@@ -152,6 +152,9 @@ size_t change_size(const struct change *c);
 void change_apply(const struct change *c, struct entry *e);
 
 void change_encode(const struct change *c, struct strbuf *out);
+/* The operation of an encoded change (enum change_op), without decoding
+ * the rest; -1 when data is not an encoded change. */
+int change_encoded_op(const void *data, size_t len);
 enum ids_err change_decode(const void *data, size_t len, struct change **out,
                            struct ids_error *err);
 /* JSON object {"op","type","anchor","dn","new_dn","mods":[{"op","attr","values"}]} */

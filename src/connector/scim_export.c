@@ -50,6 +50,8 @@ struct scim_op {
     char *conflict_value;
     struct strbuf conflict_msg;
     struct http_request req;
+    json_t *answer; /* its part of a /Bulk answer, parsed: op_result takes it
+                       instead of parsing req.response */
     long long due_ms;
     struct export_result res;
 };
@@ -105,6 +107,7 @@ static void op_free(struct scim_op *op)
     change_free(op->ch);
     json_decref(op->bodies);
     json_decref(op->put);
+    json_decref(op->answer);
     strbuf_release(&op->post);
     free(op->sent_dn);
     free(op->carrier);
@@ -853,7 +856,10 @@ static void op_result(struct scim_op *op)
             c->window = (double)c->concurrency;
         }
     }
-    if (r->response.len > 0) {
+    if (op->answer != NULL) {
+        body = op->answer;
+        op->answer = NULL;
+    } else if (r->response.len > 0) {
         json_error_t jerr;
 
         body = json_loadb(r->response.buf, r->response.len, 0, &jerr);
@@ -949,10 +955,16 @@ static void op_set_outcome(struct scim_op *op, const struct http_request *from, 
     strbuf_reset(&r->response);
     strbuf_reset(&r->retry_after);
     strbuf_addbuf(&r->retry_after, &from->retry_after);
+    json_decref(op->answer);
+    op->answer = NULL;
     if (response != NULL) {
-        text = json_dumps(response, JSON_COMPACT);
-        strbuf_addstr(&r->response, text != NULL ? text : "");
-        free(text);
+        op->answer = json_incref(response);
+        if (status < 200 || status >= 300) {
+            /* error messages are read from the text */
+            text = json_dumps(response, JSON_COMPACT);
+            strbuf_addstr(&r->response, text != NULL ? text : "");
+            free(text);
+        }
     } else if (status == 0 || from->curl_code != 0 || from->status != 200) {
         strbuf_addbuf(&r->response, &from->response);
     }
@@ -1037,12 +1049,15 @@ static void bulk_done_cb(struct http_request *r)
         char bulk_id[32];
 
         snprintf(bulk_id, sizeof(bulk_id), "%llu", (unsigned long long)op->tag);
-        for (k = 0; k < json_array_size(results) && res == NULL; k++) {
-            json_t *x = json_array_get(results, k);
+        /* services answer in the order of the request: look there first */
+        for (k = 0; k <= json_array_size(results) && res == NULL; k++) {
+            size_t at = k == 0 ? i : k - 1;
+            json_t *x = json_array_get(results, at);
             const char *bid = json_string_value(json_object_get(x, "bulkId"));
 
-            if (op->step == OP_POST ? (bid != NULL && strcmp(bid, bulk_id) == 0)
-                                    : (k == i && bid == NULL)) {
+            if (x != NULL && (k == 0 || at != i) &&
+                (op->step == OP_POST ? (bid != NULL && strcmp(bid, bulk_id) == 0)
+                                     : (at == i && bid == NULL))) {
                 res = x;
             }
         }

@@ -50,6 +50,8 @@ struct scim_schemas {
     size_t nr;
     size_t alloc;
     struct scim_adef *defs;
+    size_t *index; /* open addressing by (schema, path) ignoring case: def + 1, 0 empty */
+    size_t nindex; /* slots, a power of two, at least twice nr */
 };
 
 /* The built-in definitions of the core User and Group schemas and the

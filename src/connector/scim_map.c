@@ -69,24 +69,79 @@ static const struct builtin_def builtin_defs[] = {
     {SCIM_ENTERPRISE, "manager.displayName", SCIM_STRING, false, false, NULL},
 };
 
+static char lower_ascii(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static uint64_t def_hash(const char *schema, const char *path)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const char *p;
+
+    for (p = schema; *p != '\0'; p++) {
+        h = (h ^ (unsigned char)lower_ascii(*p)) * 1099511628211ULL;
+    }
+    h = (h ^ 0xffu) * 1099511628211ULL;
+    for (p = path; *p != '\0'; p++) {
+        h = (h ^ (unsigned char)lower_ascii(*p)) * 1099511628211ULL;
+    }
+    return h;
+}
+
+/* The slot of (schema, path) in s->index: the one holding it, or the empty
+ * one where it goes. s->nindex > 0. */
+static size_t def_slot(const struct scim_schemas *s, const char *schema, const char *path)
+{
+    size_t mask = s->nindex - 1;
+    size_t i = (size_t)def_hash(schema, path) & mask;
+
+    while (s->index[i] != 0) {
+        const struct scim_adef *d = &s->defs[s->index[i] - 1];
+
+        if (strcasecmp(d->path, path) == 0 && strcasecmp(d->schema, schema) == 0) {
+            break;
+        }
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+static void index_grow(struct scim_schemas *s)
+{
+    size_t i;
+
+    if (s->nindex >= 2 * (s->nr + 1)) {
+        return;
+    }
+    free(s->index);
+    s->nindex = s->nindex == 0 ? 256 : s->nindex * 2;
+    while (s->nindex < 2 * (s->nr + 1)) {
+        s->nindex *= 2;
+    }
+    s->index = xcalloc(s->nindex, sizeof(*s->index));
+    for (i = 0; i < s->nr; i++) {
+        s->index[def_slot(s, s->defs[i].schema, s->defs[i].path)] = i + 1;
+    }
+}
+
 static void schemas_put(struct scim_schemas *s, const char *schema, const char *path,
                         enum scim_atype type, bool multi, bool ref_value, const char *uniq)
 {
-    struct scim_adef *d = NULL;
-    size_t i;
+    struct scim_adef *d;
+    size_t slot;
 
-    for (i = 0; i < s->nr; i++) {
-        if (strcasecmp(s->defs[i].schema, schema) == 0 && strcasecmp(s->defs[i].path, path) == 0) {
-            d = &s->defs[i];
-            free(d->schema);
-            free(d->path);
-            free(d->uniqueness);
-            break;
-        }
-    }
-    if (d == NULL) {
+    index_grow(s);
+    slot = def_slot(s, schema, path);
+    if (s->index[slot] != 0) {
+        d = &s->defs[s->index[slot] - 1];
+        free(d->schema);
+        free(d->path);
+        free(d->uniqueness);
+    } else {
         ALLOC_GROW(s->defs, s->nr + 1, s->alloc);
         d = &s->defs[s->nr++];
+        s->index[slot] = s->nr;
     }
     d->schema = xstrdup(schema);
     d->path = xstrdup(path);
@@ -199,15 +254,11 @@ const struct scim_adef *scim_schemas_find(const struct scim_schemas *s, const ch
 {
     size_t i;
 
-    if (s == NULL || schema == NULL || path == NULL) {
+    if (s == NULL || schema == NULL || path == NULL || s->nindex == 0) {
         return NULL;
     }
-    for (i = 0; i < s->nr; i++) {
-        if (strcasecmp(s->defs[i].path, path) == 0 && strcasecmp(s->defs[i].schema, schema) == 0) {
-            return &s->defs[i];
-        }
-    }
-    return NULL;
+    i = s->index[def_slot(s, schema, path)];
+    return i != 0 ? &s->defs[i - 1] : NULL;
 }
 
 void scim_schemas_release(struct scim_schemas *s)
@@ -220,6 +271,7 @@ void scim_schemas_release(struct scim_schemas *s)
         free(s->defs[i].uniqueness);
     }
     free(s->defs);
+    free(s->index);
     memset(s, 0, sizeof(*s));
 }
 

@@ -17,7 +17,7 @@
 
 struct xitem {
     int64_t id;           /* the CS object, and the tag */
-    struct cs_object *cs; /* while prepared; NULL once sent (reloaded to record) */
+    struct cs_object *cs; /* as in the store (INFLIGHT once sent); NULL: reloaded to record */
     struct change *sent;  /* the resolved change as sent */
     enum cs_export_state prev;
     bool submitted;
@@ -436,12 +436,26 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
     return store_cs_put_export(ctx->eng->store, cs, err);
 }
 
+/* The object of `it` as the store holds it: the copy kept since it was
+ * marked in flight (nothing else writes it during the export step), else
+ * read again. IDS_ENOTFOUND when it is gone. */
+static enum ids_err item_cs(struct export_ctx *ctx, struct xitem *it, struct cs_object **cs,
+                            struct ids_error *err)
+{
+    if (it->cs != NULL) {
+        *cs = it->cs;
+        it->cs = NULL;
+        return IDS_OK;
+    }
+    return store_cs_get(ctx->eng->store, it->id, cs, err);
+}
+
 static enum ids_err record_result(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
 {
     enum ids_err ret;
     struct cs_object *cs = NULL;
 
-    ret = store_cs_get(ctx->eng->store, it->id, &cs, err);
+    ret = item_cs(ctx, it, &cs, err);
     if (ret == IDS_ENOTFOUND) {
         return IDS_OK;
     }
@@ -477,7 +491,7 @@ static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_err
         } else if (!it->submitted) {
             struct cs_object *cs = NULL;
 
-            ret = store_cs_get(ctx->eng->store, it->id, &cs, err);
+            ret = item_cs(ctx, it, &cs, err);
             if (ret == IDS_OK) {
                 cs->export_state = it->prev; /* never left: as before */
                 ret = store_cs_put_export(ctx->eng->store, cs, err);
@@ -486,6 +500,10 @@ static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_err
             }
             cs_object_free(cs);
         } else if (keep) {
+            /* results come with export_end: memory for a session's worth
+             * of objects would grow with it, they are read again then */
+            cs_object_free(it->cs);
+            it->cs = NULL;
             ctx->out.v[k++] = *it;
             continue;
         }
@@ -531,13 +549,11 @@ static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
     if (ret != IDS_OK) {
         return ret;
     }
-    /* the batch is now outstanding; the objects are reloaded to record */
+    /* the batch is now outstanding, each with its object as stored */
     for (i = 0; i < ctx->batch.nr; i++) {
         struct xitem *it = xitems_add(&ctx->out);
 
         *it = ctx->batch.v[i];
-        cs_object_free(it->cs);
-        it->cs = NULL;
         if (ctx->out.nr > 1 && ctx->out.v[ctx->out.nr - 2].id > it->id) {
             ctx->out.unsorted = true;
         }
@@ -669,58 +685,11 @@ static bool must_stop(struct export_ctx *ctx, enum ids_err *why)
     return ctx->lost || erun_must_stop(ctx->r, why);
 }
 
-/* Count pending deletes (threshold). */
+/* Count pending exports and deletes among them (threshold). */
 static enum ids_err count_deletes(struct export_ctx *ctx, long *dels, long *pending,
                                   struct ids_error *err)
 {
-    enum ids_err ret = IDS_OK;
-    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
-    int64_t after = 0;
-    size_t n;
-    size_t i;
-
-    *dels = 0;
-    *pending = 0;
-    ret = store_begin(ctx->eng->store, err);
-    if (ret != IDS_OK) {
-        free(ids);
-        return ret;
-    }
-    for (;;) {
-        n = 0;
-        ret = store_cs_ids(ctx->eng->store, ctx->X->id, STORE_SEL_PENDING_EXPORT, after, ids,
-                           ENGINE_BATCH, &n, err);
-        if (ret != IDS_OK || n == 0) {
-            break;
-        }
-        for (i = 0; i < n && ret == IDS_OK; i++) {
-            struct cs_object *cs = NULL;
-
-            after = ids[i];
-            ret = store_cs_get(ctx->eng->store, ids[i], &cs, err);
-            if (ret == IDS_ENOTFOUND) {
-                ret = IDS_OK;
-                continue;
-            }
-            if (ret == IDS_OK && cs->pending_export != NULL) {
-                (*pending)++;
-                if (cs->pending_export->op == CHANGE_DELETE) {
-                    (*dels)++;
-                }
-            }
-            cs_object_free(cs);
-        }
-        if (ret != IDS_OK) {
-            break;
-        }
-    }
-    if (ret == IDS_OK) {
-        ret = store_commit(ctx->eng->store, err);
-    } else {
-        store_rollback(ctx->eng->store);
-    }
-    free(ids);
-    return ret;
+    return store_cs_count_exports(ctx->eng->store, ctx->X->id, pending, dels, err);
 }
 
 /* Prepare the objects `ids` (reads in one transaction each batch) and

@@ -178,6 +178,8 @@ static const char *const migrations[] = {
     X(ST_CS_OLD, "SELECT connector, anchor, dn_key, mv_id, import_state, export_state, jkeys "     \
                  "FROM cs WHERE id = ?1")                                                          \
     X(ST_CS_KEYS_OF, "SELECT connector, jkeys FROM cs WHERE id = ?1")                              \
+    X(ST_CS_PENDING_OPS, "SELECT substr(pending, 1, 4) FROM cs INDEXED BY cs_export "              \
+                         "WHERE connector = ?1 AND export_state <> 0 AND pending IS NOT NULL")     \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
@@ -1952,6 +1954,36 @@ static enum ids_err sq_cs_count(struct store *base, int64_t connector, enum stor
     return count_query(s, st, n, err);
 }
 
+static enum ids_err sq_cs_count_exports(struct store *base, int64_t connector, long *pending,
+                                        long *deletes, struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CS_PENDING_OPS, err);
+    enum ids_err ret = IDS_OK;
+    int rc;
+
+    *pending = 0;
+    *deletes = 0;
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, connector);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const void *p = sqlite3_column_blob(st, 0);
+        int op = change_encoded_op(p, (size_t)sqlite3_column_bytes(st, 0));
+
+        (*pending)++;
+        if (op == CHANGE_DELETE) {
+            (*deletes)++;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "count pending exports", err);
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
 /* Bind attr (lower-cased into s->norm2) and the normalised value (s->norm). */
 static void bind_key(struct sqlite_store *s, sqlite3_stmt *st, int iattr, const char *attr,
                      int ivalue, const char *value)
@@ -3182,6 +3214,7 @@ const struct store_ops sqlite_store_ops = {
     .cs_delete = sq_cs_delete,
     .cs_ids = sq_cs_ids,
     .cs_count = sq_cs_count,
+    .cs_count_exports = sq_cs_count_exports,
     .cs_find = sq_cs_find,
     .cs_links = sq_cs_links,
     .mv_get = sq_mv_get,

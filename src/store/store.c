@@ -263,6 +263,13 @@ enum ids_err store_cs_count(struct store *s, int64_t connector, enum store_sel s
     return s->ops->cs_count(s, connector, sel, n, err);
 }
 
+enum ids_err store_cs_count_exports(struct store *s, int64_t connector, long *pending,
+                                    long *deletes, struct ids_error *err)
+{
+    assert(s != NULL && pending != NULL && deletes != NULL);
+    return s->ops->cs_count_exports(s, connector, pending, deletes, err);
+}
+
 enum ids_err store_cs_find(struct store *s, int64_t connector, const char *attr, const char *value,
                            int64_t *ids, size_t max, size_t *n, struct ids_error *err)
 {

@@ -559,6 +559,45 @@ static void test_cs_ids_and_counts(void **state)
                      IDS_EINVAL);
 }
 
+/* Pending exports and deletes among them, per connector, read from the
+ * stored changes without decoding the objects. */
+static void test_cs_count_exports(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    long pending = -1;
+    long dels = -1;
+    int i;
+
+    assert_int_equal(store_cs_count_exports(f->s, f->conn, &pending, &dels, &err), IDS_OK);
+    assert_int_equal(pending, 0);
+    assert_int_equal(dels, 0);
+    assert_int_equal(store_begin(f->s, &err), IDS_OK);
+    for (i = 0; i < 12; i++) {
+        static const enum change_op ops[] = {CHANGE_ADD, CHANGE_MODIFY, CHANGE_DELETE};
+        char anchor[16];
+        struct cs_object *o;
+
+        snprintf(anchor, sizeof(anchor), "x%d", i);
+        o = new_cs(i % 6 == 5 ? f->conn2 : f->conn, anchor, NULL);
+        if (i % 4 != 3) { /* i % 4 == 3: nothing pending */
+            o->pending_export = change_new(ops[i % 3], "user", anchor, NULL);
+            o->export_state = i % 2 == 0 ? CS_EXPORT_PENDING : CS_EXPORT_FAILED;
+        }
+        assert_int_equal(store_cs_put(f->s, o, NULL, &err), IDS_OK);
+        cs_object_free(o);
+    }
+    assert_int_equal(store_commit(f->s, &err), IDS_OK);
+    /* conn: i = 0 1 2 4 6 8 9 10 pending (3 and 7 have nothing; 5 and 11
+     * are conn2's); deletes among them: i % 3 == 2 -> 2 8 */
+    assert_int_equal(store_cs_count_exports(f->s, f->conn, &pending, &dels, &err), IDS_OK);
+    assert_int_equal(pending, 8);
+    assert_int_equal(dels, 2);
+    assert_int_equal(store_cs_count_exports(f->s, f->conn2, &pending, &dels, &err), IDS_OK);
+    assert_int_equal(pending, 1); /* i = 5: a delete */
+    assert_int_equal(dels, 1);
+}
+
 static void test_cs_delete(void **state)
 {
     struct fixture *f = *state;
@@ -1526,6 +1565,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cs_unique_anchor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_export_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_ids_and_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cs_count_exports, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_join_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mv_search, setup, teardown),
