@@ -5,6 +5,7 @@
 #include "engine/engine_int.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -41,6 +42,7 @@ struct export_ctx {
     struct keyset ks;
     struct xitems batch; /* prepared, not sent yet */
     struct xitems out;   /* sent, result not recorded yet */
+    size_t outstanding;  /* items of out submitted and without a result */
     bool in_session;     /* between export_begin and export_end */
     bool late_results;   /* the connector delivers results at export_end */
 };
@@ -311,22 +313,25 @@ static struct xitem *find_item(struct export_ctx *ctx, uint64_t tag)
     return bsearch(&key, ctx->out.v, ctx->out.nr, sizeof(*ctx->out.v), cmp_xitem);
 }
 
-/* Collect results until nothing is ready (!block), nothing is outstanding
- * (IDS_DONE), or the connector says results come later (IDS_EAGAIN while
- * blocking: they come with export_end). Returns that last answer. */
-static enum ids_err collect(struct export_ctx *ctx, bool block)
+/* Collect results: what is ready, waiting while more than `limit`
+ * submitted changes have none (0: wait for all, SIZE_MAX: never wait).
+ * Returns IDS_DONE when nothing is outstanding, IDS_EAGAIN when the
+ * connector said, while waited on, that results come with export_end,
+ * IDS_OK when the limit is reached and nothing more is ready. */
+static enum ids_err collect(struct export_ctx *ctx, size_t limit)
 {
     long failures = 0;
 
     for (;;) {
         struct export_result res;
         struct ids_error perr = IDS_ERROR_INIT;
+        bool block = ctx->outstanding > limit;
         enum ids_err ret = connector_poll(ctx->X->conn, block, &res, &perr);
         struct xitem *it;
 
         if (ret == IDS_EAGAIN || ret == IDS_DONE) {
             export_result_release(&res);
-            return ret;
+            return ret == IDS_EAGAIN && !block ? IDS_OK : ret;
         }
         if (ret != IDS_OK) {
             export_result_release(&res);
@@ -352,6 +357,9 @@ static enum ids_err collect(struct export_ctx *ctx, bool block)
         }
         it->res = res;
         it->done = true;
+        if (ctx->outstanding > 0) {
+            ctx->outstanding--;
+        }
     }
 }
 
@@ -500,10 +508,12 @@ static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_err
             }
             cs_object_free(cs);
         } else if (keep) {
-            /* results come with export_end: memory for a session's worth
-             * of objects would grow with it, they are read again then */
-            cs_object_free(it->cs);
-            it->cs = NULL;
+            if (ctx->late_results) {
+                /* results come with export_end: memory for a session's
+                 * worth of objects would grow with it, they are read again */
+                cs_object_free(it->cs);
+                it->cs = NULL;
+            }
             ctx->out.v[k++] = *it;
             continue;
         }
@@ -514,18 +524,30 @@ static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_err
         return ret;
     }
     ctx->out.nr = k;
+    ctx->outstanding = k; /* what is kept has been submitted without a result */
     return store_commit(ctx->eng->store, err);
 }
 
-/* Send the prepared batch: in-flight protocol. */
-static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
+/* Send the prepared batch: in-flight protocol. Unless `drain`, the results
+ * of this batch may still be outstanding on return (recorded by a later
+ * call), so that the connector has work while the next batch is prepared;
+ * the previous batch's are all in. */
+static enum ids_err send_batch(struct export_ctx *ctx, bool drain, struct ids_error *err)
 {
     enum ids_err ret;
     enum ids_err last;
     size_t first = ctx->out.nr;
+    size_t nsent = ctx->batch.nr;
     size_t i;
 
     if (ctx->batch.nr == 0) {
+        if (drain && ctx->out.nr > 0) {
+            last = collect(ctx, 0);
+            if (last == IDS_EAGAIN) {
+                ctx->late_results = true;
+            }
+            return record_out(ctx, last == IDS_EAGAIN, err);
+        }
         return IDS_OK;
     }
     /* 1. mark in flight, and commit before anything leaves */
@@ -566,7 +588,9 @@ static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
         enum ids_err sret = connector_submit(ctx->X->conn, it->sent, (uint64_t)it->id, &serr);
 
         it->submitted = true;
-        if (sret != IDS_OK) {
+        if (sret == IDS_OK) {
+            ctx->outstanding++;
+        } else {
             /* not sent */
             it->done = true;
             it->res.tag = (uint64_t)it->id;
@@ -579,15 +603,17 @@ static enum ids_err send_batch(struct export_ctx *ctx, struct ids_error *err)
             }
             continue;
         }
-        collect(ctx, false);
+        collect(ctx, SIZE_MAX);
     }
-    /* 3. wait for the rest (or learn that they come with export_end) */
-    last = collect(ctx, true);
+    /* 3. wait for the rest, or for the previous batch's (or learn that
+     * they come with export_end) */
+    drain = drain || ctx->lost;
+    last = collect(ctx, drain ? 0 : nsent);
     if (last == IDS_EAGAIN) {
         ctx->late_results = true;
     }
     /* 4. record every result in one transaction */
-    return record_out(ctx, last == IDS_EAGAIN, err);
+    return record_out(ctx, last == IDS_EAGAIN || (!drain && last == IDS_OK), err);
 }
 
 /* End the connector's export session (late results come then), record
@@ -604,7 +630,7 @@ static enum ids_err session_flush(struct export_ctx *ctx, bool again, struct ids
     }
     ctx->in_session = false;
     ret = connector_export_end(ctx->X->conn, &eerr);
-    collect(ctx, true);
+    collect(ctx, 0);
     r2 = record_out(ctx, false, &rerr);
     if (ret == IDS_OK && r2 != IDS_OK) {
         ret = r2;
@@ -721,7 +747,7 @@ static enum ids_err prepare_and_send(struct export_ctx *ctx, const int64_t *ids,
             ret = store_commit(ctx->eng->store, err);
             in_tx = false;
             if (ret == IDS_OK) {
-                ret = send_batch(ctx, err);
+                ret = send_batch(ctx, false, err);
             }
             progress_update(ctx->r->prog, ctx->r->rec.counters.export_add +
                                               ctx->r->rec.counters.export_update +
@@ -768,7 +794,7 @@ static enum ids_err export_pass(struct export_ctx *ctx, bool deletes, struct i64
         }
     }
     if (ret == IDS_OK && !*stopped) {
-        ret = send_batch(ctx, err);
+        ret = send_batch(ctx, true, err);
         if (must_stop(ctx, why)) {
             *stopped = true;
         }
@@ -796,7 +822,7 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
         again.nr = 0;
         ret = prepare_and_send(ctx, deferred->v, deferred->nr, false, &again, stopped, why, err);
         if (ret == IDS_OK) {
-            ret = send_batch(ctx, err);
+            ret = send_batch(ctx, true, err);
         }
         if (must_stop(ctx, why)) {
             *stopped = true;
