@@ -325,6 +325,9 @@ static const struct scim_adef *path_def(const struct scim_rtype *t, const struct
     struct strbuf sb = STRBUF_INIT;
     const struct scim_adef *d;
 
+    if (p->sub == NULL) {
+        return scim_schemas_find(t->schemas, p->urn ? p->urn : t->schema, p->attr);
+    }
     strbuf_addstr(&sb, p->attr);
     if (p->sub != NULL) {
         strbuf_addf(&sb, ".%s", p->sub);
@@ -668,7 +671,10 @@ static enum ids_err attr_json(const struct scim_rtype *t, const char *name, cons
     *out = NULL;
     scim_path_parse(name, &p);
     d = path_def(t, &p);
-    ref = p.sub == NULL && ((a->flags & ATTR_REF) || scim_is_ref(t, name));
+    /* scim_is_ref(t, name), with the path already parsed and looked up */
+    ref = p.sub == NULL &&
+          ((a->flags & ATTR_REF) || (t->cfg != NULL && object_type_ref(t->cfg, name) != NULL) ||
+           (d != NULL && d->ref_value));
     multi = d != NULL ? d->multi : ((a->flags & ATTR_JSON) != 0 || a->nvals > 1);
     if (!multi) {
         if (a->nvals > 1) {

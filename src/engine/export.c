@@ -561,7 +561,8 @@ static enum ids_err send_batch(struct export_ctx *ctx, bool drain, struct ids_er
         ctx->batch.v[i].prev = cs->export_state;
         cs->export_state = CS_EXPORT_INFLIGHT;
         cs->export_run = ctx->r->rec.id;
-        ret = store_cs_put_export(ctx->eng->store, cs, err);
+        ret = store_cs_set_export_state(ctx->eng->store, cs->id, cs->export_state, cs->export_run,
+                                        err);
     }
     if (ret != IDS_OK) {
         store_rollback(ctx->eng->store);

@@ -180,6 +180,7 @@ static const char *const migrations[] = {
     X(ST_CS_KEYS_OF, "SELECT connector, jkeys FROM cs WHERE id = ?1")                              \
     X(ST_CS_PENDING_OPS, "SELECT substr(pending, 1, 4) FROM cs INDEXED BY cs_export "              \
                          "WHERE connector = ?1 AND export_state <> 0 AND pending IS NOT NULL")     \
+    X(ST_CS_SET_EXPORT_STATE, "UPDATE cs SET export_state = ?2, export_run = ?3 WHERE id = ?1")    \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
@@ -1727,6 +1728,28 @@ static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object 
     return ret;
 }
 
+static enum ids_err sq_cs_set_export_state(struct store *base, int64_t id,
+                                           enum cs_export_state state, int64_t run,
+                                           struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CS_SET_EXPORT_STATE, err);
+    enum ids_err ret;
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int(st, 2, (int)state);
+    sqlite3_bind_int64(st, 3, run);
+    ret = run_simple(s, st, "write export state", err);
+    if (ret == IDS_OK && sqlite3_changes(s->db) == 0) {
+        ret =
+            ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object", id);
+    }
+    return ret;
+}
+
 static enum ids_err sq_cs_delete(struct store *base, int64_t id, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
@@ -3211,6 +3234,7 @@ const struct store_ops sqlite_store_ops = {
     .state_dir = sq_state_dir,
     .cs_put = sq_cs_put,
     .cs_put_export = sq_cs_put_export,
+    .cs_set_export_state = sq_cs_set_export_state,
     .cs_delete = sq_cs_delete,
     .cs_ids = sq_cs_ids,
     .cs_count = sq_cs_count,

@@ -237,6 +237,13 @@ enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct sto
     return s->ops->cs_put(s, o, keys, err);
 }
 
+enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_export_state state,
+                                       int64_t run, struct ids_error *err)
+{
+    assert(s != NULL && id > 0);
+    return s->ops->cs_set_export_state(s, id, state, run, err);
+}
+
 enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, struct ids_error *err)
 {
     assert(s != NULL && o != NULL);

@@ -249,6 +249,10 @@ enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct sto
 /* Update only the export fields (state, pending_export, attempts, error,
  * export_run) of object `o->id`: the export's hot path. */
 enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, struct ids_error *err);
+/* Only the export state and run of object `id` (marking a batch in
+ * flight: the pending change is as stored). IDS_ENOTFOUND when gone. */
+enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_export_state state,
+                                       int64_t run, struct ids_error *err);
 /* Delete the object, its join keys and reference waits. */
 enum ids_err store_cs_delete(struct store *s, int64_t id, struct ids_error *err);
 /* Up to `max` ids of `connector` (0 = every connector) matching `sel`, in
@@ -371,6 +375,8 @@ struct store_ops {
                            struct ids_error *err);
     enum ids_err (*cs_put_export)(struct store *s, const struct cs_object *o,
                                   struct ids_error *err);
+    enum ids_err (*cs_set_export_state)(struct store *s, int64_t id, enum cs_export_state state,
+                                        int64_t run, struct ids_error *err);
     enum ids_err (*cs_delete)(struct store *s, int64_t id, struct ids_error *err);
     enum ids_err (*cs_ids)(struct store *s, int64_t connector, enum store_sel sel, int64_t after,
                            int64_t *ids, size_t max, size_t *n, struct ids_error *err);

@@ -391,6 +391,18 @@ static void test_cs_export_fields(void **state)
     assert_true(g->hash == hash);
     assert_string_equal(entry_first(g->entry, "mail"), "ann@x.example");
     cs_object_free(g);
+    /* only state and run: the pending change, attempts and error stay */
+    assert_int_equal(store_cs_set_export_state(f->s, o->id, CS_EXPORT_FAILED, 9, &err), IDS_OK);
+    assert_int_equal(store_cs_get(f->s, o->id, &g, &err), IDS_OK);
+    assert_int_equal(g->export_state, CS_EXPORT_FAILED);
+    assert_int_equal(g->export_run, 9);
+    assert_non_null(g->pending_export);
+    assert_string_equal(g->pending_export->mods[0].attr.vals[0].data, "new@x.example");
+    assert_int_equal(g->export_attempts, 2);
+    assert_string_equal(g->export_error, "timeout");
+    cs_object_free(g);
+    assert_int_equal(store_cs_set_export_state(f->s, 123456, CS_EXPORT_FAILED, 9, &err),
+                     IDS_ENOTFOUND);
     change_free(x.pending_export);
     /* back to nothing pending */
     memset(&x, 0, sizeof(x));
