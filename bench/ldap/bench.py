@@ -8,7 +8,7 @@ Measured side by side in one run, on this machine:
   2. export of M adds into an empty slapd: idsync (conntool export,
      pipelined) / `ldapadd -f` of the same entries;
   3. delta read of 100 changes in the N-entry directory (syncrepl);
-  and the peak RSS of each idsync process (wait4 rusage).
+  and the peak RSS of each idsync process (/usr/bin/time).
 
     bench/ldap/bench.py [--users 1000000] [--adds 100000] [--out bench/RESULTS.md]
 
@@ -35,19 +35,23 @@ PEOPLE = "ou=People,dc=example,dc=org"
 
 
 def run(args, stdin=None, stdout=subprocess.DEVNULL, env=None):
-    """(seconds, peak RSS in MiB, returncode) of one child process."""
+    """(seconds, peak RSS in MiB, returncode) of one child process. The peak
+    RSS comes from /usr/bin/time: the rusage wait4() gives for a child
+    counts the RSS of this Python process the child was forked from."""
     fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
-    t0 = time.monotonic()
-    p = subprocess.Popen(args, stdin=fin, stdout=stdout, stderr=subprocess.PIPE, env=env)
-    _, status, ru = os.wait4(p.pid, 0)
-    dt = time.monotonic() - t0
-    err = p.stderr.read().decode(errors="replace")
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if fin is not subprocess.DEVNULL:
-        fin.close()
-    if p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (args[0], p.returncode, err[-2000:]))
-    return dt, ru.ru_maxrss / 1024.0, p.returncode
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        t0 = time.monotonic()
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss.name] + list(args),
+                             stdin=fin, stdout=stdout, stderr=subprocess.PIPE, env=env)
+        _, err = p.communicate()
+        dt = time.monotonic() - t0
+        err = err.decode(errors="replace")
+        if fin is not subprocess.DEVNULL:
+            fin.close()
+        if p.returncode != 0:
+            raise RuntimeError("%s failed (%d): %s" % (args[0], p.returncode, err[-2000:]))
+        kib = int(rss.read().split()[-1])
+    return dt, kib / 1024.0, p.returncode
 
 
 def user(i):
