@@ -240,20 +240,30 @@ def main():
     base = tempfile.mkdtemp(prefix="idsync-scim-bench-")
     rows = []
     notes = []
+    svc = None
     try:
         if a.sink_only:
             sink_ceiling(a, base, rows)
             for r in rows:
                 print(r)
             return
-        svc, port = start(["server.js", "--port", "0", "--token", TOKEN])
-        svc_base = "http://127.0.0.1:%d" % port
-        url = svc_base + "/scim/v2"
+        def fresh_service():
+            """Each measurement gets a service process of its own: node's heap
+            after 100k creates and a reset is not the one a new process has,
+            and whoever ran second would pay for the first."""
+            nonlocal svc
+            if svc is not None:
+                stop(svc)
+            svc, port = start(["server.js", "--port", "0", "--token", TOKEN])
+            return "http://127.0.0.1:%d" % port
+
         big_run = None
         for n in (a.small, a.users):
-            http("POST", svc_base + "/_reset")
+            svc_base = fresh_service()
+            url = svc_base + "/scim/v2"
             lg = loadgen(url, n, "lg%d-" % n)
-            http("POST", svc_base + "/_reset")
+            svc_base = fresh_service()
+            url = svc_base + "/scim/v2"
             r, secs, rss = export_bench(a.idsync, base, url, n, a.concurrency)
             stats = http("GET", svc_base + "/_stats")
             if stats["users"] != n:
@@ -272,7 +282,8 @@ def main():
             print(rows[-1], flush=True)
             big_run = r
             # the default: creates in /Bulk requests
-            http("POST", svc_base + "/_reset")
+            svc_base = fresh_service()
+            url = svc_base + "/scim/v2"
             rb, bsecs, brss = export_bench(a.idsync, base, url, n, a.concurrency, "auto")
             bstats = http("GET", svc_base + "/_stats")
             notes.append("bulk export check: %d of %d users present" % (bstats["users"], n))
@@ -308,8 +319,11 @@ def main():
                      "%.1f s" % secs, "-", "%.0f MiB" % rss))
         print(rows[-1], flush=True)
         stop(svc)
+        svc = None
         sink_ceiling(a, base, rows)
     finally:
+        if svc is not None:
+            stop(svc)
         shutil.rmtree(base, ignore_errors=True)
     if a.results:
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
