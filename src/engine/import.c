@@ -180,7 +180,8 @@ static enum ids_err import_upsert(struct import_ctx *ctx, struct entry *e, struc
         cs->entry = e;
         cs->hash = hash;
         cs->import_state = CS_IMPORT_ADD;
-        ret = store_cs_put(ctx->eng->store, cs, target_keys(ctx, e), err);
+        /* the lookup above, in this transaction, found the anchor free */
+        ret = store_cs_insert_new(ctx->eng->store, cs, target_keys(ctx, e), err);
         if (ret == IDS_OK) {
             bitmap_set(&ctx->seen, cs->id);
             ctx->r->rec.counters.staged_add++;

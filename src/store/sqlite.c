@@ -1582,8 +1582,8 @@ static enum ids_err anchor_taken(struct sqlite_store *s, int64_t connector, cons
     return ret;
 }
 
-static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
-                              const struct store_keys *keys, struct ids_error *err)
+static enum ids_err cs_write(struct store *base, struct cs_object *o, const struct store_keys *keys,
+                             bool anchor_free, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st;
@@ -1609,7 +1609,8 @@ static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
     } else {
         st = stmt(s, ST_CS_INSERT, err);
     }
-    if (o->anchor != NULL && (!update || (mask & (CS_UPD_ANCHOR | CS_UPD_CONNECTOR)))) {
+    if (o->anchor != NULL && !anchor_free &&
+        (!update || (mask & (CS_UPD_ANCHOR | CS_UPD_CONNECTOR)))) {
         ret = anchor_taken(s, o->connector, o->anchor, o->id, &taken, err);
         if (ret == IDS_OK && taken) {
             ret =
@@ -1698,6 +1699,18 @@ static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
     }
 done:
     return auto_end(s, own, ret, err);
+}
+
+static enum ids_err sq_cs_put(struct store *base, struct cs_object *o,
+                              const struct store_keys *keys, struct ids_error *err)
+{
+    return cs_write(base, o, keys, false, err);
+}
+
+static enum ids_err sq_cs_insert_new(struct store *base, struct cs_object *o,
+                                     const struct store_keys *keys, struct ids_error *err)
+{
+    return cs_write(base, o, keys, true, err);
 }
 
 static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object *o,
@@ -3233,6 +3246,7 @@ const struct store_ops sqlite_store_ops = {
     .cs_ref_by_mv = sq_cs_ref_by_mv,
     .state_dir = sq_state_dir,
     .cs_put = sq_cs_put,
+    .cs_insert_new = sq_cs_insert_new,
     .cs_put_export = sq_cs_put_export,
     .cs_set_export_state = sq_cs_set_export_state,
     .cs_delete = sq_cs_delete,

@@ -237,6 +237,16 @@ enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct sto
     return s->ops->cs_put(s, o, keys, err);
 }
 
+enum ids_err store_cs_insert_new(struct store *s, struct cs_object *o,
+                                 const struct store_keys *keys, struct ids_error *err)
+{
+    assert(s != NULL && o != NULL && o->id == 0);
+    if (o->connector <= 0) {
+        return ids_error_set(err, IDS_EINVAL, "store_cs_put: object without a connector");
+    }
+    return s->ops->cs_insert_new(s, o, keys, err);
+}
+
 enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_export_state state,
                                        int64_t run, struct ids_error *err)
 {

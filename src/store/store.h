@@ -246,6 +246,11 @@ enum ids_err store_cs_get_by_mv(struct store *s, int64_t connector, int64_t mv_i
  * the same anchor. */
 enum ids_err store_cs_put(struct store *s, struct cs_object *o, const struct store_keys *keys,
                           struct ids_error *err);
+/* store_cs_put() of a new object (o->id == 0) whose anchor the caller
+ * found free in this same transaction (a full import's lookup): the
+ * anchor is not looked up a second time. */
+enum ids_err store_cs_insert_new(struct store *s, struct cs_object *o,
+                                 const struct store_keys *keys, struct ids_error *err);
 /* Update only the export fields (state, pending_export, attempts, error,
  * export_run) of object `o->id`: the export's hot path. */
 enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, struct ids_error *err);
@@ -373,6 +378,8 @@ struct store_ops {
                                  struct cs_object **out, struct ids_error *err);
     enum ids_err (*cs_put)(struct store *s, struct cs_object *o, const struct store_keys *keys,
                            struct ids_error *err);
+    enum ids_err (*cs_insert_new)(struct store *s, struct cs_object *o,
+                                  const struct store_keys *keys, struct ids_error *err);
     enum ids_err (*cs_put_export)(struct store *s, const struct cs_object *o,
                                   struct ids_error *err);
     enum ids_err (*cs_set_export_state)(struct store *s, int64_t id, enum cs_export_state state,

@@ -355,6 +355,15 @@ static void test_cs_unique_anchor(void **state)
     g->anchor = xstrdup("other");
     assert_int_equal(store_cs_put(f->s, g, NULL, &err), IDS_EEXIST);
     cs_object_free(g);
+    /* a new object whose anchor the caller found free (a full import) */
+    o = new_cs(f->conn, "fresh", "cn=fresh");
+    assert_int_equal(store_cs_insert_new(f->s, o, NULL, &err), IDS_OK);
+    assert_true(o->id > 0);
+    assert_int_equal(store_cs_get_by_anchor(f->s, f->conn, "fresh", &g, &err), IDS_OK);
+    assert_int_equal(g->id, o->id);
+    assert_string_equal(g->dn, "cn=fresh");
+    cs_object_free(g);
+    cs_object_free(o);
 }
 
 static void test_cs_export_fields(void **state)
