@@ -459,6 +459,22 @@ static enum ids_err resolve_settings(struct ldap_conn *c, struct ids_error *err)
     return IDS_OK;
 }
 
+/* libldap reads a TCP connection a message at a time: a read() for the
+ * tag and length, another for the rest, and a poll() before each message;
+ * a full read of a large directory made these a fifth of idsync's time.
+ * liblber's read-ahead layer, put right above the socket (below TLS), reads
+ * in large blocks and tells libldap when a message is already buffered. */
+static void read_ahead(struct ldap_conn *c)
+{
+    Sockbuf *sb = NULL;
+    int size = 256 * 1024;
+
+    if (ldap_get_option(c->ld, LDAP_OPT_SOCKBUF, &sb) == LDAP_OPT_SUCCESS && sb != NULL &&
+        !ber_sockbuf_ctrl(sb, LBER_SB_OPT_HAS_IO, &ber_sockbuf_io_readahead)) {
+        ber_sockbuf_add_io(sb, &ber_sockbuf_io_readahead, LBER_SBIOD_LEVEL_PROVIDER, &size);
+    }
+}
+
 /* Open one connection and bind; no retries. */
 static enum ids_err connect_once(struct ldap_conn *c, struct ids_error *err)
 {
@@ -517,6 +533,7 @@ static enum ids_err connect_once(struct ldap_conn *c, struct ids_error *err)
         }
         goto done;
     }
+    read_ahead(c);
     ret = read_root_dse(c, err);
 
 done:
