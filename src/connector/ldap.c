@@ -611,23 +611,36 @@ static enum ids_err ldapc_open(struct connector *conn, struct ids_error *err)
 /* ---- entries ----------------------------------------------------------- */
 
 /* Append the values of one attribute as the entry stores them. */
-static void add_values(struct ldap_conn *c, struct entry *e, const char *name, struct berval **vals)
+/* Add the values of attribute `name` to e (objectSid as its string form). */
+static void add_bervals(struct entry *e, const char *name, const struct berval *vals, size_t n)
 {
     struct strbuf sb = STRBUF_INIT;
     struct attr *a = entry_attr_add(e, name);
+    bool sid = strcasecmp(name, "objectSid") == 0;
     size_t i;
 
-    for (i = 0; vals != NULL && vals[i] != NULL; i++) {
-        if (strcasecmp(name, "objectSid") == 0 &&
-            sid_to_string(&sb, vals[i]->bv_val, vals[i]->bv_len) == IDS_OK) {
+    for (i = 0; i < n; i++) {
+        if (sid && sid_to_string(&sb, vals[i].bv_val, vals[i].bv_len) == IDS_OK) {
             attr_add_value(a, sb.buf, sb.len);
             strbuf_reset(&sb);
             continue;
         }
-        attr_add_value(a, vals[i]->bv_val, vals[i]->bv_len);
+        attr_add_value(a, vals[i].bv_val, vals[i].bv_len);
+    }
+    strbuf_release(&sb);
+}
+
+static void add_values(struct ldap_conn *c, struct entry *e, const char *name, struct berval **vals)
+{
+    size_t i;
+
+    for (i = 0; vals != NULL && vals[i] != NULL; i++) {
+        add_bervals(e, name, vals[i], 1);
+    }
+    if (i == 0) {
+        (void)entry_attr_add(e, name);
     }
     (void)c;
-    strbuf_release(&sb);
 }
 
 /* AD range retrieval: fetch `base;range=LO-*` until the server says `*`. */
@@ -710,42 +723,56 @@ enum ids_err ldapc_build_entry(struct ldap_conn *c, const struct ldap_otype *t, 
 {
     struct strbuf anchor = STRBUF_INIT;
     struct strbuf rbase = STRBUF_INIT;
+    struct strbuf name = STRBUF_INIT;
     struct entry *e = NULL;
     BerElement *ber = NULL;
-    char *dn = ldap_get_dn(c->ld, m);
-    char *desc;
+    struct berval bdn = {0, NULL};
+    struct berval bname;
+    struct berval *vals = NULL;
+    char *dn = NULL;
     enum ids_err ret = IDS_OK;
     size_t i;
 
     *out = NULL;
-    if (dn == NULL) {
+    /* the DN, then each attribute with its values, in one pass over the
+     * message (ldap_get_values_len looks every attribute up by name from
+     * the start: quadratic in the attributes, a strcasecmp each) */
+    if (ldap_get_dn_ber(c->ld, m, &ber, &bdn) != LDAP_SUCCESS || bdn.bv_val == NULL) {
         ret = ids_error_set(err, IDS_EINPUT, "an entry without a DN");
         goto done;
     }
+    dn = xmemdup(bdn.bv_val, bdn.bv_len);
     e = entry_new(t != NULL ? t->name : NULL, NULL, dn);
-    for (desc = ldap_first_attribute(c->ld, m, &ber); desc != NULL;
-         desc = ldap_next_attribute(c->ld, m, ber)) {
-        struct berval **vals = ldap_get_values_len(c->ld, m, desc);
+    while (ldap_get_attribute_ber(c->ld, m, ber, &bname, &vals) == LDAP_SUCCESS &&
+           bname.bv_val != NULL) {
+        const char *desc;
+        size_t n = 0;
         long lo;
         long hi;
 
+        strbuf_reset(&name);
+        strbuf_add(&name, bname.bv_val, bname.bv_len);
+        desc = name.buf;
+        while (vals != NULL && vals[n].bv_val != NULL) {
+            n++;
+        }
         strbuf_reset(&rbase);
         if (ldap_range_parse(desc, &rbase, &lo, &hi)) {
-            add_values(c, e, rbase.buf, vals);
+            add_bervals(e, rbase.buf, vals, n);
             if (hi >= 0 && ret == IDS_OK) {
                 ret = fetch_range(c, e, dn, rbase.buf, hi + 1, err);
             }
-        } else if (strcasecmp(desc, c->anchor_attr) == 0 && vals != NULL && vals[0] != NULL) {
+        } else if (n > 0 && strcasecmp(desc, c->anchor_attr) == 0) {
             strbuf_reset(&anchor);
-            if (ldapc_anchor_string(c, vals[0], &anchor) != IDS_OK) {
+            if (ldapc_anchor_string(c, &vals[0], &anchor) != IDS_OK) {
                 ret = ids_error_set(err, IDS_EINPUT, "%s: %s is not a 16-byte GUID", dn, desc);
             }
-            add_values(c, e, desc, vals);
+            add_bervals(e, desc, vals, n);
         } else {
-            add_values(c, e, desc, vals);
+            add_bervals(e, desc, vals, n);
         }
-        ldap_value_free_len(vals);
-        ldap_memfree(desc);
+        ber_memfree(vals);
+        vals = NULL;
     }
     if (ret != IDS_OK) {
         goto done;
@@ -772,11 +799,13 @@ done:
     if (ret == IDS_EUNREACHABLE) {
         ids_error_prefix(err, "reading %s", dn ? dn : "?");
     }
+    ber_memfree(vals);
     ber_free(ber, 0);
-    ldap_memfree(dn);
+    free(dn);
     entry_free(e);
     strbuf_release(&anchor);
     strbuf_release(&rbase);
+    strbuf_release(&name);
     return ret;
 }
 
