@@ -610,7 +610,6 @@ static enum ids_err ldapc_open(struct connector *conn, struct ids_error *err)
 
 /* ---- entries ----------------------------------------------------------- */
 
-/* Append the values of one attribute as the entry stores them. */
 /* Add the values of attribute `name` to e (objectSid as its string form). */
 static void add_bervals(struct entry *e, const char *name, const struct berval *vals, size_t n)
 {
@@ -630,17 +629,29 @@ static void add_bervals(struct entry *e, const char *name, const struct berval *
     strbuf_release(&sb);
 }
 
-static void add_values(struct ldap_conn *c, struct entry *e, const char *name, struct berval **vals)
+/* The next attribute of an entry read with ldap_get_dn_ber(): its name
+ * into `name`, its values (in place: ber_memfree(*vals) after) and their
+ * number. False after the last one. One pass over the message, where
+ * ldap_get_values_len() searches it from the start for each attribute. */
+static bool next_attr(struct ldap_conn *c, LDAPMessage *m, BerElement *ber, struct strbuf *name,
+                      struct berval **vals, size_t *n)
 {
-    size_t i;
+    struct berval bname;
 
-    for (i = 0; vals != NULL && vals[i] != NULL; i++) {
-        add_bervals(e, name, vals[i], 1);
+    *vals = NULL;
+    *n = 0;
+    if (ldap_get_attribute_ber(c->ld, m, ber, &bname, vals) != LDAP_SUCCESS ||
+        bname.bv_val == NULL) {
+        ber_memfree(*vals);
+        *vals = NULL;
+        return false;
     }
-    if (i == 0) {
-        (void)entry_attr_add(e, name);
+    strbuf_reset(name);
+    strbuf_add(name, bname.bv_val, bname.bv_len);
+    while (*vals != NULL && (*vals)[*n].bv_val != NULL) {
+        (*n)++;
     }
-    (void)c;
+    return true;
 }
 
 /* AD range retrieval: fetch `base;range=LO-*` until the server says `*`. */
@@ -649,6 +660,7 @@ static enum ids_err fetch_range(struct ldap_conn *c, struct entry *e, const char
 {
     struct strbuf want = STRBUF_INIT;
     struct strbuf got = STRBUF_INIT;
+    struct strbuf name = STRBUF_INIT;
     struct timeval tv = {c->timeout, 0};
     LDAPMessage *res = NULL;
     enum ids_err ret = IDS_OK;
@@ -660,7 +672,9 @@ static enum ids_err fetch_range(struct ldap_conn *c, struct entry *e, const char
         char *attrs[2];
         LDAPMessage *m;
         BerElement *ber = NULL;
-        char *desc;
+        struct berval bdn;
+        struct berval *vals = NULL;
+        size_t n;
         bool found = false;
 
         strbuf_reset(&want);
@@ -679,18 +693,17 @@ static enum ids_err fetch_range(struct ldap_conn *c, struct entry *e, const char
         if (m == NULL) {
             break;
         }
-        for (desc = ldap_first_attribute(c->ld, m, &ber); desc != NULL;
-             desc = ldap_next_attribute(c->ld, m, ber)) {
+        if (ldap_get_dn_ber(c->ld, m, &ber, &bdn) != LDAP_SUCCESS) {
+            break;
+        }
+        while (next_attr(c, m, ber, &name, &vals, &n)) {
             strbuf_reset(&got);
-            if (ldap_range_parse(desc, &got, &lo, &hi) && strcasecmp(got.buf, base) == 0) {
-                struct berval **vals = ldap_get_values_len(c->ld, m, desc);
-
-                add_values(c, e, base, vals);
-                ldap_value_free_len(vals);
+            if (ldap_range_parse(name.buf, &got, &lo, &hi) && strcasecmp(got.buf, base) == 0) {
+                add_bervals(e, base, vals, n);
                 found = true;
                 next = hi < 0 ? -1 : hi + 1;
             }
-            ldap_memfree(desc);
+            ber_memfree(vals);
         }
         ber_free(ber, 0);
         if (!found || next < 0) {
@@ -702,6 +715,7 @@ done:
     ldap_msgfree(res);
     strbuf_release(&want);
     strbuf_release(&got);
+    strbuf_release(&name);
     return ret;
 }
 
@@ -727,35 +741,24 @@ enum ids_err ldapc_build_entry(struct ldap_conn *c, const struct ldap_otype *t, 
     struct entry *e = NULL;
     BerElement *ber = NULL;
     struct berval bdn = {0, NULL};
-    struct berval bname;
     struct berval *vals = NULL;
+    size_t n;
     char *dn = NULL;
     enum ids_err ret = IDS_OK;
     size_t i;
 
     *out = NULL;
-    /* the DN, then each attribute with its values, in one pass over the
-     * message (ldap_get_values_len looks every attribute up by name from
-     * the start: quadratic in the attributes, a strcasecmp each) */
     if (ldap_get_dn_ber(c->ld, m, &ber, &bdn) != LDAP_SUCCESS || bdn.bv_val == NULL) {
         ret = ids_error_set(err, IDS_EINPUT, "an entry without a DN");
         goto done;
     }
     dn = xmemdup(bdn.bv_val, bdn.bv_len);
     e = entry_new(t != NULL ? t->name : NULL, NULL, dn);
-    while (ldap_get_attribute_ber(c->ld, m, ber, &bname, &vals) == LDAP_SUCCESS &&
-           bname.bv_val != NULL) {
-        const char *desc;
-        size_t n = 0;
+    while (next_attr(c, m, ber, &name, &vals, &n)) {
+        const char *desc = name.buf;
         long lo;
         long hi;
 
-        strbuf_reset(&name);
-        strbuf_add(&name, bname.bv_val, bname.bv_len);
-        desc = name.buf;
-        while (vals != NULL && vals[n].bv_val != NULL) {
-            n++;
-        }
         strbuf_reset(&rbase);
         if (ldap_range_parse(desc, &rbase, &lo, &hi)) {
             add_bervals(e, rbase.buf, vals, n);
@@ -772,7 +775,6 @@ enum ids_err ldapc_build_entry(struct ldap_conn *c, const struct ldap_otype *t, 
             add_bervals(e, desc, vals, n);
         }
         ber_memfree(vals);
-        vals = NULL;
     }
     if (ret != IDS_OK) {
         goto done;
@@ -799,7 +801,6 @@ done:
     if (ret == IDS_EUNREACHABLE) {
         ids_error_prefix(err, "reading %s", dn ? dn : "?");
     }
-    ber_memfree(vals);
     ber_free(ber, 0);
     free(dn);
     entry_free(e);

@@ -315,9 +315,6 @@ static enum ids_err op_start(struct scim_op *op, struct ids_error *err)
     return ret;
 }
 
-/* Start queued operations that are due, within the window. Creates and
- * deletes that are due together go in one /Bulk request when the service
- * has it. */
 /* Does `op` wait: not due yet, or (holding) one that goes in a /Bulk
  * request that is not full yet. */
 static bool op_waits(const struct scim_op *op, long long now, bool holding)
@@ -341,6 +338,9 @@ static bool bulk_holding(const struct scim_conn *c, long long now)
     return due < c->bulk_ops;
 }
 
+/* Start queued operations that are due, within the window. Creates and
+ * deletes that are due together go in one /Bulk request when the service
+ * has it. */
 static void pump(struct scim_conn *c)
 {
     for (;;) {
@@ -1097,17 +1097,6 @@ static void bulk_done_cb(struct http_request *r)
 
 /* Start a /Bulk request with up to bulk_ops due bulkable operations from
  * the queue (op first). Returns false when op should go alone. */
-/* Append s as a JSON string (quoted, escaped). */
-static void add_json_string(struct strbuf *out, const char *s)
-{
-    json_t *j = json_string(s);
-    char *text = j != NULL ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-
-    strbuf_addstr(out, text != NULL ? text : "\"\"");
-    free(text);
-    json_decref(j);
-}
-
 static bool bulk_start(struct scim_conn *c, struct scim_op *first)
 {
     struct scim_bulk *b;
@@ -1169,7 +1158,7 @@ static bool bulk_start(struct scim_conn *c, struct scim_op *first)
      * JSON (op->post), parsing it back to serialise it again was a third
      * of a bulk export's CPU */
     strbuf_addstr(&b->req.body, "{\"schemas\":[");
-    add_json_string(&b->req.body, SCIM_BULK_REQUEST);
+    strbuf_add_json_str(&b->req.body, SCIM_BULK_REQUEST, strlen(SCIM_BULK_REQUEST));
     strbuf_addstr(&b->req.body, "],\"Operations\":[");
     for (i = 0; i < b->n; i++) {
         struct scim_op *o = b->ops[i];
@@ -1181,7 +1170,7 @@ static bool bulk_start(struct scim_conn *c, struct scim_op *first)
         if (o->step == OP_POST) {
             strbuf_addf(&b->req.body, "{\"method\":\"POST\",\"bulkId\":\"%llu\",\"path\":",
                         (unsigned long long)o->tag);
-            add_json_string(&b->req.body, o->t->endpoint);
+            strbuf_add_json_str(&b->req.body, o->t->endpoint, strlen(o->t->endpoint));
             strbuf_addstr(&b->req.body, ",\"data\":");
             strbuf_addbuf(&b->req.body, &o->post);
             strbuf_addch(&b->req.body, '}');
@@ -1190,7 +1179,7 @@ static bool bulk_start(struct scim_conn *c, struct scim_op *first)
             strbuf_addch(&path, '/');
             strbuf_addstr(&path, o->ch->anchor);
             strbuf_addstr(&b->req.body, "{\"method\":\"DELETE\",\"path\":");
-            add_json_string(&b->req.body, path.buf);
+            strbuf_add_json_str(&b->req.body, path.buf, path.len);
             strbuf_addch(&b->req.body, '}');
         }
         strbuf_release(&path);

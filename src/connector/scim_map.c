@@ -328,27 +328,27 @@ static const struct scim_adef *path_def(const struct scim_rtype *t, const struct
     if (p->sub == NULL) {
         return scim_schemas_find(t->schemas, p->urn ? p->urn : t->schema, p->attr);
     }
-    strbuf_addstr(&sb, p->attr);
-    if (p->sub != NULL) {
-        strbuf_addf(&sb, ".%s", p->sub);
-    }
+    strbuf_addf(&sb, "%s.%s", p->attr, p->sub);
     d = scim_schemas_find(t->schemas, p->urn ? p->urn : t->schema, sb.buf);
     strbuf_release(&sb);
     return d;
 }
 
+/* scim_is_ref() of `name`, parsed as p, with d = path_def(t, p). */
+static bool is_ref(const struct scim_rtype *t, const char *name, const struct scim_path *p,
+                   const struct scim_adef *d)
+{
+    return (t->cfg != NULL && object_type_ref(t->cfg, name) != NULL) ||
+           (p->sub == NULL && d != NULL && d->ref_value);
+}
+
 bool scim_is_ref(const struct scim_rtype *t, const char *name)
 {
     struct scim_path p;
-    const struct scim_adef *d;
     bool ref;
 
-    if (t->cfg != NULL && object_type_ref(t->cfg, name) != NULL) {
-        return true;
-    }
     scim_path_parse(name, &p);
-    d = p.sub == NULL ? path_def(t, &p) : NULL;
-    ref = d != NULL && d->ref_value;
+    ref = is_ref(t, name, &p, p.sub == NULL ? path_def(t, &p) : NULL);
     scim_path_release(&p);
     return ref;
 }
@@ -671,10 +671,7 @@ static enum ids_err attr_json(const struct scim_rtype *t, const char *name, cons
     *out = NULL;
     scim_path_parse(name, &p);
     d = path_def(t, &p);
-    /* scim_is_ref(t, name), with the path already parsed and looked up */
-    ref = p.sub == NULL &&
-          ((a->flags & ATTR_REF) || (t->cfg != NULL && object_type_ref(t->cfg, name) != NULL) ||
-           (d != NULL && d->ref_value));
+    ref = p.sub == NULL && ((a->flags & ATTR_REF) || is_ref(t, name, &p, d));
     multi = d != NULL ? d->multi : ((a->flags & ATTR_JSON) != 0 || a->nvals > 1);
     if (!multi) {
         if (a->nvals > 1) {

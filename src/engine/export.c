@@ -528,6 +528,19 @@ static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_err
     return store_commit(ctx->eng->store, err);
 }
 
+/* Collect results, waiting while more than `limit` are outstanding (0:
+ * all), and record them in one transaction; what has no result yet stays
+ * outstanding unless everything was waited for. */
+static enum ids_err settle(struct export_ctx *ctx, size_t limit, struct ids_error *err)
+{
+    enum ids_err last = collect(ctx, limit);
+
+    if (last == IDS_EAGAIN) {
+        ctx->late_results = true; /* they come with export_end */
+    }
+    return record_out(ctx, last == IDS_EAGAIN || (limit > 0 && last == IDS_OK), err);
+}
+
 /* Send the prepared batch: in-flight protocol. Unless `drain`, the results
  * of this batch may still be outstanding on return (recorded by a later
  * call), so that the connector has work while the next batch is prepared;
@@ -535,20 +548,12 @@ static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_err
 static enum ids_err send_batch(struct export_ctx *ctx, bool drain, struct ids_error *err)
 {
     enum ids_err ret;
-    enum ids_err last;
     size_t first = ctx->out.nr;
     size_t nsent = ctx->batch.nr;
     size_t i;
 
     if (ctx->batch.nr == 0) {
-        if (drain && ctx->out.nr > 0) {
-            last = collect(ctx, 0);
-            if (last == IDS_EAGAIN) {
-                ctx->late_results = true;
-            }
-            return record_out(ctx, last == IDS_EAGAIN, err);
-        }
-        return IDS_OK;
+        return drain && ctx->out.nr > 0 ? settle(ctx, 0, err) : IDS_OK;
     }
     /* 1. mark in flight, and commit before anything leaves */
     ret = store_begin(ctx->eng->store, err);
@@ -606,15 +611,8 @@ static enum ids_err send_batch(struct export_ctx *ctx, bool drain, struct ids_er
         }
         collect(ctx, SIZE_MAX);
     }
-    /* 3. wait for the rest, or for the previous batch's (or learn that
-     * they come with export_end) */
-    drain = drain || ctx->lost;
-    last = collect(ctx, drain ? 0 : nsent);
-    if (last == IDS_EAGAIN) {
-        ctx->late_results = true;
-    }
-    /* 4. record every result in one transaction */
-    return record_out(ctx, last == IDS_EAGAIN || (!drain && last == IDS_OK), err);
+    /* 3. wait for the rest, or for the previous batch's, and record */
+    return settle(ctx, drain || ctx->lost ? 0 : nsent, err);
 }
 
 /* End the connector's export session (late results come then), record
@@ -710,13 +708,6 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
 static bool must_stop(struct export_ctx *ctx, enum ids_err *why)
 {
     return ctx->lost || erun_must_stop(ctx->r, why);
-}
-
-/* Count pending exports and deletes among them (threshold). */
-static enum ids_err count_deletes(struct export_ctx *ctx, long *dels, long *pending,
-                                  struct ids_error *err)
-{
-    return store_cs_count_exports(ctx->eng->store, ctx->X->id, pending, dels, err);
 }
 
 /* Prepare the objects `ids` (reads in one transaction each batch) and
@@ -907,7 +898,7 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
                      n == 1 ? "" : "s");
         goto done;
     }
-    ret = count_deletes(&ctx, &dels, &pending, err);
+    ret = store_cs_count_exports(eng->store, ctx.X->id, &pending, &dels, err);
     if (ret == IDS_OK && dels > 0) {
         ret = store_cs_count(eng->store, ctx.X->id, STORE_SEL_ALL, &space, err);
     }

@@ -1713,12 +1713,25 @@ static enum ids_err sq_cs_insert_new(struct store *base, struct cs_object *o,
     return cs_write(base, o, keys, true, err);
 }
 
+/* Run st, an UPDATE of the export columns of CS object `id`:
+ * IDS_ENOTFOUND when there is no such object. */
+static enum ids_err update_one(struct sqlite_store *s, sqlite3_stmt *st, int64_t id,
+                               struct ids_error *err)
+{
+    enum ids_err ret = run_simple(s, st, "write export state", err);
+
+    if (ret == IDS_OK && sqlite3_changes(s->db) == 0) {
+        ret =
+            ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object", id);
+    }
+    return ret;
+}
+
 static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object *o,
                                      struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_CS_PUT_EXPORT, err);
-    enum ids_err ret;
 
     if (st == NULL) {
         return IDS_ESTORE;
@@ -1733,12 +1746,7 @@ static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object 
     sqlite3_bind_int(st, 4, o->export_attempts);
     bind_text(st, 5, o->export_error);
     sqlite3_bind_int64(st, 6, o->export_run);
-    ret = run_simple(s, st, "write export state", err);
-    if (ret == IDS_OK && sqlite3_changes(s->db) == 0) {
-        ret = ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object",
-                            o->id);
-    }
-    return ret;
+    return update_one(s, st, o->id, err);
 }
 
 static enum ids_err sq_cs_set_export_state(struct store *base, int64_t id,
@@ -1747,7 +1755,6 @@ static enum ids_err sq_cs_set_export_state(struct store *base, int64_t id,
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_CS_SET_EXPORT_STATE, err);
-    enum ids_err ret;
 
     if (st == NULL) {
         return IDS_ESTORE;
@@ -1755,12 +1762,7 @@ static enum ids_err sq_cs_set_export_state(struct store *base, int64_t id,
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int(st, 2, (int)state);
     sqlite3_bind_int64(st, 3, run);
-    ret = run_simple(s, st, "write export state", err);
-    if (ret == IDS_OK && sqlite3_changes(s->db) == 0) {
-        ret =
-            ids_error_set(err, IDS_ENOTFOUND, "id %" PRId64 ": no such connector-space object", id);
-    }
-    return ret;
+    return update_one(s, st, id, err);
 }
 
 static enum ids_err sq_cs_delete(struct store *base, int64_t id, struct ids_error *err)

@@ -242,7 +242,7 @@ enum ids_err store_cs_insert_new(struct store *s, struct cs_object *o,
 {
     assert(s != NULL && o != NULL && o->id == 0);
     if (o->connector <= 0) {
-        return ids_error_set(err, IDS_EINVAL, "store_cs_put: object without a connector");
+        return ids_error_set(err, IDS_EINVAL, "store_cs_insert_new: object without a connector");
     }
     return s->ops->cs_insert_new(s, o, keys, err);
 }
