@@ -17,6 +17,8 @@
 //     slow         forward, then hold the answer delayMs (beyond the timeout)
 //     drop         forward, then close the connection without a byte
 //     drop-partial forward, then send half of the status line and close
+//     reverse-bulk forward, then answer a /Bulk response's Operations in
+//                  reverse order (matched by bulkId, not by position)
 //     none         pass everything through
 //   every N: one request in N matching ones is faulted (default 1);
 //   count C: at most C faults, then pass through (default unlimited).
@@ -148,6 +150,10 @@ async function handle(req, res) {
         } else if (f.mode === "drop-partial") {
             req.socket.end("HTTP/1.1 20");
             setTimeout(() => req.socket.destroy(), 10);
+        } else if (f.mode === "reverse-bulk") {
+            const msg = JSON.parse(r.body.toString());
+            if (Array.isArray(msg.Operations)) msg.Operations.reverse();
+            reply(res, { ...r, body: Buffer.from(JSON.stringify(msg)) });
         } else {
             reply(res, r);
         }
