@@ -127,8 +127,8 @@ struct csv_conn {
 /* One row of a file as the watermark remembers it. */
 struct row_rec {
     uint64_t hash;    /* hash64 of the row's bytes */
-    uint32_t key_off; /* key in row_table.keys */
-    uint32_t key_len;
+    uint32_t key_off; /* key in row_table.keys (its length: up to the next key) */
+    uint32_t line;    /* where the row starts (duplicate-key messages) */
 };
 
 /* The rows of one file accepted by this read, for the next watermark. */
@@ -185,7 +185,12 @@ struct csv_cursor {
     size_t key_col, dn_col;
     bool *keep; /* per header column */
     bool *is_ref;
-    struct u64map seen; /* key hash -> (type << 32 | line): rows read (not kept) */
+    /* The rows read (not kept), by key hash, for duplicate keys: a slot
+     * holds the row's index over the row tables of all types + 1, 0 when
+     * free. 4 bytes a slot (a million rows: 8 MiB), the key hashes are
+     * computed again from the row tables' keys when compared. */
+    uint32_t *seen;
+    size_t seen_mask, seen_nr;
     /* delta: the old rows by key hash (open addressing; a slot holds the
      * row's index over all types + 1, 0 when free) */
     uint32_t *kslot;
@@ -463,9 +468,100 @@ static void old_table_release(struct old_table *t)
     memset(t, 0, sizeof(*t));
 }
 
-static void row_table_add(struct csv_cursor *cur, struct row_table *t, uint64_t hash,
-                          const char *key, size_t len)
+static uint32_t rt_key_len(const struct row_table *t, size_t i)
 {
+    return (i + 1 < t->nr ? t->v[i + 1].key_off : (uint32_t)t->keys.len) - t->v[i].key_off;
+}
+
+static uint64_t rt_key_hash(const struct row_table *t, size_t i)
+{
+    return file_key_hash(t->keys.buf + t->v[i].key_off, rt_key_len(t, i));
+}
+
+static size_t seen_slot(const struct csv_cursor *cur, uint64_t kh)
+{
+    return (size_t)((kh * 0x9e3779b97f4a7c15ull) >> 20) & cur->seen_mask;
+}
+
+/* The row a seen slot names: its type and index in that type's table. */
+static void seen_row(const struct csv_cursor *cur, uint32_t slot, size_t *ti, size_t *i)
+{
+    size_t g = slot - 1;
+    size_t t = 0;
+
+    while (g >= cur->rows[t].nr) {
+        g -= cur->rows[t].nr;
+        t++;
+    }
+    *ti = t;
+    *i = g;
+}
+
+/* A row read with key hash kh: true with its type and line. */
+static bool seen_find(const struct csv_cursor *cur, uint64_t kh, size_t *ti, uint32_t *line)
+{
+    size_t s, i;
+
+    if (cur->seen == NULL) {
+        return false;
+    }
+    for (s = seen_slot(cur, kh); cur->seen[s] != 0; s = (s + 1) & cur->seen_mask) {
+        seen_row(cur, cur->seen[s], ti, &i);
+        if (rt_key_hash(&cur->rows[*ti], i) == kh) {
+            *line = cur->rows[*ti].v[i].line;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void seen_put(struct csv_cursor *cur, uint64_t kh, uint32_t slot)
+{
+    size_t s = seen_slot(cur, kh);
+
+    while (cur->seen[s] != 0) {
+        s = (s + 1) & cur->seen_mask;
+    }
+    cur->seen[s] = slot;
+}
+
+/* Index row i of type ti (the last row of its table) by key hash kh. */
+static void seen_add(struct csv_cursor *cur, size_t ti, size_t i, uint64_t kh)
+{
+    size_t g = i;
+    size_t t;
+
+    for (t = 0; t < ti; t++) {
+        g += cur->rows[t].nr;
+    }
+    if (g + 1 >= UINT32_MAX) {
+        return; /* four billion rows: later ones are not compared */
+    }
+    if ((cur->seen_nr + 1) * 2 > cur->seen_mask + 1 || cur->seen == NULL) {
+        size_t cap = cur->seen == NULL ? 1024 : 2 * (cur->seen_mask + 1);
+        size_t r, n = 0;
+
+        free(cur->seen);
+        cur->seen = xcalloc(cap, sizeof(*cur->seen));
+        cur->seen_mask = cap - 1;
+        for (t = 0; t <= ti; t++) {
+            for (r = 0; r < cur->rows[t].nr; r++, n++) {
+                if (n != g) {
+                    seen_put(cur, rt_key_hash(&cur->rows[t], r), (uint32_t)(n + 1));
+                }
+            }
+        }
+    }
+    seen_put(cur, kh, (uint32_t)(g + 1));
+    cur->seen_nr++;
+}
+
+/* Remember an accepted row: for the next watermark and for duplicate keys. */
+static void row_table_add(struct csv_cursor *cur, size_t ti, uint64_t hash, const char *key,
+                          size_t len, uint64_t line)
+{
+    struct row_table *t = &cur->rows[ti];
+
     if (t->keys.len + len > UINT32_MAX) {
         cur->incomplete = true; /* absurdly large: read in full next time */
         return;
@@ -473,9 +569,10 @@ static void row_table_add(struct csv_cursor *cur, struct row_table *t, uint64_t 
     ALLOC_GROW(t->v, t->nr + 1, t->alloc);
     t->v[t->nr].hash = hash;
     t->v[t->nr].key_off = (uint32_t)t->keys.len;
-    t->v[t->nr].key_len = (uint32_t)len;
+    t->v[t->nr].line = (uint32_t)line;
     t->nr++;
     strbuf_add(&t->keys, key, len);
+    seen_add(cur, ti, t->nr - 1, file_key_hash(key, len));
 }
 
 static bool old_kept(const struct old_table *o, size_t i)
@@ -544,7 +641,7 @@ static size_t section_size(const struct csv_cursor *cur, size_t ti, size_t *keys
     for (i = 0; i < n; i++) {
         uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
 
-        *keys_len += e & SEQ_NEW ? rt->v[e & ~SEQ_NEW].key_len : o->koff[e + 1] - o->koff[e];
+        *keys_len += e & SEQ_NEW ? rt_key_len(rt, e & ~SEQ_NEW) : o->koff[e + 1] - o->koff[e];
     }
     return 24 + 16 * n + ((4 * (n + 1) + 7) & ~(size_t)7) + ((*keys_len + 7) & ~(size_t)7);
 }
@@ -574,7 +671,7 @@ static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
             uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
             const struct row_rec *r = e & SEQ_NEW ? &rt->v[e & ~SEQ_NEW] : NULL;
             const char *key = r != NULL ? rt->keys.buf + r->key_off : o->keys + o->koff[e];
-            uint32_t klen = r != NULL ? r->key_len : o->koff[e + 1] - o->koff[e];
+            uint32_t klen = r != NULL ? rt_key_len(rt, e & ~SEQ_NEW) : o->koff[e + 1] - o->koff[e];
             uint64_t v;
 
             if (col == 0) {
@@ -803,7 +900,7 @@ static void csv_cursor_free(struct connector_cursor *c)
     }
     cursor_close_file(cur);
     csv_record_release(&cur->rec);
-    u64map_release(&cur->seen);
+    free(cur->seen);
     free(cur->kslot);
     cur->kslot = NULL;
     strbuf_release(&cur->wm);
@@ -1008,9 +1105,8 @@ static enum ids_err new_cursor(struct csv_conn *cc, bool collect, struct csv_cur
 
     cur->conn = cc;
     cur->collect = collect;
-    if (collect) {
-        cur->rows = xcalloc(cc->ntypes, sizeof(*cur->rows));
-    }
+    /* kept by every read: duplicate keys are found through them */
+    cur->rows = xcalloc(cc->ntypes, sizeof(*cur->rows));
     csv_record_init(&cur->rec);
     strvec_init(&cur->header);
     strbuf_init(&cur->wm, 0);
@@ -1274,8 +1370,8 @@ static enum ids_err row_to_entry(struct csv_cursor *cur, struct csv_type *t, str
     struct entry *e = NULL;
     const char *key;
     enum ids_err ret = IDS_OK;
-    uint64_t h, prev;
-    size_t i, j;
+    uint32_t pline;
+    size_t i, j, pti;
 
     *out = NULL;
     row_where(&where, t, rec->line);
@@ -1322,16 +1418,12 @@ static enum ids_err row_to_entry(struct csv_cursor *cur, struct csv_type *t, str
                             cur->header.v[cur->key_col]);
         goto done;
     }
-    h = file_key_hash(key, strlen(key));
-    if (u64map_get(&cur->seen, h, &prev)) {
-        const struct csv_type *pt = &cur->conn->types[prev >> 32];
-
+    if (seen_find(cur, file_key_hash(key, strlen(key)), &pti, &pline)) {
         ret = ids_error_set(
-            err, IDS_EINPUT, "%s: column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu64 ")",
-            where.buf, cur->header.v[cur->key_col], key, pt->path, prev & 0xffffffffu);
+            err, IDS_EINPUT, "%s: column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu32 ")",
+            where.buf, cur->header.v[cur->key_col], key, cur->conn->types[pti].path, pline);
         goto done;
     }
-    u64map_put(&cur->seen, h, ((uint64_t)cur->ti << 32) | (rec->line & 0xffffffffu));
 
     e = entry_new(t->ot->name, key,
                   cur->dn_col != NO_COL && rec->f[cur->dn_col].len > 0
@@ -1406,15 +1498,16 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
     struct old_table *o = &cur->old[cur->ti];
     struct strbuf key = STRBUF_INIT;
     enum ids_err ret = IDS_OK;
-    uint64_t prev;
+    uint32_t pline;
+    size_t pti;
 
-    if (u64map_get(&cur->seen, o->kh[j], &prev)) {
+    if (seen_find(cur, o->kh[j], &pti, &pline)) {
         strbuf_add(&key, o->keys + o->koff[j], o->koff[j + 1] - o->koff[j]);
         ret = ids_error_set(err, IDS_EINPUT,
                             "%s:%" PRIu64
-                            ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu64 ")",
+                            ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu32 ")",
                             cc->types[cur->ti].path, line, cc->types[cur->ti].key, key.buf,
-                            cc->types[prev >> 32].path, prev & 0xffffffffu);
+                            cc->types[pti].path, pline);
         cur->unreadable++;
         goto done;
     }
@@ -1491,9 +1584,10 @@ static void delta_deletions(struct csv_cursor *cur)
         struct old_table *o = &cur->old[ti];
 
         for (i = 0; i < o->n; i++) {
-            uint64_t prev;
+            uint32_t pline;
+            size_t pti;
 
-            if (old_kept(o, i) || u64map_get(&cur->seen, o->kh[i], &prev)) {
+            if (old_kept(o, i) || seen_find(cur, o->kh[i], &pti, &pline)) {
                 continue; /* read again, or the key has another row now (read, or reported) */
             }
             if (cur->unreadable > 0) {
@@ -1523,7 +1617,8 @@ static void finish_read(struct csv_cursor *cur)
     if (cur->delta) {
         delta_deletions(cur);
     }
-    u64map_release(&cur->seen);
+    free(cur->seen);
+    cur->seen = NULL;
     free(cur->kslot);
     cur->kslot = NULL;
     if (!cur->collect) {
@@ -1617,6 +1712,8 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         clean = !cur->rec.too_big && !cur->rec.unterminated && cur->rec.bad_quote_field == SIZE_MAX;
         if (clean && cur->collect) {
             hash = row_hash(&cur->rec);
+        } else {
+            hash = 0;
         }
         if (clean && delta) {
             struct csv_record *rec = &cur->rec;
@@ -1649,9 +1746,9 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         if (ret != IDS_OK) {
             return ret;
         }
-        if (clean && cur->collect) {
-            row_table_add(cur, &cur->rows[cur->ti], hash, item->entry->anchor,
-                          strlen(item->entry->anchor));
+        if (clean) {
+            row_table_add(cur, cur->ti, hash, item->entry->anchor, strlen(item->entry->anchor),
+                          cur->rec.line);
             if (cur->delta) {
                 seq_push(&cur->rows[cur->ti], (uint32_t)(cur->rows[cur->ti].nr - 1) | SEQ_NEW);
             }

@@ -570,11 +570,17 @@ enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const 
 
 /* ---- u64map ---------------------------------------------------------- */
 
-static size_t u64map_slot(const struct u64map *m, uint64_t key)
+/* The first slot of key in a table of cap (a power of two) slots. */
+static size_t slot_of(size_t cap, uint64_t key)
 {
     uint64_t x = key * 0x9e3779b97f4a7c15ull;
 
-    return (size_t)(x >> 17) & (m->cap - 1);
+    return (size_t)(x >> 17) & (cap - 1);
+}
+
+static size_t u64map_slot(const struct u64map *m, uint64_t key)
+{
+    return slot_of(m->cap, key);
 }
 
 static void u64map_put_new(struct u64map *m, uint64_t key, uint64_t val)
@@ -649,6 +655,72 @@ bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val)
             if (val != NULL) {
                 *val = m->slots[i].val;
             }
+            return true;
+        }
+        i = (i + 1) & (m->cap - 1);
+    }
+    return false;
+}
+
+/* ---- u64set ---------------------------------------------------------- */
+
+static void u64set_put_new(struct u64set *m, uint64_t key)
+{
+    size_t i = slot_of(m->cap, key);
+
+    while (m->slots[i] != 0) {
+        if (m->slots[i] == key) {
+            return;
+        }
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->slots[i] = key;
+    m->nr++;
+}
+
+void u64set_release(struct u64set *m)
+{
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}
+
+void u64set_add(struct u64set *m, uint64_t key)
+{
+    if (key == 0) {
+        m->has_zero = true;
+        return;
+    }
+    if ((m->nr + 1) * 4 > m->cap * 3) {
+        struct u64set n = {0};
+        size_t i;
+
+        n.cap = m->cap ? m->cap * 2 : 64;
+        n.slots = xcalloc(n.cap, sizeof(*n.slots));
+        n.has_zero = m->has_zero;
+        for (i = 0; i < m->cap; i++) {
+            if (m->slots[i] != 0) {
+                u64set_put_new(&n, m->slots[i]);
+            }
+        }
+        free(m->slots);
+        *m = n;
+    }
+    u64set_put_new(m, key);
+}
+
+bool u64set_has(const struct u64set *m, uint64_t key)
+{
+    size_t i;
+
+    if (key == 0) {
+        return m->has_zero;
+    }
+    if (m->cap == 0) {
+        return false;
+    }
+    i = slot_of(m->cap, key);
+    while (m->slots[i] != 0) {
+        if (m->slots[i] == key) {
             return true;
         }
         i = (i + 1) & (m->cap - 1);

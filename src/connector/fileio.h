@@ -196,6 +196,17 @@ void u64map_reserve(struct u64map *m, size_t n);
 void u64map_put(struct u64map *m, uint64_t key, uint64_t val);
 bool u64map_get(const struct u64map *m, uint64_t key, uint64_t *val);
 
+/* ---- set of uint64 (open addressing, 8 bytes a slot; key 0 allowed) -- */
+struct u64set {
+    size_t cap; /* power of two, 0 when empty */
+    size_t nr;
+    uint64_t *slots; /* 0: free (key 0 is has_zero) */
+    bool has_zero;
+};
+void u64set_release(struct u64set *m);
+void u64set_add(struct u64set *m, uint64_t key);
+bool u64set_has(const struct u64set *m, uint64_t key);
+
 /* ---- options -------------------------------------------------------- */
 /* The string value of option `key` in vals (NULL when absent). */
 const char *file_opt(const struct config_values *vals, const char *key);

@@ -238,7 +238,7 @@ struct ldif_conn {
     struct ldif_type *types;
     /* export */
     int fd;                  /* append descriptor, -1 when not exporting */
-    struct u64map written;   /* hash(tag, change hash) -> 1, from the file's tail */
+    struct u64set written;   /* hash(tag, change hash): the file's tail, this session's */
     struct ldif_result *res; /* results not yet polled */
     size_t nres, resalloc, rnext;
 };
@@ -258,7 +258,7 @@ static void ldif_free(struct ldif_conn *lc)
     if (lc->fd >= 0) {
         close(lc->fd);
     }
-    u64map_release(&lc->written);
+    u64set_release(&lc->written);
     for (i = lc->rnext; i < lc->nres; i++) {
         export_result_release(&lc->res[i].r);
     }
@@ -1560,7 +1560,7 @@ static enum ids_err scan_tail(struct ldif_conn *lc, struct ids_error *err)
             if (in_record && in_group) {
                 got++;
                 if (got == need) {
-                    u64map_put(&lc->written, written_key(tag, hash), 1);
+                    u64set_add(&lc->written, written_key(tag, hash));
                     in_group = false;
                 }
             }
@@ -1597,7 +1597,7 @@ static enum ids_err ldif_export_begin(struct connector *c, struct ids_error *err
     if (lc->fd >= 0) {
         close(lc->fd);
     }
-    u64map_release(&lc->written);
+    u64set_release(&lc->written);
     lc->fd = open(lc->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
     if (lc->fd < 0) {
         return ids_error_set(err, IDS_EIO, "%s: %s", lc->path, strerror(errno));
@@ -1746,7 +1746,7 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
     }
     strbuf_reset(&body);
     h = change_hash(ch);
-    if (!u64map_get(&lc->written, written_key(tag, h), NULL)) {
+    if (!u64set_has(&lc->written, written_key(tag, h))) {
         ret = format_change(ch, &body, &nrec, err);
         if (ret != IDS_OK) {
             goto done;
@@ -1762,7 +1762,7 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
             if (ret != IDS_OK) {
                 goto done;
             }
-            u64map_put(&lc->written, written_key(tag, h), 1);
+            u64set_add(&lc->written, written_key(tag, h));
         }
     }
     ALLOC_GROW(lc->res, lc->nres + 1, lc->resalloc);

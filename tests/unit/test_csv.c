@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "connector/connector.h"
+#include "connector/fileio.h"
 #include "entry.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -324,6 +325,64 @@ static void test_read_bad_rows(void **state)
     strbuf_release(&out);
     strbuf_release(&exp);
     fixture_free(f);
+}
+
+/* Duplicate keys among many rows: the index of the rows read grows while
+ * the file is read and still names the first row of a key. */
+static void test_read_duplicate_after_many_rows(void **state)
+{
+    struct strbuf csv = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf exp = STRBUF_INIT;
+    struct fixture *f;
+    char *wm;
+    int i, n;
+
+    (void)state;
+    strbuf_addstr(&csv, "id,cn\n");
+    for (i = 0; i < 5000; i++) {
+        strbuf_addf(&csv, "k%d,n%d\n", i, i);
+    }
+    strbuf_addstr(&csv, "k17,again\nk4999,again\n");
+    f = fixture_new("cn", csv.buf);
+    wm = read_all(f, &out);
+    strbuf_addf(&exp,
+                "ERR %s:5002: column \"id\": duplicate key \"k17\" (first at %s:19)\n"
+                "ERR %s:5003: column \"id\": duplicate key \"k4999\" (first at %s:5001)\n",
+                f->path, f->path, f->path, f->path);
+    assert_non_null(strstr(out.buf, exp.buf));
+    for (i = 0, n = 0; out.buf[i] != '\0'; i++) {
+        n += out.buf[i] == '\n';
+    }
+    assert_int_equal(n, 5002); /* 5,000 objects and the two errors */
+    free(wm);
+    strbuf_release(&csv);
+    strbuf_release(&out);
+    strbuf_release(&exp);
+    fixture_free(f);
+}
+
+/* The set the file connectors keep of change markers written: every key
+ * added is found again after the table grew, key 0 included, others not. */
+static void test_u64set(void **state)
+{
+    struct u64set set = {0};
+    uint64_t k;
+
+    (void)state;
+    assert_false(u64set_has(&set, 0));
+    assert_false(u64set_has(&set, 42));
+    for (k = 0; k < 100000; k++) {
+        u64set_add(&set, k * 0x100000001b3ull);
+    }
+    u64set_add(&set, 0x100000001b3ull); /* again: no second entry */
+    assert_int_equal(set.nr, 99999);    /* key 0 is kept apart */
+    for (k = 0; k < 100000; k++) {
+        assert_true(u64set_has(&set, k * 0x100000001b3ull));
+        assert_false(u64set_has(&set, k * 0x100000001b3ull + 1));
+    }
+    u64set_release(&set);
+    assert_false(u64set_has(&set, 0x100000001b3ull));
 }
 
 static void test_read_huge_cell(void **state)
@@ -1083,6 +1142,8 @@ int main(void)
         cmocka_unit_test(test_read_multiline_bom_escapes),
         cmocka_unit_test(test_read_reference_flag),
         cmocka_unit_test(test_read_bad_rows),
+        cmocka_unit_test(test_read_duplicate_after_many_rows),
+        cmocka_unit_test(test_u64set),
         cmocka_unit_test(test_read_huge_cell),
         cmocka_unit_test(test_read_dn_column_and_missing_key_column),
         cmocka_unit_test(test_missing_file_reads_empty),
