@@ -124,18 +124,23 @@ struct csv_conn {
     size_t poll_type;
 };
 
-/* One row of a file as the watermark remembers it. */
-struct row_rec {
-    uint64_t hash;    /* hash64 of the row's bytes */
-    uint32_t key_off; /* key in row_table.keys (its length: up to the next key) */
-    uint32_t line;    /* where the row starts (duplicate-key messages) */
+/* Where rows start: row `row` at `line`, the rows after it on the lines
+ * after it, up to the next entry (a row of several lines, a blank line). */
+struct line_mark {
+    uint32_t row;
+    uint32_t line;
 };
 
-/* The rows of one file accepted by this read, for the next watermark. */
+/* The rows of one file accepted by this read, for the next watermark and
+ * for duplicate keys: 12 bytes a row and its key (a million rows of short
+ * keys: ~20 MB). */
 struct row_table {
-    struct row_rec *v;
-    size_t nr, alloc;
+    uint64_t *hash; /* hash64 of each row's bytes */
+    uint32_t *koff; /* each row's key in keys (its length: up to the next key) */
+    size_t nr, alloc, kalloc;
     struct strbuf keys;
+    struct line_mark *marks; /* the first row's line and where rows skip lines */
+    size_t nmarks, amarks;
     uint64_t cfg; /* hash of the header and configuration (row_cfg_hash) */
     bool have_cfg;
     /* delta: the rows of the file in order, each an old row kept (its
@@ -455,7 +460,9 @@ static uint64_t row_hash(const struct csv_record *rec)
 static void row_table_release(struct row_table *t)
 {
     free(t->seq);
-    free(t->v);
+    free(t->hash);
+    free(t->koff);
+    free(t->marks);
     strbuf_release(&t->keys);
     memset(t, 0, sizeof(*t));
 }
@@ -470,12 +477,30 @@ static void old_table_release(struct old_table *t)
 
 static uint32_t rt_key_len(const struct row_table *t, size_t i)
 {
-    return (i + 1 < t->nr ? t->v[i + 1].key_off : (uint32_t)t->keys.len) - t->v[i].key_off;
+    return (i + 1 < t->nr ? t->koff[i + 1] : (uint32_t)t->keys.len) - t->koff[i];
+}
+
+/* The line row i of t starts at. */
+static uint32_t rt_line(const struct row_table *t, size_t i)
+{
+    size_t lo = 0;
+    size_t hi = t->nmarks; /* the mark sought is in [lo, hi) */
+
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (t->marks[mid].row <= i) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    return t->marks[lo].line + (uint32_t)(i - t->marks[lo].row);
 }
 
 static uint64_t rt_key_hash(const struct row_table *t, size_t i)
 {
-    return file_key_hash(t->keys.buf + t->v[i].key_off, rt_key_len(t, i));
+    return file_key_hash(t->keys.buf + t->koff[i], rt_key_len(t, i));
 }
 
 static size_t seen_slot(const struct csv_cursor *cur, uint64_t kh)
@@ -508,7 +533,7 @@ static bool seen_find(const struct csv_cursor *cur, uint64_t kh, size_t *ti, uin
     for (s = seen_slot(cur, kh); cur->seen[s] != 0; s = (s + 1) & cur->seen_mask) {
         seen_row(cur, cur->seen[s], ti, &i);
         if (rt_key_hash(&cur->rows[*ti], i) == kh) {
-            *line = cur->rows[*ti].v[i].line;
+            *line = rt_line(&cur->rows[*ti], i);
             return true;
         }
     }
@@ -566,10 +591,16 @@ static void row_table_add(struct csv_cursor *cur, size_t ti, uint64_t hash, cons
         cur->incomplete = true; /* absurdly large: read in full next time */
         return;
     }
-    ALLOC_GROW(t->v, t->nr + 1, t->alloc);
-    t->v[t->nr].hash = hash;
-    t->v[t->nr].key_off = (uint32_t)t->keys.len;
-    t->v[t->nr].line = (uint32_t)line;
+    ALLOC_GROW(t->hash, t->nr + 1, t->alloc);
+    ALLOC_GROW(t->koff, t->nr + 1, t->kalloc);
+    t->hash[t->nr] = hash;
+    t->koff[t->nr] = (uint32_t)t->keys.len;
+    if (t->nr == 0 || rt_line(t, t->nr) != (uint32_t)line) {
+        ALLOC_GROW(t->marks, t->nmarks + 1, t->amarks);
+        t->marks[t->nmarks].row = (uint32_t)t->nr;
+        t->marks[t->nmarks].line = (uint32_t)line;
+        t->nmarks++;
+    }
     t->nr++;
     strbuf_add(&t->keys, key, len);
     seen_add(cur, ti, t->nr - 1, file_key_hash(key, len));
@@ -669,16 +700,17 @@ static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
     for (col = 0; col < 4; col++) {
         for (i = 0; i < n; i++) {
             uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
-            const struct row_rec *r = e & SEQ_NEW ? &rt->v[e & ~SEQ_NEW] : NULL;
-            const char *key = r != NULL ? rt->keys.buf + r->key_off : o->keys + o->koff[e];
-            uint32_t klen = r != NULL ? rt_key_len(rt, e & ~SEQ_NEW) : o->koff[e + 1] - o->koff[e];
+            bool now = (e & SEQ_NEW) != 0; /* a row read now, else an old row kept */
+            size_t r = e & ~SEQ_NEW;
+            const char *key = now ? rt->keys.buf + rt->koff[r] : o->keys + o->koff[e];
+            uint32_t klen = now ? rt_key_len(rt, r) : o->koff[e + 1] - o->koff[e];
             uint64_t v;
 
             if (col == 0) {
-                v = r != NULL ? r->hash : o->hash[e];
+                v = now ? rt->hash[r] : o->hash[e];
                 sink_put(k, &v, sizeof(v));
             } else if (col == 1) {
-                v = r != NULL ? file_key_hash(key, klen) : o->kh[e];
+                v = now ? file_key_hash(key, klen) : o->kh[e];
                 sink_put(k, &v, sizeof(v));
             } else if (col == 2) {
                 sink_put(k, &off, sizeof(off));

@@ -685,7 +685,7 @@ struct ldif_cursor {
     bool delta;
     bool done;
     /* full read */
-    struct u64map live; /* DN hash -> add record offset, TOMBSTONE after delete */
+    struct u64map live; /* DN hash -> add record offset, TOMBSTONE after delete (pass 1) */
     struct u64map head; /* add offset -> index + 1 of its first link */
     struct chain_link *links;
     size_t nlinks, lalloc;
@@ -818,6 +818,9 @@ static enum ids_err index_pass(struct ldif_cursor *cur, struct ids_error *err)
     cur->size = r.hasher.size;
     cur->hash = file_hasher_value(&r.hasher);
 done:
+    /* pass 2 needs the chains and the bad records, not the DNs: a million
+     * of them are freed before it fills the store's cache */
+    u64map_release(&cur->live);
     ldif_record_release(&rec);
     file_reader_close(&r);
     return ret;

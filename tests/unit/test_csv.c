@@ -342,19 +342,23 @@ static void test_read_duplicate_after_many_rows(void **state)
     strbuf_addstr(&csv, "id,cn\n");
     for (i = 0; i < 5000; i++) {
         strbuf_addf(&csv, "k%d,n%d\n", i, i);
+        if (i == 100) {
+            strbuf_addstr(&csv, "k100x,\"two\nlines\"\n\n"); /* rows after: 2 lines on */
+        }
     }
-    strbuf_addstr(&csv, "k17,again\nk4999,again\n");
+    strbuf_addstr(&csv, "k17,again\nk4999,again\nk100x,again\n");
     f = fixture_new("cn", csv.buf);
     wm = read_all(f, &out);
     strbuf_addf(&exp,
-                "ERR %s:5002: column \"id\": duplicate key \"k17\" (first at %s:19)\n"
-                "ERR %s:5003: column \"id\": duplicate key \"k4999\" (first at %s:5001)\n",
-                f->path, f->path, f->path, f->path);
+                "ERR %s:5005: column \"id\": duplicate key \"k17\" (first at %s:19)\n"
+                "ERR %s:5006: column \"id\": duplicate key \"k4999\" (first at %s:5004)\n"
+                "ERR %s:5007: column \"id\": duplicate key \"k100x\" (first at %s:103)\n",
+                f->path, f->path, f->path, f->path, f->path, f->path);
     assert_non_null(strstr(out.buf, exp.buf));
     for (i = 0, n = 0; out.buf[i] != '\0'; i++) {
         n += out.buf[i] == '\n';
     }
-    assert_int_equal(n, 5002); /* 5,000 objects and the two errors */
+    assert_int_equal(n, 5004); /* 5,001 objects and the three errors */
     free(wm);
     strbuf_release(&csv);
     strbuf_release(&out);
