@@ -106,10 +106,15 @@ void entry_set_type(struct entry *e, const char *type)
 
 struct attr *entry_attr(const struct entry *e, const char *name)
 {
+    unsigned char c0 = (unsigned char)name[0] | 0x20;
     size_t i;
 
     for (i = 0; i < e->nattrs; i++) {
-        if (strcasecmp(e->attrs[i].name, name) == 0) {
+        /* names that differ in their first letter (case folded: | 0x20
+         * never tells equal letters apart) skip the call: this runs for
+         * every attribute of every flow */
+        if (((unsigned char)e->attrs[i].name[0] | 0x20) == c0 &&
+            strcasecmp(e->attrs[i].name, name) == 0) {
             return &e->attrs[i];
         }
     }

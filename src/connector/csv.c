@@ -141,7 +141,8 @@ struct row_table {
     struct strbuf keys;
     struct line_mark *marks; /* the first row's line and where rows skip lines */
     size_t nmarks, amarks;
-    uint64_t cfg; /* hash of the header and configuration (row_cfg_hash) */
+    bool unsorted; /* a key was not greater than the one before: rows are in cur->seen */
+    uint64_t cfg;  /* hash of the header and configuration (row_cfg_hash) */
     bool have_cfg;
     /* delta: the rows of the file in order, each an old row kept (its
      * index) or a row read now (SEQ_NEW | index in v) */
@@ -190,10 +191,10 @@ struct csv_cursor {
     size_t key_col, dn_col;
     bool *keep; /* per header column */
     bool *is_ref;
-    /* The rows read (not kept), by key hash, for duplicate keys: a slot
-     * holds the row's index over the row tables of all types + 1, 0 when
-     * free. 4 bytes a slot (a million rows: 8 MiB), the key hashes are
-     * computed again from the row tables' keys when compared. */
+    /* The rows read (not kept) of tables not in key order, by key hash,
+     * for duplicate keys: a slot holds the row's index over the row tables
+     * of all types + 1, 0 when free. 4 bytes a slot (a million rows: 8
+     * MiB); key hashes are computed again from the tables' keys. */
     uint32_t *seen;
     size_t seen_mask, seen_nr;
     /* delta: the old rows by key hash (open addressing; a slot holds the
@@ -522,18 +523,58 @@ static void seen_row(const struct csv_cursor *cur, uint32_t slot, size_t *ti, si
     *i = g;
 }
 
-/* A row read with key hash kh: true with its type and line. */
-static bool seen_find(const struct csv_cursor *cur, uint64_t kh, size_t *ti, uint32_t *line)
+/* Row i's key of t compared with key, as bytes (the shorter first on a tie). */
+static int rt_key_cmp(const struct row_table *t, size_t i, const char *key, size_t len)
 {
-    size_t s, i;
+    size_t n = rt_key_len(t, i);
+    int c = memcmp(t->keys.buf + t->koff[i], key, n < len ? n : len);
 
-    if (cur->seen == NULL) {
-        return false;
+    return c != 0 ? c : (n > len) - (n < len);
+}
+
+/* A sorted table's row whose key is key: true with its index. */
+static bool rt_find_sorted(const struct row_table *t, const char *key, size_t len, size_t *i)
+{
+    size_t lo = 0;
+    size_t hi = t->nr;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = rt_key_cmp(t, mid, key, len);
+
+        if (c == 0) {
+            *i = mid;
+            return true;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
     }
-    for (s = seen_slot(cur, kh); cur->seen[s] != 0; s = (s + 1) & cur->seen_mask) {
+    return false;
+}
+
+/* A row read with key `key` (hash kh): true with its type and line. Rows
+ * of a table in key order are found by bisection, the others through the
+ * index. */
+static bool seen_find(const struct csv_cursor *cur, uint64_t kh, const char *key, size_t len,
+                      size_t *ti, uint32_t *line)
+{
+    size_t s, i, t;
+
+    for (s = seen_slot(cur, kh); cur->seen != NULL && cur->seen[s] != 0;
+         s = (s + 1) & cur->seen_mask) {
         seen_row(cur, cur->seen[s], ti, &i);
         if (rt_key_hash(&cur->rows[*ti], i) == kh) {
             *line = rt_line(&cur->rows[*ti], i);
+            return true;
+        }
+    }
+    for (t = 0; t < cur->conn->ntypes; t++) {
+        if (!cur->rows[t].unsorted && rt_find_sorted(&cur->rows[t], key, len, &i)) {
+            *ti = t;
+            *line = rt_line(&cur->rows[t], i);
             return true;
         }
     }
@@ -550,32 +591,63 @@ static void seen_put(struct csv_cursor *cur, uint64_t kh, uint32_t slot)
     cur->seen[s] = slot;
 }
 
-/* Index row i of type ti (the last row of its table) by key hash kh. */
+/* Index every row of the tables not in key order, in at least twice as
+ * many slots. */
+static void seen_rebuild(struct csv_cursor *cur)
+{
+    size_t total = 0;
+    size_t cap = 1024;
+    size_t g = 0;
+    size_t t, r;
+
+    for (t = 0; t < cur->conn->ntypes; t++) {
+        total += cur->rows[t].unsorted ? cur->rows[t].nr : 0;
+    }
+    while (cap < 2 * total) {
+        cap *= 2;
+    }
+    free(cur->seen);
+    cur->seen = xcalloc(cap, sizeof(*cur->seen));
+    cur->seen_mask = cap - 1;
+    cur->seen_nr = 0;
+    for (t = 0; t < cur->conn->ntypes; g += cur->rows[t].nr, t++) {
+        for (r = 0; cur->rows[t].unsorted && r < cur->rows[t].nr; r++) {
+            if (g + r + 1 >= UINT32_MAX) {
+                return; /* four billion rows: later ones are not compared */
+            }
+            seen_put(cur, rt_key_hash(&cur->rows[t], r), (uint32_t)(g + r + 1));
+            cur->seen_nr++;
+        }
+    }
+}
+
+/* Row i of type ti (the last row of its table) with key hash kh was
+ * accepted. A table whose keys come in increasing order (an export sorted
+ * by its key, the usual case) needs no index: bisection finds them. The
+ * first key out of order indexes the table's rows. */
 static void seen_add(struct csv_cursor *cur, size_t ti, size_t i, uint64_t kh)
 {
+    struct row_table *rt = &cur->rows[ti];
     size_t g = i;
     size_t t;
 
+    if (!rt->unsorted) {
+        if (i == 0 || rt_key_cmp(rt, i - 1, rt->keys.buf + rt->koff[i], rt_key_len(rt, i)) < 0) {
+            return;
+        }
+        rt->unsorted = true;
+        seen_rebuild(cur);
+        return;
+    }
     for (t = 0; t < ti; t++) {
         g += cur->rows[t].nr;
     }
     if (g + 1 >= UINT32_MAX) {
-        return; /* four billion rows: later ones are not compared */
+        return;
     }
-    if ((cur->seen_nr + 1) * 2 > cur->seen_mask + 1 || cur->seen == NULL) {
-        size_t cap = cur->seen == NULL ? 1024 : 2 * (cur->seen_mask + 1);
-        size_t r, n = 0;
-
-        free(cur->seen);
-        cur->seen = xcalloc(cap, sizeof(*cur->seen));
-        cur->seen_mask = cap - 1;
-        for (t = 0; t <= ti; t++) {
-            for (r = 0; r < cur->rows[t].nr; r++, n++) {
-                if (n != g) {
-                    seen_put(cur, rt_key_hash(&cur->rows[t], r), (uint32_t)(n + 1));
-                }
-            }
-        }
+    if ((cur->seen_nr + 1) * 2 > cur->seen_mask + 1) {
+        seen_rebuild(cur); /* takes row i too */
+        return;
     }
     seen_put(cur, kh, (uint32_t)(g + 1));
     cur->seen_nr++;
@@ -1450,7 +1522,7 @@ static enum ids_err row_to_entry(struct csv_cursor *cur, struct csv_type *t, str
                             cur->header.v[cur->key_col]);
         goto done;
     }
-    if (seen_find(cur, file_key_hash(key, strlen(key)), &pti, &pline)) {
+    if (seen_find(cur, file_key_hash(key, strlen(key)), key, strlen(key), &pti, &pline)) {
         ret = ids_error_set(
             err, IDS_EINPUT, "%s: column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu32 ")",
             where.buf, cur->header.v[cur->key_col], key, cur->conn->types[pti].path, pline);
@@ -1533,7 +1605,7 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
     uint32_t pline;
     size_t pti;
 
-    if (seen_find(cur, o->kh[j], &pti, &pline)) {
+    if (seen_find(cur, o->kh[j], o->keys + o->koff[j], o->koff[j + 1] - o->koff[j], &pti, &pline)) {
         strbuf_add(&key, o->keys + o->koff[j], o->koff[j + 1] - o->koff[j]);
         ret = ids_error_set(err, IDS_EINPUT,
                             "%s:%" PRIu64
@@ -1619,7 +1691,8 @@ static void delta_deletions(struct csv_cursor *cur)
             uint32_t pline;
             size_t pti;
 
-            if (old_kept(o, i) || seen_find(cur, o->kh[i], &pti, &pline)) {
+            if (old_kept(o, i) || seen_find(cur, o->kh[i], o->keys + o->koff[i],
+                                            o->koff[i + 1] - o->koff[i], &pti, &pline)) {
                 continue; /* read again, or the key has another row now (read, or reported) */
             }
             if (cur->unreadable > 0) {

@@ -165,12 +165,14 @@ static const char *const migrations[] = {
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
     X(ST_CS_BY_ANCHOR, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND anchor = ?2")          \
     X(ST_CS_BY_DN, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")  \
-    X(ST_CS_BY_MV, "SELECT " CS_COLS                                                               \
-                   " FROM cs INDEXED BY cs_mv WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1 " \
-                   "ORDER BY id LIMIT 1")                                                          \
-    X(ST_CS_REF_BY_MV, "SELECT id, anchor, dn FROM cs INDEXED BY cs_mv WHERE mv_id = ?2 AND "      \
-                       "mv_id <> 0 AND connector = ?1 "                                            \
-                       "ORDER BY id LIMIT 1")                                                      \
+    /* the lowest id of the (normally one) CS object: min() over the index,                        \
+     * where "ORDER BY id LIMIT 1" sorted in a temporary b-tree per call */                        \
+    X(ST_CS_BY_MV, "SELECT " CS_COLS " FROM cs WHERE id = (SELECT min(id) FROM cs INDEXED BY "     \
+                   "cs_mv WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1)")                    \
+    /* index only: anchor and dn of the row min() picks (one row, id NULL                          \
+     * when there is none) */                                                                      \
+    X(ST_CS_REF_BY_MV, "SELECT min(id), anchor, dn FROM cs INDEXED BY cs_mv WHERE mv_id = ?2 AND " \
+                       "mv_id <> 0 AND connector = ?1")                                            \
     X(ST_CS_INSERT,                                                                                \
       "INSERT INTO cs(connector, mv_id, hash, flags, import_state, export_state, attempts, "       \
       "export_run, dn_key, anchor, type, dn, export_error, jkeys, entry, pending, unconfirmed) "   \
@@ -1394,6 +1396,9 @@ static enum ids_err sq_cs_ref_by_mv(struct store *base, int64_t connector, int64
     sqlite3_bind_int64(st, 1, connector);
     sqlite3_bind_int64(st, 2, mv_id);
     rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL) {
+        rc = SQLITE_DONE; /* the aggregate's one row: no object */
+    }
     if (rc == SQLITE_ROW) {
         *id = sqlite3_column_int64(st, 0);
         if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
