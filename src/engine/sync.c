@@ -1257,7 +1257,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
         cs->mv_id = 0;
         cs->flags |= CS_OUT_OF_SCOPE;
         cs->import_state = CS_IMPORT_NONE;
-        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+        ret = store_cs_put_link(ctx->eng->store, cs, err);
         if (ret == IDS_OK && was != 0) {
             ctx->r->rec.counters.disconnected++;
             ret = mv_after_unlink(ctx, mi, was, err);
@@ -1291,7 +1291,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
         if (stop) {
             pv_action(ctx, "error");
             cs->import_state = CS_IMPORT_NONE;
-            ret = dirty ? store_cs_put(ctx->eng->store, cs, NULL, err) : IDS_OK;
+            ret = dirty ? store_cs_put_link(ctx->eng->store, cs, err) : IDS_OK;
             goto done;
         }
         if (cand != 0) {
@@ -1311,7 +1311,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
         } else {
             pv_action(ctx, "none");
             cs->import_state = CS_IMPORT_NONE;
-            ret = dirty ? store_cs_put(ctx->eng->store, cs, NULL, err) : IDS_OK;
+            ret = dirty ? store_cs_put_link(ctx->eng->store, cs, err) : IDS_OK;
             goto done;
         }
         newly = true;
@@ -1338,7 +1338,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
         cs->import_state = CS_IMPORT_NONE;
     }
     if (dirty) {
-        ret = store_cs_put(ctx->eng->store, cs, NULL, err);
+        ret = store_cs_put_link(ctx->eng->store, cs, err);
         if (ret != IDS_OK) {
             goto done;
         }

@@ -183,6 +183,7 @@ static const char *const migrations[] = {
     X(ST_CS_PENDING_OPS, "SELECT substr(pending, 1, 4) FROM cs INDEXED BY cs_export "              \
                          "WHERE connector = ?1 AND export_state <> 0 AND pending IS NOT NULL")     \
     X(ST_CS_SET_EXPORT_STATE, "UPDATE cs SET export_state = ?2, export_run = ?3 WHERE id = ?1")    \
+    X(ST_CS_PUT_LINK, "UPDATE cs SET mv_id = ?2, flags = ?3, import_state = ?4 WHERE id = ?1")     \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
@@ -1754,6 +1755,24 @@ static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object 
     return update_one(s, st, o->id, err);
 }
 
+static enum ids_err sq_cs_put_link(struct store *base, const struct cs_object *o,
+                                   struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CS_PUT_LINK, err);
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, o->id);
+    sqlite3_bind_int64(st, 2, o->mv_id);
+    sqlite3_bind_int64(st, 3,
+                       (int64_t)((o->flags & ~CS_STORED_UNCONFIRMED) |
+                                 (o->unconfirmed != NULL ? CS_STORED_UNCONFIRMED : 0u)));
+    sqlite3_bind_int(st, 4, (int)o->import_state);
+    return update_one(s, st, o->id, err);
+}
+
 static enum ids_err sq_cs_set_export_state(struct store *base, int64_t id,
                                            enum cs_export_state state, int64_t run,
                                            struct ids_error *err)
@@ -3285,4 +3304,5 @@ const struct store_ops sqlite_store_ops = {
     .run_error_count = sq_run_error_count,
     .lock_acquire = sq_lock_acquire,
     .lock_release = sq_lock_release,
+    .cs_put_link = sq_cs_put_link,
 };

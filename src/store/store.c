@@ -254,6 +254,12 @@ enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_expo
     return s->ops->cs_set_export_state(s, id, state, run, err);
 }
 
+enum ids_err store_cs_put_link(struct store *s, const struct cs_object *o, struct ids_error *err)
+{
+    assert(s != NULL && o != NULL && o->id > 0);
+    return s->ops->cs_put_link(s, o, err);
+}
+
 enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, struct ids_error *err)
 {
     assert(s != NULL && o != NULL);

@@ -254,6 +254,11 @@ enum ids_err store_cs_insert_new(struct store *s, struct cs_object *o,
 /* Update only the export fields (state, pending_export, attempts, error,
  * export_run) of object `o->id`: the export's hot path. */
 enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, struct ids_error *err);
+/* Only the link and state of object `o->id` (mv_id, flags, import_state):
+ * a sync that joined, projected, disconnected or settled the object
+ * without changing its attributes, anchor, DN or pending export (the
+ * object's row is not encoded again). IDS_ENOTFOUND when gone. */
+enum ids_err store_cs_put_link(struct store *s, const struct cs_object *o, struct ids_error *err);
 /* Only the export state and run of object `id` (marking a batch in
  * flight: the pending change is as stored). IDS_ENOTFOUND when gone. */
 enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_export_state state,
@@ -438,6 +443,7 @@ struct store_ops {
     enum ids_err (*cs_ref_by_mv)(struct store *s, int64_t connector, int64_t mv_id, int64_t *id,
                                  struct strbuf *anchor, struct strbuf *dn, struct ids_error *err);
     const char *(*state_dir)(struct store *s);
+    enum ids_err (*cs_put_link)(struct store *s, const struct cs_object *o, struct ids_error *err);
 };
 
 struct store {
