@@ -40,11 +40,12 @@ struct export_ctx {
     bool lost; /* the connection was lost: send nothing more */
     struct ids_error lost_err;
     struct keyset ks;
-    struct xitems batch; /* prepared, not sent yet */
-    struct xitems out;   /* sent, result not recorded yet */
-    size_t outstanding;  /* items of out submitted and without a result */
-    bool in_session;     /* between export_begin and export_end */
-    bool late_results;   /* the connector delivers results at export_end */
+    struct xitems batch;              /* prepared, not sent yet */
+    struct xitems out;                /* sent, result not recorded yet */
+    size_t outstanding;               /* items of out submitted and without a result */
+    bool in_session;                  /* between export_begin and export_end */
+    bool late_results;                /* the connector delivers results at export_end */
+    struct strbuf ref_anchor, ref_dn; /* ref_target's look-ups */
 };
 
 static void xitem_release(struct xitem *it)
@@ -82,7 +83,8 @@ static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char *
                                struct ids_error *err)
 {
     enum ids_err ret;
-    struct cs_object *o = NULL;
+    enum cs_import_state state;
+    bool has_anchor;
     char *end = NULL;
     long long id = strtoll(value, &end, 10);
 
@@ -92,7 +94,9 @@ static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char *
         *out = xstrdup(value); /* not a CS id: already a system identifier */
         return IDS_OK;
     }
-    ret = store_cs_get(ctx->eng->store, id, &o, err);
+    /* identifiers only: a group's members are many look-ups */
+    ret = store_cs_ident(ctx->eng->store, id, &ctx->ref_anchor, &has_anchor, &ctx->ref_dn, &state,
+                         err);
     if (ret == IDS_ENOTFOUND) {
         *gone = true;
         return IDS_OK;
@@ -100,16 +104,15 @@ static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char *
     if (ret != IDS_OK) {
         return ret;
     }
-    if (o->anchor != NULL && o->import_state != CS_IMPORT_DELETE) {
-        if ((econn_caps(ctx->X) & CONN_CAP_REF_BY_DN) && o->dn != NULL) {
-            *out = xstrdup(o->dn);
+    if (has_anchor && state != CS_IMPORT_DELETE) {
+        if ((econn_caps(ctx->X) & CONN_CAP_REF_BY_DN) && ctx->ref_dn.len > 0) {
+            *out = xstrdup(ctx->ref_dn.buf);
         } else {
-            *out = xstrdup(o->anchor);
+            *out = xstrdup(ctx->ref_anchor.buf);
         }
-    } else if (o->anchor != NULL) {
+    } else if (has_anchor) {
         *gone = true;
     }
-    cs_object_free(o);
     return IDS_OK;
 }
 
@@ -873,6 +876,8 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
 
     memset(&ctx, 0, sizeof(ctx));
     keyset_init(&ctx.ks);
+    strbuf_init(&ctx.ref_anchor, 0);
+    strbuf_init(&ctx.ref_dn, 0);
     ctx.eng = eng;
     ctx.X = engine_conn(eng, connector);
     if (ctx.X == NULL) {
@@ -982,6 +987,8 @@ done:
     xitems_release(&ctx.batch);
     xitems_release(&ctx.out);
     keyset_release(&ctx.ks);
+    strbuf_release(&ctx.ref_anchor);
+    strbuf_release(&ctx.ref_dn);
     i64vec_release(&deferred);
     return erun_finish(&r, ret, err, run);
 }

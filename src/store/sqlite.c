@@ -171,8 +171,8 @@ static const char *const migrations[] = {
                    "cs_mv WHERE mv_id = ?2 AND mv_id <> 0 AND connector = ?1)")                    \
     /* index only: anchor and dn of the row min() picks (one row, id NULL                          \
      * when there is none) */                                                                      \
-    X(ST_CS_REF_BY_MV, "SELECT min(id), anchor, dn FROM cs INDEXED BY cs_mv WHERE mv_id = ?2 AND " \
-                       "mv_id <> 0 AND connector = ?1")                                            \
+    X(ST_CS_REF_BY_MV, "SELECT min(id), anchor, dn, 0 FROM cs INDEXED BY cs_mv WHERE mv_id = ?2 "  \
+                       "AND mv_id <> 0 AND connector = ?1")                                        \
     X(ST_CS_INSERT,                                                                                \
       "INSERT INTO cs(connector, mv_id, hash, flags, import_state, export_state, attempts, "       \
       "export_run, dn_key, anchor, type, dn, export_error, jkeys, entry, pending, unconfirmed) "   \
@@ -184,6 +184,7 @@ static const char *const migrations[] = {
                          "WHERE connector = ?1 AND export_state <> 0 AND pending IS NOT NULL")     \
     X(ST_CS_SET_EXPORT_STATE, "UPDATE cs SET export_state = ?2, export_run = ?3 WHERE id = ?1")    \
     X(ST_CS_PUT_LINK, "UPDATE cs SET mv_id = ?2, flags = ?3, import_state = ?4 WHERE id = ?1")     \
+    X(ST_CS_IDENT, "SELECT id, anchor, dn, import_state FROM cs WHERE id = ?1")                    \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
@@ -1379,14 +1380,59 @@ static enum ids_err sq_cs_get_by_mv(struct store *base, int64_t connector, int64
     return fetch_one_cs(s, st, what, out, err);
 }
 
+/* Append text column col of the current row to out; false when NULL. */
+static bool column_add(sqlite3_stmt *st, int col, struct strbuf *out)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        return false;
+    }
+    strbuf_add(out, sqlite3_column_text(st, col), (size_t)sqlite3_column_bytes(st, col));
+    return true;
+}
+
+/* Step st, a query of (id, anchor, dn, import_state) with at most one row
+ * whose id is NULL when there is none (an aggregate). `none` is the
+ * message of IDS_ENOTFOUND. id, has_anchor and state may be NULL. */
+static enum ids_err step_ident(struct sqlite_store *s, sqlite3_stmt *st, const char *none,
+                               int64_t *id, struct strbuf *anchor, bool *has_anchor,
+                               struct strbuf *dn, enum cs_import_state *state,
+                               struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL) {
+        rc = SQLITE_DONE; /* the aggregate's one row: no object */
+    }
+    if (rc == SQLITE_ROW) {
+        bool a = column_add(st, 1, anchor);
+
+        column_add(st, 2, dn);
+        if (id != NULL) {
+            *id = sqlite3_column_int64(st, 0);
+        }
+        if (has_anchor != NULL) {
+            *has_anchor = a;
+        }
+        if (state != NULL) {
+            *state = (enum cs_import_state)sqlite3_column_int(st, 3);
+        }
+    } else if (rc == SQLITE_DONE) {
+        ret = ids_error_set(err, IDS_ENOTFOUND, "%s", none);
+    } else {
+        ret = db_fail(s, rc, "read connector-space object", err);
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
 static enum ids_err sq_cs_ref_by_mv(struct store *base, int64_t connector, int64_t mv_id,
                                     int64_t *id, struct strbuf *anchor, struct strbuf *dn,
                                     struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_CS_REF_BY_MV, err);
-    enum ids_err ret = IDS_OK;
-    int rc;
+    char none[96];
 
     *id = 0;
     strbuf_reset(anchor);
@@ -1396,27 +1442,9 @@ static enum ids_err sq_cs_ref_by_mv(struct store *base, int64_t connector, int64
     }
     sqlite3_bind_int64(st, 1, connector);
     sqlite3_bind_int64(st, 2, mv_id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_NULL) {
-        rc = SQLITE_DONE; /* the aggregate's one row: no object */
-    }
-    if (rc == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        if (sqlite3_column_type(st, 1) != SQLITE_NULL) {
-            strbuf_add(anchor, sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
-        }
-        if (sqlite3_column_type(st, 2) != SQLITE_NULL) {
-            strbuf_add(dn, sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2));
-        }
-    } else if (rc == SQLITE_DONE) {
-        ret =
-            ids_error_set(err, IDS_ENOTFOUND,
-                          "metaverse object %" PRId64 ": no connector-space object joined", mv_id);
-    } else {
-        ret = db_fail(s, rc, "read connector-space object", err);
-    }
-    sqlite3_reset(st);
-    return ret;
+    snprintf(none, sizeof(none), "metaverse object %" PRId64 ": no connector-space object joined",
+             mv_id);
+    return step_ident(s, st, none, id, anchor, NULL, dn, NULL, err);
 }
 
 static const char *sq_state_dir(struct store *base)
@@ -1753,6 +1781,26 @@ static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object 
     bind_text(st, 5, o->export_error);
     sqlite3_bind_int64(st, 6, o->export_run);
     return update_one(s, st, o->id, err);
+}
+
+static enum ids_err sq_cs_ident(struct store *base, int64_t id, struct strbuf *anchor,
+                                bool *has_anchor, struct strbuf *dn, enum cs_import_state *state,
+                                struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CS_IDENT, err);
+    char none[96];
+
+    strbuf_reset(anchor);
+    strbuf_reset(dn);
+    *has_anchor = false;
+    *state = CS_IMPORT_NONE;
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    snprintf(none, sizeof(none), "id %" PRId64 ": no such connector-space object", id);
+    return step_ident(s, st, none, NULL, anchor, has_anchor, dn, state, err);
 }
 
 static enum ids_err sq_cs_put_link(struct store *base, const struct cs_object *o,
@@ -3305,4 +3353,5 @@ const struct store_ops sqlite_store_ops = {
     .lock_acquire = sq_lock_acquire,
     .lock_release = sq_lock_release,
     .cs_put_link = sq_cs_put_link,
+    .cs_ident = sq_cs_ident,
 };

@@ -254,6 +254,12 @@ enum ids_err store_cs_insert_new(struct store *s, struct cs_object *o,
 /* Update only the export fields (state, pending_export, attempts, error,
  * export_run) of object `o->id`: the export's hot path. */
 enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, struct ids_error *err);
+/* Anchor, DN and import state of CS object `id`, without reading its
+ * attributes (an export resolving a group's members to identifiers).
+ * anchor and dn are reset, then set; left empty when NULL in the store.
+ * *has_anchor tells an empty anchor from none. IDS_ENOTFOUND when gone. */
+enum ids_err store_cs_ident(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
+                            struct strbuf *dn, enum cs_import_state *state, struct ids_error *err);
 /* Only the link and state of object `o->id` (mv_id, flags, import_state):
  * a sync that joined, projected, disconnected or settled the object
  * without changing its attributes, anchor, DN or pending export (the
@@ -444,6 +450,8 @@ struct store_ops {
                                  struct strbuf *anchor, struct strbuf *dn, struct ids_error *err);
     const char *(*state_dir)(struct store *s);
     enum ids_err (*cs_put_link)(struct store *s, const struct cs_object *o, struct ids_error *err);
+    enum ids_err (*cs_ident)(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
+                             struct strbuf *dn, enum cs_import_state *state, struct ids_error *err);
 };
 
 struct store {

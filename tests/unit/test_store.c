@@ -879,6 +879,80 @@ static void test_links_and_refs(void **state)
     cs_object_free(c);
 }
 
+/* The narrow calls of the sync and export steps: the link write leaves
+ * attributes, DN and pending export alone; identifiers come without the
+ * attributes; the CS object of an MV object is the lowest id of that
+ * connector, in full and by identifiers alike. */
+static void test_cs_link_ident_by_mv(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct cs_object *a = new_cs(f->conn, "k-1", "cn=k1");
+    struct cs_object *b = new_cs(f->conn, "k-2", "cn=k2");
+    struct cs_object *g = NULL;
+    struct strbuf anchor = STRBUF_INIT;
+    struct strbuf dn = STRBUF_INIT;
+    enum cs_import_state st;
+    bool has_anchor;
+    int64_t id;
+
+    a->import_state = CS_IMPORT_ADD;
+    a->pending_export = change_new(CHANGE_MODIFY, "user", "k-1", "cn=k1");
+    assert_int_equal(store_cs_put(f->s, a, NULL, &err), IDS_OK);
+    assert_int_equal(store_cs_put(f->s, b, NULL, &err), IDS_OK);
+    /* the link write: only mv_id, flags and import state */
+    a->mv_id = 42;
+    a->flags = CS_OUT_OF_SCOPE;
+    a->import_state = CS_IMPORT_NONE;
+    entry_add_str(a->entry, "mail", "not@written.example");
+    assert_int_equal(store_cs_put_link(f->s, a, &err), IDS_OK);
+    assert_int_equal(store_cs_get(f->s, a->id, &g, &err), IDS_OK);
+    assert_int_equal(g->mv_id, 42);
+    assert_int_equal(g->flags, CS_OUT_OF_SCOPE);
+    assert_int_equal(g->import_state, CS_IMPORT_NONE);
+    assert_int_equal(entry_attr(g->entry, "mail")->nvals, 1); /* as first stored */
+    assert_non_null(g->pending_export);
+    assert_int_equal(g->export_state, a->export_state);
+    cs_object_free(g);
+    g = NULL;
+    b->id = 987654;
+    assert_int_equal(store_cs_put_link(f->s, b, &err), IDS_ENOTFOUND);
+
+    /* identifiers */
+    assert_int_equal(store_cs_ident(f->s, a->id, &anchor, &has_anchor, &dn, &st, &err), IDS_OK);
+    assert_true(has_anchor);
+    assert_string_equal(anchor.buf, "k-1");
+    assert_string_equal(dn.buf, "cn=k1");
+    assert_int_equal(st, CS_IMPORT_NONE);
+    assert_int_equal(store_cs_ident(f->s, 987654, &anchor, &has_anchor, &dn, &st, &err),
+                     IDS_ENOTFOUND);
+
+    /* by MV object: none, one, then two of one connector (the lower id) */
+    assert_int_equal(store_cs_get_by_mv(f->s, f->conn, 43, &g, &err), IDS_ENOTFOUND);
+    assert_int_equal(store_cs_ref_by_mv(f->s, f->conn, 43, &id, &anchor, &dn, &err), IDS_ENOTFOUND);
+    assert_int_equal(store_cs_ref_by_mv(f->s, f->conn2, 42, &id, &anchor, &dn, &err),
+                     IDS_ENOTFOUND);
+    assert_int_equal(store_cs_ref_by_mv(f->s, f->conn, 42, &id, &anchor, &dn, &err), IDS_OK);
+    assert_int_equal(id, a->id);
+    assert_string_equal(anchor.buf, "k-1");
+    assert_string_equal(dn.buf, "cn=k1");
+    b->id = 0;
+    b->mv_id = 42;
+    free(b->anchor);
+    b->anchor = xstrdup("k-0"); /* sorts first in the index: the id decides */
+    assert_int_equal(store_cs_put(f->s, b, NULL, &err), IDS_OK);
+    assert_true(b->id > a->id);
+    assert_int_equal(store_cs_ref_by_mv(f->s, f->conn, 42, &id, &anchor, &dn, &err), IDS_OK);
+    assert_int_equal(id, a->id);
+    assert_int_equal(store_cs_get_by_mv(f->s, f->conn, 42, &g, &err), IDS_OK);
+    assert_int_equal(g->id, a->id);
+    cs_object_free(g);
+    strbuf_release(&anchor);
+    strbuf_release(&dn);
+    cs_object_free(a);
+    cs_object_free(b);
+}
+
 static void test_watermark_meta(void **state)
 {
     struct fixture *f = *state;
@@ -1591,6 +1665,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_join_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mv_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_and_refs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cs_link_ident_by_mv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
