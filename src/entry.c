@@ -190,6 +190,30 @@ void entry_set_attr(struct entry *e, const char *name, const struct attr *src)
     }
 }
 
+void entry_take_attr(struct entry *e, const char *name, struct attr *src)
+{
+    struct attr *a;
+    char *keep_name;
+
+    if (src->nvals == 0) {
+        entry_remove_attr(e, name);
+        return;
+    }
+    a = entry_attr_add(e, name);
+    keep_name = a->name;
+    a->name = NULL;
+    attr_release(a);
+    a->name = keep_name;
+    a->flags = src->flags;
+    a->source = src->source;
+    a->vals = src->vals;
+    a->nvals = src->nvals;
+    a->alloc = src->alloc;
+    src->vals = NULL;
+    src->nvals = 0;
+    src->alloc = 0;
+}
+
 const char *entry_first(const struct entry *e, const char *name)
 {
     const struct attr *a = entry_attr(e, name);

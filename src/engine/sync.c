@@ -304,7 +304,7 @@ static enum ids_err mv_compute(struct sync_ctx *ctx, struct mvt_info *mi, struct
                 return ret;
             }
             if (a.nvals > 0) {
-                entry_set_attr(out, it->attr, &a);
+                entry_take_attr(out, it->attr, &a);
             }
             attr_release(&a);
         }
@@ -712,7 +712,7 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
             a.flags &= ~ATTR_REF;
         }
         if (a.nvals > 0) {
-            entry_set_attr(des, it->attr, &a);
+            entry_take_attr(des, it->attr, &a);
         }
         attr_release(&a);
     }

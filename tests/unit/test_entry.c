@@ -136,10 +136,42 @@ static void test_normalize(void **state)
     strbuf_release(&sb);
 }
 
+/* entry_take_attr: the values move (the entry equals what entry_set_attr
+ * makes), the source keeps only its name; no values removes. */
+static void test_take_attr(void **state)
+{
+    struct entry *a = entry_new("user", "1", "cn=a");
+    struct entry *b = entry_new("user", "1", "cn=a");
+    struct attr src;
+
+    (void)state;
+    entry_add_str(a, "mail", "old@x.example");
+    entry_add_str(b, "mail", "old@x.example");
+    memset(&src, 0, sizeof(src));
+    src.name = xstrdup("member");
+    src.flags = ATTR_REF;
+    attr_add_value(&src, "u1", 2);
+    attr_add_value(&src, "u2", 2);
+    entry_set_attr(a, "member", &src);
+    entry_take_attr(b, "member", &src);
+    assert_int_equal(src.nvals, 0);
+    assert_null(src.vals);
+    assert_string_equal(src.name, "member");
+    assert_true(entry_hash(a) == entry_hash(b));
+    assert_int_equal(entry_attr(b, "member")->nvals, 2);
+    assert_true(entry_attr(b, "member")->flags & ATTR_REF);
+    entry_take_attr(b, "mail", &src); /* no values: removed */
+    assert_null(entry_attr(b, "mail"));
+    attr_release(&src);
+    entry_free(a);
+    entry_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_canonical_and_hash),
+        cmocka_unit_test(test_take_attr),
         cmocka_unit_test(test_encode_roundtrip),
         cmocka_unit_test(test_change_apply_and_codec),
         cmocka_unit_test(test_json_binary),
