@@ -168,15 +168,16 @@ void entry_remove_attr(struct entry *e, const char *name)
     e->nattrs--;
 }
 
-void entry_set_attr(struct entry *e, const char *name, const struct attr *src)
+/* Attribute `name` of e emptied of its values, with src's flags and
+ * source; NULL (and the attribute removed) when src has no values. */
+static struct attr *attr_for_set(struct entry *e, const char *name, const struct attr *src)
 {
     struct attr *a;
     char *keep_name;
-    size_t i;
 
     if (src == NULL || src->nvals == 0) {
         entry_remove_attr(e, name);
-        return;
+        return NULL;
     }
     a = entry_attr_add(e, name);
     keep_name = a->name;
@@ -185,27 +186,26 @@ void entry_set_attr(struct entry *e, const char *name, const struct attr *src)
     a->name = keep_name;
     a->flags = src->flags;
     a->source = src->source;
-    for (i = 0; i < src->nvals; i++) {
+    return a;
+}
+
+void entry_set_attr(struct entry *e, const char *name, const struct attr *src)
+{
+    struct attr *a = attr_for_set(e, name, src);
+    size_t i;
+
+    for (i = 0; a != NULL && i < src->nvals; i++) {
         attr_add_value(a, src->vals[i].data, src->vals[i].len);
     }
 }
 
 void entry_take_attr(struct entry *e, const char *name, struct attr *src)
 {
-    struct attr *a;
-    char *keep_name;
+    struct attr *a = attr_for_set(e, name, src);
 
-    if (src->nvals == 0) {
-        entry_remove_attr(e, name);
+    if (a == NULL) {
         return;
     }
-    a = entry_attr_add(e, name);
-    keep_name = a->name;
-    a->name = NULL;
-    attr_release(a);
-    a->name = keep_name;
-    a->flags = src->flags;
-    a->source = src->source;
     a->vals = src->vals;
     a->nvals = src->nvals;
     a->alloc = src->alloc;

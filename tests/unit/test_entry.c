@@ -170,12 +170,9 @@ static void test_take_attr(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_canonical_and_hash),
-        cmocka_unit_test(test_take_attr),
-        cmocka_unit_test(test_encode_roundtrip),
-        cmocka_unit_test(test_change_apply_and_codec),
-        cmocka_unit_test(test_json_binary),
-        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_canonical_and_hash), cmocka_unit_test(test_take_attr),
+        cmocka_unit_test(test_encode_roundtrip),   cmocka_unit_test(test_change_apply_and_codec),
+        cmocka_unit_test(test_json_binary),        cmocka_unit_test(test_normalize),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
