@@ -175,6 +175,17 @@ void attr_value_diff(const struct attr *a, const struct attr *b, struct attr *on
 
 /* ---- sync internals shared with report.c (sync.c) ------------------------ */
 
+/* How a reference attribute of an MV object changed in mv_update (delta
+ * sync): MV ids added and removed. Outbound turns them into value changes
+ * of a target in step with the MV object, without mapping every member. */
+struct ref_delta {
+    char *attr;      /* MV attribute */
+    struct attr add; /* MV ids (decimal) */
+    struct attr del;
+    int64_t checked_conn; /* the target connector `mappable` was found for */
+    bool mappable;        /* every removed MV object has an object there */
+};
+
 /* A reference still unresolved when it was met; re-checked at the end. */
 struct unres {
     bool out;         /* outbound (MV id -> target CS) or inbound (value -> CS -> MV) */
@@ -201,6 +212,11 @@ struct sync_ctx {
     size_t nunres;
     size_t aunres;
     long done;
+    /* the reference changes of MV object delta_mv by its last mv_update
+     * (delta sync only; delta_mv 0: none known) */
+    int64_t delta_mv;
+    struct ref_delta *deltas;
+    size_t ndeltas, adeltas;
 };
 
 void sync_ctx_init(struct sync_ctx *ctx, struct engine *eng, struct erun *r, bool full);

@@ -25,6 +25,110 @@ struct contrib {
 
 /* ---- context ----------------------------------------------------------------- */
 
+/* ---- reference deltas ------------------------------------------------------ */
+
+static void deltas_clear(struct sync_ctx *ctx)
+{
+    size_t i;
+
+    for (i = 0; i < ctx->ndeltas; i++) {
+        free(ctx->deltas[i].attr);
+        attr_release(&ctx->deltas[i].add);
+        attr_release(&ctx->deltas[i].del);
+    }
+    ctx->ndeltas = 0;
+    ctx->delta_mv = 0;
+}
+
+/* Remember how the reference attributes of MV object `mv` changed from
+ * old to now (MV ids: byte-wise sets). */
+static void deltas_compute(struct sync_ctx *ctx, int64_t mv, const struct entry *old,
+                           const struct entry *now)
+{
+    const struct entry *side[2] = {old, now};
+    size_t s, i;
+
+    deltas_clear(ctx);
+    for (s = 0; s < 2; s++) {
+        for (i = 0; i < side[s]->nattrs; i++) {
+            const struct attr *a = &side[s]->attrs[i];
+            const struct attr *o = entry_attr(old, a->name);
+            const struct attr *n = entry_attr(now, a->name);
+            struct ref_delta *d;
+
+            if (!(a->flags & ATTR_REF) || (s == 1 && o != NULL)) {
+                continue; /* not a reference, or seen from the old side */
+            }
+            ALLOC_GROW(ctx->deltas, ctx->ndeltas + 1, ctx->adeltas);
+            d = &ctx->deltas[ctx->ndeltas++];
+            memset(d, 0, sizeof(*d));
+            d->attr = xstrdup(a->name);
+            attr_value_diff(n, o, &d->add, &d->del);
+        }
+    }
+    ctx->delta_mv = mv;
+}
+
+/* Has every MV object removed by d an object in X (so the member to take
+ * out is known)? One that was deleted or deprovisioned in this sync has
+ * none: the full mapping then finds its target object by the current
+ * values. Asked once per delta and connector. */
+static bool removed_mappable(struct sync_ctx *ctx, struct ref_delta *d, const struct econn *X)
+{
+    struct strbuf anchor = STRBUF_INIT;
+    struct strbuf dn = STRBUF_INIT;
+    struct ids_error lerr = IDS_ERROR_INIT;
+    size_t k;
+
+    if (d->checked_conn == X->id) {
+        return d->mappable;
+    }
+    d->checked_conn = X->id;
+    d->mappable = true;
+    for (k = 0; k < d->del.nvals && d->mappable; k++) {
+        long long mv = strtoll(d->del.vals[k].data, NULL, 10);
+        int64_t id = 0;
+
+        d->mappable = mv > 0 && store_cs_ref_by_mv(ctx->eng->store, X->id, mv, &id, &anchor, &dn,
+                                                   &lerr) == IDS_OK;
+    }
+    strbuf_release(&anchor);
+    strbuf_release(&dn);
+    return d->mappable;
+}
+
+/* The delta outbound may use for flow `it` of t into target (X's object of
+ * m, linked before this sync): NULL when the values must be mapped in full.
+ * A target is in step with the MV object when nothing is pending or staged
+ * for it: its values are what the last outbound computed, so the MV
+ * changes are its changes. */
+static const struct ref_delta *flow_delta(struct sync_ctx *ctx, const struct econn *X,
+                                          const struct flow_config *t, const struct rule_item *it,
+                                          const struct mv_object *m, const struct cs_object *target)
+{
+    size_t i;
+    size_t same = 0;
+
+    if (ctx->delta_mv == 0 || ctx->delta_mv != m->id || target == NULL || target->anchor == NULL ||
+        target->pending_export != NULL || target->export_state != CS_EXPORT_NONE ||
+        target->import_state != CS_IMPORT_NONE || !it->plain || it->source == NULL ||
+        strcasecmp(it->attr, "dn") == 0 || !flow_out_is_ref(t, it, m->entry)) {
+        return NULL;
+    }
+    for (i = 0; i < t->nflows; i++) {
+        same += strcasecmp(t->flows[i].attr, it->attr) == 0;
+    }
+    if (same != 1) {
+        return NULL;
+    }
+    for (i = 0; i < ctx->ndeltas; i++) {
+        if (strcasecmp(ctx->deltas[i].attr, it->source) == 0) {
+            return removed_mappable(ctx, &ctx->deltas[i], X) ? &ctx->deltas[i] : NULL;
+        }
+    }
+    return NULL;
+}
+
 void sync_ctx_init(struct sync_ctx *ctx, struct engine *eng, struct erun *r, bool full)
 {
     memset(ctx, 0, sizeof(*ctx));
@@ -44,6 +148,8 @@ void sync_ctx_release(struct sync_ctx *ctx)
         free(ctx->unres[i].value);
     }
     free(ctx->unres);
+    deltas_clear(ctx);
+    free(ctx->deltas);
     i64vec_release(&ctx->qcs);
     i64vec_release(&ctx->qmv);
     bitmap_release(&ctx->qcs_set);
@@ -422,6 +528,7 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
 
     *changed = false;
     *ok = true;
+    deltas_clear(ctx);
     keyset_init(&nk);
     keyset_init(&ok_keys);
     ret = gather_contribs(ctx, mi, m->id, cur, cur_ec, cur_f, &c, &n, err);
@@ -443,6 +550,9 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     }
     if (ctx->r->pv != NULL && ctx->r->pv->mv_id == 0) {
         ctx->r->pv->mv_id = m->id;
+    }
+    if (!ctx->full && ctx->refs && m->id != 0 && m->entry != NULL && mi->out_refs) {
+        deltas_compute(ctx, m->id, m->entry, ne);
     }
     entry_free(m->entry);
     m->entry = ne;
@@ -638,10 +748,14 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
     return ret == IDS_ENOTFOUND ? IDS_OK : ret;
 }
 
-/* The attributes (and DN) the flows of t want for MV object m in X. */
+/* The attributes (and DN) the flows of t want for MV object m in X.
+ * Reference attributes that flow_delta gives a delta for in in_step (the
+ * target joined before this sync, or NULL) are left out: make_diff turns
+ * the delta into their changes. */
 static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
-                                const struct mv_object *m, struct entry *des, char **dn, bool *ok,
-                                struct refmap *rm, struct ids_error *err)
+                                const struct mv_object *m, const struct cs_object *in_step,
+                                struct entry *des, char **dn, bool *ok, struct refmap *rm,
+                                struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct strbuf sb = STRBUF_INIT;
@@ -656,6 +770,9 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
         struct attr mapped;
         bool ref = flow_out_is_ref(t, it, m->entry);
 
+        if (ref && flow_delta(ctx, X, t, it, m, in_step) != NULL) {
+            continue;
+        }
         memset(&a, 0, sizeof(a));
         a.name = xstrdup(it->attr);
         a.source = -1;
@@ -829,10 +946,81 @@ static void add_values_mod(struct change *ch, enum mod_op op, const char *name, 
 
 /* Minimal change from the target's CS entry to the desired attributes,
  * restricted to the flowed attributes; NULL when nothing differs. */
+/* Does target attribute c hold `ident` (values compared normalised)? */
+static bool cur_has(const struct attr *c, const struct strbuf *ident, struct strbuf *tmp)
+{
+    struct strbuf want = STRBUF_INIT;
+    bool found = false;
+    size_t i;
+
+    value_normalize(&want, ident->buf, ident->len);
+    for (i = 0; c != NULL && i < c->nvals && !found; i++) {
+        strbuf_reset(tmp);
+        value_normalize(tmp, c->vals[i].data, c->vals[i].len);
+        found = tmp->len == want.len && memcmp(tmp->buf, want.buf, want.len) == 0;
+    }
+    strbuf_release(&want);
+    return found;
+}
+
+/* The changes of target attribute `attr` (current values c) for the MV
+ * reference changes dl: added members not there yet (as target CS ids;
+ * unresolved ones wait), removed members that are there. */
+static enum ids_err delta_mods(struct sync_ctx *ctx, const struct econn *X,
+                               const struct mv_object *m, const char *attr, const struct attr *c,
+                               const struct ref_delta *dl, struct attr *adds, struct attr *dels,
+                               struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct strbuf anchor = STRBUF_INIT;
+    struct strbuf dn = STRBUF_INIT;
+    struct strbuf sb = STRBUF_INIT;
+    bool by_dn = (econn_caps(X) & CONN_CAP_REF_BY_DN) != 0;
+    size_t side, k;
+
+    for (side = 0; side < 2 && ret == IDS_OK; side++) {
+        const struct attr *vals = side == 0 ? &dl->add : &dl->del;
+
+        for (k = 0; k < vals->nvals && ret == IDS_OK; k++) {
+            long long mv = strtoll(vals->vals[k].data, NULL, 10);
+            int64_t csid = 0;
+            bool there;
+
+            ret = mv > 0 ? store_cs_ref_by_mv(ctx->eng->store, X->id, mv, &csid, &anchor, &dn, err)
+                         : IDS_ENOTFOUND;
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                if (side == 0 && mv > 0) {
+                    /* not provisioned yet: waits, as out_desired's mapping */
+                    mv_wait_key(&sb, mv, X->id);
+                    ret = store_ref_wait(ctx->eng->store, 0, sb.buf, m->id, err);
+                    sync_unres_add(ctx, true, m->id, X->id, attr, vals->vals[k].data,
+                                   vals->vals[k].len);
+                }
+                continue; /* a removed member without an object (not mappable) */
+            }
+            if (ret != IDS_OK) {
+                break;
+            }
+            there = anchor.len > 0 && cur_has(c, by_dn ? &dn : &anchor, &sb);
+            if (side == 0 ? !there : there) {
+                strbuf_reset(&sb);
+                strbuf_addf(&sb, "%" PRId64, csid);
+                attr_add_value(side == 0 ? adds : dels, sb.buf, sb.len);
+            }
+        }
+    }
+    strbuf_release(&anchor);
+    strbuf_release(&dn);
+    strbuf_release(&sb);
+    return ret;
+}
+
 static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, const struct cs_object *cs,
-                              const struct entry *des, const char *dn, struct refmap *rm,
-                              struct change **out, struct ids_error *err)
+                              const struct cs_object *in_step, const struct entry *des,
+                              const char *dn, struct refmap *rm, struct change **out,
+                              struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct change *ch = change_new(CHANGE_MODIFY, cs->type, cs->anchor, cs->dn);
@@ -844,6 +1032,7 @@ static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struc
         const struct rule_item *it = &t->flows[i];
         const struct attr *d = entry_attr(des, it->attr);
         const struct attr *c = entry_attr(cs->entry, it->attr);
+        const struct ref_delta *dl;
         struct attr adds;
         struct attr dels;
         bool dup = false;
@@ -859,7 +1048,12 @@ static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struc
         }
         memset(&adds, 0, sizeof(adds));
         memset(&dels, 0, sizeof(dels));
-        if ((d != NULL && (d->flags & ATTR_REF)) || flow_out_is_ref(t, it, m->entry)) {
+        dl = flow_delta(ctx, X, t, it, m, in_step);
+        if (dl != NULL) {
+            ret = delta_mods(ctx, X, m, it->attr, c, dl, &adds, &dels, err);
+            add_values_mod(ch, MOD_ADD, it->attr, ATTR_REF, &adds);
+            add_values_mod(ch, MOD_DELETE, it->attr, ATTR_REF, &dels);
+        } else if ((d != NULL && (d->flags & ATTR_REF)) || flow_out_is_ref(t, it, m->entry)) {
             struct attr cur;
 
             memset(&cur, 0, sizeof(cur));
@@ -974,6 +1168,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     struct entry *des = NULL;
     struct change *ch = NULL;
     struct refmap rm = {0};
+    const struct cs_object *in_step; /* the target as linked before this sync */
     char *dn = NULL;
     bool ok = true;
     bool in = true;
@@ -1020,8 +1215,9 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         }
         goto done;
     }
+    in_step = target;
     des = entry_new(t->object, NULL, NULL);
-    ret = out_desired(ctx, X, t, m, des, &dn, &ok, &rm, err);
+    ret = out_desired(ctx, X, t, m, in_step, des, &dn, &ok, &rm, err);
     if (ret != IDS_OK || !ok) {
         goto done;
     }
@@ -1057,7 +1253,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     if (target->anchor == NULL) {
         ch = make_add(t, des, dn);
     } else {
-        ret = make_diff(ctx, X, t, m, target, des, dn, &rm, &ch, err);
+        ret = make_diff(ctx, X, t, m, target, joined_now ? NULL : in_step, des, dn, &rm, &ch, err);
         if (ret != IDS_OK) {
             goto done;
         }
@@ -1095,12 +1291,15 @@ static enum ids_err sync_outbound(struct sync_ctx *ctx, struct mvt_info *mi,
         /* pass 1 of a full sync, a type without references: final already */
         bitmap_set(&ctx->final, m->id);
     }
-    if (mi->out_refs) {
+    if (mi->out_refs && ctx->delta_mv != m->id) {
+        /* waits are recorded again by the mapping; with a delta, members
+         * not mapped now keep theirs */
         ret = store_ref_clear(ctx->eng->store, 0, m->id, err);
     }
     for (i = 0; ret == IDS_OK && i < mi->t->nto; i++) {
         ret = outbound_one(ctx, mi, &mi->t->to[i], m, err);
     }
+    deltas_clear(ctx);
     return ret;
 }
 

@@ -24,6 +24,7 @@ static struct store_ops counting_ops;
 static const struct store_ops *real_ops;
 static long cs_puts;
 static long mv_puts;
+static long ref_lookups; /* MV object -> target identifiers (group members) */
 
 static enum ids_err counting_cs_put(struct store *s, struct cs_object *o,
                                     const struct store_keys *keys, struct ids_error *err)
@@ -37,6 +38,14 @@ static enum ids_err counting_cs_put_export(struct store *s, const struct cs_obje
 {
     cs_puts++;
     return real_ops->cs_put_export(s, o, err);
+}
+
+static enum ids_err counting_cs_ref_by_mv(struct store *s, int64_t connector, int64_t mv_id,
+                                          int64_t *id, struct strbuf *anchor, struct strbuf *dn,
+                                          struct ids_error *err)
+{
+    ref_lookups++;
+    return real_ops->cs_ref_by_mv(s, connector, mv_id, id, anchor, dn, err);
 }
 
 static enum ids_err counting_mv_put(struct store *s, struct mv_object *o,
@@ -187,6 +196,7 @@ static struct fx *fx_new_yaml(const char *yaml)
     counting_ops.cs_put = counting_cs_put;
     counting_ops.cs_put_export = counting_cs_put_export;
     counting_ops.mv_put = counting_mv_put;
+    counting_ops.cs_ref_by_mv = counting_cs_ref_by_mv;
     f->s->ops = &counting_ops;
     store_connector_id(f->s, "corp", &f->corp_id, &err);
     store_connector_id(f->s, "hr", &f->hr_id, &err);
@@ -870,12 +880,25 @@ static void test_reference_resolved_later(void **state)
     fx_free(f);
 }
 
+/* Group g1 of corp loses member `out` and gains `in`; delta import. */
+static void swap_member(struct fx *f, const char *out, const char *in)
+{
+    struct change *ch = change_new(CHANGE_MODIFY, "group", "g1", NULL);
+    struct mod *m;
+
+    m = change_add_mod(ch, MOD_DELETE, "member", 0);
+    attr_add_value(&m->attr, out, strlen(out));
+    m = change_add_mod(ch, MOD_ADD, "member", 0);
+    attr_add_value(&m->attr, in, strlen(in));
+    memdir_modify(f->corp, ch);
+    change_free(ch);
+    OK(do_import(f, "corp", false));
+}
+
 static void test_minimal_member_diff(void **state)
 {
     struct fx *f = fx_new();
     struct cs_object *t;
-    struct change *ch;
-    struct mod *m;
     size_t i;
 
     (void)state;
@@ -884,14 +907,7 @@ static void test_minimal_member_diff(void **state)
     add_users(f, 3);
     initial_load(f);
     OK(do_import(f, "cloud", false));
-    ch = change_new(CHANGE_MODIFY, "group", "g1", NULL);
-    m = change_add_mod(ch, MOD_DELETE, "member", 0);
-    attr_add_value(&m->attr, "uid=u1,ou=people", 16);
-    m = change_add_mod(ch, MOD_ADD, "member", 0);
-    attr_add_value(&m->attr, "uid=u3,ou=people", 16);
-    memdir_modify(f->corp, ch);
-    change_free(ch);
-    OK(do_import(f, "corp", false));
+    swap_member(f, "uid=u1,ou=people", "uid=u3,ou=people");
     OK(do_sync(f, false));
     t = target_of(f, f->corp_id, "g1");
     assert_non_null(t->pending_export);
@@ -921,6 +937,62 @@ static void test_minimal_member_diff(void **state)
         cs_object_free(u1);
         cs_object_free(u3);
     }
+    fx_free(f);
+}
+
+/* A delta sync of a big group whose target is in step maps only the
+ * members that changed, and the export still makes the group right. */
+static void test_member_delta_maps_only_changes(void **state)
+{
+    struct fx *f = fx_new();
+    struct entry *g = entry_new("group", "g1", "cn=big,ou=groups");
+    struct cs_object *t;
+    struct cs_object *u1;
+    struct cs_object *u21;
+    char dn[64];
+    int i;
+
+    (void)state;
+    entry_add_str(g, "cn", "big");
+    for (i = 1; i <= 20; i++) {
+        snprintf(dn, sizeof(dn), "uid=u%d,ou=people", i);
+        entry_add_str(g, "member", dn);
+    }
+    memdir_put(f->corp, g);
+    add_users(f, 21);
+    initial_load(f);
+    OK(do_import(f, "cloud", false));
+    OK(do_sync(f, false)); /* the confirmed state: nothing pending */
+    swap_member(f, "uid=u1,ou=people", "uid=u21,ou=people");
+    ref_lookups = 0;
+    OK(do_sync(f, false));
+    /* u1 (checked, then taken out) and u21: not the 19 others */
+    assert_true(ref_lookups <= 3);
+    t = target_of(f, f->corp_id, "g1");
+    u1 = target_of(f, f->corp_id, "u1");
+    u21 = target_of(f, f->corp_id, "u21");
+    assert_non_null(t->pending_export);
+    assert_int_equal(t->pending_export->nmods, 2);
+    for (i = 0; i < (int)t->pending_export->nmods; i++) {
+        const struct mod *md = &t->pending_export->mods[i];
+        char id[32];
+
+        snprintf(id, sizeof(id), "%lld", (long long)(md->op == MOD_ADD ? u21->id : u1->id));
+        assert_string_equal(md->attr.name, "members");
+        assert_int_equal(md->attr.nvals, 1);
+        assert_string_equal(md->attr.vals[0].data, id);
+    }
+    OK(do_export(f, "cloud"));
+    {
+        struct entry *cg = memdir_find(f->cloud, t->anchor);
+
+        assert_int_equal(entry_attr(cg, "members")->nvals, 20);
+        assert_false(attr_has(cg, "members", u1->anchor));
+        assert_true(attr_has(cg, "members", u21->anchor));
+    }
+    cs_object_free(t);
+    cs_object_free(u1);
+    cs_object_free(u21);
     fx_free(f);
 }
 
@@ -1487,6 +1559,7 @@ int main(void)
         cmocka_unit_test(test_late_results_target),
         cmocka_unit_test(test_reference_resolved_later),
         cmocka_unit_test(test_minimal_member_diff),
+        cmocka_unit_test(test_member_delta_maps_only_changes),
         cmocka_unit_test(test_anchor_mismatch_guard),
         cmocka_unit_test(test_rename_and_disconnect),
         cmocka_unit_test(test_deprovision_delete),
