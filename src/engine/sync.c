@@ -1649,12 +1649,14 @@ static enum ids_err sync_target_cs(struct sync_ctx *ctx, struct econn *ec, struc
         return ret;
     }
     if (was != 0) {
-        /* re-provision a deleted object, or correct drift */
+        /* re-provision a deleted object, or correct drift: every value
+         * mapped again, no reference delta */
         ret = store_mv_get(ctx->eng->store, was, &m, err);
         if (ret == IDS_ENOTFOUND) {
             return IDS_OK;
         }
         if (ret == IDS_OK) {
+            deltas_clear(ctx);
             ret = sync_outbound(ctx, mi, m, err);
         }
         mv_object_free(m);
@@ -1770,6 +1772,9 @@ static enum ids_err outbound_mv_id(struct sync_ctx *ctx, int64_t id, bool recomp
         ret = mv_update(ctx, mi, m, NULL, NULL, NULL, &changed, &ok, err);
     }
     if (mi != NULL && ret == IDS_OK && ok) {
+        /* queued because references may map now: every value is mapped
+         * again, not only what the MV object gained */
+        deltas_clear(ctx);
         ret = sync_outbound(ctx, mi, m, err);
     }
     mv_object_free(m);
