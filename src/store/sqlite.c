@@ -130,6 +130,9 @@ static const char *const migrations[] = {
     /* 3 -> 4: cs_brief finds an anchor; cs_put checks that an anchor is
      * free (one index less to write for every object: 79 bytes each) */
     "DROP INDEX cs_anchor;",
+    /* 4 -> 5: the reference values an import added and removed since the
+     * object's last sync (cs_object.ref_delta) */
+    "ALTER TABLE cs ADD COLUMN refdelta BLOB;",
 };
 #define SCHEMA_VERSION ((long)ARRAY_SIZE(migrations))
 
@@ -145,7 +148,7 @@ static const char *const migrations[] = {
 
 #define CS_COLS                                                                                    \
     "id, connector, mv_id, hash, flags, import_state, export_state, attempts, export_run, "        \
-    "anchor, type, dn, export_error, entry, pending, unconfirmed"
+    "anchor, type, dn, export_error, entry, pending, unconfirmed, refdelta"
 #define RUN_COLS "id, step, connector, parent, start_us, end_us, status, dry_run, message, counters"
 #define ERR_COLS "run, connector, anchor, dn, attr, code, message, cs_id, mv_id, time_us"
 
@@ -175,15 +178,17 @@ static const char *const migrations[] = {
                        "AND mv_id <> 0 AND connector = ?1")                                        \
     X(ST_CS_INSERT,                                                                                \
       "INSERT INTO cs(connector, mv_id, hash, flags, import_state, export_state, attempts, "       \
-      "export_run, dn_key, anchor, type, dn, export_error, jkeys, entry, pending, unconfirmed) "   \
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")       \
+      "export_run, dn_key, anchor, type, dn, export_error, jkeys, entry, pending, unconfirmed, "   \
+      "refdelta) "                                                                                 \
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?20)")  \
     X(ST_CS_OLD, "SELECT connector, anchor, dn_key, mv_id, import_state, export_state, jkeys "     \
                  "FROM cs WHERE id = ?1")                                                          \
     X(ST_CS_KEYS_OF, "SELECT connector, jkeys FROM cs WHERE id = ?1")                              \
     X(ST_CS_PENDING_OPS, "SELECT substr(pending, 1, 4) FROM cs INDEXED BY cs_export "              \
                          "WHERE connector = ?1 AND export_state <> 0 AND pending IS NOT NULL")     \
     X(ST_CS_SET_EXPORT_STATE, "UPDATE cs SET export_state = ?2, export_run = ?3 WHERE id = ?1")    \
-    X(ST_CS_PUT_LINK, "UPDATE cs SET mv_id = ?2, flags = ?3, import_state = ?4 WHERE id = ?1")     \
+    X(ST_CS_PUT_LINK, "UPDATE cs SET mv_id = ?2, flags = ?3, import_state = ?4, refdelta = ?5 "    \
+                      "WHERE id = ?1")                                                             \
     X(ST_CS_IDENT, "SELECT id, anchor, dn, import_state FROM cs WHERE id = ?1")                    \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
@@ -324,6 +329,7 @@ struct sqlite_store {
     struct strbuf enc;      /* entry BLOB */
     struct strbuf pend;     /* pending_export BLOB */
     struct strbuf unconf;   /* unconfirmed BLOB */
+    struct strbuf rdelta;   /* refdelta BLOB */
     struct strbuf keys_new; /* encoded join keys */
     struct strbuf keys_old;
     struct strbuf norm; /* normalised value */
@@ -1000,6 +1006,7 @@ static void sq_close(struct store *base)
     strbuf_release(&s->enc);
     strbuf_release(&s->pend);
     strbuf_release(&s->unconf);
+    strbuf_release(&s->rdelta);
     strbuf_release(&s->keys_new);
     strbuf_release(&s->keys_old);
     strbuf_release(&s->norm);
@@ -1219,6 +1226,14 @@ static enum ids_err row_to_cs(struct sqlite_store *s, sqlite3_stmt *st, struct c
                             &o->unconfirmed, err);
         if (ret != IDS_OK) {
             ret = corrupt(s, "unconfirmed export of connector-space object", o->id, o->anchor, err);
+            goto done;
+        }
+    }
+    if (sqlite3_column_type(st, 16) != SQLITE_NULL) {
+        ret = change_decode(sqlite3_column_blob(st, 16), (size_t)sqlite3_column_bytes(st, 16),
+                            &o->ref_delta, err);
+        if (ret != IDS_OK) {
+            ret = corrupt(s, "reference changes of connector-space object", o->id, o->anchor, err);
             goto done;
         }
     }
@@ -1562,7 +1577,7 @@ static sqlite3_stmt *cs_update_stmt(struct sqlite_store *s, unsigned mask, struc
     strbuf_addstr(&sql, "UPDATE cs SET hash = ?3, flags = ?4, attempts = ?7, export_run = ?8, "
                         "type = ?11, dn = ?12, export_error = ?13, "
                         "jkeys = CASE WHEN ?19 THEN ?14 ELSE jkeys END, entry = ?15, "
-                        "pending = ?16, unconfirmed = ?17");
+                        "pending = ?16, unconfirmed = ?17, refdelta = ?20");
     if (mask & CS_UPD_CONNECTOR) {
         strbuf_addstr(&sql, ", connector = ?1");
     }
@@ -1673,6 +1688,10 @@ static enum ids_err cs_write(struct store *base, struct cs_object *o, const stru
     if (o->unconfirmed != NULL) {
         change_encode(o->unconfirmed, &s->unconf);
     }
+    strbuf_reset(&s->rdelta);
+    if (o->ref_delta != NULL) {
+        change_encode(o->ref_delta, &s->rdelta);
+    }
     strbuf_reset(&s->keys_new);
     if (keys != NULL) {
         encode_keys(keys, &s->keys_new, &s->norm);
@@ -1704,6 +1723,7 @@ static enum ids_err cs_write(struct store *base, struct cs_object *o, const stru
     }
     bind_buf(st, 16, &s->pend, true);
     bind_buf(st, 17, &s->unconf, true);
+    bind_buf(st, 20, &s->rdelta, true);
     if (update) {
         sqlite3_bind_int64(st, 18, o->id);
         sqlite3_bind_int(st, 19, keys != NULL);
@@ -1818,6 +1838,11 @@ static enum ids_err sq_cs_put_link(struct store *base, const struct cs_object *o
                        (int64_t)((o->flags & ~CS_STORED_UNCONFIRMED) |
                                  (o->unconfirmed != NULL ? CS_STORED_UNCONFIRMED : 0u)));
     sqlite3_bind_int(st, 4, (int)o->import_state);
+    strbuf_reset(&s->rdelta);
+    if (o->ref_delta != NULL) {
+        change_encode(o->ref_delta, &s->rdelta);
+    }
+    bind_buf(st, 5, &s->rdelta, true);
     return update_one(s, st, o->id, err);
 }
 

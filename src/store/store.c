@@ -55,6 +55,7 @@ void cs_object_free(struct cs_object *o)
     change_free(o->pending_export);
     free(o->export_error);
     change_free(o->unconfirmed);
+    change_free(o->ref_delta);
     free(o);
 }
 

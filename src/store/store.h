@@ -56,6 +56,8 @@ enum cs_export_state {
 #define CS_PROVISIONED  0x01u /* created by idsync's provisioning (not imported first) */
 #define CS_DISABLED     0x02u /* deprovisioned by disabling */
 #define CS_OUT_OF_SCOPE 0x04u /* failed its scope filter at the last sync */
+#define CS_REF_DELTA                                                                               \
+    0x08u /* ref_delta holds every change of its reference attributes since its last sync */
 
 struct cs_object {
     int64_t id;          /* 0 for a new object: store_cs_put assigns */
@@ -75,6 +77,10 @@ struct cs_object {
     char *export_error;            /* last export error text, or NULL */
     struct change *unconfirmed;    /* last exported change, until a confirming import */
     int64_t export_run;            /* run that last set export_state to INFLIGHT */
+    /* With CS_REF_DELTA: the reference values imported (MOD_ADD) and gone
+     * (MOD_DELETE) per attribute since the object's last sync; NULL when
+     * none changed. Set by import, cleared by the sync that uses it. */
+    struct change *ref_delta;
 };
 
 /* The little an import needs to decide "unchanged": no attributes decoded. */
@@ -260,7 +266,8 @@ enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, str
  * *has_anchor tells an empty anchor from none. IDS_ENOTFOUND when gone. */
 enum ids_err store_cs_ident(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
                             struct strbuf *dn, enum cs_import_state *state, struct ids_error *err);
-/* Only the link and state of object `o->id` (mv_id, flags, import_state):
+/* Only the link and state of object `o->id` (mv_id, flags, import_state,
+ * ref_delta):
  * a sync that joined, projected, disconnected or settled the object
  * without changing its attributes, anchor, DN or pending export (the
  * object's row is not encoded again). IDS_ENOTFOUND when gone. */

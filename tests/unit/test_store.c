@@ -122,7 +122,7 @@ static void test_open_reopen(void **state)
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "4");
+    assert_string_equal(sb.buf, "5");
     assert_int_equal(store_meta_set(f->s, "config-hash", "abc", &err), IDS_OK);
     /* connector ids are stable by name */
     assert_int_equal(store_connector_id(f->s, "corp", &id, &err), IDS_OK);
@@ -138,14 +138,15 @@ static void test_open_reopen(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     strbuf_reset(&sb);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "4");
+    assert_string_equal(sb.buf, "5");
     assert_int_equal(store_meta_get(f->s, "config-hash", &sb, &err), IDS_OK);
     assert_string_equal(sb.buf, "abc");
     assert_int_equal(store_connector_id(f->s, "cloud", &id, &err), IDS_OK);
     assert_int_equal(id, f->conn2);
 
     /* a store of schema version 1 is migrated when opened: the reference
-     * index gains the anchor and DN, the brief index is added, the anchor index goes */
+     * index gains the anchor and DN, the brief index is added, the anchor
+     * index goes, the reference-change column comes */
     store_close(f->s);
     f->s = NULL;
     {
@@ -159,6 +160,7 @@ static void test_open_reopen(void **state)
                                       "CREATE UNIQUE INDEX cs_anchor ON cs(connector, anchor) "
                                       "WHERE anchor IS NOT NULL;"
                                       "CREATE INDEX cs_mv ON cs(mv_id, connector) WHERE mv_id <> 0;"
+                                      "ALTER TABLE cs DROP COLUMN refdelta;"
                                       "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
@@ -166,7 +168,7 @@ static void test_open_reopen(void **state)
         assert_int_equal(store_open(f->url, &f->s, &err), IDS_OK);
         strbuf_reset(&sb);
         assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-        assert_string_equal(sb.buf, "4");
+        assert_string_equal(sb.buf, "5");
         assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
         assert_int_equal(sqlite3_prepare_v2(db,
                                             "SELECT sql FROM sqlite_master WHERE name = 'cs_mv'",
@@ -174,6 +176,9 @@ static void test_open_reopen(void **state)
                          SQLITE_OK);
         assert_int_equal(sqlite3_step(q), SQLITE_ROW);
         assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "anchor, dn"));
+        sqlite3_finalize(q);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT refdelta FROM cs LIMIT 1", -1, &q, NULL),
+                         SQLITE_OK);
         sqlite3_finalize(q);
         assert_int_equal(sqlite3_prepare_v2(db,
                                             "SELECT 1 FROM sqlite_master WHERE name = 'cs_brief'",
@@ -898,8 +903,21 @@ static void test_cs_link_ident_by_mv(void **state)
 
     a->import_state = CS_IMPORT_ADD;
     a->pending_export = change_new(CHANGE_MODIFY, "user", "k-1", "cn=k1");
+    a->flags = CS_REF_DELTA;
+    a->ref_delta = change_new(CHANGE_MODIFY, NULL, NULL, NULL);
+    attr_add_value(&change_add_mod(a->ref_delta, MOD_ADD, "member", ATTR_REF)->attr, "m1", 2);
     assert_int_equal(store_cs_put(f->s, a, NULL, &err), IDS_OK);
     assert_int_equal(store_cs_put(f->s, b, NULL, &err), IDS_OK);
+    assert_int_equal(store_cs_get(f->s, a->id, &g, &err), IDS_OK);
+    assert_int_equal(g->flags, CS_REF_DELTA);
+    assert_non_null(g->ref_delta);
+    assert_int_equal(g->ref_delta->nmods, 1);
+    assert_int_equal(g->ref_delta->mods[0].op, MOD_ADD);
+    assert_string_equal(g->ref_delta->mods[0].attr.vals[0].data, "m1");
+    cs_object_free(g);
+    g = NULL;
+    change_free(a->ref_delta);
+    a->ref_delta = NULL; /* the link write clears it too */
     /* the link write: only mv_id, flags and import state */
     a->mv_id = 42;
     a->flags = CS_OUT_OF_SCOPE;
@@ -910,6 +928,7 @@ static void test_cs_link_ident_by_mv(void **state)
     assert_int_equal(g->mv_id, 42);
     assert_int_equal(g->flags, CS_OUT_OF_SCOPE);
     assert_int_equal(g->import_state, CS_IMPORT_NONE);
+    assert_null(g->ref_delta);
     assert_int_equal(entry_attr(g->entry, "mail")->nvals, 1); /* as first stored */
     assert_non_null(g->pending_export);
     assert_int_equal(g->export_state, a->export_state);
