@@ -1168,6 +1168,28 @@ static enum ids_err corrupt(struct sqlite_store *s, const char *what, int64_t id
                          id, anchor ? anchor : "none", msg);
 }
 
+/* Decode change column col of the current row into *out (NULL stays NULL);
+ * a BLOB that does not decode names the object (`what` the column). */
+static enum ids_err col_change(struct sqlite_store *s, sqlite3_stmt *st, int col,
+                               const struct cs_object *o, const char *what, struct change **out,
+                               struct ids_error *err)
+{
+    struct strbuf sb = STRBUF_INIT;
+    enum ids_err ret;
+
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        return IDS_OK;
+    }
+    ret = change_decode(sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col), out,
+                        err);
+    if (ret != IDS_OK) {
+        strbuf_addf(&sb, "%s connector-space object", what);
+        ret = corrupt(s, sb.buf, o->id, o->anchor, err);
+    }
+    strbuf_release(&sb);
+    return ret;
+}
+
 /* Build a cs_object from the current row of a CS_COLS query. */
 static enum ids_err row_to_cs(struct sqlite_store *s, sqlite3_stmt *st, struct cs_object **out,
                               struct ids_error *err)
@@ -1213,29 +1235,15 @@ static enum ids_err row_to_cs(struct sqlite_store *s, sqlite3_stmt *st, struct c
     entry_set_type(o->entry, o->type);
     entry_set_anchor(o->entry, o->anchor);
     entry_set_dn(o->entry, o->dn);
-    if (sqlite3_column_type(st, 14) != SQLITE_NULL) {
-        ret = change_decode(sqlite3_column_blob(st, 14), (size_t)sqlite3_column_bytes(st, 14),
-                            &o->pending_export, err);
-        if (ret != IDS_OK) {
-            ret = corrupt(s, "pending export of connector-space object", o->id, o->anchor, err);
-            goto done;
-        }
+    ret = col_change(s, st, 14, o, "pending export of", &o->pending_export, err);
+    if (ret == IDS_OK) {
+        ret = col_change(s, st, 15, o, "unconfirmed export of", &o->unconfirmed, err);
     }
-    if (sqlite3_column_type(st, 15) != SQLITE_NULL) {
-        ret = change_decode(sqlite3_column_blob(st, 15), (size_t)sqlite3_column_bytes(st, 15),
-                            &o->unconfirmed, err);
-        if (ret != IDS_OK) {
-            ret = corrupt(s, "unconfirmed export of connector-space object", o->id, o->anchor, err);
-            goto done;
-        }
+    if (ret == IDS_OK) {
+        ret = col_change(s, st, 16, o, "reference changes of", &o->ref_delta, err);
     }
-    if (sqlite3_column_type(st, 16) != SQLITE_NULL) {
-        ret = change_decode(sqlite3_column_blob(st, 16), (size_t)sqlite3_column_bytes(st, 16),
-                            &o->ref_delta, err);
-        if (ret != IDS_OK) {
-            ret = corrupt(s, "reference changes of connector-space object", o->id, o->anchor, err);
-            goto done;
-        }
+    if (ret != IDS_OK) {
+        goto done;
     }
 done:
     if (ret != IDS_OK) {
