@@ -217,6 +217,9 @@ struct sync_ctx {
     int64_t delta_mv;
     struct ref_delta *deltas;
     size_t ndeltas, adeltas;
+    /* inbound: map every reference value, not an import's changes (an
+     * object whose references may resolve now) */
+    bool map_all_in;
 };
 
 void sync_ctx_init(struct sync_ctx *ctx, struct engine *eng, struct erun *r, bool full);

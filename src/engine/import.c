@@ -142,6 +142,115 @@ static void import_confirm(struct import_ctx *ctx, const struct cs_object *cs,
     ctx->r->rec.counters.confirmed++;
 }
 
+/* ---- reference changes ------------------------------------------------------ */
+
+/* The values of reference attribute `name` at the object's last sync: its
+ * stored values (e) less what earlier imports recorded as added, with what
+ * they recorded as removed. */
+static void synced_values(const struct entry *e, const struct change *d, const char *name,
+                          struct attr *out)
+{
+    struct attr added;
+    struct attr removed;
+    struct attr back;
+    size_t i;
+
+    memset(&added, 0, sizeof(added));
+    memset(&removed, 0, sizeof(removed));
+    memset(&back, 0, sizeof(back));
+    for (i = 0; d != NULL && i < d->nmods; i++) {
+        const struct attr *a = &d->mods[i].attr;
+        struct attr *to = d->mods[i].op == MOD_ADD ? &added : &removed;
+        size_t k;
+
+        if (strcasecmp(a->name, name) != 0) {
+            continue;
+        }
+        for (k = 0; k < a->nvals; k++) {
+            attr_add_value(to, a->vals[k].data, a->vals[k].len);
+        }
+    }
+    attr_value_diff(entry_attr(e, name), &added, out, NULL);
+    attr_value_diff(&removed, out, &back, NULL);
+    for (i = 0; i < back.nvals; i++) {
+        attr_add_value(out, back.vals[i].data, back.vals[i].len);
+    }
+    attr_release(&added);
+    attr_release(&removed);
+    attr_release(&back);
+}
+
+/* Record in cs which reference values come and go from its stored entry
+ * (old) to the imported one (now), relative to its last sync: merged with
+ * what earlier imports since recorded. Only an object linked to an MV
+ * object, and synced since or staged only by such updates, keeps a record
+ * (CS_REF_DELTA); the sync then changes the MV references by these values
+ * instead of resolving every value again. */
+static void note_ref_delta(struct import_ctx *ctx, struct cs_object *cs, const struct entry *old,
+                           const struct entry *now)
+{
+    const struct object_type_config *ot = connector_config_object(ctx->ec->cfg, cs->type);
+    struct change *d = NULL;
+    bool keep = cs->mv_id != 0 && ot != NULL && ot->nrefs > 0 &&
+                (cs->import_state == CS_IMPORT_NONE ||
+                 (cs->import_state == CS_IMPORT_UPDATE && (cs->flags & CS_REF_DELTA)));
+    size_t i, op;
+
+    for (i = 0; keep && i < ot->nrefs; i++) {
+        const char *name = ot->refs[i].attr;
+        struct attr base;
+        struct attr diff[2]; /* added, removed */
+
+        memset(&base, 0, sizeof(base));
+        memset(diff, 0, sizeof(diff));
+        synced_values(old, (cs->flags & CS_REF_DELTA) ? cs->ref_delta : NULL, name, &base);
+        attr_value_diff(entry_attr(now, name), &base, &diff[0], &diff[1]);
+        for (op = 0; op < 2; op++) {
+            struct mod *md;
+            size_t k;
+
+            if (diff[op].nvals == 0) {
+                continue;
+            }
+            if (d == NULL) {
+                d = change_new(CHANGE_MODIFY, NULL, NULL, NULL);
+            }
+            md = change_add_mod(d, op == 0 ? MOD_ADD : MOD_DELETE, name, ATTR_REF);
+            for (k = 0; k < diff[op].nvals; k++) {
+                attr_add_value(&md->attr, diff[op].vals[k].data, diff[op].vals[k].len);
+            }
+        }
+        attr_release(&base);
+        attr_release(&diff[0]);
+        attr_release(&diff[1]);
+    }
+    change_free(cs->ref_delta);
+    cs->ref_delta = d;
+    if (keep) {
+        cs->flags |= CS_REF_DELTA;
+    } else {
+        cs->flags &= ~CS_REF_DELTA;
+    }
+}
+
+/* The reference attributes of cs's entry, copied (before a change is
+ * applied to it); NULL when its type has none. */
+static struct entry *ref_attrs_copy(struct import_ctx *ctx, const struct cs_object *cs)
+{
+    const struct object_type_config *ot = connector_config_object(ctx->ec->cfg, cs->type);
+    struct entry *e;
+    size_t i;
+
+    if (ot == NULL || ot->nrefs == 0) {
+        return NULL;
+    }
+    e = entry_new(NULL, NULL, NULL);
+    for (i = 0; i < ot->nrefs; i++) {
+        entry_set_attr(e, ot->refs[i].attr, entry_attr(cs->entry, ot->refs[i].attr));
+    }
+    return e;
+}
+
 static const struct store_keys *target_keys(struct import_ctx *ctx, const struct entry *e)
 {
     if (ctx->ec->keys.nr == 0) {
@@ -211,6 +320,7 @@ static enum ids_err import_upsert(struct import_ctx *ctx, struct entry *e, struc
         cs->unconfirmed = NULL;
     }
     if (changed) {
+        note_ref_delta(ctx, cs, cs->entry, e);
         entry_free(cs->entry);
         cs->entry = e;
         free(cs->dn);
@@ -250,6 +360,7 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
 {
     enum ids_err ret;
     struct cs_object *cs = NULL;
+    struct entry *before = NULL;
     uint64_t hash;
 
     ret = find_changed(ctx, ch, &cs, err);
@@ -263,6 +374,7 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
     if (ret != IDS_OK) {
         return ret;
     }
+    before = ref_attrs_copy(ctx, cs);
     change_apply(ch, cs->entry);
     if (ch->new_dn != NULL) {
         free(cs->dn);
@@ -275,6 +387,9 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
         cs->unconfirmed = NULL;
     }
     if (hash != cs->hash || cs->import_state == CS_IMPORT_DELETE) {
+        if (before != NULL) {
+            note_ref_delta(ctx, cs, before, cs->entry);
+        }
         cs->hash = hash;
         cs->import_state = cs->import_state == CS_IMPORT_ADD ? CS_IMPORT_ADD : CS_IMPORT_UPDATE;
         ctx->r->rec.counters.staged_update++;
@@ -283,6 +398,7 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
         ctx->r->rec.counters.unchanged++;
         ret = store_cs_put(ctx->eng->store, cs, NULL, err);
     }
+    entry_free(before);
     cs_object_free(cs);
     return ret;
 }

@@ -268,44 +268,60 @@ static enum ids_err queue_out_waiters(struct sync_ctx *ctx, int64_t mv, const st
 
 /* ---- inbound ------------------------------------------------------------------ */
 
-/* Resolve one inbound reference value of connector ec to an MV id (0: unresolved). */
-static enum ids_err resolve_in_ref(struct sync_ctx *ctx, const struct econn *ec, const char *value,
-                                   int64_t *mv, struct ids_error *err)
+/* Resolve one inbound reference value of connector ec to an MV id (0:
+ * unresolved). any_state: the link of the value's object whatever its
+ * state (the MV id a removed value stood for at the last sync). */
+static enum ids_err resolve_ref(struct sync_ctx *ctx, const struct econn *ec, const char *value,
+                                bool any_state, int64_t *mv, struct ids_error *err)
 {
     enum ids_err ret;
+    int64_t link = 0;
+    unsigned flags = 0;
+    enum cs_import_state st = CS_IMPORT_NONE;
 
     *mv = 0;
     if (econn_caps(ec) & CONN_CAP_REF_BY_DN) {
         struct cs_object *o = NULL;
 
         ret = store_cs_get_by_dn(ctx->eng->store, ec->id, value, &o, err);
-        if (ret == IDS_OK && o->mv_id != 0 && !(o->flags & CS_OUT_OF_SCOPE) &&
-            o->import_state != CS_IMPORT_DELETE) {
-            *mv = o->mv_id;
+        if (ret == IDS_OK) {
+            link = o->mv_id;
+            flags = o->flags;
+            st = o->import_state;
         }
         cs_object_free(o);
     } else {
         struct cs_brief b;
 
         ret = store_cs_brief(ctx->eng->store, ec->id, value, &b, err);
-        if (ret == IDS_OK && b.mv_id != 0 && !(b.flags & CS_OUT_OF_SCOPE) &&
-            b.import_state != CS_IMPORT_DELETE) {
-            *mv = b.mv_id;
+        if (ret == IDS_OK) {
+            link = b.mv_id;
+            flags = b.flags;
+            st = b.import_state;
         }
+    }
+    if (any_state || (!(flags & CS_OUT_OF_SCOPE) && st != CS_IMPORT_DELETE)) {
+        *mv = link;
     }
     return ret == IDS_ENOTFOUND ? IDS_OK : ret;
 }
 
-static enum ids_err inbound_refs(struct sync_ctx *ctx, const struct contrib *c,
-                                 const struct rule_item *it, struct attr *out,
-                                 struct ids_error *err)
+static enum ids_err resolve_in_ref(struct sync_ctx *ctx, const struct econn *ec, const char *value,
+                                   int64_t *mv, struct ids_error *err)
+{
+    return resolve_ref(ctx, ec, value, false, mv, err);
+}
+
+/* Resolve reference values a of contributor c's flow `it` into MV ids
+ * added to out; an unresolved value waits for its object. */
+static enum ids_err resolve_values(struct sync_ctx *ctx, const struct contrib *c,
+                                   const struct rule_item *it, const struct attr *a,
+                                   struct attr *out, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
-    const struct attr *a = entry_attr(c->cs->entry, it->source);
     struct strbuf key = STRBUF_INIT;
     size_t i;
 
-    out->flags |= ATTR_REF;
     for (i = 0; a != NULL && i < a->nvals; i++) {
         int64_t mv = 0;
 
@@ -332,6 +348,110 @@ static enum ids_err inbound_refs(struct sync_ctx *ctx, const struct contrib *c,
     return ret;
 }
 
+static enum ids_err inbound_refs(struct sync_ctx *ctx, const struct contrib *c,
+                                 const struct rule_item *it, struct attr *out,
+                                 struct ids_error *err)
+{
+    out->flags |= ATTR_REF;
+    return resolve_values(ctx, c, it, entry_attr(c->cs->entry, it->source), out, err);
+}
+
+/* The values of a reference attribute an import recorded in d (MOD_ADD
+ * or MOD_DELETE of attribute src); NULL when none. */
+static const struct attr *delta_values(const struct change *d, enum mod_op op, const char *src)
+{
+    size_t i;
+
+    for (i = 0; d != NULL && i < d->nmods; i++) {
+        if (d->mods[i].op == op && strcasecmp(d->mods[i].attr.name, src) == 0) {
+            return &d->mods[i].attr;
+        }
+    }
+    return NULL;
+}
+
+/* Can contributor c's references be computed from the MV object's old
+ * values and the changes its imports recorded (c->cs->ref_delta)? Only in
+ * a delta sync, for an object linked to this MV object since its last
+ * sync, when each reference attribute the MV object holds came from c's
+ * flow (fi) and every removed value still names the MV object it stood
+ * for. */
+static enum ids_err in_delta_ok(struct sync_ctx *ctx, const struct contrib *c, size_t fi,
+                                const struct entry *old, bool *ok, struct ids_error *err)
+{
+    const struct flow_config *f = c->f;
+    enum ids_err ret = IDS_OK;
+    size_t i, k;
+
+    *ok = ctx->refs && !ctx->full && !ctx->map_all_in && old != NULL &&
+          (c->cs->flags & CS_REF_DELTA) != 0;
+    for (i = 0; *ok && ret == IDS_OK && i < f->nflows; i++) {
+        const struct rule_item *it = &f->flows[i];
+        const struct attr *oa = entry_attr(old, it->attr);
+        const struct attr *del;
+
+        if (!flow_in_is_ref(f, it)) {
+            continue;
+        }
+        *ok = oa == NULL || oa->source == (int)fi;
+        del = delta_values(c->cs->ref_delta, MOD_DELETE, it->source);
+        for (k = 0; *ok && del != NULL && k < del->nvals; k++) {
+            int64_t mv = 0;
+
+            ret = resolve_ref(ctx, c->ec, del->vals[k].data, true, &mv, err);
+            *ok = ret == IDS_OK && mv != 0;
+        }
+    }
+    return ret;
+}
+
+/* Reference flow `it` of contributor c from the old MV value and c's
+ * recorded changes: removed values' MV ids out, added values resolved in
+ * (or waiting, as inbound_refs). */
+static enum ids_err inbound_refs_delta(struct sync_ctx *ctx, const struct contrib *c,
+                                       const struct rule_item *it, const struct entry *old,
+                                       struct attr *out, struct ids_error *err)
+{
+    const struct attr *oa = entry_attr(old, it->attr);
+    const struct attr *del = delta_values(c->cs->ref_delta, MOD_DELETE, it->source);
+    const struct attr *add = delta_values(c->cs->ref_delta, MOD_ADD, it->source);
+    struct attr gone;
+    struct attr fresh; /* the added values' MV ids */
+    struct attr only;
+    struct strbuf key = STRBUF_INIT;
+    enum ids_err ret = IDS_OK;
+    size_t k;
+
+    memset(&gone, 0, sizeof(gone));
+    memset(&fresh, 0, sizeof(fresh));
+    memset(&only, 0, sizeof(only));
+    out->flags |= ATTR_REF;
+    for (k = 0; del != NULL && k < del->nvals && ret == IDS_OK; k++) {
+        int64_t mv = 0;
+
+        ret = resolve_ref(ctx, c->ec, del->vals[k].data, true, &mv, err);
+        strbuf_reset(&key);
+        strbuf_addf(&key, "%" PRId64, mv);
+        attr_add_value(&gone, key.buf, key.len);
+    }
+    if (ret == IDS_OK) {
+        attr_value_diff(oa, &gone, out, NULL); /* the old values less the removed */
+    }
+    if (ret == IDS_OK) {
+        ret = resolve_values(ctx, c, it, add, &fresh, err);
+    }
+    /* sets: an MV id already there (a value added back) is not doubled */
+    attr_value_diff(&fresh, out, &only, NULL);
+    for (k = 0; k < only.nvals; k++) {
+        attr_add_value(out, only.vals[k].data, only.vals[k].len);
+    }
+    attr_release(&gone);
+    attr_release(&fresh);
+    attr_release(&only);
+    strbuf_release(&key);
+    return ret;
+}
+
 static bool flow_has_refs(const struct flow_config *f)
 {
     size_t i;
@@ -350,6 +470,7 @@ static enum ids_err mv_compute(struct sync_ctx *ctx, struct mvt_info *mi, struct
                                struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
+    bool delta;
     size_t fi;
     size_t i;
     size_t k;
@@ -368,8 +489,14 @@ static enum ids_err mv_compute(struct sync_ctx *ctx, struct mvt_info *mi, struct
         if (c == NULL) {
             continue;
         }
+        delta = false;
         if (ctx->refs && flow_has_refs(f)) {
-            ret = store_ref_clear(ctx->eng->store, c->ec->id, c->cs->id, err);
+            ret = in_delta_ok(ctx, c, fi, old, &delta, err);
+            if (ret == IDS_OK && !delta) {
+                /* recorded again by the mapping; a delta keeps the waits
+                 * of the values it does not map */
+                ret = store_ref_clear(ctx->eng->store, c->ec->id, c->cs->id, err);
+            }
             if (ret != IDS_OK) {
                 return ret;
             }
@@ -395,7 +522,8 @@ static enum ids_err mv_compute(struct sync_ctx *ctx, struct mvt_info *mi, struct
                     attr_release(&a);
                     continue;
                 }
-                ret = inbound_refs(ctx, c, it, &a, err);
+                ret = delta ? inbound_refs_delta(ctx, c, it, old, &a, err)
+                            : inbound_refs(ctx, c, it, &a, err);
             } else {
                 ret = flow_eval(it, c->cs->entry, &a, err);
                 a.flags &= ~ATTR_REF;
@@ -1407,6 +1535,15 @@ static void pv_action(struct sync_ctx *ctx, const char *action)
     }
 }
 
+/* cs has been synced as imported: nothing staged, no recorded changes. */
+static void cs_synced(struct cs_object *cs)
+{
+    cs->import_state = CS_IMPORT_NONE;
+    cs->flags &= ~CS_REF_DELTA;
+    change_free(cs->ref_delta);
+    cs->ref_delta = NULL;
+}
+
 /* Inbound for one CS object of a `from` element (cs is the caller's). */
 static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct cs_object *cs,
                                  struct mvt_info *mi, const struct flow_config *f,
@@ -1455,7 +1592,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
         }
         cs->mv_id = 0;
         cs->flags |= CS_OUT_OF_SCOPE;
-        cs->import_state = CS_IMPORT_NONE;
+        cs_synced(cs);
         ret = store_cs_put_link(ctx->eng->store, cs, err);
         if (ret == IDS_OK && was != 0) {
             ctx->r->rec.counters.disconnected++;
@@ -1489,7 +1626,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
         }
         if (stop) {
             pv_action(ctx, "error");
-            cs->import_state = CS_IMPORT_NONE;
+            cs_synced(cs);
             ret = dirty ? store_cs_put_link(ctx->eng->store, cs, err) : IDS_OK;
             goto done;
         }
@@ -1509,12 +1646,15 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
             pv_action(ctx, "project");
         } else {
             pv_action(ctx, "none");
-            cs->import_state = CS_IMPORT_NONE;
+            cs_synced(cs);
             ret = dirty ? store_cs_put_link(ctx->eng->store, cs, err) : IDS_OK;
             goto done;
         }
         newly = true;
         dirty = true;
+        /* linked now: what its imports recorded is not relative to this
+         * MV object */
+        cs->flags &= ~CS_REF_DELTA;
     } else {
         pv_action(ctx, "update");
     }
@@ -1534,7 +1674,7 @@ static enum ids_err sync_inbound(struct sync_ctx *ctx, struct econn *ec, struct 
         ctx->r->pv->mv_id = m->id;
     }
     if (ok) {
-        cs->import_state = CS_IMPORT_NONE;
+        cs_synced(cs);
     }
     if (dirty) {
         ret = store_cs_put_link(ctx->eng->store, cs, err);
@@ -1641,7 +1781,7 @@ static enum ids_err sync_target_cs(struct sync_ctx *ctx, struct econn *ec, struc
             bitmap_clear(&ctx->final, was);
         }
     } else if (cs->import_state != CS_IMPORT_NONE) {
-        cs->import_state = CS_IMPORT_NONE;
+        cs_synced(cs);
         ret = store_cs_put(ctx->eng->store, cs, NULL, err);
         pv_action(ctx, "update");
     }
@@ -1701,7 +1841,7 @@ enum ids_err sync_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *
     if (cs->import_state == CS_IMPORT_DELETE) {
         ret = store_cs_delete(ctx->eng->store, cs->id, err);
     } else if (cs->import_state != CS_IMPORT_NONE) {
-        cs->import_state = CS_IMPORT_NONE;
+        cs_synced(cs);
         ret = store_cs_put(ctx->eng->store, cs, NULL, err);
     }
 done:
@@ -1741,7 +1881,9 @@ static enum ids_err reprocess_referrer(struct sync_ctx *ctx, int64_t id, struct 
     if (ret != IDS_OK) {
         goto done;
     }
+    ctx->map_all_in = true; /* a reference of it may resolve now */
     ret = mv_update(ctx, mi, m, cs, ec, f, &changed, &ok, err);
+    ctx->map_all_in = false;
     if (ret == IDS_OK && ok && changed && ctx->outbound) {
         ret = sync_outbound(ctx, mi, m, err);
     }
@@ -1769,7 +1911,9 @@ static enum ids_err outbound_mv_id(struct sync_ctx *ctx, int64_t id, bool recomp
     }
     mi = engine_mvt(ctx->eng, m->type);
     if (mi != NULL && recompute && mi->in_refs) {
+        ctx->map_all_in = true;
         ret = mv_update(ctx, mi, m, NULL, NULL, NULL, &changed, &ok, err);
+        ctx->map_all_in = false;
     }
     if (mi != NULL && ret == IDS_OK && ok) {
         /* queued because references may map now: every value is mapped
