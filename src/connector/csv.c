@@ -623,8 +623,8 @@ static void seen_rebuild(struct csv_cursor *cur)
 
 /* Row i of type ti (the last row of its table) with key hash kh was
  * accepted. A table whose keys come in increasing order (an export sorted
- * by its key, the usual case) needs no index: bisection finds them. The
- * first key out of order indexes the table's rows. */
+ * by its key, the usual case) needs no index in a full read: bisection
+ * finds them. The first key out of order indexes the table's rows. */
 static void seen_add(struct csv_cursor *cur, size_t ti, size_t i, uint64_t kh)
 {
     struct row_table *rt = &cur->rows[ti];
@@ -632,7 +632,9 @@ static void seen_add(struct csv_cursor *cur, size_t ti, size_t i, uint64_t kh)
     size_t t;
 
     if (!rt->unsorted) {
-        if (i == 0 || rt_key_cmp(rt, i - 1, rt->keys.buf + rt->koff[i], rt_key_len(rt, i)) < 0) {
+        /* a delta read indexes its few rows: every kept row asks */
+        if (!cur->delta &&
+            (i == 0 || rt_key_cmp(rt, i - 1, rt->keys.buf + rt->koff[i], rt_key_len(rt, i)) < 0)) {
             return;
         }
         rt->unsorted = true;
@@ -719,7 +721,15 @@ static void sink_flush(struct rt_sink *k)
 
 static void sink_put(struct rt_sink *k, const void *p, size_t len)
 {
-    strbuf_add(&k->buf, p, len);
+    if (k->buf.alloc > k->buf.len + len) {
+        /* the common case, a few bytes into room: no call (a million rows
+         * are four million of these) */
+        memcpy(k->buf.buf + k->buf.len, p, len);
+        k->buf.len += len;
+        k->buf.buf[k->buf.len] = '\0';
+    } else {
+        strbuf_add(&k->buf, p, len);
+    }
     if (k->buf.len >= RT_FLUSH) {
         sink_flush(k);
     }
@@ -1366,11 +1376,16 @@ static void keyidx_build(struct csv_cursor *cur)
     }
 }
 
-/* The old row whose key hash is kh: true with its type and index. */
-static bool keyidx_find(const struct csv_cursor *cur, uint64_t kh, size_t *ti, size_t *j)
+/* The old row whose key hash is kh: true with its type and index. The
+ * index is built at the first question: a file whose rows changed in place
+ * asks none. */
+static bool keyidx_find(struct csv_cursor *cur, uint64_t kh, size_t *ti, size_t *j)
 {
     size_t i;
 
+    if (cur->kbase == NULL) {
+        keyidx_build(cur);
+    }
     if (cur->kslot == NULL) {
         return false;
     }
@@ -1439,9 +1454,6 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
         ok = nl != NULL && nl[1] == '=' &&
              base64_decode(&cur->tables, nl + 2, (size_t)(watermark + wlen - nl - 2)) == IDS_OK &&
              read_tables(cur, cur->tables.buf, cur->tables.buf + cur->tables.len);
-    }
-    if (ok) {
-        keyidx_build(cur);
     }
     if (!ok) {
         ret = ids_error_set(err, IDS_EFULLREQUIRED,
@@ -1761,6 +1773,7 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         size_t eol = 0;
         bool delta;
         bool clean;
+        bool in_place; /* delta: a row changed where its old row was */
 
         if (cur->tail) {
             if (cur->idel < cur->ndels) {
@@ -1820,14 +1833,21 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         } else {
             hash = 0;
         }
+        in_place = false;
         if (clean && delta) {
             struct csv_record *rec = &cur->rec;
+            struct old_table *o = &cur->old[cur->ti];
             bool have_kh = cur->key_col < rec->nf;
             uint64_t kh =
                 have_kh ? file_key_hash(csv_field_str(rec, cur->key_col), rec->f[cur->key_col].len)
                         : 0;
-            size_t j = find_old(cur, hash, have_kh, kh);
+            size_t j;
 
+            /* the row expected here with this key, other bytes: changed in
+             * place (keys are unique in the old table: no other old row
+             * can be these bytes or be a kept duplicate of the key) */
+            in_place = have_kh && o->next < o->n && o->kh[o->next] == kh && !old_kept(o, o->next);
+            j = find_old(cur, hash, have_kh && !in_place, kh);
             if (j != SIZE_MAX) {
                 ret = keep_old(cur, j, rec->line, err);
                 if (ret != IDS_OK) {
@@ -1835,9 +1855,12 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
                 }
                 continue;
             }
+            if (in_place) {
+                o->next++;
+            }
         }
         ret = row_to_entry(cur, t, &item->entry, err);
-        if (ret == IDS_OK && cur->delta) {
+        if (ret == IDS_OK && cur->delta && !in_place) {
             ret = dup_of_kept(cur, item->entry, cur->rec.line, err);
             if (ret != IDS_OK) {
                 entry_free(item->entry);
