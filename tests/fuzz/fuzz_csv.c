@@ -33,6 +33,26 @@ static void write_input(const char *path, const uint8_t *data, size_t size)
     fclose(f);
 }
 
+/* The input with the rows after its first line rotated by half. */
+static void write_rotated(const char *path, const uint8_t *data, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    const uint8_t *nl = memchr(data, '\n', size);
+    size_t head = nl != NULL ? (size_t)(nl - data) + 1 : size;
+    size_t rest = size - head;
+    size_t h = rest / 2;
+
+    if (f == NULL) {
+        abort();
+    }
+    if ((head > 0 && fwrite(data, 1, head, f) != head) ||
+        (rest > h && fwrite(data + head + h, 1, rest - h, f) != rest - h) ||
+        (h > 0 && fwrite(data + head, 1, h, f) != h)) {
+        abort();
+    }
+    fclose(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const keys[] = {"path", "key", "separator"};
@@ -106,10 +126,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (connector_cursor_watermark(c, cur, &wm, &err) == IDS_OK) {
             connector_cursor_free(c, cur);
             cur = NULL;
+            /* a delta read of the file with its halves swapped: rows kept,
+             * moved, changed where they were, new, gone, duplicated */
+            write_rotated(path.buf, data, size);
             if (connector_read_changes(c, wm.buf, &cur, &err) == IDS_OK) {
+                budget = 100000;
+                while (budget-- > 0) {
+                    ret = connector_cursor_next(c, cur, &item, &err);
+                    if (ret == IDS_OK) {
+                        read_item_release(&item);
+                    } else if (ret != IDS_EINPUT) {
+                        break;
+                    }
+                }
                 connector_cursor_free(c, cur);
                 cur = NULL;
             }
+            write_input(path.buf, data, size);
         }
         connector_cursor_free(c, cur);
         cur = NULL;
