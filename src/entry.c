@@ -413,10 +413,11 @@ void entry_encode(struct entry *e, struct strbuf *out)
 
 uint64_t entry_hash(struct entry *e)
 {
-    struct strbuf sb = STRBUF_INIT;
+    struct strbuf sb;
     uint64_t h;
     size_t i;
 
+    strbuf_init(&sb, 512); /* most entries: no growth on the way */
     entry_canonicalize(e);
     put_cstr(&sb, e->type);
     put_cstr(&sb, e->dn);

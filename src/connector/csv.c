@@ -1552,7 +1552,11 @@ static enum ids_err row_to_entry(struct csv_cursor *cur, struct csv_type *t, str
         if (!cur->keep[i] || rec->f[i].len == 0) {
             continue;
         }
-        if (i == cur->key_col || i == cur->dn_col) {
+        if (i == cur->key_col || i == cur->dn_col ||
+            (memchr(s, cur->conn->sep, rec->f[i].len) == NULL &&
+             memchr(s, '\\', rec->f[i].len) == NULL)) {
+            /* one value as it is: the key, the DN, a cell without a
+             * separator or an escape */
             entry_add_value(e, cur->header.v[i], s, rec->f[i].len);
         } else {
             strvec_clear(&vals);

@@ -228,23 +228,35 @@ void csv_write_field(struct strbuf *out, const char *s, size_t len, char delim)
 void csv_split_values(const char *s, size_t len, char sep, struct strvec *out)
 {
     struct strbuf cur = STRBUF_INIT;
-    size_t i;
+    size_t i = 0;
 
-    for (i = 0; i < len; i++) {
-        if (s[i] == '\\' && i + 1 < len && (s[i + 1] == sep || s[i + 1] == '\\')) {
-            strbuf_addch(&cur, s[i + 1]);
+    while (i <= len) {
+        size_t start = i;
+
+        /* a value without a backslash is taken as it is (the usual case) */
+        while (i < len && s[i] != sep && s[i] != '\\') {
             i++;
-        } else if (s[i] == sep) {
-            if (cur.len > 0) {
-                strvec_pushn(out, cur.buf, cur.len);
+        }
+        if (i == len || s[i] == sep) {
+            if (i > start) {
+                strvec_pushn(out, s + start, i - start);
             }
-            strbuf_reset(&cur);
-        } else {
+            i++;
+            continue;
+        }
+        /* a backslash: this value byte by byte */
+        strbuf_reset(&cur);
+        strbuf_add(&cur, s + start, i - start);
+        for (; i < len && s[i] != sep; i++) {
+            if (s[i] == '\\' && i + 1 < len && (s[i + 1] == sep || s[i + 1] == '\\')) {
+                i++;
+            }
             strbuf_addch(&cur, s[i]);
         }
-    }
-    if (cur.len > 0) {
-        strvec_pushn(out, cur.buf, cur.len);
+        if (cur.len > 0) {
+            strvec_pushn(out, cur.buf, cur.len);
+        }
+        i++;
     }
     strbuf_release(&cur);
 }

@@ -349,6 +349,13 @@ void varint_put(struct strbuf *out, uint64_t v)
         }
         buf[n++] = b;
     } while (v);
+    if (out->alloc > out->len + n) {
+        /* room (with the NUL): no call; entries encode a varint per value */
+        memcpy(out->buf + out->len, buf, n);
+        out->len += n;
+        out->buf[out->len] = '\0';
+        return;
+    }
     strbuf_add(out, buf, n);
 }
 

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "connector/connector.h"
+#include "connector/csvparse.h"
 #include "connector/fileio.h"
 #include "entry.h"
 #include "util/mem.h"
@@ -399,6 +400,43 @@ static void test_u64set(void **state)
     }
     u64set_release(&set);
     assert_false(u64set_has(&set, 0x100000001b3ull));
+}
+
+/* Multi-valued cells: separators split, a backslash escapes a separator
+ * or a backslash and is kept before anything else, empty values go. */
+static void test_split_values(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *out; /* values joined by '|' */
+    } cases[] = {
+        {"", ""},
+        {"a", "a"},
+        {"a;b", "a|b"},
+        {";a;;b;", "a|b"},
+        {"a\\;b;c", "a;b|c"},
+        {"a\\\\;b", "a\\|b"},
+        {"a\\b", "a\\b"},
+        {"\\", "\\"},
+        {"x\\;", "x;"},
+        {"ab\\", "ab\\"},
+        {"one;t\\;wo;three", "one|t;wo|three"},
+    };
+    size_t i, k;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct strvec v = STRVEC_INIT;
+        struct strbuf got = STRBUF_INIT;
+
+        csv_split_values(cases[i].in, strlen(cases[i].in), ';', &v);
+        for (k = 0; k < v.nr; k++) {
+            strbuf_addf(&got, "%s%s", k > 0 ? "|" : "", v.v[k]);
+        }
+        assert_string_equal(got.buf, cases[i].out);
+        strvec_clear(&v);
+        strbuf_release(&got);
+    }
 }
 
 static void test_read_huge_cell(void **state)
@@ -1160,6 +1198,7 @@ int main(void)
         cmocka_unit_test(test_read_bad_rows),
         cmocka_unit_test(test_read_duplicate_after_many_rows),
         cmocka_unit_test(test_u64set),
+        cmocka_unit_test(test_split_values),
         cmocka_unit_test(test_read_huge_cell),
         cmocka_unit_test(test_read_dn_column_and_missing_key_column),
         cmocka_unit_test(test_missing_file_reads_empty),
