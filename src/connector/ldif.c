@@ -1442,14 +1442,31 @@ done:
 
 /* ---- writing --------------------------------------------------------- */
 
-/* Hash of a change as written (what makes a retry recognisable). */
+/* Append v in decimal (what "%zu" would print, without the call). */
+static void add_dec(struct strbuf *sb, uint64_t v)
+{
+    char d[20];
+    size_t n = sizeof(d);
+
+    do {
+        d[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    strbuf_add(sb, d + n, sizeof(d) - n);
+}
+
+/* Hash of a change as written (what makes a retry recognisable). The
+ * bytes hashed are those of the markers already in files: op, DN and new
+ * DN, then per modification op, name, NUL, number of values and
+ * ":LEN:VALUE" per value (decimal numbers). */
 static uint64_t change_hash(const struct change *ch)
 {
-    struct strbuf sb = STRBUF_INIT;
+    struct strbuf sb;
     uint64_t h;
     size_t i, j;
 
-    strbuf_addf(&sb, "%d", (int)ch->op);
+    strbuf_init(&sb, 256);
+    add_dec(&sb, (uint64_t)ch->op);
     strbuf_addch(&sb, '\0');
     strbuf_addstr(&sb, ch->dn ? ch->dn : "");
     strbuf_addch(&sb, '\0');
@@ -1458,9 +1475,14 @@ static uint64_t change_hash(const struct change *ch)
     for (i = 0; i < ch->nmods; i++) {
         const struct mod *m = &ch->mods[i];
 
-        strbuf_addf(&sb, "%d%s%c%zu", (int)m->op, m->attr.name, '\0', m->attr.nvals);
+        add_dec(&sb, (uint64_t)m->op);
+        strbuf_addstr(&sb, m->attr.name);
+        strbuf_addch(&sb, '\0');
+        add_dec(&sb, m->attr.nvals);
         for (j = 0; j < m->attr.nvals; j++) {
-            strbuf_addf(&sb, ":%zu:", m->attr.vals[j].len);
+            strbuf_addch(&sb, ':');
+            add_dec(&sb, m->attr.vals[j].len);
+            strbuf_addch(&sb, ':');
             strbuf_add(&sb, m->attr.vals[j].data, m->attr.vals[j].len);
         }
     }

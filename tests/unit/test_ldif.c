@@ -13,6 +13,7 @@
 #include "config.h"
 #include "connector/connector.h"
 #include "entry.h"
+#include "util/codec.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
@@ -556,6 +557,30 @@ static void release_results(struct export_result *rs, size_t n)
     }
 }
 
+/* The hash in a marker ("# idsync: tag=T hash=H"), computed as the first
+ * files were written: markers in existing files must keep matching. */
+static uint64_t marker_hash(const struct change *ch)
+{
+    struct strbuf sb = STRBUF_INIT;
+    uint64_t h;
+    size_t i, j;
+
+    strbuf_addf(&sb, "%d%c%s%c%s%c", (int)ch->op, '\0', ch->dn ? ch->dn : "", '\0',
+                ch->new_dn ? ch->new_dn : "", '\0');
+    for (i = 0; i < ch->nmods; i++) {
+        const struct mod *m = &ch->mods[i];
+
+        strbuf_addf(&sb, "%d%s%c%zu", (int)m->op, m->attr.name, '\0', m->attr.nvals);
+        for (j = 0; j < m->attr.nvals; j++) {
+            strbuf_addf(&sb, ":%zu:", m->attr.vals[j].len);
+            strbuf_add(&sb, m->attr.vals[j].data, m->attr.vals[j].len);
+        }
+    }
+    h = hash64(sb.buf, sb.len, 0);
+    strbuf_release(&sb);
+    return h;
+}
+
 static void test_write_and_read_back(void **state)
 {
     struct fixture *f = fixture_new(NULL, false);
@@ -606,6 +631,13 @@ static void test_write_and_read_back(void **state)
 
     txt = test_read_file(f->path);
     assert_true(strncmp(txt, "version: 1\n\n# idsync: tag=11 hash=", 34) == 0);
+    for (i = 0; i < 4; i++) {
+        char marker[80];
+
+        snprintf(marker, sizeof(marker), "# idsync: tag=%llu hash=%016llx",
+                 (unsigned long long)tags[i], (unsigned long long)marker_hash(chs[i]));
+        assert_contains(txt, marker);
+    }
     assert_contains(txt,
                     "dn: cn=Ann,ou=People,dc=x\nchangetype: add\ncn: Ann\n"
                     "description: abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijk\n"
