@@ -236,6 +236,12 @@ static int show_cs(struct cli *cli, const char *connector, const char *id)
         json_object_set_new(doc, "attributes", attributes_json(o->entry));
         json_object_set_new(doc, "pending_export", change_json(o->pending_export));
         json_object_set_new(doc, "unconfirmed_export", change_json(o->unconfirmed));
+        /* reference values imported and gone since the last sync (what a
+         * delta sync applies), null when none are recorded */
+        json_object_set_new(doc, "staged_reference_changes",
+                            (o->flags & CS_REF_DELTA) && o->ref_delta != NULL
+                                ? change_json(o->ref_delta)
+                                : json_null());
         cli_json_print(doc);
     } else {
         struct table *t = table_new();
@@ -303,6 +309,9 @@ static int show_cs(struct cli *cli, const char *connector, const char *id)
         }
         if (o->unconfirmed != NULL) {
             print_change("exported, not yet confirmed by an import", o->unconfirmed);
+        }
+        if ((o->flags & CS_REF_DELTA) && o->ref_delta != NULL) {
+            print_change("reference values imported since the last sync", o->ref_delta);
         }
         strbuf_release(&v);
     }

@@ -570,3 +570,40 @@ def test_killed_export_reruns_without_loss_or_duplicates(tmp_path):
     # and a further cycle sends nothing more
     env.run("cycle", expect=0)
     assert len(ldif_records(env.read("out/changes.ldif"))) == len(recs)
+
+
+def test_membership_changes_are_staged_by_value_and_applied_by_value(tmp_path):
+    """An import records which members came and went (`show cs` shows them
+    until the sync applies them); the delta cycle changes the target group
+    by those members only, and a full sync agrees."""
+    people = [person(i) for i in range(1, 9)]
+    groups = {"red": ["E0001", "E0002", "E0003", "E0004"], "blue": ["E0005"]}
+    env = csv_env(tmp_path, people, groups)
+    env.run("cycle", "--full", expect=0)
+    expect_groups(env, groups)
+    cs = env.json("show", "cs", "hr", "red")
+    assert cs["staged_reference_changes"] is None
+
+    groups = {"red": ["E0001", "E0002", "E0004", "E0006"], "blue": ["E0005"]}
+    env.write("src/groups.csv", groups_csv(groups))
+    env.run("import", "hr", expect=0)
+    staged = env.json("show", "cs", "hr", "red")["staged_reference_changes"]
+    got = {(m["op"], v) for m in staged["mods"] for v in m["values"]}
+    assert got == {("add", "E0006"), ("delete", "E0003")}, staged
+    assert {m["attr"] for m in staged["mods"]} == {"members"}
+    assert "reference values imported since the last sync" in env.run(
+        "show", "cs", "hr", "red", expect=0).stdout
+
+    env.run("cycle", expect=0)
+    assert env.json("show", "cs", "hr", "red")["staged_reference_changes"] is None
+    expect_groups(env, groups)
+    exports = last_runs(env, 10)
+    export = next(r for r in exports if r["step"] == "export")
+    assert counter(export, "export-update") == 1  # the group, one change
+
+    # a full sync resolves every member again and finds nothing to change
+    env.run("sync", "--full", expect=0)
+    env.run("export", "target", expect=0)
+    expect_groups(env, groups)
+    export = next(r for r in last_runs(env, 10) if r["step"] == "export")
+    assert sum(counter(export, k) for k in ("export-add", "export-update", "export-delete")) == 0
