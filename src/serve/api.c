@@ -775,6 +775,9 @@ static json_t *jcs_detail(struct serve_daemon *d, const struct cs_object *o)
     json_object_set_new(j, "export_error", js(o->export_error));
     json_object_set_new(j, "unconfirmed", jchange(o->unconfirmed));
     json_object_set_new(j, "export_run", jid(o->export_run));
+    /* group members imported and gone since the last sync (as show cs) */
+    json_object_set_new(j, "staged_reference_changes",
+                        jchange((o->flags & CS_REF_DELTA) ? o->ref_delta : NULL));
     strbuf_release(&hash);
     return j;
 }

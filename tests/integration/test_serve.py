@@ -410,6 +410,7 @@ def test_scope_and_rule_changes_run_full_steps_with_reason(workdir, serve_daemon
     hr = d.get("/api/cs?connector=hr&q=E0002")["objects"][0]
     cs = d.get("/api/cs/%d" % hr["id"])
     assert {a["name"]: a["values"] for a in cs["attributes"]}["department"] == ["D1"]
+    assert cs["staged_reference_changes"] is None  # synced: nothing recorded
 
     # a rule changes: full sync, and every object gets the new value
     write_config(workdir, port, hr_attributes=HR_ATTRS + ", department",
