@@ -38,10 +38,12 @@
 
 struct expr {
     struct expr_env *env;
-    char *src;    /* as written */
-    char *what;   /* rule name for messages */
-    int ref;      /* registry reference of the compiled function */
-    size_t index; /* position in env->exprs */
+    char *src;            /* as written */
+    char *what;           /* rule name for messages */
+    int ref;              /* registry reference of the compiled function */
+    size_t index;         /* position in env->exprs */
+    bool is_const;        /* reads no name: its value, computed at compile */
+    struct attr constant; /* that value (is_const) */
 };
 
 struct expr_env {
@@ -52,6 +54,7 @@ struct expr_env {
     long budget;             /* instructions left in the current evaluation */
     bool limit_hit;          /* the instruction limit fired */
     bool mem_error;          /* a memory error was seen (maybe caught by pcall) */
+    bool probe;              /* evaluating with an environment that refuses every name */
     const struct entry *obj; /* object of the current evaluation; NULL between */
     int helpers_ref;         /* registry: table name -> helper */
     int meta_ref;            /* registry: metatable of evaluation environments */
@@ -1489,6 +1492,7 @@ void expr_free(struct expr *e)
         }
         luaL_unref(env->L, LUA_REGISTRYINDEX, e->ref);
     }
+    attr_release(&e->constant);
     free(e->src);
     free(e->what);
     free(e);
@@ -1644,6 +1648,34 @@ static bool mentions_return(const char *src)
     }
 }
 
+static enum ids_err run(struct expr *e, const struct entry *obj, struct ids_error *err);
+static enum ids_err convert(lua_State *L, int idx, int depth, struct attr *result,
+                            const char **why);
+
+/* An expression that reads no name at all (no attribute, no helper: `{
+ * "inetOrgPerson" }`, `"Staff"`) is evaluated once, here, with an
+ * environment that refuses every name; evaluations copy the value. */
+static void probe_constant(struct expr *e)
+{
+    struct ids_error perr = IDS_ERROR_INIT;
+    const char *why = NULL;
+
+    e->env->probe = true;
+    if (run(e, NULL, &perr) == IDS_OK) {
+        e->is_const = convert(e->env->L, lua_gettop(e->env->L), 0, &e->constant, &why) == IDS_OK;
+        if (!e->is_const) {
+            attr_release(&e->constant);
+        }
+    }
+    lua_settop(e->env->L, 0);
+    e->env->probe = false;
+}
+
+bool expr_is_constant(const struct expr *e)
+{
+    return e != NULL && e->is_const;
+}
+
 enum ids_err expr_compile(struct expr_env *env, const char *src, const char *what,
                           struct expr **out, struct ids_error *err)
 {
@@ -1700,6 +1732,7 @@ enum ids_err expr_compile(struct expr_env *env, const char *src, const char *wha
     ALLOC_GROW(env->exprs, env->nexprs + 1, env->alloc);
     e->index = env->nexprs;
     env->exprs[env->nexprs++] = e;
+    probe_constant(e);
     *out = e;
 
 done:
@@ -1709,12 +1742,28 @@ done:
 
 /* ---- evaluate ------------------------------------------------------------ */
 
+/* __index/__newindex of the probe's environment: any name is refused. */
+static int probe_refuse(lua_State *L)
+{
+    return luaL_error(L, "not a constant");
+}
+
 static int eval_protected(lua_State *L)
 {
     struct expr *e = lua_touserdata(L, 1);
 
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
-    push_env_table(L);
+    if (e->env->probe) {
+        lua_createtable(L, 0, 0);
+        lua_createtable(L, 0, 2);
+        lua_pushcfunction(L, probe_refuse);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, probe_refuse);
+        lua_setfield(L, -2, "__newindex");
+        lua_setmetatable(L, -2);
+    } else {
+        push_env_table(L);
+    }
     if (lua_setupvalue(L, -2, 1) == NULL) {
         lua_pop(L, 1);
     }
@@ -2033,6 +2082,13 @@ enum ids_err expr_eval(struct expr *e, const struct entry *obj, struct attr *res
     const char *why = NULL;
     size_t i;
 
+    if (e->is_const) {
+        for (i = 0; i < e->constant.nvals; i++) {
+            attr_add_value(result, e->constant.vals[i].data, e->constant.vals[i].len);
+        }
+        result->flags |= e->constant.flags;
+        return IDS_OK;
+    }
     ret = run(e, obj, err);
     if (ret != IDS_OK) {
         goto done;

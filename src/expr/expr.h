@@ -75,6 +75,9 @@ bool expr_is_plain(const char *src);
 void expr_names(const struct expr *e, struct strvec *out);
 const char *expr_source(const struct expr *e);
 const char *expr_what(const struct expr *e);
+/* Reads no name (no attribute, no helper): its value was computed once at
+ * compile time and every evaluation copies it. */
+bool expr_is_constant(const struct expr *e);
 
 /* Evaluate against `obj` (read only). The result values are appended to
  * `result` (an attr the caller initialised, e.g. zeroed with a name), with

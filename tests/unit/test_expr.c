@@ -392,6 +392,60 @@ static void test_errors_name_rule(void **state)
     attr_release(&res);
 }
 
+/* Expressions that read no name are computed once: the same values every
+ * time, for any object; anything that reads a name (an attribute, a
+ * helper) or fails is evaluated each time, with its error each time. */
+static void test_constants(void **state)
+{
+    static const struct {
+        const char *src;
+        bool constant;
+        const char *value;
+    } cases[] = {
+        {"{ \"inetOrgPerson\", \"top\" }", true, "inetOrgPerson|top"},
+        {"\"Staff\"", true, "Staff"},
+        {"\"a\" .. \"b\"", true, "ab"},
+        {"nil", true, "<nil>"},
+        {"lower(\"ABC\")", false, "abc"},
+        {"sn", false, "Smith"},
+        {"givenName .. \" \" .. sn", false, "John Smith"},
+        {"error(\"boom\")", false, "ERR: "},
+    };
+    struct fixture *f = *state;
+    struct entry *other = entry_new("user", "a2", "cn=other");
+    size_t i;
+
+    entry_add_str(other, "sn", "Other");
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ids_error err = IDS_ERROR_INIT;
+        struct expr *e = NULL;
+        char *got;
+
+        assert_int_equal(expr_compile(f->env, cases[i].src, "test.rule", &e, &err), IDS_OK);
+        assert_int_equal(expr_is_constant(e), cases[i].constant);
+        expr_free(e);
+        got = eval_str(f, cases[i].src, NULL);
+        assert_true(strncmp(got, cases[i].value, strlen(cases[i].value)) == 0);
+        free(got);
+        if (cases[i].constant) {
+            struct attr a;
+            struct attr b;
+
+            memset(&a, 0, sizeof(a));
+            memset(&b, 0, sizeof(b));
+            assert_int_equal(expr_compile(f->env, cases[i].src, "test.rule", &e, &err), IDS_OK);
+            assert_int_equal(expr_eval(e, f->obj, &a, &err), IDS_OK);
+            assert_int_equal(expr_eval(e, other, &b, &err), IDS_OK);
+            assert_int_equal(a.nvals, b.nvals);
+            attr_release(&a);
+            attr_release(&b);
+            expr_free(e);
+        }
+    }
+    assert_eval_error(f, "error(\"boom\")", "boom"); /* each time */
+    entry_free(other);
+}
+
 static void test_sandbox(void **state)
 {
     struct fixture *f = *state;
@@ -485,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_plain),
         cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_name_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_constants, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test(test_tiny_memory),
