@@ -969,6 +969,8 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
     return ret;
 }
 
+/* A CHANGE_ADD of every desired attribute; the values move out of des
+ * (left with its attribute names and no values). */
 static struct change *make_add(const struct flow_config *t, struct entry *des, const char *dn)
 {
     struct change *ch = change_new(CHANGE_ADD, t->object, NULL, dn);
@@ -976,12 +978,15 @@ static struct change *make_add(const struct flow_config *t, struct entry *des, c
 
     entry_canonicalize(des);
     for (i = 0; i < des->nattrs; i++) {
-        struct mod *md = change_add_mod(ch, MOD_ADD, des->attrs[i].name, des->attrs[i].flags);
-        size_t k;
+        struct attr *a = &des->attrs[i];
+        struct mod *md = change_add_mod(ch, MOD_ADD, a->name, a->flags);
 
-        for (k = 0; k < des->attrs[i].nvals; k++) {
-            attr_add_value(&md->attr, des->attrs[i].vals[k].data, des->attrs[i].vals[k].len);
-        }
+        md->attr.vals = a->vals;
+        md->attr.nvals = a->nvals;
+        md->attr.alloc = a->alloc;
+        a->vals = NULL;
+        a->nvals = 0;
+        a->alloc = 0;
     }
     return ch;
 }
@@ -1272,9 +1277,9 @@ static enum ids_err provision(struct sync_ctx *ctx, struct econn *X, const struc
     cs->entry = entry_new(t->object, NULL, dn);
     cs->mv_id = m->id;
     cs->flags = CS_PROVISIONED;
+    keyset_build(&ks, &X->keys, des); /* before make_add takes the values */
     cs->pending_export = make_add(t, des, dn);
     cs->export_state = CS_EXPORT_PENDING;
-    keyset_build(&ks, &X->keys, des);
     ret = store_cs_put(ctx->eng->store, cs, &ks.keys, err);
     if (ret == IDS_OK) {
         ctx->r->rec.counters.provisioned++;
