@@ -199,19 +199,29 @@ void entry_set_attr(struct entry *e, const char *name, const struct attr *src)
     }
 }
 
+void attr_take_values(struct attr *dst, struct attr *src)
+{
+    size_t i;
+
+    for (i = 0; i < dst->nvals; i++) {
+        free(dst->vals[i].data);
+    }
+    free(dst->vals);
+    dst->vals = src->vals;
+    dst->nvals = src->nvals;
+    dst->alloc = src->alloc;
+    src->vals = NULL;
+    src->nvals = 0;
+    src->alloc = 0;
+}
+
 void entry_take_attr(struct entry *e, const char *name, struct attr *src)
 {
     struct attr *a = attr_for_set(e, name, src);
 
-    if (a == NULL) {
-        return;
+    if (a != NULL) {
+        attr_take_values(a, src);
     }
-    a->vals = src->vals;
-    a->nvals = src->nvals;
-    a->alloc = src->alloc;
-    src->vals = NULL;
-    src->nvals = 0;
-    src->alloc = 0;
 }
 
 const char *entry_first(const struct entry *e, const char *name)

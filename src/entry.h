@@ -79,6 +79,8 @@ void entry_add_str(struct entry *e, const char *name, const char *s);
 /* Replace all values of `name` with those of `src` (copying; flags too).
  * src == NULL or with no values removes the attribute. */
 void entry_set_attr(struct entry *e, const char *name, const struct attr *src);
+/* dst's values replaced by src's, moved (src is left without values). */
+void attr_take_values(struct attr *dst, struct attr *src);
 /* entry_set_attr moving src's values instead of copying them: src keeps
  * its name and is left without values (attr_release still frees it). */
 void entry_take_attr(struct entry *e, const char *name, struct attr *src);

@@ -978,15 +978,9 @@ static struct change *make_add(const struct flow_config *t, struct entry *des, c
 
     entry_canonicalize(des);
     for (i = 0; i < des->nattrs; i++) {
-        struct attr *a = &des->attrs[i];
-        struct mod *md = change_add_mod(ch, MOD_ADD, a->name, a->flags);
+        struct mod *md = change_add_mod(ch, MOD_ADD, des->attrs[i].name, des->attrs[i].flags);
 
-        md->attr.vals = a->vals;
-        md->attr.nvals = a->nvals;
-        md->attr.alloc = a->alloc;
-        a->vals = NULL;
-        a->nvals = 0;
-        a->alloc = 0;
+        attr_take_values(&md->attr, &des->attrs[i]);
     }
     return ch;
 }
@@ -1068,17 +1062,9 @@ static void add_values_mod(struct change *ch, enum mod_op op, const char *name, 
         return;
     }
     md = change_add_mod(ch, op, name, flags);
-    free(md->attr.vals);
-    md->attr.vals = vals->vals;
-    md->attr.nvals = vals->nvals;
-    md->attr.alloc = vals->alloc;
-    vals->vals = NULL;
-    vals->nvals = 0;
-    vals->alloc = 0;
+    attr_take_values(&md->attr, vals);
 }
 
-/* Minimal change from the target's CS entry to the desired attributes,
- * restricted to the flowed attributes; NULL when nothing differs. */
 /* Does target attribute c hold `ident` (values compared normalised)? */
 static bool cur_has(const struct attr *c, const struct strbuf *ident, struct strbuf *tmp)
 {
@@ -1149,6 +1135,8 @@ static enum ids_err delta_mods(struct sync_ctx *ctx, const struct econn *X,
     return ret;
 }
 
+/* Minimal change from the target's CS entry to the desired attributes,
+ * restricted to the flowed attributes; NULL when nothing differs. */
 static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, const struct cs_object *cs,
                               const struct cs_object *in_step, const struct entry *des,
