@@ -592,7 +592,8 @@ static enum ids_err replace_keys(struct sqlite_store *s, int64_t old_space, int6
 {
     enum ids_err ret;
 
-    if (old_space == space && old->len == new->len &&memcmp(old->buf, new->buf, new->len) == 0) {
+    if (old_space == space && old->len == new->len &&
+        (new->len == 0 || memcmp(old->buf, new->buf, new->len) == 0)) {
         return IDS_OK;
     }
     ret = apply_keys(s, old_space, obj, old, false, err);
