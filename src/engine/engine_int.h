@@ -27,6 +27,12 @@
 
 /* Objects per store transaction in sync and export. */
 #define ENGINE_BATCH 2000
+/* Objects per transaction of the sync step. Every commit writes each page
+ * it dirtied to the WAL, and the random index pages of a big space (DN
+ * keys) are dirtied again by every batch: a 1M-object full sync spent 9.3 s
+ * of system time with 2,000 a batch, 6.6-6.9 s with 20,000 (35-39 s
+ * instead of 42 s), memory unchanged. */
+#define SYNC_BATCH 20000
 /* Candidates fetched per join lookup: more than one is ambiguous anyway. */
 #define ENGINE_MAX_CANDIDATES 16
 

@@ -2023,14 +2023,14 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum 
                                    bool *stopped, enum ids_err *why, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
-    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
+    int64_t *ids = xcalloc(SYNC_BATCH, sizeof(*ids));
     int64_t after = 0;
     size_t n;
     size_t i;
 
     while (!*stopped) {
         n = 0;
-        ret = store_cs_ids(ctx->eng->store, ec->id, sel, after, ids, ENGINE_BATCH, &n, err);
+        ret = store_cs_ids(ctx->eng->store, ec->id, sel, after, ids, SYNC_BATCH, &n, err);
         if (ret != IDS_OK || n == 0) {
             break;
         }
@@ -2067,14 +2067,14 @@ static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_er
                                 struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
-    int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
+    int64_t *ids = xcalloc(SYNC_BATCH, sizeof(*ids));
     int64_t after = 0;
     size_t n;
     size_t i;
 
     while (!*stopped) {
         n = 0;
-        ret = store_mv_ids(ctx->eng->store, after, ids, ENGINE_BATCH, &n, err);
+        ret = store_mv_ids(ctx->eng->store, after, ids, SYNC_BATCH, &n, err);
         if (ret != IDS_OK || n == 0) {
             break;
         }
