@@ -155,6 +155,19 @@ static void test_hash64_bulk(void **state)
     assert_int_not_equal(hash64_bulk(buf, 32, 0), hash64_bulk(buf, 32, 1));
     /* stable: the value of a fixed input is part of the stored format */
     assert_true(hash64_bulk("idsync", 6, 0) == 0x26b35056afb9eec8ULL);
+    /* ... and of every length from 0 to 200 (every tail of 0-15 bytes
+     * after 0-12 blocks), each with its own seed */
+    {
+        uint64_t acc = 0;
+
+        for (i = 0; i < sizeof(buf); i++) {
+            buf[i] = (unsigned char)(i * 7 + 1);
+        }
+        for (i = 0; i <= sizeof(buf); i++) {
+            acc = (acc ^ hash64_bulk(buf, i, (uint64_t)i)) * 0x100000001b3ULL;
+        }
+        assert_true(acc == 0x70cb66a5f7bb3f60ULL);
+    }
 }
 
 int main(void)
