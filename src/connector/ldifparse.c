@@ -60,18 +60,29 @@ static void set_bad(struct ldif_record *rec, const char *fmt, ...)
  * without its LF / CRLF. Returns false at end of file with nothing read. */
 static bool read_physical(struct file_reader *r, struct strbuf *sb, bool *too_long)
 {
-    int c = file_reader_getc(r);
-
-    if (c < 0) {
+    if (r->pos == r->len && !file_reader_fill(r)) {
         return false;
     }
-    while (c >= 0 && c != '\n') {
-        if (sb->len < LDIF_LINE_MAX) {
-            strbuf_addch(sb, c);
-        } else {
+    /* runs of the read buffer up to the newline, not byte by byte */
+    for (;;) {
+        const char *b = r->buf + r->pos;
+        size_t avail = r->len - r->pos;
+        const char *nl = memchr(b, '\n', avail);
+        size_t n = nl != NULL ? (size_t)(nl - b) : avail;
+        size_t room = sb->len < LDIF_LINE_MAX ? LDIF_LINE_MAX - sb->len : 0;
+
+        if (n > room) {
             *too_long = true;
         }
-        c = file_reader_getc(r);
+        strbuf_add(sb, b, n < room ? n : room);
+        r->pos += n;
+        if (nl != NULL) {
+            r->pos++; /* the newline */
+            break;
+        }
+        if (!file_reader_fill(r)) {
+            break; /* the last line has no newline */
+        }
     }
     if (sb->len > 0 && sb->buf[sb->len - 1] == '\r') {
         strbuf_setlen(sb, sb->len - 1);

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "connector/connector.h"
+#include "connector/ldifparse.h"
 #include "entry.h"
 #include "util/codec.h"
 #include "util/mem.h"
@@ -320,6 +321,49 @@ static void test_bad_records(void **state)
     free(wm);
     strbuf_release(&out);
     strbuf_release(&exp);
+    fixture_free(f);
+}
+
+/* Lines are read in runs of the read buffer: a 200,000-byte value spans
+ * several buffers and comes back whole; a line over the limit is a bad
+ * record, named by its line, and the next record is read. */
+static void test_long_lines(void **state)
+{
+    struct strbuf in = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf want = STRBUF_INIT;
+    struct fixture *f;
+    char *wm;
+    size_t i;
+
+    (void)state;
+    strbuf_addstr(&in, "dn: cn=long,dc=x\ncn: ");
+    for (i = 0; i < 200000; i++) {
+        strbuf_addch(&in, (char)('a' + i % 26));
+    }
+    strbuf_addstr(&in, "\r\n\ndn: cn=huge,dc=x\ncn: ");
+    for (i = 0; i < LDIF_LINE_MAX + 10; i++) {
+        strbuf_addch(&in, 'y');
+    }
+    strbuf_addstr(&in, "\n\ndn: cn=ok,dc=x\ncn: ok"); /* no newline at the end */
+    f = fixture_new(in.buf, false);
+    wm = read_all(f, &out);
+    strbuf_addstr(&want, "\"cn\":[\"abcdefghijklmnopqrstuvwxyzabc");
+    assert_non_null(strstr(out.buf, want.buf));
+    strbuf_reset(&want);
+    for (i = 199990; i < 200000; i++) {
+        strbuf_addch(&want, (char)('a' + i % 26));
+    }
+    strbuf_addstr(&want, "\"]}}\n"); /* the whole value, the CR dropped */
+    assert_non_null(strstr(out.buf, want.buf));
+    strbuf_reset(&want);
+    strbuf_addf(&want, "ERR %s:5: line longer than %u bytes\n", f->path, LDIF_LINE_MAX);
+    assert_non_null(strstr(out.buf, want.buf));
+    assert_non_null(strstr(out.buf, "\"anchor\":\"cn=ok,dc=x\""));
+    free(wm);
+    strbuf_release(&in);
+    strbuf_release(&out);
+    strbuf_release(&want);
     fixture_free(f);
 }
 
@@ -770,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_parse_content),
         cmocka_unit_test(test_reference_flag_and_attribute_filter),
         cmocka_unit_test(test_bad_records),
+        cmocka_unit_test(test_long_lines),
         cmocka_unit_test(test_full_read_folds_changes),
         cmocka_unit_test(test_delta),
         cmocka_unit_test(test_delta_large),
