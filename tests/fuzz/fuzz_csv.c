@@ -14,6 +14,7 @@
 #include "util/log.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
+#include "fuzz_drain.h"
 #include "util/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -53,6 +54,7 @@ static void write_rotated(const char *path, const uint8_t *data, size_t size)
     fclose(f);
 }
 
+/* Read cur to its end (bad rows skipped), at most 100,000 items. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const keys[] = {"path", "key", "separator"};
@@ -63,15 +65,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct connector *c = NULL;
     struct connector_cursor *cur = NULL;
     struct ids_error err = IDS_ERROR_INIT;
-    struct read_item item;
     struct strbuf path = STRBUF_INIT;
     struct strbuf wm = STRBUF_INIT;
     struct export_result res;
     struct change *ch;
     struct mod *m;
-    enum ids_err ret;
     size_t i, j;
-    int budget = 100000;
 
     if (dir[0] == '\0') {
         snprintf(dir, sizeof(dir), "/tmp/fuzz-csv-XXXXXX");
@@ -115,14 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto done;
     }
     if (connector_read_full(c, &cur, &err) == IDS_OK) {
-        while (budget-- > 0) {
-            ret = connector_cursor_next(c, cur, &item, &err);
-            if (ret == IDS_OK) {
-                read_item_release(&item);
-            } else if (ret != IDS_EINPUT) {
-                break;
-            }
-        }
+        fuzz_drain(c, cur);
         if (connector_cursor_watermark(c, cur, &wm, &err) == IDS_OK) {
             connector_cursor_free(c, cur);
             cur = NULL;
@@ -130,15 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              * moved, changed where they were, new, gone, duplicated */
             write_rotated(path.buf, data, size);
             if (connector_read_changes(c, wm.buf, &cur, &err) == IDS_OK) {
-                budget = 100000;
-                while (budget-- > 0) {
-                    ret = connector_cursor_next(c, cur, &item, &err);
-                    if (ret == IDS_OK) {
-                        read_item_release(&item);
-                    } else if (ret != IDS_EINPUT) {
-                        break;
-                    }
-                }
+                fuzz_drain(c, cur);
                 connector_cursor_free(c, cur);
                 cur = NULL;
             }

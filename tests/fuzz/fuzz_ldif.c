@@ -14,29 +14,12 @@
 #include "util/log.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
+#include "fuzz_drain.h"
 #include "util/banned.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64];
-
-static void drain(struct connector *c, struct connector_cursor *cur)
-{
-    struct ids_error err = IDS_ERROR_INIT;
-    struct read_item item;
-    enum ids_err ret;
-    int budget = 100000;
-
-    while (budget-- > 0) {
-        ret = connector_cursor_next(c, cur, &item, &err);
-        if (ret == IDS_OK) {
-            read_item_release(&item);
-        } else if (ret != IDS_EINPUT) {
-            break;
-        }
-    }
-    connector_cursor_free(c, cur);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -100,10 +83,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto done;
     }
     if (connector_read_full(c, &cur, &err) == IDS_OK) {
-        drain(c, cur);
+        fuzz_drain(c, cur);
+        connector_cursor_free(c, cur);
     }
     if (connector_read_changes(c, "ldif1:0:0000000000000000", &cur, &err) == IDS_OK) {
-        drain(c, cur);
+        fuzz_drain(c, cur);
+        connector_cursor_free(c, cur);
     }
     /* append after whatever the input left at its end */
     if (connector_export_begin(c, &err) == IDS_OK) {
@@ -118,7 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             export_result_release(&res);
         }
         if (connector_read_full(c, &cur, &err) == IDS_OK) {
-            drain(c, cur);
+            fuzz_drain(c, cur);
+            connector_cursor_free(c, cur);
         }
     }
 done:
