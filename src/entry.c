@@ -648,6 +648,18 @@ struct change *change_dup(const struct change *c)
     return d;
 }
 
+const struct attr *change_mod_values(const struct change *c, enum mod_op op, const char *name)
+{
+    size_t i;
+
+    for (i = 0; c != NULL && i < c->nmods; i++) {
+        if (c->mods[i].op == op && strcasecmp(c->mods[i].attr.name, name) == 0) {
+            return &c->mods[i].attr;
+        }
+    }
+    return NULL;
+}
+
 struct mod *change_add_mod(struct change *c, enum mod_op op, const char *name, unsigned flags)
 {
     struct mod *m;

@@ -149,6 +149,9 @@ void change_free(struct change *c); /* NULL-safe */
 struct change *change_dup(const struct change *c);
 /* Append a mod with copies of `vals` (may be NULL with n == 0). */
 struct mod *change_add_mod(struct change *c, enum mod_op op, const char *name, unsigned flags);
+/* The values of c's first modification `op` of attribute `name` (case
+ * ignored); NULL when there is none. c may be NULL. */
+const struct attr *change_mod_values(const struct change *c, enum mod_op op, const char *name);
 /* Number of mods plus one for a rename: 0 means the change is empty. */
 size_t change_size(const struct change *c);
 

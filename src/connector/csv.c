@@ -1834,8 +1834,6 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         clean = !cur->rec.too_big && !cur->rec.unterminated && cur->rec.bad_quote_field == SIZE_MAX;
         if (clean && cur->collect) {
             hash = row_hash(&cur->rec);
-        } else {
-            hash = 0;
         }
         in_place = false;
         if (clean && delta) {

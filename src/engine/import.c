@@ -145,55 +145,45 @@ static void import_confirm(struct import_ctx *ctx, const struct cs_object *cs,
 /* ---- reference changes ------------------------------------------------------ */
 
 /* The values of reference attribute `name` at the object's last sync: its
- * stored values (e) less what earlier imports recorded as added, with what
- * they recorded as removed. */
+ * stored values (e) less what earlier imports recorded as added (d), with
+ * what they recorded as removed. */
 static void synced_values(const struct entry *e, const struct change *d, const char *name,
                           struct attr *out)
 {
-    struct attr added;
-    struct attr removed;
+    const struct attr *removed = change_mod_values(d, MOD_DELETE, name);
     struct attr back;
     size_t i;
 
-    memset(&added, 0, sizeof(added));
-    memset(&removed, 0, sizeof(removed));
     memset(&back, 0, sizeof(back));
-    for (i = 0; d != NULL && i < d->nmods; i++) {
-        const struct attr *a = &d->mods[i].attr;
-        struct attr *to = d->mods[i].op == MOD_ADD ? &added : &removed;
-        size_t k;
-
-        if (strcasecmp(a->name, name) != 0) {
-            continue;
-        }
-        for (k = 0; k < a->nvals; k++) {
-            attr_add_value(to, a->vals[k].data, a->vals[k].len);
-        }
-    }
-    attr_value_diff(entry_attr(e, name), &added, out, NULL);
-    attr_value_diff(&removed, out, &back, NULL);
+    attr_value_diff(entry_attr(e, name), change_mod_values(d, MOD_ADD, name), out, NULL);
+    attr_value_diff(removed, out, &back, NULL);
     for (i = 0; i < back.nvals; i++) {
         attr_add_value(out, back.vals[i].data, back.vals[i].len);
     }
-    attr_release(&added);
-    attr_release(&removed);
     attr_release(&back);
+}
+
+/* Can cs keep a record of its reference changes? Only an object of a type
+ * with references, linked to an MV object, and synced since its last
+ * import or staged only by updates that kept a record. */
+static bool ref_delta_possible(const struct object_type_config *ot, const struct cs_object *cs)
+{
+    return ot != NULL && ot->nrefs > 0 && cs->mv_id != 0 &&
+           (cs->import_state == CS_IMPORT_NONE ||
+            (cs->import_state == CS_IMPORT_UPDATE && (cs->flags & CS_REF_DELTA)));
 }
 
 /* Record in cs which reference values come and go from its stored entry
  * (old) to the imported one (now), relative to its last sync: merged with
- * what earlier imports since recorded. Only an object linked to an MV
- * object, and synced since or staged only by such updates, keeps a record
- * (CS_REF_DELTA); the sync then changes the MV references by these values
- * instead of resolving every value again. */
+ * what earlier imports since recorded (CS_REF_DELTA); the sync then
+ * changes the MV references by these values instead of resolving every
+ * value again. An object that cannot keep a record keeps none. */
 static void note_ref_delta(struct import_ctx *ctx, struct cs_object *cs, const struct entry *old,
                            const struct entry *now)
 {
     const struct object_type_config *ot = connector_config_object(ctx->ec->cfg, cs->type);
     struct change *d = NULL;
-    bool keep = cs->mv_id != 0 && ot != NULL && ot->nrefs > 0 &&
-                (cs->import_state == CS_IMPORT_NONE ||
-                 (cs->import_state == CS_IMPORT_UPDATE && (cs->flags & CS_REF_DELTA)));
+    bool keep = ref_delta_possible(ot, cs);
     size_t i, op;
 
     for (i = 0; keep && i < ot->nrefs; i++) {
@@ -206,18 +196,13 @@ static void note_ref_delta(struct import_ctx *ctx, struct cs_object *cs, const s
         synced_values(old, (cs->flags & CS_REF_DELTA) ? cs->ref_delta : NULL, name, &base);
         attr_value_diff(entry_attr(now, name), &base, &diff[0], &diff[1]);
         for (op = 0; op < 2; op++) {
-            struct mod *md;
-            size_t k;
-
-            if (diff[op].nvals == 0) {
-                continue;
-            }
-            if (d == NULL) {
-                d = change_new(CHANGE_MODIFY, NULL, NULL, NULL);
-            }
-            md = change_add_mod(d, op == 0 ? MOD_ADD : MOD_DELETE, name, ATTR_REF);
-            for (k = 0; k < diff[op].nvals; k++) {
-                attr_add_value(&md->attr, diff[op].vals[k].data, diff[op].vals[k].len);
+            if (diff[op].nvals > 0) {
+                if (d == NULL) {
+                    d = change_new(CHANGE_MODIFY, NULL, NULL, NULL);
+                }
+                attr_take_values(
+                    &change_add_mod(d, op == 0 ? MOD_ADD : MOD_DELETE, name, ATTR_REF)->attr,
+                    &diff[op]);
             }
         }
         attr_release(&base);
@@ -233,15 +218,16 @@ static void note_ref_delta(struct import_ctx *ctx, struct cs_object *cs, const s
     }
 }
 
-/* The reference attributes of cs's entry, copied (before a change is
- * applied to it); NULL when its type has none. */
+/* The reference attributes of cs's entry, copied before a change is
+ * applied to it; NULL when cs cannot keep a record of them anyway (no
+ * copy of a big group for nothing). */
 static struct entry *ref_attrs_copy(struct import_ctx *ctx, const struct cs_object *cs)
 {
     const struct object_type_config *ot = connector_config_object(ctx->ec->cfg, cs->type);
     struct entry *e;
     size_t i;
 
-    if (ot == NULL || ot->nrefs == 0) {
+    if (!ref_delta_possible(ot, cs)) {
         return NULL;
     }
     e = entry_new(NULL, NULL, NULL);
@@ -387,9 +373,8 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
         cs->unconfirmed = NULL;
     }
     if (hash != cs->hash || cs->import_state == CS_IMPORT_DELETE) {
-        if (before != NULL) {
-            note_ref_delta(ctx, cs, before, cs->entry);
-        }
+        /* without a copy (no record possible) this drops any record */
+        note_ref_delta(ctx, cs, before != NULL ? before : cs->entry, cs->entry);
         cs->hash = hash;
         cs->import_state = cs->import_state == CS_IMPORT_ADD ? CS_IMPORT_ADD : CS_IMPORT_UPDATE;
         ctx->r->rec.counters.staged_update++;

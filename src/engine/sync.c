@@ -356,65 +356,44 @@ static enum ids_err inbound_refs(struct sync_ctx *ctx, const struct contrib *c,
     return resolve_values(ctx, c, it, entry_attr(c->cs->entry, it->source), out, err);
 }
 
-/* The values of a reference attribute an import recorded in d (MOD_ADD
- * or MOD_DELETE of attribute src); NULL when none. */
-static const struct attr *delta_values(const struct change *d, enum mod_op op, const char *src)
-{
-    size_t i;
-
-    for (i = 0; d != NULL && i < d->nmods; i++) {
-        if (d->mods[i].op == op && strcasecmp(d->mods[i].attr.name, src) == 0) {
-            return &d->mods[i].attr;
-        }
-    }
-    return NULL;
-}
-
 /* Can contributor c's references be computed from the MV object's old
  * values and the changes its imports recorded (c->cs->ref_delta)? Only in
  * a delta sync, for an object linked to this MV object since its last
  * sync, when each reference attribute the MV object holds came from c's
- * flow (fi) and every removed value still names the MV object it stood
- * for. */
-static enum ids_err in_delta_ok(struct sync_ctx *ctx, const struct contrib *c, size_t fi,
-                                const struct entry *old, bool *ok, struct ids_error *err)
+ * flow (fi). */
+static bool in_delta_ok(const struct sync_ctx *ctx, const struct contrib *c, size_t fi,
+                        const struct entry *old)
 {
     const struct flow_config *f = c->f;
-    enum ids_err ret = IDS_OK;
-    size_t i, k;
+    size_t i;
 
-    *ok = ctx->refs && !ctx->full && !ctx->map_all_in && old != NULL &&
-          (c->cs->flags & CS_REF_DELTA) != 0;
-    for (i = 0; *ok && ret == IDS_OK && i < f->nflows; i++) {
-        const struct rule_item *it = &f->flows[i];
-        const struct attr *oa = entry_attr(old, it->attr);
-        const struct attr *del;
+    if (!ctx->refs || ctx->full || ctx->map_all_in || old == NULL ||
+        !(c->cs->flags & CS_REF_DELTA)) {
+        return false;
+    }
+    for (i = 0; i < f->nflows; i++) {
+        const struct attr *oa = entry_attr(old, f->flows[i].attr);
 
-        if (!flow_in_is_ref(f, it)) {
-            continue;
-        }
-        *ok = oa == NULL || oa->source == (int)fi;
-        del = delta_values(c->cs->ref_delta, MOD_DELETE, it->source);
-        for (k = 0; *ok && del != NULL && k < del->nvals; k++) {
-            int64_t mv = 0;
-
-            ret = resolve_ref(ctx, c->ec, del->vals[k].data, true, &mv, err);
-            *ok = ret == IDS_OK && mv != 0;
+        if (flow_in_is_ref(f, &f->flows[i]) && oa != NULL && oa->source != (int)fi) {
+            return false;
         }
     }
-    return ret;
+    return true;
 }
 
 /* Reference flow `it` of contributor c from the old MV value and c's
  * recorded changes: removed values' MV ids out, added values resolved in
- * (or waiting, as inbound_refs). */
+ * (or waiting, as inbound_refs). A removed value whose object has no link
+ * any more (its MV id unknown) makes the flow resolve every value: the
+ * waits kept for the delta stay, and only cost a recomputation when their
+ * object comes. */
 static enum ids_err inbound_refs_delta(struct sync_ctx *ctx, const struct contrib *c,
                                        const struct rule_item *it, const struct entry *old,
                                        struct attr *out, struct ids_error *err)
 {
     const struct attr *oa = entry_attr(old, it->attr);
-    const struct attr *del = delta_values(c->cs->ref_delta, MOD_DELETE, it->source);
-    const struct attr *add = delta_values(c->cs->ref_delta, MOD_ADD, it->source);
+    const struct attr *del = change_mod_values(c->cs->ref_delta, MOD_DELETE, it->source);
+    const struct attr *add = change_mod_values(c->cs->ref_delta, MOD_ADD, it->source);
     struct attr gone;
     struct attr fresh; /* the added values' MV ids */
     struct attr only;
@@ -430,6 +409,11 @@ static enum ids_err inbound_refs_delta(struct sync_ctx *ctx, const struct contri
         int64_t mv = 0;
 
         ret = resolve_ref(ctx, c->ec, del->vals[k].data, true, &mv, err);
+        if (ret == IDS_OK && mv == 0) {
+            attr_release(&gone);
+            strbuf_release(&key);
+            return inbound_refs(ctx, c, it, out, err);
+        }
         strbuf_reset(&key);
         strbuf_addf(&key, "%" PRId64, mv);
         attr_add_value(&gone, key.buf, key.len);
@@ -489,14 +473,11 @@ static enum ids_err mv_compute(struct sync_ctx *ctx, struct mvt_info *mi, struct
         if (c == NULL) {
             continue;
         }
-        delta = false;
-        if (ctx->refs && flow_has_refs(f)) {
-            ret = in_delta_ok(ctx, c, fi, old, &delta, err);
-            if (ret == IDS_OK && !delta) {
-                /* recorded again by the mapping; a delta keeps the waits
-                 * of the values it does not map */
-                ret = store_ref_clear(ctx->eng->store, c->ec->id, c->cs->id, err);
-            }
+        delta = in_delta_ok(ctx, c, fi, old);
+        if (ctx->refs && flow_has_refs(f) && !delta) {
+            /* recorded again by the mapping; a delta keeps the waits of
+             * the values it does not resolve */
+            ret = store_ref_clear(ctx->eng->store, c->ec->id, c->cs->id, err);
             if (ret != IDS_OK) {
                 return ret;
             }
