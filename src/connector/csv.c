@@ -131,6 +131,22 @@ struct line_mark {
     uint32_t line;
 };
 
+/* A run of CHUNK_ROWS rows of a table (the last one of a table may be
+ * shorter) as bytes of the file: a delta read that finds the same bytes
+ * where the run's first row is expected keeps all of its rows at once,
+ * without looking at them one by one. len 0: the run cannot be skipped (a
+ * blank line or a row of several lines in it, its bytes not in one piece,
+ * rows that were not in the file). */
+struct rt_chunk {
+    uint64_t hash;  /* hash64_bulk of the bytes, CHUNK_SEED */
+    uint32_t len;   /* bytes from the first row's start to the last row's line end */
+    uint32_t nrows; /* rows it was built with (a run is used only when complete) */
+};
+
+#define CHUNK_ROWS 64u
+#define CHUNK_SEED 0x63687a6b68617368ull
+#define CHUNK_MAX  (1u << 20) /* a run longer than this is not kept */
+
 /* The rows of one file accepted by this read, for the next watermark and
  * for duplicate keys: 12 bytes a row and its key (a million rows of short
  * keys: ~20 MB). */
@@ -148,6 +164,8 @@ struct row_table {
      * index) or a row read now (SEQ_NEW | index in v) */
     uint32_t *seq;
     size_t nseq, aseq;
+    struct rt_chunk *chunks; /* chunk c: rows [c * CHUNK_ROWS, ...) of the new table */
+    size_t nchunks, achunks;
 };
 
 #define SEQ_NEW 0x80000000u
@@ -166,8 +184,10 @@ struct old_table {
     size_t n;
     char *keys; /* the section's key lines, escaped */
     size_t keys_len;
-    unsigned char *same; /* bit per row: read again with the same bytes (kept) */
-    size_t next;         /* the old row the next row of the file is expected to be */
+    unsigned char *same;           /* bit per row: read again with the same bytes (kept) */
+    unsigned char *taken;          /* bit per row: a row read now changed it in place */
+    size_t next;                   /* the old row the next row of the file is expected to be */
+    const struct rt_chunk *chunks; /* (n + CHUNK_ROWS - 1) / CHUNK_ROWS runs */
 };
 
 struct csv_cursor {
@@ -206,7 +226,16 @@ struct csv_cursor {
     bool bom;         /* the current file starts with a UTF-8 BOM */
     bool done;
     char *old_state;      /* the state file the old watermark names (delta), or NULL */
-    struct strbuf tables; /* the old row tables (delta); cur->old points into it */
+    struct strbuf tables; /* the old row tables from the watermark (delta) */
+    const void *map;      /* or from a state file, mapped; cur->old points into them */
+    size_t map_len;
+    /* the run of rows being built (struct rt_chunk): open, its rows all one
+     * line each so far, where it starts in the file */
+    bool copen, cok;
+    uint64_t cstart;
+    /* delta: rows read now that are not a changed row in its old place (new
+     * keys, rows moved): only then can a kept row's key be a duplicate */
+    size_t moved;
 };
 
 static const char *opt_of(const struct csv_conn *cc, const struct csv_type *t, const char *key)
@@ -400,6 +429,7 @@ static void cursor_close_file(struct csv_cursor *cur)
         file_reader_close(&cur->r);
     }
     cur->open = false;
+    cur->copen = false;
     strvec_clear(&cur->header);
     free(cur->keep);
     cur->keep = NULL;
@@ -409,18 +439,23 @@ static void cursor_close_file(struct csv_cursor *cur)
 
 /* ---- the row table of the watermark ------------------------------------
  *
- * "csv4" + (":" or ",") + "SIZE:HASH:STAT" (or "-") per file, then one section
- * per file:
- *   "\n#" CFG " " N "\n" BASE64 "\n" followed by N lines, one key each.
- * CFG is row_cfg_hash() in 16 hex digits; BASE64 holds N little-endian
- * 64-bit row hashes (row_hash()) in the order of the file; the keys follow in the
- * same order, "\\" and newline escaped as "\\\\" and "\\n". STAT is
- * "MTIME_NS.INO.DEV" of the file when it was read, or "0" when its
+ * "csv4" + (":" or ",") + "SIZE:HASH:STAT" (or "-") per file, then the row
+ * tables: "\n=" + base64 of them, or "\n@NAME HASH LEN" naming the state
+ * file that holds them (write_tables). HASH is the file's content hash, or
+ * "-" after a delta read (which hashes runs of rows, not the file: the
+ * tables, always written then, are what the next read compares with). STAT
+ * is "MTIME_NS.INO.DEV" of the file when it was read, or "0" when its
  * modification time was less than two seconds before the read (a change in
  * the same clock tick could hide behind it: such a file is read next time).
- * A read that met
- * an unreadable row writes no sections (the next changed file is read in
- * full, which stages deletions against the store). */
+ *
+ * The tables (binary, native byte order, checked by RT_ENDIAN): RT_MAGIC,
+ * RT_VERSION, RT_ENDIAN, the number of object types, then per type (per
+ * file) its configuration hash (row_cfg_hash()), N rows and the keys'
+ * length, then columns of N entries in the order of the file: row hashes
+ * (row_hash()), key hashes (file_key_hash()), key offsets (N + 1), keys,
+ * and one struct rt_chunk per CHUNK_ROWS rows. A read that met an
+ * unreadable row writes no tables (the next changed file is read in full,
+ * which stages deletions against the store). */
 
 #define ROW_HASH_SEED 0x726f7768617368ull
 /* Row tables from this size on go to a state file (put_sections). */
@@ -464,6 +499,7 @@ static void row_table_release(struct row_table *t)
     free(t->hash);
     free(t->koff);
     free(t->marks);
+    free(t->chunks);
     strbuf_release(&t->keys);
     memset(t, 0, sizeof(*t));
 }
@@ -473,6 +509,7 @@ static void old_table_release(struct old_table *t)
     /* hash, kh, koff and keys point into the cursor's table buffer */
     free(t->line);
     free(t->same);
+    free(t->taken);
     memset(t, 0, sizeof(*t));
 }
 
@@ -685,10 +722,15 @@ static bool old_kept(const struct old_table *o, size_t i)
     return (o->same[i / 8] >> (i % 8)) & 1u;
 }
 
+static bool old_taken(const struct old_table *o, size_t i)
+{
+    return (o->taken[i / 8] >> (i % 8)) & 1u;
+}
+
 /* ---- the row tables, binary (see above) ------------------------------ */
 
 #define RT_MAGIC   "IDSYNCRT"
-#define RT_VERSION 1u
+#define RT_VERSION 2u
 #define RT_ENDIAN  0x01020304u
 
 /* Where the tables are written: memory (fd < 0: the watermark takes them
@@ -721,6 +763,16 @@ static void sink_flush(struct rt_sink *k)
 
 static void sink_put(struct rt_sink *k, const void *p, size_t len)
 {
+    if (k->fd >= 0 && len >= RT_FLUSH) {
+        /* a column copied as a run: written as it is */
+        sink_flush(k);
+        file_hasher_feed(&k->h, p, len);
+        k->total += len;
+        if (k->ret == IDS_OK) {
+            k->ret = file_write_all(k->fd, p, len, k->what, &k->err);
+        }
+        return;
+    }
     if (k->buf.alloc > k->buf.len + len) {
         /* the common case, a few bytes into room: no call (a million rows
          * are four million of these) */
@@ -742,31 +794,75 @@ static void sink_pad8(struct rt_sink *k, size_t len)
     sink_put(k, zero, (8 - len % 8) % 8);
 }
 
+/* Rows in the new table of type ti so far: the rows read (full read), the
+ * sequence of old rows kept and rows read (delta). */
+static size_t rt_rows(const struct csv_cursor *cur, size_t ti)
+{
+    return cur->old != NULL ? cur->rows[ti].nseq : cur->rows[ti].nr;
+}
+
+static size_t nchunks_of(size_t n)
+{
+    return (n + CHUNK_ROWS - 1) / CHUNK_ROWS;
+}
+
+/* Entry i of the new table of type ti: an old row kept (its index) or a row
+ * read now (SEQ_NEW | its index in the row table). */
+static uint32_t rt_entry(const struct csv_cursor *cur, size_t ti, size_t i)
+{
+    return cur->old != NULL ? cur->rows[ti].seq[i] : (uint32_t)i | SEQ_NEW;
+}
+
+/* The run of old rows kept from entry i on (e, e + 1, ...): its length, 0
+ * when entry i is a row read now. */
+static size_t old_run(const struct csv_cursor *cur, size_t ti, size_t i, size_t n)
+{
+    const uint32_t *seq = cur->rows[ti].seq;
+    size_t len = 0;
+
+    if (cur->old == NULL || (seq[i] & SEQ_NEW) != 0) {
+        return 0;
+    }
+    while (i + len < n && seq[i + len] == seq[i] + len) {
+        len++;
+    }
+    return len;
+}
+
 /* Bytes of the table of object type ti (write_section). */
 static size_t section_size(const struct csv_cursor *cur, size_t ti, size_t *keys_len)
 {
     const struct row_table *rt = &cur->rows[ti];
     const struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
-    size_t n = o != NULL ? rt->nseq : rt->nr;
-    size_t i;
+    size_t n = rt_rows(cur, ti);
+    size_t i = 0;
 
     *keys_len = 0;
-    for (i = 0; i < n; i++) {
-        uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
+    while (i < n) {
+        uint32_t e = rt_entry(cur, ti, i);
+        size_t run = old_run(cur, ti, i, n);
 
-        *keys_len += e & SEQ_NEW ? rt_key_len(rt, e & ~SEQ_NEW) : o->koff[e + 1] - o->koff[e];
+        if (run > 0) {
+            *keys_len += o->koff[e + run] - o->koff[e];
+            i += run;
+            continue;
+        }
+        *keys_len += rt_key_len(rt, e & ~SEQ_NEW);
+        i++;
     }
-    return 24 + 16 * n + ((4 * (n + 1) + 7) & ~(size_t)7) + ((*keys_len + 7) & ~(size_t)7);
+    return 24 + 16 * n + ((4 * (n + 1) + 7) & ~(size_t)7) + ((*keys_len + 7) & ~(size_t)7) +
+           sizeof(struct rt_chunk) * nchunks_of(n);
 }
 
 /* Write the table of object type ti: its rows in file order (full read:
  * the rows read; delta: the sequence of old rows kept and rows read), one
- * column after the other. */
+ * column after the other, then its runs (struct rt_chunk). Runs of old
+ * rows kept are copied as runs. */
 static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
 {
     struct row_table *rt = &cur->rows[ti];
     struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
-    size_t n = o != NULL ? rt->nseq : rt->nr;
+    size_t n = rt_rows(cur, ti);
     uint64_t head[3];
     size_t keys_len = 0;
     uint32_t off = 0;
@@ -780,19 +876,41 @@ static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
     sink_put(k, head, sizeof(head));
     /* column 0: row hashes, 1: key hashes, 2: key offsets, 3: keys */
     for (col = 0; col < 4; col++) {
-        for (i = 0; i < n; i++) {
-            uint32_t e = o != NULL ? rt->seq[i] : (uint32_t)i | SEQ_NEW;
-            bool now = (e & SEQ_NEW) != 0; /* a row read now, else an old row kept */
+        i = 0;
+        while (i < n) {
+            uint32_t e = rt_entry(cur, ti, i);
+            size_t run = old_run(cur, ti, i, n);
             size_t r = e & ~SEQ_NEW;
-            const char *key = now ? rt->keys.buf + rt->koff[r] : o->keys + o->koff[e];
-            uint32_t klen = now ? rt_key_len(rt, r) : o->koff[e + 1] - o->koff[e];
+            const char *key;
+            uint32_t klen;
             uint64_t v;
 
+            if (run > 0) {
+                if (col == 0) {
+                    sink_put(k, o->hash + e, 8 * run);
+                } else if (col == 1) {
+                    sink_put(k, o->kh + e, 8 * run);
+                } else if (col == 2) {
+                    size_t x;
+
+                    for (x = 0; x < run; x++) {
+                        uint32_t v32 = off + (o->koff[e + x] - o->koff[e]);
+
+                        sink_put(k, &v32, sizeof(v32));
+                    }
+                    off += o->koff[e + run] - o->koff[e];
+                } else {
+                    sink_put(k, o->keys + o->koff[e], o->koff[e + run] - o->koff[e]);
+                }
+                i += run;
+                continue;
+            }
+            key = rt->keys.buf + rt->koff[r];
+            klen = rt_key_len(rt, r);
             if (col == 0) {
-                v = now ? rt->hash[r] : o->hash[e];
-                sink_put(k, &v, sizeof(v));
+                sink_put(k, &rt->hash[r], sizeof(rt->hash[r]));
             } else if (col == 1) {
-                v = now ? file_key_hash(key, klen) : o->kh[e];
+                v = file_key_hash(key, klen);
                 sink_put(k, &v, sizeof(v));
             } else if (col == 2) {
                 sink_put(k, &off, sizeof(off));
@@ -800,6 +918,7 @@ static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
             } else {
                 sink_put(k, key, klen);
             }
+            i++;
         }
         if (col == 2) {
             sink_put(k, &off, sizeof(off));
@@ -807,6 +926,11 @@ static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
         } else if (col == 3) {
             sink_pad8(k, keys_len);
         }
+    }
+    for (i = 0; i < nchunks_of(n); i++) {
+        static const struct rt_chunk none;
+
+        sink_put(k, i < rt->nchunks ? &rt->chunks[i] : &none, sizeof(none));
     }
 }
 
@@ -860,6 +984,11 @@ static bool read_tables(struct csv_cursor *cur, const char *p, const char *end)
         p += (4 * (o->n + 1) + 7) & ~(size_t)7;
         o->keys = (char *)p;
         p += (o->keys_len + 7) & ~(size_t)7;
+        if ((size_t)(end - p) < sizeof(struct rt_chunk) * nchunks_of(o->n)) {
+            return false;
+        }
+        o->chunks = (const struct rt_chunk *)(const void *)p;
+        p += sizeof(struct rt_chunk) * nchunks_of(o->n);
         for (i = 0; i < o->n; i++) {
             if (o->koff[i] > o->koff[i + 1]) {
                 return false;
@@ -869,6 +998,7 @@ static bool read_tables(struct csv_cursor *cur, const char *p, const char *end)
             return false;
         }
         o->same = xcalloc(o->n / 8 + 1, 1);
+        o->taken = xcalloc(o->n / 8 + 1, 1);
         o->line = xcalloc(o->n + 1, sizeof(*o->line));
     }
     return p == end;
@@ -951,24 +1081,23 @@ done:
     strbuf_release(&path);
 }
 
-/* A watermark whose row tables are in a state file ("\n@NAME HASH LEN"
- * after the first line, at p): the tables, checked. false (why set) when
- * the file is missing or not the one written. */
 /* The content hash of a state file's bytes (as write_tables computed it). */
-static uint64_t content_hash(const struct strbuf *sb)
+static uint64_t content_hash(const void *p, size_t len)
 {
     struct file_hasher h;
     uint64_t v;
 
     file_hasher_init(&h);
-    file_hasher_feed(&h, sb->buf, sb->len);
+    file_hasher_feed(&h, p, len);
     v = file_hasher_value(&h);
     file_hasher_release(&h);
     return v;
 }
 
-static bool load_state(struct csv_cursor *cur, const char *p, const char *end, struct strbuf *out,
-                       const char **why)
+/* A watermark whose row tables are in a state file ("\n@NAME HASH LEN"
+ * after the first line, at p): the file mapped (cur->map), checked. false
+ * (why set) when the file is missing or not the one written. */
+static bool load_state(struct csv_cursor *cur, const char *p, const char *end, const char **why)
 {
     const char *dir = cur->conn->base.state_dir;
     const char *sp = memchr(p, ' ', (size_t)(end - p));
@@ -993,11 +1122,11 @@ static bool load_state(struct csv_cursor *cur, const char *p, const char *end, s
     if (e != end) {
         return false;
     }
-    if (file_state_read(dir, cur->old_state, out, &err) != IDS_OK) {
+    if (file_state_map(dir, cur->old_state, &cur->map, &cur->map_len, &err) != IDS_OK) {
         *why = "its row table file is missing";
         return false;
     }
-    if (out->len != len || content_hash(out) != hash) {
+    if (cur->map_len != len || content_hash(cur->map, cur->map_len) != hash) {
         *why = "its row table file is not the one written";
         return false;
     }
@@ -1015,11 +1144,10 @@ static void csv_cursor_free(struct connector_cursor *c)
     cursor_close_file(cur);
     csv_record_release(&cur->rec);
     free(cur->seen);
-    free(cur->kslot);
-    cur->kslot = NULL;
     strbuf_release(&cur->wm);
     free(cur->old_state);
     strbuf_release(&cur->tables);
+    file_state_unmap(cur->map, cur->map_len);
     free(cur->kslot);
     free(cur->kbase);
     for (i = 0; i < cur->conn->ntypes; i++) {
@@ -1196,6 +1324,9 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
         }
         cur->open = true;
         cur->line = 1;
+        /* a delta read keeps the row tables it compares with: the file's
+         * own content hash would be a second pass over every byte */
+        cur->r.count_only = cur->delta;
         ret = read_header(cur, t, err);
         if (ret == IDS_DONE) {
             /* empty file */
@@ -1448,8 +1579,8 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
     new_cursor(cc, true, &cur);
     why = nl == NULL ? "could not read every row" : "left an unreadable watermark";
     if (nl != NULL && nl[1] == '@') {
-        ok = load_state(cur, nl, watermark + wlen, &cur->tables, &why) &&
-             read_tables(cur, cur->tables.buf, cur->tables.buf + cur->tables.len);
+        ok = load_state(cur, nl, watermark + wlen, &why) &&
+             read_tables(cur, cur->map, (const char *)cur->map + cur->map_len);
     } else {
         ok = nl != NULL && nl[1] == '=' &&
              base64_decode(&cur->tables, nl + 2, (size_t)(watermark + wlen - nl - 2)) == IDS_OK &&
@@ -1621,7 +1752,10 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
     uint32_t pline;
     size_t pti;
 
-    if (seen_find(cur, o->kh[j], o->keys + o->koff[j], o->koff[j + 1] - o->koff[j], &pti, &pline)) {
+    /* a row read now has this key only if one changed this row in place
+     * or one is not in its old place (keys of the old table are unique) */
+    if ((cur->moved > 0 || old_taken(o, j)) &&
+        seen_find(cur, o->kh[j], o->keys + o->koff[j], o->koff[j + 1] - o->koff[j], &pti, &pline)) {
         strbuf_add(&key, o->keys + o->koff[j], o->koff[j + 1] - o->koff[j]);
         ret = ids_error_set(err, IDS_EINPUT,
                             "%s:%" PRIu64
@@ -1658,6 +1792,157 @@ static enum ids_err dup_of_kept(struct csv_cursor *cur, const struct entry *e, u
                          ")",
                          cc->types[cur->ti].path, line, cc->types[cur->ti].key, e->anchor,
                          cc->types[ti].path, cur->old[ti].line[j]);
+}
+
+/* ---- runs of rows (struct rt_chunk) ----------------------------------
+ *
+ * Every read records its rows in runs of CHUNK_ROWS (a run's bytes hashed
+ * once, as they pass through the read buffer, which keeps them: r.keep).
+ * A delta read where the first row of an old run is expected hashes that
+ * many bytes there: the same hash keeps the run's rows without parsing,
+ * hashing or comparing them one by one (an unchanged HR export of a
+ * million rows is ~16,000 hashes of a few KiB). */
+
+/* A run starts at the next row of the file. */
+static void chunk_open(struct csv_cursor *cur)
+{
+    cur->copen = true;
+    cur->cok = true;
+    cur->cstart = file_reader_tell(&cur->r);
+    cur->r.keep = cur->cstart;
+}
+
+/* The open run, run c of the new table, ends at file offset end with nrows
+ * rows: its record (bytes hashed when they are all in the buffer and each
+ * row was one line). */
+static void chunk_close(struct csv_cursor *cur, size_t c, uint64_t end, uint32_t nrows)
+{
+    struct row_table *rt = &cur->rows[cur->ti];
+    struct file_reader *r = &cur->r;
+    struct rt_chunk ch = {0, 0, nrows};
+
+    if (cur->cok && cur->cstart >= r->off && end <= r->off + r->len && end > cur->cstart &&
+        end - cur->cstart <= CHUNK_MAX && r->buf[end - 1 - r->off] == '\n') {
+        ch.len = (uint32_t)(end - cur->cstart);
+        ch.hash = hash64_bulk(r->buf + (cur->cstart - r->off), ch.len, CHUNK_SEED);
+    }
+    while (rt->nchunks <= c) {
+        static const struct rt_chunk none;
+
+        ALLOC_GROW(rt->chunks, rt->nchunks + 1, rt->achunks);
+        rt->chunks[rt->nchunks++] = none;
+    }
+    rt->chunks[c] = ch;
+    cur->copen = false;
+    r->keep = UINT64_MAX;
+}
+
+/* A row of the file (one line, or not) joined the new table, ending where
+ * the reader is: a run closes at every CHUNK_ROWS rows. */
+static void chunk_row(struct csv_cursor *cur, bool one_line)
+{
+    size_t n = rt_rows(cur, cur->ti);
+
+    if (!cur->copen) {
+        return;
+    }
+    if (!one_line) {
+        cur->cok = false;
+    }
+    if (n % CHUNK_ROWS == 0) {
+        chunk_close(cur, n / CHUNK_ROWS - 1, file_reader_tell(&cur->r), CHUNK_ROWS);
+    }
+}
+
+/* The end of the file: the last, shorter run closes. */
+static void chunk_eof(struct csv_cursor *cur)
+{
+    size_t n = rt_rows(cur, cur->ti);
+
+    if (cur->copen && n % CHUNK_ROWS != 0) {
+        chunk_close(cur, n / CHUNK_ROWS, file_reader_tell(&cur->r), (uint32_t)(n % CHUNK_ROWS));
+    }
+    cur->copen = false;
+    cur->r.keep = UINT64_MAX;
+}
+
+/* Delta read: at the next row, the old run that starts with the expected
+ * old row, if the file has its bytes there: its rows kept, the reader
+ * past them. false when there is no such run (the rows are read one by
+ * one). */
+static bool skip_run(struct csv_cursor *cur)
+{
+    struct old_table *o = &cur->old[cur->ti];
+    struct file_reader *r = &cur->r;
+    const struct rt_chunk *ch;
+    size_t n = rt_rows(cur, cur->ti);
+    size_t j0 = o->next;
+    const char *b;
+    size_t x;
+
+    if (j0 % CHUNK_ROWS != 0 || j0 >= o->n || o->chunks == NULL) {
+        return false;
+    }
+    ch = &o->chunks[j0 / CHUNK_ROWS];
+    if (ch->len == 0 || ch->nrows != (o->n - j0 < CHUNK_ROWS ? o->n - j0 : CHUNK_ROWS)) {
+        return false;
+    }
+    for (x = 0; x < ch->nrows; x++) {
+        if (old_kept(o, j0 + x) || old_taken(o, j0 + x)) {
+            return false; /* a row of it is earlier in the file: read row by row */
+        }
+    }
+    if (!file_reader_need(r, ch->len) ||
+        hash64_bulk(r->buf + r->pos, ch->len, CHUNK_SEED) != ch->hash) {
+        return false;
+    }
+    for (x = 0; cur->moved > 0 && x < ch->nrows; x++) {
+        size_t j = j0 + x;
+        uint32_t pline;
+        size_t pti;
+
+        if (seen_find(cur, o->kh[j], o->keys + o->koff[j], o->koff[j + 1] - o->koff[j], &pti,
+                      &pline)) {
+            return false; /* a duplicate key: reported row by row */
+        }
+    }
+    b = r->buf + r->pos;
+    if (n % CHUNK_ROWS == 0 && ch->nrows == CHUNK_ROWS) {
+        /* the new table's run is this run: its record as it is (a shorter
+         * last run takes the rows after it too: it is open, as read) */
+        cur->cok = false;
+        chunk_close(cur, n / CHUNK_ROWS, file_reader_tell(r), 0);
+        cur->rows[cur->ti].chunks[n / CHUNK_ROWS] = *ch;
+    } else if (CHUNK_ROWS - n % CHUNK_ROWS <= ch->nrows) {
+        /* the open run ends inside this one, after its k-th row (each one
+         * line, the last one perhaps without a line end) */
+        size_t k = CHUNK_ROWS - n % CHUNK_ROWS;
+        const char *e = b;
+
+        while (k-- > 0 && e < b + ch->len) {
+            const char *nl = memchr(e, '\n', (size_t)(b + ch->len - e));
+
+            e = nl != NULL ? nl + 1 : b + ch->len;
+        }
+        chunk_close(cur, n / CHUNK_ROWS, r->off + (uint64_t)(e - r->buf), CHUNK_ROWS);
+        if (e < b + ch->len) {
+            cur->copen = true;
+            cur->cok = true;
+            cur->cstart = r->off + (uint64_t)(e - r->buf);
+            r->keep = cur->cstart;
+        }
+    }
+    for (x = 0; x < ch->nrows; x++) {
+        size_t j = j0 + x;
+
+        o->same[j / 8] |= (unsigned char)(1u << (j % 8));
+        o->line[j] = (uint32_t)(cur->line + x);
+        seq_push(&cur->rows[cur->ti], (uint32_t)j);
+    }
+    r->pos += ch->len;
+    cur->line += ch->nrows;
+    o->next = j0 + ch->nrows;
+    return true;
 }
 
 /* Delta read of a file whose configuration is unchanged: the next line,
@@ -1706,7 +1991,15 @@ static void delta_deletions(struct csv_cursor *cur)
         for (i = 0; i < o->n; i++) {
             uint32_t pline;
             size_t pti;
+            uint64_t w;
 
+            if (i % 64 == 0 && i + 64 <= o->n) {
+                memcpy(&w, o->same + i / 8, sizeof(w));
+                if (w == UINT64_MAX) {
+                    i += 63; /* 64 rows read again */
+                    continue;
+                }
+            }
             if (old_kept(o, i) || seen_find(cur, o->kh[i], o->keys + o->koff[i],
                                             o->koff[i + 1] - o->koff[i], &pti, &pline)) {
                 continue; /* read again, or the key has another row now (read, or reported) */
@@ -1758,6 +2051,8 @@ static void finish_read(struct csv_cursor *cur)
         }
     }
     strbuf_release(&cur->tables);
+    file_state_unmap(cur->map, cur->map_len);
+    cur->map = NULL;
 }
 
 static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item *item,
@@ -1777,6 +2072,8 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         size_t eol = 0;
         bool delta;
         bool clean;
+        bool one_line; /* the row was one line of the file */
+        uint64_t line0;
         bool in_place; /* delta: a row changed where its old row was */
 
         if (cur->tail) {
@@ -1805,6 +2102,17 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
         }
         t = &cc->types[cur->ti];
         delta = cur->delta && cur->old[cur->ti].usable && cur->collect;
+        if (cur->collect) {
+            if (!cur->copen) {
+                chunk_open(cur);
+            } else if (file_reader_tell(&cur->r) - cur->cstart > CHUNK_MAX) {
+                cur->cok = false; /* too long to keep: not hashed */
+                cur->r.keep = UINT64_MAX;
+            }
+        }
+        if (delta && skip_run(cur)) {
+            continue;
+        }
         if (delta && plain_line(cur, &lp, &llen, &eol)) {
             size_t j = find_old(cur, hash64_bulk(lp, llen, ROW_HASH_SEED), false, 0);
 
@@ -1812,26 +2120,38 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
                 cur->r.pos += llen + eol;
                 ret = keep_old(cur, j, cur->line++, err);
                 if (ret != IDS_OK) {
+                    cur->cok = false;
                     return ret;
                 }
+                chunk_row(cur, true);
                 continue;
             }
         }
+        line0 = cur->line;
         st = csv_read_record(&cur->r, cc->delim, &cur->line, &cur->rec);
         if (st == CSV_REC_IOERR) {
             cur->done = true;
             return ids_error_set(err, IDS_EIO, "%s: %s", t->path, strerror(cur->r.err));
         }
         if (st == CSV_REC_EOF) {
+            chunk_eof(cur);
             put_file_wm(cur);
             cursor_close_file(cur);
             cur->ti++;
             continue;
         }
+        /* one line, ended by LF or CRLF (a run's rows each end with its
+         * only LF: skip_run splits runs there) */
+        one_line = cur->rec.line == line0 && cur->line == line0 + 1 &&
+                   (strcmp(cur->rec.eol, "\n") == 0 || strcmp(cur->rec.eol, "\r\n") == 0);
         if (csv_record_blank(&cur->rec)) {
+            cur->cok = false;
             continue;
         }
         clean = !cur->rec.too_big && !cur->rec.unterminated && cur->rec.bad_quote_field == SIZE_MAX;
+        if (!clean) {
+            cur->cok = false;
+        }
         if (clean && cur->collect) {
             hash = row_hash(&cur->rec);
         }
@@ -1853,11 +2173,14 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             if (j != SIZE_MAX) {
                 ret = keep_old(cur, j, rec->line, err);
                 if (ret != IDS_OK) {
+                    cur->cok = false;
                     return ret;
                 }
+                chunk_row(cur, one_line);
                 continue;
             }
             if (in_place) {
+                o->taken[o->next / 8] |= (unsigned char)(1u << (o->next % 8));
                 o->next++;
             }
         }
@@ -1867,6 +2190,7 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             if (ret != IDS_OK) {
                 entry_free(item->entry);
                 item->entry = NULL;
+                cur->cok = false;
                 return ret;
             }
         }
@@ -1874,14 +2198,19 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             cur->unreadable++;
         }
         if (ret != IDS_OK) {
+            cur->cok = false;
             return ret;
         }
         if (clean) {
+            if (cur->delta && !in_place) {
+                cur->moved++; /* before it is in cur->seen: kept rows ask from now on */
+            }
             row_table_add(cur, cur->ti, hash, item->entry->anchor, strlen(item->entry->anchor),
                           cur->rec.line);
             if (cur->delta) {
                 seq_push(&cur->rows[cur->ti], (uint32_t)(cur->rows[cur->ti].nr - 1) | SEQ_NEW);
             }
+            chunk_row(cur, one_line);
         }
         item->op = CHANGE_ADD;
         return IDS_OK;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,18 @@ void file_hasher_feed(struct file_hasher *fh, const void *data, size_t len)
     const char *p = data;
 
     while (len > 0) {
+        if (fh->blen == 0 && len >= FILE_HASH_BLOCK) {
+            /* a whole block in place: hashed where it is, not copied */
+            fh->prev = fh->h;
+            fh->h = hash64_bulk(p, FILE_HASH_BLOCK, fh->h);
+            fh->size += FILE_HASH_BLOCK;
+            if (fh->size == FILE_HASH_BLOCK) {
+                fh->first = fh->h;
+            }
+            p += FILE_HASH_BLOCK;
+            len -= FILE_HASH_BLOCK;
+            continue;
+        }
         size_t n = FILE_HASH_BLOCK - fh->blen;
 
         if (n > len) {
@@ -83,6 +96,8 @@ enum ids_err file_reader_open(struct file_reader *r, const char *path, struct id
     r->path = xstrdup(path);
     r->limit = UINT64_MAX;
     r->buf = xmalloc(READ_BUF_SIZE);
+    r->cap = READ_BUF_SIZE;
+    r->keep = UINT64_MAX;
     file_hasher_init(&r->hasher);
     return IDS_OK;
 }
@@ -102,25 +117,47 @@ void file_reader_close(struct file_reader *r)
     file_hasher_release(&r->hasher);
 }
 
-bool file_reader_fill(struct file_reader *r)
+/* Read more bytes after those in the buffer: at least room bytes of space
+ * after the ones kept (from the next byte on, or from r->keep when that is
+ * earlier and in the buffer), which move to its start. */
+static bool fill_more(struct file_reader *r, size_t room)
 {
+    uint64_t from = r->off + r->pos;
+    uint64_t at;
+    size_t drop;
+    size_t want;
     ssize_t n;
-    size_t want = READ_BUF_SIZE;
 
     if (r->fd < 0 || r->err != 0) {
         return false;
     }
-    r->off += r->len;
-    r->pos = 0;
-    r->len = 0;
-    if (r->off >= r->limit) {
+    if (r->keep >= r->off && r->keep < from) {
+        from = r->keep;
+    }
+    if (from > r->off + r->len) {
+        from = r->off + r->len; /* after a seek past the buffer */
+    }
+    drop = (size_t)(from - r->off);
+    if (drop > 0 && r->len > drop) {
+        memmove(r->buf, r->buf + drop, r->len - drop);
+    }
+    r->len = r->len > drop ? r->len - drop : 0;
+    r->pos = r->pos > drop ? r->pos - drop : 0;
+    r->off = from;
+    if (r->cap - r->len < room) {
+        r->cap = r->len + room;
+        r->buf = xrealloc(r->buf, r->cap);
+    }
+    at = r->off + r->len;
+    if (at >= r->limit) {
         return false;
     }
-    if (r->limit - r->off < want) {
-        want = (size_t)(r->limit - r->off);
+    want = r->cap - r->len;
+    if (r->limit - at < want) {
+        want = (size_t)(r->limit - at);
     }
     do {
-        n = pread(r->fd, r->buf, want, (off_t)r->off);
+        n = pread(r->fd, r->buf + r->len, want, (off_t)at);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         r->err = errno;
@@ -129,12 +166,32 @@ bool file_reader_fill(struct file_reader *r)
     if (n == 0) {
         return false;
     }
-    r->len = (size_t)n;
+    r->len += (size_t)n;
     /* hash only bytes not hashed before, in order */
-    if (r->off + r->len > r->hasher.size && r->off <= r->hasher.size) {
-        size_t skip = (size_t)(r->hasher.size - r->off);
+    if (at + (uint64_t)n > r->hasher.size && at <= r->hasher.size) {
+        size_t skip = (size_t)(r->hasher.size - at);
 
-        file_hasher_feed(&r->hasher, r->buf + skip, r->len - skip);
+        if (r->count_only) {
+            r->hasher.size = at + (uint64_t)n;
+        } else {
+            file_hasher_feed(&r->hasher, r->buf + (r->len - (size_t)n) + skip, (size_t)n - skip);
+        }
+    }
+    return true;
+}
+
+bool file_reader_fill(struct file_reader *r)
+{
+    return fill_more(r, READ_BUF_SIZE);
+}
+
+bool file_reader_need(struct file_reader *r, size_t n)
+{
+    while (r->len - r->pos < n) {
+        if (!fill_more(r, n - (r->len - r->pos) > READ_BUF_SIZE ? n - (r->len - r->pos)
+                                                                : READ_BUF_SIZE)) {
+            return false;
+        }
     }
     return true;
 }
@@ -180,6 +237,10 @@ enum ids_err file_reader_drain(struct file_reader *r, struct ids_error *err)
 
 void file_reader_watermark(const struct file_reader *r, struct strbuf *out)
 {
+    if (r->count_only) {
+        strbuf_addf(out, "%" PRIu64 ":-", r->hasher.size);
+        return;
+    }
     strbuf_addf(out, "%" PRIu64 ":%016" PRIx64, r->hasher.size, file_hasher_value(&r->hasher));
 }
 
@@ -777,17 +838,51 @@ void file_state_remove(const char *dir, const char *name)
     strbuf_release(&path);
 }
 
-enum ids_err file_state_read(const char *dir, const char *name, struct strbuf *out,
-                             struct ids_error *err)
+enum ids_err file_state_map(const char *dir, const char *name, const void **map, size_t *len,
+                            struct ids_error *err)
 {
     struct strbuf path = STRBUF_INIT;
-    enum ids_err ret;
+    enum ids_err ret = IDS_OK;
+    struct stat st;
+    void *m;
+    int fd;
 
-    strbuf_reset(out);
+    *map = NULL;
+    *len = 0;
     strbuf_addf(&path, "%s/%s", dir, name);
-    ret = strbuf_read_file(out, path.buf, err);
+    fd = open(path.buf, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ret = ids_error_set(err, errno == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path.buf,
+                            strerror(errno));
+        goto done;
+    }
+    if (fstat(fd, &st) != 0) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
+        goto done;
+    }
+    if (st.st_size == 0 || (uint64_t)st.st_size > SIZE_MAX) {
+        goto done; /* nothing to map: an empty state */
+    }
+    m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
+        goto done;
+    }
+    *map = m;
+    *len = (size_t)st.st_size;
+done:
+    if (fd >= 0) {
+        close(fd);
+    }
     strbuf_release(&path);
     return ret;
+}
+
+void file_state_unmap(const void *map, size_t len)
+{
+    if (map != NULL) {
+        munmap((void *)(uintptr_t)map, len);
+    }
 }
 
 void file_state_prune(const char *dir, const char *prefix, const char *keep, const char *keep2)

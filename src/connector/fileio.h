@@ -56,6 +56,12 @@ struct file_reader {
     struct file_hasher hasher;
     int err;        /* errno of a failed read, 0 if none */
     uint64_t limit; /* read nothing at or past this offset (UINT64_MAX: no limit) */
+    size_t cap;     /* bytes allocated at buf */
+    /* a refill keeps the bytes from this offset on in the buffer, when
+     * they are in it (UINT64_MAX: none): a caller that hashes a run of
+     * rows at once sets it at the run's start (file_reader_need) */
+    uint64_t keep;
+    bool count_only; /* the hasher only counts bytes: no content hash */
 };
 
 /* Open `path` for reading. IDS_ENOTFOUND when it does not exist, IDS_EIO
@@ -64,6 +70,10 @@ enum ids_err file_reader_open(struct file_reader *r, const char *path, struct id
 void file_reader_close(struct file_reader *r); /* safe on a closed reader */
 /* Refill the buffer; returns false at end of file or on error (r->err). */
 bool file_reader_fill(struct file_reader *r);
+/* Make at least n bytes from the next byte on readable at buf + pos in one
+ * piece (the buffer grows as needed); false when the file (or the limit)
+ * ends before, or on a read error. */
+bool file_reader_need(struct file_reader *r, size_t n);
 
 /* Next byte, or -1 at end of file (or on a read error: check r->err). */
 static inline int file_reader_getc(struct file_reader *r)
@@ -95,7 +105,8 @@ void file_reader_seek(struct file_reader *r, uint64_t off);
 enum ids_err file_reader_advance(struct file_reader *r, uint64_t off, struct ids_error *err);
 /* Read (and hash) the rest of the file without parsing it. */
 enum ids_err file_reader_drain(struct file_reader *r, struct ids_error *err);
-/* After the whole file was read: "SIZE:HASH". */
+/* After the whole file was read: "SIZE:HASH" ("SIZE:-" for a reader that
+ * only counted bytes, which matches no file's watermark). */
 void file_reader_watermark(const struct file_reader *r, struct strbuf *out);
 
 /* "SIZE:HASH" of the first `limit` bytes of the file (UINT64_MAX = all);
@@ -169,10 +180,12 @@ enum ids_err file_state_create(const char *dir, const char *prefix, struct strbu
                                int *fd_out, struct ids_error *err);
 /* Remove state file `name` of `dir` (a write that failed). */
 void file_state_remove(const char *dir, const char *name);
-/* Read state file `name` of `dir` into out (reset first); IDS_ENOTFOUND
- * when it is not there. */
-enum ids_err file_state_read(const char *dir, const char *name, struct strbuf *out,
-                             struct ids_error *err);
+/* Map state file `name` of `dir` read-only (*map NULL, *len 0 for an
+ * empty file); IDS_ENOTFOUND when it is not there. The state files are the
+ * engine's own (0600 in a 0700 folder): nothing truncates one while mapped. */
+enum ids_err file_state_map(const char *dir, const char *name, const void **map, size_t *len,
+                            struct ids_error *err);
+void file_state_unmap(const void *map, size_t len);
 /* Remove the state files "PREFIX-*.state" of dir other than keep (and
  * keep2 when not NULL; when keep2 is NULL the newest other one is kept,
  * the state the store may still name if this run is not committed). */

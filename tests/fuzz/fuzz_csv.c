@@ -54,7 +54,23 @@ static void write_rotated(const char *path, const uint8_t *data, size_t size)
     fclose(f);
 }
 
-/* Read cur to its end (bad rows skipped), at most 100,000 items. */
+/* The input with a row after it. */
+static void write_appended(const char *path, const uint8_t *data, size_t size)
+{
+    static const char row[] = "new;x\r\n";
+    FILE *f = fopen(path, "wb");
+
+    if (f == NULL) {
+        abort();
+    }
+    if ((size > 0 && fwrite(data, 1, size, f) != size) ||
+        fwrite(row, 1, sizeof(row) - 1, f) != sizeof(row) - 1) {
+        abort();
+    }
+    fclose(f);
+}
+
+/* One input: a full read, two delta reads of changed copies, an export. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const keys[] = {"path", "key", "separator"};
@@ -121,6 +137,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* a delta read of the file with its halves swapped: rows kept,
              * moved, changed where they were, new, gone, duplicated */
             write_rotated(path.buf, data, size);
+            if (connector_read_changes(c, wm.buf, &cur, &err) == IDS_OK) {
+                fuzz_drain(c, cur);
+                connector_cursor_free(c, cur);
+                cur = NULL;
+            }
+            /* the file with a row added at its end: its runs of rows are
+             * found where they were and kept whole (a run split, a run
+             * that ends without a line end) */
+            write_appended(path.buf, data, size);
             if (connector_read_changes(c, wm.buf, &cur, &err) == IDS_OK) {
                 fuzz_drain(c, cur);
                 connector_cursor_free(c, cur);

@@ -621,6 +621,52 @@ static char *read_delta(struct fixture *f, const char *wm, struct strbuf *out, e
     return strbuf_detach(&nwm, NULL);
 }
 
+/* A watermark with each file's content hash as "-": a delta read does not
+ * hash the whole file (its row tables are what the next read compares). */
+static char *wm_masked(const char *wm)
+{
+    struct strbuf sb = STRBUF_INIT;
+    const char *nl = strchr(wm, '\n');
+    const char *end = nl != NULL ? nl : wm + strlen(wm);
+    const char *p = wm;
+
+    /* "csv4" then per file ":" or "," + SIZE:HASH:STAT (or "-") */
+    strbuf_add(&sb, p, 4);
+    p += 4;
+    while (p < end) {
+        const char *q = p + 1;
+        const char *c1;
+        const char *c2;
+
+        while (q < end && *q != ',') {
+            q++;
+        }
+        c1 = memchr(p + 1, ':', (size_t)(q - p - 1));
+        c2 = c1 != NULL ? memchr(c1 + 1, ':', (size_t)(q - c1 - 1)) : NULL;
+        if (c2 == NULL) {
+            strbuf_add(&sb, p, (size_t)(q - p));
+        } else {
+            strbuf_add(&sb, p, (size_t)(c1 + 1 - p));
+            strbuf_addch(&sb, '-');
+            strbuf_add(&sb, c2, (size_t)(q - c2));
+        }
+        p = q;
+    }
+    strbuf_addstr(&sb, end);
+    return strbuf_detach(&sb, NULL);
+}
+
+/* Two watermarks equal but for the files' content hashes. */
+static void assert_wm_equal(const char *a, const char *b)
+{
+    char *ma = wm_masked(a);
+    char *mb = wm_masked(b);
+
+    assert_string_equal(ma, mb);
+    free(ma);
+    free(mb);
+}
+
 static void test_delta_watermark(void **state)
 {
     struct fixture *f = fixture_new("cn", "id,cn\n1,Ann\n2,Bob\n3,Cy\n");
@@ -642,7 +688,7 @@ static void test_delta_watermark(void **state)
     strbuf_reset(&out);
     wm2 = read_delta(f, wm, &out, &code);
     assert_string_equal(out.buf, "");
-    assert_string_equal(wm2, wm);
+    assert_wm_equal(wm2, wm);
     free(wm2);
     /* watermark = size + content hash, then the row table */
     assert_int_equal(strtol(wm + 5, NULL, 10), 23);
@@ -658,7 +704,8 @@ static void test_delta_watermark(void **state)
     /* the watermark after a delta read is the one a full read gives */
     strbuf_reset(&out);
     full = read_all(f, &out);
-    assert_string_equal(wm2, full);
+    assert_wm_equal(wm2, full);
+    assert_non_null(strstr(wm2, "csv4:24:-:"));
     free(wm);
     free(wm2);
     free(full);
@@ -929,6 +976,263 @@ static void test_delta_duplicates_and_header(void **state)
     free(wm2);
     free(wm);
     strbuf_release(&out);
+    fixture_free(f);
+}
+
+/* ---- delta reads over runs of rows -------------------------------------- */
+
+struct model {
+    struct strvec *pool; /* every string made (rows share them) */
+    char **key, **val;
+    unsigned char *crlf; /* row ends with CRLF */
+    size_t n, alloc;
+    uint64_t rng;
+    unsigned next_key;
+};
+
+static uint64_t model_rand(struct model *m, uint64_t bound)
+{
+    m->rng ^= m->rng << 13;
+    m->rng ^= m->rng >> 7;
+    m->rng ^= m->rng << 17;
+    return m->rng % bound;
+}
+
+static void model_insert(struct model *m, size_t at, char *key, char *val, bool crlf)
+{
+    if (m->n == m->alloc) {
+        m->alloc = m->alloc ? 2 * m->alloc : 64;
+        m->key = xreallocarray(m->key, m->alloc, sizeof(*m->key));
+        m->val = xreallocarray(m->val, m->alloc, sizeof(*m->val));
+        m->crlf = xreallocarray(m->crlf, m->alloc, 1);
+    }
+    memmove(m->key + at + 1, m->key + at, (m->n - at) * sizeof(*m->key));
+    memmove(m->val + at + 1, m->val + at, (m->n - at) * sizeof(*m->val));
+    memmove(m->crlf + at + 1, m->crlf + at, m->n - at);
+    m->key[at] = key;
+    m->val[at] = val;
+    m->crlf[at] = crlf;
+    m->n++;
+}
+
+static void model_remove(struct model *m, size_t at, char **key, char **val, bool *crlf)
+{
+    *key = m->key[at];
+    *val = m->val[at];
+    *crlf = m->crlf[at];
+    m->n--;
+    memmove(m->key + at, m->key + at + 1, (m->n - at) * sizeof(*m->key));
+    memmove(m->val + at, m->val + at + 1, (m->n - at) * sizeof(*m->val));
+    memmove(m->crlf + at, m->crlf + at + 1, m->n - at);
+}
+
+static char *model_value(struct model *m)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    /* now and then a value of two lines (a quoted row of two lines) */
+    strbuf_addf(&sb, model_rand(m, 40) == 0 ? "v%u\nline two" : "v%u",
+                (unsigned)model_rand(m, 1000000));
+    strvec_push_nodup(m->pool, strbuf_detach(&sb, NULL));
+    return m->pool->v[m->pool->nr - 1];
+}
+
+static char *model_key(struct model *m)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    strbuf_addf(&sb, "k%05u", m->next_key++);
+    strvec_push_nodup(m->pool, strbuf_detach(&sb, NULL));
+    return m->pool->v[m->pool->nr - 1];
+}
+
+static void model_file(const struct model *m, bool last_eol, struct strbuf *out)
+{
+    size_t i;
+
+    strbuf_addstr(out, "id,cn\n");
+    for (i = 0; i < m->n; i++) {
+        bool quote = strchr(m->val[i], '\n') != NULL;
+
+        strbuf_addf(out, quote ? "%s,\"%s\"" : "%s,%s", m->key[i], m->val[i]);
+        if (i + 1 < m->n || last_eol) {
+            strbuf_addstr(out, m->crlf[i] ? "\r\n" : "\n");
+        }
+    }
+}
+
+/* The value of key in m, NULL when m has no such row. */
+static const char *model_get(const struct model *m, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < m->n; i++) {
+        if (strcmp(m->key[i], key) == 0) {
+            return m->val[i];
+        }
+    }
+    return NULL;
+}
+
+/* Anchors in a read's output: "add" rows and deletions, each sorted. */
+static void read_anchors(const char *out, struct strbuf *adds, struct strbuf *dels)
+{
+    struct strvec lines, a, d;
+    size_t i;
+
+    strvec_init(&lines);
+    strvec_init(&a);
+    strvec_init(&d);
+    strvec_split(&lines, out, '\n', true);
+    for (i = 0; i < lines.nr; i++) {
+        const char *p = strstr(lines.v[i], "\"anchor\":\"");
+
+        if (strncmp(lines.v[i], "add ", 4) == 0 && p != NULL) {
+            p += 10;
+            strvec_push_nodup(&a, xmemdup(p, strcspn(p, "\"")));
+        } else if (strncmp(lines.v[i], "delete user ", 12) == 0) {
+            strvec_push(&d, lines.v[i] + 12);
+        } else {
+            fail_msg("unexpected output: %s", lines.v[i]);
+        }
+    }
+    strvec_sort(&a);
+    strvec_sort(&d);
+    for (i = 0; i < a.nr; i++) {
+        strbuf_addf(adds, "%s ", a.v[i]);
+    }
+    for (i = 0; i < d.nr; i++) {
+        strbuf_addf(dels, "%s ", d.v[i]);
+    }
+    strvec_clear(&lines);
+    strvec_clear(&a);
+    strvec_clear(&d);
+}
+
+/* Delta reads of a file of 3,000 rows edited at random between reads
+ * (values changed, rows inserted, deleted and moved, rows of two lines,
+ * CRLF and LF line ends, a last line without one) yield exactly the rows a
+ * comparison of the two files finds, and leave the row tables a full read
+ * of the same file leaves: runs of rows kept whole (aligned or not with the
+ * new table's runs) and runs rebuilt row by row agree. */
+static void test_delta_runs_random(void **state)
+{
+    struct fixture *f = fixture_new("cn", NULL);
+    struct strvec pool;
+    struct model m = {.rng = 0x9e3779b97f4a7c15ull, .pool = &pool};
+    struct model old = {0};
+    struct strbuf file = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf got_a = STRBUF_INIT, got_d = STRBUF_INIT;
+    struct strbuf want_a = STRBUF_INIT, want_d = STRBUF_INIT;
+    enum ids_err code;
+    char *wm;
+    size_t i, round;
+
+    (void)state;
+    strvec_init(&pool);
+    for (i = 0; i < 3000; i++) {
+        model_insert(&m, m.n, model_key(&m), model_value(&m), model_rand(&m, 50) == 0);
+    }
+    model_file(&m, true, &file);
+    free(test_write_file(f->dir, "users.csv", file.buf));
+    wm = read_all(f, &out);
+    for (round = 0; round < 30; round++) {
+        size_t edits = round % 7 == 3 ? 0 : 1 + (size_t)model_rand(&m, 6);
+        bool last_eol = round % 5 != 4;
+        char *full;
+        char *wm2;
+
+        /* the rows as read last (values only: keys and values are kept by m) */
+        free(old.key);
+        free(old.val);
+        old.n = m.n;
+        old.key = (char **)(void *)xmemdup(m.key, m.n * sizeof(*m.key));
+        old.val = (char **)(void *)xmemdup(m.val, m.n * sizeof(*m.val));
+        for (i = 0; i < edits; i++) {
+            size_t at = (size_t)model_rand(&m, m.n);
+            char *k;
+            char *v;
+            bool crlf;
+
+            switch (model_rand(&m, 4)) {
+            case 0: /* changed value (the old string stays in old) */
+                m.val[at] = model_value(&m);
+                break;
+            case 1: /* new row */
+                model_insert(&m, at, model_key(&m), model_value(&m), false);
+                break;
+            case 2: /* row removed */
+                model_remove(&m, at, &k, &v, &crlf);
+                break;
+            default: /* row moved */
+                model_remove(&m, at, &k, &v, &crlf);
+                model_insert(&m, (size_t)model_rand(&m, m.n + 1), k, v, crlf);
+                break;
+            }
+        }
+        strbuf_reset(&file);
+        model_file(&m, last_eol, &file);
+        free(test_write_file(f->dir, "users.csv", file.buf));
+        strbuf_reset(&out);
+        wm2 = read_delta(f, wm, &out, &code);
+        assert_int_equal(code, IDS_OK);
+        strbuf_reset(&got_a);
+        strbuf_reset(&got_d);
+        read_anchors(out.buf, &got_a, &got_d);
+        strbuf_reset(&want_a);
+        strbuf_reset(&want_d);
+        {
+            struct strvec a, d;
+
+            strvec_init(&a);
+            strvec_init(&d);
+            for (i = 0; i < m.n; i++) {
+                const char *was = model_get(&old, m.key[i]);
+
+                if (was == NULL || strcmp(was, m.val[i]) != 0) {
+                    strvec_push(&a, m.key[i]);
+                }
+            }
+            for (i = 0; i < old.n; i++) {
+                if (model_get(&m, old.key[i]) == NULL) {
+                    strvec_push(&d, old.key[i]);
+                }
+            }
+            strvec_sort(&a);
+            strvec_sort(&d);
+            for (i = 0; i < a.nr; i++) {
+                strbuf_addf(&want_a, "%s ", a.v[i]);
+            }
+            for (i = 0; i < d.nr; i++) {
+                strbuf_addf(&want_d, "%s ", d.v[i]);
+            }
+            strvec_clear(&a);
+            strvec_clear(&d);
+        }
+        assert_string_equal(got_a.buf, want_a.buf);
+        assert_string_equal(got_d.buf, want_d.buf);
+        /* the tables a full read of this file leaves */
+        strbuf_reset(&out);
+        full = read_all(f, &out);
+        assert_wm_equal(wm2, full);
+        free(full);
+        free(wm);
+        wm = wm2;
+    }
+    free(wm);
+    strvec_clear(&pool);
+    free(m.key);
+    free(m.val);
+    free(m.crlf);
+    free(old.key);
+    free(old.val);
+    strbuf_release(&file);
+    strbuf_release(&out);
+    strbuf_release(&got_a);
+    strbuf_release(&got_d);
+    strbuf_release(&want_a);
+    strbuf_release(&want_d);
     fixture_free(f);
 }
 
@@ -1211,6 +1515,7 @@ int main(void)
         cmocka_unit_test(test_delta_crlf),
         cmocka_unit_test(test_full_bad_row_then_full),
         cmocka_unit_test(test_delta_duplicates_and_header),
+        cmocka_unit_test(test_delta_runs_random),
         cmocka_unit_test(test_export_new_file),
         cmocka_unit_test(test_export_modify_rename_delete),
         cmocka_unit_test(test_export_atomic_without_end),
