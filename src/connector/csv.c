@@ -35,6 +35,7 @@
 
 #include "config.h"
 #include "connector/csvparse.h"
+#include "connector/csvstate.h"
 #include "connector/fileio.h"
 #include "util/codec.h"
 #include "util/log.h"
@@ -131,25 +132,26 @@ struct line_mark {
     uint32_t line;
 };
 
-/* A run of CHUNK_ROWS rows of a table (the last one of a table may be
- * shorter) as bytes of the file: a delta read that finds the same bytes
- * where the run's first row is expected keeps all of its rows at once,
- * without looking at them one by one. len 0: the run cannot be skipped (a
- * blank line or a row of several lines in it, its bytes not in one piece,
- * rows that were not in the file). */
-struct rt_chunk {
-    uint64_t hash;  /* hash64_bulk of the bytes, CHUNK_SEED */
-    uint32_t len;   /* bytes from the first row's start to the last row's line end */
-    uint32_t nrows; /* rows it was built with (a run is used only when complete) */
+/* A run of the table a read leaves (csvstate.h): kept whole from the old
+ * table (ref: old run old_c, its record as it was), or built from rows:
+ * entries seq[first .. first + rec.nrows) of the row table. */
+struct nrun {
+    struct csv_run rec;
+    bool ref;
+    bool tail; /* built after the files: old rows whose deletion is put off */
+    uint32_t first;
+    uint32_t old_c;
 };
 
-#define CHUNK_ROWS 64u
-#define CHUNK_SEED 0x63687a6b68617368ull
-#define CHUNK_MAX  (1u << 20) /* a run longer than this is not kept */
+/* An open run that has this few rows takes the old run kept after it in,
+ * instead of closing this short (a row inserted or changed before a run) */
+#define RUN_SMALL 16u
+/* A run longer than this in the file is not kept whole */
+#define RUN_BYTES_MAX (1u << 20)
 
 /* The rows of one file accepted by this read, for the next watermark and
- * for duplicate keys: 12 bytes a row and its key (a million rows of short
- * keys: ~20 MB). */
+ * for duplicate keys (rows read now: 12 bytes a row and its key), and the
+ * table this read leaves, in runs. */
 struct row_table {
     uint64_t *hash; /* hash64 of each row's bytes */
     uint32_t *koff; /* each row's key in keys (its length: up to the next key) */
@@ -160,12 +162,13 @@ struct row_table {
     bool unsorted; /* a key was not greater than the one before: rows are in cur->seen */
     uint64_t cfg;  /* hash of the header and configuration (row_cfg_hash) */
     bool have_cfg;
-    /* delta: the rows of the file in order, each an old row kept (its
-     * index) or a row read now (SEQ_NEW | index in v) */
+    /* the entries of runs built: an old row kept (its index) or a row read
+     * now (SEQ_NEW | its index above) */
     uint32_t *seq;
     size_t nseq, aseq;
-    struct rt_chunk *chunks; /* chunk c: rows [c * CHUNK_ROWS, ...) of the new table */
-    size_t nchunks, achunks;
+    struct nrun *runs;
+    size_t nruns, aruns;
+    size_t ntotal; /* rows in runs */
 };
 
 #define SEQ_NEW 0x80000000u
@@ -173,21 +176,37 @@ struct row_table {
  * inserted, deleted or changed moves the rest by one) */
 #define MATCH_WINDOW 32
 
-/* The rows of one file at the last import (delta read), in file order. */
+/* The table of one file at the last read (delta read), in file order: old
+ * row j is in run c when first[c] <= j < first[c + 1]. A run's rows are
+ * looked at (its blob checked and used) only when the read needs them. */
 struct old_table {
-    bool usable;    /* its configuration hash equals this read's: rows can be skipped */
-    uint64_t cfg;   /* configuration hash stored with it */
-    uint64_t *hash; /* row hashes */
-    uint64_t *kh;   /* key hashes (file_key_hash) */
-    uint32_t *koff; /* key line i at keys + koff[i] */
-    uint32_t *line; /* kept rows: their line now */
-    size_t n;
-    char *keys; /* the section's key lines, escaped */
-    size_t keys_len;
-    unsigned char *same;           /* bit per row: read again with the same bytes (kept) */
-    unsigned char *taken;          /* bit per row: a row read now changed it in place */
-    size_t next;                   /* the old row the next row of the file is expected to be */
-    const struct rt_chunk *chunks; /* (n + CHUNK_ROWS - 1) / CHUNK_ROWS runs */
+    bool usable; /* its configuration hash equals this read's: rows can be skipped */
+    bool sorted; /* keys in increasing order: found by bisection */
+    uint64_t cfg;
+    size_t n, nruns;
+    const struct csv_run *runs;
+    uint32_t *first;          /* nruns + 1 */
+    struct csv_blob *blob;    /* per run, once loaded */
+    unsigned char *state;     /* per run: 0 not loaded, 1 loaded, 2 damaged */
+    unsigned char *whole;     /* per run: kept whole by this read */
+    uint32_t *wline;          /* per run kept whole: the line of its first row */
+    unsigned char *same;      /* bit per row: read again with the same bytes (kept) */
+    unsigned char *taken;     /* bit per row: a row read now changed it in place */
+    struct line_mark *klines; /* rows kept one by one: their line now */
+    size_t nklines, aklines;
+    size_t next; /* the old row the next row of the file is expected to be */
+    size_t rc;   /* the run that holds it (or one before) */
+    /* unsorted tables: rows by key hash (open addressing; row index + 1) */
+    uint32_t *kslot;
+    size_t kmask;
+    bool kbuilt;
+};
+
+/* An old row as its run's blob has it. */
+struct orow {
+    uint64_t hash, kh;
+    const char *key;
+    uint32_t klen;
 };
 
 struct csv_cursor {
@@ -217,22 +236,20 @@ struct csv_cursor {
      * MiB); key hashes are computed again from the tables' keys. */
     uint32_t *seen;
     size_t seen_mask, seen_nr;
-    /* delta: the old rows by key hash (open addressing; a slot holds the
-     * row's index over all types + 1, 0 when free) */
-    uint32_t *kslot;
-    size_t kmask;
-    size_t *kbase;    /* per type: index of its first row */
     struct strbuf wm; /* watermark being built */
     bool bom;         /* the current file starts with a UTF-8 BOM */
     bool done;
     char *old_state;      /* the state file the old watermark names (delta), or NULL */
     struct strbuf tables; /* the old row tables from the watermark (delta) */
-    const void *map;      /* or from a state file, mapped; cur->old points into them */
+    const void *map;      /* or their index file, mapped */
     size_t map_len;
-    /* the run of rows being built (struct rt_chunk): open, its rows all one
-     * line each so far, where it starts in the file */
+    struct csv_state st; /* the old tables (delta); cur->old points into them */
+    bool damaged;        /* a blob of them was not the one written */
+    /* the run of rows being built: open, its rows all one line each so far
+     * (its bytes can be kept), where it starts in the file, its first entry */
     bool copen, cok;
     uint64_t cstart;
+    size_t cfirst;
     /* delta: rows read now that are not a changed row in its old place (new
      * keys, rows moved): only then can a kept row's key be a duplicate */
     size_t moved;
@@ -440,25 +457,18 @@ static void cursor_close_file(struct csv_cursor *cur)
 /* ---- the row table of the watermark ------------------------------------
  *
  * "csv4" + (":" or ",") + "SIZE:HASH:STAT" (or "-") per file, then the row
- * tables: "\n=" + base64 of them, or "\n@NAME HASH LEN" naming the state
- * file that holds them (write_tables). HASH is the file's content hash, or
- * "-" after a delta read (which hashes runs of rows, not the file: the
- * tables, always written then, are what the next read compares with). STAT
- * is "MTIME_NS.INO.DEV" of the file when it was read, or "0" when its
+ * tables (csvstate.h): "\n=" + base64 of them, or "\n@NAME HASH LEN" naming
+ * their index file. HASH is the file's content hash, or "-" after a delta
+ * read (which hashes runs of rows, not the file: the tables, always
+ * written then, are what the next read compares with). STAT is
+ * "MTIME_NS.INO.DEV" of the file when it was read, or "0" when its
  * modification time was less than two seconds before the read (a change in
  * the same clock tick could hide behind it: such a file is read next time).
- *
- * The tables (binary, native byte order, checked by RT_ENDIAN): RT_MAGIC,
- * RT_VERSION, RT_ENDIAN, the number of object types, then per type (per
- * file) its configuration hash (row_cfg_hash()), N rows and the keys'
- * length, then columns of N entries in the order of the file: row hashes
- * (row_hash()), key hashes (file_key_hash()), key offsets (N + 1), keys,
- * and one struct rt_chunk per CHUNK_ROWS rows. A read that met an
- * unreadable row writes no tables (the next changed file is read in full,
- * which stages deletions against the store). */
+ * A read that met an unreadable row writes no tables (the next changed file
+ * is read in full, which stages deletions against the store). */
 
 #define ROW_HASH_SEED 0x726f7768617368ull
-/* Row tables from this size on go to a state file (put_sections). */
+/* Row tables from this size on go to state files (write_tables). */
 #define CSV_STATE_MIN 65536u
 
 /* What turns the bytes of a row into an entry: header, BOM, columns and
@@ -499,17 +509,23 @@ static void row_table_release(struct row_table *t)
     free(t->hash);
     free(t->koff);
     free(t->marks);
-    free(t->chunks);
+    free(t->runs);
     strbuf_release(&t->keys);
     memset(t, 0, sizeof(*t));
 }
 
 static void old_table_release(struct old_table *t)
 {
-    /* hash, kh, koff and keys point into the cursor's table buffer */
-    free(t->line);
+    /* runs point into the cursor's index */
+    free(t->first);
+    free(t->blob);
+    free(t->state);
+    free(t->whole);
+    free(t->wline);
     free(t->same);
     free(t->taken);
+    free(t->klines);
+    free(t->kslot);
     memset(t, 0, sizeof(*t));
 }
 
@@ -560,13 +576,18 @@ static void seen_row(const struct csv_cursor *cur, uint32_t slot, size_t *ti, si
     *i = g;
 }
 
-/* Row i's key of t compared with key, as bytes (the shorter first on a tie). */
+/* Two keys compared as bytes (the shorter first on a tie). */
+static int key_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+/* Row i's key of t compared with key. */
 static int rt_key_cmp(const struct row_table *t, size_t i, const char *key, size_t len)
 {
-    size_t n = rt_key_len(t, i);
-    int c = memcmp(t->keys.buf + t->koff[i], key, n < len ? n : len);
-
-    return c != 0 ? c : (n > len) - (n < len);
+    return key_cmp(t->keys.buf + t->koff[i], rt_key_len(t, i), key, len);
 }
 
 /* A sorted table's row whose key is key: true with its index. */
@@ -717,292 +738,196 @@ static void row_table_add(struct csv_cursor *cur, size_t ti, uint64_t hash, cons
     seen_add(cur, ti, t->nr - 1, file_key_hash(key, len));
 }
 
-static bool old_kept(const struct old_table *o, size_t i)
+/* ---- the old table (delta) ------------------------------------------------ */
+
+/* The run that holds old row j. */
+static size_t old_run_of(const struct old_table *o, size_t j)
 {
-    return (o->same[i / 8] >> (i % 8)) & 1u;
-}
+    size_t lo = 0;
+    size_t hi = o->nruns; /* the run sought is in [lo, hi) */
 
-static bool old_taken(const struct old_table *o, size_t i)
-{
-    return (o->taken[i / 8] >> (i % 8)) & 1u;
-}
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
 
-/* ---- the row tables, binary (see above) ------------------------------ */
-
-#define RT_MAGIC   "IDSYNCRT"
-#define RT_VERSION 2u
-#define RT_ENDIAN  0x01020304u
-
-/* Where the tables are written: memory (fd < 0: the watermark takes them
- * in base64), or a state file written as they are built, a MiB at a time
- * (a million rows are ~28 MB: not held twice). */
-struct rt_sink {
-    struct strbuf buf;
-    int fd;
-    const char *what; /* the file, for messages */
-    struct file_hasher h;
-    uint64_t total;
-    enum ids_err ret;
-    struct ids_error err;
-};
-
-#define RT_FLUSH (1u << 20)
-
-static void sink_flush(struct rt_sink *k)
-{
-    if (k->fd < 0 || k->buf.len == 0) {
-        return;
-    }
-    file_hasher_feed(&k->h, k->buf.buf, k->buf.len);
-    k->total += k->buf.len;
-    if (k->ret == IDS_OK) {
-        k->ret = file_write_all(k->fd, k->buf.buf, k->buf.len, k->what, &k->err);
-    }
-    strbuf_reset(&k->buf);
-}
-
-static void sink_put(struct rt_sink *k, const void *p, size_t len)
-{
-    if (k->fd >= 0 && len >= RT_FLUSH) {
-        /* a column copied as a run: written as it is */
-        sink_flush(k);
-        file_hasher_feed(&k->h, p, len);
-        k->total += len;
-        if (k->ret == IDS_OK) {
-            k->ret = file_write_all(k->fd, p, len, k->what, &k->err);
+        if (o->first[mid] <= j) {
+            lo = mid;
+        } else {
+            hi = mid;
         }
-        return;
     }
-    if (k->buf.alloc > k->buf.len + len) {
-        /* the common case, a few bytes into room: no call (a million rows
-         * are four million of these) */
-        memcpy(k->buf.buf + k->buf.len, p, len);
-        k->buf.len += len;
-        k->buf.buf[k->buf.len] = '\0';
-    } else {
-        strbuf_add(&k->buf, p, len);
+    return lo;
+}
+
+/* Run c's rows, its blob checked the first time: false when it is damaged
+ * (the read then leaves no tables: the next one is a full read). */
+static bool old_load(struct csv_cursor *cur, struct old_table *o, size_t c)
+{
+    if (o->state[c] == 0) {
+        o->state[c] = csv_state_blob(&cur->st, &o->runs[c], &o->blob[c]) ? 1 : 2;
     }
-    if (k->buf.len >= RT_FLUSH) {
-        sink_flush(k);
+    if (o->state[c] != 2) {
+        return true;
     }
-}
-
-static void sink_pad8(struct rt_sink *k, size_t len)
-{
-    static const char zero[8];
-
-    sink_put(k, zero, (8 - len % 8) % 8);
-}
-
-/* Rows in the new table of type ti so far: the rows read (full read), the
- * sequence of old rows kept and rows read (delta). */
-static size_t rt_rows(const struct csv_cursor *cur, size_t ti)
-{
-    return cur->old != NULL ? cur->rows[ti].nseq : cur->rows[ti].nr;
-}
-
-static size_t nchunks_of(size_t n)
-{
-    return (n + CHUNK_ROWS - 1) / CHUNK_ROWS;
-}
-
-/* Entry i of the new table of type ti: an old row kept (its index) or a row
- * read now (SEQ_NEW | its index in the row table). */
-static uint32_t rt_entry(const struct csv_cursor *cur, size_t ti, size_t i)
-{
-    return cur->old != NULL ? cur->rows[ti].seq[i] : (uint32_t)i | SEQ_NEW;
-}
-
-/* The run of old rows kept from entry i on (e, e + 1, ...): its length, 0
- * when entry i is a row read now. */
-static size_t old_run(const struct csv_cursor *cur, size_t ti, size_t i, size_t n)
-{
-    const uint32_t *seq = cur->rows[ti].seq;
-    size_t len = 0;
-
-    if (cur->old == NULL || (seq[i] & SEQ_NEW) != 0) {
-        return 0;
+    if (!cur->damaged) {
+        log_warn("csv-state",
+                 "connector=%s msg=\"its row tables are damaged (a state file not written out "
+                 "before a crash?): rows are read as they are now, deletions wait for the next "
+                 "read, a full one\"",
+                 cur->conn->base.name);
+        cur->damaged = true;
     }
-    while (i + len < n && seq[i + len] == seq[i] + len) {
-        len++;
-    }
-    return len;
+    return false;
 }
 
-/* Bytes of the table of object type ti (write_section). */
-static size_t section_size(const struct csv_cursor *cur, size_t ti, size_t *keys_len)
+/* Old row j: false when its run is damaged. */
+static bool old_row(struct csv_cursor *cur, struct old_table *o, size_t j, struct orow *r)
 {
-    const struct row_table *rt = &cur->rows[ti];
-    const struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
-    size_t n = rt_rows(cur, ti);
-    size_t i = 0;
+    size_t c = old_run_of(o, j);
+    size_t i = j - o->first[c];
+    const struct csv_blob *b = &o->blob[c];
 
-    *keys_len = 0;
-    while (i < n) {
-        uint32_t e = rt_entry(cur, ti, i);
-        size_t run = old_run(cur, ti, i, n);
+    if (!old_load(cur, o, c)) {
+        return false;
+    }
+    r->hash = b->hash[i];
+    r->kh = b->kh[i];
+    r->key = b->keys + b->koff[i];
+    r->klen = b->koff[i + 1] - b->koff[i];
+    return true;
+}
 
-        if (run > 0) {
-            *keys_len += o->koff[e + run] - o->koff[e];
-            i += run;
+static bool old_kept(const struct old_table *o, size_t j)
+{
+    return ((o->same[j / 8] >> (j % 8)) & 1u) != 0 || o->whole[old_run_of(o, j)] != 0;
+}
+
+static bool old_taken(const struct old_table *o, size_t j)
+{
+    return (o->taken[j / 8] >> (j % 8)) & 1u;
+}
+
+static void old_set_kept(struct old_table *o, size_t j)
+{
+    o->same[j / 8] |= (unsigned char)(1u << (j % 8));
+}
+
+/* The line an old row kept by this read is on now (0 when not known). */
+static uint32_t old_line(const struct old_table *o, size_t j)
+{
+    size_t c = old_run_of(o, j);
+    size_t i;
+
+    if (o->whole[c]) {
+        return o->wline[c] + (uint32_t)(j - o->first[c]);
+    }
+    for (i = 0; i < o->nklines; i++) {
+        if (o->klines[i].row == j) {
+            return o->klines[i].line;
+        }
+    }
+    return 0;
+}
+
+/* Index an unsorted table's rows by key hash (runs damaged left out). */
+static void old_index_keys(struct csv_cursor *cur, struct old_table *o)
+{
+    size_t cap = 16;
+    size_t c, i;
+
+    o->kbuilt = true;
+    if (o->n >= UINT32_MAX / 2) {
+        return; /* no index: rows are matched in order only */
+    }
+    while (cap < 2 * o->n) {
+        cap *= 2;
+    }
+    o->kslot = xcalloc(cap, sizeof(*o->kslot));
+    o->kmask = cap - 1;
+    for (c = 0; c < o->nruns; c++) {
+        if (!old_load(cur, o, c)) {
             continue;
         }
-        *keys_len += rt_key_len(rt, e & ~SEQ_NEW);
-        i++;
-    }
-    return 24 + 16 * n + ((4 * (n + 1) + 7) & ~(size_t)7) + ((*keys_len + 7) & ~(size_t)7) +
-           sizeof(struct rt_chunk) * nchunks_of(n);
-}
+        for (i = 0; i < o->blob[c].k; i++) {
+            size_t s = (size_t)((o->blob[c].kh[i] * 0x9e3779b97f4a7c15ull) >> 20) & o->kmask;
 
-/* Write the table of object type ti: its rows in file order (full read:
- * the rows read; delta: the sequence of old rows kept and rows read), one
- * column after the other, then its runs (struct rt_chunk). Runs of old
- * rows kept are copied as runs. */
-static void write_section(struct csv_cursor *cur, size_t ti, struct rt_sink *k)
-{
-    struct row_table *rt = &cur->rows[ti];
-    struct old_table *o = cur->old != NULL ? &cur->old[ti] : NULL;
-    size_t n = rt_rows(cur, ti);
-    uint64_t head[3];
-    size_t keys_len = 0;
-    uint32_t off = 0;
-    size_t i;
-    int col;
-
-    section_size(cur, ti, &keys_len);
-    head[0] = rt->have_cfg ? rt->cfg : 0;
-    head[1] = n;
-    head[2] = keys_len;
-    sink_put(k, head, sizeof(head));
-    /* column 0: row hashes, 1: key hashes, 2: key offsets, 3: keys */
-    for (col = 0; col < 4; col++) {
-        i = 0;
-        while (i < n) {
-            uint32_t e = rt_entry(cur, ti, i);
-            size_t run = old_run(cur, ti, i, n);
-            size_t r = e & ~SEQ_NEW;
-            const char *key;
-            uint32_t klen;
-            uint64_t v;
-
-            if (run > 0) {
-                if (col == 0) {
-                    sink_put(k, o->hash + e, 8 * run);
-                } else if (col == 1) {
-                    sink_put(k, o->kh + e, 8 * run);
-                } else if (col == 2) {
-                    size_t x;
-
-                    for (x = 0; x < run; x++) {
-                        uint32_t v32 = off + (o->koff[e + x] - o->koff[e]);
-
-                        sink_put(k, &v32, sizeof(v32));
-                    }
-                    off += o->koff[e + run] - o->koff[e];
-                } else {
-                    sink_put(k, o->keys + o->koff[e], o->koff[e + run] - o->koff[e]);
-                }
-                i += run;
-                continue;
+            while (o->kslot[s] != 0) {
+                s = (s + 1) & o->kmask;
             }
-            key = rt->keys.buf + rt->koff[r];
-            klen = rt_key_len(rt, r);
-            if (col == 0) {
-                sink_put(k, &rt->hash[r], sizeof(rt->hash[r]));
-            } else if (col == 1) {
-                v = file_key_hash(key, klen);
-                sink_put(k, &v, sizeof(v));
-            } else if (col == 2) {
-                sink_put(k, &off, sizeof(off));
-                off += klen;
-            } else {
-                sink_put(k, key, klen);
-            }
-            i++;
+            o->kslot[s] = (uint32_t)(o->first[c] + i + 1);
         }
-        if (col == 2) {
-            sink_put(k, &off, sizeof(off));
-            sink_pad8(k, 4 * (n + 1));
-        } else if (col == 3) {
-            sink_pad8(k, keys_len);
-        }
-    }
-    for (i = 0; i < nchunks_of(n); i++) {
-        static const struct rt_chunk none;
-
-        sink_put(k, i < rt->nchunks ? &rt->chunks[i] : &none, sizeof(none));
     }
 }
 
-/* Parse the tables (write_section, after the header) at *p into cur->old;
- * false when malformed. */
-static bool read_tables(struct csv_cursor *cur, const char *p, const char *end)
+/* The old row of type ti whose key is key (hash kh): true with its index.
+ * A sorted table is searched by bisection over its runs' first keys, then
+ * in the run (a few blobs looked at); another one through an index of all
+ * its keys, built at the first question. */
+static bool old_find_key(struct csv_cursor *cur, size_t ti, const char *key, size_t len,
+                         uint64_t kh, size_t *j)
 {
-    struct csv_conn *cc = cur->conn;
-    uint32_t hdr[2];
-    uint64_t ntypes;
-    size_t ti;
+    struct old_table *o = &cur->old[ti];
+    struct orow r;
+    size_t lo, hi, s;
 
-    if ((size_t)(end - p) < 24 || memcmp(p, RT_MAGIC, 8) != 0) {
+    if (o->nruns == 0) {
         return false;
     }
-    memcpy(hdr, p + 8, sizeof(hdr));
-    memcpy(&ntypes, p + 16, sizeof(ntypes));
-    if (hdr[0] != RT_VERSION || hdr[1] != RT_ENDIAN || ntypes != cc->ntypes) {
-        return false;
-    }
-    p += 24;
-    cur->old = xcalloc(cc->ntypes, sizeof(*cur->old));
-    for (ti = 0; ti < cc->ntypes; ti++) {
-        struct old_table *o = &cur->old[ti];
-        uint64_t v[3];
-        size_t need;
-        size_t i;
+    if (o->sorted) {
+        lo = 0;
+        hi = o->nruns; /* the last run whose first key is <= key: in [lo, hi) */
+        while (hi - lo > 1) {
+            size_t mid = lo + (hi - lo) / 2;
 
-        if ((size_t)(end - p) < sizeof(v)) {
-            return false;
-        }
-        memcpy(v, p, sizeof(v));
-        p += sizeof(v);
-        if (v[1] >= UINT32_MAX || v[2] >= UINT32_MAX) {
-            return false;
-        }
-        o->cfg = v[0];
-        o->n = (size_t)v[1];
-        o->keys_len = (size_t)v[2];
-        need = 16 * o->n + ((4 * (o->n + 1) + 7) & ~(size_t)7) + ((o->keys_len + 7) & ~(size_t)7);
-        if ((size_t)(end - p) < need) {
-            return false;
-        }
-        /* the arrays are used where they are (8-aligned in the buffer,
-         * which the cursor keeps) */
-        o->hash = (uint64_t *)(void *)p;
-        p += 8 * o->n;
-        o->kh = (uint64_t *)(void *)p;
-        p += 8 * o->n;
-        o->koff = (uint32_t *)(void *)p;
-        p += (4 * (o->n + 1) + 7) & ~(size_t)7;
-        o->keys = (char *)p;
-        p += (o->keys_len + 7) & ~(size_t)7;
-        if ((size_t)(end - p) < sizeof(struct rt_chunk) * nchunks_of(o->n)) {
-            return false;
-        }
-        o->chunks = (const struct rt_chunk *)(const void *)p;
-        p += sizeof(struct rt_chunk) * nchunks_of(o->n);
-        for (i = 0; i < o->n; i++) {
-            if (o->koff[i] > o->koff[i + 1]) {
+            if (!old_row(cur, o, o->first[mid], &r)) {
                 return false;
             }
+            if (key_cmp(r.key, r.klen, key, len) <= 0) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
         }
-        if (o->koff[0] != 0 || o->koff[o->n] != o->keys_len) {
-            return false;
+        s = o->first[lo];
+        hi = o->first[lo + 1];
+        while (s < hi) {
+            size_t mid = s + (hi - s) / 2;
+            int cmp;
+
+            if (!old_row(cur, o, mid, &r)) {
+                return false;
+            }
+            cmp = key_cmp(r.key, r.klen, key, len);
+            if (cmp == 0) {
+                *j = mid;
+                return true;
+            }
+            if (cmp < 0) {
+                s = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
-        o->same = xcalloc(o->n / 8 + 1, 1);
-        o->taken = xcalloc(o->n / 8 + 1, 1);
-        o->line = xcalloc(o->n + 1, sizeof(*o->line));
+        return false;
     }
-    return p == end;
+    if (!o->kbuilt) {
+        old_index_keys(cur, o);
+    }
+    if (o->kslot == NULL) {
+        return false;
+    }
+    for (s = (size_t)((kh * 0x9e3779b97f4a7c15ull) >> 20) & o->kmask; o->kslot[s] != 0;
+         s = (s + 1) & o->kmask) {
+        size_t g = o->kslot[s] - 1;
+
+        if (old_row(cur, o, g, &r) && r.kh == kh && key_cmp(r.key, r.klen, key, len) == 0) {
+            *j = g;
+            return true;
+        }
+    }
+    return false;
 }
+
+/* ---- the tables a read leaves (csvstate.h) ------------------------------- */
 
 /* "csv-" and a hash of the connector's name: its state files */
 static void state_prefix(const struct csv_conn *cc, struct strbuf *out)
@@ -1010,125 +935,207 @@ static void state_prefix(const struct csv_conn *cc, struct strbuf *out)
     strbuf_addf(out, "csv-%016" PRIx64, hash64(cc->base.name, strlen(cc->base.name), 0));
 }
 
-/* The row tables go into the watermark, or when large and the engine gave
- * a state folder into a state file the watermark names with its length
- * and hash: "\n@NAME HASH LEN" (a million rows are ~28 MB the store would
- * otherwise write again on every change). HASH is the file's content hash
- * (fileio.h). A state file that cannot be written leaves no tables (the
- * next changed file is read in full). */
-static void write_tables(struct csv_cursor *cur)
+/* Entry e of a built run: its row. false when it is an old row of a
+ * damaged run. */
+static bool entry_row(struct csv_cursor *cur, size_t ti, uint32_t e, struct orow *r)
 {
-    const char *dir = cur->conn->base.state_dir;
-    struct strbuf prefix = STRBUF_INIT;
-    struct strbuf name = STRBUF_INIT;
-    struct strbuf path = STRBUF_INIT;
-    uint32_t hdr[2] = {RT_VERSION, RT_ENDIAN};
-    uint64_t ntypes = cur->conn->ntypes;
-    struct rt_sink k;
-    size_t total = 24;
-    size_t keys_len;
-    size_t ti;
+    const struct row_table *rt = &cur->rows[ti];
 
-    memset(&k, 0, sizeof(k));
-    strbuf_init(&k.buf, 0);
-    k.fd = -1;
-    file_hasher_init(&k.h);
-    for (ti = 0; ti < cur->conn->ntypes; ti++) {
-        total += section_size(cur, ti, &keys_len);
+    if (e & SEQ_NEW) {
+        size_t i = e & ~SEQ_NEW;
+
+        r->hash = rt->hash[i];
+        r->key = rt->keys.buf + rt->koff[i];
+        r->klen = rt_key_len(rt, i);
+        r->kh = file_key_hash(r->key, r->klen);
+        return true;
     }
-    if (dir != NULL && total >= CSV_STATE_MIN) {
-        state_prefix(cur->conn, &prefix);
-        if (file_state_create(dir, prefix.buf, &name, &k.fd, &k.err) != IDS_OK) {
-            log_warn("csv-state", "connector=%s msg=\"%s (the row table stays in the watermark)\"",
-                     cur->conn->base.name, k.err.msg);
+    return old_row(cur, &cur->old[ti], e, r);
+}
+
+/* The first (last) row of run k of the new table. */
+static bool run_edge_row(struct csv_cursor *cur, size_t ti, size_t k, bool last, struct orow *r)
+{
+    const struct nrun *nr = &cur->rows[ti].runs[k];
+
+    if (nr->ref) {
+        struct old_table *o = &cur->old[ti];
+
+        return old_row(cur, o, last ? o->first[nr->old_c + 1] - 1 : o->first[nr->old_c], r);
+    }
+    return entry_row(cur, ti, cur->rows[ti].seq[nr->first + (last ? nr->rec.nrows - 1 : 0)], r);
+}
+
+/* Are the keys of the new table of type ti in increasing order? Runs kept
+ * whole are in the order of the old table, which was (when there is
+ * one); built runs and the edges next to them are compared. */
+static bool table_sorted(struct csv_cursor *cur, size_t ti)
+{
+    const struct row_table *rt = &cur->rows[ti];
+    struct orow a, b;
+    size_t k, i;
+
+    for (k = 0; k < rt->nruns; k++) {
+        const struct nrun *nr = &rt->runs[k];
+
+        if (nr->ref) {
+            if (!cur->old[ti].sorted) {
+                return false;
+            }
         } else {
-            strbuf_addf(&path, "%s/%s", dir, name.buf);
-            k.what = path.buf;
-            strbuf_grow(&k.buf, RT_FLUSH + 65536);
+            for (i = 1; i < nr->rec.nrows; i++) {
+                if (!entry_row(cur, ti, rt->seq[nr->first + i - 1], &a) ||
+                    !entry_row(cur, ti, rt->seq[nr->first + i], &b) ||
+                    key_cmp(a.key, a.klen, b.key, b.klen) >= 0) {
+                    return false;
+                }
+            }
+        }
+        if (k > 0 && (!nr->ref || !rt->runs[k - 1].ref) &&
+            (!run_edge_row(cur, ti, k - 1, true, &a) || !run_edge_row(cur, ti, k, false, &b) ||
+             key_cmp(a.key, a.klen, b.key, b.klen) >= 0)) {
+            return false;
         }
     }
-    sink_put(&k, RT_MAGIC, 8);
-    sink_put(&k, hdr, sizeof(hdr));
-    sink_put(&k, &ntypes, sizeof(ntypes));
-    for (ti = 0; ti < cur->conn->ntypes; ti++) {
-        write_section(cur, ti, &k);
-    }
-    if (k.fd < 0) {
-        strbuf_addstr(&cur->wm, "\n=");
-        base64_encode(&cur->wm, k.buf.buf, k.buf.len);
-        goto done;
-    }
-    sink_flush(&k);
-    if (close(k.fd) != 0 && k.ret == IDS_OK) {
-        k.ret = ids_error_set(&k.err, IDS_EIO, "%s: %s", path.buf, strerror(errno));
-    }
-    k.fd = -1;
-    if (k.ret != IDS_OK) {
-        log_warn("csv-state", "connector=%s msg=\"%s (the next changed file is read in full)\"",
-                 cur->conn->base.name, k.err.msg);
-        file_state_remove(dir, name.buf);
-        cur->incomplete = true;
-        goto done;
-    }
-    strbuf_addf(&cur->wm, "\n@%s %016" PRIx64 " %" PRIu64, name.buf, file_hasher_value(&k.h),
-                k.total);
-    file_state_prune(dir, prefix.buf, name.buf, cur->old_state);
-done:
-    file_hasher_release(&k.h);
-    strbuf_release(&k.buf);
-    strbuf_release(&prefix);
-    strbuf_release(&name);
-    strbuf_release(&path);
+    return true;
 }
 
-/* The content hash of a state file's bytes (as write_tables computed it). */
-static uint64_t content_hash(const void *p, size_t len)
+/* Write the tables this read leaves and name them in the watermark: runs
+ * kept whole stay in their runs files, built runs go into a new one (or
+ * everything into the watermark when small or without a state folder).
+ * The tables cannot be written (a state file, a damaged old run): none, the
+ * next changed file is read in full. */
+static void write_tables(struct csv_cursor *cur)
 {
-    struct file_hasher h;
-    uint64_t v;
-
-    file_hasher_init(&h);
-    file_hasher_feed(&h, p, len);
-    v = file_hasher_value(&h);
-    file_hasher_release(&h);
-    return v;
-}
-
-/* A watermark whose row tables are in a state file ("\n@NAME HASH LEN"
- * after the first line, at p): the file mapped (cur->map), checked. false
- * (why set) when the file is missing or not the one written. */
-static bool load_state(struct csv_cursor *cur, const char *p, const char *end, const char **why)
-{
-    const char *dir = cur->conn->base.state_dir;
-    const char *sp = memchr(p, ' ', (size_t)(end - p));
+    struct csv_conn *cc = cur->conn;
+    const char *dir = cc->base.state_dir;
+    struct strbuf prefix = STRBUF_INIT;
+    struct csv_state_writer w;
     struct ids_error err = IDS_ERROR_INIT;
-    unsigned long long len = 0;
-    uint64_t hash = 0;
-    char *e = NULL;
+    struct csv_run *recs = NULL;
+    uint64_t *kept = NULL;
+    size_t alloc = 0;
+    size_t est = 0;
+    size_t ti, k, i;
+    enum ids_err ret = IDS_OK;
 
-    *why = "its row table file is unreadable";
-    if (dir == NULL || sp == NULL || end - sp < 19 || sp[17] != ' ') {
+    if (cur->old != NULL) {
+        kept = xcalloc(cur->st.nfiles + 1, sizeof(*kept));
+    }
+    for (ti = 0; ti < cc->ntypes; ti++) {
+        const struct row_table *rt = &cur->rows[ti];
+
+        for (k = 0; k < rt->nruns; k++) {
+            const struct nrun *nr = &rt->runs[k];
+
+            if (nr->ref) {
+                kept[nr->rec.blob_no] += nr->rec.blob_len;
+                est += nr->rec.blob_len;
+            } else {
+                est += csv_blob_size(nr->rec.nrows, 0) + 16 * nr->rec.nrows;
+            }
+        }
+    }
+    state_prefix(cc, &prefix);
+    csv_writer_init(&w, est >= CSV_STATE_MIN ? dir : NULL, prefix.buf,
+                    cur->old != NULL ? &cur->st : NULL, kept);
+    for (ti = 0; ti < cc->ntypes && ret == IDS_OK; ti++) {
+        struct row_table *rt = &cur->rows[ti];
+        uint64_t flags = table_sorted(cur, ti) ? CSV_TABLE_SORTED : 0;
+
+        ALLOC_GROW(recs, rt->nruns + 1, alloc);
+        for (k = 0; k < rt->nruns && ret == IDS_OK; k++) {
+            struct nrun *nr = &rt->runs[k];
+
+            recs[k] = nr->rec;
+            if (nr->ref) {
+                csv_writer_keep(&w, &recs[k]);
+                continue;
+            }
+            for (i = 0; i < nr->rec.nrows; i++) {
+                struct orow r;
+
+                if (!entry_row(cur, ti, rt->seq[nr->first + i], &r)) {
+                    ret = ids_error_set(&err, IDS_EIO, "a run of the row tables is damaged");
+                    break;
+                }
+                csv_writer_blob_row(&w, r.hash, r.kh, r.key, r.klen);
+            }
+            if (ret == IDS_OK) {
+                csv_writer_blob_end(&w, &recs[k]);
+            }
+        }
+        csv_writer_table(&w, rt->have_cfg ? rt->cfg : 0, flags, rt->ntotal, recs, rt->nruns);
+    }
+    if (ret == IDS_OK) {
+        ret = csv_writer_end(&w, cur->old_state, &cur->wm, &err);
+    }
+    if (ret != IDS_OK) {
+        log_warn("csv-state", "connector=%s msg=\"%s (the next changed file is read in full)\"",
+                 cc->base.name, err.msg);
+        cur->incomplete = true;
+    }
+    csv_writer_release(&w);
+    free(recs);
+    free(kept);
+    strbuf_release(&prefix);
+}
+
+/* The old tables of a watermark (after its first line, at p: "\n@NAME HASH
+ * LEN" or "\n=" base64) into cur->st and cur->old. false, *why set, when
+ * they cannot be used. */
+static bool load_tables(struct csv_cursor *cur, const char *p, const char *end, const char **why)
+{
+    struct csv_conn *cc = cur->conn;
+    const char *dir = cc->base.state_dir;
+    size_t ti, c;
+
+    *why = "left an unreadable watermark";
+    if (p[1] == '@') {
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        unsigned long long len;
+        uint64_t hash;
+        char *e = NULL;
+
+        *why = "its row table file is unreadable";
+        if (dir == NULL || sp == NULL || end - sp < 19 || sp[17] != ' ') {
+            return false;
+        }
+        cur->old_state = xmemdup(p + 2, (size_t)(sp - p - 2));
+        hash = strtoull(sp + 1, &e, 16);
+        if (strchr(cur->old_state, '/') != NULL || e != sp + 17) {
+            return false;
+        }
+        len = strtoull(sp + 18, &e, 10);
+        if (e != end ||
+            !csv_state_map_index(dir, cur->old_state, hash, len, &cur->map, &cur->map_len, why) ||
+            !csv_state_open(&cur->st, cur->map, cur->map_len, dir, cc->ntypes, why)) {
+            return false;
+        }
+    } else if (p[1] != '=' || base64_decode(&cur->tables, p + 2, (size_t)(end - p - 2)) != IDS_OK ||
+               !csv_state_open(&cur->st, cur->tables.buf, cur->tables.len, NULL, cc->ntypes, why)) {
         return false;
     }
-    cur->old_state = xmemdup(p + 2, (size_t)(sp - p - 2));
-    if (strchr(cur->old_state, '/') != NULL) {
-        return false;
-    }
-    hash = strtoull(sp + 1, &e, 16);
-    if (e != sp + 17) {
-        return false;
-    }
-    len = strtoull(sp + 18, &e, 10);
-    if (e != end) {
-        return false;
-    }
-    if (file_state_map(dir, cur->old_state, &cur->map, &cur->map_len, &err) != IDS_OK) {
-        *why = "its row table file is missing";
-        return false;
-    }
-    if (cur->map_len != len || content_hash(cur->map, cur->map_len) != hash) {
-        *why = "its row table file is not the one written";
-        return false;
+    cur->old = xcalloc(cc->ntypes, sizeof(*cur->old));
+    for (ti = 0; ti < cc->ntypes; ti++) {
+        const struct csv_state_table *t = &cur->st.t[ti];
+        struct old_table *o = &cur->old[ti];
+
+        o->cfg = t->cfg;
+        o->sorted = (t->flags & CSV_TABLE_SORTED) != 0;
+        o->n = t->nrows;
+        o->nruns = t->nruns;
+        o->runs = t->runs;
+        o->first = xcalloc(o->nruns + 1, sizeof(*o->first));
+        for (c = 0; c < o->nruns; c++) {
+            o->first[c + 1] = o->first[c] + o->runs[c].nrows;
+        }
+        o->blob = xcalloc(o->nruns + 1, sizeof(*o->blob));
+        o->state = xcalloc(o->nruns + 1, 1);
+        o->whole = xcalloc(o->nruns + 1, 1);
+        o->wline = xcalloc(o->nruns + 1, sizeof(*o->wline));
+        o->same = xcalloc(o->n / 8 + 1, 1);
+        o->taken = xcalloc(o->n / 8 + 1, 1);
     }
     return true;
 }
@@ -1146,10 +1153,6 @@ static void csv_cursor_free(struct connector_cursor *c)
     free(cur->seen);
     strbuf_release(&cur->wm);
     free(cur->old_state);
-    strbuf_release(&cur->tables);
-    file_state_unmap(cur->map, cur->map_len);
-    free(cur->kslot);
-    free(cur->kbase);
     for (i = 0; i < cur->conn->ntypes; i++) {
         if (cur->rows != NULL) {
             row_table_release(&cur->rows[i]);
@@ -1160,6 +1163,9 @@ static void csv_cursor_free(struct connector_cursor *c)
     }
     free(cur->rows);
     free(cur->old);
+    csv_state_close(&cur->st);
+    strbuf_release(&cur->tables);
+    file_state_unmap(cur->map, cur->map_len);
     for (i = cur->idel; i < cur->ndels; i++) {
         change_free(cur->dels[i]);
     }
@@ -1327,6 +1333,9 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
         /* a delta read keeps the row tables it compares with: the file's
          * own content hash would be a second pass over every byte */
         cur->r.count_only = cur->delta;
+        /* the file mapped: its bytes are hashed and parsed where they are
+         * (csv_cursor_next catches a file that shrinks meanwhile) */
+        file_reader_map(&cur->r);
         ret = read_header(cur, t, err);
         if (ret == IDS_DONE) {
             /* empty file */
@@ -1472,72 +1481,6 @@ static bool files_same_content(struct csv_conn *cc, const char *wm, size_t len,
     return same && p == end;
 }
 
-/* Index the old rows of every type by key hash. */
-static void keyidx_build(struct csv_cursor *cur)
-{
-    size_t total = 0;
-    size_t cap = 16;
-    size_t ti, j;
-
-    cur->kbase = xcalloc(cur->conn->ntypes + 1, sizeof(*cur->kbase));
-    for (ti = 0; ti < cur->conn->ntypes; ti++) {
-        cur->kbase[ti] = total;
-        total += cur->old[ti].n;
-    }
-    cur->kbase[ti] = total;
-    while (cap < 2 * total) {
-        cap *= 2;
-    }
-    if (total >= UINT32_MAX / 2) {
-        return; /* no index: rows are matched in order only */
-    }
-    cur->kslot = xcalloc(cap, sizeof(*cur->kslot));
-    cur->kmask = cap - 1;
-    for (ti = 0; ti < cur->conn->ntypes; ti++) {
-        const struct old_table *o = &cur->old[ti];
-
-        for (j = 0; j < o->n; j++) {
-            size_t i = (size_t)((o->kh[j] * 0x9e3779b97f4a7c15ull) >> 20) & cur->kmask;
-
-            while (cur->kslot[i] != 0) {
-                i = (i + 1) & cur->kmask;
-            }
-            cur->kslot[i] = (uint32_t)(cur->kbase[ti] + j + 1);
-        }
-    }
-}
-
-/* The old row whose key hash is kh: true with its type and index. The
- * index is built at the first question: a file whose rows changed in place
- * asks none. */
-static bool keyidx_find(struct csv_cursor *cur, uint64_t kh, size_t *ti, size_t *j)
-{
-    size_t i;
-
-    if (cur->kbase == NULL) {
-        keyidx_build(cur);
-    }
-    if (cur->kslot == NULL) {
-        return false;
-    }
-    i = (size_t)((kh * 0x9e3779b97f4a7c15ull) >> 20) & cur->kmask;
-    while (cur->kslot[i] != 0) {
-        size_t g = cur->kslot[i] - 1;
-        size_t t = 0;
-
-        while (g >= cur->kbase[t + 1]) {
-            t++;
-        }
-        if (cur->old[t].kh[g - cur->kbase[t]] == kh) {
-            *ti = t;
-            *j = g - cur->kbase[t];
-            return true;
-        }
-        i = (i + 1) & cur->kmask;
-    }
-    return false;
-}
-
 static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
                                      struct connector_cursor **out, struct ids_error *err)
 {
@@ -1577,15 +1520,8 @@ static enum ids_err csv_read_changes(struct connector *c, const char *watermark,
         goto done;
     }
     new_cursor(cc, true, &cur);
-    why = nl == NULL ? "could not read every row" : "left an unreadable watermark";
-    if (nl != NULL && nl[1] == '@') {
-        ok = load_state(cur, nl, watermark + wlen, &why) &&
-             read_tables(cur, cur->map, (const char *)cur->map + cur->map_len);
-    } else {
-        ok = nl != NULL && nl[1] == '=' &&
-             base64_decode(&cur->tables, nl + 2, (size_t)(watermark + wlen - nl - 2)) == IDS_OK &&
-             read_tables(cur, cur->tables.buf, cur->tables.buf + cur->tables.len);
-    }
+    why = "could not read every row";
+    ok = nl != NULL && load_tables(cur, nl, watermark + wlen, &why);
     if (!ok) {
         ret = ids_error_set(err, IDS_EFULLREQUIRED,
                             "%s: file changed since the last import, which %s",
@@ -1718,26 +1654,193 @@ static void seq_push(struct row_table *rt, uint32_t e)
 
 /* Delta read: the old row of the current file that a row with hash h is
  * the same bytes as, not taken yet: the one expected next or one a little
- * ahead (rows inserted or removed before), or, when the row's key hash is
- * known (have_kh), the old row of that key wherever it was. SIZE_MAX when
+ * ahead (rows inserted or removed before), or, when the row's key is known
+ * (key not NULL), the old row of that key wherever it was. SIZE_MAX when
  * none: the row changed or is new. */
-static size_t find_old(struct csv_cursor *cur, uint64_t h, bool have_kh, uint64_t kh)
+static size_t find_old(struct csv_cursor *cur, uint64_t h, const char *key, size_t klen,
+                       uint64_t kh)
 {
     struct old_table *o = &cur->old[cur->ti];
-    size_t ti;
+    struct orow r;
     size_t j;
 
     for (j = o->next; j < o->n && j <= o->next + MATCH_WINDOW; j++) {
-        if (o->hash[j] == h && !old_kept(o, j)) {
+        if (old_row(cur, o, j, &r) && r.hash == h && !old_kept(o, j)) {
             o->next = j + 1;
             return j;
         }
     }
-    if (have_kh && keyidx_find(cur, kh, &ti, &j) && ti == cur->ti && o->hash[j] == h &&
-        !old_kept(o, j)) {
+    if (key != NULL && old_find_key(cur, cur->ti, key, klen, kh, &j) && old_row(cur, o, j, &r) &&
+        r.hash == h && !old_kept(o, j)) {
         return j;
     }
     return SIZE_MAX;
+}
+
+/* ---- the runs a read builds ----------------------------------------------
+ *
+ * Every read puts the rows of the table it leaves in runs of CSV_RUN_ROWS
+ * (csvstate.h), each with the hash of its bytes in the file, hashed once as
+ * they pass through the read buffer, which keeps them (r.keep). A delta
+ * read where the first row of an old run is expected hashes that many
+ * bytes there: the same hash keeps the run's rows without parsing, hashing
+ * or comparing them one by one, and the run with its rows' data where it
+ * is (an unchanged HR export of a million rows: ~16,000 hashes of a few
+ * KiB, nothing written for them). */
+
+/* A run starts at the next row of the file. */
+static void run_open(struct csv_cursor *cur)
+{
+    cur->copen = true;
+    cur->cok = true;
+    cur->cstart = file_reader_tell(&cur->r);
+    cur->cfirst = cur->rows[cur->ti].nseq;
+    cur->r.keep = cur->cstart;
+}
+
+static size_t run_rows(const struct csv_cursor *cur)
+{
+    return cur->copen ? cur->rows[cur->ti].nseq - cur->cfirst : 0;
+}
+
+static struct nrun *run_push(struct row_table *rt)
+{
+    struct nrun *nr;
+
+    ALLOC_GROW(rt->runs, rt->nruns + 1, rt->aruns);
+    nr = &rt->runs[rt->nruns++];
+    memset(nr, 0, sizeof(*nr));
+    return nr;
+}
+
+/* The open run ends at file offset end: a built run of its rows (its bytes
+ * hashed when they are all in the buffer, each row one line, the last one
+ * ended). A run without rows is dropped. */
+static void run_close(struct csv_cursor *cur, uint64_t end)
+{
+    struct row_table *rt = &cur->rows[cur->ti];
+    struct file_reader *r = &cur->r;
+    size_t n = run_rows(cur);
+    struct nrun *nr;
+
+    if (n > 0) {
+        nr = run_push(rt);
+        nr->first = (uint32_t)cur->cfirst;
+        nr->rec.nrows = (uint32_t)n;
+        if (cur->cok && cur->cstart >= r->off && end <= r->off + r->len && end > cur->cstart &&
+            end - cur->cstart <= RUN_BYTES_MAX && r->buf[end - 1 - r->off] == '\n') {
+            nr->rec.csv_len = (uint32_t)(end - cur->cstart);
+            nr->rec.csv_hash =
+                hash64_bulk(r->buf + (cur->cstart - r->off), nr->rec.csv_len, CSV_RUN_SEED);
+        }
+        rt->ntotal += n;
+    }
+    cur->copen = false;
+    r->keep = UINT64_MAX;
+}
+
+/* A row of the file (one line, or not) joined the open run, ending where
+ * the reader is: the run closes at CSV_RUN_ROWS rows. */
+static void run_row(struct csv_cursor *cur, bool one_line)
+{
+    if (!cur->copen) {
+        return;
+    }
+    if (!one_line) {
+        cur->cok = false;
+    }
+    if (run_rows(cur) >= CSV_RUN_ROWS) {
+        run_close(cur, file_reader_tell(&cur->r));
+    }
+}
+
+/* After the files: old row j of type ti, whose deletion is put off, stays
+ * in the table, in runs of their own (not kept whole). */
+static void run_put_off(struct csv_cursor *cur, size_t ti, size_t j)
+{
+    struct row_table *rt = &cur->rows[ti];
+    struct nrun *nr = rt->nruns > 0 ? &rt->runs[rt->nruns - 1] : NULL;
+
+    if (nr == NULL || !nr->tail || nr->rec.nrows >= CSV_RUN_ROWS) {
+        nr = run_push(rt);
+        nr->tail = true;
+        nr->first = (uint32_t)rt->nseq;
+    }
+    seq_push(rt, (uint32_t)j);
+    nr->rec.nrows++;
+    rt->ntotal++;
+}
+
+/* Delta read: at the next row, the old run that starts with the expected
+ * old row, if the file has its bytes there: its rows kept, the reader past
+ * them. false when there is no such run (the rows are read one by one). */
+static bool skip_run(struct csv_cursor *cur)
+{
+    struct old_table *o = &cur->old[cur->ti];
+    struct row_table *rt = &cur->rows[cur->ti];
+    struct file_reader *r = &cur->r;
+    const struct csv_run *run;
+    size_t open = run_rows(cur);
+    size_t c, j, x;
+
+    while (o->rc < o->nruns && o->first[o->rc + 1] <= o->next) {
+        o->rc++;
+    }
+    c = o->rc;
+    if (c >= o->nruns || o->first[c] != o->next || o->runs[c].csv_len == 0) {
+        return false;
+    }
+    run = &o->runs[c];
+    for (j = o->first[c]; j < o->first[c + 1]; j++) {
+        if (((o->same[j / 8] >> (j % 8)) & 1u) != 0 || old_taken(o, j)) {
+            return false; /* a row of it is earlier in the file: read row by row */
+        }
+    }
+    if (!file_reader_need(r, run->csv_len) ||
+        hash64_bulk(r->buf + r->pos, run->csv_len, CSV_RUN_SEED) != run->csv_hash) {
+        return false;
+    }
+    for (j = o->first[c]; cur->moved > 0 && j < o->first[c + 1]; j++) {
+        struct orow row;
+        uint32_t pline;
+        size_t pti;
+
+        if (!old_row(cur, o, j, &row) || seen_find(cur, row.kh, row.key, row.klen, &pti, &pline)) {
+            return false; /* a duplicate key (reported row by row), or damaged */
+        }
+    }
+    if (open == 0 || open >= RUN_SMALL || open + run->nrows > CSV_RUN_MAX) {
+        /* the run as it is, after the open run (closed) */
+        struct nrun *nr;
+
+        run_close(cur, file_reader_tell(r));
+        nr = run_push(rt);
+        nr->ref = true;
+        nr->rec = *run;
+        nr->old_c = (uint32_t)c;
+        rt->ntotal += run->nrows;
+        o->whole[c] = 1;
+        o->wline[c] = (uint32_t)cur->line;
+    } else {
+        /* a short open run takes its rows in (its bytes are in the buffer
+         * after the open run's) */
+        for (x = 0; x < run->nrows; x++) {
+            j = o->first[c] + x;
+            old_set_kept(o, j);
+            seq_push(rt, (uint32_t)j);
+            ALLOC_GROW(o->klines, o->nklines + 1, o->aklines);
+            o->klines[o->nklines].row = (uint32_t)j;
+            o->klines[o->nklines].line = (uint32_t)(cur->line + x);
+            o->nklines++;
+        }
+    }
+    r->pos += run->csv_len;
+    cur->line += run->nrows;
+    o->next = o->first[c + 1];
+    if (cur->copen && run_rows(cur) >= CSV_RUN_ROWS) {
+        run_close(cur, file_reader_tell(r));
+    }
+    return true;
 }
 
 /* Delta read: the row at `line` is old row j read again with the same
@@ -1749,14 +1852,18 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
     struct old_table *o = &cur->old[cur->ti];
     struct strbuf key = STRBUF_INIT;
     enum ids_err ret = IDS_OK;
+    struct orow r;
     uint32_t pline;
     size_t pti;
 
+    if (!old_row(cur, o, j, &r)) {
+        /* not reached: the row was compared before */
+        return ids_error_set(err, IDS_EIO, "%s: the row tables are damaged", cc->base.name);
+    }
     /* a row read now has this key only if one changed this row in place
      * or one is not in its old place (keys of the old table are unique) */
-    if ((cur->moved > 0 || old_taken(o, j)) &&
-        seen_find(cur, o->kh[j], o->keys + o->koff[j], o->koff[j + 1] - o->koff[j], &pti, &pline)) {
-        strbuf_add(&key, o->keys + o->koff[j], o->koff[j + 1] - o->koff[j]);
+    if ((cur->moved > 0 || old_taken(o, j)) && seen_find(cur, r.kh, r.key, r.klen, &pti, &pline)) {
+        strbuf_add(&key, r.key, r.klen);
         ret = ids_error_set(err, IDS_EINPUT,
                             "%s:%" PRIu64
                             ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu32 ")",
@@ -1765,8 +1872,11 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
         cur->unreadable++;
         goto done;
     }
-    o->same[j / 8] |= (unsigned char)(1u << (j % 8));
-    o->line[j] = (uint32_t)line;
+    old_set_kept(o, j);
+    ALLOC_GROW(o->klines, o->nklines + 1, o->aklines);
+    o->klines[o->nklines].row = (uint32_t)j;
+    o->klines[o->nklines].line = (uint32_t)line;
+    o->nklines++;
     seq_push(&cur->rows[cur->ti], (uint32_t)j);
 done:
     strbuf_release(&key);
@@ -1779,170 +1889,23 @@ static enum ids_err dup_of_kept(struct csv_cursor *cur, const struct entry *e, u
                                 struct ids_error *err)
 {
     struct csv_conn *cc = cur->conn;
+    size_t len = strlen(e->anchor);
+    uint64_t kh = file_key_hash(e->anchor, len);
     size_t ti;
     size_t j;
 
-    if (!keyidx_find(cur, file_key_hash(e->anchor, strlen(e->anchor)), &ti, &j) ||
-        !old_kept(&cur->old[ti], j)) {
-        return IDS_OK;
-    }
-    cur->unreadable++;
-    return ids_error_set(err, IDS_EINPUT,
-                         "%s:%" PRIu64 ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu32
-                         ")",
-                         cc->types[cur->ti].path, line, cc->types[cur->ti].key, e->anchor,
-                         cc->types[ti].path, cur->old[ti].line[j]);
-}
-
-/* ---- runs of rows (struct rt_chunk) ----------------------------------
- *
- * Every read records its rows in runs of CHUNK_ROWS (a run's bytes hashed
- * once, as they pass through the read buffer, which keeps them: r.keep).
- * A delta read where the first row of an old run is expected hashes that
- * many bytes there: the same hash keeps the run's rows without parsing,
- * hashing or comparing them one by one (an unchanged HR export of a
- * million rows is ~16,000 hashes of a few KiB). */
-
-/* A run starts at the next row of the file. */
-static void chunk_open(struct csv_cursor *cur)
-{
-    cur->copen = true;
-    cur->cok = true;
-    cur->cstart = file_reader_tell(&cur->r);
-    cur->r.keep = cur->cstart;
-}
-
-/* The open run, run c of the new table, ends at file offset end with nrows
- * rows: its record (bytes hashed when they are all in the buffer and each
- * row was one line). */
-static void chunk_close(struct csv_cursor *cur, size_t c, uint64_t end, uint32_t nrows)
-{
-    struct row_table *rt = &cur->rows[cur->ti];
-    struct file_reader *r = &cur->r;
-    struct rt_chunk ch = {0, 0, nrows};
-
-    if (cur->cok && cur->cstart >= r->off && end <= r->off + r->len && end > cur->cstart &&
-        end - cur->cstart <= CHUNK_MAX && r->buf[end - 1 - r->off] == '\n') {
-        ch.len = (uint32_t)(end - cur->cstart);
-        ch.hash = hash64_bulk(r->buf + (cur->cstart - r->off), ch.len, CHUNK_SEED);
-    }
-    while (rt->nchunks <= c) {
-        static const struct rt_chunk none;
-
-        ALLOC_GROW(rt->chunks, rt->nchunks + 1, rt->achunks);
-        rt->chunks[rt->nchunks++] = none;
-    }
-    rt->chunks[c] = ch;
-    cur->copen = false;
-    r->keep = UINT64_MAX;
-}
-
-/* A row of the file (one line, or not) joined the new table, ending where
- * the reader is: a run closes at every CHUNK_ROWS rows. */
-static void chunk_row(struct csv_cursor *cur, bool one_line)
-{
-    size_t n = rt_rows(cur, cur->ti);
-
-    if (!cur->copen) {
-        return;
-    }
-    if (!one_line) {
-        cur->cok = false;
-    }
-    if (n % CHUNK_ROWS == 0) {
-        chunk_close(cur, n / CHUNK_ROWS - 1, file_reader_tell(&cur->r), CHUNK_ROWS);
-    }
-}
-
-/* The end of the file: the last, shorter run closes. */
-static void chunk_eof(struct csv_cursor *cur)
-{
-    size_t n = rt_rows(cur, cur->ti);
-
-    if (cur->copen && n % CHUNK_ROWS != 0) {
-        chunk_close(cur, n / CHUNK_ROWS, file_reader_tell(&cur->r), (uint32_t)(n % CHUNK_ROWS));
-    }
-    cur->copen = false;
-    cur->r.keep = UINT64_MAX;
-}
-
-/* Delta read: at the next row, the old run that starts with the expected
- * old row, if the file has its bytes there: its rows kept, the reader
- * past them. false when there is no such run (the rows are read one by
- * one). */
-static bool skip_run(struct csv_cursor *cur)
-{
-    struct old_table *o = &cur->old[cur->ti];
-    struct file_reader *r = &cur->r;
-    const struct rt_chunk *ch;
-    size_t n = rt_rows(cur, cur->ti);
-    size_t j0 = o->next;
-    const char *b;
-    size_t x;
-
-    if (j0 % CHUNK_ROWS != 0 || j0 >= o->n || o->chunks == NULL) {
-        return false;
-    }
-    ch = &o->chunks[j0 / CHUNK_ROWS];
-    if (ch->len == 0 || ch->nrows != (o->n - j0 < CHUNK_ROWS ? o->n - j0 : CHUNK_ROWS)) {
-        return false;
-    }
-    for (x = 0; x < ch->nrows; x++) {
-        if (old_kept(o, j0 + x) || old_taken(o, j0 + x)) {
-            return false; /* a row of it is earlier in the file: read row by row */
+    for (ti = 0; ti < cc->ntypes; ti++) {
+        if (!old_find_key(cur, ti, e->anchor, len, kh, &j) || !old_kept(&cur->old[ti], j)) {
+            continue;
         }
+        cur->unreadable++;
+        return ids_error_set(err, IDS_EINPUT,
+                             "%s:%" PRIu64
+                             ": column \"%s\": duplicate key \"%s\" (first at %s:%" PRIu32 ")",
+                             cc->types[cur->ti].path, line, cc->types[cur->ti].key, e->anchor,
+                             cc->types[ti].path, old_line(&cur->old[ti], j));
     }
-    if (!file_reader_need(r, ch->len) ||
-        hash64_bulk(r->buf + r->pos, ch->len, CHUNK_SEED) != ch->hash) {
-        return false;
-    }
-    for (x = 0; cur->moved > 0 && x < ch->nrows; x++) {
-        size_t j = j0 + x;
-        uint32_t pline;
-        size_t pti;
-
-        if (seen_find(cur, o->kh[j], o->keys + o->koff[j], o->koff[j + 1] - o->koff[j], &pti,
-                      &pline)) {
-            return false; /* a duplicate key: reported row by row */
-        }
-    }
-    b = r->buf + r->pos;
-    if (n % CHUNK_ROWS == 0 && ch->nrows == CHUNK_ROWS) {
-        /* the new table's run is this run: its record as it is (a shorter
-         * last run takes the rows after it too: it is open, as read) */
-        cur->cok = false;
-        chunk_close(cur, n / CHUNK_ROWS, file_reader_tell(r), 0);
-        cur->rows[cur->ti].chunks[n / CHUNK_ROWS] = *ch;
-    } else if (CHUNK_ROWS - n % CHUNK_ROWS <= ch->nrows) {
-        /* the open run ends inside this one, after its k-th row (each one
-         * line, the last one perhaps without a line end) */
-        size_t k = CHUNK_ROWS - n % CHUNK_ROWS;
-        const char *e = b;
-
-        while (k-- > 0 && e < b + ch->len) {
-            const char *nl = memchr(e, '\n', (size_t)(b + ch->len - e));
-
-            e = nl != NULL ? nl + 1 : b + ch->len;
-        }
-        chunk_close(cur, n / CHUNK_ROWS, r->off + (uint64_t)(e - r->buf), CHUNK_ROWS);
-        if (e < b + ch->len) {
-            cur->copen = true;
-            cur->cok = true;
-            cur->cstart = r->off + (uint64_t)(e - r->buf);
-            r->keep = cur->cstart;
-        }
-    }
-    for (x = 0; x < ch->nrows; x++) {
-        size_t j = j0 + x;
-
-        o->same[j / 8] |= (unsigned char)(1u << (j % 8));
-        o->line[j] = (uint32_t)(cur->line + x);
-        seq_push(&cur->rows[cur->ti], (uint32_t)j);
-    }
-    r->pos += ch->len;
-    cur->line += ch->nrows;
-    o->next = j0 + ch->nrows;
-    return true;
+    return IDS_OK;
 }
 
 /* Delta read of a file whose configuration is unchanged: the next line,
@@ -1983,46 +1946,49 @@ static void delta_deletions(struct csv_cursor *cur)
     struct csv_conn *cc = cur->conn;
     struct strbuf key = STRBUF_INIT;
     size_t alloc = 0;
-    size_t ti, i;
+    size_t ti, c, j;
 
     for (ti = 0; ti < cc->ntypes; ti++) {
         struct old_table *o = &cur->old[ti];
 
-        for (i = 0; i < o->n; i++) {
-            uint32_t pline;
-            size_t pti;
-            uint64_t w;
+        for (c = 0; c < o->nruns; c++) {
+            if (o->whole[c]) {
+                continue; /* read again whole */
+            }
+            for (j = o->first[c]; j < o->first[c + 1]; j++) {
+                struct orow r;
+                uint32_t pline;
+                size_t pti;
 
-            if (i % 64 == 0 && i + 64 <= o->n) {
-                memcpy(&w, o->same + i / 8, sizeof(w));
-                if (w == UINT64_MAX) {
-                    i += 63; /* 64 rows read again */
+                if (((o->same[j / 8] >> (j % 8)) & 1u) != 0) {
+                    continue; /* read again */
+                }
+                if (!old_row(cur, o, j, &r)) {
+                    break; /* damaged: not known (no tables are written) */
+                }
+                if (seen_find(cur, r.kh, r.key, r.klen, &pti, &pline)) {
+                    continue; /* the key has another row now (read, or reported) */
+                }
+                if (cur->unreadable > 0) {
+                    old_set_kept(o, j);
+                    run_put_off(cur, ti, j);
                     continue;
                 }
+                if (r.klen == 0) {
+                    continue;
+                }
+                strbuf_reset(&key);
+                strbuf_add(&key, r.key, r.klen);
+                ALLOC_GROW(cur->dels, cur->ndels + 1, alloc);
+                cur->dels[cur->ndels++] =
+                    change_new(CHANGE_DELETE, cc->types[ti].ot->name, key.buf, key.buf);
             }
-            if (old_kept(o, i) || seen_find(cur, o->kh[i], o->keys + o->koff[i],
-                                            o->koff[i + 1] - o->koff[i], &pti, &pline)) {
-                continue; /* read again, or the key has another row now (read, or reported) */
-            }
-            if (cur->unreadable > 0) {
-                o->same[i / 8] |= (unsigned char)(1u << (i % 8));
-                seq_push(&cur->rows[ti], (uint32_t)i);
-                continue;
-            }
-            strbuf_reset(&key);
-            strbuf_add(&key, o->keys + o->koff[i], o->koff[i + 1] - o->koff[i]);
-            if (key.len == 0) {
-                continue;
-            }
-            ALLOC_GROW(cur->dels, cur->ndels + 1, alloc);
-            cur->dels[cur->ndels++] =
-                change_new(CHANGE_DELETE, cc->types[ti].ot->name, key.buf, key.buf);
         }
     }
     strbuf_release(&key);
 }
 
-/* All files are read: finish the watermark (sections), free what the read
+/* All files are read: finish the watermark (tables), free what the read
  * needed, queue the deletions of a delta read. */
 static void finish_read(struct csv_cursor *cur)
 {
@@ -2033,12 +1999,10 @@ static void finish_read(struct csv_cursor *cur)
     }
     free(cur->seen);
     cur->seen = NULL;
-    free(cur->kslot);
-    cur->kslot = NULL;
     if (!cur->collect) {
         return;
     }
-    if (cur->unreadable > 0 && !cur->delta) {
+    if ((cur->unreadable > 0 && !cur->delta) || cur->damaged) {
         cur->incomplete = true;
     }
     if (!cur->incomplete) {
@@ -2050,15 +2014,15 @@ static void finish_read(struct csv_cursor *cur)
             old_table_release(&cur->old[ti]);
         }
     }
+    csv_state_close(&cur->st);
     strbuf_release(&cur->tables);
     file_state_unmap(cur->map, cur->map_len);
     cur->map = NULL;
 }
 
-static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item *item,
+static enum ids_err cursor_next_row(struct csv_cursor *cur, struct read_item *item,
                                     struct ids_error *err)
 {
-    struct csv_cursor *cur = (struct csv_cursor *)c;
     struct csv_conn *cc = cur->conn;
     enum ids_err ret;
 
@@ -2101,11 +2065,12 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             }
         }
         t = &cc->types[cur->ti];
+        file_reader_trim(&cur->r);
         delta = cur->delta && cur->old[cur->ti].usable && cur->collect;
         if (cur->collect) {
             if (!cur->copen) {
-                chunk_open(cur);
-            } else if (file_reader_tell(&cur->r) - cur->cstart > CHUNK_MAX) {
+                run_open(cur);
+            } else if (file_reader_tell(&cur->r) - cur->cstart > RUN_BYTES_MAX) {
                 cur->cok = false; /* too long to keep: not hashed */
                 cur->r.keep = UINT64_MAX;
             }
@@ -2114,7 +2079,7 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             continue;
         }
         if (delta && plain_line(cur, &lp, &llen, &eol)) {
-            size_t j = find_old(cur, hash64_bulk(lp, llen, ROW_HASH_SEED), false, 0);
+            size_t j = find_old(cur, hash64_bulk(lp, llen, ROW_HASH_SEED), NULL, 0, 0);
 
             if (j != SIZE_MAX) {
                 cur->r.pos += llen + eol;
@@ -2123,7 +2088,7 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
                     cur->cok = false;
                     return ret;
                 }
-                chunk_row(cur, true);
+                run_row(cur, true);
                 continue;
             }
         }
@@ -2134,7 +2099,9 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             return ids_error_set(err, IDS_EIO, "%s: %s", t->path, strerror(cur->r.err));
         }
         if (st == CSV_REC_EOF) {
-            chunk_eof(cur);
+            if (cur->collect) {
+                run_close(cur, file_reader_tell(&cur->r));
+            }
             put_file_wm(cur);
             cursor_close_file(cur);
             cur->ti++;
@@ -2160,23 +2127,25 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             struct csv_record *rec = &cur->rec;
             struct old_table *o = &cur->old[cur->ti];
             bool have_kh = cur->key_col < rec->nf;
-            uint64_t kh =
-                have_kh ? file_key_hash(csv_field_str(rec, cur->key_col), rec->f[cur->key_col].len)
-                        : 0;
+            const char *key = have_kh ? csv_field_str(rec, cur->key_col) : NULL;
+            size_t klen = have_kh ? rec->f[cur->key_col].len : 0;
+            uint64_t kh = have_kh ? file_key_hash(key, klen) : 0;
+            struct orow expect;
             size_t j;
 
             /* the row expected here with this key, other bytes: changed in
              * place (keys are unique in the old table: no other old row
              * can be these bytes or be a kept duplicate of the key) */
-            in_place = have_kh && o->next < o->n && o->kh[o->next] == kh && !old_kept(o, o->next);
-            j = find_old(cur, hash, have_kh && !in_place, kh);
+            in_place = have_kh && o->next < o->n && old_row(cur, o, o->next, &expect) &&
+                       expect.kh == kh && !old_kept(o, o->next);
+            j = find_old(cur, hash, have_kh && !in_place ? key : NULL, klen, kh);
             if (j != SIZE_MAX) {
                 ret = keep_old(cur, j, rec->line, err);
                 if (ret != IDS_OK) {
                     cur->cok = false;
                     return ret;
                 }
-                chunk_row(cur, one_line);
+                run_row(cur, one_line);
                 continue;
             }
             if (in_place) {
@@ -2207,14 +2176,34 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
             }
             row_table_add(cur, cur->ti, hash, item->entry->anchor, strlen(item->entry->anchor),
                           cur->rec.line);
-            if (cur->delta) {
+            if (cur->collect) {
                 seq_push(&cur->rows[cur->ti], (uint32_t)(cur->rows[cur->ti].nr - 1) | SEQ_NEW);
+                run_row(cur, one_line);
             }
-            chunk_row(cur, one_line);
         }
         item->op = CHANGE_ADD;
         return IDS_OK;
     }
+}
+
+static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item *item,
+                                    struct ids_error *err)
+{
+    struct csv_cursor *cur = (struct csv_cursor *)c;
+    sigjmp_buf env;
+    enum ids_err ret;
+
+    if (sigsetjmp(env, 1) != 0) {
+        /* SIGBUS: the mapped file shrank under the read */
+        file_bus_catch(NULL);
+        cur->done = true;
+        return ids_error_set(err, IDS_EIO, "%s: the file was truncated while it was read",
+                             cur->ti < cur->conn->ntypes ? cur->conn->types[cur->ti].path : "?");
+    }
+    file_bus_catch(&env);
+    ret = cursor_next_row(cur, item, err);
+    file_bus_catch(NULL);
+    return ret;
 }
 
 static enum ids_err csv_cursor_watermark(struct connector_cursor *c, struct strbuf *out,

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "config.h"
 #include "util/codec.h"
 #include "util/mem.h"
+#include "util/strvec.h"
 #include "util/banned.h"
 
 #define READ_BUF_SIZE 65536u
@@ -102,6 +104,94 @@ enum ids_err file_reader_open(struct file_reader *r, const char *path, struct id
     return IDS_OK;
 }
 
+static _Thread_local sigjmp_buf *bus_env;
+static struct sigaction bus_prev;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+    (void)si;
+    (void)ctx;
+    if (bus_env != NULL) {
+        siglongjmp(*bus_env, 1);
+    }
+    /* not ours: the handler before, when the fault happens again */
+    sigaction(sig, &bus_prev, NULL);
+}
+
+void file_bus_catch(sigjmp_buf *env)
+{
+    bus_env = env;
+}
+
+/* Our SIGBUS handler, installed again for each mapping (a test framework
+ * or another library may have put its own since). */
+static void bus_install(void)
+{
+    struct sigaction sa;
+    struct sigaction old;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &old) == 0 && old.sa_sigaction != on_sigbus) {
+        bus_prev = old;
+    }
+}
+
+bool file_reader_map(struct file_reader *r)
+{
+    struct stat st;
+    void *m;
+
+    if (r->fd < 0 || r->mapped || r->off != 0 || r->len != 0 || fstat(r->fd, &st) != 0 ||
+        !S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > SIZE_MAX ||
+        r->limit != UINT64_MAX) {
+        return false;
+    }
+    m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, r->fd, 0);
+    if (m == MAP_FAILED) {
+        return false;
+    }
+    bus_install();
+    free(r->buf);
+    r->buf = m;
+    r->cap = (size_t)st.st_size;
+    r->len = (size_t)st.st_size;
+    r->pos = 0;
+    r->mapped = true;
+    if (r->count_only) {
+        r->hasher.size = (uint64_t)st.st_size;
+    } else {
+        file_hasher_feed(&r->hasher, r->buf, r->len);
+    }
+    return true;
+}
+
+#define TRIM_AT (8u << 20)
+
+void file_reader_trim(struct file_reader *r)
+{
+    static size_t page;
+    size_t upto = r->pos;
+
+    if (!r->mapped) {
+        return;
+    }
+    if (page == 0) {
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    }
+    if (r->keep < r->off + upto) {
+        upto = (size_t)(r->keep - r->off);
+    }
+    upto -= upto % page;
+    if (upto < r->released + TRIM_AT) {
+        return;
+    }
+    madvise(r->buf + r->released, upto - r->released, MADV_DONTNEED);
+    r->released = upto;
+}
+
 void file_reader_close(struct file_reader *r)
 {
     if (r->fd >= 0) {
@@ -110,8 +200,13 @@ void file_reader_close(struct file_reader *r)
     r->fd = -1;
     free(r->path);
     r->path = NULL;
-    free(r->buf);
+    if (r->mapped) {
+        munmap(r->buf, r->cap);
+    } else {
+        free(r->buf);
+    }
     r->buf = NULL;
+    r->mapped = false;
     r->pos = 0;
     r->len = 0;
     file_hasher_release(&r->hasher);
@@ -128,8 +223,8 @@ static bool fill_more(struct file_reader *r, size_t room)
     size_t want;
     ssize_t n;
 
-    if (r->fd < 0 || r->err != 0) {
-        return false;
+    if (r->fd < 0 || r->err != 0 || r->mapped) {
+        return false; /* a mapping holds the whole file */
     }
     if (r->keep >= r->off && r->keep < from) {
         from = r->keep;
@@ -198,6 +293,10 @@ bool file_reader_need(struct file_reader *r, size_t n)
 
 void file_reader_seek(struct file_reader *r, uint64_t off)
 {
+    if (r->mapped) {
+        r->pos = off < r->len ? (size_t)off : r->len;
+        return;
+    }
     if (off >= r->off && off <= r->off + r->len) {
         r->pos = (size_t)(off - r->off);
         return;
@@ -791,8 +890,8 @@ bool u64set_has(const struct u64set *m, uint64_t key)
 
 /* ---- state files --------------------------------------------------- */
 
-enum ids_err file_state_create(const char *dir, const char *prefix, struct strbuf *name_out,
-                               int *fd_out, struct ids_error *err)
+enum ids_err file_state_create(const char *dir, const char *prefix, const char *suffix,
+                               struct strbuf *name_out, int *fd_out, struct ids_error *err)
 {
     struct strbuf path = STRBUF_INIT;
     struct timespec ts;
@@ -810,8 +909,8 @@ enum ids_err file_state_create(const char *dir, const char *prefix, struct strbu
     for (tries = 0; tries < 100 && fd < 0; tries++) {
         clock_gettime(CLOCK_REALTIME, &ts);
         strbuf_reset(name_out);
-        strbuf_addf(name_out, "%s-%016" PRIx64 "%02x.state", prefix,
-                    (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, tries);
+        strbuf_addf(name_out, "%s-%016" PRIx64 "%02x%s", prefix,
+                    (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, tries, suffix);
         strbuf_reset(&path);
         strbuf_addf(&path, "%s/%s", dir, name_out->buf);
         fd = open(path.buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -885,48 +984,21 @@ void file_state_unmap(const void *map, size_t len)
     }
 }
 
-void file_state_prune(const char *dir, const char *prefix, const char *keep, const char *keep2)
+void file_state_list(const char *dir, const char *prefix, struct strvec *out)
 {
-    struct strbuf path = STRBUF_INIT;
-    char *newest = NULL;
     size_t plen = strlen(prefix);
     DIR *d = opendir(dir);
     struct dirent *de;
-    int pass;
 
     if (d == NULL) {
         return;
     }
-    /* pass 0 finds the newest other file (when keep2 is NULL), pass 1 removes */
-    for (pass = 0; pass < 2; pass++) {
-        rewinddir(d);
-        while ((de = readdir(d)) != NULL) {
-            const char *n = de->d_name;
-            size_t len = strlen(n);
-
-            if (len <= plen + 7 || strncmp(n, prefix, plen) != 0 || n[plen] != '-' ||
-                strcmp(n + len - 6, ".state") != 0 || strcmp(n, keep) == 0 ||
-                (keep2 != NULL && strcmp(n, keep2) == 0)) {
-                continue;
-            }
-            if (pass == 0) {
-                if (keep2 == NULL && (newest == NULL || strcmp(n, newest) > 0)) {
-                    free(newest);
-                    newest = xstrdup(n);
-                }
-                continue;
-            }
-            if (newest != NULL && strcmp(n, newest) == 0) {
-                continue;
-            }
-            strbuf_reset(&path);
-            strbuf_addf(&path, "%s/%s", dir, n);
-            unlink(path.buf);
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, prefix, plen) == 0 && de->d_name[plen] == '-') {
+            strvec_push(out, de->d_name);
         }
     }
     closedir(d);
-    free(newest);
-    strbuf_release(&path);
 }
 
 /* ---- options --------------------------------------------------------- */

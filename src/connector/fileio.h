@@ -19,6 +19,7 @@
 #ifndef IDSYNC_CONNECTOR_FILEIO_H
 #define IDSYNC_CONNECTOR_FILEIO_H
 
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@
 #include "util/strbuf.h"
 
 struct config_values;
+struct strvec;
 struct connector_config;
 
 #define FILE_HASH_BLOCK 65536u
@@ -62,6 +64,8 @@ struct file_reader {
      * rows at once sets it at the run's start (file_reader_need) */
     uint64_t keep;
     bool count_only; /* the hasher only counts bytes: no content hash */
+    bool mapped;     /* buf is the file mapped (file_reader_map) */
+    size_t released; /* mapped: pages before this are given back (file_reader_trim) */
 };
 
 /* Open `path` for reading. IDS_ENOTFOUND when it does not exist, IDS_EIO
@@ -70,6 +74,19 @@ enum ids_err file_reader_open(struct file_reader *r, const char *path, struct id
 void file_reader_close(struct file_reader *r); /* safe on a closed reader */
 /* Refill the buffer; returns false at end of file or on error (r->err). */
 bool file_reader_fill(struct file_reader *r);
+/* Read the file through a mapping of all of it instead of read calls: its
+ * bytes are not copied (a reader that has read nothing yet; false, and the
+ * reader reads as before, when the file cannot be mapped). The file's
+ * content is hashed at once (not with count_only). Touching the mapping of
+ * a file that shrank raises SIGBUS: callers read it between
+ * file_bus_catch(&env) and file_bus_catch(NULL), where the signal returns
+ * to sigsetjmp(env, 1) with 1. */
+bool file_reader_map(struct file_reader *r);
+/* Mapped: give back the pages of the file read (before the next byte and
+ * r->keep), a few MiB at a time, so that a read keeps a window of the file
+ * resident, not all of it. */
+void file_reader_trim(struct file_reader *r);
+void file_bus_catch(sigjmp_buf *env);
 /* Make at least n bytes from the next byte on readable at buf + pos in one
  * piece (the buffer grows as needed); false when the file (or the limit)
  * ends before, or on a read error. */
@@ -171,13 +188,13 @@ enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const 
 enum ids_err file_sync_dir(const char *path, struct ids_error *err);
 
 /* ---- state files (connector->state_dir) ------------------------------
- * Create a new file "PREFIX-GEN.state" in `dir` for writing (the folder is
+ * Create a new file "PREFIX-GEN" SUFFIX in `dir` for writing (the folder is
  * created, mode 0700; the file 0600); GEN orders files by their creation
  * time. *name_out receives the file name (no folder), *fd_out the open
- * descriptor. Not synced: the watermark that names it keeps its length and
- * hash, a file lost or damaged in a crash is told on reading. */
-enum ids_err file_state_create(const char *dir, const char *prefix, struct strbuf *name_out,
-                               int *fd_out, struct ids_error *err);
+ * descriptor. Not synced: what names it keeps its length and hash, a file
+ * lost or damaged in a crash is told on reading. */
+enum ids_err file_state_create(const char *dir, const char *prefix, const char *suffix,
+                               struct strbuf *name_out, int *fd_out, struct ids_error *err);
 /* Remove state file `name` of `dir` (a write that failed). */
 void file_state_remove(const char *dir, const char *name);
 /* Map state file `name` of `dir` read-only (*map NULL, *len 0 for an
@@ -186,10 +203,8 @@ void file_state_remove(const char *dir, const char *name);
 enum ids_err file_state_map(const char *dir, const char *name, const void **map, size_t *len,
                             struct ids_error *err);
 void file_state_unmap(const void *map, size_t len);
-/* Remove the state files "PREFIX-*.state" of dir other than keep (and
- * keep2 when not NULL; when keep2 is NULL the newest other one is kept,
- * the state the store may still name if this run is not committed). */
-void file_state_prune(const char *dir, const char *prefix, const char *keep, const char *keep2);
+/* Append the names of dir's files "PREFIX-*" to out. */
+void file_state_list(const char *dir, const char *prefix, struct strvec *out);
 
 /* ---- uint64 -> uint64 map (open addressing; key 0 is allowed) ------- */
 struct u64map_slot {

@@ -4,6 +4,7 @@
  * idempotent re-add). Configurations are built by hand. */
 #include "testutil.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,10 @@
 #include "config.h"
 #include "connector/connector.h"
 #include "connector/csvparse.h"
+#include "connector/csvstate.h"
 #include "connector/fileio.h"
 #include "entry.h"
+#include "util/codec.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
@@ -656,15 +659,79 @@ static char *wm_masked(const char *wm)
     return strbuf_detach(&sb, NULL);
 }
 
-/* Two watermarks equal but for the files' content hashes. */
+/* The state folder of the watermarks wm_rows() reads (NULL: inline). */
+static const char *rows_dir;
+
+/* The rows of a watermark's tables (inline, "\n=" base64, or "\n@NAME HASH
+ * LEN" in rows_dir), as text: per table its configuration hash and flags,
+ * then per row its hash, key hash and key. Runs are where a read put them;
+ * their rows are what counts. */
+static char *wm_rows(const char *wm)
+{
+    const char *p = strchr(wm, '\n');
+    struct strbuf raw = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct csv_state st;
+    const char *why = NULL;
+    const void *map = NULL;
+    size_t map_len = 0;
+    size_t ti, c, i;
+
+    assert_non_null(p);
+    if (p[1] == '@') {
+        char name[128];
+        uint64_t hash;
+        unsigned long long len;
+
+        assert_non_null(rows_dir);
+        assert_int_equal(sscanf(p + 2, "%127s %" SCNx64 " %llu", name, &hash, &len), 3);
+        if (!csv_state_map_index(rows_dir, name, hash, len, &map, &map_len, &why) ||
+            !csv_state_open(&st, map, map_len, rows_dir, 1, &why)) {
+            fail_msg("tables: %s", why);
+        }
+    } else {
+        assert_int_equal(p[1], '=');
+        assert_int_equal(base64_decode(&raw, p + 2, strlen(p + 2)), IDS_OK);
+        if (!csv_state_open(&st, raw.buf, raw.len, NULL, 1, &why)) {
+            fail_msg("tables: %s", why);
+        }
+    }
+    for (ti = 0; ti < st.ntypes; ti++) {
+        strbuf_addf(&out, "table %016" PRIx64 " %" PRIu64 " rows %zu\n", st.t[ti].cfg,
+                    st.t[ti].flags, st.t[ti].nrows);
+        for (c = 0; c < st.t[ti].nruns; c++) {
+            struct csv_blob b;
+
+            assert_true(csv_state_blob(&st, &st.t[ti].runs[c], &b));
+            for (i = 0; i < b.k; i++) {
+                strbuf_addf(&out, "%016" PRIx64 " %016" PRIx64 " %.*s\n", b.hash[i], b.kh[i],
+                            (int)(b.koff[i + 1] - b.koff[i]), b.keys + b.koff[i]);
+            }
+        }
+    }
+    csv_state_close(&st);
+    file_state_unmap(map, map_len);
+    strbuf_release(&raw);
+    return strbuf_detach(&out, NULL);
+}
+
+/* Two watermarks equal but for the files' content hashes and where the
+ * tables put their rows. */
 static void assert_wm_equal(const char *a, const char *b)
 {
     char *ma = wm_masked(a);
     char *mb = wm_masked(b);
+    char *ra = wm_rows(a);
+    char *rb = wm_rows(b);
 
+    *strchr(ma, '\n') = '\0';
+    *strchr(mb, '\n') = '\0';
     assert_string_equal(ma, mb);
+    assert_string_equal(ra, rb);
     free(ma);
     free(mb);
+    free(ra);
+    free(rb);
 }
 
 static void test_delta_watermark(void **state)
@@ -794,7 +861,8 @@ static void test_delta_unchanged_by_stat(void **state)
     fixture_free(f);
 }
 
-static int count_state_files(const char *dir)
+/* Files of dir whose name has `part` (NULL: every file). */
+static int count_files(const char *dir, const char *part)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
@@ -804,10 +872,48 @@ static int count_state_files(const char *dir)
         return 0;
     }
     while ((de = readdir(d)) != NULL) {
-        n += strstr(de->d_name, ".state") != NULL;
+        n += de->d_name[0] != '.' && (part == NULL || strstr(de->d_name, part) != NULL);
     }
     closedir(d);
     return n;
+}
+
+/* A file truncated while a read has it mapped: the read ends with an I/O
+ * error naming the file (not a crash), and reads it again in full later. */
+static void test_read_truncated_while_read(void **state)
+{
+    struct strbuf text = STRBUF_INIT;
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct read_item item;
+    struct fixture *f;
+    enum ids_err ret = IDS_OK;
+    int i, n = 0;
+
+    (void)state;
+    strbuf_addstr(&text, "id,cn\n");
+    for (i = 0; i < 50000; i++) {
+        strbuf_addf(&text, "%d,Person number %d\n", i, i);
+    }
+    f = fixture_new("cn", text.buf);
+    fixture_open(f);
+    assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_OK);
+    for (;;) {
+        ret = connector_cursor_next(f->c, cur, &item, &err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        read_item_release(&item);
+        if (++n == 10) {
+            assert_int_equal(truncate(f->path, 100), 0);
+        }
+    }
+    assert_int_equal(ret, IDS_EIO);
+    assert_contains(err.msg, "users.csv: the file was truncated while it was read");
+    assert_true(n < 50000);
+    connector_cursor_free(f->c, cur);
+    strbuf_release(&text);
+    fixture_free(f);
 }
 
 /* Large row tables live in a state file beside the store that the
@@ -840,7 +946,7 @@ static void test_delta_state_file(void **state)
     at = strstr(wm, "\n@csv-");
     assert_non_null(at);
     assert_null(strchr(at + 1, '\n')); /* the table is not in the watermark */
-    assert_int_equal(count_state_files(sdir.buf), 1);
+    assert_int_equal(count_files(sdir.buf, ".state"), 1);
     /* one row changed: one add, the table continues in a new file */
     strbuf_reset(&out);
     text.buf[text.len - 2] = 'X';
@@ -849,13 +955,13 @@ static void test_delta_state_file(void **state)
     assert_non_null(wm2);
     assert_contains(out.buf, "Person 499X");
     assert_not_contains(out.buf, "Person 1\"");
-    assert_int_equal(count_state_files(sdir.buf), 2); /* the new one and the one before */
+    assert_int_equal(count_files(sdir.buf, ".state"), 2); /* the new one and the one before */
     strbuf_reset(&out);
     text.buf[text.len - 2] = 'Y';
     free(test_write_file(f->dir, "users.csv", text.buf));
     wm3 = read_delta(f, wm2, &out, &code);
     assert_non_null(wm3);
-    assert_int_equal(count_state_files(sdir.buf), 2);
+    assert_int_equal(count_files(sdir.buf, ".state"), 2);
     /* the file named by wm3, damaged: a full import is asked for */
     at = strstr(wm3, "\n@") + 2;
     strbuf_addf(&spath, "%s/%.*s", sdir.buf, (int)(strchr(at, ' ') - at), at);
@@ -872,6 +978,78 @@ static void test_delta_state_file(void **state)
     free(wm);
     free(wm2);
     free(wm3);
+    strbuf_release(&text);
+    strbuf_release(&out);
+    strbuf_release(&sdir);
+    strbuf_release(&spath);
+    fixture_free(f);
+}
+
+/* A runs file damaged behind the engine's back (same size: a crash before
+ * it reached the disk): the runs a delta read needs are told damaged, its
+ * rows are read as they are now (nothing deleted), and the read leaves no
+ * row tables, so the next one is a full read. */
+static void test_delta_damaged_runs(void **state)
+{
+    struct strbuf text = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf sdir = STRBUF_INIT;
+    struct strbuf spath = STRBUF_INIT;
+    enum ids_err code;
+    struct fixture *f;
+    struct dirent *de;
+    struct stat st;
+    char *zero;
+    char *wm;
+    char *wm2;
+    DIR *d;
+    int fd;
+    int i;
+
+    (void)state;
+    strbuf_addstr(&text, "id,cn\n");
+    for (i = 0; i < 5000; i++) {
+        strbuf_addf(&text, "%d,Person %d\n", i, i);
+    }
+    f = fixture_new("cn", text.buf);
+    strbuf_addf(&sdir, "%s/idsync.db.state", f->dir);
+    fixture_open(f);
+    f->c->state_dir = sdir.buf;
+    wm = read_all(f, &out);
+    d = opendir(sdir.buf);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        if (strstr(de->d_name, ".runs") != NULL) {
+            strbuf_addf(&spath, "%s/%s", sdir.buf, de->d_name);
+        }
+    }
+    closedir(d);
+    assert_true(spath.len > 0);
+    assert_int_equal(stat(spath.buf, &st), 0);
+    zero = xcalloc(1, (size_t)st.st_size);
+    fd = open(spath.buf, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, zero, (size_t)st.st_size), st.st_size);
+    close(fd);
+    free(zero);
+    /* a row in the middle changed: its run is needed */
+    strbuf_reset(&text);
+    strbuf_addstr(&text, "id,cn\n");
+    for (i = 0; i < 5000; i++) {
+        strbuf_addf(&text, i == 2500 ? "%d,Changed %d\n" : "%d,Person %d\n", i, i);
+    }
+    free(test_write_file(f->dir, "users.csv", text.buf));
+    strbuf_reset(&out);
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_int_equal(code, IDS_OK);
+    assert_contains(out.buf, "Changed 2500");
+    assert_not_contains(out.buf, "delete");
+    assert_null(strchr(wm2, '\n')); /* no tables */
+    strbuf_reset(&out);
+    assert_null(read_delta(f, wm2, &out, &code));
+    assert_int_equal(code, IDS_EFULLREQUIRED);
+    free(wm);
+    free(wm2);
     strbuf_release(&text);
     strbuf_release(&out);
     strbuf_release(&sdir);
@@ -1031,7 +1209,7 @@ static char *model_value(struct model *m)
     struct strbuf sb = STRBUF_INIT;
 
     /* now and then a value of two lines (a quoted row of two lines) */
-    strbuf_addf(&sb, model_rand(m, 40) == 0 ? "v%u\nline two" : "v%u",
+    strbuf_addf(&sb, model_rand(m, 400) == 0 ? "v%u\nline two" : "v%u",
                 (unsigned)model_rand(m, 1000000));
     strvec_push_nodup(m->pool, strbuf_detach(&sb, NULL));
     return m->pool->v[m->pool->nr - 1];
@@ -1112,12 +1290,15 @@ static void read_anchors(const char *out, struct strbuf *adds, struct strbuf *de
 /* Delta reads of a file of 3,000 rows edited at random between reads
  * (values changed, rows inserted, deleted and moved, rows of two lines,
  * CRLF and LF line ends, a last line without one) yield exactly the rows a
- * comparison of the two files finds, and leave the row tables a full read
- * of the same file leaves: runs of rows kept whole (aligned or not with the
- * new table's runs) and runs rebuilt row by row agree. */
-static void test_delta_runs_random(void **state)
+ * comparison of the two files finds, and leave the rows a full read of the
+ * same file leaves: runs of rows kept whole (where they were, or taken into
+ * a short run before them) and runs built row by row agree. With state
+ * files (files_dir), runs kept whole stay in the runs files they were in,
+ * and the folder keeps a bounded number of files. */
+static void delta_runs_random(bool files)
 {
     struct fixture *f = fixture_new("cn", NULL);
+    struct strbuf sdir = STRBUF_INIT;
     struct strvec pool;
     struct model m = {.rng = 0x9e3779b97f4a7c15ull, .pool = &pool};
     struct model old = {0};
@@ -1129,14 +1310,20 @@ static void test_delta_runs_random(void **state)
     char *wm;
     size_t i, round;
 
-    (void)state;
     strvec_init(&pool);
     for (i = 0; i < 3000; i++) {
         model_insert(&m, m.n, model_key(&m), model_value(&m), model_rand(&m, 50) == 0);
     }
     model_file(&m, true, &file);
     free(test_write_file(f->dir, "users.csv", file.buf));
+    if (files) {
+        strbuf_addf(&sdir, "%s/idsync.db.state", f->dir);
+        fixture_open(f);
+        f->c->state_dir = sdir.buf;
+        rows_dir = sdir.buf;
+    }
     wm = read_all(f, &out);
+    assert_non_null(strstr(wm, files ? "\n@csv-" : "\n="));
     for (round = 0; round < 30; round++) {
         size_t edits = round % 7 == 3 ? 0 : 1 + (size_t)model_rand(&m, 6);
         bool last_eol = round % 5 != 4;
@@ -1170,6 +1357,10 @@ static void test_delta_runs_random(void **state)
                 model_insert(&m, (size_t)model_rand(&m, m.n + 1), k, v, crlf);
                 break;
             }
+        }
+        if (round % 10 == 5) {
+            /* the first row: the first run is built, the runs after it kept */
+            m.val[0] = model_value(&m);
         }
         strbuf_reset(&file);
         model_file(&m, last_eol, &file);
@@ -1219,6 +1410,11 @@ static void test_delta_runs_random(void **state)
         free(full);
         free(wm);
         wm = wm2;
+        if (files) {
+            /* two indexes (this read's and the one before), a runs file
+             * each for most reads, at most eight runs files per index */
+            assert_in_range(count_files(sdir.buf, NULL), 2, 2 + 2 * 9);
+        }
     }
     free(wm);
     strvec_clear(&pool);
@@ -1233,7 +1429,21 @@ static void test_delta_runs_random(void **state)
     strbuf_release(&got_d);
     strbuf_release(&want_a);
     strbuf_release(&want_d);
+    strbuf_release(&sdir);
+    rows_dir = NULL;
     fixture_free(f);
+}
+
+static void test_delta_runs_random(void **state)
+{
+    (void)state;
+    delta_runs_random(false);
+}
+
+static void test_delta_runs_random_files(void **state)
+{
+    (void)state;
+    delta_runs_random(true);
 }
 
 /* ---- export ----------------------------------------------------------- */
@@ -1515,7 +1725,10 @@ int main(void)
         cmocka_unit_test(test_delta_crlf),
         cmocka_unit_test(test_full_bad_row_then_full),
         cmocka_unit_test(test_delta_duplicates_and_header),
+        cmocka_unit_test(test_read_truncated_while_read),
+        cmocka_unit_test(test_delta_damaged_runs),
         cmocka_unit_test(test_delta_runs_random),
+        cmocka_unit_test(test_delta_runs_random_files),
         cmocka_unit_test(test_export_new_file),
         cmocka_unit_test(test_export_modify_rename_delete),
         cmocka_unit_test(test_export_atomic_without_end),
