@@ -196,6 +196,10 @@ struct old_table {
     size_t nklines, aklines;
     size_t next; /* the old row the next row of the file is expected to be */
     size_t rc;   /* the run that holds it (or one before) */
+    /* rows not kept yet whose key a row read now (not in its old place)
+     * has: kept later, they are duplicates (first in the files wins) */
+    uint32_t *watch;
+    size_t nwatch, awatch;
     /* unsorted tables: rows by key hash (open addressing; row index + 1) */
     uint32_t *kslot;
     size_t kmask;
@@ -250,9 +254,6 @@ struct csv_cursor {
     bool copen, cok;
     uint64_t cstart;
     size_t cfirst;
-    /* delta: rows read now that are not a changed row in its old place (new
-     * keys, rows moved): only then can a kept row's key be a duplicate */
-    size_t moved;
 };
 
 static const char *opt_of(const struct csv_conn *cc, const struct csv_type *t, const char *key)
@@ -525,6 +526,7 @@ static void old_table_release(struct old_table *t)
     free(t->same);
     free(t->taken);
     free(t->klines);
+    free(t->watch);
     free(t->kslot);
     memset(t, 0, sizeof(*t));
 }
@@ -809,6 +811,19 @@ static bool old_taken(const struct old_table *o, size_t j)
 static void old_set_kept(struct old_table *o, size_t j)
 {
     o->same[j / 8] |= (unsigned char)(1u << (j % 8));
+}
+
+/* Is an old row in [lo, hi) watched (a row read now has its key)? */
+static bool old_watched(const struct old_table *o, size_t lo, size_t hi)
+{
+    size_t i;
+
+    for (i = 0; i < o->nwatch; i++) {
+        if (o->watch[i] >= lo && o->watch[i] < hi) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* The line an old row kept by this read is on now (0 when not known). */
@@ -1800,14 +1815,8 @@ static bool skip_run(struct csv_cursor *cur)
         hash64_bulk(r->buf + r->pos, run->csv_len, CSV_RUN_SEED) != run->csv_hash) {
         return false;
     }
-    for (j = o->first[c]; cur->moved > 0 && j < o->first[c + 1]; j++) {
-        struct orow row;
-        uint32_t pline;
-        size_t pti;
-
-        if (!old_row(cur, o, j, &row) || seen_find(cur, row.kh, row.key, row.klen, &pti, &pline)) {
-            return false; /* a duplicate key (reported row by row), or damaged */
-        }
+    if (old_watched(o, o->first[c], o->first[c + 1])) {
+        return false; /* a row read before has a key of it: read row by row */
     }
     if (open == 0 || open >= RUN_SMALL || open + run->nrows > CSV_RUN_MAX) {
         /* the run as it is, after the open run (closed) */
@@ -1861,8 +1870,10 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
         return ids_error_set(err, IDS_EIO, "%s: the row tables are damaged", cc->base.name);
     }
     /* a row read now has this key only if one changed this row in place
-     * or one is not in its old place (keys of the old table are unique) */
-    if ((cur->moved > 0 || old_taken(o, j)) && seen_find(cur, r.kh, r.key, r.klen, &pti, &pline)) {
+     * or one not in its old place has its key (watched: keys of the old
+     * table are unique) */
+    if ((old_taken(o, j) || old_watched(o, j, j + 1)) &&
+        seen_find(cur, r.kh, r.key, r.klen, &pti, &pline)) {
         strbuf_add(&key, r.key, r.klen);
         ret = ids_error_set(err, IDS_EINPUT,
                             "%s:%" PRIu64
@@ -1883,8 +1894,10 @@ done:
     return ret;
 }
 
-/* Delta read: a row read now (entry e) whose key an old row kept earlier
- * in the files has: IDS_EINPUT, the duplicate reported. */
+/* Delta read: a row read now (entry e), not in its old place, whose key an
+ * old row kept earlier in the files has: IDS_EINPUT, the duplicate
+ * reported. An old row of its key not kept yet is watched: kept later, it
+ * is the duplicate. */
 static enum ids_err dup_of_kept(struct csv_cursor *cur, const struct entry *e, uint64_t line,
                                 struct ids_error *err)
 {
@@ -1895,7 +1908,14 @@ static enum ids_err dup_of_kept(struct csv_cursor *cur, const struct entry *e, u
     size_t j;
 
     for (ti = 0; ti < cc->ntypes; ti++) {
-        if (!old_find_key(cur, ti, e->anchor, len, kh, &j) || !old_kept(&cur->old[ti], j)) {
+        struct old_table *o = &cur->old[ti];
+
+        if (!old_find_key(cur, ti, e->anchor, len, kh, &j)) {
+            continue;
+        }
+        if (!old_kept(o, j)) {
+            ALLOC_GROW(o->watch, o->nwatch + 1, o->awatch);
+            o->watch[o->nwatch++] = (uint32_t)j;
             continue;
         }
         cur->unreadable++;
@@ -2171,9 +2191,6 @@ static enum ids_err cursor_next_row(struct csv_cursor *cur, struct read_item *it
             return ret;
         }
         if (clean) {
-            if (cur->delta && !in_place) {
-                cur->moved++; /* before it is in cur->seen: kept rows ask from now on */
-            }
             row_table_add(cur, cur->ti, hash, item->entry->anchor, strlen(item->entry->anchor),
                           cur->rec.line);
             if (cur->collect) {

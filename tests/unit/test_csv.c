@@ -985,6 +985,80 @@ static void test_delta_state_file(void **state)
     fixture_free(f);
 }
 
+/* A duplicate key between a row read now and a row of a run that would be
+ * kept whole: first in the files wins either way, with the keys in order
+ * (found by bisection) or not (through an index of them). */
+static void delta_dup_in_runs(bool sorted)
+{
+    struct strbuf text = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf want = STRBUF_INIT;
+    enum ids_err code;
+    struct fixture *f;
+    char *wm;
+    char *wm2;
+    int i;
+
+    strbuf_addstr(&text, "id,cn\n");
+    for (i = 0; i < 3000; i++) {
+        strbuf_addf(&text, "k%05d,Person %d\n", sorted ? i : (i * 7919) % 3000, i);
+    }
+    f = fixture_new("cn", text.buf);
+    wm = read_all(f, &out);
+    assert_string_equal(out.buf + strlen(out.buf) - 1, "\n");
+    /* a new row at line 3 with the key of the row at line 2002: the row at
+     * line 2003 now (unchanged) is the duplicate */
+    strbuf_reset(&text);
+    strbuf_addstr(&text, "id,cn\n");
+    for (i = 0; i < 3000; i++) {
+        if (i == 1) {
+            strbuf_addf(&text, "k%05d,Early twin\n", sorted ? 2000 : (2000 * 7919) % 3000);
+        }
+        strbuf_addf(&text, "k%05d,Person %d\n", sorted ? i : (i * 7919) % 3000, i);
+    }
+    free(test_write_file(f->dir, "users.csv", text.buf));
+    strbuf_reset(&out);
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_int_equal(code, IDS_OK);
+    assert_contains(out.buf, "Early twin");
+    strbuf_addf(&want, ":2003: column \"id\": duplicate key \"k%05d\" (first at ",
+                sorted ? 2000 : (2000 * 7919) % 3000);
+    assert_contains(out.buf, want.buf);
+    assert_not_contains(out.buf, "delete");
+    free(wm2);
+    /* a new row at the end with the key of the row at line 2: it is the
+     * duplicate (first at line 2) */
+    strbuf_reset(&text);
+    strbuf_addstr(&text, "id,cn\n");
+    for (i = 0; i < 3000; i++) {
+        strbuf_addf(&text, "k%05d,Person %d\n", sorted ? i : (i * 7919) % 3000, i);
+    }
+    strbuf_addf(&text, "k%05d,Late twin\n", 0);
+    free(test_write_file(f->dir, "users.csv", text.buf));
+    strbuf_reset(&out);
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_int_equal(code, IDS_OK);
+    strbuf_reset(&want);
+    strbuf_addstr(&want, ":3002: column \"id\": duplicate key \"k00000\" (first at ");
+    assert_contains(out.buf, want.buf);
+    assert_contains(out.buf, "users.csv:2)");
+    assert_not_contains(out.buf, "add ");
+    assert_not_contains(out.buf, "delete");
+    free(wm2);
+    free(wm);
+    strbuf_release(&text);
+    strbuf_release(&out);
+    strbuf_release(&want);
+    fixture_free(f);
+}
+
+static void test_delta_dup_in_runs(void **state)
+{
+    (void)state;
+    delta_dup_in_runs(true);
+    delta_dup_in_runs(false);
+}
+
 /* A runs file damaged behind the engine's back (same size: a crash before
  * it reached the disk): the runs a delta read needs are told damaged, its
  * rows are read as they are now (nothing deleted), and the read leaves no
@@ -1727,6 +1801,7 @@ int main(void)
         cmocka_unit_test(test_delta_duplicates_and_header),
         cmocka_unit_test(test_read_truncated_while_read),
         cmocka_unit_test(test_delta_damaged_runs),
+        cmocka_unit_test(test_delta_dup_in_runs),
         cmocka_unit_test(test_delta_runs_random),
         cmocka_unit_test(test_delta_runs_random_files),
         cmocka_unit_test(test_export_new_file),
