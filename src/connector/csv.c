@@ -990,6 +990,9 @@ static bool table_sorted(struct csv_cursor *cur, size_t ti)
     struct orow a, b;
     size_t k, i;
 
+    if (cur->old == NULL) {
+        return !rt->unsorted; /* a full read: seen_add compared every key with the one before */
+    }
     for (k = 0; k < rt->nruns; k++) {
         const struct nrun *nr = &rt->runs[k];
 

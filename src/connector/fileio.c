@@ -139,6 +139,26 @@ static void bus_install(void)
     }
 }
 
+#define TRIM_AT (8u << 20)
+
+/* The content hash of a mapped file, a slice at a time, each slice's pages
+ * given back after it (the parse maps them again as it goes): the whole
+ * file is never resident at once. */
+static void hash_mapped(struct file_reader *r)
+{
+    size_t off = 0;
+
+    while (off < r->len) {
+        size_t n = r->len - off < TRIM_AT ? r->len - off : TRIM_AT;
+
+        file_hasher_feed(&r->hasher, r->buf + off, n);
+        if (n == TRIM_AT) {
+            madvise(r->buf + off, n, MADV_DONTNEED);
+        }
+        off += n;
+    }
+}
+
 bool file_reader_map(struct file_reader *r)
 {
     struct stat st;
@@ -163,12 +183,10 @@ bool file_reader_map(struct file_reader *r)
     if (r->count_only) {
         r->hasher.size = (uint64_t)st.st_size;
     } else {
-        file_hasher_feed(&r->hasher, r->buf, r->len);
+        hash_mapped(r);
     }
     return true;
 }
-
-#define TRIM_AT (8u << 20)
 
 void file_reader_trim(struct file_reader *r)
 {
