@@ -162,8 +162,9 @@ struct row_table {
     bool unsorted; /* a key was not greater than the one before: rows are in cur->seen */
     uint64_t cfg;  /* hash of the header and configuration (row_cfg_hash) */
     bool have_cfg;
-    /* the entries of runs built: an old row kept (its index) or a row read
-     * now (SEQ_NEW | its index above) */
+    /* delta: the entries of runs built, an old row kept (its index) or a row
+     * read now (SEQ_NEW | its index above); a full read's are implicit
+     * (run_entry) */
     uint32_t *seq;
     size_t nseq, aseq;
     struct nrun *runs;
@@ -950,6 +951,15 @@ static void state_prefix(const struct csv_conn *cc, struct strbuf *out)
     strbuf_addf(out, "csv-%016" PRIx64, hash64(cc->base.name, strlen(cc->base.name), 0));
 }
 
+/* Entry i of built run nr of rt: an old row kept (its index) or a row read
+ * now (SEQ_NEW | its index). A full read's runs are the rows read, in
+ * order: their entries are not stored. */
+static uint32_t run_entry(const struct csv_cursor *cur, const struct row_table *rt,
+                          const struct nrun *nr, size_t i)
+{
+    return cur->old == NULL ? (uint32_t)(nr->first + i) | SEQ_NEW : rt->seq[nr->first + i];
+}
+
 /* Entry e of a built run: its row. false when it is an old row of a
  * damaged run. */
 static bool entry_row(struct csv_cursor *cur, size_t ti, uint32_t e, struct orow *r)
@@ -978,7 +988,7 @@ static bool run_edge_row(struct csv_cursor *cur, size_t ti, size_t k, bool last,
 
         return old_row(cur, o, last ? o->first[nr->old_c + 1] - 1 : o->first[nr->old_c], r);
     }
-    return entry_row(cur, ti, cur->rows[ti].seq[nr->first + (last ? nr->rec.nrows - 1 : 0)], r);
+    return entry_row(cur, ti, run_entry(cur, &cur->rows[ti], nr, last ? nr->rec.nrows - 1 : 0), r);
 }
 
 /* Are the keys of the new table of type ti in increasing order? Runs kept
@@ -1002,8 +1012,8 @@ static bool table_sorted(struct csv_cursor *cur, size_t ti)
             }
         } else {
             for (i = 1; i < nr->rec.nrows; i++) {
-                if (!entry_row(cur, ti, rt->seq[nr->first + i - 1], &a) ||
-                    !entry_row(cur, ti, rt->seq[nr->first + i], &b) ||
+                if (!entry_row(cur, ti, run_entry(cur, rt, nr, i - 1), &a) ||
+                    !entry_row(cur, ti, run_entry(cur, rt, nr, i), &b) ||
                     key_cmp(a.key, a.klen, b.key, b.klen) >= 0) {
                     return false;
                 }
@@ -1073,7 +1083,7 @@ static void write_tables(struct csv_cursor *cur)
             for (i = 0; i < nr->rec.nrows; i++) {
                 struct orow r;
 
-                if (!entry_row(cur, ti, rt->seq[nr->first + i], &r)) {
+                if (!entry_row(cur, ti, run_entry(cur, rt, nr, i), &r)) {
                     ret = ids_error_set(&err, IDS_EIO, "a run of the row tables is damaged");
                     break;
                 }
@@ -1712,13 +1722,18 @@ static void run_open(struct csv_cursor *cur)
     cur->copen = true;
     cur->cok = true;
     cur->cstart = file_reader_tell(&cur->r);
-    cur->cfirst = cur->rows[cur->ti].nseq;
+    cur->cfirst = cur->old == NULL ? cur->rows[cur->ti].nr : cur->rows[cur->ti].nseq;
     cur->r.keep = cur->cstart;
 }
 
 static size_t run_rows(const struct csv_cursor *cur)
 {
-    return cur->copen ? cur->rows[cur->ti].nseq - cur->cfirst : 0;
+    const struct row_table *rt = &cur->rows[cur->ti];
+
+    if (!cur->copen) {
+        return 0;
+    }
+    return (cur->old == NULL ? rt->nr : rt->nseq) - cur->cfirst;
 }
 
 static struct nrun *run_push(struct row_table *rt)
@@ -2196,8 +2211,10 @@ static enum ids_err cursor_next_row(struct csv_cursor *cur, struct read_item *it
         if (clean) {
             row_table_add(cur, cur->ti, hash, item->entry->anchor, strlen(item->entry->anchor),
                           cur->rec.line);
-            if (cur->collect) {
+            if (cur->old != NULL) {
                 seq_push(&cur->rows[cur->ti], (uint32_t)(cur->rows[cur->ti].nr - 1) | SEQ_NEW);
+            }
+            if (cur->collect) {
                 run_row(cur, one_line);
             }
         }

@@ -139,7 +139,7 @@ static void bus_install(void)
     }
 }
 
-#define TRIM_AT (8u << 20)
+#define TRIM_AT (2u << 20)
 
 /* The content hash of a mapped file, a slice at a time, each slice's pages
  * given back after it (the parse maps them again as it goes): the whole

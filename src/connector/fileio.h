@@ -83,7 +83,7 @@ bool file_reader_fill(struct file_reader *r);
  * to sigsetjmp(env, 1) with 1. */
 bool file_reader_map(struct file_reader *r);
 /* Mapped: give back the pages of the file read (before the next byte and
- * r->keep), a few MiB at a time, so that a read keeps a window of the file
+ * r->keep), 2 MiB at a time, so that a read keeps a window of the file
  * resident, not all of it. */
 void file_reader_trim(struct file_reader *r);
 void file_bus_catch(sigjmp_buf *env);
