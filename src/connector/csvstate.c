@@ -272,8 +272,8 @@ void csv_writer_init(struct csv_state_writer *w, const char *dir, const char *pr
         if (kept == NULL || kept[i] == 0) {
             continue;
         }
-        w->rewrite[i] = dir == NULL || old->files[i].name == NULL || 2 * kept[i] < old->files[i].size ||
-                        (used + 1 > FILES_MAX && i != big);
+        w->rewrite[i] = dir == NULL || old->files[i].name == NULL ||
+                        2 * kept[i] < old->files[i].size || (used + 1 > FILES_MAX && i != big);
     }
 }
 
@@ -345,6 +345,11 @@ static uint64_t blobs_put(struct csv_state_writer *w, const void *p, size_t len)
 void csv_writer_blob_row(struct csv_state_writer *w, uint64_t hash, uint64_t kh, const char *key,
                          uint32_t klen)
 {
+    if (w->b_k == CSV_RUN_MAX) {
+        /* not reached: no run is built longer */
+        w->ret = ids_error_set(&w->err, IDS_EINVAL, "a run of more than %u rows", CSV_RUN_MAX);
+        return;
+    }
     if (w->b_k == 0) {
         strbuf_reset(&w->b_keys);
     }
@@ -353,11 +358,6 @@ void csv_writer_blob_row(struct csv_state_writer *w, uint64_t hash, uint64_t kh,
     w->b_koff[w->b_k] = (uint32_t)w->b_keys.len;
     strbuf_add(&w->b_keys, key, klen);
     w->b_k++;
-}
-
-size_t csv_writer_blob_rows(const struct csv_state_writer *w)
-{
-    return w->b_k;
 }
 
 void csv_writer_blob_end(struct csv_state_writer *w, struct csv_run *r)
@@ -394,8 +394,7 @@ void csv_writer_keep(struct csv_state_writer *w, struct csv_run *r)
     if (w->old_no[i] == 0) {
         ALLOC_GROW(w->files, w->nfiles + 1, w->afiles);
         memset(&w->files[w->nfiles], 0, sizeof(w->files[w->nfiles]));
-        memcpy(w->files[w->nfiles].name, w->old->files[i].name,
-               strlen(w->old->files[i].name) + 1);
+        memcpy(w->files[w->nfiles].name, w->old->files[i].name, strlen(w->old->files[i].name) + 1);
         w->files[w->nfiles].size = w->old->files[i].size;
         w->old_no[i] = (uint32_t)++w->nfiles;
     }
@@ -454,7 +453,8 @@ static void prune(struct csv_state_writer *w, const char *index, const char *old
             size_t len = strlen(names.v[i]);
 
             if (len > 6 && strcmp(names.v[i] + len - 6, ".state") == 0 &&
-                strcmp(names.v[i], index) != 0 && (newest == NULL || strcmp(names.v[i], newest) > 0)) {
+                strcmp(names.v[i], index) != 0 &&
+                (newest == NULL || strcmp(names.v[i], newest) > 0)) {
                 newest = names.v[i];
             }
         }
@@ -499,6 +499,10 @@ enum ids_err csv_writer_end(struct csv_state_writer *w, const char *old_index, s
     if (w->have_new) {
         w->files[w->new_no].size = w->written + w->blobs.len;
     }
+    if (w->dir == NULL && w->ret != IDS_OK) {
+        ret = ids_error_set(err, w->ret, "%s", w->err.msg);
+        goto done;
+    }
     if (w->dir == NULL) {
         /* inline: the index, then the blobs */
         index_head_put(w, &out);
@@ -518,9 +522,9 @@ enum ids_err csv_writer_end(struct csv_state_writer *w, const char *old_index, s
         goto fail;
     }
     if (w->have_new) {
-        size_t nlen = strlen(w->blobs_name);
+        size_t nlen = w->blobs_name != NULL ? strlen(w->blobs_name) : SIZE_MAX;
 
-        if (w->blobs_name == NULL || nlen >= sizeof(w->files[0].name)) {
+        if (nlen >= sizeof(w->files[0].name)) {
             ret = ids_error_set(err, IDS_EIO, "state file name too long");
             goto fail;
         }

@@ -103,8 +103,8 @@ struct csv_blob {
  * used) with ntypes tables, mapping the runs files it names from dir (NULL:
  * the blobs must follow the index). false, *why set, when it is not a
  * complete index of this version or a runs file is missing or short. */
-bool csv_state_open(struct csv_state *st, const void *p, size_t len, const char *dir,
-                    size_t ntypes, const char **why);
+bool csv_state_open(struct csv_state *st, const void *p, size_t len, const char *dir, size_t ntypes,
+                    const char **why);
 void csv_state_close(struct csv_state *st);
 /* Run r's rows, its blob checked against its hash and its offsets: false
  * when damaged. */
@@ -150,7 +150,6 @@ void csv_writer_release(struct csv_state_writer *w);
 /* Build a blob row by row, then csv_writer_blob_end fills r's blob fields. */
 void csv_writer_blob_row(struct csv_state_writer *w, uint64_t hash, uint64_t kh, const char *key,
                          uint32_t klen);
-size_t csv_writer_blob_rows(const struct csv_state_writer *w);
 void csv_writer_blob_end(struct csv_state_writer *w, struct csv_run *r);
 /* A run of old kept whole: r (its old record) is pointed at where its blob
  * is in the new tables. */
