@@ -83,6 +83,11 @@ bool csv_state_open(struct csv_state *st, const void *base, size_t len, const ch
 
     memset(st, 0, sizeof(*st));
     *why = "left an unreadable watermark";
+    if (len >= 12 && memcmp(p, STATE_MAGIC, 8) == 0 &&
+        memcmp(p + 8, &(uint32_t){STATE_VERSION}, 4) != 0) {
+        *why = "left row tables of another version of idsync";
+        return false;
+    }
     if (((uintptr_t)base & 7u) != 0 || !index_head(p, len, &nt, &nf) || nt != ntypes) {
         return false;
     }

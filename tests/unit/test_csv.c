@@ -751,6 +751,20 @@ static void test_delta_watermark(void **state)
     assert_null(read_delta(f, "csv1:13:0123456789abcdef", &out, &code));
     assert_int_equal(code, IDS_EFULLREQUIRED);
     assert_contains(out.buf, "older version");
+    /* row tables of version 2 (before runs files): a full import, saying why */
+    {
+        static const unsigned char v2[32] = {'I', 'D', 'S', 'Y', 'N', 'C', 'R', 'T', 2,
+                                             0,   0,   0,   4,   3,   2,   1,   1};
+        struct strbuf old = STRBUF_INIT;
+
+        strbuf_addstr(&old, "csv4:23:0123456789abcdef:0\n=");
+        base64_encode(&old, v2, sizeof(v2));
+        strbuf_reset(&out);
+        assert_null(read_delta(f, old.buf, &out, &code));
+        assert_int_equal(code, IDS_EFULLREQUIRED);
+        assert_contains(out.buf, "row tables of another version of idsync");
+        strbuf_release(&old);
+    }
     /* same file: nothing, same watermark */
     strbuf_reset(&out);
     wm2 = read_delta(f, wm, &out, &code);
