@@ -930,6 +930,23 @@ static void test_read_truncated_while_read(void **state)
     fixture_free(f);
 }
 
+/* A file of 5,000 rows (text) read with a state folder (sdir). */
+static struct fixture *state_fixture(struct strbuf *text, struct strbuf *sdir)
+{
+    struct fixture *f;
+    int i;
+
+    strbuf_addstr(text, "id,cn\n");
+    for (i = 0; i < 5000; i++) {
+        strbuf_addf(text, "%d,Person %d\n", i, i);
+    }
+    f = fixture_new("cn", text->buf);
+    strbuf_addf(sdir, "%s/idsync.db.state", f->dir);
+    fixture_open(f);
+    f->c->state_dir = sdir->buf;
+    return f;
+}
+
 /* Large row tables live in a state file beside the store that the
  * watermark names with its length and hash: deltas work through it, old
  * files are removed, a missing or damaged file asks for a full import. */
@@ -945,17 +962,9 @@ static void test_delta_state_file(void **state)
     char *wm2;
     char *wm3;
     const char *at;
-    int i;
 
     (void)state;
-    strbuf_addstr(&text, "id,cn\n");
-    for (i = 0; i < 5000; i++) {
-        strbuf_addf(&text, "%d,Person %d\n", i, i);
-    }
-    f = fixture_new("cn", text.buf);
-    strbuf_addf(&sdir, "%s/idsync.db.state", f->dir);
-    fixture_open(f);
-    f->c->state_dir = sdir.buf;
+    f = state_fixture(&text, &sdir);
     wm = read_all(f, &out);
     at = strstr(wm, "\n@csv-");
     assert_non_null(at);
@@ -1095,14 +1104,7 @@ static void test_delta_damaged_runs(void **state)
     int i;
 
     (void)state;
-    strbuf_addstr(&text, "id,cn\n");
-    for (i = 0; i < 5000; i++) {
-        strbuf_addf(&text, "%d,Person %d\n", i, i);
-    }
-    f = fixture_new("cn", text.buf);
-    strbuf_addf(&sdir, "%s/idsync.db.state", f->dir);
-    fixture_open(f);
-    f->c->state_dir = sdir.buf;
+    f = state_fixture(&text, &sdir);
     wm = read_all(f, &out);
     d = opendir(sdir.buf);
     assert_non_null(d);
