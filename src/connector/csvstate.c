@@ -244,7 +244,6 @@ void csv_writer_init(struct csv_state_writer *w, const char *dir, const char *pr
 {
     size_t i;
     size_t used = 0;
-    size_t big = SIZE_MAX;
 
     memset(w, 0, sizeof(*w));
     w->dir = dir;
@@ -261,24 +260,31 @@ void csv_writer_init(struct csv_state_writer *w, const char *dir, const char *pr
     w->old_no = xcalloc(old->nfiles + 1, sizeof(*w->old_no));
     w->rewrite = xcalloc(old->nfiles + 1, sizeof(*w->rewrite));
     /* Old runs files stay where they are while at least half of each is
-     * still used, and there are at most FILES_MAX of them with the new one:
-     * then the file used the most stays and the others are written again
-     * (the runs they hold for this index). Inline: everything is. */
+     * still used. Past FILES_MAX with the new one, the runs of the files
+     * used the least are copied into the new one until half of that many
+     * are left (the large files stay: a delta copies what a few deltas
+     * wrote, not the base). Inline: everything is copied. */
     for (i = 0; i < old->nfiles; i++) {
         if (kept == NULL || kept[i] == 0) {
             continue;
         }
-        used++;
-        if (big == SIZE_MAX || kept[i] > kept[big]) {
-            big = i;
-        }
+        w->rewrite[i] =
+            dir == NULL || old->files[i].name == NULL || 2 * kept[i] < old->files[i].size;
+        used += !w->rewrite[i]; /* files that stay */
     }
-    for (i = 0; i < old->nfiles; i++) {
-        if (kept == NULL || kept[i] == 0) {
-            continue;
+    if (used + 1 <= FILES_MAX) {
+        return;
+    }
+    while (used + 1 > FILES_MAX / 2) {
+        size_t least = SIZE_MAX;
+
+        for (i = 0; i < old->nfiles; i++) {
+            if (kept[i] > 0 && !w->rewrite[i] && (least == SIZE_MAX || kept[i] < kept[least])) {
+                least = i;
+            }
         }
-        w->rewrite[i] = dir == NULL || old->files[i].name == NULL ||
-                        2 * kept[i] < old->files[i].size || (used + 1 > FILES_MAX && i != big);
+        w->rewrite[least] = true;
+        used--;
     }
 }
 

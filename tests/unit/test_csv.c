@@ -875,6 +875,17 @@ static void test_delta_unchanged_by_stat(void **state)
     fixture_free(f);
 }
 
+/* How many times needle occurs in hay. */
+static size_t count_substr(const char *hay, const char *needle)
+{
+    size_t n = 0;
+
+    for (hay = strstr(hay, needle); hay != NULL; hay = strstr(hay + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
 /* Files of dir whose name has `part` (NULL: every file). */
 static int count_files(const char *dir, const char *part)
 {
@@ -1080,6 +1091,63 @@ static void test_delta_dup_in_runs(void **state)
     (void)state;
     delta_dup_in_runs(true);
     delta_dup_in_runs(false);
+}
+
+/* Many small deltas of a big file: each writes a small runs file and keeps
+ * the base; past eight runs files the least used are copied into the next
+ * one, so the folder stays small and every run stays readable. */
+static void test_delta_runs_files_bounded(void **state)
+{
+    struct strbuf text = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf sdir = STRBUF_INIT;
+    struct strbuf want = STRBUF_INIT;
+    enum ids_err code;
+    struct fixture *f;
+    char *wm;
+    char *full;
+    int round, i;
+
+    (void)state;
+    f = state_fixture(&text, &sdir);
+    rows_dir = sdir.buf;
+    wm = read_all(f, &out);
+    for (round = 1; round <= 20; round++) {
+        char *wm2;
+
+        strbuf_reset(&text);
+        strbuf_addstr(&text, "id,cn\n");
+        for (i = 0; i < 5000; i++) {
+            /* row 200 * r changed in round r and stays changed */
+            if (i % 200 == 0 && i / 200 >= 1 && i / 200 <= round) {
+                strbuf_addf(&text, "%d,Changed %d\n", i, i);
+            } else {
+                strbuf_addf(&text, "%d,Person %d\n", i, i);
+            }
+        }
+        free(test_write_file(f->dir, "users.csv", text.buf));
+        strbuf_reset(&out);
+        wm2 = read_delta(f, wm, &out, &code);
+        assert_int_equal(code, IDS_OK);
+        strbuf_reset(&want);
+        strbuf_addf(&want, "Changed %d\"", 200 * round);
+        assert_contains(out.buf, want.buf);
+        assert_int_equal(count_substr(out.buf, "add "), 1);
+        assert_in_range(count_files(sdir.buf, ".runs"), 1, 9);
+        free(wm);
+        wm = wm2;
+    }
+    strbuf_reset(&out);
+    full = read_all(f, &out);
+    assert_wm_equal(wm, full);
+    free(full);
+    free(wm);
+    rows_dir = NULL;
+    strbuf_release(&text);
+    strbuf_release(&out);
+    strbuf_release(&sdir);
+    strbuf_release(&want);
+    fixture_free(f);
 }
 
 /* A runs file damaged behind the engine's back (same size: a crash before
@@ -1817,6 +1885,7 @@ int main(void)
         cmocka_unit_test(test_delta_duplicates_and_header),
         cmocka_unit_test(test_read_truncated_while_read),
         cmocka_unit_test(test_delta_damaged_runs),
+        cmocka_unit_test(test_delta_runs_files_bounded),
         cmocka_unit_test(test_delta_dup_in_runs),
         cmocka_unit_test(test_delta_runs_random),
         cmocka_unit_test(test_delta_runs_random_files),
