@@ -190,6 +190,7 @@ struct old_table {
     struct csv_blob *blob;    /* per run, once loaded */
     unsigned char *state;     /* per run: 0 not loaded, 1 loaded, 2 damaged */
     unsigned char *whole;     /* per run: kept whole by this read */
+    unsigned char *touched;   /* per run: a row of it kept or taken one by one */
     uint32_t *wline;          /* per run kept whole: the line of its first row */
     unsigned char *same;      /* bit per row: read again with the same bytes (kept) */
     unsigned char *taken;     /* bit per row: a row read now changed it in place */
@@ -523,6 +524,7 @@ static void old_table_release(struct old_table *t)
     free(t->blob);
     free(t->state);
     free(t->whole);
+    free(t->touched);
     free(t->wline);
     free(t->same);
     free(t->taken);
@@ -812,6 +814,14 @@ static bool old_taken(const struct old_table *o, size_t j)
 static void old_set_kept(struct old_table *o, size_t j)
 {
     o->same[j / 8] |= (unsigned char)(1u << (j % 8));
+    o->touched[old_run_of(o, j)] = 1;
+}
+
+/* Old row j was changed in place by a row read now. */
+static void old_set_taken(struct old_table *o, size_t j)
+{
+    o->taken[j / 8] |= (unsigned char)(1u << (j % 8));
+    o->touched[old_run_of(o, j)] = 1;
 }
 
 /* Is an old row in [lo, hi) watched (a row read now has its key)? */
@@ -1161,6 +1171,7 @@ static bool load_tables(struct csv_cursor *cur, const char *p, const char *end, 
         o->blob = xcalloc(o->nruns + 1, sizeof(*o->blob));
         o->state = xcalloc(o->nruns + 1, 1);
         o->whole = xcalloc(o->nruns + 1, 1);
+        o->touched = xcalloc(o->nruns + 1, 1);
         o->wline = xcalloc(o->nruns + 1, sizeof(*o->wline));
         o->same = xcalloc(o->n / 8 + 1, 1);
         o->taken = xcalloc(o->n / 8 + 1, 1);
@@ -1824,10 +1835,8 @@ static bool skip_run(struct csv_cursor *cur)
         return false;
     }
     run = &o->runs[c];
-    for (j = o->first[c]; j < o->first[c + 1]; j++) {
-        if (((o->same[j / 8] >> (j % 8)) & 1u) != 0 || old_taken(o, j)) {
-            return false; /* a row of it is earlier in the file: read row by row */
-        }
+    if (o->touched[c]) {
+        return false; /* a row of it is earlier in the file: read row by row */
     }
     if (!file_reader_need(r, run->csv_len) ||
         hash64_bulk(r->buf + r->pos, run->csv_len, CSV_RUN_SEED) != run->csv_hash) {
@@ -2187,7 +2196,7 @@ static enum ids_err cursor_next_row(struct csv_cursor *cur, struct read_item *it
                 continue;
             }
             if (in_place) {
-                o->taken[o->next / 8] |= (unsigned char)(1u << (o->next % 8));
+                old_set_taken(o, o->next);
                 o->next++;
             }
         }
