@@ -817,6 +817,16 @@ static void old_set_kept(struct old_table *o, size_t j)
     o->touched[old_run_of(o, j)] = 1;
 }
 
+/* Old row j is read again one by one, on `line` now. */
+static void old_keep_row(struct old_table *o, size_t j, uint64_t line)
+{
+    old_set_kept(o, j);
+    ALLOC_GROW(o->klines, o->nklines + 1, o->aklines);
+    o->klines[o->nklines].row = (uint32_t)j;
+    o->klines[o->nklines].line = (uint32_t)line;
+    o->nklines++;
+}
+
 /* Old row j was changed in place by a row read now. */
 static void old_set_taken(struct old_table *o, size_t j)
 {
@@ -1835,15 +1845,14 @@ static bool skip_run(struct csv_cursor *cur)
         return false;
     }
     run = &o->runs[c];
-    if (o->touched[c]) {
-        return false; /* a row of it is earlier in the file: read row by row */
+    if (o->touched[c] || old_watched(o, o->first[c], o->first[c + 1])) {
+        /* a row of it is earlier in the file, or a row read before has a
+         * key of it: read row by row */
+        return false;
     }
     if (!file_reader_need(r, run->csv_len) ||
         hash64_bulk(r->buf + r->pos, run->csv_len, CSV_RUN_SEED) != run->csv_hash) {
         return false;
-    }
-    if (old_watched(o, o->first[c], o->first[c + 1])) {
-        return false; /* a row read before has a key of it: read row by row */
     }
     if (open == 0 || open >= RUN_SMALL || open + run->nrows > CSV_RUN_MAX) {
         /* the run as it is, after the open run (closed) */
@@ -1862,12 +1871,8 @@ static bool skip_run(struct csv_cursor *cur)
          * after the open run's) */
         for (x = 0; x < run->nrows; x++) {
             j = o->first[c] + x;
-            old_set_kept(o, j);
+            old_keep_row(o, j, cur->line + x);
             seq_push(rt, (uint32_t)j);
-            ALLOC_GROW(o->klines, o->nklines + 1, o->aklines);
-            o->klines[o->nklines].row = (uint32_t)j;
-            o->klines[o->nklines].line = (uint32_t)(cur->line + x);
-            o->nklines++;
         }
     }
     r->pos += run->csv_len;
@@ -1910,11 +1915,7 @@ static enum ids_err keep_old(struct csv_cursor *cur, size_t j, uint64_t line, st
         cur->unreadable++;
         goto done;
     }
-    old_set_kept(o, j);
-    ALLOC_GROW(o->klines, o->nklines + 1, o->aklines);
-    o->klines[o->nklines].row = (uint32_t)j;
-    o->klines[o->nklines].line = (uint32_t)line;
-    o->nklines++;
+    old_keep_row(o, j, line);
     seq_push(&cur->rows[cur->ti], (uint32_t)j);
 done:
     strbuf_release(&key);
