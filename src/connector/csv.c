@@ -1729,8 +1729,10 @@ static size_t find_old(struct csv_cursor *cur, uint64_t h, const char *key, size
 /* ---- the runs a read builds ----------------------------------------------
  *
  * Every read puts the rows of the table it leaves in runs of CSV_RUN_ROWS
- * (csvstate.h), each with the hash of its bytes in the file, hashed once as
- * they pass through the read buffer, which keeps them (r.keep). A delta
+ * (csvstate.h), each with the hash of its bytes in the file, hashed once
+ * where they are in the mapped file (r.keep: their pages are not given back
+ * before; a file read through a buffer instead, when it cannot be mapped,
+ * leaves runs that cannot be kept whole, read row by row). A delta
  * read where the first row of an old run is expected hashes that many
  * bytes there: the same hash keeps the run's rows without parsing, hashing
  * or comparing them one by one, and the run with its rows' data where it

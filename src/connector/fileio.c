@@ -98,7 +98,6 @@ enum ids_err file_reader_open(struct file_reader *r, const char *path, struct id
     r->path = xstrdup(path);
     r->limit = UINT64_MAX;
     r->buf = xmalloc(READ_BUF_SIZE);
-    r->cap = READ_BUF_SIZE;
     r->keep = UINT64_MAX;
     file_hasher_init(&r->hasher);
     return IDS_OK;
@@ -176,7 +175,6 @@ bool file_reader_map(struct file_reader *r)
     bus_install();
     free(r->buf);
     r->buf = m;
-    r->cap = (size_t)st.st_size;
     r->len = (size_t)st.st_size;
     r->pos = 0;
     r->mapped = true;
@@ -219,7 +217,7 @@ void file_reader_close(struct file_reader *r)
     free(r->path);
     r->path = NULL;
     if (r->mapped) {
-        munmap(r->buf, r->cap);
+        munmap(r->buf, r->len);
     } else {
         free(r->buf);
     }
@@ -230,47 +228,25 @@ void file_reader_close(struct file_reader *r)
     file_hasher_release(&r->hasher);
 }
 
-/* Read more bytes after those in the buffer: at least room bytes of space
- * after the ones kept (from the next byte on, or from r->keep when that is
- * earlier and in the buffer), which move to its start. */
-static bool fill_more(struct file_reader *r, size_t room)
+bool file_reader_fill(struct file_reader *r)
 {
-    uint64_t from = r->off + r->pos;
-    uint64_t at;
-    size_t drop;
-    size_t want;
     ssize_t n;
+    size_t want = READ_BUF_SIZE;
 
     if (r->fd < 0 || r->err != 0 || r->mapped) {
         return false; /* a mapping holds the whole file */
     }
-    if (r->keep >= r->off && r->keep < from) {
-        from = r->keep;
-    }
-    if (from > r->off + r->len) {
-        from = r->off + r->len; /* after a seek past the buffer */
-    }
-    drop = (size_t)(from - r->off);
-    if (drop > 0 && r->len > drop) {
-        memmove(r->buf, r->buf + drop, r->len - drop);
-    }
-    r->len = r->len > drop ? r->len - drop : 0;
-    r->pos = r->pos > drop ? r->pos - drop : 0;
-    r->off = from;
-    if (r->cap - r->len < room) {
-        r->cap = r->len + room;
-        r->buf = xrealloc(r->buf, r->cap);
-    }
-    at = r->off + r->len;
-    if (at >= r->limit) {
+    r->off += r->len;
+    r->pos = 0;
+    r->len = 0;
+    if (r->off >= r->limit) {
         return false;
     }
-    want = r->cap - r->len;
-    if (r->limit - at < want) {
-        want = (size_t)(r->limit - at);
+    if (r->limit - r->off < want) {
+        want = (size_t)(r->limit - r->off);
     }
     do {
-        n = pread(r->fd, r->buf + r->len, want, (off_t)at);
+        n = pread(r->fd, r->buf, want, (off_t)r->off);
     } while (n < 0 && errno == EINTR);
     if (n < 0) {
         r->err = errno;
@@ -279,34 +255,23 @@ static bool fill_more(struct file_reader *r, size_t room)
     if (n == 0) {
         return false;
     }
-    r->len += (size_t)n;
+    r->len = (size_t)n;
     /* hash only bytes not hashed before, in order */
-    if (at + (uint64_t)n > r->hasher.size && at <= r->hasher.size) {
-        size_t skip = (size_t)(r->hasher.size - at);
+    if (r->off + r->len > r->hasher.size && r->off <= r->hasher.size) {
+        size_t skip = (size_t)(r->hasher.size - r->off);
 
         if (r->count_only) {
-            r->hasher.size = at + (uint64_t)n;
+            r->hasher.size = r->off + r->len;
         } else {
-            file_hasher_feed(&r->hasher, r->buf + (r->len - (size_t)n) + skip, (size_t)n - skip);
+            file_hasher_feed(&r->hasher, r->buf + skip, r->len - skip);
         }
     }
     return true;
 }
 
-bool file_reader_fill(struct file_reader *r)
+bool file_reader_need(const struct file_reader *r, size_t n)
 {
-    return fill_more(r, READ_BUF_SIZE);
-}
-
-bool file_reader_need(struct file_reader *r, size_t n)
-{
-    while (r->len - r->pos < n) {
-        if (!fill_more(r, n - (r->len - r->pos) > READ_BUF_SIZE ? n - (r->len - r->pos)
-                                                                : READ_BUF_SIZE)) {
-            return false;
-        }
-    }
-    return true;
+    return r->len - r->pos >= n;
 }
 
 void file_reader_seek(struct file_reader *r, uint64_t off)

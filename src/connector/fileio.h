@@ -1,9 +1,11 @@
 /* fileio.h - private helpers of the file connectors (csv.c, ldif.c).
  *
- * - struct file_reader: a buffered reader over a file descriptor that feeds
- *   every byte, once and in file order, to a content hasher, so that the
- *   watermark of a read is the hash of exactly the bytes that were parsed
- *   (a reader may seek back to re-parse; bytes are hashed only once).
+ * - struct file_reader: a buffered reader over a file descriptor (or the
+ *   file mapped, file_reader_map) that feeds every byte, once and in file
+ *   order, to a content hasher, so that the watermark of a read is the hash
+ *   of exactly the bytes that were parsed (a reader may seek back to
+ *   re-parse; bytes are hashed only once), or only counts them.
+ * - state files in the engine's state folder: created, mapped, listed.
  * - the content hash: hash64 chained over 64 KiB blocks from offset 0, so
  *   the hash of a file's first N bytes can be recomputed later (LDIF delta).
  * - watermarks "SIZE:HASH" (HASH 16 lower-case hex digits), "-" for a
@@ -58,10 +60,8 @@ struct file_reader {
     struct file_hasher hasher;
     int err;        /* errno of a failed read, 0 if none */
     uint64_t limit; /* read nothing at or past this offset (UINT64_MAX: no limit) */
-    size_t cap;     /* bytes allocated at buf */
-    /* a refill keeps the bytes from this offset on in the buffer, when
-     * they are in it (UINT64_MAX: none): a caller that hashes a run of
-     * rows at once sets it at the run's start (file_reader_need) */
+    /* pages from this offset on are not given back (file_reader_trim):
+     * the caller still hashes them (UINT64_MAX: none) */
     uint64_t keep;
     bool count_only; /* the hasher only counts bytes: no content hash */
     bool mapped;     /* buf is the file mapped (file_reader_map) */
@@ -87,10 +87,10 @@ bool file_reader_map(struct file_reader *r);
  * resident, not all of it. */
 void file_reader_trim(struct file_reader *r);
 void file_bus_catch(sigjmp_buf *env);
-/* Make at least n bytes from the next byte on readable at buf + pos in one
- * piece (the buffer grows as needed); false when the file (or the limit)
- * ends before, or on a read error. */
-bool file_reader_need(struct file_reader *r, size_t n);
+/* Are n bytes from the next byte on at buf + pos, in one piece? Always
+ * the rest of a mapped file; of a read buffer only what it holds (the CSV
+ * reader keeps runs of rows whole only when mapped). */
+bool file_reader_need(const struct file_reader *r, size_t n);
 
 /* Next byte, or -1 at end of file (or on a read error: check r->err). */
 static inline int file_reader_getc(struct file_reader *r)
