@@ -12,9 +12,9 @@
  * new runs file with the runs it built (rows changed, new, or next to
  * them) and an index naming, for every run, its runs file: a million
  * unchanged rows cost a few hundred kilobytes of index, not their 28 MB of
- * rows again. When the runs files an index names hold too much that no run
- * uses any more, or there are too many of them, the runs are written again
- * into one (csv_state_writer decides).
+ * rows again. A runs file less than half used has its runs copied into the
+ * new one; past eight runs files, so have the least used until four are
+ * left (csv_writer_init decides).
  *
  * Files, in the engine's state folder, mode 0600: "PREFIX-GEN.state" (an
  * index) and "PREFIX-GEN.runs" (a runs file), GEN ordering them by

@@ -941,16 +941,27 @@ static void test_read_truncated_while_read(void **state)
     fixture_free(f);
 }
 
+/* 5,000 rows "I,Person I" into text (reset first), row I "I,Changed I"
+ * when I is step, 2 * step ... upto * step. */
+static void people_text(struct strbuf *text, int step, int upto)
+{
+    int i;
+
+    strbuf_reset(text);
+    strbuf_addstr(text, "id,cn\n");
+    for (i = 0; i < 5000; i++) {
+        bool changed = i > 0 && i % step == 0 && i / step <= upto;
+
+        strbuf_addf(text, changed ? "%d,Changed %d\n" : "%d,Person %d\n", i, i);
+    }
+}
+
 /* A file of 5,000 rows (text) read with a state folder (sdir). */
 static struct fixture *state_fixture(struct strbuf *text, struct strbuf *sdir)
 {
     struct fixture *f;
-    int i;
 
-    strbuf_addstr(text, "id,cn\n");
-    for (i = 0; i < 5000; i++) {
-        strbuf_addf(text, "%d,Person %d\n", i, i);
-    }
+    people_text(text, 1, 0);
     f = fixture_new("cn", text->buf);
     strbuf_addf(sdir, "%s/idsync.db.state", f->dir);
     fixture_open(f);
@@ -1106,7 +1117,7 @@ static void test_delta_runs_files_bounded(void **state)
     struct fixture *f;
     char *wm;
     char *full;
-    int round, i;
+    int round;
 
     (void)state;
     f = state_fixture(&text, &sdir);
@@ -1115,16 +1126,7 @@ static void test_delta_runs_files_bounded(void **state)
     for (round = 1; round <= 20; round++) {
         char *wm2;
 
-        strbuf_reset(&text);
-        strbuf_addstr(&text, "id,cn\n");
-        for (i = 0; i < 5000; i++) {
-            /* row 200 * r changed in round r and stays changed */
-            if (i % 200 == 0 && i / 200 >= 1 && i / 200 <= round) {
-                strbuf_addf(&text, "%d,Changed %d\n", i, i);
-            } else {
-                strbuf_addf(&text, "%d,Person %d\n", i, i);
-            }
-        }
+        people_text(&text, 200, round); /* row 200 * r changed in round r, stays changed */
         free(test_write_file(f->dir, "users.csv", text.buf));
         strbuf_reset(&out);
         wm2 = read_delta(f, wm, &out, &code);
@@ -1169,7 +1171,6 @@ static void test_delta_damaged_runs(void **state)
     char *wm2;
     DIR *d;
     int fd;
-    int i;
 
     (void)state;
     f = state_fixture(&text, &sdir);
@@ -1191,11 +1192,7 @@ static void test_delta_damaged_runs(void **state)
     close(fd);
     free(zero);
     /* a row in the middle changed: its run is needed */
-    strbuf_reset(&text);
-    strbuf_addstr(&text, "id,cn\n");
-    for (i = 0; i < 5000; i++) {
-        strbuf_addf(&text, i == 2500 ? "%d,Changed %d\n" : "%d,Person %d\n", i, i);
-    }
+    people_text(&text, 2500, 1);
     free(test_write_file(f->dir, "users.csv", text.buf));
     strbuf_reset(&out);
     wm2 = read_delta(f, wm, &out, &code);
