@@ -87,8 +87,12 @@ struct mvt_info {
     struct mv_type_config *t;
     struct strvec keys;      /* lower-case MV attributes used as keys in from join rules */
     struct strvec ref_attrs; /* lower-case MV attributes that hold references */
-    bool in_refs;            /* some from flow carries references */
-    bool out_refs;           /* some to flow may carry references */
+    /* keys and ref_attrs: the MV attributes whose values the store indexes
+     * (join keys, and the MV ids a reference names: who refers to an MV
+     * object that is deleted) */
+    struct strvec index_attrs;
+    bool in_refs;  /* some from flow carries references */
+    bool out_refs; /* some to flow may carry references */
 };
 
 struct engine {
@@ -209,8 +213,10 @@ struct sync_ctx {
     bool outbound;     /* run outbound after inbound (false in pass 1 of a full sync) */
     struct i64vec qcs; /* referrer CS objects to recompute */
     struct i64vec qmv; /* MV objects to run outbound for */
+    struct i64vec qre; /* MV objects to recompute (a reference of theirs was deleted) */
     struct bitmap qcs_set;
     struct bitmap qmv_set;
+    struct bitmap qre_set;
     struct bitmap out_done; /* MV objects whose outbound ran in this step */
     struct bitmap final;    /* full sync: MV objects finished in pass 1 (no references) */
     int64_t fresh_mv;       /* MV object projected just now: it has no target object yet */

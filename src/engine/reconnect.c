@@ -1553,7 +1553,7 @@ static enum ids_err plan_target(struct engine *eng, struct econn *X, const struc
             n = after == 0 ? 1 : 0;
             after = only;
         } else {
-            ret = store_mv_ids(eng->store, after, ids, ENGINE_BATCH, &n, err);
+            ret = store_mv_ids(eng->store, NULL, after, ids, ENGINE_BATCH, &n, err);
         }
         if (ret != IDS_OK || n == 0) {
             break;

@@ -15,6 +15,10 @@
 #include "util/banned.h"
 
 #define META_FULL_PENDING "engine.full-sync-pending"
+/* the MV types and attributes whose reference values the store indexes
+ * ("person:manager;group:members"): an MV object written before they were
+ * indexed gets its keys once (ref_keys_ensure) */
+#define META_REF_KEYS "engine.reference-keys"
 
 struct contrib {
     struct cs_object *cs; /* owned unless it is the object being processed */
@@ -152,8 +156,10 @@ void sync_ctx_release(struct sync_ctx *ctx)
     free(ctx->deltas);
     i64vec_release(&ctx->qcs);
     i64vec_release(&ctx->qmv);
+    i64vec_release(&ctx->qre);
     bitmap_release(&ctx->qcs_set);
     bitmap_release(&ctx->qmv_set);
+    bitmap_release(&ctx->qre_set);
     bitmap_release(&ctx->out_done);
     bitmap_release(&ctx->final);
     memset(ctx, 0, sizeof(*ctx));
@@ -186,6 +192,14 @@ static void queue_mv(struct sync_ctx *ctx, int64_t id)
     if (!bitmap_test(&ctx->qmv_set, id)) {
         bitmap_set(&ctx->qmv_set, id);
         i64vec_push(&ctx->qmv, id);
+    }
+}
+
+static void queue_recompute(struct sync_ctx *ctx, int64_t id)
+{
+    if (!bitmap_test(&ctx->qre_set, id)) {
+        bitmap_set(&ctx->qre_set, id);
+        i64vec_push(&ctx->qre, id);
     }
 }
 
@@ -652,9 +666,9 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     if (m->id != 0 && m->entry != NULL && entry_hash(ne) == entry_hash(m->entry)) {
         goto done; /* unchanged: no write */
     }
-    keyset_build(&nk, &mi->keys, ne);
+    keyset_build(&nk, &mi->index_attrs, ne);
     if (m->id != 0 && m->entry != NULL) {
-        keyset_build(&ok_keys, &mi->keys, m->entry);
+        keyset_build(&ok_keys, &mi->index_attrs, m->entry);
         keys_changed = !keyset_equal(&nk, &ok_keys);
     }
     if (ctx->r->pv != NULL && ctx->r->pv->mv_id == 0) {
@@ -1405,6 +1419,54 @@ static enum ids_err sync_outbound(struct sync_ctx *ctx, struct mvt_info *mi,
     return ret;
 }
 
+/* MV object `mv` is deleted: the MV objects whose references name it are
+ * recomputed (their sources' values no longer resolve to it), so that
+ * their targets lose the value instead of keeping a member that is gone.
+ * The store indexes reference values with the join keys (index_attrs). */
+static enum ids_err queue_referrers(struct sync_ctx *ctx, int64_t mv, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    char key[32];
+    int64_t small[64];
+    size_t i;
+    size_t j;
+    size_t k;
+
+    if (!ctx->refs) {
+        return IDS_OK; /* pass 1 of a full sync: pass 2 recomputes every referrer */
+    }
+    snprintf(key, sizeof(key), "%" PRId64, mv);
+    for (i = 0; ret == IDS_OK && i < ctx->eng->nmvt; i++) {
+        const struct mvt_info *mi = &ctx->eng->mvt[i];
+
+        for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
+            int64_t *ids = small;
+            size_t max = ARRAY_SIZE(small);
+            size_t n = 0;
+
+            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n,
+                                err);
+            if (ret == IDS_OK && n > max) {
+                max = n;
+                ids = xcalloc(max, sizeof(*ids));
+                ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max,
+                                    &n, err);
+            }
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                n = 0;
+            }
+            for (k = 0; ret == IDS_OK && k < n && k < max; k++) {
+                queue_recompute(ctx, ids[k]);
+            }
+            if (ids != small) {
+                free(ids);
+            }
+        }
+    }
+    return ret;
+}
+
 /* The MV object has lost its last contributor: deprovision it in every
  * target and delete it. */
 static enum ids_err mv_remove(struct sync_ctx *ctx, struct mvt_info *mi, struct mv_object *m,
@@ -1461,6 +1523,7 @@ static enum ids_err mv_remove(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     }
     if (ret == IDS_OK) {
         ctx->r->rec.counters.mv_deleted++;
+        ret = queue_referrers(ctx, m->id, err);
     }
     return ret;
 }
@@ -1903,12 +1966,18 @@ enum ids_err sync_drain(struct sync_ctx *ctx, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
 
-    while (ret == IDS_OK && (ctx->qcs.nr > 0 || ctx->qmv.nr > 0)) {
+    while (ret == IDS_OK && (ctx->qcs.nr > 0 || ctx->qmv.nr > 0 || ctx->qre.nr > 0)) {
         while (ret == IDS_OK && ctx->qcs.nr > 0) {
             int64_t id = ctx->qcs.v[--ctx->qcs.nr];
 
             bitmap_clear(&ctx->qcs_set, id);
             ret = reprocess_referrer(ctx, id, err);
+        }
+        while (ret == IDS_OK && ctx->qre.nr > 0) {
+            int64_t id = ctx->qre.v[--ctx->qre.nr];
+
+            bitmap_clear(&ctx->qre_set, id);
+            ret = outbound_mv_id(ctx, id, true, err);
         }
         while (ret == IDS_OK && ctx->qmv.nr > 0) {
             int64_t id = ctx->qmv.v[--ctx->qmv.nr];
@@ -2055,7 +2124,7 @@ static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_er
 
     while (!*stopped) {
         n = 0;
-        ret = store_mv_ids(ctx->eng->store, after, ids, SYNC_BATCH, &n, err);
+        ret = store_mv_ids(ctx->eng->store, NULL, after, ids, SYNC_BATCH, &n, err);
         if (ret != IDS_OK || n == 0) {
             break;
         }
@@ -2091,6 +2160,98 @@ static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_er
     return ret;
 }
 
+/* Index the reference values of every MV object of a type with
+ * references, when the store has not indexed those (a store written by an
+ * older idsync, or a reference flow added to the configuration): who
+ * refers to an MV object must be known when it is deleted. */
+static enum ids_err ref_keys_ensure(struct engine *eng, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct strbuf sig = STRBUF_INIT;
+    struct strbuf have = STRBUF_INIT;
+    int64_t *ids = NULL;
+    struct keyset ks;
+    size_t i;
+    size_t j;
+
+    for (i = 0; i < eng->nmvt; i++) {
+        const struct mvt_info *mi = &eng->mvt[i];
+
+        if (mi->ref_attrs.nr == 0) {
+            continue;
+        }
+        strbuf_addf(&sig, "%s%s:", sig.len > 0 ? ";" : "", mi->t->name);
+        for (j = 0; j < mi->ref_attrs.nr; j++) {
+            strbuf_addf(&sig, "%s%s", j > 0 ? "," : "", mi->ref_attrs.v[j]);
+        }
+    }
+    if (sig.len == 0) {
+        strbuf_release(&sig);
+        return IDS_OK;
+    }
+    ret = store_meta_get(eng->store, META_REF_KEYS, &have, err);
+    if (ret == IDS_OK && strcmp(have.buf, sig.buf) == 0) {
+        goto done;
+    }
+    if (ret != IDS_OK && ret != IDS_ENOTFOUND) {
+        goto done;
+    }
+    ret = IDS_OK;
+    keyset_init(&ks);
+    ids = xcalloc(SYNC_BATCH, sizeof(*ids));
+    for (i = 0; ret == IDS_OK && i < eng->nmvt; i++) {
+        struct mvt_info *mi = &eng->mvt[i];
+        int64_t after = 0;
+        size_t n = 0;
+
+        if (mi->ref_attrs.nr == 0) {
+            continue;
+        }
+        for (;;) {
+            ret = store_mv_ids(eng->store, mi->t->name, after, ids, SYNC_BATCH, &n, err);
+            if (ret != IDS_OK || n == 0) {
+                break;
+            }
+            ret = store_begin(eng->store, err);
+            if (ret != IDS_OK) {
+                break;
+            }
+            for (j = 0; ret == IDS_OK && j < n; j++) {
+                struct mv_object *m = NULL;
+
+                after = ids[j];
+                ret = store_mv_get(eng->store, ids[j], &m, err);
+                if (ret == IDS_ENOTFOUND) {
+                    ret = IDS_OK;
+                    continue;
+                }
+                if (ret == IDS_OK && m->entry != NULL) {
+                    keyset_build(&ks, &mi->index_attrs, m->entry);
+                    ret = store_mv_put(eng->store, m, &ks.keys, err);
+                }
+                mv_object_free(m);
+            }
+            if (ret != IDS_OK) {
+                store_rollback(eng->store);
+                break;
+            }
+            ret = store_commit(eng->store, err);
+            if (ret != IDS_OK) {
+                break;
+            }
+        }
+    }
+    keyset_release(&ks);
+    free(ids);
+    if (ret == IDS_OK) {
+        ret = store_meta_set(eng->store, META_REF_KEYS, sig.buf, err);
+    }
+done:
+    strbuf_release(&sig);
+    strbuf_release(&have);
+    return ret;
+}
+
 enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
                          struct ids_error *err)
 {
@@ -2122,6 +2283,10 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
         erun_message(&r, "The previous full sync did not finish; this sync ran as a full sync.");
     }
     sync_ctx_init(&ctx, eng, &r, full);
+    ret = ref_keys_ensure(eng, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
     if (full) {
         long total = 0;
         long n = 0;

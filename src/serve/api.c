@@ -1163,7 +1163,7 @@ static void api_mv_search(struct serve_daemon *d, const struct serve_call *c, st
             goto reply;
         }
     } else if (strcmp(mode, "list") == 0) {
-        ret = store_mv_ids(d->http_store, after, ids, (size_t)limit + 1, &n, &err);
+        ret = store_mv_ids(d->http_store, NULL, after, ids, (size_t)limit + 1, &n, &err);
         if (ret == IDS_OK) {
             ret = store_mv_count(d->http_store, &total, &err);
         }

@@ -210,7 +210,8 @@ static const char *const migrations[] = {
     X(ST_MV_FIND, "SELECT k.obj FROM joinkey k WHERE k.space = 0 AND k.attr = ?1 "                 \
                   "AND k.value = ?2 AND (?3 IS NULL OR EXISTS "                                    \
                   "(SELECT 1 FROM mv m WHERE m.id = k.obj AND m.type = ?3))")                      \
-    X(ST_MV_IDS, "SELECT id FROM mv WHERE id > ?1 ORDER BY id LIMIT ?2")                           \
+    X(ST_MV_IDS, "SELECT id FROM mv WHERE id > ?1 AND (?3 IS NULL OR type = ?3) "                  \
+                 "ORDER BY id LIMIT ?2")                                                           \
     X(ST_MV_COUNT, "SELECT count(*) FROM mv")                                                      \
     X(ST_MV_KEYED, "SELECT 1 FROM joinkey WHERE space = 0 AND attr = ?1 LIMIT 1")                  \
     X(ST_MV_SEARCH_KEY, "SELECT obj FROM joinkey WHERE space = 0 AND attr = ?1 AND value = ?2 "    \
@@ -2366,8 +2367,8 @@ static enum ids_err sq_mv_find(struct store *base, const char *type, const char 
     return collect_ids(s, st, ids, max, n, true, err);
 }
 
-static enum ids_err sq_mv_ids(struct store *base, int64_t after, int64_t *ids, size_t max,
-                              size_t *n, struct ids_error *err)
+static enum ids_err sq_mv_ids(struct store *base, const char *type, int64_t after, int64_t *ids,
+                              size_t max, size_t *n, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_MV_IDS, err);
@@ -2378,6 +2379,7 @@ static enum ids_err sq_mv_ids(struct store *base, int64_t after, int64_t *ids, s
     }
     sqlite3_bind_int64(st, 1, after);
     sqlite3_bind_int64(st, 2, (int64_t)max);
+    bind_text(st, 3, type);
     return collect_ids(s, st, ids, max, n, false, err);
 }
 

@@ -342,11 +342,11 @@ enum ids_err store_mv_find(struct store *s, const char *type, const char *attr, 
     return s->ops->mv_find(s, type, attr, value, ids, max, n, err);
 }
 
-enum ids_err store_mv_ids(struct store *s, int64_t after, int64_t *ids, size_t max, size_t *n,
-                          struct ids_error *err)
+enum ids_err store_mv_ids(struct store *s, const char *type, int64_t after, int64_t *ids,
+                          size_t max, size_t *n, struct ids_error *err)
 {
     assert(s != NULL && n != NULL && (ids != NULL || max == 0));
-    return s->ops->mv_ids(s, after, ids, max, n, err);
+    return s->ops->mv_ids(s, type, after, ids, max, n, err);
 }
 
 enum ids_err store_mv_count(struct store *s, long *n, struct ids_error *err)

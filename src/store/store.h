@@ -306,8 +306,9 @@ enum ids_err store_mv_delete(struct store *s, int64_t id, struct ids_error *err)
 /* MV objects of `type` (NULL = any) whose join key `attr` equals `value`. */
 enum ids_err store_mv_find(struct store *s, const char *type, const char *attr, const char *value,
                            int64_t *ids, size_t max, size_t *n, struct ids_error *err);
-enum ids_err store_mv_ids(struct store *s, int64_t after, int64_t *ids, size_t max, size_t *n,
-                          struct ids_error *err);
+/* MV objects (of `type`; NULL = any) with ids above `after`, in id order. */
+enum ids_err store_mv_ids(struct store *s, const char *type, int64_t after, int64_t *ids,
+                          size_t max, size_t *n, struct ids_error *err);
 enum ids_err store_mv_count(struct store *s, long *n, struct ids_error *err);
 /* Search any MV attribute (not only join keys) for an exact value, for
  * `show mv --where` and the console: may scan; up to max ids after `after`. */
@@ -420,8 +421,8 @@ struct store_ops {
     enum ids_err (*mv_delete)(struct store *s, int64_t id, struct ids_error *err);
     enum ids_err (*mv_find)(struct store *s, const char *type, const char *attr, const char *value,
                             int64_t *ids, size_t max, size_t *n, struct ids_error *err);
-    enum ids_err (*mv_ids)(struct store *s, int64_t after, int64_t *ids, size_t max, size_t *n,
-                           struct ids_error *err);
+    enum ids_err (*mv_ids)(struct store *s, const char *type, int64_t after, int64_t *ids,
+                           size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*mv_count)(struct store *s, long *n, struct ids_error *err);
     enum ids_err (*mv_search)(struct store *s, const char *attr, const char *value, int64_t after,
                               int64_t *ids, size_t max, size_t *n, struct ids_error *err);

@@ -572,6 +572,61 @@ def test_killed_export_reruns_without_loss_or_duplicates(tmp_path):
     assert len(ldif_records(env.read("out/changes.ldif"))) == len(recs)
 
 
+def test_deleted_person_leaves_target_groups_and_returns_on_rehire(tmp_path):
+    """HR drops a person but its group export still lists them: the delta
+    cycle deletes the user and takes it out of every target group (not a
+    dangling member), and says which group names a missing person. When
+    the person comes back, so does the membership."""
+    people = [person(i) for i in range(1, 7)]
+    groups = {"red": ["E0001", "E0002", "E0003"], "blue": ["E0003", "E0004"], "gray": ["E0005"]}
+    env = csv_env(tmp_path, people, groups)
+    env.run("cycle", "--full", expect=0)
+    expect_groups(env, groups)
+
+    gone = people.pop(2)  # E0003; groups.csv still lists it
+    env.write("src/people.csv", people_csv(people))
+    p = env.run("cycle")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    expect_users(env, people)
+    expect_groups(env, {"red": ["E0001", "E0002"], "blue": ["E0004"], "gray": ["E0005"]})
+    unresolved = [e for e in errors_of(env) if e["code"] == "reference-unresolved"]
+    assert sorted(e["anchor"] for e in unresolved) == ["blue", "red"], unresolved
+    assert all("E0003" in e["message"] for e in unresolved), unresolved
+
+    people.insert(2, gone)
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    expect_users(env, people)
+    expect_groups(env, groups)
+
+
+def test_deleted_member_leaves_groups_of_a_store_from_an_older_idsync(tmp_path):
+    """A store whose metaverse groups were written before idsync indexed
+    reference values (simulated: the index and its marker removed) gets the
+    index on its next sync, so the first deletion already finds its groups."""
+    import sqlite3
+
+    people = [person(i) for i in range(1, 5)]
+    groups = {"red": ["E0001", "E0002"], "blue": ["E0002", "E0003"]}
+    env = csv_env(tmp_path, people, groups)
+    env.run("cycle", "--full", expect=0)
+    db = sqlite3.connect(os.path.join(env.path, "idsync.db"))
+    with db:
+        assert db.execute("DELETE FROM joinkey WHERE attr = 'members'").rowcount == 4
+        db.execute("DELETE FROM meta WHERE key = 'engine.reference-keys'")
+        db.execute("UPDATE mv SET jkeys = NULL")
+    db.close()
+
+    groups["red"].remove("E0002")
+    del people[1]
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv(groups))  # red drops E0002, blue still lists it
+    p = env.run("cycle")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    expect_users(env, people)
+    expect_groups(env, {"red": ["E0001"], "blue": ["E0003"]})
+
+
 def test_membership_changes_are_staged_by_value_and_applied_by_value(tmp_path):
     """An import records which members came and went (`show cs` shows them
     until the sync applies them); the delta cycle changes the target group

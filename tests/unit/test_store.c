@@ -724,6 +724,12 @@ static void test_join_keys(void **state)
         mv1 = put_mv(f, "person", "ann@x.example", &mk1);
         mv2 = put_mv(f, "contact", "ann@x.example", &mk2);
         mv3 = put_mv(f, "person", "bob@x.example", NULL);
+        assert_int_equal(store_mv_ids(f->s, "contact", 0, many, 8, &n, &err), IDS_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(many[0], mv2);
+        assert_int_equal(store_mv_ids(f->s, "person", mv1, many, 8, &n, &err), IDS_OK);
+        assert_int_equal(n, 1);
+        assert_int_equal(many[0], mv3);
         assert_int_equal(store_mv_find(f->s, NULL, "mail", "ANN@x.example", many, 8, &n, &err),
                          IDS_OK);
         assert_int_equal(n, 2);
@@ -767,11 +773,11 @@ static void test_join_keys(void **state)
         /* ids, count */
         assert_int_equal(store_mv_count(f->s, (long *)&n, &err), IDS_OK);
         assert_int_equal(n, 2);
-        assert_int_equal(store_mv_ids(f->s, 0, many, 8, &n, &err), IDS_OK);
+        assert_int_equal(store_mv_ids(f->s, NULL, 0, many, 8, &n, &err), IDS_OK);
         assert_int_equal(n, 2);
         assert_int_equal(many[0], mv1);
         assert_int_equal(many[1], mv3);
-        assert_int_equal(store_mv_ids(f->s, mv1, many, 8, &n, &err), IDS_OK);
+        assert_int_equal(store_mv_ids(f->s, NULL, mv1, many, 8, &n, &err), IDS_OK);
         assert_int_equal(n, 1);
         assert_int_equal(many[0], mv3);
     }
