@@ -220,6 +220,7 @@ struct sync_ctx {
     struct bitmap out_done; /* MV objects whose outbound ran in this step */
     struct bitmap final;    /* full sync: MV objects finished in pass 1 (no references) */
     int64_t fresh_mv;       /* MV object projected just now: it has no target object yet */
+    int64_t removing_mv;    /* MV object mv_remove deprovisions (its referrers are recomputed) */
     struct unres *unres;
     size_t nunres;
     size_t aunres;

@@ -280,6 +280,61 @@ static enum ids_err queue_out_waiters(struct sync_ctx *ctx, int64_t mv, const st
     return ret;
 }
 
+/* MV object `mv` is deleted (recompute: the MV objects whose references
+ * name it are recomputed, their sources' values no longer resolve to it),
+ * or lost its object in a target (!recompute: their outbound maps the
+ * reference again, to nothing), so that their targets lose the value
+ * instead of keeping a member that is gone. The store indexes reference
+ * values with the join keys (index_attrs). */
+static enum ids_err queue_referrers(struct sync_ctx *ctx, int64_t mv, bool recompute,
+                                    struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    char key[32];
+    int64_t small[64];
+    size_t i;
+    size_t j;
+    size_t k;
+
+    if (!ctx->refs) {
+        return IDS_OK; /* pass 1 of a full sync: pass 2 recomputes every referrer */
+    }
+    snprintf(key, sizeof(key), "%" PRId64, mv);
+    for (i = 0; ret == IDS_OK && i < ctx->eng->nmvt; i++) {
+        const struct mvt_info *mi = &ctx->eng->mvt[i];
+
+        for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
+            int64_t *ids = small;
+            size_t max = ARRAY_SIZE(small);
+            size_t n = 0;
+
+            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n,
+                                err);
+            if (ret == IDS_OK && n > max) {
+                max = n;
+                ids = xcalloc(max, sizeof(*ids));
+                ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max,
+                                    &n, err);
+            }
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                n = 0;
+            }
+            for (k = 0; ret == IDS_OK && k < n && k < max; k++) {
+                if (recompute) {
+                    queue_recompute(ctx, ids[k]);
+                } else {
+                    queue_mv(ctx, ids[k]);
+                }
+            }
+            if (ids != small) {
+                free(ids);
+            }
+        }
+    }
+    return ret;
+}
+
 /* ---- inbound ------------------------------------------------------------------ */
 
 /* Resolve one inbound reference value of connector ec to an MV id (0:
@@ -742,6 +797,14 @@ static enum ids_err deprovision(struct sync_ctx *ctx, struct econn *X, const str
                     t->deprovision == DEPROVISION_DELETE    ? "delete"
                     : t->deprovision == DEPROVISION_DISABLE ? "disable"
                                                             : "disconnect");
+    }
+    if (target->mv_id != 0 && target->mv_id != ctx->removing_mv) {
+        /* the groups naming it: their members in X are mapped again */
+        enum ids_err ret = queue_referrers(ctx, target->mv_id, false, err);
+
+        if (ret != IDS_OK) {
+            return ret;
+        }
     }
     if (target->anchor == NULL && target->export_state != CS_EXPORT_INFLIGHT) {
         /* never exported: nothing exists in the target to undo */
@@ -1419,54 +1482,6 @@ static enum ids_err sync_outbound(struct sync_ctx *ctx, struct mvt_info *mi,
     return ret;
 }
 
-/* MV object `mv` is deleted: the MV objects whose references name it are
- * recomputed (their sources' values no longer resolve to it), so that
- * their targets lose the value instead of keeping a member that is gone.
- * The store indexes reference values with the join keys (index_attrs). */
-static enum ids_err queue_referrers(struct sync_ctx *ctx, int64_t mv, struct ids_error *err)
-{
-    enum ids_err ret = IDS_OK;
-    char key[32];
-    int64_t small[64];
-    size_t i;
-    size_t j;
-    size_t k;
-
-    if (!ctx->refs) {
-        return IDS_OK; /* pass 1 of a full sync: pass 2 recomputes every referrer */
-    }
-    snprintf(key, sizeof(key), "%" PRId64, mv);
-    for (i = 0; ret == IDS_OK && i < ctx->eng->nmvt; i++) {
-        const struct mvt_info *mi = &ctx->eng->mvt[i];
-
-        for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
-            int64_t *ids = small;
-            size_t max = ARRAY_SIZE(small);
-            size_t n = 0;
-
-            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n,
-                                err);
-            if (ret == IDS_OK && n > max) {
-                max = n;
-                ids = xcalloc(max, sizeof(*ids));
-                ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max,
-                                    &n, err);
-            }
-            if (ret == IDS_ENOTFOUND) {
-                ret = IDS_OK;
-                n = 0;
-            }
-            for (k = 0; ret == IDS_OK && k < n && k < max; k++) {
-                queue_recompute(ctx, ids[k]);
-            }
-            if (ids != small) {
-                free(ids);
-            }
-        }
-    }
-    return ret;
-}
-
 /* The MV object has lost its last contributor: deprovision it in every
  * target and delete it. */
 static enum ids_err mv_remove(struct sync_ctx *ctx, struct mvt_info *mi, struct mv_object *m,
@@ -1477,6 +1492,7 @@ static enum ids_err mv_remove(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     size_t n = 0;
     size_t i;
 
+    ctx->removing_mv = m->id; /* its referrers are recomputed below */
     for (i = 0; ret == IDS_OK && i < mi->t->nto; i++) {
         const struct flow_config *t = &mi->t->to[i];
         struct econn *X = engine_flow_conn(ctx->eng, t);
@@ -1495,6 +1511,7 @@ static enum ids_err mv_remove(struct sync_ctx *ctx, struct mvt_info *mi, struct 
         }
         cs_object_free(target);
     }
+    ctx->removing_mv = 0;
     /* anything else still linked is unlinked */
     if (ret == IDS_OK) {
         ret = store_cs_links(ctx->eng->store, m->id, ids, ARRAY_SIZE(ids), &n, err);
@@ -1523,7 +1540,7 @@ static enum ids_err mv_remove(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     }
     if (ret == IDS_OK) {
         ctx->r->rec.counters.mv_deleted++;
-        ret = queue_referrers(ctx, m->id, err);
+        ret = queue_referrers(ctx, m->id, true, err);
     }
     return ret;
 }

@@ -600,6 +600,38 @@ def test_deleted_person_leaves_target_groups_and_returns_on_rehire(tmp_path):
     expect_groups(env, groups)
 
 
+def test_person_out_of_target_scope_leaves_its_target_groups(tmp_path):
+    """A person who stays in the metaverse but leaves a target's scope is
+    deprovisioned there, and the target groups drop that member in the same
+    cycle; back in scope, the member returns."""
+    people = [person(i) for i in range(1, 5)]
+    groups = {"red": ["E0001", "E0002", "E0003"], "blue": ["E0002"]}
+    env = csv_env(tmp_path, people, groups)
+    conf = env.read("idsync.yaml")
+    scoped = conf.replace("        object: user\n        provision: true\n",
+                          "        object: user\n        provision: true\n"
+                          "        scope: 'title ~= \"Contractor\"'\n")
+    assert scoped != conf
+    env.write("idsync.yaml", scoped)
+    env.run("cycle", "--full", expect=0)
+    expect_groups(env, groups)
+
+    people[1]["title"] = "Contractor"
+    env.write("src/people.csv", people_csv(people))
+    p = env.run("cycle")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert set(env.rows("out/users.csv", "id")) == {"E0001", "E0003", "E0004"}
+    expect_groups(env, {"red": ["E0001", "E0003"], "blue": []})
+    unresolved = [e for e in errors_of(env) if e["code"] == "reference-unresolved"]
+    assert sorted(e["anchor"] for e in unresolved) == ["blue", "red"], unresolved
+
+    people[1]["title"] = "Engineer"
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    expect_users(env, people)
+    expect_groups(env, groups)
+
+
 def test_deleted_member_leaves_groups_of_a_store_from_an_older_idsync(tmp_path):
     """A store whose metaverse groups were written before idsync indexed
     reference values (simulated: the index and its marker removed) gets the
