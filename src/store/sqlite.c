@@ -555,6 +555,24 @@ static bool next_key(struct varint_reader *r, const char **attr, int *alen, cons
     return true;
 }
 
+/* One key of an encoded list, pointing into it. */
+struct keyref {
+    const char *attr;
+    const char *val;
+    int alen;
+    int vlen;
+};
+
+static enum ids_err key_write(struct sqlite_store *s, sqlite3_stmt *st, int64_t space, int64_t obj,
+                              const struct keyref *k, bool add, struct ids_error *err)
+{
+    sqlite3_bind_int64(st, 1, space);
+    sqlite3_bind_text(st, 2, k->attr, k->alen, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, k->val, k->vlen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, obj);
+    return run_simple(s, st, add ? "add join key" : "delete join key", err);
+}
+
 /* Add (add == true) or delete the keys of `blob` for object `obj`. */
 static enum ids_err apply_keys(struct sqlite_store *s, int64_t space, int64_t obj,
                                const struct strbuf *blob, bool add, struct ids_error *err)
@@ -562,21 +580,14 @@ static enum ids_err apply_keys(struct sqlite_store *s, int64_t space, int64_t ob
     struct varint_reader r = {(const unsigned char *)blob->buf,
                               (const unsigned char *)blob->buf + blob->len, false};
     sqlite3_stmt *st = stmt(s, add ? ST_KEY_ADD : ST_KEY_DEL, err);
-    const char *attr;
-    const char *val;
-    int alen;
-    int vlen;
+    struct keyref k;
     enum ids_err ret = IDS_OK;
 
     if (st == NULL) {
         return IDS_ESTORE;
     }
-    while (ret == IDS_OK && next_key(&r, &attr, &alen, &val, &vlen)) {
-        sqlite3_bind_int64(st, 1, space);
-        sqlite3_bind_text(st, 2, attr, alen, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, val, vlen, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, obj);
-        ret = run_simple(s, st, add ? "add join key" : "delete join key", err);
+    while (ret == IDS_OK && next_key(&r, &k.attr, &k.alen, &k.val, &k.vlen)) {
+        ret = key_write(s, st, space, obj, &k, add, err);
     }
     if (ret == IDS_OK && r.bad) {
         ret = ids_error_set(err, IDS_ESTORE, "store %s: object %" PRId64 ": corrupt join key list",
@@ -585,22 +596,96 @@ static enum ids_err apply_keys(struct sqlite_store *s, int64_t space, int64_t ob
     return ret;
 }
 
-/* Replace the keys `old` of an object by `new` (both encoded); nothing is
- * written when they are equal. */
+static int cmp_keyref(const void *pa, const void *pb)
+{
+    const struct keyref *a = pa;
+    const struct keyref *b = pb;
+    int c = memcmp(a->attr, b->attr, (size_t)(a->alen < b->alen ? a->alen : b->alen));
+
+    if (c != 0 || a->alen != b->alen) {
+        return c != 0 ? c : (a->alen < b->alen ? -1 : 1);
+    }
+    c = memcmp(a->val, b->val, (size_t)(a->vlen < b->vlen ? a->vlen : b->vlen));
+    if (c != 0 || a->vlen == b->vlen) {
+        return c;
+    }
+    return a->vlen < b->vlen ? -1 : 1;
+}
+
+/* The keys of an encoded list, sorted (*bad: corrupt). */
+static struct keyref *keys_sorted(const struct strbuf *blob, size_t *n, bool *bad)
+{
+    struct varint_reader r = {(const unsigned char *)blob->buf,
+                              (const unsigned char *)blob->buf + blob->len, false};
+    struct keyref *v = NULL;
+    struct keyref k;
+    size_t alloc = 0;
+
+    *n = 0;
+    while (next_key(&r, &k.attr, &k.alen, &k.val, &k.vlen)) {
+        ALLOC_GROW(v, *n + 1, alloc);
+        v[(*n)++] = k;
+    }
+    *bad = r.bad;
+    if (*n > 1) {
+        qsort(v, *n, sizeof(*v), cmp_keyref);
+    }
+    return v;
+}
+
+/* Replace the keys `old` of an object by `new` (both encoded): only the
+ * keys that went are deleted and the keys that came added (a group of
+ * 50,000 members indexed by member, one member changed: two writes);
+ * nothing is written when they are equal. */
 static enum ids_err replace_keys(struct sqlite_store *s, int64_t old_space, int64_t space,
                                  int64_t obj, const struct strbuf *old, const struct strbuf *new,
                                  struct ids_error *err)
 {
-    enum ids_err ret;
+    enum ids_err ret = IDS_OK;
+    struct keyref *a;
+    struct keyref *b;
+    size_t na;
+    size_t nb;
+    size_t i = 0;
+    size_t j = 0;
+    bool bad_a;
+    bool bad_b;
+    sqlite3_stmt *add;
+    sqlite3_stmt *del;
 
     if (old_space == space && old->len == new->len &&
         (new->len == 0 || memcmp(old->buf, new->buf, new->len) == 0)) {
         return IDS_OK;
     }
-    ret = apply_keys(s, old_space, obj, old, false, err);
-    if (ret == IDS_OK) {
-        ret = apply_keys(s, space, obj, new, true, err);
+    if (old_space != space) {
+        ret = apply_keys(s, old_space, obj, old, false, err);
+        return ret == IDS_OK ? apply_keys(s, space, obj, new, true, err) : ret;
     }
+    add = stmt(s, ST_KEY_ADD, err);
+    del = stmt(s, ST_KEY_DEL, err);
+    if (add == NULL || del == NULL) {
+        return IDS_ESTORE;
+    }
+    a = keys_sorted(old, &na, &bad_a);
+    b = keys_sorted(new, &nb, &bad_b);
+    if (bad_a || bad_b) {
+        ret = ids_error_set(err, IDS_ESTORE, "store %s: object %" PRId64 ": corrupt join key list",
+                            s->path, obj);
+    }
+    while (ret == IDS_OK && (i < na || j < nb)) {
+        int c = i == na ? 1 : j == nb ? -1 : cmp_keyref(&a[i], &b[j]);
+
+        if (c < 0) {
+            ret = key_write(s, del, space, obj, &a[i++], false, err);
+        } else if (c > 0) {
+            ret = key_write(s, add, space, obj, &b[j++], true, err);
+        } else {
+            i++;
+            j++;
+        }
+    }
+    free(a);
+    free(b);
     return ret;
 }
 

@@ -762,6 +762,39 @@ static void test_join_keys(void **state)
         assert_int_equal(store_mv_get(f->s, mv1, &mo, &err), IDS_OK);
         assert_int_equal(mo->updated_run, 3);
         mv_object_free(mo);
+        /* a put with other keys: the keys that went are gone, those that
+         * came and stayed are found (lists in any order) */
+        {
+            struct store_key ka[] = {
+                {"members", "12"}, {"mail", "bob@x.example"}, {"members", "10"}, {"members", "11"}};
+            struct store_key kb[] = {
+                {"members", "13"}, {"members", "11"}, {"mail", "bob@x.example"}, {"members", "12"}};
+            struct store_keys ksa = {4, ka};
+            struct store_keys ksb = {4, kb};
+            const char *gone[] = {"10"};
+            const char *found[] = {"11", "12", "13"};
+            size_t i;
+
+            assert_int_equal(store_mv_get(f->s, mv3, &mo, &err), IDS_OK);
+            assert_int_equal(store_mv_put(f->s, mo, &ksa, &err), IDS_OK);
+            assert_int_equal(store_mv_put(f->s, mo, &ksb, &err), IDS_OK);
+            mv_object_free(mo);
+            for (i = 0; i < ARRAY_SIZE(gone); i++) {
+                assert_int_equal(
+                    store_mv_find(f->s, "person", "members", gone[i], many, 8, &n, &err), IDS_OK);
+                assert_int_equal(n, 0);
+            }
+            for (i = 0; i < ARRAY_SIZE(found); i++) {
+                assert_int_equal(
+                    store_mv_find(f->s, "person", "members", found[i], many, 8, &n, &err), IDS_OK);
+                assert_int_equal(n, 1);
+                assert_int_equal(many[0], mv3);
+            }
+            assert_int_equal(store_mv_find(f->s, NULL, "mail", "bob@x.example", many, 8, &n, &err),
+                             IDS_OK);
+            assert_int_equal(n, 1);
+            assert_int_equal(many[0], mv3);
+        }
         /* delete takes the keys with it */
         assert_int_equal(store_mv_delete(f->s, mv2, &err), IDS_OK);
         assert_int_equal(store_mv_get(f->s, mv2, &mo, &err), IDS_ENOTFOUND);
