@@ -87,12 +87,8 @@ struct mvt_info {
     struct mv_type_config *t;
     struct strvec keys;      /* lower-case MV attributes used as keys in from join rules */
     struct strvec ref_attrs; /* lower-case MV attributes that hold references */
-    /* keys and ref_attrs: the MV attributes whose values the store indexes
-     * (join keys, and the MV ids a reference names: who refers to an MV
-     * object that is deleted) */
-    struct strvec index_attrs;
-    bool in_refs;  /* some from flow carries references */
-    bool out_refs; /* some to flow may carry references */
+    bool in_refs;            /* some from flow carries references */
+    bool out_refs;           /* some to flow may carry references */
 };
 
 struct engine {

@@ -176,13 +176,6 @@ static void engine_derive(struct engine *eng)
                 strbuf_release(&lower);
             }
         }
-        strvec_init(&mi->index_attrs);
-        for (j = 0; j < mi->keys.nr; j++) {
-            strvec_push_unique_lower(&mi->index_attrs, mi->keys.v[j]);
-        }
-        for (j = 0; j < mi->ref_attrs.nr; j++) {
-            strvec_push_unique_lower(&mi->index_attrs, mi->ref_attrs.v[j]);
-        }
     }
 }
 
@@ -234,7 +227,6 @@ void engine_free(struct engine *eng)
     for (i = 0; i < eng->nmvt; i++) {
         strvec_clear(&eng->mvt[i].keys);
         strvec_clear(&eng->mvt[i].ref_attrs);
-        strvec_clear(&eng->mvt[i].index_attrs);
     }
     free(eng->conns);
     free(eng->mvt);

@@ -285,7 +285,7 @@ static enum ids_err queue_out_waiters(struct sync_ctx *ctx, int64_t mv, const st
  * or lost its object in a target (!recompute: their outbound maps the
  * reference again, to nothing), so that their targets lose the value
  * instead of keeping a member that is gone. The store indexes reference
- * values with the join keys (index_attrs). */
+ * values (mv_index_refs). */
 static enum ids_err queue_referrers(struct sync_ctx *ctx, int64_t mv, bool recompute,
                                     struct ids_error *err)
 {
@@ -689,6 +689,45 @@ done:
     return ret;
 }
 
+/* The reference index of MV object m (written just now; old: its entry
+ * before, NULL when new): the values each reference attribute gained and
+ * lost. The deltas a delta sync computed for its outbound are used when
+ * they are of this object; else the values are compared here. */
+static enum ids_err mv_index_refs(struct sync_ctx *ctx, const struct mvt_info *mi,
+                                  const struct mv_object *m, const struct entry *old,
+                                  struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    size_t i;
+    size_t k;
+
+    for (i = 0; ret == IDS_OK && i < mi->ref_attrs.nr; i++) {
+        const char *name = mi->ref_attrs.v[i];
+        const struct ref_delta *d = NULL;
+        struct attr add;
+        struct attr del;
+
+        for (k = 0; ctx->delta_mv == m->id && k < ctx->ndeltas && d == NULL; k++) {
+            if (strcasecmp(ctx->deltas[k].attr, name) == 0) {
+                d = &ctx->deltas[k];
+            }
+        }
+        if (d != NULL) {
+            ret = store_mv_refs(ctx->eng->store, m->id, name, &d->add, &d->del, err);
+            continue;
+        }
+        memset(&add, 0, sizeof(add));
+        memset(&del, 0, sizeof(del));
+        attr_value_diff(entry_attr(m->entry, name), old ? entry_attr(old, name) : NULL, &add, &del);
+        if (add.nvals > 0 || del.nvals > 0) {
+            ret = store_mv_refs(ctx->eng->store, m->id, name, &add, &del, err);
+        }
+        attr_release(&add);
+        attr_release(&del);
+    }
+    return ret;
+}
+
 /* Recompute MV object m (loaded, or new with id 0) and write it when it
  * changed (keys only when they changed). */
 static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct mv_object *m,
@@ -702,6 +741,7 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     struct entry *ne = NULL;
     struct keyset nk;
     struct keyset ok_keys;
+    struct entry *old = NULL;
     bool keys_changed = true;
 
     *changed = false;
@@ -721,9 +761,9 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     if (m->id != 0 && m->entry != NULL && entry_hash(ne) == entry_hash(m->entry)) {
         goto done; /* unchanged: no write */
     }
-    keyset_build(&nk, &mi->index_attrs, ne);
+    keyset_build(&nk, &mi->keys, ne);
     if (m->id != 0 && m->entry != NULL) {
-        keyset_build(&ok_keys, &mi->index_attrs, m->entry);
+        keyset_build(&ok_keys, &mi->keys, m->entry);
         keys_changed = !keyset_equal(&nk, &ok_keys);
     }
     if (ctx->r->pv != NULL && ctx->r->pv->mv_id == 0) {
@@ -732,7 +772,7 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     if (!ctx->full && ctx->refs && m->id != 0 && m->entry != NULL && mi->out_refs) {
         deltas_compute(ctx, m->id, m->entry, ne);
     }
-    entry_free(m->entry);
+    old = m->entry;
     m->entry = ne;
     ne = NULL;
     m->updated_run = ctx->r->rec.id;
@@ -745,11 +785,15 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
         m->type = xstrdup(mi->t->name);
     }
     ret = store_mv_put(ctx->eng->store, m, keys_changed ? &nk.keys : NULL, err);
+    if (ret == IDS_OK) {
+        ret = mv_index_refs(ctx, mi, m, old, err);
+    }
     if (ret != IDS_OK) {
         goto done;
     }
     *changed = true;
 done:
+    entry_free(old);
     entry_free(ne);
     keyset_release(&nk);
     keyset_release(&ok_keys);
@@ -2187,9 +2231,9 @@ static enum ids_err ref_keys_ensure(struct engine *eng, struct ids_error *err)
     struct strbuf sig = STRBUF_INIT;
     struct strbuf have = STRBUF_INIT;
     int64_t *ids = NULL;
-    struct keyset ks;
     size_t i;
     size_t j;
+    size_t k;
 
     for (i = 0; i < eng->nmvt; i++) {
         const struct mvt_info *mi = &eng->mvt[i];
@@ -2214,7 +2258,6 @@ static enum ids_err ref_keys_ensure(struct engine *eng, struct ids_error *err)
         goto done;
     }
     ret = IDS_OK;
-    keyset_init(&ks);
     ids = xcalloc(SYNC_BATCH, sizeof(*ids));
     for (i = 0; ret == IDS_OK && i < eng->nmvt; i++) {
         struct mvt_info *mi = &eng->mvt[i];
@@ -2242,9 +2285,9 @@ static enum ids_err ref_keys_ensure(struct engine *eng, struct ids_error *err)
                     ret = IDS_OK;
                     continue;
                 }
-                if (ret == IDS_OK && m->entry != NULL) {
-                    keyset_build(&ks, &mi->index_attrs, m->entry);
-                    ret = store_mv_put(eng->store, m, &ks.keys, err);
+                for (k = 0; ret == IDS_OK && m->entry != NULL && k < mi->ref_attrs.nr; k++) {
+                    ret = store_mv_refs(eng->store, m->id, mi->ref_attrs.v[k],
+                                        entry_attr(m->entry, mi->ref_attrs.v[k]), NULL, err);
                 }
                 mv_object_free(m);
             }
@@ -2258,7 +2301,6 @@ static enum ids_err ref_keys_ensure(struct engine *eng, struct ids_error *err)
             }
         }
     }
-    keyset_release(&ks);
     free(ids);
     if (ret == IDS_OK) {
         ret = store_meta_set(eng->store, META_REF_KEYS, sig.buf, err);

@@ -206,6 +206,7 @@ static const char *const migrations[] = {
     X(ST_MV_UPDATE, "UPDATE mv SET type = ?1, created_run = ?2, updated_run = ?3, "                \
                     "jkeys = CASE WHEN ?7 THEN ?4 ELSE jkeys END, entry = ?5 WHERE id = ?6")       \
     X(ST_MV_KEYS_OF, "SELECT jkeys FROM mv WHERE id = ?1")                                         \
+    X(ST_MV_ENTRY_OF, "SELECT entry FROM mv WHERE id = ?1")                                        \
     X(ST_MV_DELETE, "DELETE FROM mv WHERE id = ?1")                                                \
     X(ST_MV_FIND, "SELECT k.obj FROM joinkey k WHERE k.space = 0 AND k.attr = ?1 "                 \
                   "AND k.value = ?2 AND (?3 IS NULL OR EXISTS "                                    \
@@ -2396,6 +2397,91 @@ done:
     return auto_end(s, own, ret, err);
 }
 
+/* Index (add) or unindex the values of `a` as reference keys `attr` of
+ * MV object mv: joinkey rows (0, attr, value, mv), normalised as join keys
+ * are. */
+static enum ids_err refs_write(struct sqlite_store *s, int64_t mv, const char *attr,
+                               const struct attr *a, bool add, struct ids_error *err)
+{
+    sqlite3_stmt *st;
+    struct keyref k;
+    enum ids_err ret = IDS_OK;
+    size_t i;
+
+    if (a == NULL || a->nvals == 0) {
+        return IDS_OK;
+    }
+    st = stmt(s, add ? ST_KEY_ADD : ST_KEY_DEL, err);
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    strbuf_reset(&s->norm2);
+    strbuf_addstr(&s->norm2, attr);
+    strbuf_tolower(&s->norm2);
+    k.attr = s->norm2.buf;
+    k.alen = (int)s->norm2.len;
+    for (i = 0; ret == IDS_OK && i < a->nvals; i++) {
+        strbuf_reset(&s->norm);
+        value_normalize(&s->norm, a->vals[i].data, a->vals[i].len);
+        if (s->norm.len == 0) {
+            continue;
+        }
+        k.val = s->norm.buf;
+        k.vlen = (int)s->norm.len;
+        ret = key_write(s, st, 0, mv, &k, add, err);
+    }
+    return ret;
+}
+
+static enum ids_err sq_mv_refs(struct store *base, int64_t mv, const char *attr,
+                               const struct attr *add, const struct attr *del,
+                               struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    bool own = false;
+    enum ids_err ret;
+
+    ret = auto_begin(s, &own, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    ret = refs_write(s, mv, attr, del, false, err);
+    if (ret == IDS_OK) {
+        ret = refs_write(s, mv, attr, add, true, err);
+    }
+    return auto_end(s, own, ret, err);
+}
+
+/* Unindex the reference values (ATTR_REF) of MV object id. */
+static enum ids_err drop_mv_refs(struct sqlite_store *s, int64_t id, struct ids_error *err)
+{
+    sqlite3_stmt *st = stmt(s, ST_MV_ENTRY_OF, err);
+    struct entry *e = NULL;
+    enum ids_err ret = IDS_OK;
+    int rc;
+    size_t i;
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) > 0) {
+        ret =
+            entry_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), &e, err);
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "read metaverse object", err);
+    }
+    sqlite3_reset(st);
+    for (i = 0; ret == IDS_OK && e != NULL && i < e->nattrs; i++) {
+        if (e->attrs[i].flags & ATTR_REF) {
+            ret = refs_write(s, id, e->attrs[i].name, &e->attrs[i], false, err);
+        }
+    }
+    entry_free(e);
+    return ret;
+}
+
 static enum ids_err sq_mv_delete(struct store *base, int64_t id, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
@@ -2410,6 +2496,9 @@ static enum ids_err sq_mv_delete(struct store *base, int64_t id, struct ids_erro
     ret = read_mv_keys(s, id, err);
     if (ret == IDS_OK) {
         ret = apply_keys(s, 0, id, &s->keys_old, false, err);
+    }
+    if (ret == IDS_OK) {
+        ret = drop_mv_refs(s, id, err);
     }
     if (ret != IDS_OK) {
         goto done;
@@ -3453,6 +3542,7 @@ const struct store_ops sqlite_store_ops = {
     .mv_get = sq_mv_get,
     .mv_put = sq_mv_put,
     .mv_delete = sq_mv_delete,
+    .mv_refs = sq_mv_refs,
     .mv_find = sq_mv_find,
     .mv_ids = sq_mv_ids,
     .mv_count = sq_mv_count,

@@ -335,6 +335,13 @@ enum ids_err store_mv_delete(struct store *s, int64_t id, struct ids_error *err)
     return s->ops->mv_delete(s, id, err);
 }
 
+enum ids_err store_mv_refs(struct store *s, int64_t mv, const char *attr, const struct attr *add,
+                           const struct attr *del, struct ids_error *err)
+{
+    assert(s != NULL && mv > 0 && attr != NULL);
+    return s->ops->mv_refs(s, mv, attr, add, del, err);
+}
+
 enum ids_err store_mv_find(struct store *s, const char *type, const char *attr, const char *value,
                            int64_t *ids, size_t max, size_t *n, struct ids_error *err)
 {

@@ -302,7 +302,16 @@ enum ids_err store_mv_get(struct store *s, int64_t id, struct mv_object **out,
 /* Insert (o->id == 0 assigns) or replace; keys as for store_cs_put. */
 enum ids_err store_mv_put(struct store *s, struct mv_object *o, const struct store_keys *keys,
                           struct ids_error *err);
+/* MV object `id` with its keys, waits and reference index. */
 enum ids_err store_mv_delete(struct store *s, int64_t id, struct ids_error *err);
+/* The reference index of MV object `mv`: its reference attribute `attr`
+ * gained the values (MV ids) of `add` and lost those of `del` (either may
+ * be NULL). store_mv_find(type, attr, value) then answers who names MV
+ * object `value`; store_mv_delete drops what the object's own ATTR_REF
+ * values indexed. Kept apart from the join keys so that a group of 50,000
+ * members with one change costs one write, not a diff of its whole list. */
+enum ids_err store_mv_refs(struct store *s, int64_t mv, const char *attr, const struct attr *add,
+                           const struct attr *del, struct ids_error *err);
 /* MV objects of `type` (NULL = any) whose join key `attr` equals `value`. */
 enum ids_err store_mv_find(struct store *s, const char *type, const char *attr, const char *value,
                            int64_t *ids, size_t max, size_t *n, struct ids_error *err);
@@ -419,6 +428,8 @@ struct store_ops {
     enum ids_err (*mv_put)(struct store *s, struct mv_object *o, const struct store_keys *keys,
                            struct ids_error *err);
     enum ids_err (*mv_delete)(struct store *s, int64_t id, struct ids_error *err);
+    enum ids_err (*mv_refs)(struct store *s, int64_t mv, const char *attr, const struct attr *add,
+                            const struct attr *del, struct ids_error *err);
     enum ids_err (*mv_find)(struct store *s, const char *type, const char *attr, const char *value,
                             int64_t *ids, size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*mv_ids)(struct store *s, const char *type, int64_t after, int64_t *ids,

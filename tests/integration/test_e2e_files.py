@@ -646,7 +646,6 @@ def test_deleted_member_leaves_groups_of_a_store_from_an_older_idsync(tmp_path):
     with db:
         assert db.execute("DELETE FROM joinkey WHERE attr = 'members'").rowcount == 4
         db.execute("DELETE FROM meta WHERE key = 'engine.reference-keys'")
-        db.execute("UPDATE mv SET jkeys = NULL")
     db.close()
 
     groups["red"].remove("E0002")

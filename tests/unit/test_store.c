@@ -795,6 +795,51 @@ static void test_join_keys(void **state)
             assert_int_equal(n, 1);
             assert_int_equal(many[0], mv3);
         }
+        /* the reference index: values added and removed, answered by
+         * store_mv_find, dropped with the referrer's ATTR_REF values */
+        {
+            struct mv_object g = {0};
+            struct attr add = {0};
+            struct attr del = {0};
+            struct attr *members;
+
+            g.type = (char *)"group";
+            g.entry = entry_new("group", NULL, NULL);
+            members = entry_attr_add(g.entry, "members");
+            members->flags = ATTR_REF;
+            attr_add_value(members, "21", 2);
+            attr_add_value(members, "22", 2);
+            assert_int_equal(store_mv_put(f->s, &g, NULL, &err), IDS_OK);
+            assert_int_equal(store_mv_refs(f->s, g.id, "Members", members, NULL, &err), IDS_OK);
+            assert_int_equal(store_mv_find(f->s, "group", "members", "21", many, 8, &n, &err),
+                             IDS_OK);
+            assert_int_equal(n, 1);
+            assert_int_equal(many[0], g.id);
+            /* 21 leaves, 23 comes */
+            attr_add_value(&del, "21", 2);
+            attr_add_value(&add, "23", 2);
+            assert_int_equal(store_mv_refs(f->s, g.id, "members", &add, &del, &err), IDS_OK);
+            assert_int_equal(store_mv_find(f->s, "group", "members", "21", many, 8, &n, &err),
+                             IDS_OK);
+            assert_int_equal(n, 0);
+            assert_int_equal(store_mv_find(f->s, NULL, "members", "23", many, 8, &n, &err), IDS_OK);
+            assert_int_equal(n, 1);
+            /* a type filter answers for that type only */
+            assert_int_equal(store_mv_find(f->s, "person", "members", "23", many, 8, &n, &err),
+                             IDS_OK);
+            assert_int_equal(n, 0);
+            assert_int_equal(attr_remove_value(members, "21", 2), 1);
+            attr_add_value(members, "23", 2);
+            assert_int_equal(store_mv_put(f->s, &g, NULL, &err), IDS_OK);
+            assert_int_equal(store_mv_delete(f->s, g.id, &err), IDS_OK);
+            assert_int_equal(store_mv_find(f->s, NULL, "members", "22", many, 8, &n, &err), IDS_OK);
+            assert_int_equal(n, 0);
+            assert_int_equal(store_mv_find(f->s, NULL, "members", "23", many, 8, &n, &err), IDS_OK);
+            assert_int_equal(n, 0);
+            attr_release(&add);
+            attr_release(&del);
+            entry_free(g.entry);
+        }
         /* delete takes the keys with it */
         assert_int_equal(store_mv_delete(f->s, mv2, &err), IDS_OK);
         assert_int_equal(store_mv_get(f->s, mv2, &mo, &err), IDS_ENOTFOUND);
