@@ -66,6 +66,7 @@ struct export_result {
     enum ids_err code;    /* IDS_OK, or why it failed */
     struct ids_error err; /* message: names the attribute and the system's reason */
     char *anchor;         /* ADD: the anchor the object now has (SCIM id, entryUUID, key);
+                             a rename where the anchor is the DN: the new one;
                              owned by the result; NULL when unchanged */
     char *dn;             /* ADD/rename: the DN/identifier it now has; NULL when unchanged */
     bool retryable;       /* temporary failure (timeout, 429 after retries, 503) */

@@ -1808,7 +1808,11 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
         res->r.dn = xstrdup(ch->dn);
     } else if (ch->op == CHANGE_MODIFY && ch->new_dn != NULL) {
         res->r.dn = xstrdup(ch->new_dn);
-        if (lc->anchor_dn) {
+        /* the anchor is the DN (anchor: dn, or no entryUUID to be the
+         * anchor): it moves with the rename, or the next read would take
+         * the entry for a new one and the old for deleted */
+        if (lc->anchor_dn ||
+            (lc->anchor_attr == NULL && ch->anchor != NULL && strcmp(ch->anchor, norm.buf) == 0)) {
             strbuf_reset(&norm);
             ldapdn_normalize(ch->new_dn, &norm, NULL);
             res->r.anchor = xstrdup(norm.buf);

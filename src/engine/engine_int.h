@@ -217,6 +217,14 @@ struct sync_ctx {
     struct bitmap final;    /* full sync: MV objects finished in pass 1 (no references) */
     int64_t fresh_mv;       /* MV object projected just now: it has no target object yet */
     int64_t removing_mv;    /* MV object mv_remove deprovisions (its referrers are recomputed) */
+    /* target objects of connectors that name members by DN, renamed by
+     * this step: a group's member is their new DN, the old one goes */
+    struct bitmap renamed_set;
+    struct renamed {
+        int64_t cs;
+        char *new_dn;
+    } * renamed;
+    size_t nrenamed, arenamed;
     struct unres *unres;
     size_t nunres;
     size_t aunres;

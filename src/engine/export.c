@@ -399,14 +399,13 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
             return store_cs_delete(ctx->eng->store, cs->id, err);
         }
         change_apply(it->sent, cs->entry);
-        if (it->sent->op == CHANGE_ADD) {
-            if (res->anchor != NULL) {
-                free(cs->anchor);
-                cs->anchor = xstrdup(res->anchor);
-            } else if (cs->anchor == NULL) {
-                log_warn("export-add", "connector=%s dn=\"%s\": no anchor returned for a create",
-                         ctx->X->cfg->name, it->sent->dn ? it->sent->dn : "");
-            }
+        if (res->anchor != NULL) {
+            /* a create, or a rename where the anchor is the DN */
+            free(cs->anchor);
+            cs->anchor = xstrdup(res->anchor);
+        } else if (it->sent->op == CHANGE_ADD && cs->anchor == NULL) {
+            log_warn("export-add", "connector=%s dn=\"%s\": no anchor returned for a create",
+                     ctx->X->cfg->name, it->sent->dn ? it->sent->dn : "");
         }
         if (res->dn != NULL) {
             free(cs->dn);

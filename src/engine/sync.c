@@ -160,6 +160,11 @@ void sync_ctx_release(struct sync_ctx *ctx)
     bitmap_release(&ctx->qcs_set);
     bitmap_release(&ctx->qmv_set);
     bitmap_release(&ctx->qre_set);
+    for (i = 0; i < ctx->nrenamed; i++) {
+        free(ctx->renamed[i].new_dn);
+    }
+    free(ctx->renamed);
+    bitmap_release(&ctx->renamed_set);
     bitmap_release(&ctx->out_done);
     bitmap_release(&ctx->final);
     memset(ctx, 0, sizeof(*ctx));
@@ -193,6 +198,31 @@ static void queue_mv(struct sync_ctx *ctx, int64_t id)
         bitmap_set(&ctx->qmv_set, id);
         i64vec_push(&ctx->qmv, id);
     }
+}
+
+/* The DN target object `cs` is being renamed to in this step, or NULL. */
+static const char *renamed_to(const struct sync_ctx *ctx, int64_t cs)
+{
+    size_t i;
+
+    if (!bitmap_test(&ctx->renamed_set, cs)) {
+        return NULL;
+    }
+    for (i = ctx->nrenamed; i > 0; i--) {
+        if (ctx->renamed[i - 1].cs == cs) {
+            return ctx->renamed[i - 1].new_dn;
+        }
+    }
+    return NULL;
+}
+
+static void renamed_add(struct sync_ctx *ctx, int64_t cs, const char *new_dn)
+{
+    ALLOC_GROW(ctx->renamed, ctx->nrenamed + 1, ctx->arenamed);
+    ctx->renamed[ctx->nrenamed].cs = cs;
+    ctx->renamed[ctx->nrenamed].new_dn = xstrdup(new_dn);
+    ctx->nrenamed++;
+    bitmap_set(&ctx->renamed_set, cs);
 }
 
 static void queue_recompute(struct sync_ctx *ctx, int64_t id)
@@ -1039,6 +1069,14 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
                 if (ret != IDS_OK) {
                     break;
                 }
+                if (csid != 0 && renamed_to(ctx, csid) != NULL) {
+                    /* renamed in this step: the new DN as it will be,
+                     * whatever order the export sends the two in */
+                    const char *to = renamed_to(ctx, csid);
+
+                    attr_add_value(&mapped, to, strlen(to));
+                    continue;
+                }
                 if (csid != 0) {
                     strbuf_reset(&sb);
                     strbuf_addf(&sb, "%" PRId64, csid);
@@ -1124,7 +1162,10 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
         if (ret != IDS_OK) {
             break;
         }
-        if (id != 0) {
+        if (id != 0 && renamed_to(ctx, id) != NULL) {
+            /* its DN as the target holds it: goes, the new one comes */
+            attr_add_value(out, c->vals[i].data, c->vals[i].len);
+        } else if (id != 0) {
             strbuf_reset(&sb);
             strbuf_addf(&sb, "%" PRId64, id);
             attr_add_value(out, sb.buf, sb.len);
@@ -1479,6 +1520,15 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         ret = make_diff(ctx, X, t, m, target, joined_now ? NULL : in_step, des, dn, &rm, &ch, err);
         if (ret != IDS_OK) {
             goto done;
+        }
+        if (ch != NULL && ch->new_dn != NULL && (econn_caps(X) & CONN_CAP_REF_BY_DN)) {
+            /* the groups of X that name it by DN follow the rename (a
+             * directory without referential integrity would keep the old) */
+            renamed_add(ctx, target->id, ch->new_dn);
+            ret = queue_referrers(ctx, m->id, false, err);
+            if (ret != IDS_OK) {
+                goto done;
+            }
         }
     }
     ret = set_pending(ctx, target, ch, joined_now, err);

@@ -91,7 +91,8 @@ def person(i, **kw):
     return p
 
 
-CSV_TO_CSV = """
+# the HR source of the CSV -> CSV and CSV -> LDIF group tests (a format string)
+HR_SOURCE = """
 store: sqlite:idsync.db
 connectors:
   hr:
@@ -106,7 +107,9 @@ connectors:
         key: name
         attributes: [name, members]
         references: {{ members: [person] }}
-  target:
+"""
+
+CSV_TO_CSV = HR_SOURCE + """  target:
     type: csv
     objects:
       user:
@@ -476,6 +479,135 @@ def test_csv_to_ldif_change_records(tmp_path):
     assert kinds == ["changetype: delete", "changetype: modify", "changetype: modify"], recs
     mod = next(r for r in recs if r[0] == "dn: uid=e0001,ou=People,dc=example,dc=com")
     assert "replace: title" in mod and "title: Boss" in mod
+
+
+CSV_TO_LDIF_NAMED = HR_SOURCE + """  dir:
+    type: ldif
+    path: out/changes.ldif{anchor}
+    objects:
+      user:
+        object_class: inetOrgPerson
+        attributes: [objectClass, uid, cn, sn, mail]
+      group:
+        object_class: groupOfNames
+        attributes: [objectClass, cn, member]
+        references: {{ member: [user] }}
+metaverse:
+  person:
+    from:
+      - {{ connector: hr, object: person, project: true, join: [ {{ employeeId: employeeId }} ],
+          flow: {{ employeeId: employeeId, givenName: givenName, sn: sn, mail: mail }} }}
+    to:
+      - connector: dir
+        object: user
+        provision: true
+        deprovision: delete
+        flow:
+          dn: '"cn=" .. dn_escape(givenName .. " " .. sn) .. ",ou=People,dc=example,dc=com"'
+          objectClass: '{{ "inetOrgPerson" }}'
+          uid: lower(employeeId)
+          cn: 'givenName .. " " .. sn'
+          sn: sn
+          mail: mail
+  team:
+    from:
+      - {{ connector: hr, object: team, project: true, join: [ {{ name: name }} ],
+          flow: {{ name: name, members: members }} }}
+    to:
+      - {{ connector: dir, object: group, provision: true, deprovision: delete,
+          flow: {{ dn: '"cn=" .. dn_escape(name) .. ",ou=Groups,dc=example,dc=com"',
+                  objectClass: '{{ "groupOfNames" }}', cn: name, member: members }} }}
+"""
+
+
+def ldif_replay(text):
+    """The entries an LDAP server holds after ldapmodify of the change
+    records (no referential integrity): {normalised DN: {attr: [values]}}."""
+    entries = {}
+    for rec in ldif_records(text):
+        dn = rec[0][4:].strip()
+        kind = next((l.split(":", 1)[1].strip() for l in rec if l.startswith("changetype:")),
+                    "add")
+        if kind == "add":
+            e = {}
+            for l in rec[1:]:
+                if l.startswith("changetype:"):
+                    continue
+                a, v = l.split(":", 1)
+                e.setdefault(a.lower(), []).append(v.strip())
+            entries[dn.lower()] = e
+        elif kind == "delete":
+            del entries[dn.lower()]
+        elif kind == "modrdn":
+            newrdn = next(l.split(":", 1)[1].strip() for l in rec if l.startswith("newrdn:"))
+            new = newrdn + "," + dn.split(",", 1)[1]
+            entries[new.lower()] = entries.pop(dn.lower())
+        elif kind == "modify":
+            e = entries[dn.lower()]
+            op = attr = None
+            for l in rec[1:]:
+                if l == "-":
+                    op = attr = None
+                    continue
+                a, v = l.split(":", 1)
+                v = v.strip()
+                if a in ("add", "delete", "replace") and op is None:
+                    op, attr = a, v.lower()
+                    if op == "replace":
+                        e[attr] = []
+                    continue
+                if a == "changetype":
+                    continue
+                if op == "delete":
+                    assert v in e.get(attr, []), ("deleting a value that is not there", dn, v)
+                    e[attr].remove(v)
+                else:
+                    e.setdefault(attr, []).append(v)
+    return entries
+
+
+@pytest.mark.parametrize("anchor", ["dn", "default"])
+def test_rename_keeps_the_object_and_its_group_memberships(tmp_path, anchor):
+    """A new display name renames the LDIF entry (modrdn), the object keeps
+    its identity (the confirming import stages no add and no delete, nothing
+    is created again), and the groups that name it by DN follow: replaying
+    the file on a server without referential integrity leaves every group
+    with the new DN only."""
+    people = [person(i) for i in range(1, 601)]
+    groups = {"red": ["E0001", "E0002"], "blue": ["E0002", "E0003"]}
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_LDIF_NAMED.format(
+        anchor="\n    anchor: dn" if anchor == "dn" else ""))
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv(groups))
+    os.makedirs(os.path.join(env.path, "out"))
+    env.run("cycle", "--full", expect=0)
+    old = "cn=given2 family2,ou=people,dc=example,dc=com"
+    state = ldif_replay(env.read("out/changes.ldif"))
+    assert old in [m.lower() for m in state["cn=red,ou=groups,dc=example,dc=com"]["member"]]
+
+    # with every mail changed too, the groups are sent in a later export
+    # batch than the rename: its member is the new DN all the same
+    for p in people:
+        p["mail"] = p["mail"].replace("@", ".new@")
+    people[1]["given"] = "Renamed"
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    runs = last_runs(env, 10)
+    imports = [r for r in runs if r["step"].endswith("import") and r["connector"] == "dir"]
+    assert counter(imports[0], "staged-add") == 0 and counter(imports[0], "staged-delete") == 0
+    state = ldif_replay(env.read("out/changes.ldif"))
+    new = "cn=renamed family2,ou=people,dc=example,dc=com"
+    assert new in state and old not in state
+    for g in ("red", "blue"):
+        members = {m.lower() for m in state["cn=%s,ou=groups,dc=example,dc=com" % g]["member"]}
+        assert new in members and old not in members, (g, members)
+
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    env.run("sync", "--full", expect=0)
+    p = env.run("export", "dir", expect=0)
+    assert "nothing to do" in p.stdout, p.stdout
 
 
 LDIF_TO_CSV = """
