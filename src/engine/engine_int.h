@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "connector/connector.h"
+#include "connector/fileio.h"
 #include "engine/engine.h"
 #include "entry.h"
 #include "store/store.h"
@@ -219,7 +220,7 @@ struct sync_ctx {
     int64_t removing_mv;    /* MV object mv_remove deprovisions (its referrers are recomputed) */
     /* target objects of connectors that name members by DN, renamed by
      * this step: a group's member is their new DN, the old one goes */
-    struct bitmap renamed_set;
+    struct u64map renamed_idx; /* CS id -> index + 1 in renamed */
     struct renamed {
         int64_t cs;
         char *new_dn;

@@ -218,6 +218,20 @@ static void note_ref_delta(struct import_ctx *ctx, struct cs_object *cs, const s
     }
 }
 
+/* cs is renamed to new_dn: in a connector whose references are DNs, its
+ * old DN is kept as a former DN, so that a group value the directory
+ * rewrote without reporting it (AD linked values, OpenLDAP refint: no
+ * change in DirSync or syncrepl) still resolves to it. */
+static enum ids_err note_rename(struct import_ctx *ctx, const struct cs_object *cs,
+                                const char *new_dn, struct ids_error *err)
+{
+    if (cs->dn == NULL || new_dn == NULL || dn_equal(cs->dn, new_dn) ||
+        !(econn_caps(ctx->ec) & CONN_CAP_REF_BY_DN)) {
+        return IDS_OK;
+    }
+    return store_cs_dn_alias(ctx->eng->store, ctx->ec->id, cs->dn, cs->id, err);
+}
+
 /* The reference attributes of cs's entry, copied before a change is
  * applied to it; NULL when cs cannot keep a record of them anyway (no
  * copy of a big group for nothing). */
@@ -307,6 +321,12 @@ static enum ids_err import_upsert(struct import_ctx *ctx, struct entry *e, struc
     }
     if (changed) {
         note_ref_delta(ctx, cs, cs->entry, e);
+        ret = note_rename(ctx, cs, e->dn, err);
+        if (ret != IDS_OK) {
+            entry_free(e);
+            cs_object_free(cs);
+            return ret;
+        }
         entry_free(cs->entry);
         cs->entry = e;
         free(cs->dn);
@@ -363,6 +383,12 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
     before = ref_attrs_copy(ctx, cs);
     change_apply(ch, cs->entry);
     if (ch->new_dn != NULL) {
+        ret = note_rename(ctx, cs, ch->new_dn, err);
+        if (ret != IDS_OK) {
+            entry_free(before);
+            cs_object_free(cs);
+            return ret;
+        }
         free(cs->dn);
         cs->dn = xstrdup(ch->new_dn);
     }

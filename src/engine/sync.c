@@ -164,7 +164,7 @@ void sync_ctx_release(struct sync_ctx *ctx)
         free(ctx->renamed[i].new_dn);
     }
     free(ctx->renamed);
-    bitmap_release(&ctx->renamed_set);
+    u64map_release(&ctx->renamed_idx);
     bitmap_release(&ctx->out_done);
     bitmap_release(&ctx->final);
     memset(ctx, 0, sizeof(*ctx));
@@ -203,26 +203,25 @@ static void queue_mv(struct sync_ctx *ctx, int64_t id)
 /* The DN target object `cs` is being renamed to in this step, or NULL. */
 static const char *renamed_to(const struct sync_ctx *ctx, int64_t cs)
 {
-    size_t i;
+    uint64_t v;
 
-    if (!bitmap_test(&ctx->renamed_set, cs)) {
-        return NULL;
-    }
-    for (i = ctx->nrenamed; i > 0; i--) {
-        if (ctx->renamed[i - 1].cs == cs) {
-            return ctx->renamed[i - 1].new_dn;
-        }
-    }
-    return NULL;
+    return u64map_get(&ctx->renamed_idx, (uint64_t)cs, &v) ? ctx->renamed[v - 1].new_dn : NULL;
 }
 
 static void renamed_add(struct sync_ctx *ctx, int64_t cs, const char *new_dn)
 {
+    uint64_t v;
+
+    if (u64map_get(&ctx->renamed_idx, (uint64_t)cs, &v)) {
+        free(ctx->renamed[v - 1].new_dn); /* renamed again in this step: the last wins */
+        ctx->renamed[v - 1].new_dn = xstrdup(new_dn);
+        return;
+    }
     ALLOC_GROW(ctx->renamed, ctx->nrenamed + 1, ctx->arenamed);
     ctx->renamed[ctx->nrenamed].cs = cs;
     ctx->renamed[ctx->nrenamed].new_dn = xstrdup(new_dn);
     ctx->nrenamed++;
-    bitmap_set(&ctx->renamed_set, cs);
+    u64map_put(&ctx->renamed_idx, (uint64_t)cs, ctx->nrenamed);
 }
 
 static void queue_recompute(struct sync_ctx *ctx, int64_t id)
@@ -383,6 +382,10 @@ static enum ids_err resolve_ref(struct sync_ctx *ctx, const struct econn *ec, co
         struct cs_object *o = NULL;
 
         ret = store_cs_get_by_dn(ctx->eng->store, ec->id, value, &o, err);
+        if (ret == IDS_ENOTFOUND) {
+            /* a member the directory renamed without reporting the group */
+            ret = store_cs_get_by_former_dn(ctx->eng->store, ec->id, value, &o, err);
+        }
         if (ret == IDS_OK) {
             link = o->mv_id;
             flags = o->flags;

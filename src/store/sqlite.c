@@ -133,6 +133,14 @@ static const char *const migrations[] = {
     /* 4 -> 5: the reference values an import added and removed since the
      * object's last sync (cs_object.ref_delta) */
     "ALTER TABLE cs ADD COLUMN refdelta BLOB;",
+    /* 5 -> 6: the DNs a connector-space object had before a rename that
+     * an import saw: a group whose member value the directory rewrote
+     * without a change an import reports (AD linked values, OpenLDAP
+     * refint) still resolves */
+    "CREATE TABLE dnalias (connector INTEGER NOT NULL, dn_key INTEGER NOT NULL, cs INTEGER NOT "
+    "NULL,"
+    " dn TEXT NOT NULL, PRIMARY KEY (connector, dn_key, cs)) WITHOUT ROWID;"
+    "CREATE INDEX dnalias_cs ON dnalias(cs);",
 };
 #define SCHEMA_VERSION ((long)ARRAY_SIZE(migrations))
 
@@ -193,6 +201,11 @@ static const char *const migrations[] = {
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
+    X(ST_ALIAS_ADD, "INSERT OR REPLACE INTO dnalias(connector, dn_key, cs, dn) "                   \
+                    "VALUES (?1, ?2, ?3, ?4)")                                                     \
+    X(ST_ALIAS_FIND, "SELECT cs, dn FROM dnalias WHERE connector = ?1 AND dn_key = ?2 "            \
+                     "ORDER BY cs DESC")                                                           \
+    X(ST_ALIAS_CLEAR, "DELETE FROM dnalias WHERE cs = ?1")                                         \
     X(ST_CS_LINKS,                                                                                 \
       "SELECT id FROM cs INDEXED BY cs_mv WHERE mv_id = ?1 AND mv_id <> 0 ORDER BY id")            \
     X(ST_KEY_FIND, "SELECT obj FROM joinkey WHERE space = ?1 AND attr = ?2 AND value = ?3")        \
@@ -1432,6 +1445,55 @@ static enum ids_err sq_cs_get_by_anchor(struct store *base, int64_t connector, c
     return fetch_one_cs(s, st, what, out, err);
 }
 
+static enum ids_err sq_cs_dn_alias(struct store *base, int64_t connector, const char *old_dn,
+                                   int64_t id, struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_ALIAS_ADD, err);
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, connector);
+    sqlite3_bind_int64(st, 2, dn_key(s, old_dn));
+    sqlite3_bind_int64(st, 3, id);
+    sqlite3_bind_text(st, 4, s->norm.buf, (int)s->norm.len, SQLITE_STATIC);
+    return run_simple(s, st, "record a former DN", err);
+}
+
+static enum ids_err sq_cs_get_by_former_dn(struct store *base, int64_t connector, const char *dn,
+                                           struct cs_object **out, struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_ALIAS_FIND, err);
+    int64_t id = 0;
+    int rc;
+
+    *out = NULL;
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, connector);
+    sqlite3_bind_int64(st, 2, dn_key(s, dn)); /* leaves the normalised DN in s->norm */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *cand = (const char *)sqlite3_column_text(st, 1);
+
+        if (cand != NULL && (size_t)sqlite3_column_bytes(st, 1) == s->norm.len &&
+            memcmp(cand, s->norm.buf, s->norm.len) == 0) {
+            id = sqlite3_column_int64(st, 0); /* the newest object that had it */
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return db_fail(s, rc, "read former DNs", err);
+    }
+    if (id == 0) {
+        return ids_error_set(err, IDS_ENOTFOUND, "DN %s: no object had it", dn);
+    }
+    return sq_cs_get(base, id, out, err);
+}
+
 static enum ids_err sq_cs_get_by_dn(struct store *base, int64_t connector, const char *dn,
                                     struct cs_object **out, struct ids_error *err)
 {
@@ -1986,6 +2048,16 @@ static enum ids_err sq_cs_delete(struct store *base, int64_t id, struct ids_erro
     sqlite3_bind_int64(st, 1, connector);
     sqlite3_bind_int64(st, 2, id);
     ret = run_simple(s, st, "delete reference waits", err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    st = stmt(s, ST_ALIAS_CLEAR, err);
+    if (st == NULL) {
+        ret = IDS_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    ret = run_simple(s, st, "delete former DNs", err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -3526,6 +3598,8 @@ const struct store_ops sqlite_store_ops = {
     .cs_get = sq_cs_get,
     .cs_get_by_anchor = sq_cs_get_by_anchor,
     .cs_get_by_dn = sq_cs_get_by_dn,
+    .cs_dn_alias = sq_cs_dn_alias,
+    .cs_get_by_former_dn = sq_cs_get_by_former_dn,
     .cs_get_by_mv = sq_cs_get_by_mv,
     .cs_ref_by_mv = sq_cs_ref_by_mv,
     .state_dir = sq_state_dir,

@@ -206,6 +206,20 @@ enum ids_err store_cs_get_by_dn(struct store *s, int64_t connector, const char *
     return s->ops->cs_get_by_dn(s, connector, dn, out, err);
 }
 
+enum ids_err store_cs_dn_alias(struct store *s, int64_t connector, const char *old_dn, int64_t id,
+                               struct ids_error *err)
+{
+    assert(s != NULL && old_dn != NULL && id > 0);
+    return s->ops->cs_dn_alias(s, connector, old_dn, id, err);
+}
+
+enum ids_err store_cs_get_by_former_dn(struct store *s, int64_t connector, const char *dn,
+                                       struct cs_object **out, struct ids_error *err)
+{
+    assert(s != NULL && dn != NULL && out != NULL);
+    return s->ops->cs_get_by_former_dn(s, connector, dn, out, err);
+}
+
 enum ids_err store_cs_get_by_mv(struct store *s, int64_t connector, int64_t mv_id,
                                 struct cs_object **out, struct ids_error *err)
 {

@@ -243,6 +243,14 @@ enum ids_err store_cs_get_by_anchor(struct store *s, int64_t connector, const ch
 /* DN compared case-insensitively (normalised). IDS_ENOTFOUND when none. */
 enum ids_err store_cs_get_by_dn(struct store *s, int64_t connector, const char *dn,
                                 struct cs_object **out, struct ids_error *err);
+/* Object `id` of `connector` was called `old_dn` before a rename an import
+ * saw (kept until the object is deleted). */
+enum ids_err store_cs_dn_alias(struct store *s, int64_t connector, const char *old_dn, int64_t id,
+                               struct ids_error *err);
+/* The object that was called `dn` (newest first), for a reference the
+ * directory rewrote without reporting it. IDS_ENOTFOUND when none. */
+enum ids_err store_cs_get_by_former_dn(struct store *s, int64_t connector, const char *dn,
+                                       struct cs_object **out, struct ids_error *err);
 /* The CS object of `connector` joined to MV object `mv_id`, IDS_ENOTFOUND. */
 enum ids_err store_cs_get_by_mv(struct store *s, int64_t connector, int64_t mv_id,
                                 struct cs_object **out, struct ids_error *err);
@@ -402,6 +410,10 @@ struct store_ops {
                                      struct cs_object **out, struct ids_error *err);
     enum ids_err (*cs_get_by_dn)(struct store *s, int64_t connector, const char *dn,
                                  struct cs_object **out, struct ids_error *err);
+    enum ids_err (*cs_dn_alias)(struct store *s, int64_t connector, const char *old_dn, int64_t id,
+                                struct ids_error *err);
+    enum ids_err (*cs_get_by_former_dn)(struct store *s, int64_t connector, const char *dn,
+                                        struct cs_object **out, struct ids_error *err);
     enum ids_err (*cs_get_by_mv)(struct store *s, int64_t connector, int64_t mv_id,
                                  struct cs_object **out, struct ids_error *err);
     enum ids_err (*cs_put)(struct store *s, struct cs_object *o, const struct store_keys *keys,

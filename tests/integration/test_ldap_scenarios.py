@@ -251,6 +251,55 @@ def test_openldap_to_openldap_full_delta_quiet(ol_env):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_rename_reaches_groups_of_a_target_without_refint(slapd_factory, tmp_path):
+    """A target slapd without referential integrity keeps whatever member
+    DNs it is given: when a user is renamed (and another moved to another
+    OU), idsync itself takes the old DN out of every group of the target and
+    puts the new one in, in the same delta cycle."""
+    src = slapd_factory("src", start=False)
+    seed_source(src, n=40)
+    src.start()
+    dst = slapd_factory("dst", refint=False)
+    env = Env(tmp_path / "work")
+    os.makedirs(env.path, exist_ok=True)
+    env.write("idsync.yaml", OL_TO_OL.format(
+        url=src.url, dn=src.rootdn, pw=src.password_file, suffix=SUFFIX, people=PEOPLE,
+        groups=GROUPS, target=target_ldap_connector(dst)))
+    env.run("cycle", "--full", expect=0)
+    assert norm("uid=u3,%s" % PEOPLE) in group_members(dst, "cn=small,%s" % GROUPS)
+
+    src.modify_ldif("dn: uid=u3,%s\nchangetype: modrdn\nnewrdn: uid=u3r\ndeleteoldrdn: 1\n"
+                    % PEOPLE)
+    src.add("ou=Staff,%s" % PEOPLE, {"objectClass": "organizationalUnit", "ou": "Staff"})
+    src.modify_ldif("dn: uid=u5,%s\nchangetype: modrdn\nnewrdn: uid=u5\ndeleteoldrdn: 1\n"
+                    "newsuperior: ou=Staff,%s\n" % (PEOPLE, PEOPLE))
+    # the source's refint rewrites its groups in the background
+    wait_for(lambda: {norm("uid=u3r,%s" % PEOPLE), norm("uid=u5,ou=Staff,%s" % PEOPLE)} <=
+             group_members(src, "cn=big,%s" % GROUPS), 10, "refint on the source")
+    env.run("cycle", expect=0)
+    assert dst.get("uid=u3r,%s" % PEOPLE) is not None and dst.get("uid=u3,%s" % PEOPLE) is None
+    assert dst.get("uid=u5,ou=Staff,%s" % PEOPLE) is not None
+    want = {"small": ["uid=u3r,%s" % PEOPLE], "big": ["uid=u3r,%s" % PEOPLE,
+            "uid=u5,ou=Staff,%s" % PEOPLE], "nested": ["uid=u5,ou=Staff,%s" % PEOPLE]}
+    for g, new in want.items():
+        members = group_members(dst, "cn=%s,%s" % (g, GROUPS))
+        for m in new:
+            assert norm(m) in members, (g, m)
+        assert norm("uid=u3,%s" % PEOPLE) not in members, g
+        assert norm("uid=u5,%s" % PEOPLE) not in members, g
+    assert group_members(dst, "cn=big,%s" % GROUPS) == {
+        norm(m) for m in group_members(src, "cn=big,%s" % GROUPS)}
+
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    # refint rewrote the source's groups without a change syncrepl reports:
+    # their old member DNs still resolve (former DNs), so a full sync keeps
+    # the members too
+    env.run("sync", "--full", expect=0)
+    p = env.run("export", "dst", expect=0)
+    assert "nothing to do" in p.stdout, p.stdout
+
+
 def connected_to(pid, port):
     """True when process `pid` has an established TCP connection to `port`."""
     out = subprocess.run(["ss", "-tnpH", "state", "established", "( dport = :%d )" % port],

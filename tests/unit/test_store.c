@@ -122,7 +122,7 @@ static void test_open_reopen(void **state)
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "5");
+    assert_string_equal(sb.buf, "6");
     assert_int_equal(store_meta_set(f->s, "config-hash", "abc", &err), IDS_OK);
     /* connector ids are stable by name */
     assert_int_equal(store_connector_id(f->s, "corp", &id, &err), IDS_OK);
@@ -138,7 +138,7 @@ static void test_open_reopen(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     strbuf_reset(&sb);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "5");
+    assert_string_equal(sb.buf, "6");
     assert_int_equal(store_meta_get(f->s, "config-hash", &sb, &err), IDS_OK);
     assert_string_equal(sb.buf, "abc");
     assert_int_equal(store_connector_id(f->s, "cloud", &id, &err), IDS_OK);
@@ -146,7 +146,7 @@ static void test_open_reopen(void **state)
 
     /* a store of schema version 1 is migrated when opened: the reference
      * index gains the anchor and DN, the brief index is added, the anchor
-     * index goes, the reference-change column comes */
+     * index goes, the reference-change column and the former DNs come */
     store_close(f->s);
     f->s = NULL;
     {
@@ -161,6 +161,7 @@ static void test_open_reopen(void **state)
                                       "WHERE anchor IS NOT NULL;"
                                       "CREATE INDEX cs_mv ON cs(mv_id, connector) WHERE mv_id <> 0;"
                                       "ALTER TABLE cs DROP COLUMN refdelta;"
+                                      "DROP TABLE dnalias;"
                                       "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
@@ -168,7 +169,7 @@ static void test_open_reopen(void **state)
         assert_int_equal(store_open(f->url, &f->s, &err), IDS_OK);
         strbuf_reset(&sb);
         assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-        assert_string_equal(sb.buf, "5");
+        assert_string_equal(sb.buf, "6");
         assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
         assert_int_equal(sqlite3_prepare_v2(db,
                                             "SELECT sql FROM sqlite_master WHERE name = 'cs_mv'",
@@ -178,6 +179,9 @@ static void test_open_reopen(void **state)
         assert_non_null(strstr((const char *)sqlite3_column_text(q, 0), "anchor, dn"));
         sqlite3_finalize(q);
         assert_int_equal(sqlite3_prepare_v2(db, "SELECT refdelta FROM cs LIMIT 1", -1, &q, NULL),
+                         SQLITE_OK);
+        sqlite3_finalize(q);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT cs FROM dnalias LIMIT 1", -1, &q, NULL),
                          SQLITE_OK);
         sqlite3_finalize(q);
         assert_int_equal(sqlite3_prepare_v2(db,
@@ -320,6 +324,32 @@ static void test_cs_put_get(void **state)
     assert_int_equal(g->unconfirmed->op, CHANGE_MODIFY);
     assert_int_equal(g->unconfirmed->nmods, 1);
     cs_object_free(g);
+    /* its former DN, once recorded, names it (any case, other connector
+     * not); the delete takes it away */
+    assert_int_equal(
+        store_cs_get_by_former_dn(f->s, f->conn, "cn=ann lee,ou=people,dc=corp", &g, &err),
+        IDS_ENOTFOUND);
+    assert_int_equal(store_cs_dn_alias(f->s, f->conn, "CN=Ann Lee,OU=People,DC=corp", o->id, &err),
+                     IDS_OK);
+    assert_int_equal(
+        store_cs_get_by_former_dn(f->s, f->conn, " cn=ANN LEE,ou=people,dc=corp", &g, &err),
+        IDS_OK);
+    assert_int_equal(g->id, o->id);
+    cs_object_free(g);
+    assert_int_equal(
+        store_cs_get_by_former_dn(f->s, f->conn2, "cn=ann lee,ou=people,dc=corp", &g, &err),
+        IDS_ENOTFOUND);
+    {
+        struct cs_object *tmp = new_cs(f->conn, "guid-tmp", "cn=tmp,dc=corp");
+
+        assert_int_equal(store_cs_put(f->s, tmp, NULL, &err), IDS_OK);
+        assert_int_equal(store_cs_dn_alias(f->s, f->conn, "cn=was tmp,dc=corp", tmp->id, &err),
+                         IDS_OK);
+        assert_int_equal(store_cs_delete(f->s, tmp->id, &err), IDS_OK);
+        assert_int_equal(store_cs_get_by_former_dn(f->s, f->conn, "cn=was tmp,dc=corp", &g, &err),
+                         IDS_ENOTFOUND);
+        cs_object_free(tmp);
+    }
 
     /* replace with a non-existent id */
     o->id = 999999;
