@@ -19,6 +19,8 @@
  * ("person:manager;group:members"): an MV object written before they were
  * indexed gets its keys once (ref_keys_ensure) */
 #define META_REF_KEYS "engine.reference-keys"
+/* MV objects a transaction of ref_keys_ensure indexes */
+#define REF_KEYS_BATCH 256
 
 struct contrib {
     struct cs_object *cs; /* owned unless it is the object being processed */
@@ -2311,7 +2313,7 @@ static enum ids_err ref_keys_ensure(struct engine *eng, struct ids_error *err)
         goto done;
     }
     ret = IDS_OK;
-    ids = xcalloc(SYNC_BATCH, sizeof(*ids));
+    ids = xcalloc(REF_KEYS_BATCH, sizeof(*ids));
     for (i = 0; ret == IDS_OK && i < eng->nmvt; i++) {
         struct mvt_info *mi = &eng->mvt[i];
         int64_t after = 0;
@@ -2321,7 +2323,7 @@ static enum ids_err ref_keys_ensure(struct engine *eng, struct ids_error *err)
             continue;
         }
         for (;;) {
-            ret = store_mv_ids(eng->store, mi->t->name, after, ids, SYNC_BATCH, &n, err);
+            ret = store_mv_ids(eng->store, mi->t->name, after, ids, REF_KEYS_BATCH, &n, err);
             if (ret != IDS_OK || n == 0) {
                 break;
             }
