@@ -208,6 +208,7 @@ static void print_preview(const struct config *cfg, const json_t *doc)
     const json_t *scope = json_object_get(doc, "scope");
     const json_t *targets = json_object_get(doc, "targets");
     const json_t *errors = json_object_get(doc, "errors");
+    const json_t *referrers = json_object_get(doc, "referrers");
     long long joined = (long long)json_integer_value(json_object_get(doc, "joined_to"));
     struct strbuf sb = STRBUF_INIT;
     size_t i;
@@ -250,6 +251,20 @@ static void print_preview(const struct config *cfg, const json_t *doc)
             if (json_is_object(json_object_get(x, "export"))) {
                 print_export(json_object_get(x, "export"));
             }
+        }
+    }
+    if (json_is_array(referrers) && json_array_size(referrers) > 0) {
+        printf("metaverse objects that name it, synced again with it (their members in the "
+               "targets):\n");
+        json_array_foreach(referrers, i, x)
+        {
+            strbuf_reset(&sb);
+            add_sanitized(&sb, jstr(x, "mv_type"));
+            printf("  %lld (%s): %s\n", (long long)json_integer_value(json_object_get(x, "mv_id")),
+                   sb.buf,
+                   jstr(x, "why") && strcmp(jstr(x, "why"), "recompute") == 0
+                       ? "recomputed (this object leaves the metaverse)"
+                       : "outbound again (this object's target object goes or is renamed)");
         }
     }
     if (json_is_array(errors) && json_array_size(errors) > 0) {

@@ -261,6 +261,43 @@ static enum ids_err find_cs(struct engine *eng, struct econn *ec, const char *id
     return ret;
 }
 
+/* JSON array items: the MV objects that name the previewed one and that
+ * the sync queued because of it (a deleted member: recomputed; a member
+ * deprovisioned from or renamed in a target: their outbound again). */
+static enum ids_err preview_referrers(struct engine *eng, const struct sync_ctx *ctx,
+                                      struct strbuf *out, struct ids_error *err)
+{
+    const struct i64vec *q[2] = {&ctx->qre, &ctx->qmv};
+    enum ids_err ret = IDS_OK;
+    size_t i;
+    size_t k;
+
+    for (k = 0; k < 2; k++) {
+        for (i = 0; ret == IDS_OK && i < q[k]->nr; i++) {
+            struct mv_object *m = NULL;
+            int64_t id = q[k]->v[i];
+
+            if (k == 1 && bitmap_test(&ctx->qre_set, id)) {
+                continue; /* already listed as recomputed */
+            }
+            ret = store_mv_get(eng->store, id, &m, err);
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                continue;
+            }
+            if (ret != IDS_OK) {
+                break;
+            }
+            preview_add_sep(out);
+            strbuf_addf(out, "{\"mv_id\":%" PRId64 ",\"mv_type\":", id);
+            json_str_or_null(out, m->type);
+            strbuf_addf(out, ",\"why\":\"%s\"}", k == 0 ? "recompute" : "outbound");
+            mv_object_free(m);
+        }
+    }
+    return ret;
+}
+
 enum ids_err engine_preview(struct engine *eng, const char *connector, const char *id,
                             struct strbuf *out, struct ids_error *err)
 {
@@ -272,6 +309,7 @@ enum ids_err engine_preview(struct engine *eng, const char *connector, const cha
     struct preview pv;
     struct erun r;
     struct sync_ctx ctx;
+    struct strbuf refs = STRBUF_INIT;
     static const char *const istates[] = {"none", "add", "update", "delete"};
 
     if (ec == NULL) {
@@ -302,6 +340,7 @@ enum ids_err engine_preview(struct engine *eng, const char *connector, const cha
     ret = sync_one_cs(&ctx, cs->id, err);
     if (ret == IDS_OK) {
         sync_report_unresolved(&ctx);
+        ret = preview_referrers(eng, &ctx, &refs, err);
     }
     sync_ctx_release(&ctx);
     if (ret != IDS_OK) {
@@ -336,6 +375,8 @@ enum ids_err engine_preview(struct engine *eng, const char *connector, const cha
     preview_flows(out, before ? before->entry : NULL, after ? after->entry : NULL);
     strbuf_addstr(out, ",\"targets\":[");
     strbuf_addbuf(out, &pv.targets);
+    strbuf_addstr(out, "],\"referrers\":[");
+    strbuf_addbuf(out, &refs);
     strbuf_addstr(out, "],\"errors\":[");
     strbuf_addbuf(out, &pv.errors);
     strbuf_addstr(out, "]}");
@@ -348,6 +389,7 @@ out:
     strbuf_release(&pv.joins);
     strbuf_release(&pv.targets);
     strbuf_release(&pv.errors);
+    strbuf_release(&refs);
     strbuf_release(&r.msg);
     return ret;
 }

@@ -717,6 +717,14 @@ def test_deleted_person_leaves_target_groups_and_returns_on_rehire(tmp_path):
 
     gone = people.pop(2)  # E0003; groups.csv still lists it
     env.write("src/people.csv", people_csv(people))
+    env.run("import", "hr", expect=0)
+    # the preview of the deletion names the groups the sync takes up with it
+    pv = env.json("preview", "hr", "E0003")
+    named = {env.json("show", "cs", "hr", g)["mv_id"] for g in ("red", "blue")}
+    assert {r["mv_id"] for r in pv["referrers"]} == named, pv["referrers"]
+    assert {r["why"] for r in pv["referrers"]} == {"recompute"}
+    assert "recomputed (this object leaves the metaverse)" in env.run(
+        "preview", "hr", "E0003", expect=0).stdout
     p = env.run("cycle")
     assert p.returncode == 1, (p.stdout, p.stderr)
     expect_users(env, people)
@@ -750,6 +758,9 @@ def test_person_out_of_target_scope_leaves_its_target_groups(tmp_path):
 
     people[1]["title"] = "Contractor"
     env.write("src/people.csv", people_csv(people))
+    env.run("import", "hr", expect=0)
+    pv = env.json("preview", "hr", "E0002")
+    assert {r["why"] for r in pv["referrers"]} == {"outbound"} and len(pv["referrers"]) == 2
     p = env.run("cycle")
     assert p.returncode == 1, (p.stdout, p.stderr)
     assert set(env.rows("out/users.csv", "id")) == {"E0001", "E0003", "E0004"}
