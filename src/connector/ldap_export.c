@@ -804,6 +804,32 @@ static enum ids_err relocate(struct ldap_conn *c, struct ldap_pending *p, bool *
  * already present and the value deletes already absent, so that a re-sent
  * change is a no-op rather than an error. *changed says whether anything was
  * dropped (if not, the error is real). */
+/* A value the directory holds equals one we send: byte for byte, or for a
+ * reference (a DN) as DNs (AD writes back its own case and spacing, and
+ * rewrote the member's DN itself when it was renamed). */
+static bool same_value(const struct berval *have, const struct value *v, bool dn)
+{
+    struct strbuf a = STRBUF_INIT;
+    struct strbuf b = STRBUF_INIT;
+    char *tmp;
+    bool same;
+
+    if (have->bv_len == v->len && memcmp(have->bv_val, v->data, v->len) == 0) {
+        return true;
+    }
+    if (!dn) {
+        return false;
+    }
+    tmp = xmemdup(have->bv_val, have->bv_len);
+    same = ldapdn_normalize(tmp, &a, NULL) == IDS_OK &&
+           ldapdn_normalize(v->data, &b, NULL) == IDS_OK && a.len == b.len &&
+           memcmp(a.buf, b.buf, a.len) == 0;
+    free(tmp);
+    strbuf_release(&a);
+    strbuf_release(&b);
+    return same;
+}
+
 static enum ids_err drop_noop_values(struct ldap_conn *c, struct ldap_pending *p, bool *changed,
                                      struct ids_error *err)
 {
@@ -860,11 +886,8 @@ static enum ids_err drop_noop_values(struct ldap_conn *c, struct ldap_pending *p
             bool present = false;
             size_t q;
 
-            for (q = 0; one != NULL && one[q] != NULL; q++) {
-                if (one[q]->bv_len == md->attr.vals[k].len &&
-                    memcmp(one[q]->bv_val, md->attr.vals[k].data, one[q]->bv_len) == 0) {
-                    present = true;
-                }
+            for (q = 0; one != NULL && one[q] != NULL && !present; q++) {
+                present = same_value(one[q], &md->attr.vals[k], md->attr.flags & ATTR_REF);
             }
             if (present == (md->op == MOD_ADD)) {
                 *changed = true;
@@ -1064,7 +1087,10 @@ static enum ids_err handle_result(struct ldap_conn *c, struct ldap_pending *p, L
             finish(c, p, IDS_ENOTFOUND, &e, false);
             goto done;
         }
-        if ((rcode == LDAP_TYPE_OR_VALUE_EXISTS || rcode == LDAP_NO_SUCH_ATTRIBUTE) &&
+        /* a value already there or already gone (AD answers "already
+         * exists" for a link value it holds: a renamed member's new DN) */
+        if ((rcode == LDAP_TYPE_OR_VALUE_EXISTS || rcode == LDAP_NO_SUCH_ATTRIBUTE ||
+             rcode == LDAP_ALREADY_EXISTS) &&
             p->fixups == 0) {
             bool changed = false;
 

@@ -571,6 +571,18 @@ def test_csv_to_ad(samba_dc, tmp_path):
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
 
+    # a member of "few" renamed: AD moves its links itself; the groups'
+    # own change (old DN out, new DN in) must not fail the export
+    people[1]["given"] = "Renamed"
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    new_dn = "CN=Renamed Family1,OU=Imported," + SYNC_OU
+    assert dc.get(new_dn, ["employeeID"]) is not None
+    few = {m.lower() for m in dc.get("CN=few,OU=ImportedGroups," + SYNC_OU, ["member"])["member"]}
+    assert new_dn.lower() in few and len(few) == 2, few
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
 
 # ---- AD -> OpenLDAP ---------------------------------------------------------------
 
