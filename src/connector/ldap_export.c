@@ -799,11 +799,6 @@ static enum ids_err relocate(struct ldap_conn *c, struct ldap_pending *p, bool *
     return IDS_OK;
 }
 
-/* After typeOrValueExists / noSuchAttribute on a modify (a server without
- * permissive modify, or slapd deleting an absent value): drop the value adds
- * already present and the value deletes already absent, so that a re-sent
- * change is a no-op rather than an error. *changed says whether anything was
- * dropped (if not, the error is real). */
 /* A value the directory holds equals one we send: byte for byte, or for a
  * reference (a DN) as DNs (AD writes back its own case and spacing, and
  * rewrote the member's DN itself when it was renamed). */
@@ -830,6 +825,13 @@ static bool same_value(const struct berval *have, const struct value *v, bool dn
     return same;
 }
 
+/* After typeOrValueExists / noSuchAttribute on a modify (a server without
+ * permissive modify, or slapd deleting an absent value), or what AD answers
+ * for a DN value it has already rewritten or removed itself ("already
+ * exists" for a link it holds, unwillingToPerform for a DN it cannot find):
+ * drop the value adds already present and the value deletes already absent,
+ * so that a re-sent change is a no-op rather than an error. *changed says
+ * whether anything was dropped (if not, the error is real). */
 static enum ids_err drop_noop_values(struct ldap_conn *c, struct ldap_pending *p, bool *changed,
                                      struct ids_error *err)
 {
@@ -849,6 +851,9 @@ static enum ids_err drop_noop_values(struct ldap_conn *c, struct ldap_pending *p
     }
     rc = ldap_search_ext_s(c->ld, p->dn, LDAP_SCOPE_BASE, "(objectClass=*)", attrs.v, 0, NULL, NULL,
                            &tv, 1, &res);
+    if (rc == LDAP_NO_SUCH_OBJECT) {
+        goto done; /* gone since the modify: its error stands */
+    }
     if (rc != LDAP_SUCCESS) {
         ret = ldapc_fail(c, rc, err, "reading %s", p->dn);
         goto done;
@@ -1087,10 +1092,9 @@ static enum ids_err handle_result(struct ldap_conn *c, struct ldap_pending *p, L
             finish(c, p, IDS_ENOTFOUND, &e, false);
             goto done;
         }
-        /* a value already there or already gone (AD answers "already
-         * exists" for a link value it holds: a renamed member's new DN) */
+        /* a value already there or already gone (see drop_noop_values) */
         if ((rcode == LDAP_TYPE_OR_VALUE_EXISTS || rcode == LDAP_NO_SUCH_ATTRIBUTE ||
-             rcode == LDAP_ALREADY_EXISTS) &&
+             rcode == LDAP_ALREADY_EXISTS || rcode == LDAP_UNWILLING_TO_PERFORM) &&
             p->fixups == 0) {
             bool changed = false;
 

@@ -217,3 +217,35 @@ def test_ad_export_add_disable_enable_delete(ad):
     assert all(r["status"] == "ok" for r in res2.values()), res2
     assert dc.get("CN=Moved,%s" % PEOPLE) is None
     assert dc.get("CN=New Contact,%s" % CONTACTS) is None
+
+
+def test_ad_group_changes_that_ad_already_made_are_not_errors(ad):
+    """AD rewrites a group's member DNs when a member is renamed; the change
+    idsync sends for its own rename (new DN in, old DN out) then names a
+    link AD already holds ("already exists") and a DN it cannot find
+    (unwillingToPerform): both are dropped as no-ops, not export errors. A
+    member that does not exist at all stays an error."""
+    dc, cfg = ad
+    old = "CN=Link Member,%s" % PEOPLE
+    new = "CN=Link Member Renamed,%s" % PEOPLE
+    group = "CN=Link Group,%s" % GROUPS
+    res = export(cfg, [add_change(old, {"sAMAccountName": "linkm", "sn": "Member"}),
+                       add_change(group, {"sAMAccountName": "linkg", "member": [old]}, "group")])
+    assert all(r["status"] == "ok" for r in res.values()), res
+    dc.modify_ldif("dn: %s\nchangetype: modrdn\nnewrdn: CN=Link Member Renamed\n"
+                   "deleteoldrdn: 1\n" % old)
+    assert [m.lower() for m in dc.get(group, ["member"])["member"]] == [new.lower()]
+
+    def modify(*mods):
+        return export(cfg, [{"op": "modify", "type": "group", "dn": group,
+                             "anchor": res[2]["anchor"],
+                             "mods": [{"op": op, "attr": "member", "values": [v]}
+                                      for op, v in mods]}], check=False)[1]
+
+    r = modify(("add", new), ("delete", old))
+    assert r["status"] == "ok", r
+    r = modify(("delete", old))
+    assert r["status"] == "ok", r
+    r = modify(("add", "CN=Nobody Here,%s" % PEOPLE))
+    assert r["status"] != "ok", r
+    assert [m.lower() for m in dc.get(group, ["member"])["member"]] == [new.lower()]
