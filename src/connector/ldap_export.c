@@ -799,30 +799,46 @@ static enum ids_err relocate(struct ldap_conn *c, struct ldap_pending *p, bool *
     return IDS_OK;
 }
 
-/* A value the directory holds equals one we send: byte for byte, or for a
- * reference (a DN) as DNs (AD writes back its own case and spacing, and
- * rewrote the member's DN itself when it was renamed). */
-static bool same_value(const struct berval *have, const struct value *v, bool dn)
+/* The values of `name` in m; *ranged when the server sent them in ranges
+ * instead (AD, over 1,500 values: `member;range=0-1499`), so that they
+ * are not all in m. */
+static struct berval **values_of(struct ldap_conn *c, LDAPMessage *m, const char *name,
+                                 bool *ranged)
 {
-    struct strbuf a = STRBUF_INIT;
-    struct strbuf b = STRBUF_INIT;
-    char *tmp;
-    bool same;
+    struct berval **vals = ldap_get_values_len(c->ld, m, name);
+    BerElement *ber = NULL;
+    char *a;
+    size_t len = strlen(name);
 
-    if (have->bv_len == v->len && memcmp(have->bv_val, v->data, v->len) == 0) {
-        return true;
+    *ranged = false;
+    if (vals != NULL) {
+        return vals;
     }
-    if (!dn) {
-        return false;
+    for (a = ldap_first_attribute(c->ld, m, &ber); a != NULL && !*ranged;
+         a = ldap_next_attribute(c->ld, m, ber)) {
+        *ranged = strncasecmp(a, name, len) == 0 && strncasecmp(a + len, ";range=", 7) == 0;
+        ldap_memfree(a);
     }
-    tmp = xmemdup(have->bv_val, have->bv_len);
-    same = ldapdn_normalize(tmp, &a, NULL) == IDS_OK &&
-           ldapdn_normalize(v->data, &b, NULL) == IDS_OK && a.len == b.len &&
-           memcmp(a.buf, b.buf, a.len) == 0;
-    free(tmp);
-    strbuf_release(&a);
-    strbuf_release(&b);
-    return same;
+    ber_free(ber, 0);
+    return NULL;
+}
+
+/* Does the entry at dn hold value v of attr? Asked of the server (an LDAP
+ * compare): for a reference (a DN, which the server compares as a DN — AD
+ * writes back its own form and rewrote a renamed member itself), and where
+ * the values came in ranges. */
+static enum ids_err value_held(struct ldap_conn *c, const char *dn, const char *attr,
+                               const struct value *v, bool *held, struct ids_error *err)
+{
+    struct berval bv = {(ber_len_t)v->len, v->data};
+    int rc = ldap_compare_ext_s(c->ld, dn, attr, &bv, NULL, NULL);
+
+    *held = rc == LDAP_COMPARE_TRUE;
+    if (rc == LDAP_COMPARE_TRUE || rc == LDAP_COMPARE_FALSE || rc == LDAP_NO_SUCH_ATTRIBUTE ||
+        rc == LDAP_UNWILLING_TO_PERFORM || rc == LDAP_NO_SUCH_OBJECT) {
+        return IDS_OK; /* the last two: AD, for a DN value it cannot find */
+    }
+    return ldapc_fail(c, rc, err, "comparing %s of %s", attr, dn);
 }
 
 /* After typeOrValueExists / noSuchAttribute on a modify (a server without
@@ -864,15 +880,16 @@ static enum ids_err drop_noop_values(struct ldap_conn *c, struct ldap_pending *p
     }
     nc = change_new(p->ch->op, p->ch->type, p->ch->anchor, p->ch->dn);
     nc->new_dn = xstrdup_or_null(p->ch->new_dn);
-    for (i = 0; i < p->ch->nmods; i++) {
+    for (i = 0; i < p->ch->nmods && ret == IDS_OK; i++) {
         const struct mod *md = &p->ch->mods[i];
         struct berval **vals;
         struct mod *nm;
+        bool ranged;
 
         if (md->op == MOD_REPLACE || md->attr.nvals == 0) {
             if (md->op == MOD_DELETE && md->attr.nvals == 0) {
-                vals = ldap_get_values_len(c->ld, m, md->attr.name);
-                if (vals == NULL) {
+                vals = values_of(c, m, md->attr.name, &ranged);
+                if (vals == NULL && !ranged) {
                     *changed = true; /* deleting an absent attribute */
                     continue;
                 }
@@ -884,15 +901,23 @@ static enum ids_err drop_noop_values(struct ldap_conn *c, struct ldap_pending *p
             }
             continue;
         }
-        vals = ldap_get_values_len(c->ld, m, md->attr.name);
+        vals = values_of(c, m, md->attr.name, &ranged);
         nm = NULL;
-        for (k = 0; k < md->attr.nvals; k++) {
+        for (k = 0; k < md->attr.nvals && ret == IDS_OK; k++) {
             struct berval **one = vals;
             bool present = false;
             size_t q;
 
+            if (ranged || (md->attr.flags & ATTR_REF)) {
+                ret = value_held(c, p->dn, md->attr.name, &md->attr.vals[k], &present, err);
+                if (ret != IDS_OK) {
+                    break;
+                }
+                one = NULL;
+            }
             for (q = 0; one != NULL && one[q] != NULL && !present; q++) {
-                present = same_value(one[q], &md->attr.vals[k], md->attr.flags & ATTR_REF);
+                present = one[q]->bv_len == md->attr.vals[k].len &&
+                          memcmp(one[q]->bv_val, md->attr.vals[k].data, one[q]->bv_len) == 0;
             }
             if (present == (md->op == MOD_ADD)) {
                 *changed = true;
@@ -905,7 +930,7 @@ static enum ids_err drop_noop_values(struct ldap_conn *c, struct ldap_pending *p
         }
         ldap_value_free_len(vals);
     }
-    if (*changed) {
+    if (ret == IDS_OK && *changed) {
         change_free(p->ch);
         p->ch = nc;
         nc = NULL;

@@ -239,8 +239,9 @@ def test_ad_group_changes_that_ad_already_made_are_not_errors(ad):
     def modify(*mods):
         return export(cfg, [{"op": "modify", "type": "group", "dn": group,
                              "anchor": res[2]["anchor"],
-                             "mods": [{"op": op, "attr": "member", "values": [v]}
-                                      for op, v in mods]}], check=False)[1]
+                             "mods": [{"op": op, "attr": "member", "values": [v],
+                                       "reference": True} for op, v in mods]}],
+                      check=False)[1]
 
     r = modify(("add", new), ("delete", old))
     assert r["status"] == "ok", r
@@ -249,3 +250,30 @@ def test_ad_group_changes_that_ad_already_made_are_not_errors(ad):
     r = modify(("add", "CN=Nobody Here,%s" % PEOPLE))
     assert r["status"] != "ok", r
     assert [m.lower() for m in dc.get(group, ["member"])["member"]] == [new.lower()]
+
+
+def test_ad_no_op_values_of_a_group_over_1500_members(ad):
+    """A modify of a group of over 1,500 members (AD sends those in ranges)
+    that the server refuses for a value already there: which member values
+    are no-ops is asked of the server (compare), not read from the first
+    range, so a member to remove is still removed."""
+    dc, cfg = ad
+    big = "CN=Big,%s" % GROUPS
+    members = dc.get(big, ["member"])["member"]
+    assert len(members) > 1500
+    drop, keep = members[-1], members[0]  # the last is beyond the first range
+    anchor = [i for i in read(cfg)[0] if i["entry"]["dn"] == big][0]["entry"]["anchor"]
+    r = export(cfg, [{"op": "modify", "type": "group", "dn": big, "anchor": anchor,
+                      "mods": [{"op": "add", "attr": "member", "values": [keep],
+                                "reference": True},
+                               {"op": "delete", "attr": "member", "values": [drop],
+                                "reference": True}]}],
+               check=False)[1]
+    try:
+        assert r["status"] == "ok", r
+        now = {m.lower() for m in dc.get(big, ["member"])["member"]}
+        assert drop.lower() not in now and keep.lower() in now
+        assert len(now) == len(members) - 1
+    finally:  # the seeded DC is shared by the session: put the member back
+        dc._tool(["ldapmodify"], check=False, stdin=(
+            "dn: %s\nchangetype: modify\nadd: member\nmember: %s\n" % (big, drop)).encode())
