@@ -79,7 +79,9 @@ void grow_array(void **arr, size_t *alloc, size_t need, size_t size)
     if (need <= *alloc) {
         return;
     }
-    n = *alloc ? *alloc : 8;
+    /* bytes (strbufs) start at 64: a DN or a value then needs one
+     * allocation, not five */
+    n = *alloc ? *alloc : size == 1 ? 64 : 8;
     while (n < need) {
         n = n + n / 2 + 8;
     }
