@@ -46,6 +46,11 @@ struct config_option;      /* config.h */
 #define CONN_CAP_ANCHOR_ON_ADD                                                                     \
     0x20u /* the system assigns the anchor on add (SCIM id, entryUUID);                            \
              otherwise the anchor is derived from the added object */
+#define CONN_CAP_NOOP_VALUES                                                                       \
+    0x40u /* adding a value that is there or deleting one that is not is no                        \
+             error (LDAP: permissive modify, or the value dropped and the                          \
+             modify re-sent); an LDIF file replayed by ldapmodify has no such                      \
+             leniency */
 
 /* One item of a read. */
 struct read_item {

@@ -2261,7 +2261,7 @@ done:
 const struct connector_ops ldap_connector_ops = {
     .name = "ldap",
     .caps = CONN_CAP_READ | CONN_CAP_WRITE | CONN_CAP_DELTA | CONN_CAP_REF_BY_DN | CONN_CAP_RENAME |
-            CONN_CAP_ANCHOR_ON_ADD,
+            CONN_CAP_ANCHOR_ON_ADD | CONN_CAP_NOOP_VALUES,
     .options = ldap_options,
     .object_options = ldap_object_options,
     .create = ldapc_create,

@@ -1134,7 +1134,8 @@ static struct change *make_add(const struct flow_config *t, struct entry *des, c
  * (values that name no known object are left out: idsync does not remove
  * what it cannot identify). */
 static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, const struct attr *c,
-                                 struct refmap *rm, struct attr *out, struct ids_error *err)
+                                 const struct attr *want, struct refmap *rm, struct attr *out,
+                                 struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct strbuf sb = STRBUF_INIT;
@@ -1168,8 +1169,17 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
             break;
         }
         if (id != 0 && renamed_to(ctx, id) != NULL) {
+            const char *to = renamed_to(ctx, id);
+
             /* its DN as the target holds it: goes, the new one comes */
             attr_add_value(out, c->vals[i].data, c->vals[i].len);
+            if ((econn_caps(X) & CONN_CAP_NOOP_VALUES) &&
+                (want == NULL || !attr_has_value(want, to, strlen(to)))) {
+                /* it leaves the group too: a directory that rewrote the
+                 * member itself (AD, refint) holds the new DN, one that
+                 * did not the old; both go, the one absent is a no-op */
+                attr_add_value(out, to, strlen(to));
+            }
         } else if (id != 0) {
             strbuf_reset(&sb);
             strbuf_addf(&sb, "%" PRId64, id);
@@ -1326,7 +1336,7 @@ static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struc
             struct attr cur;
 
             memset(&cur, 0, sizeof(cur));
-            ret = map_cur_refs(ctx, X, c, rm, &cur, err);
+            ret = map_cur_refs(ctx, X, c, d, rm, &cur, err);
             if (ret == IDS_OK) {
                 attr_value_diff(d, &cur, &adds, &dels);
                 add_values_mod(ch, MOD_ADD, it->attr, ATTR_REF, &adds);

@@ -583,6 +583,18 @@ def test_csv_to_ad(samba_dc, tmp_path):
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
 
+    # renamed and taken out of "few" in one cycle: AD rewrites the link at
+    # the rename, so the removal must name the new DN too
+    people[2]["given"] = "Moved"
+    teams["few"] = ["E00001"]
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv(teams))
+    env.run("cycle", expect=0)
+    few = {m.lower() for m in dc.get("CN=few,OU=ImportedGroups," + SYNC_OU, ["member"])["member"]}
+    assert few == {new_dn.lower()}, few
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
 
 # ---- AD -> OpenLDAP ---------------------------------------------------------------
 
