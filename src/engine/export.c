@@ -78,13 +78,17 @@ static struct xitem *xitems_add(struct xitems *xs)
 }
 
 /* The system identifier a reference to CS object `id` is sent as; NULL
- * while that object has no anchor yet. *gone when the object no longer exists. */
+ * while that object has no anchor yet, or, when references are DNs, while
+ * a rename of it waits to be sent or settled (the group is sent after it,
+ * with the new DN: AD refuses a member DN that does not exist yet). *gone
+ * when the object no longer exists. */
 static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char **out, bool *gone,
                                struct ids_error *err)
 {
     enum ids_err ret;
     enum cs_import_state state;
     bool has_anchor;
+    bool renaming = false;
     char *end = NULL;
     long long id = strtoll(value, &end, 10);
 
@@ -96,7 +100,7 @@ static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char *
     }
     /* identifiers only: a group's members are many look-ups */
     ret = store_cs_ident(ctx->eng->store, id, &ctx->ref_anchor, &has_anchor, &ctx->ref_dn, &state,
-                         err);
+                         &renaming, err);
     if (ret == IDS_ENOTFOUND) {
         *gone = true;
         return IDS_OK;
@@ -105,6 +109,9 @@ static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char *
         return ret;
     }
     if (has_anchor && state != CS_IMPORT_DELETE) {
+        if ((econn_caps(ctx->X) & CONN_CAP_REF_BY_DN) && renaming) {
+            return IDS_OK; /* waits for the rename */
+        }
         if ((econn_caps(ctx->X) & CONN_CAP_REF_BY_DN) && ctx->ref_dn.len > 0) {
             *out = xstrdup(ctx->ref_dn.buf);
         } else {

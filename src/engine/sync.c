@@ -1074,14 +1074,6 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
                 if (ret != IDS_OK) {
                     break;
                 }
-                if (csid != 0 && renamed_to(ctx, csid) != NULL) {
-                    /* renamed in this step: the new DN as it will be,
-                     * whatever order the export sends the two in */
-                    const char *to = renamed_to(ctx, csid);
-
-                    attr_add_value(&mapped, to, strlen(to));
-                    continue;
-                }
                 if (csid != 0) {
                     strbuf_reset(&sb);
                     strbuf_addf(&sb, "%" PRId64, csid);
@@ -1169,16 +1161,19 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
             break;
         }
         if (id != 0 && renamed_to(ctx, id) != NULL) {
-            const char *to = renamed_to(ctx, id);
-
-            /* its DN as the target holds it: goes, the new one comes */
+            /* its DN as the target holds it goes; the member, if it stays,
+             * is sent by the export as its DN after the rename */
             attr_add_value(out, c->vals[i].data, c->vals[i].len);
+            strbuf_reset(&sb);
+            strbuf_addf(&sb, "%" PRId64, id);
             if ((econn_caps(X) & CONN_CAP_NOOP_VALUES) &&
-                (want == NULL || !attr_has_value(want, to, strlen(to)))) {
+                (want == NULL || !attr_has_value(want, sb.buf, sb.len))) {
                 /* it leaves the group too: a directory that rewrote the
-                 * member itself (AD, refint) holds the new DN, one that
-                 * did not the old; both go, the one absent is a no-op */
-                attr_add_value(out, to, strlen(to));
+                 * member itself at the rename (AD, refint) holds the new
+                 * DN, one that did not the old; both go (the new one as
+                 * the object, resolved after its rename), the one absent
+                 * is a no-op */
+                attr_add_value(out, sb.buf, sb.len);
             }
         } else if (id != 0) {
             strbuf_reset(&sb);

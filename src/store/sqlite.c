@@ -197,7 +197,8 @@ static const char *const migrations[] = {
     X(ST_CS_SET_EXPORT_STATE, "UPDATE cs SET export_state = ?2, export_run = ?3 WHERE id = ?1")    \
     X(ST_CS_PUT_LINK, "UPDATE cs SET mv_id = ?2, flags = ?3, import_state = ?4, refdelta = ?5 "    \
                       "WHERE id = ?1")                                                             \
-    X(ST_CS_IDENT, "SELECT id, anchor, dn, import_state FROM cs WHERE id = ?1")                    \
+    X(ST_CS_IDENT, "SELECT id, anchor, dn, import_state, export_state, substr(pending, 1, 1024) "  \
+                   "FROM cs WHERE id = ?1")                                                        \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
@@ -1568,7 +1569,7 @@ static bool column_add(sqlite3_stmt *st, int col, struct strbuf *out)
  * message of IDS_ENOTFOUND. id, has_anchor and state may be NULL. */
 static enum ids_err step_ident(struct sqlite_store *s, sqlite3_stmt *st, const char *none,
                                int64_t *id, struct strbuf *anchor, bool *has_anchor,
-                               struct strbuf *dn, enum cs_import_state *state,
+                               struct strbuf *dn, enum cs_import_state *state, bool *renaming,
                                struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
@@ -1589,6 +1590,15 @@ static enum ids_err step_ident(struct sqlite_store *s, sqlite3_stmt *st, const c
         }
         if (state != NULL) {
             *state = (enum cs_import_state)sqlite3_column_int(st, 3);
+        }
+        if (renaming != NULL) {
+            int es = sqlite3_column_int(st, 4);
+            size_t plen = (size_t)sqlite3_column_bytes(st, 5);
+
+            /* a rename not sent yet, or sent and not settled (a header cut
+             * short by the substr counts as one) */
+            *renaming = (es == CS_EXPORT_PENDING || es == CS_EXPORT_INFLIGHT) && plen > 0 &&
+                        change_encoded_renames(sqlite3_column_blob(st, 5), plen) != 0;
         }
     } else if (rc == SQLITE_DONE) {
         ret = ids_error_set(err, IDS_ENOTFOUND, "%s", none);
@@ -1617,7 +1627,7 @@ static enum ids_err sq_cs_ref_by_mv(struct store *base, int64_t connector, int64
     sqlite3_bind_int64(st, 2, mv_id);
     snprintf(none, sizeof(none), "metaverse object %" PRId64 ": no connector-space object joined",
              mv_id);
-    return step_ident(s, st, none, id, anchor, NULL, dn, NULL, err);
+    return step_ident(s, st, none, id, anchor, NULL, dn, NULL, NULL, err);
 }
 
 static const char *sq_state_dir(struct store *base)
@@ -1963,7 +1973,7 @@ static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object 
 
 static enum ids_err sq_cs_ident(struct store *base, int64_t id, struct strbuf *anchor,
                                 bool *has_anchor, struct strbuf *dn, enum cs_import_state *state,
-                                struct ids_error *err)
+                                bool *renaming, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_CS_IDENT, err);
@@ -1978,7 +1988,7 @@ static enum ids_err sq_cs_ident(struct store *base, int64_t id, struct strbuf *a
     }
     sqlite3_bind_int64(st, 1, id);
     snprintf(none, sizeof(none), "id %" PRId64 ": no such connector-space object", id);
-    return step_ident(s, st, none, NULL, anchor, has_anchor, dn, state, err);
+    return step_ident(s, st, none, NULL, anchor, has_anchor, dn, state, renaming, err);
 }
 
 static enum ids_err sq_cs_put_link(struct store *base, const struct cs_object *o,

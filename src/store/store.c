@@ -270,10 +270,14 @@ enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_expo
 }
 
 enum ids_err store_cs_ident(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
-                            struct strbuf *dn, enum cs_import_state *state, struct ids_error *err)
+                            struct strbuf *dn, enum cs_import_state *state, bool *renaming,
+                            struct ids_error *err)
 {
     assert(s != NULL && anchor != NULL && has_anchor != NULL && dn != NULL && state != NULL);
-    return s->ops->cs_ident(s, id, anchor, has_anchor, dn, state, err);
+    if (renaming != NULL) {
+        *renaming = false;
+    }
+    return s->ops->cs_ident(s, id, anchor, has_anchor, dn, state, renaming, err);
 }
 
 enum ids_err store_cs_put_link(struct store *s, const struct cs_object *o, struct ids_error *err)

@@ -271,9 +271,12 @@ enum ids_err store_cs_put_export(struct store *s, const struct cs_object *o, str
 /* Anchor, DN and import state of CS object `id`, without reading its
  * attributes (an export resolving a group's members to identifiers).
  * anchor and dn are reset, then set; left empty when NULL in the store.
- * *has_anchor tells an empty anchor from none. IDS_ENOTFOUND when gone. */
+ * *has_anchor tells an empty anchor from none; *renaming (may be NULL):
+ * its pending export, not settled yet, renames it (its DN is about to
+ * change). IDS_ENOTFOUND when gone. */
 enum ids_err store_cs_ident(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
-                            struct strbuf *dn, enum cs_import_state *state, struct ids_error *err);
+                            struct strbuf *dn, enum cs_import_state *state, bool *renaming,
+                            struct ids_error *err);
 /* Only the link and state of object `o->id` (mv_id, flags, import_state,
  * ref_delta):
  * a sync that joined, projected, disconnected or settled the object
@@ -482,7 +485,8 @@ struct store_ops {
     const char *(*state_dir)(struct store *s);
     enum ids_err (*cs_put_link)(struct store *s, const struct cs_object *o, struct ids_error *err);
     enum ids_err (*cs_ident)(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
-                             struct strbuf *dn, enum cs_import_state *state, struct ids_error *err);
+                             struct strbuf *dn, enum cs_import_state *state, bool *renaming,
+                             struct ids_error *err);
 };
 
 struct store {

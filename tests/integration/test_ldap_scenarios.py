@@ -595,6 +595,17 @@ def test_csv_to_ad(samba_dc, tmp_path):
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
 
+    # renamed and put into "few" in one cycle: the group names the new DN
+    people[3]["given"] = "Joined"
+    teams["few"] = ["E00001", "E00003"]
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv(teams))
+    env.run("cycle", expect=0)
+    few = {m.lower() for m in dc.get("CN=few,OU=ImportedGroups," + SYNC_OU, ["member"])["member"]}
+    assert few == {new_dn.lower(), ("CN=Joined Family3,OU=Imported," + SYNC_OU).lower()}, few
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
 
 # ---- AD -> OpenLDAP ---------------------------------------------------------------
 

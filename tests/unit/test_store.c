@@ -1013,6 +1013,7 @@ static void test_cs_link_ident_by_mv(void **state)
     struct strbuf dn = STRBUF_INIT;
     enum cs_import_state st;
     bool has_anchor;
+    bool renaming = false;
     int64_t id;
 
     a->import_state = CS_IMPORT_ADD;
@@ -1052,13 +1053,40 @@ static void test_cs_link_ident_by_mv(void **state)
     assert_int_equal(store_cs_put_link(f->s, b, &err), IDS_ENOTFOUND);
 
     /* identifiers */
-    assert_int_equal(store_cs_ident(f->s, a->id, &anchor, &has_anchor, &dn, &st, &err), IDS_OK);
+    assert_int_equal(store_cs_ident(f->s, a->id, &anchor, &has_anchor, &dn, &st, &renaming, &err),
+                     IDS_OK);
     assert_true(has_anchor);
     assert_string_equal(anchor.buf, "k-1");
     assert_string_equal(dn.buf, "cn=k1");
     assert_int_equal(st, CS_IMPORT_NONE);
-    assert_int_equal(store_cs_ident(f->s, 987654, &anchor, &has_anchor, &dn, &st, &err),
+    assert_false(renaming);
+    assert_int_equal(store_cs_ident(f->s, 987654, &anchor, &has_anchor, &dn, &st, &renaming, &err),
                      IDS_ENOTFOUND);
+    /* a rename waiting to be sent, then failed (retried later: not waited for) */
+    change_free(a->pending_export);
+    a->pending_export = change_new(CHANGE_MODIFY, a->type, a->anchor, a->dn);
+    a->pending_export->new_dn = xstrdup("cn=k1 renamed");
+    a->export_state = CS_EXPORT_PENDING;
+    assert_int_equal(store_cs_put(f->s, a, NULL, &err), IDS_OK);
+    assert_int_equal(store_cs_ident(f->s, a->id, &anchor, &has_anchor, &dn, &st, &renaming, &err),
+                     IDS_OK);
+    assert_true(renaming);
+    a->export_state = CS_EXPORT_FAILED;
+    assert_int_equal(store_cs_put(f->s, a, NULL, &err), IDS_OK);
+    assert_int_equal(store_cs_ident(f->s, a->id, &anchor, &has_anchor, &dn, &st, &renaming, &err),
+                     IDS_OK);
+    assert_false(renaming);
+    free(a->pending_export->new_dn);
+    a->pending_export->new_dn = NULL;
+    a->export_state = CS_EXPORT_PENDING;
+    assert_int_equal(store_cs_put(f->s, a, NULL, &err), IDS_OK);
+    assert_int_equal(store_cs_ident(f->s, a->id, &anchor, &has_anchor, &dn, &st, &renaming, &err),
+                     IDS_OK);
+    assert_false(renaming);
+    change_free(a->pending_export);
+    a->pending_export = NULL;
+    a->export_state = CS_EXPORT_NONE;
+    assert_int_equal(store_cs_put(f->s, a, NULL, &err), IDS_OK);
 
     /* by MV object: none, one, then two of one connector (the lower id) */
     assert_int_equal(store_cs_get_by_mv(f->s, f->conn, 43, &g, &err), IDS_ENOTFOUND);
