@@ -123,6 +123,73 @@ static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char *
     return IDS_OK;
 }
 
+/* A reference value both added and deleted by one change (a member whose
+ * rename failed: the old DN goes, the member resolves to the old DN again)
+ * is neither: the pair is dropped, so that the member stays. */
+static void cancel_add_delete(struct change *ch)
+{
+    struct strbuf a = STRBUF_INIT;
+    struct strbuf b = STRBUF_INIT;
+    bool *emptied = xcalloc(ch->nmods ? ch->nmods : 1, sizeof(*emptied));
+    size_t i;
+    size_t j;
+    size_t q;
+
+    for (i = 0; i < ch->nmods; i++) {
+        struct mod *add = &ch->mods[i];
+
+        for (j = 0; add->op == MOD_ADD && (add->attr.flags & ATTR_REF) && j < ch->nmods; j++) {
+            struct mod *del = &ch->mods[j];
+            size_t k = 0;
+
+            if (del->op != MOD_DELETE || !(del->attr.flags & ATTR_REF) ||
+                strcasecmp(del->attr.name, add->attr.name) != 0) {
+                continue;
+            }
+            while (k < add->attr.nvals) {
+                bool pair = false;
+
+                strbuf_reset(&a);
+                value_normalize(&a, add->attr.vals[k].data, add->attr.vals[k].len);
+                for (q = 0; q < del->attr.nvals && !pair; q++) {
+                    strbuf_reset(&b);
+                    value_normalize(&b, del->attr.vals[q].data, del->attr.vals[q].len);
+                    pair = a.len == b.len && memcmp(a.buf, b.buf, a.len) == 0;
+                }
+                if (!pair) {
+                    k++;
+                    continue;
+                }
+                {
+                    /* copies: attr_remove_value frees the values it takes out */
+                    size_t dlen = del->attr.vals[q - 1].len;
+                    size_t alen = add->attr.vals[k].len;
+                    char *dv = xmemdup(del->attr.vals[q - 1].data, dlen);
+                    char *av = xmemdup(add->attr.vals[k].data, alen);
+
+                    attr_remove_value(&del->attr, dv, dlen);
+                    attr_remove_value(&add->attr, av, alen);
+                    free(dv);
+                    free(av);
+                }
+                emptied[i] = add->attr.nvals == 0;
+                emptied[j] = del->attr.nvals == 0;
+            }
+        }
+    }
+    for (i = 0, j = 0; i < ch->nmods; i++) {
+        if (emptied[i]) {
+            attr_release(&ch->mods[i].attr);
+            continue;
+        }
+        ch->mods[j++] = ch->mods[i];
+    }
+    ch->nmods = j;
+    free(emptied);
+    strbuf_release(&a);
+    strbuf_release(&b);
+}
+
 /* A copy of cs's pending export with reference values resolved to the
  * target's identifiers. *unresolved: some referenced object has no anchor
  * yet (the change must wait). */
@@ -194,6 +261,7 @@ static enum ids_err resolve_change(struct export_ctx *ctx, const struct cs_objec
         change_free(ch);
         return ret;
     }
+    cancel_add_delete(ch);
     *out = ch;
     return IDS_OK;
 }

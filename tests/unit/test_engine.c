@@ -1153,6 +1153,81 @@ static void test_rename_and_disconnect(void **state)
     fx_free(f);
 }
 
+static const char rename_group_yaml[] =
+    "store: sqlite:unused.db\n"
+    "connectors:\n"
+    "  corp:\n"
+    "    type: null\n"
+    "    objects:\n"
+    "      user: { attributes: [cn] }\n"
+    "      group: { attributes: [cn, member], references: { member: [user] } }\n"
+    "  ldap:\n"
+    "    type: null\n"
+    "    objects:\n"
+    "      person: { attributes: [cn] }\n"
+    "      team: { attributes: [cn, member], references: { member: [person] } }\n"
+    "metaverse:\n"
+    "  person:\n"
+    "    from:\n"
+    "      - { connector: corp, object: user, project: true, join: [ { sa: _anchor } ],\n"
+    "          flow: { sa: _anchor, name: cn } }\n"
+    "    to:\n"
+    "      - { connector: ldap, object: person, provision: true, deprovision: delete,\n"
+    "          flow: { dn: '\"cn=\" .. name .. \",ou=people\"', cn: name } }\n"
+    "  group:\n"
+    "    from:\n"
+    "      - { connector: corp, object: group, project: true, join: [ { sa: _anchor } ],\n"
+    "          flow: { sa: _anchor, name: cn, members: member } }\n"
+    "    to:\n"
+    "      - { connector: ldap, object: team, provision: true, deprovision: delete,\n"
+    "          flow: { dn: '\"cn=\" .. name .. \",ou=groups\"', cn: name, member: members } }\n";
+
+/* A renamed member's group waits for the rename; when the rename fails,
+ * the group keeps the member under the DN it still has (the old DN taken
+ * out and the member put in again as the same DN cancel), and once the
+ * rename goes through the object has its new DN. */
+static void test_group_member_rename_fails(void **state)
+{
+    struct fx *f = fx_new_yaml(rename_group_yaml);
+    struct memdir *ldap = memdir_get("ldap");
+    struct entry *team;
+    struct change *ch;
+    struct mod *m;
+
+    (void)state;
+    memdir_add(f->corp, "user", "u1", "uid=u1,ou=people", "cn=Ann", NULL);
+    memdir_add(f->corp, "user", "u2", "uid=u2,ou=people", "cn=Bob", NULL);
+    memdir_add(f->corp, "group", "g1", "cn=staff,ou=groups", "cn=staff", "member=uid=u1,ou=people",
+               "member=uid=u2,ou=people", NULL);
+    OK(do_import(f, "corp", true));
+    OK(do_sync(f, true));
+    OK(do_export(f, "ldap"));
+    team = memdir_find_dn(ldap, "cn=staff,ou=groups");
+    assert_non_null(team);
+    assert_true(attr_has(team, "member", "cn=Ann,ou=people"));
+
+    ch = change_new(CHANGE_MODIFY, "user", "u1", NULL);
+    m = change_add_mod(ch, MOD_REPLACE, "cn", 0);
+    attr_add_value(&m->attr, "Anna", 4);
+    memdir_modify(f->corp, ch);
+    change_free(ch);
+    ldap->fail_dn = xstrdup("cn=Ann,ou=people"); /* the rename is refused */
+    OK(do_import(f, "corp", false));
+    OK(do_sync(f, false));
+    OK(do_export(f, "ldap"));
+    assert_int_equal(f->run.counters.export_failed, 1);
+    assert_non_null(memdir_find_dn(ldap, "cn=Ann,ou=people"));
+    team = memdir_find_dn(ldap, "cn=staff,ou=groups");
+    assert_true(attr_has(team, "member", "cn=Ann,ou=people"));
+    assert_true(attr_has(team, "member", "cn=Bob,ou=people"));
+
+    free(ldap->fail_dn);
+    ldap->fail_dn = NULL;
+    OK(do_export(f, "ldap"));
+    assert_non_null(memdir_find_dn(ldap, "cn=Anna,ou=people"));
+    fx_free(f);
+}
+
 static void test_deprovision_delete(void **state)
 {
     struct fx *f = fx_new();
@@ -1611,6 +1686,7 @@ int main(void)
         cmocka_unit_test(test_member_changes_merge_between_syncs),
         cmocka_unit_test(test_anchor_mismatch_guard),
         cmocka_unit_test(test_rename_and_disconnect),
+        cmocka_unit_test(test_group_member_rename_fails),
         cmocka_unit_test(test_deprovision_delete),
         cmocka_unit_test(test_deprovision_disable),
         cmocka_unit_test(test_export_threshold),
