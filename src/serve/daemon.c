@@ -162,12 +162,14 @@ static void *signal_thread(void *arg)
             log_warn("signal", "signal=%s action=exit-now", sig == SIGINT ? "INT" : "TERM");
             _exit(EXIT_OK);
         }
+        /* logged before the main thread is woken: it may exit at once,
+         * and must not find this thread in the middle of a log line */
+        log_info("signal", "signal=%s action=stop-after-current-batch",
+                 sig == SIGINT ? "INT" : "TERM");
         d->stopping = true;
         d->stop = 1;
         pthread_cond_signal(&d->cond);
         pthread_mutex_unlock(&d->mu);
-        log_info("signal", "signal=%s action=stop-after-current-batch",
-                 sig == SIGINT ? "INT" : "TERM");
     }
     return NULL;
 }
