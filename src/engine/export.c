@@ -123,58 +123,105 @@ static enum ids_err ref_target(struct export_ctx *ctx, const char *value, char *
     return IDS_OK;
 }
 
+struct normval {
+    char *norm; /* value_normalize()d */
+    size_t idx; /* index in its attribute */
+    bool paired;
+};
+
+static int cmp_normval(const void *pa, const void *pb)
+{
+    return strcmp(((const struct normval *)pa)->norm, ((const struct normval *)pb)->norm);
+}
+
+/* Take out of `a` the values whose indexes `drop` marks. */
+static void drop_values(struct attr *a, const bool *drop)
+{
+    size_t i;
+    size_t j = 0;
+
+    for (i = 0; i < a->nvals; i++) {
+        if (drop[i]) {
+            free(a->vals[i].data);
+            continue;
+        }
+        a->vals[j++] = a->vals[i];
+    }
+    a->nvals = j;
+}
+
+/* Values of add equal (normalised) to values of del leave both, one for
+ * one: sorted once, each added value found by bisection. */
+static void cancel_pairs(struct attr *add, struct attr *del)
+{
+    struct strbuf sb = STRBUF_INIT;
+    size_t nd = del->nvals;
+    struct normval *dv = xcalloc(nd ? nd : 1, sizeof(*dv));
+    bool *adrop = xcalloc(add->nvals ? add->nvals : 1, sizeof(*adrop));
+    bool *ddrop = xcalloc(nd ? nd : 1, sizeof(*ddrop));
+    size_t i;
+
+    for (i = 0; i < nd; i++) {
+        strbuf_reset(&sb);
+        value_normalize(&sb, del->vals[i].data, del->vals[i].len);
+        dv[i].norm = xstrdup(sb.buf);
+        dv[i].idx = i;
+    }
+    qsort(dv, nd, sizeof(*dv), cmp_normval);
+    for (i = 0; i < add->nvals; i++) {
+        struct normval key = {NULL, 0, false};
+        struct normval *hit;
+
+        strbuf_reset(&sb);
+        value_normalize(&sb, add->vals[i].data, add->vals[i].len);
+        key.norm = sb.buf;
+        hit = nd > 0 ? bsearch(&key, dv, nd, sizeof(*dv), cmp_normval) : NULL;
+        while (hit != NULL && hit > dv && strcmp(hit[-1].norm, sb.buf) == 0) {
+            hit--; /* the first of its equals */
+        }
+        while (hit != NULL && hit < dv + nd && strcmp(hit->norm, sb.buf) == 0 && hit->paired) {
+            hit++;
+        }
+        if (hit != NULL && hit < dv + nd && strcmp(hit->norm, sb.buf) == 0) {
+            hit->paired = true;
+            ddrop[hit->idx] = true;
+            adrop[i] = true;
+        }
+    }
+    drop_values(add, adrop);
+    drop_values(del, ddrop);
+    for (i = 0; i < nd; i++) {
+        free(dv[i].norm);
+    }
+    free(dv);
+    free(adrop);
+    free(ddrop);
+    strbuf_release(&sb);
+}
+
 /* A reference value both added and deleted by one change (a member whose
  * rename failed: the old DN goes, the member resolves to the old DN again)
- * is neither: the pair is dropped, so that the member stays. */
+ * is neither: the pair is dropped, so that the member stays. Mods left
+ * without values go. */
 static void cancel_add_delete(struct change *ch)
 {
-    struct strbuf a = STRBUF_INIT;
-    struct strbuf b = STRBUF_INIT;
     bool *emptied = xcalloc(ch->nmods ? ch->nmods : 1, sizeof(*emptied));
     size_t i;
     size_t j;
-    size_t q;
 
     for (i = 0; i < ch->nmods; i++) {
         struct mod *add = &ch->mods[i];
 
         for (j = 0; add->op == MOD_ADD && (add->attr.flags & ATTR_REF) && j < ch->nmods; j++) {
             struct mod *del = &ch->mods[j];
-            size_t k = 0;
 
-            if (del->op != MOD_DELETE || !(del->attr.flags & ATTR_REF) ||
-                strcasecmp(del->attr.name, add->attr.name) != 0) {
+            if (del->op != MOD_DELETE || !(del->attr.flags & ATTR_REF) || del->attr.nvals == 0 ||
+                add->attr.nvals == 0 || strcasecmp(del->attr.name, add->attr.name) != 0) {
                 continue;
             }
-            while (k < add->attr.nvals) {
-                bool pair = false;
-
-                strbuf_reset(&a);
-                value_normalize(&a, add->attr.vals[k].data, add->attr.vals[k].len);
-                for (q = 0; q < del->attr.nvals && !pair; q++) {
-                    strbuf_reset(&b);
-                    value_normalize(&b, del->attr.vals[q].data, del->attr.vals[q].len);
-                    pair = a.len == b.len && memcmp(a.buf, b.buf, a.len) == 0;
-                }
-                if (!pair) {
-                    k++;
-                    continue;
-                }
-                {
-                    /* copies: attr_remove_value frees the values it takes out */
-                    size_t dlen = del->attr.vals[q - 1].len;
-                    size_t alen = add->attr.vals[k].len;
-                    char *dv = xmemdup(del->attr.vals[q - 1].data, dlen);
-                    char *av = xmemdup(add->attr.vals[k].data, alen);
-
-                    attr_remove_value(&del->attr, dv, dlen);
-                    attr_remove_value(&add->attr, av, alen);
-                    free(dv);
-                    free(av);
-                }
-                emptied[i] = add->attr.nvals == 0;
-                emptied[j] = del->attr.nvals == 0;
-            }
+            cancel_pairs(&add->attr, &del->attr);
+            emptied[i] = add->attr.nvals == 0;
+            emptied[j] = del->attr.nvals == 0;
         }
     }
     for (i = 0, j = 0; i < ch->nmods; i++) {
@@ -186,8 +233,6 @@ static void cancel_add_delete(struct change *ch)
     }
     ch->nmods = j;
     free(emptied);
-    strbuf_release(&a);
-    strbuf_release(&b);
 }
 
 /* A copy of cs's pending export with reference values resolved to the
