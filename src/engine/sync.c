@@ -1131,6 +1131,8 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
 {
     enum ids_err ret = IDS_OK;
     struct strbuf sb = STRBUF_INIT;
+    struct u64set wanted = {0}; /* the CS ids in want, filled at the first rename */
+    bool have_wanted = false;
     size_t i;
 
     for (i = 0; c != NULL && i < c->nvals; i++) {
@@ -1166,8 +1168,15 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
             attr_add_value(out, c->vals[i].data, c->vals[i].len);
             strbuf_reset(&sb);
             strbuf_addf(&sb, "%" PRId64, id);
-            if ((econn_caps(X) & CONN_CAP_NOOP_VALUES) &&
-                (want == NULL || !attr_has_value(want, sb.buf, sb.len))) {
+            if (!have_wanted && want != NULL) {
+                size_t k;
+
+                for (k = 0; k < want->nvals; k++) {
+                    u64set_add(&wanted, (uint64_t)strtoll(want->vals[k].data, NULL, 10));
+                }
+                have_wanted = true;
+            }
+            if ((econn_caps(X) & CONN_CAP_NOOP_VALUES) && !u64set_has(&wanted, (uint64_t)id)) {
                 /* it leaves the group too: a directory that rewrote the
                  * member itself at the rename (AD, refint) holds the new
                  * DN, one that did not the old; both go (the new one as
@@ -1181,6 +1190,7 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
             attr_add_value(out, sb.buf, sb.len);
         }
     }
+    u64set_release(&wanted);
     strbuf_release(&sb);
     return ret;
 }
