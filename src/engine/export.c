@@ -527,6 +527,21 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
             log_warn("export-add", "connector=%s dn=\"%s\": no anchor returned for a create",
                      ctx->X->cfg->name, it->sent->dn ? it->sent->dn : "");
         }
+        if (it->sent->op == CHANGE_MODIFY && cs->dn != NULL &&
+            (econn_caps(ctx->X) & CONN_CAP_REF_BY_DN)) {
+            const char *now = res->dn != NULL ? res->dn : it->sent->new_dn;
+
+            if (now != NULL && !dn_equal(cs->dn, now)) {
+                /* a group of the target that kept the old DN (no referential
+                 * integrity, its own change not sent) names it still */
+                enum ids_err ret =
+                    store_cs_dn_alias(ctx->eng->store, ctx->X->id, cs->dn, cs->id, err);
+
+                if (ret != IDS_OK) {
+                    return ret;
+                }
+            }
+        }
         if (res->dn != NULL) {
             free(cs->dn);
             cs->dn = xstrdup(res->dn);

@@ -1146,6 +1146,16 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
             ret = store_cs_get_by_dn(ctx->eng->store, X->id, c->vals[i].data, &o, err);
             if (ret == IDS_OK) {
                 id = o->id;
+            } else if (ret == IDS_ENOTFOUND) {
+                ret = store_cs_get_by_former_dn(ctx->eng->store, X->id, c->vals[i].data, &o, err);
+                if (ret == IDS_OK) {
+                    /* an old DN of an object renamed since (the target kept
+                     * it): it goes, and the object, if wanted, comes with
+                     * its DN */
+                    attr_add_value(out, c->vals[i].data, c->vals[i].len);
+                    cs_object_free(o);
+                    continue;
+                }
             }
             cs_object_free(o);
         } else {

@@ -1225,6 +1225,17 @@ static void test_group_member_rename_fails(void **state)
     ldap->fail_dn = NULL;
     OK(do_export(f, "ldap"));
     assert_non_null(memdir_find_dn(ldap, "cn=Anna,ou=people"));
+    /* the group still names the old DN (this target has no referential
+     * integrity); the next diff of the group knows it for a former DN of
+     * the member: the old DN goes, the new one comes */
+    team = memdir_find_dn(ldap, "cn=staff,ou=groups");
+    assert_true(attr_has(team, "member", "cn=Ann,ou=people"));
+    OK(do_sync(f, true));
+    OK(do_export(f, "ldap"));
+    team = memdir_find_dn(ldap, "cn=staff,ou=groups");
+    assert_false(attr_has(team, "member", "cn=Ann,ou=people"));
+    assert_true(attr_has(team, "member", "cn=Anna,ou=people"));
+    assert_true(attr_has(team, "member", "cn=Bob,ou=people"));
     fx_free(f);
 }
 
