@@ -323,6 +323,77 @@ static const char *carrier_value(const struct change *ch, const char *carrier)
     return NULL;
 }
 
+/* Does a reference attribute of e hold `dn` (normalised)? */
+static bool names_dn(const struct entry *e, const char *dn)
+{
+    struct strbuf want = STRBUF_INIT;
+    struct strbuf v = STRBUF_INIT;
+    bool found = false;
+    size_t i;
+    size_t k;
+
+    value_normalize(&want, dn, strlen(dn));
+    for (i = 0; e != NULL && i < e->nattrs && !found; i++) {
+        const struct attr *a = &e->attrs[i];
+
+        for (k = 0; (a->flags & ATTR_REF) && k < a->nvals && !found; k++) {
+            strbuf_reset(&v);
+            value_normalize(&v, a->vals[k].data, a->vals[k].len);
+            found = v.len == want.len && memcmp(v.buf, want.buf, v.len) == 0;
+        }
+    }
+    strbuf_release(&want);
+    strbuf_release(&v);
+    return found;
+}
+
+/* cs (linked to MV object `mv`) was renamed from old_dn: the groups of the
+ * target that still hold old_dn (the group's change went out before the
+ * rename did, in an earlier run) are staged, so that the next sync diffs
+ * them again: the old DN goes (a former DN), the new one comes. */
+static enum ids_err stage_stale_referrers(struct export_ctx *ctx, int64_t mv, const char *old_dn,
+                                          struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    char key[32];
+    int64_t ids[64];
+    size_t i;
+    size_t j;
+    size_t k;
+
+    snprintf(key, sizeof(key), "%" PRId64, mv);
+    for (i = 0; ret == IDS_OK && i < ctx->eng->nmvt; i++) {
+        const struct mvt_info *mi = &ctx->eng->mvt[i];
+
+        for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
+            size_t n = 0;
+
+            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids,
+                                ARRAY_SIZE(ids), &n, err);
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                n = 0;
+            }
+            for (k = 0; ret == IDS_OK && k < n && k < ARRAY_SIZE(ids); k++) {
+                struct cs_object *g = NULL;
+
+                ret = store_cs_get_by_mv(ctx->eng->store, ctx->X->id, ids[k], &g, err);
+                if (ret == IDS_ENOTFOUND) {
+                    ret = IDS_OK;
+                    continue;
+                }
+                if (ret == IDS_OK && g->import_state == CS_IMPORT_NONE &&
+                    names_dn(g->entry, old_dn)) {
+                    g->import_state = CS_IMPORT_UPDATE;
+                    ret = store_cs_put_link(ctx->eng->store, g, err);
+                }
+                cs_object_free(g);
+            }
+        }
+    }
+    return ret;
+}
+
 /* Write cs (whole) with its target keys; a disconnector that holds the
  * same anchor (imported meanwhile) is the same object: it is replaced. */
 static enum ids_err put_exported(struct export_ctx *ctx, struct cs_object *cs,
@@ -537,6 +608,9 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
                 enum ids_err ret =
                     store_cs_dn_alias(ctx->eng->store, ctx->X->id, cs->dn, cs->id, err);
 
+                if (ret == IDS_OK && cs->mv_id != 0) {
+                    ret = stage_stale_referrers(ctx, cs->mv_id, cs->dn, err);
+                }
                 if (ret != IDS_OK) {
                     return ret;
                 }
