@@ -356,7 +356,7 @@ static enum ids_err stage_stale_referrers(struct export_ctx *ctx, int64_t mv, co
 {
     enum ids_err ret = IDS_OK;
     char key[32];
-    int64_t ids[64];
+    int64_t small[64];
     size_t i;
     size_t j;
     size_t k;
@@ -366,15 +366,23 @@ static enum ids_err stage_stale_referrers(struct export_ctx *ctx, int64_t mv, co
         const struct mvt_info *mi = &ctx->eng->mvt[i];
 
         for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
+            int64_t *ids = small;
+            size_t max = ARRAY_SIZE(small);
             size_t n = 0;
 
-            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids,
-                                ARRAY_SIZE(ids), &n, err);
+            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n,
+                                err);
+            if (ret == IDS_OK && n > max) {
+                max = n; /* a member of many groups: all of them */
+                ids = xcalloc(max, sizeof(*ids));
+                ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max,
+                                    &n, err);
+            }
             if (ret == IDS_ENOTFOUND) {
                 ret = IDS_OK;
                 n = 0;
             }
-            for (k = 0; ret == IDS_OK && k < n && k < ARRAY_SIZE(ids); k++) {
+            for (k = 0; ret == IDS_OK && k < n && k < max; k++) {
                 struct cs_object *g = NULL;
 
                 ret = store_cs_get_by_mv(ctx->eng->store, ctx->X->id, ids[k], &g, err);
@@ -388,6 +396,9 @@ static enum ids_err stage_stale_referrers(struct export_ctx *ctx, int64_t mv, co
                     ret = store_cs_put_link(ctx->eng->store, g, err);
                 }
                 cs_object_free(g);
+            }
+            if (ids != small) {
+                free(ids);
             }
         }
     }
