@@ -110,6 +110,10 @@ struct econn *engine_conn_by_cfg(struct engine *eng, const struct connector_conf
 /* The connector instance, created and opened on first use. */
 enum ids_err engine_conn_open(struct engine *eng, struct econn *ec, struct ids_error *err);
 unsigned econn_caps(const struct econn *ec);
+/* The MV objects whose reference attributes name MV object `mv` (the
+ * store's reference index), appended to out. */
+enum ids_err engine_mv_referrers(struct engine *eng, int64_t mv, struct i64vec *out,
+                                 struct ids_error *err);
 struct mvt_info *engine_mvt(struct engine *eng, const char *type);
 /* The `from` element of a CS object (connector + object type), or NULL. */
 const struct flow_config *engine_find_from(struct engine *eng, const struct econn *ec,
@@ -219,13 +223,8 @@ struct sync_ctx {
     int64_t fresh_mv;       /* MV object projected just now: it has no target object yet */
     int64_t removing_mv;    /* MV object mv_remove deprovisions (its referrers are recomputed) */
     /* target objects of connectors that name members by DN, renamed by
-     * this step: a group's member is their new DN, the old one goes */
-    struct u64map renamed_idx; /* CS id -> index + 1 in renamed */
-    struct renamed {
-        int64_t cs;
-        char *new_dn;
-    } * renamed;
-    size_t nrenamed, arenamed;
+     * this step: in a group, their current (old) DN goes */
+    struct u64set renamed;
     struct unres *unres;
     size_t nunres;
     size_t aunres;

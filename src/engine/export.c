@@ -354,54 +354,25 @@ static bool names_dn(const struct entry *e, const char *dn)
 static enum ids_err stage_stale_referrers(struct export_ctx *ctx, int64_t mv, const char *old_dn,
                                           struct ids_error *err)
 {
-    enum ids_err ret = IDS_OK;
-    char key[32];
-    int64_t small[64];
-    size_t i;
-    size_t j;
+    struct i64vec ids = {0};
+    enum ids_err ret = engine_mv_referrers(ctx->eng, mv, &ids, err);
     size_t k;
 
-    snprintf(key, sizeof(key), "%" PRId64, mv);
-    for (i = 0; ret == IDS_OK && i < ctx->eng->nmvt; i++) {
-        const struct mvt_info *mi = &ctx->eng->mvt[i];
+    for (k = 0; ret == IDS_OK && k < ids.nr; k++) {
+        struct cs_object *g = NULL;
 
-        for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
-            int64_t *ids = small;
-            size_t max = ARRAY_SIZE(small);
-            size_t n = 0;
-
-            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n,
-                                err);
-            if (ret == IDS_OK && n > max) {
-                max = n; /* a member of many groups: all of them */
-                ids = xcalloc(max, sizeof(*ids));
-                ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max,
-                                    &n, err);
-            }
-            if (ret == IDS_ENOTFOUND) {
-                ret = IDS_OK;
-                n = 0;
-            }
-            for (k = 0; ret == IDS_OK && k < n && k < max; k++) {
-                struct cs_object *g = NULL;
-
-                ret = store_cs_get_by_mv(ctx->eng->store, ctx->X->id, ids[k], &g, err);
-                if (ret == IDS_ENOTFOUND) {
-                    ret = IDS_OK;
-                    continue;
-                }
-                if (ret == IDS_OK && g->import_state == CS_IMPORT_NONE &&
-                    names_dn(g->entry, old_dn)) {
-                    g->import_state = CS_IMPORT_UPDATE;
-                    ret = store_cs_put_link(ctx->eng->store, g, err);
-                }
-                cs_object_free(g);
-            }
-            if (ids != small) {
-                free(ids);
-            }
+        ret = store_cs_get_by_mv(ctx->eng->store, ctx->X->id, ids.v[k], &g, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            continue;
         }
+        if (ret == IDS_OK && g->import_state == CS_IMPORT_NONE && names_dn(g->entry, old_dn)) {
+            g->import_state = CS_IMPORT_UPDATE;
+            ret = store_cs_put_link(ctx->eng->store, g, err);
+        }
+        cs_object_free(g);
     }
+    i64vec_release(&ids);
     return ret;
 }
 

@@ -2,6 +2,8 @@
  * the cycle and exit statuses. */
 #include "engine/engine_int.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -272,6 +274,48 @@ struct econn *engine_conn_by_cfg(struct engine *eng, const struct connector_conf
 unsigned econn_caps(const struct econn *ec)
 {
     return ec->cfg->ops != NULL ? ec->cfg->ops->caps : 0;
+}
+
+enum ids_err engine_mv_referrers(struct engine *eng, int64_t mv, struct i64vec *out,
+                                 struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    char key[32];
+    int64_t small[64];
+    size_t i;
+    size_t j;
+    size_t k;
+
+    snprintf(key, sizeof(key), "%" PRId64, mv);
+    for (i = 0; ret == IDS_OK && i < eng->nmvt; i++) {
+        const struct mvt_info *mi = &eng->mvt[i];
+
+        for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
+            int64_t *ids = small;
+            size_t max = ARRAY_SIZE(small);
+            size_t n = 0;
+
+            ret =
+                store_mv_find(eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n, err);
+            if (ret == IDS_OK && n > max) {
+                max = n; /* named by many: all of them */
+                ids = xcalloc(max, sizeof(*ids));
+                ret = store_mv_find(eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n,
+                                    err);
+            }
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                n = 0;
+            }
+            for (k = 0; ret == IDS_OK && k < n && k < max; k++) {
+                i64vec_push(out, ids[k]);
+            }
+            if (ids != small) {
+                free(ids);
+            }
+        }
+    }
+    return ret;
 }
 
 enum ids_err engine_conn_open(struct engine *eng, struct econn *ec, struct ids_error *err)

@@ -162,11 +162,7 @@ void sync_ctx_release(struct sync_ctx *ctx)
     bitmap_release(&ctx->qcs_set);
     bitmap_release(&ctx->qmv_set);
     bitmap_release(&ctx->qre_set);
-    for (i = 0; i < ctx->nrenamed; i++) {
-        free(ctx->renamed[i].new_dn);
-    }
-    free(ctx->renamed);
-    u64map_release(&ctx->renamed_idx);
+    u64set_release(&ctx->renamed);
     bitmap_release(&ctx->out_done);
     bitmap_release(&ctx->final);
     memset(ctx, 0, sizeof(*ctx));
@@ -200,30 +196,6 @@ static void queue_mv(struct sync_ctx *ctx, int64_t id)
         bitmap_set(&ctx->qmv_set, id);
         i64vec_push(&ctx->qmv, id);
     }
-}
-
-/* The DN target object `cs` is being renamed to in this step, or NULL. */
-static const char *renamed_to(const struct sync_ctx *ctx, int64_t cs)
-{
-    uint64_t v;
-
-    return u64map_get(&ctx->renamed_idx, (uint64_t)cs, &v) ? ctx->renamed[v - 1].new_dn : NULL;
-}
-
-static void renamed_add(struct sync_ctx *ctx, int64_t cs, const char *new_dn)
-{
-    uint64_t v;
-
-    if (u64map_get(&ctx->renamed_idx, (uint64_t)cs, &v)) {
-        free(ctx->renamed[v - 1].new_dn); /* renamed again in this step: the last wins */
-        ctx->renamed[v - 1].new_dn = xstrdup(new_dn);
-        return;
-    }
-    ALLOC_GROW(ctx->renamed, ctx->nrenamed + 1, ctx->arenamed);
-    ctx->renamed[ctx->nrenamed].cs = cs;
-    ctx->renamed[ctx->nrenamed].new_dn = xstrdup(new_dn);
-    ctx->nrenamed++;
-    u64map_put(&ctx->renamed_idx, (uint64_t)cs, ctx->nrenamed);
 }
 
 static void queue_recompute(struct sync_ctx *ctx, int64_t id)
@@ -320,49 +292,22 @@ static enum ids_err queue_out_waiters(struct sync_ctx *ctx, int64_t mv, const st
 static enum ids_err queue_referrers(struct sync_ctx *ctx, int64_t mv, bool recompute,
                                     struct ids_error *err)
 {
-    enum ids_err ret = IDS_OK;
-    char key[32];
-    int64_t small[64];
-    size_t i;
-    size_t j;
+    struct i64vec ids = {0};
+    enum ids_err ret;
     size_t k;
 
     if (!ctx->refs) {
         return IDS_OK; /* pass 1 of a full sync: pass 2 recomputes every referrer */
     }
-    snprintf(key, sizeof(key), "%" PRId64, mv);
-    for (i = 0; ret == IDS_OK && i < ctx->eng->nmvt; i++) {
-        const struct mvt_info *mi = &ctx->eng->mvt[i];
-
-        for (j = 0; ret == IDS_OK && j < mi->ref_attrs.nr; j++) {
-            int64_t *ids = small;
-            size_t max = ARRAY_SIZE(small);
-            size_t n = 0;
-
-            ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max, &n,
-                                err);
-            if (ret == IDS_OK && n > max) {
-                max = n;
-                ids = xcalloc(max, sizeof(*ids));
-                ret = store_mv_find(ctx->eng->store, mi->t->name, mi->ref_attrs.v[j], key, ids, max,
-                                    &n, err);
-            }
-            if (ret == IDS_ENOTFOUND) {
-                ret = IDS_OK;
-                n = 0;
-            }
-            for (k = 0; ret == IDS_OK && k < n && k < max; k++) {
-                if (recompute) {
-                    queue_recompute(ctx, ids[k]);
-                } else {
-                    queue_mv(ctx, ids[k]);
-                }
-            }
-            if (ids != small) {
-                free(ids);
-            }
+    ret = engine_mv_referrers(ctx->eng, mv, &ids, err);
+    for (k = 0; ret == IDS_OK && k < ids.nr; k++) {
+        if (recompute) {
+            queue_recompute(ctx, ids.v[k]);
+        } else {
+            queue_mv(ctx, ids.v[k]);
         }
     }
+    i64vec_release(&ids);
     return ret;
 }
 
@@ -1172,7 +1117,7 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
         if (ret != IDS_OK) {
             break;
         }
-        if (id != 0 && renamed_to(ctx, id) != NULL) {
+        if (id != 0 && u64set_has(&ctx->renamed, (uint64_t)id)) {
             /* its DN as the target holds it goes; the member, if it stays,
              * is sent by the export as its DN after the rename */
             attr_add_value(out, c->vals[i].data, c->vals[i].len);
@@ -1554,7 +1499,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         if (ch != NULL && ch->new_dn != NULL && (econn_caps(X) & CONN_CAP_REF_BY_DN)) {
             /* the groups of X that name it by DN follow the rename (a
              * directory without referential integrity would keep the old) */
-            renamed_add(ctx, target->id, ch->new_dn);
+            u64set_add(&ctx->renamed, (uint64_t)target->id);
             ret = queue_referrers(ctx, m->id, false, err);
             if (ret != IDS_OK) {
                 goto done;
