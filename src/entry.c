@@ -757,28 +757,6 @@ int change_encoded_op(const void *data, size_t len)
     return r.bad || op > CHANGE_DELETE ? -1 : (int)op;
 }
 
-int change_encoded_renames(const void *data, size_t len)
-{
-    struct varint_reader r = {data, (const unsigned char *)data + len, false};
-    uint64_t n;
-    int i;
-
-    if (change_encoded_op(data, len) < 0) {
-        return -1;
-    }
-    r.p++;
-    (void)varint_get(&r);               /* op */
-    for (i = 0; i < 3 && !r.bad; i++) { /* type, anchor, dn */
-        n = varint_get(&r);
-        if (r.bad || (n > 0 && n - 1 > (uint64_t)(r.end - r.p))) {
-            return -1;
-        }
-        r.p += n > 0 ? n - 1 : 0;
-    }
-    n = varint_get(&r); /* new_dn: 0 when none */
-    return r.bad ? -1 : n > 0;
-}
-
 enum ids_err change_decode(const void *data, size_t len, struct change **out, struct ids_error *err)
 {
     struct varint_reader r = {data, (const unsigned char *)data + len, false};

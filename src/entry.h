@@ -163,9 +163,6 @@ void change_encode(const struct change *c, struct strbuf *out);
 /* The operation of an encoded change (enum change_op), without decoding
  * the rest; -1 when data is not an encoded change. */
 int change_encoded_op(const void *data, size_t len);
-/* 1 when the encoded change renames (has a new DN), 0 when not, -1 when
- * the start of data given does not tell (not a change, or cut short). */
-int change_encoded_renames(const void *data, size_t len);
 enum ids_err change_decode(const void *data, size_t len, struct change **out,
                            struct ids_error *err);
 /* JSON object {"op","type","anchor","dn","new_dn","mods":[{"op","attr","values"}]} */

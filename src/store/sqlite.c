@@ -151,6 +151,21 @@ static const char *const migrations[] = {
  * change. Lets store_cs_brief answer has_unconfirmed without touching the
  * BLOB. Never visible in cs_object.flags. */
 #define CS_STORED_UNCONFIRMED 0x40000000u
+/* Stored in cs.flags too: the pending export renames the object (has a new
+ * DN). Lets store_cs_ident tell an export waiting for a rename without
+ * reading the pending change (a member's pending add may carry a photo). */
+#define CS_STORED_RENAME 0x20000000u
+#define CS_STORED_BITS   (CS_STORED_UNCONFIRMED | CS_STORED_RENAME)
+
+/* cs.flags as stored for o: its CS_* flags and the stored-only bits. */
+static int64_t stored_flags(const struct cs_object *o)
+{
+    return (int64_t)((o->flags & ~CS_STORED_BITS) |
+                     (o->unconfirmed != NULL ? CS_STORED_UNCONFIRMED : 0u) |
+                     (o->pending_export != NULL && o->pending_export->new_dn != NULL
+                          ? CS_STORED_RENAME
+                          : 0u));
+}
 
 /* ---- statements ----------------------------------------------------------- */
 
@@ -197,9 +212,10 @@ static const char *const migrations[] = {
     X(ST_CS_SET_EXPORT_STATE, "UPDATE cs SET export_state = ?2, export_run = ?3 WHERE id = ?1")    \
     X(ST_CS_PUT_LINK, "UPDATE cs SET mv_id = ?2, flags = ?3, import_state = ?4, refdelta = ?5 "    \
                       "WHERE id = ?1")                                                             \
-    X(ST_CS_IDENT, "SELECT id, anchor, dn, import_state, export_state, substr(pending, 1, 1024) "  \
-                   "FROM cs WHERE id = ?1")                                                        \
+    X(ST_CS_IDENT,                                                                                 \
+      "SELECT id, anchor, dn, import_state, export_state, flags FROM cs WHERE id = ?1")            \
     X(ST_CS_PUT_EXPORT, "UPDATE cs SET export_state = ?2, pending = ?3, attempts = ?4, "           \
+                        "flags = (flags & ~?8) | ?7, "                                             \
                         "export_error = ?5, export_run = ?6 WHERE id = ?1")                        \
     X(ST_CS_DELETE, "DELETE FROM cs WHERE id = ?1")                                                \
     X(ST_ALIAS_ADD, "INSERT OR REPLACE INTO dnalias(connector, dn_key, cs, dn) "                   \
@@ -1307,7 +1323,7 @@ static enum ids_err row_to_cs(struct sqlite_store *s, sqlite3_stmt *st, struct c
     o->mv_id = sqlite3_column_int64(st, 2);
     o->hash = (uint64_t)sqlite3_column_int64(st, 3);
     flags = (unsigned)sqlite3_column_int64(st, 4);
-    o->flags = flags & ~CS_STORED_UNCONFIRMED;
+    o->flags = flags & ~CS_STORED_BITS;
     imp = sqlite3_column_int64(st, 5);
     exp = sqlite3_column_int64(st, 6);
     o->export_attempts = sqlite3_column_int(st, 7);
@@ -1397,7 +1413,7 @@ static enum ids_err sq_cs_brief(struct store *base, int64_t connector, const cha
         out->hash = (uint64_t)sqlite3_column_int64(st, 1);
         out->mv_id = sqlite3_column_int64(st, 2);
         flags = (unsigned)sqlite3_column_int64(st, 3);
-        out->flags = flags & ~CS_STORED_UNCONFIRMED;
+        out->flags = flags & ~CS_STORED_BITS;
         out->has_unconfirmed = (flags & CS_STORED_UNCONFIRMED) != 0;
         imp = sqlite3_column_int64(st, 4);
         out->import_state = imp >= CS_IMPORT_NONE && imp <= CS_IMPORT_DELETE
@@ -1593,12 +1609,10 @@ static enum ids_err step_ident(struct sqlite_store *s, sqlite3_stmt *st, const c
         }
         if (renaming != NULL) {
             int es = sqlite3_column_int(st, 4);
-            size_t plen = (size_t)sqlite3_column_bytes(st, 5);
 
-            /* a rename not sent yet, or sent and not settled (a header cut
-             * short by the substr counts as one) */
-            *renaming = (es == CS_EXPORT_PENDING || es == CS_EXPORT_INFLIGHT) && plen > 0 &&
-                        change_encoded_renames(sqlite3_column_blob(st, 5), plen) != 0;
+            /* a rename not sent yet, or sent and not settled */
+            *renaming = (es == CS_EXPORT_PENDING || es == CS_EXPORT_INFLIGHT) &&
+                        ((uint64_t)sqlite3_column_int64(st, 5) & CS_STORED_RENAME) != 0;
         }
     } else if (rc == SQLITE_DONE) {
         ret = ids_error_set(err, IDS_ENOTFOUND, "%s", none);
@@ -1867,9 +1881,7 @@ static enum ids_err cs_write(struct store *base, struct cs_object *o, const stru
     sqlite3_bind_int64(st, 1, o->connector);
     sqlite3_bind_int64(st, 2, o->mv_id);
     sqlite3_bind_int64(st, 3, (int64_t)o->hash);
-    sqlite3_bind_int64(st, 4,
-                       (int64_t)((o->flags & ~CS_STORED_UNCONFIRMED) |
-                                 (o->unconfirmed != NULL ? CS_STORED_UNCONFIRMED : 0u)));
+    sqlite3_bind_int64(st, 4, stored_flags(o));
     sqlite3_bind_int(st, 5, (int)o->import_state);
     sqlite3_bind_int(st, 6, (int)o->export_state);
     sqlite3_bind_int(st, 7, o->export_attempts);
@@ -1968,6 +1980,9 @@ static enum ids_err sq_cs_put_export(struct store *base, const struct cs_object 
     sqlite3_bind_int(st, 4, o->export_attempts);
     bind_text(st, 5, o->export_error);
     sqlite3_bind_int64(st, 6, o->export_run);
+    /* of the flags, only the stored rename bit follows the pending change */
+    sqlite3_bind_int64(st, 7, stored_flags(o) & CS_STORED_RENAME);
+    sqlite3_bind_int64(st, 8, CS_STORED_RENAME);
     return update_one(s, st, o->id, err);
 }
 
@@ -2002,9 +2017,7 @@ static enum ids_err sq_cs_put_link(struct store *base, const struct cs_object *o
     }
     sqlite3_bind_int64(st, 1, o->id);
     sqlite3_bind_int64(st, 2, o->mv_id);
-    sqlite3_bind_int64(st, 3,
-                       (int64_t)((o->flags & ~CS_STORED_UNCONFIRMED) |
-                                 (o->unconfirmed != NULL ? CS_STORED_UNCONFIRMED : 0u)));
+    sqlite3_bind_int64(st, 3, stored_flags(o));
     sqlite3_bind_int(st, 4, (int)o->import_state);
     strbuf_reset(&s->rdelta);
     if (o->ref_delta != NULL) {
