@@ -1,6 +1,10 @@
 #!/bin/sh
 # Core benchmark (issue 2): CSV source -> LDIF target, N people in N/100 groups.
-#   bench/core.sh IDSYNC N
+#   bench/core.sh IDSYNC N [csv|ldif]
+# With "ldif" the source is an LDIF file of the same people and groups
+# (anchor: the DN), and each delta cycle's 100 changes are change records
+# appended to it, as a directory's change feed delivers them: a delta read
+# that does not read the file again, where a CSV snapshot must be.
 # Measures full import, full sync (projection + provisioning), export, a delta
 # cycle with 100 changes, peak RSS of each step and the store size per object.
 # Reference run in the same session: sqlite3's own CSV .import of the same
@@ -9,18 +13,20 @@
 set -eu
 idsync=$1
 n=$2
+source=${3:-csv}
 here=$(cd "$(dirname "$0")" && pwd)
 work=${BENCH_DIR:-$here/out}/core-$n
+[ "$source" = csv ] || work=$work-$source
 rm -rf "$work"
 mkdir -p "$work/hr"
 cd "$work"
 groups=$((n / 100))
 [ "$groups" -lt 1 ] && groups=1
 
-/usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out hr
-cat > idsync.yaml <<YAML
-store: sqlite:idsync.db
-connectors:
+case $source in
+csv)
+    /usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out hr
+    hr_conn="$(cat <<'EOF'
   hr:
     type: csv
     objects:
@@ -33,6 +39,42 @@ connectors:
         key: name
         attributes: [name, description, members]
         references: { members: [person] }
+EOF
+)"
+    person_flow="employeeId: employeeId, givenName: givenName, sn: sn, displayName: displayName,
+                mail: mail, department: department, title: title"
+    group_flow="name: name, description: description, members: members"
+    ;;
+ldif)
+    /usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out hr --format both
+    /usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out . --format none \
+        --change 100 --feed feed
+    hr_conn="$(cat <<'EOF'
+  hr:
+    type: ldif
+    path: hr/people.ldif
+    anchor: dn
+    objects:
+      person:
+        object_class: inetOrgPerson
+      department:
+        object_class: groupOfNames
+        references: { member: [person] }
+EOF
+)"
+    person_flow="employeeId: employeeNumber, givenName: givenName, sn: sn, displayName: displayName,
+                mail: mail, department: ou, title: title"
+    group_flow="name: cn, description: description, members: member"
+    ;;
+*)
+    echo "bench/core.sh: source is csv or ldif, not $source" >&2
+    exit 2
+    ;;
+esac
+cat > idsync.yaml <<YAML
+store: sqlite:idsync.db
+connectors:
+$hr_conn
   dir:
     type: ldif
     path: directory.ldif
@@ -51,9 +93,8 @@ metaverse:
       - connector: hr
         object: person
         project: true
-        join: [ { employeeId: employeeId } ]
-        flow: { employeeId: employeeId, givenName: givenName, sn: sn, displayName: displayName,
-                mail: mail, department: department, title: title }
+        join: [ { ${person_flow%%,*} } ]
+        flow: { $person_flow }
     to:
       - connector: dir
         object: user
@@ -71,8 +112,8 @@ metaverse:
           title: title
   group:
     from:
-      - { connector: hr, object: department, project: true, join: [ { name: name } ],
-          flow: { name: name, description: description, members: members } }
+      - { connector: hr, object: department, project: true, join: [ { ${group_flow%%,*} } ],
+          flow: { $group_flow } }
     to:
       - { connector: dir, object: group, provision: true, deprovision: delete,
           flow: { dn: '"cn=" .. dn_escape(name) .. ",ou=Groups,dc=example,dc=com"',
@@ -106,16 +147,29 @@ step confirm-cycle "$idsync" -c idsync.yaml cycle
 # the initial load's dirty pages written out first: the delta cycles are
 # not measured against the writeback of a 1.5 GB store
 sync
+# delta N: the files of the Nth delta cycle (0 the first). CSV: the whole
+# export again, with 100 rows changed or back as they were; LDIF: the 100
+# changes, or their reversal, appended as change records.
 mkdir -p base changed
-cp hr/*.csv base/
-/usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out changed --change 100
-cp changed/*.csv hr/
+case $source in
+csv)
+    cp hr/*.csv base/
+    /usr/bin/python3 "$here/gen.py" --users "$n" --groups "$groups" --out changed --change 100
+    ;;
+esac
+delta() {
+    case $source in
+    csv) if [ $(($1 % 2)) = 1 ]; then cp base/*.csv hr/; else cp changed/*.csv hr/; fi ;;
+    ldif) if [ $(($1 % 2)) = 1 ]; then cat feed.back.ldif >> hr/people.ldif; else cat feed.fwd.ldif >> hr/people.ldif; fi ;;
+    esac
+}
+delta 0
 step delta-cycle-100 "$idsync" -c idsync.yaml cycle
 # Seven more delta cycles of 100 changes each (the two file sets in turn):
 # one run is at the mercy of a WAL checkpoint or a slow fsync of the VM's
 # disk; their median is the figure to compare.
 for i in 1 2 3 4 5 6 7; do
-    if [ $((i % 2)) = 1 ]; then cp base/*.csv hr/; else cp changed/*.csv hr/; fi
+    delta $i
     step delta-alt-$i "$idsync" -c idsync.yaml cycle
 done
 step delta-cycle-0 "$idsync" -c idsync.yaml cycle

@@ -14,6 +14,13 @@ under ou=Groups with member DNs).
 the set: a third are title changes, a third department moves (the member
 lists follow), a third renames (new sn, displayName and mail); used for
 delta-cycle tests and benchmarks. Output is deterministic for a given seed.
+
+--feed PREFIX (with --change K) also writes the same K changes as LDIF
+change records, the way a directory's change feed appends them to an LDIF
+source: PREFIX.fwd.ldif takes the unchanged set to the changed one (modify
+of the person; a department move deletes the member from the old group and
+adds it to the new one), PREFIX.back.ldif takes it back. Appending them in
+turn to people.ldif gives delta cycles of K changes each.
 Streams: memory grows with the number of groups, not people.
 """
 import argparse
@@ -67,15 +74,45 @@ def csv_field(v):
     return v
 
 
+def feed_records(a, i, old, new, ng, names):
+    dn = "uid=%s,ou=People,%s" % (old["employeeId"].lower(), a.suffix)
+    out = []
+    mods = [(k, old[f], new[f]) for k, f in (("title", "title"), ("sn", "sn"),
+                                             ("cn", "displayName"), ("displayName", "displayName"),
+                                             ("mail", "mail")) if old[f] != new[f]]
+    og, ng_ = old["dept"] % ng, new["dept"] % ng
+    if og != ng_:
+        mods.append(("ou", names[og], names[ng_]))
+    if mods:
+        out.append("dn: %s\nchangetype: modify\n" % dn +
+                   "".join("replace: %s\n%s: %s\n-\n" % (k, k, v) for k, _, v in mods) + "\n")
+    if og != ng_:
+        for g, op in ((og, "delete"), (ng_, "add")):
+            out.append("dn: cn=%s,ou=Groups,%s\nchangetype: modify\n%s: member\nmember: %s\n-\n\n"
+                       % (names[g], a.suffix, op, dn))
+    return out
+
+
+def write_feed(a, changed, ng, names):
+    with open(a.feed + ".fwd.ldif", "w", encoding="utf-8") as fwd, \
+            open(a.feed + ".back.ldif", "w", encoding="utf-8") as back:
+        for i in sorted(changed):
+            old = person(i, a.seed)
+            new = apply_change(person(i, a.seed), i, changed, ng)
+            fwd.write("".join(feed_records(a, i, old, new, ng, names)))
+            back.write("".join(feed_records(a, i, new, old, ng, names)))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--groups", type=int, default=20)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--format", choices=["csv", "ldif", "both"], default="csv")
+    ap.add_argument("--format", choices=["csv", "ldif", "both", "none"], default="csv")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--change", type=int, default=0)
     ap.add_argument("--suffix", default="dc=example,dc=com")
+    ap.add_argument("--feed")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     ng = max(1, a.groups)
@@ -119,6 +156,8 @@ def main():
                 f.write("%s,%s,%s\r\n" % (csv_field(names[g]),
                                           csv_field("All people of " + names[g]),
                                           ";".join(members[g])))
+    if a.feed:
+        write_feed(a, changed, ng, names)
     if ldif_out:
         for g in range(ng):
             ldif_out.write("dn: cn=%s,ou=Groups,%s\nobjectClass: groupOfNames\ncn: %s\n"
