@@ -290,6 +290,13 @@ static void attr_canonicalize(struct attr *a)
     if (a->nvals < 2) {
         return;
     }
+    /* values read back from the store, or built sorted, are left as they
+     * are after one pass (a second canonicalize costs no sort) */
+    for (i = 1; i < a->nvals && cmp_value(&a->vals[i - 1], &a->vals[i]) < 0; i++) {
+    }
+    if (i == a->nvals) {
+        return;
+    }
     qsort(a->vals, a->nvals, sizeof(*a->vals), cmp_value);
     j = 1;
     for (i = 1; i < a->nvals; i++) {
@@ -332,7 +339,9 @@ void entry_canonicalize(struct entry *e)
     size_t i;
     size_t j;
 
-    if (e->nattrs > 1) {
+    for (i = 1; i < e->nattrs && cmp_attr(&e->attrs[i - 1], &e->attrs[i]) < 0; i++) {
+    }
+    if (i < e->nattrs) {
         qsort(e->attrs, e->nattrs, sizeof(*e->attrs), cmp_attr);
     }
     /* merge attributes that differ only in case */
@@ -931,8 +940,15 @@ void value_normalize(struct strbuf *out, const char *data, size_t len)
         unsigned char c = p[i];
 
         if (c < 0x80) {
-            strbuf_addch(out, tolower(c));
-            i++;
+            /* a run of ASCII, lower-cased into room made once */
+            size_t n;
+
+            strbuf_grow(out, end - i);
+            n = out->len;
+            do {
+                out->buf[n++] = (char)tolower(p[i++]);
+            } while (i < end && p[i] < 0x80);
+            strbuf_setlen(out, n);
         } else if ((c & 0xe0) == 0xc0 && i + 1 < end && (p[i + 1] & 0xc0) == 0x80) {
             uint32_t cp = ((uint32_t)(c & 0x1f) << 6) | (p[i + 1] & 0x3f);
 

@@ -454,10 +454,54 @@ void ldapdn_format(const struct ldapdn *dn, size_t first, bool normalize, struct
     }
 }
 
+static bool is_plain_value_char(int c)
+{
+    return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '@';
+}
+
+/* True when s[0..len) is a DN of single-valued RDNs whose types and values
+ * hold only ASCII letters, digits and - . _ (values @ too): nothing to
+ * unescape, trim or escape, so its normalised form is itself lower-cased
+ * ("uid=jdoe,ou=People,dc=example,dc=com"; most DNs of a directory). */
+static bool dn_plain(const char *s, size_t len)
+{
+    size_t i = 0;
+    size_t t;
+
+    while (i < len) {
+        for (t = i; i < len && is_type_char((unsigned char)s[i]); i++) {
+        }
+        if (i == t || i >= len || s[i] != '=') {
+            return false;
+        }
+        for (t = ++i; i < len && is_plain_value_char((unsigned char)s[i]); i++) {
+        }
+        if (i == t) {
+            return false;
+        }
+        if (i < len && (s[i] != ',' || ++i == len)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 enum ids_err ldapdn_normalize(const char *s, struct strbuf *out, struct ids_error *err)
 {
     struct ldapdn dn = LDAPDN_INIT;
-    enum ids_err ret = ldapdn_parse(s, strlen(s), &dn, err);
+    size_t len = strlen(s);
+    enum ids_err ret;
+    size_t i;
+
+    if (dn_plain(s, len)) {
+        strbuf_grow(out, len);
+        for (i = 0; i < len; i++) {
+            out->buf[out->len + i] = (char)tolower((unsigned char)s[i]);
+        }
+        strbuf_setlen(out, out->len + len);
+        return IDS_OK;
+    }
+    ret = ldapdn_parse(s, len, &dn, err);
 
     if (ret == IDS_OK) {
         ldapdn_format(&dn, 0, true, out);

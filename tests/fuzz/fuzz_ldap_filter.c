@@ -3,7 +3,8 @@
  * filter and a DN (which must parse back to the same bytes), as an AD range
  * option and as a stored watermark. Checks the invariants, not just crashes:
  *   - escape(value) -> parse gives back value exactly;
- *   - normalising is idempotent;
+ *   - normalising is idempotent, and its shortcut for plain DNs gives what
+ *     parsing and formatting give;
  *   - an escaped filter value contains no unescaped * ( ) \ or NUL. */
 #include <stddef.h>
 #include <stdint.h>
@@ -72,6 +73,22 @@ static void check_dn_parse(const uint8_t *data, size_t size)
         }
         if (!ldapdn_equal(s, n1.buf)) {
             abort();
+        }
+        {
+            /* the plain-DN shortcut of ldapdn_normalize gives what parsing
+             * and formatting give */
+            struct ldapdn dn = LDAPDN_INIT;
+            struct strbuf n3 = STRBUF_INIT;
+
+            if (ldapdn_parse(s, size, &dn, NULL) != IDS_OK) {
+                abort();
+            }
+            ldapdn_format(&dn, 0, true, &n3);
+            if (!strbuf_equals(&n1, n3.buf) || n1.len != n3.len) {
+                abort();
+            }
+            ldapdn_release(&dn);
+            strbuf_release(&n3);
         }
         (void)ldapdn_parent(s, &other, NULL);
         strbuf_reset(&other);

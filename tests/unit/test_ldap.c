@@ -211,6 +211,27 @@ static void test_dn_normalize(void **state)
     strbuf_reset(&a);
     assert_int_equal(ldapdn_normalize("cn=\\53mith\\2c J,dc=x", &a, &err), IDS_OK);
     assert_string_equal(a.buf, "cn=smith\\, j,dc=x");
+    strbuf_reset(&a);
+    /* plain DNs (no parse needed) and DNs that only look plain */
+    assert_int_equal(ldapdn_normalize("uid=E0000001,OU=People,dc=Example,dc=com", &a, &err),
+                     IDS_OK);
+    assert_string_equal(a.buf, "uid=e0000001,ou=people,dc=example,dc=com");
+    strbuf_reset(&a);
+    assert_int_equal(ldapdn_normalize("mail=J.Doe@Example.COM,o=x_y-z", &a, &err), IDS_OK);
+    assert_string_equal(a.buf, "mail=j.doe@example.com,o=x_y-z");
+    strbuf_reset(&a);
+    assert_int_equal(ldapdn_normalize("", &a, &err), IDS_OK);
+    assert_string_equal(a.buf, "");
+    assert_int_equal(ldapdn_normalize("cn=a,", &a, &err), IDS_EINPUT);
+    assert_int_equal(ldapdn_normalize("cn=a,,dc=x", &a, &err), IDS_EINPUT);
+    assert_int_equal(ldapdn_normalize("=a,dc=x", &a, &err), IDS_EINPUT);
+    assert_int_equal(ldapdn_normalize("cn,dc=x", &a, &err), IDS_EINPUT);
+    strbuf_reset(&a);
+    assert_int_equal(ldapdn_normalize("cn=,dc=X", &a, &err), IDS_OK);
+    assert_string_equal(a.buf, "cn=,dc=x");
+    strbuf_reset(&a);
+    assert_int_equal(ldapdn_normalize("cn=a=b,dc=x", &a, &err), IDS_OK);
+    assert_string_equal(a.buf, "cn=a\\=b,dc=x");
     strbuf_release(&a);
 
     assert_true(ldapdn_equal("cn=A\\,B,dc=X", "CN=a\\2cb, DC=x"));
