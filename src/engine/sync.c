@@ -320,37 +320,29 @@ static enum ids_err resolve_ref(struct sync_ctx *ctx, const struct econn *ec, co
                                 bool any_state, int64_t *mv, struct ids_error *err)
 {
     enum ids_err ret;
-    int64_t link = 0;
-    unsigned flags = 0;
-    enum cs_import_state st = CS_IMPORT_NONE;
+    struct cs_brief b = {0};
 
     *mv = 0;
     if (econn_caps(ec) & CONN_CAP_REF_BY_DN) {
-        struct cs_object *o = NULL;
-
-        ret = store_cs_get_by_dn(ctx->eng->store, ec->id, value, &o, err);
+        ret = store_cs_brief_by_dn(ctx->eng->store, ec->id, value, &b, err);
         if (ret == IDS_ENOTFOUND) {
             /* a member the directory renamed without reporting the group */
-            ret = store_cs_get_by_former_dn(ctx->eng->store, ec->id, value, &o, err);
-        }
-        if (ret == IDS_OK) {
-            link = o->mv_id;
-            flags = o->flags;
-            st = o->import_state;
-        }
-        cs_object_free(o);
-    } else {
-        struct cs_brief b;
+            struct cs_object *o = NULL;
 
-        ret = store_cs_brief(ctx->eng->store, ec->id, value, &b, err);
-        if (ret == IDS_OK) {
-            link = b.mv_id;
-            flags = b.flags;
-            st = b.import_state;
+            ret = store_cs_get_by_former_dn(ctx->eng->store, ec->id, value, &o, err);
+            if (ret == IDS_OK) {
+                b.mv_id = o->mv_id;
+                b.flags = o->flags;
+                b.import_state = o->import_state;
+            }
+            cs_object_free(o);
         }
+    } else {
+        ret = store_cs_brief(ctx->eng->store, ec->id, value, &b, err);
     }
-    if (any_state || (!(flags & CS_OUT_OF_SCOPE) && st != CS_IMPORT_DELETE)) {
-        *mv = link;
+    if (ret == IDS_OK &&
+        (any_state || (!(b.flags & CS_OUT_OF_SCOPE) && b.import_state != CS_IMPORT_DELETE))) {
+        *mv = b.mv_id;
     }
     return ret == IDS_ENOTFOUND ? IDS_OK : ret;
 }
@@ -1087,10 +1079,11 @@ static enum ids_err map_cur_refs(struct sync_ctx *ctx, const struct econn *X, co
             /* known from the desired values: no lookup */
         } else if (econn_caps(X) & CONN_CAP_REF_BY_DN) {
             struct cs_object *o = NULL;
+            struct cs_brief b;
 
-            ret = store_cs_get_by_dn(ctx->eng->store, X->id, c->vals[i].data, &o, err);
+            ret = store_cs_brief_by_dn(ctx->eng->store, X->id, c->vals[i].data, &b, err);
             if (ret == IDS_OK) {
-                id = o->id;
+                id = b.id;
             } else if (ret == IDS_ENOTFOUND) {
                 ret = store_cs_get_by_former_dn(ctx->eng->store, X->id, c->vals[i].data, &o, err);
                 if (ret == IDS_OK) {

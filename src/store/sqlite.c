@@ -191,6 +191,8 @@ static int64_t stored_flags(const struct cs_object *o)
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
     X(ST_CS_BY_ANCHOR, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND anchor = ?2")          \
     X(ST_CS_BY_DN, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")  \
+    X(ST_CS_BRIEF_BY_DN, "SELECT id, hash, mv_id, flags, import_state, dn FROM cs "                \
+                         "WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")                       \
     /* the lowest id of the (normally one) CS object: min() over the index,                        \
      * where "ORDER BY id LIMIT 1" sorted in a temporary b-tree per call */                        \
     X(ST_CS_BY_MV, "SELECT " CS_COLS " FROM cs WHERE id = (SELECT min(id) FROM cs INDEXED BY "     \
@@ -1392,13 +1394,27 @@ static enum ids_err fetch_one_cs(struct sqlite_store *s, sqlite3_stmt *st, const
     return ret;
 }
 
+/* A brief from columns 0-4 of the current row: id, hash, mv_id, flags,
+ * import_state (ST_CS_BRIEF, ST_CS_BRIEF_BY_DN). */
+static void row_to_brief(sqlite3_stmt *st, struct cs_brief *out)
+{
+    unsigned flags = (unsigned)sqlite3_column_int64(st, 3);
+    int64_t imp = sqlite3_column_int64(st, 4);
+
+    out->id = sqlite3_column_int64(st, 0);
+    out->hash = (uint64_t)sqlite3_column_int64(st, 1);
+    out->mv_id = sqlite3_column_int64(st, 2);
+    out->flags = flags & ~CS_STORED_BITS;
+    out->has_unconfirmed = (flags & CS_STORED_UNCONFIRMED) != 0;
+    out->import_state = imp >= CS_IMPORT_NONE && imp <= CS_IMPORT_DELETE ? (enum cs_import_state)imp
+                                                                         : CS_IMPORT_NONE;
+}
+
 static enum ids_err sq_cs_brief(struct store *base, int64_t connector, const char *anchor,
                                 struct cs_brief *out, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_CS_BRIEF, err);
-    unsigned flags;
-    int64_t imp;
     int rc;
     enum ids_err ret = IDS_OK;
 
@@ -1409,16 +1425,7 @@ static enum ids_err sq_cs_brief(struct store *base, int64_t connector, const cha
     bind_text(st, 2, anchor);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        out->id = sqlite3_column_int64(st, 0);
-        out->hash = (uint64_t)sqlite3_column_int64(st, 1);
-        out->mv_id = sqlite3_column_int64(st, 2);
-        flags = (unsigned)sqlite3_column_int64(st, 3);
-        out->flags = flags & ~CS_STORED_BITS;
-        out->has_unconfirmed = (flags & CS_STORED_UNCONFIRMED) != 0;
-        imp = sqlite3_column_int64(st, 4);
-        out->import_state = imp >= CS_IMPORT_NONE && imp <= CS_IMPORT_DELETE
-                                ? (enum cs_import_state)imp
-                                : CS_IMPORT_NONE;
+        row_to_brief(st, out);
     } else if (rc == SQLITE_DONE) {
         ret =
             ids_error_set(err, IDS_ENOTFOUND, "anchor %s: no such connector-space object", anchor);
@@ -1511,6 +1518,20 @@ static enum ids_err sq_cs_get_by_former_dn(struct store *base, int64_t connector
     return sq_cs_get(base, id, out, err);
 }
 
+/* Is text column col of the current row, normalised, the DN dn_key() left
+ * in s->norm? (A dn_key match is a hash match: this makes it an answer.) */
+static bool column_is_dn(struct sqlite_store *s, sqlite3_stmt *st, int col)
+{
+    const char *cand = (const char *)sqlite3_column_text(st, col);
+
+    if (cand == NULL) {
+        return false;
+    }
+    strbuf_reset(&s->norm2);
+    value_normalize(&s->norm2, cand, (size_t)sqlite3_column_bytes(st, col));
+    return s->norm2.len == s->norm.len && memcmp(s->norm2.buf, s->norm.buf, s->norm.len) == 0;
+}
+
 static enum ids_err sq_cs_get_by_dn(struct store *base, int64_t connector, const char *dn,
                                     struct cs_object **out, struct ids_error *err)
 {
@@ -1525,20 +1546,8 @@ static enum ids_err sq_cs_get_by_dn(struct store *base, int64_t connector, const
     }
     sqlite3_bind_int64(st, 1, connector);
     sqlite3_bind_int64(st, 2, dn_key(s, dn)); /* leaves the normalised DN in s->norm */
-    for (;;) {
-        const char *cand;
-
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW) {
-            break;
-        }
-        cand = (const char *)sqlite3_column_text(st, 11);
-        if (cand == NULL) {
-            continue;
-        }
-        strbuf_reset(&s->norm2);
-        value_normalize(&s->norm2, cand, (size_t)sqlite3_column_bytes(st, 11));
-        if (s->norm2.len == s->norm.len && memcmp(s->norm2.buf, s->norm.buf, s->norm.len) == 0) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (column_is_dn(s, st, 11)) {
             ret = row_to_cs(s, st, out, err);
             goto done;
         }
@@ -1549,6 +1558,37 @@ static enum ids_err sq_cs_get_by_dn(struct store *base, int64_t connector, const
         ret = db_fail(s, rc, "read connector-space object", err);
     }
 done:
+    sqlite3_reset(st);
+    return ret;
+}
+
+/* sq_cs_get_by_dn's object, its brief only: the row is read up to its DN
+ * (the small columns come first), no attribute is decoded. */
+static enum ids_err sq_cs_brief_by_dn(struct store *base, int64_t connector, const char *dn,
+                                      struct cs_brief *out, struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CS_BRIEF_BY_DN, err);
+    int rc;
+    enum ids_err ret;
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, connector);
+    sqlite3_bind_int64(st, 2, dn_key(s, dn)); /* leaves the normalised DN in s->norm */
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (column_is_dn(s, st, 5)) {
+            row_to_brief(st, out);
+            sqlite3_reset(st);
+            return IDS_OK;
+        }
+    }
+    if (rc == SQLITE_DONE) {
+        ret = ids_error_set(err, IDS_ENOTFOUND, "DN %s: no such connector-space object", dn);
+    } else {
+        ret = db_fail(s, rc, "read connector-space object", err);
+    }
     sqlite3_reset(st);
     return ret;
 }
@@ -3662,4 +3702,5 @@ const struct store_ops sqlite_store_ops = {
     .lock_release = sq_lock_release,
     .cs_put_link = sq_cs_put_link,
     .cs_ident = sq_cs_ident,
+    .cs_brief_by_dn = sq_cs_brief_by_dn,
 };

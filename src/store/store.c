@@ -269,6 +269,13 @@ enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_expo
     return s->ops->cs_set_export_state(s, id, state, run, err);
 }
 
+enum ids_err store_cs_brief_by_dn(struct store *s, int64_t connector, const char *dn,
+                                  struct cs_brief *out, struct ids_error *err)
+{
+    assert(s != NULL && dn != NULL && out != NULL);
+    return s->ops->cs_brief_by_dn(s, connector, dn, out, err);
+}
+
 enum ids_err store_cs_ident(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
                             struct strbuf *dn, enum cs_import_state *state, bool *renaming,
                             struct ids_error *err)

@@ -487,6 +487,8 @@ struct store_ops {
     enum ids_err (*cs_ident)(struct store *s, int64_t id, struct strbuf *anchor, bool *has_anchor,
                              struct strbuf *dn, enum cs_import_state *state, bool *renaming,
                              struct ids_error *err);
+    enum ids_err (*cs_brief_by_dn)(struct store *s, int64_t connector, const char *dn,
+                                   struct cs_brief *out, struct ids_error *err);
 };
 
 struct store {
@@ -499,6 +501,12 @@ struct store {
  * IDS_ENOTFOUND when there is none. */
 enum ids_err store_cs_ref_by_mv(struct store *s, int64_t connector, int64_t mv_id, int64_t *id,
                                 struct strbuf *anchor, struct strbuf *dn, struct ids_error *err);
+
+/* store_cs_brief of the object called `dn` (appended): the object
+ * store_cs_get_by_dn finds, without reading its attributes (a sync
+ * resolving a group's members by DN). IDS_ENOTFOUND when none. */
+enum ids_err store_cs_brief_by_dn(struct store *s, int64_t connector, const char *dn,
+                                  struct cs_brief *out, struct ids_error *err);
 
 extern const struct store_ops sqlite_store_ops;
 

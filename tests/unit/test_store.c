@@ -248,6 +248,7 @@ static void test_cs_put_get(void **state)
     struct cs_object *o = new_cs(f->conn, "guid-1", "CN=Ann Lee,OU=People,DC=corp");
     struct cs_object *g = NULL;
     struct cs_brief b;
+    struct cs_brief b_dn;
     uint64_t hash = o->hash;
 
     o->flags = CS_PROVISIONED;
@@ -289,6 +290,16 @@ static void test_cs_put_get(void **state)
     cs_object_free(g);
     assert_int_equal(store_cs_get_by_dn(f->s, f->conn, "cn=bob,ou=people,dc=corp", &g, &err),
                      IDS_ENOTFOUND);
+    /* by DN, brief: the same object, no attributes read */
+    memset(&b, 0xff, sizeof(b));
+    assert_int_equal(store_cs_brief_by_dn(f->s, f->conn, " CN=ANN LEE,ou=people,dc=corp", &b, &err),
+                     IDS_OK);
+    b_dn = b;
+    assert_int_equal(store_cs_brief_by_dn(f->s, f->conn, "cn=bob,ou=people,dc=corp", &b, &err),
+                     IDS_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "cn=bob,ou=people,dc=corp"));
+    assert_int_equal(store_cs_brief_by_dn(f->s, f->conn2, "cn=ann lee,ou=people,dc=corp", &b, &err),
+                     IDS_ENOTFOUND);
     assert_int_equal(store_cs_get_by_mv(f->s, f->conn, 42, &g, &err), IDS_OK);
     assert_int_equal(g->id, o->id);
     cs_object_free(g);
@@ -303,6 +314,13 @@ static void test_cs_put_get(void **state)
     assert_int_equal(b.flags, CS_PROVISIONED);
     assert_int_equal(b.import_state, CS_IMPORT_ADD);
     assert_false(b.has_unconfirmed);
+    /* and by DN the same brief */
+    assert_int_equal(b_dn.id, b.id);
+    assert_true(b_dn.hash == b.hash);
+    assert_int_equal(b_dn.mv_id, b.mv_id);
+    assert_int_equal(b_dn.flags, b.flags);
+    assert_int_equal(b_dn.import_state, b.import_state);
+    assert_int_equal(b_dn.has_unconfirmed, b.has_unconfirmed);
     o->unconfirmed = change_new(CHANGE_MODIFY, "user", "guid-1", o->dn);
     change_add_mod(o->unconfirmed, MOD_REPLACE, "mail", 0);
     o->hash = UINT64_MAX; /* stored as a signed INTEGER, read back unchanged */
@@ -324,6 +342,13 @@ static void test_cs_put_get(void **state)
     assert_int_equal(g->unconfirmed->op, CHANGE_MODIFY);
     assert_int_equal(g->unconfirmed->nmods, 1);
     cs_object_free(g);
+    assert_int_equal(store_cs_brief_by_dn(f->s, f->conn, "cn=ann lee,ou=people,dc=corp", &b, &err),
+                     IDS_ENOTFOUND);
+    assert_int_equal(store_cs_brief_by_dn(f->s, f->conn, "cn=ann lee,ou=staff,dc=corp", &b, &err),
+                     IDS_OK);
+    assert_int_equal(b.id, o->id);
+    assert_true(b.has_unconfirmed);
+    assert_true(b.hash == UINT64_MAX);
     /* its former DN, once recorded, names it (any case, other connector
      * not); the delete takes it away */
     assert_int_equal(
@@ -364,6 +389,7 @@ static void test_cs_unique_anchor(void **state)
     struct cs_object *o;
     struct cs_object *g = NULL;
     int64_t first = put_cs(f, f->conn, "dup", "cn=a");
+    struct cs_brief b;
     long n;
 
     /* same anchor in another connector: fine */
@@ -399,6 +425,15 @@ static void test_cs_unique_anchor(void **state)
     assert_string_equal(g->dn, "cn=fresh");
     cs_object_free(g);
     cs_object_free(o);
+    /* two objects called the same (one leaving, one arriving): by DN, in
+     * full or brief, the older one */
+    first = put_cs(f, f->conn, "twin-1", "cn=Twin,dc=x");
+    put_cs(f, f->conn, "twin-2", "CN=twin,DC=X");
+    assert_int_equal(store_cs_get_by_dn(f->s, f->conn, "cn=twin,dc=x", &g, &err), IDS_OK);
+    assert_int_equal(g->id, first);
+    cs_object_free(g);
+    assert_int_equal(store_cs_brief_by_dn(f->s, f->conn, "cn=twin,dc=x", &b, &err), IDS_OK);
+    assert_int_equal(b.id, first);
 }
 
 static void test_cs_export_fields(void **state)
