@@ -651,7 +651,7 @@ static void print_summary(struct cli *cli, const struct run_record *run,
 }
 
 void cli_report_run(struct cli *cli, enum ids_err ret, const struct ids_error *err,
-                    const struct run_record *run, json_t *extra)
+                    const struct run_record *run, FILE *pending)
 {
     struct run_record *kids = NULL;
     size_t nkids = 0;
@@ -692,13 +692,29 @@ void cli_report_run(struct cli *cli, enum ids_err ret, const struct ids_error *e
         } else {
             json_object_set_new(doc, "error", json_null());
         }
-        if (extra != NULL) {
-            json_object_update(doc, extra);
-            json_decref(extra);
+        if (pending != NULL) {
+            /* the document, then its "pending" member streamed from the
+             * spool (a million objects are never one JSON value in memory) */
+            char *text = json_dumps(doc, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+            char *close = text != NULL ? strrchr(text, '}') : NULL;
+            size_t n = close != NULL ? (size_t)(close - text) : 0;
+
+            while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' ')) {
+                n--;
+            }
+            if (n > 0) {
+                fwrite(text, 1, n, stdout);
+                fputs(",\n  \"pending\": ", stdout);
+                cli_render_report(cli, pending, true);
+                fputs("\n}\n", stdout);
+                fflush(stdout);
+            }
+            free(text);
+            json_decref(doc);
+        } else {
+            cli_json_print(doc);
         }
-        cli_json_print(doc);
     } else {
-        json_decref(extra);
         if (run->id > 0 && (!cli->quiet || failed || run->status != RUN_SUCCESS)) {
             print_summary(cli, run, kids, nkids);
         }

@@ -116,11 +116,12 @@ void cli_run_children(struct store *st, int64_t id, struct run_record **out, siz
 void cli_counters_text(struct strbuf *out, const struct run_record *run, bool all);
 /* After a step: the run summary (status, duration, non-zero counters,
  * message, child runs, the first errors), or with --json the document
- * {"run":..., "children":[...], "errors":[...], "error": {...}} augmented
- * with `extra`'s members (may be NULL; released). ret/err are the step's
- * result. */
+ * {"run":..., "children":[...], "errors":[...], "error": {...}}, with
+ * "pending": [...] read from `pending` (a dry run's finished report spool,
+ * util/spool.h; NULL for none) — in text the report is the caller's to
+ * print. ret/err are the step's result. */
 void cli_report_run(struct cli *cli, enum ids_err ret, const struct ids_error *err,
-                    const struct run_record *run, json_t *extra);
+                    const struct run_record *run, FILE *pending);
 
 /* Display a value for people: text sanitized for the terminal, binary as
  * "base64:...", values of secret-looking attributes (userPassword,
@@ -128,11 +129,15 @@ void cli_report_run(struct cli *cli, enum ids_err ret, const struct ids_error *e
 void cli_value_text(struct strbuf *out, const char *attr, const char *data, size_t len);
 bool cli_attr_is_secret(const char *attr);
 
-/* The dry-run / pending report (JSON lines, engine.h) read from `text`:
- * printed for people (per object "op TYPE DN" with "attr: old -> new"
- * lines, then totals per connector and operation), or parsed into *array
- * (a new JSON array) when array != NULL. Returns the number of objects;
- * lines that do not parse are reported and skipped. */
-long cli_render_report(struct cli *cli, const char *text, size_t len, json_t **array);
+/* The dry-run / pending report (JSON lines, engine.h) read from a spool
+ * (util/spool.h, finished) one line at a time, so a report of a million
+ * objects costs no memory: printed for people (per object "op TYPE DN"
+ * with "attr: old -> new" lines, then totals per connector and
+ * operation), or with json written to stdout as a JSON array, element by
+ * element. Returns the number of objects; lines that do not parse are
+ * reported and skipped. */
+long cli_render_report(struct cli *cli, FILE *spool, bool json);
+/* An empty report spool, or NULL after printing why (cli_fail). */
+FILE *cli_report_spool(struct cli *cli, int *status);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "util/mem.h"
+#include "util/spool.h"
 #include "util/table.h"
 #include "util/banned.h"
 
@@ -277,50 +278,56 @@ static void print_totals(const struct totals *tot, long count)
     table_free(t);
 }
 
-long cli_render_report(struct cli *cli, const char *text, size_t len, json_t **array)
+long cli_render_report(struct cli *cli, FILE *spool, bool json)
 {
     struct totals tot = {0, 0, NULL};
-    const char *p = text;
-    const char *end = text + len;
+    struct strbuf line = STRBUF_INIT;
+    const char *p;
     long count = 0;
     size_t lineno = 0;
 
     (void)cli;
-    if (array != NULL) {
-        *array = json_array();
+    if (json) {
+        fputs("[", stdout);
     }
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    while ((p = spool_next(spool, &line)) != NULL) {
         json_error_t jerr;
-        json_t *o;
+        json_t *o = json_loadb(p, line.len, 0, &jerr);
 
         lineno++;
-        if (n == 0) {
-            p += 1;
-            continue;
-        }
-        o = json_loadb(p, n, 0, &jerr);
-        p += n + (nl ? 1 : 0);
         if (o == NULL || !json_is_object(o)) {
             fprintf(stderr, "idsync: line %zu of the pending-change report does not parse: %s\n",
                     lineno, o == NULL ? jerr.text : "not an object");
             json_decref(o);
             continue;
         }
-        count++;
-        if (array != NULL) {
-            json_array_append_new(*array, o);
-            continue;
+        if (json) {
+            fputs(count > 0 ? ",\n" : "\n", stdout);
+            json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+        } else {
+            print_object(o, &tot);
         }
-        print_object(o, &tot);
+        count++;
         json_decref(o);
     }
-    if (array == NULL) {
+    if (json) {
+        fputs(count > 0 ? "\n]" : "]", stdout);
+        fflush(stdout);
+    } else {
         print_totals(&tot, count);
     }
+    strbuf_release(&line);
     totals_release(&tot);
     return count;
+}
+
+FILE *cli_report_spool(struct cli *cli, int *status)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    FILE *fp = spool_open(&err);
+
+    *status = fp != NULL ? EXIT_OK : cli_fail(cli, EXIT_UNREACHABLE, &err);
+    return fp;
 }
 
 int cmd_pending(struct cli *cli, int argc, char **argv)
@@ -330,8 +337,6 @@ int cmd_pending(struct cli *cli, int argc, char **argv)
     struct engine *eng = NULL;
     struct engine_opts opts;
     const char *connector;
-    char *report = NULL;
-    size_t report_len = 0;
     FILE *fp = NULL;
     enum ids_err ret;
     int status;
@@ -363,27 +368,24 @@ int cmd_pending(struct cli *cli, int argc, char **argv)
     if (ret != IDS_OK) {
         return cli_fail(cli, cli_status_for(ret), &err);
     }
-    fp = open_memstream(&report, &report_len);
+    fp = cli_report_spool(cli, &status);
     if (fp == NULL) {
         engine_free(eng);
-        ids_error_set(&err, IDS_EIO, "cannot allocate the pending-change report");
-        return cli_fail(cli, EXIT_UNREACHABLE, &err);
+        return status;
     }
     ret = engine_pending(eng, connector, fp, &err);
-    fclose(fp);
     engine_free(eng);
+    if (ret == IDS_OK) {
+        ret = spool_finish(fp, &err);
+    }
     if (ret != IDS_OK) {
-        free(report);
+        fclose(fp);
         return cli_fail(cli, cli_status_for(ret), &err);
     }
+    cli_render_report(cli, fp, cli->json);
     if (cli->json) {
-        json_t *arr = NULL;
-
-        cli_render_report(cli, report ? report : "", report_len, &arr);
-        cli_json_print(arr);
-    } else {
-        cli_render_report(cli, report ? report : "", report_len, NULL);
+        fputc('\n', stdout);
     }
-    free(report);
+    fclose(fp);
     return EXIT_OK;
 }

@@ -13,6 +13,7 @@
 #include "engine/engine.h"
 #include "notify/notify.h"
 #include "util/mem.h"
+#include "util/spool.h"
 #include "util/banned.h"
 
 enum step { STEP_CYCLE, STEP_IMPORT, STEP_SYNC, STEP_EXPORT };
@@ -76,10 +77,8 @@ static int run_step(struct cli *cli, const struct step_args *a)
     struct engine *eng = NULL;
     struct run_record run;
     enum ids_err ret;
-    char *report = NULL;
-    size_t report_len = 0;
+    struct ids_error serr = IDS_ERROR_INIT; /* the report spool's */
     FILE *report_fp = NULL;
-    json_t *extra = NULL;
     int status;
 
     memset(&run, 0, sizeof(run));
@@ -107,10 +106,9 @@ static int run_step(struct cli *cli, const struct step_args *a)
     opts.progress = cli->progress;
     opts.stop = &stop_requested;
     if (a->dry_run) {
-        report_fp = open_memstream(&report, &report_len);
+        report_fp = cli_report_spool(cli, &status);
         if (report_fp == NULL) {
-            ids_error_set(&err, IDS_EIO, "cannot allocate the dry-run report");
-            return cli_fail(cli, EXIT_UNREACHABLE, &err);
+            return status;
         }
         opts.report = report_fp;
     }
@@ -119,7 +117,6 @@ static int run_step(struct cli *cli, const struct step_args *a)
         if (report_fp != NULL) {
             fclose(report_fp);
         }
-        free(report);
         return cli_fail(cli, cli_status_for(ret), &err);
     }
     catch_stop_signals();
@@ -146,24 +143,26 @@ static int run_step(struct cli *cli, const struct step_args *a)
          * never changes the run's outcome */
         (void)notify_after_run(cli->cfg, cli->store, &run, &nerr);
     }
+    if (report_fp != NULL && spool_finish(report_fp, &serr) != IDS_OK) {
+        /* the dry run ran; its report is what cannot be shown */
+        fclose(report_fp);
+        report_fp = NULL;
+    }
+    cli_report_run(cli, ret, &err, &run, cli->json ? report_fp : NULL);
+    if (report_fp != NULL && !cli->json && !cli->quiet) {
+        printf("\n");
+        cli_render_report(cli, report_fp, false);
+    }
+    status = engine_exit_code(ret, &run);
+    if (serr.code != IDS_OK) {
+        /* stderr only: with --json, stdout already holds the run's document */
+        fprintf(stderr, "idsync: %s\n", serr.msg);
+        status = EXIT_UNREACHABLE;
+    }
     if (report_fp != NULL) {
         fclose(report_fp);
     }
-    if (a->dry_run && cli->json) {
-        json_t *arr = NULL;
-
-        cli_render_report(cli, report ? report : "", report_len, &arr);
-        extra = json_object();
-        json_object_set_new(extra, "pending", arr);
-    }
-    cli_report_run(cli, ret, &err, &run, extra);
-    if (a->dry_run && !cli->json && !cli->quiet) {
-        printf("\n");
-        cli_render_report(cli, report ? report : "", report_len, NULL);
-    }
-    status = engine_exit_code(ret, &run);
     run_record_release(&run);
-    free(report);
     return status;
 }
 

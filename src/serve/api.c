@@ -26,6 +26,7 @@
 #include "util/codec.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/spool.h"
 #include "util/banned.h"
 
 #define LIMIT_DEFAULT  50
@@ -1519,29 +1520,24 @@ done:
     free(ids);
 }
 
-/* JSON lines -> array (skipping `offset` lines, at most `limit`). */
-static json_t *lines_to_array(const char *text, size_t len, size_t offset, size_t limit,
-                              size_t *total)
+/* A finished report spool's JSON lines -> array (skipping `offset` lines,
+ * at most `limit`); *total counts every line. Memory: the page only. */
+static json_t *lines_to_array(FILE *spool, size_t offset, size_t limit, size_t *total)
 {
     json_t *arr = json_array();
-    const char *p = text;
-    const char *end = text + len;
+    struct strbuf line = STRBUF_INIT;
+    const char *p;
     size_t idx = 0;
 
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    while ((p = spool_next(spool, &line)) != NULL) {
+        if (idx >= offset && json_array_size(arr) < limit) {
+            json_t *v = json_loadb(p, line.len, 0, NULL);
 
-        if (l > 0) {
-            if (idx >= offset && json_array_size(arr) < limit) {
-                json_t *v = json_loadb(p, l, 0, NULL);
-
-                json_array_append_new(arr, v ? v : json_stringn_nocheck(p, l));
-            }
-            idx++;
+            json_array_append_new(arr, v ? v : json_stringn_nocheck(p, line.len));
         }
-        p += l + 1;
+        idx++;
     }
+    strbuf_release(&line);
     *total = idx;
     return arr;
 }
@@ -1554,8 +1550,6 @@ static void api_pending_report(struct serve_daemon *d, const struct serve_call *
     struct engine_opts eopts = {0};
     struct engine *eng = NULL;
     const char *name = serve_arg(c, "connector");
-    char *text = NULL;
-    size_t len = 0;
     size_t total = 0;
     long long offset;
     long long limit;
@@ -1571,9 +1565,9 @@ static void api_pending_report(struct serve_daemon *d, const struct serve_call *
     if (connector_arg(d, name, &conn, r) == NULL) {
         return;
     }
-    fp = open_memstream(&text, &len);
+    fp = spool_open(&err);
     if (fp == NULL) {
-        reply_err(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "io", "open_memstream failed");
+        reply_err(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "io", "%s", err.msg);
         return;
     }
     ret = engine_new(d->cfg, d->http_store, &eopts, &eng, &err);
@@ -1581,14 +1575,16 @@ static void api_pending_report(struct serve_daemon *d, const struct serve_call *
         ret = engine_pending(eng, name, fp, &err);
     }
     engine_free(eng);
-    fclose(fp);
+    if (ret == IDS_OK) {
+        ret = spool_finish(fp, &err);
+    }
     if (ret != IDS_OK) {
         reply_err(r, MHD_HTTP_SERVICE_UNAVAILABLE, ids_err_name(ret), "%s", err.msg);
-        free(text);
+        fclose(fp);
         return;
     }
-    arr = lines_to_array(text, len, (size_t)offset, (size_t)limit, &total);
-    free(text);
+    arr = lines_to_array(fp, (size_t)offset, (size_t)limit, &total);
+    fclose(fp);
     reply_json(r, MHD_HTTP_OK,
                json_pack("{s:s,s:I,s:I,s:o}", "connector", name, "total", (json_int_t)total,
                          "offset", (json_int_t)offset, "report", arr));
@@ -1756,9 +1752,13 @@ static void api_request(struct serve_daemon *d, int64_t id, const char *sub,
     }
     if (sub != NULL) {
         size_t total = 0;
+        FILE *fp = q->report.len > 0 ? fmemopen(q->report.buf, q->report.len, "r") : NULL;
         json_t *arr =
-            lines_to_array(q->report.buf, q->report.len, (size_t)offset, (size_t)limit, &total);
+            fp != NULL ? lines_to_array(fp, (size_t)offset, (size_t)limit, &total) : json_array();
 
+        if (fp != NULL) {
+            fclose(fp);
+        }
         o = json_pack("{s:I,s:I,s:I,s:o}", "request", (json_int_t)id, "total", (json_int_t)total,
                       "offset", (json_int_t)offset, "report", arr);
         pthread_mutex_unlock(&d->mu);

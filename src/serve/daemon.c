@@ -16,6 +16,7 @@
 #include "notify/notify.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/spool.h"
 #include "util/banned.h"
 
 #define LOCK_RETRY_SECONDS 60
@@ -437,6 +438,44 @@ static bool cycle_finished(enum run_status st)
 }
 
 /* Run one request: lock, automatic full steps, the cycle, unlock. */
+/* A dry run's report, from its spool into the request (what the API pages
+ * through), unless it passes SERVE_REPORT_MAX: then dropped whole, with a
+ * log line, before any of it is read into memory. */
+static void keep_report(struct serve_daemon *d, struct serve_request *req, FILE *spool)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct strbuf q = STRBUF_INIT;
+    struct strbuf text = STRBUF_INIT;
+    char buf[65536];
+    long size = -1;
+    size_t n;
+
+    if (spool_finish(spool, &err) == IDS_OK && fseek(spool, 0, SEEK_END) == 0) {
+        size = ftell(spool);
+        rewind(spool);
+    }
+    if (size < 0) {
+        log_warn("dry-run-report", "request=%lld note=%s", (long long)req->id,
+                 serve_logq(&q, err.msg[0] ? err.msg : "the report could not be read back"));
+    } else if ((size_t)size > SERVE_REPORT_MAX) {
+        log_warn("dry-run-report", "request=%lld bytes=%ld note=%s", (long long)req->id, size,
+                 serve_logq(&q, "report larger than 16 MiB: dropped"));
+    } else {
+        while ((n = fread(buf, 1, sizeof(buf), spool)) > 0) {
+            strbuf_add(&text, buf, n);
+        }
+        pthread_mutex_lock(&d->mu);
+        strbuf_reset(&req->report);
+        if (strbuf_add_checked(&req->report, text.buf, text.len) != IDS_OK) {
+            log_warn("dry-run-report", "request=%lld note=%s", (long long)req->id,
+                     serve_logq(&q, "report larger than 16 MiB: dropped"));
+        }
+        pthread_mutex_unlock(&d->mu);
+    }
+    strbuf_release(&text);
+    strbuf_release(&q);
+}
+
 static void run_request(struct serve_daemon *d, struct serve_request *req)
 {
     struct engine_opts eopts = {0};
@@ -445,8 +484,6 @@ static void run_request(struct serve_daemon *d, struct serve_request *req)
     struct ids_error err = IDS_ERROR_INIT;
     struct strbuf holder = STRBUF_INIT;
     struct strbuf q = STRBUF_INIT;
-    char *report = NULL;
-    size_t report_len = 0;
     FILE *report_fp = NULL;
     bool locked = false;
     enum ids_err ret;
@@ -464,7 +501,12 @@ static void run_request(struct serve_daemon *d, struct serve_request *req)
     }
     locked = true;
     if (req->dry_run) {
-        report_fp = open_memstream(&report, &report_len);
+        report_fp = spool_open(&err);
+        if (report_fp == NULL) {
+            log_warn("dry-run-report", "request=%lld note=%s", (long long)req->id,
+                     serve_logq(&q, err.msg));
+            ids_error_clear(&err);
+        }
     }
     eopts.dry_run = req->dry_run;
     eopts.report = report_fp;
@@ -534,15 +576,9 @@ done:
     }
     engine_free(eng);
     if (report_fp != NULL) {
+        keep_report(d, req, report_fp);
         fclose(report_fp);
-        pthread_mutex_lock(&d->mu);
-        if (strbuf_add_checked(&req->report, report, report_len) != IDS_OK) {
-            log_warn("dry-run-report", "request=%lld note=%s", (long long)req->id,
-                     serve_logq(&q, "report larger than 16 MiB: dropped"));
-        }
-        pthread_mutex_unlock(&d->mu);
     }
-    free(report);
     if (locked) {
         store_lock_release(d->store);
     }

@@ -1,9 +1,14 @@
 /* Unit tests: util/ (strbuf, strvec, codec, error). */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "util/codec.h"
+#include "util/spool.h"
 #include "util/error.h"
 #include "util/strbuf.h"
 #include "util/strvec.h"
@@ -170,13 +175,86 @@ static void test_hash64_bulk(void **state)
     }
 }
 
+static size_t dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        n += strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A report spool: in $TMPDIR, 0600, already unlinked; lines come back
+ * whole (longer than the reader's chunk too), blank ones skipped. */
+static void test_spool(void **state)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct strbuf sb = STRBUF_INIT;
+    char *dir = test_tmpdir();
+    char *old = getenv("TMPDIR") ? strdup(getenv("TMPDIR")) : NULL;
+    struct stat st;
+    FILE *fp;
+    size_t i;
+
+    (void)state;
+    setenv("TMPDIR", dir, 1);
+    fp = spool_open(&err);
+    assert_non_null(fp);
+    assert_int_equal(dir_entries(dir), 0); /* nothing left behind, ever */
+    assert_int_equal(fstat(fileno(fp), &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_nlink, 0);
+    fputs("{\"a\":1}\n\n", fp);
+    for (i = 0; i < 40000; i++) {
+        fputc('x', fp);
+    }
+    fputs("\nlast without end", fp);
+    assert_int_equal(spool_finish(fp, &err), IDS_OK);
+    assert_string_equal(spool_next(fp, &sb), "{\"a\":1}");
+    assert_non_null(spool_next(fp, &sb));
+    assert_int_equal(sb.len, 40000);
+    assert_string_equal(spool_next(fp, &sb), "last without end");
+    assert_null(spool_next(fp, &sb));
+    fclose(fp);
+
+    /* a TMPDIR that is not an absolute path is not used */
+    setenv("TMPDIR", "relative/dir", 1);
+    fp = spool_open(&err);
+    assert_non_null(fp);
+    assert_int_equal(spool_finish(fp, &err), IDS_OK);
+    assert_null(spool_next(fp, &sb));
+    fclose(fp);
+    /* a TMPDIR that does not exist: the error says where */
+    strbuf_reset(&sb);
+    strbuf_addf(&sb, "%s/gone", dir);
+    setenv("TMPDIR", sb.buf, 1);
+    assert_null(spool_open(&err));
+    assert_int_equal(err.code, IDS_EIO);
+    assert_non_null(strstr(err.msg, sb.buf));
+
+    if (old != NULL) {
+        setenv("TMPDIR", old, 1);
+        free(old);
+    } else {
+        unsetenv("TMPDIR");
+    }
+    strbuf_release(&sb);
+    test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strbuf),      cmocka_unit_test(test_strvec),
         cmocka_unit_test(test_base64),      cmocka_unit_test(test_guid_sid),
         cmocka_unit_test(test_utf8),        cmocka_unit_test(test_error),
-        cmocka_unit_test(test_hash64_bulk),
+        cmocka_unit_test(test_hash64_bulk), cmocka_unit_test(test_spool),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
