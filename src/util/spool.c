@@ -26,16 +26,15 @@ FILE *spool_open(struct ids_error *err)
     fd = mkstemp(path.buf); /* 0600 */
     umask(old);
     if (fd < 0) {
-        ids_error_set(err, IDS_EIO, "cannot create a temporary file in %s for the report: %s",
-                      dir, strerror(errno));
+        ids_error_set(err, IDS_EIO, "cannot create a temporary file in %s for the report: %s", dir,
+                      strerror(errno));
         strbuf_release(&path);
         return NULL;
     }
     (void)unlink(path.buf); /* gone with the last descriptor, however the process ends */
     fp = fdopen(fd, "w+");
     if (fp == NULL) {
-        ids_error_set(err, IDS_EIO, "cannot open the report's temporary file: %s",
-                      strerror(errno));
+        ids_error_set(err, IDS_EIO, "cannot open the report's temporary file: %s", strerror(errno));
         close(fd);
     }
     strbuf_release(&path);
