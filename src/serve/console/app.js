@@ -458,10 +458,12 @@
 
   /* ---- errors -------------------------------------------------------------- */
 
-  function errorsTable(errors) {
+  /* code: the code filter the table answers (data-code, for tests and
+   * scripts that must not read the table of the page before) */
+  function errorsTable(errors, code) {
     if (!errors.length) return h("div", { class: "empty", "data-testid": "no-errors",
-      text: "no errors" });
-    return h("table", { "data-testid": "errors-table" },
+      "data-code": code || "", text: "no errors" });
+    return h("table", { "data-testid": "errors-table", "data-code": code || "" },
       h("thead", {}, h("tr", {}, ["Run", "Connector", "Object", "Attribute", "Code",
         "Message"].map((t) => h("th", { text: t })))),
       h("tbody", {}, errors.map((e) => h("tr", {},
@@ -495,7 +497,7 @@
         ""));
       if (more) pager.appendChild(h("button", { onclick: () => nav(offset + PAGE),
         "data-testid": "errors-next" }, "next »"));
-      box.replaceChildren(errorsTable(page.errors), pager);
+      box.replaceChildren(errorsTable(page.errors, f.code), pager);
     } catch (e) {
       if (seq === routeSeq) showError(box, e);
     }
@@ -595,10 +597,10 @@
         h("div", { class: "muted" }, (res.total !== null ? res.total + " found" : "") +
           (res.mode === "attr" && !space ? " · attr=value searches that are not join " +
             "attributes scan the metaverse" : "")),
-        rows.length ? h("table", { "data-testid": "search-results" },
+        rows.length ? h("table", { "data-testid": "search-results", "data-q": q || "" },
           h("thead", {}, h("tr", {}, head.map((t) => h("th", { text: t })))),
           h("tbody", {}, rows)) : h("div", { class: "empty", "data-testid": "no-results",
-          text: "nothing found" }),
+          "data-q": q || "", text: "nothing found" }),
         h("div", { class: "pager" },
           after ? h("a", { href: "#/search" + qs({ connector: space, q, sel }) }, "« first") :
             null,

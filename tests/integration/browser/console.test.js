@@ -98,10 +98,10 @@ async function main() {
     await shot(page, "04-errors");
     await page.getByTestId("filter-code").selectOption("ambiguous-join");
     await page.locator("form.toolbar button[type=submit]").click();
-    await page.waitForFunction(() => location.hash.includes("code=ambiguous-join"));
-    await page.getByTestId("errors-table").waitFor();
-    const codes = await page.locator("[data-testid=errors-table] tbody tr td:nth-child(5)")
-      .allTextContents();
+    // the table that answers this filter (the page showed every code before it)
+    const filtered = page.locator("[data-testid=errors-table][data-code=ambiguous-join]");
+    await filtered.waitFor();
+    const codes = await filtered.locator("tbody tr td:nth-child(5)").allTextContents();
     check(codes.length >= 1 && codes.every((c) => c === "ambiguous-join"),
       "the code filter keeps only ambiguous-join errors");
     await shot(page, "05-errors-filtered");
@@ -110,8 +110,10 @@ async function main() {
     await page.click("#nav a[data-route=search]");
     await page.getByTestId("search-q").fill(SEARCH);
     await page.getByTestId("search-go").click();
-    await page.getByTestId("search-results").waitFor();
-    const found = await page.locator("[data-testid=search-results] tbody tr").count();
+    // the table that answers this query (the page listed every object before it)
+    const results = page.locator(`[data-testid=search-results][data-q="${SEARCH}"]`);
+    await results.waitFor();
+    const found = await results.locator("tbody tr").count();
     check(found === 1, "searching " + SEARCH + " finds one metaverse object");
     await shot(page, "06-search");
     await page.getByTestId("mv-link").first().click();
