@@ -364,6 +364,7 @@ int cmd_pending(struct cli *cli, int argc, char **argv)
         return status;
     }
     memset(&opts, 0, sizeof(opts));
+    opts.progress = cli->progress; /* the report is written before any of it is printed */
     ret = engine_new(cli->cfg, cli->store, &opts, &eng, &err);
     if (ret != IDS_OK) {
         return cli_fail(cli, cli_status_for(ret), &err);

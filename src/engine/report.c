@@ -9,6 +9,7 @@
 
 #include "util/codec.h"
 #include "util/mem.h"
+#include "util/progress.h"
 #include "util/banned.h"
 
 void preview_add_sep(struct strbuf *sb)
@@ -161,10 +162,17 @@ enum ids_err report_pending(struct engine *eng, struct econn *ec, FILE *out, lon
     int64_t *ids = xcalloc(ENGINE_BATCH, sizeof(*ids));
     int64_t after = 0;
     struct strbuf sb = STRBUF_INIT;
+    struct progress *prog = progress_start(eng->opts.progress, "pending report", ec->cfg->name, -1);
+    long total = -1;
+    long seen = 0;
     size_t n;
     size_t i;
 
     *count = 0;
+    if (prog != NULL &&
+        store_cs_count(eng->store, ec->id, STORE_SEL_PENDING_EXPORT, &total, err) == IDS_OK) {
+        progress_set_total(prog, total);
+    }
     for (;;) {
         n = 0;
         ret = store_cs_ids(eng->store, ec->id, STORE_SEL_PENDING_EXPORT, after, ids, ENGINE_BATCH,
@@ -176,6 +184,7 @@ enum ids_err report_pending(struct engine *eng, struct econn *ec, FILE *out, lon
             struct cs_object *cs = NULL;
 
             after = ids[i];
+            progress_update(prog, ++seen);
             ret = store_cs_get(eng->store, ids[i], &cs, err);
             if (ret == IDS_ENOTFOUND) {
                 ret = IDS_OK;
@@ -197,6 +206,7 @@ enum ids_err report_pending(struct engine *eng, struct econn *ec, FILE *out, lon
         }
     }
     fflush(out);
+    progress_end(prog);
     strbuf_release(&sb);
     free(ids);
     return ret;
