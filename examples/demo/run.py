@@ -34,6 +34,28 @@ def idsync(*args, check=True):
     return p.returncode
 
 
+def idsync_output(*args):
+    p = subprocess.run([IDSYNC, "-c", "idsync.yaml", *args], cwd=OUT, capture_output=True,
+                       text=True)
+    sys.stderr.write(p.stderr)
+    if p.returncode != 0:
+        sys.exit("demo: idsync %s exited with %d" % (" ".join(args), p.returncode))
+    return p.stdout
+
+
+def show_trimmed(text, head):
+    """The run summary, the first `head` lines of the report after it, and
+    its totals table (the last paragraph)."""
+    parts = text.rstrip("\n").split("\n\n")
+    summary, report, totals = parts[0], "\n\n".join(parts[1:-1]), parts[-1]
+    lines = report.split("\n")
+    print(summary + "\n")
+    print("\n".join(lines[:head]))
+    if len(lines) > head:
+        print("    ... %d more lines of the report ..." % (len(lines) - head))
+    print("\n" + totals)
+
+
 def gen(*extra):
     subprocess.run(["/usr/bin/python3", os.path.join(TOP, "bench", "gen.py"), "--users", "300",
                     "--groups", "12", "--out", "hr", *extra], cwd=OUT, check=True)
@@ -80,7 +102,8 @@ def main():
         say("idsync check")
         idsync("check")
         say("idsync cycle --dry-run  (what the first cycle would do; nothing is written)")
-        idsync("cycle", "--dry-run", "--quiet")
+        show_trimmed(idsync_output("cycle", "--dry-run"), 24)
+        say("idsync pending directory  (after the dry run: the store is as it was)")
         idsync("pending", "directory", check=False)
         say("idsync cycle --full  (import, sync, export, confirming import)")
         idsync("cycle", "--full")
