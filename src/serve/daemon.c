@@ -437,7 +437,6 @@ static bool cycle_finished(enum run_status st)
     return st == RUN_SUCCESS || st == RUN_COMPLETED_WITH_ERRORS;
 }
 
-/* Run one request: lock, automatic full steps, the cycle, unlock. */
 /* A dry run's report, from its spool into the request (what the API pages
  * through), unless it passes SERVE_REPORT_MAX: then dropped whole, with a
  * log line, before any of it is read into memory. */
@@ -476,6 +475,7 @@ static void keep_report(struct serve_daemon *d, struct serve_request *req, FILE 
     strbuf_release(&q);
 }
 
+/* Run one request: lock, automatic full steps, the cycle, unlock. */
 static void run_request(struct serve_daemon *d, struct serve_request *req)
 {
     struct engine_opts eopts = {0};
