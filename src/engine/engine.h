@@ -75,7 +75,8 @@ enum ids_err engine_preview(struct engine *eng, const char *connector, const cha
                             struct strbuf *out, struct ids_error *err);
 
 /* Describe the pending exports of CONNECTOR as JSON lines (the same format
- * as the dry-run report) into `out`. */
+ * as the dry-run report) into `out`, read in one store snapshot
+ * (store_read_begin: no transaction may be open). */
 enum ids_err engine_pending(struct engine *eng, const char *connector, FILE *out,
                             struct ids_error *err);
 

@@ -1188,10 +1188,18 @@ enum ids_err engine_pending(struct engine *eng, const char *connector, FILE *out
 {
     struct econn *ec = engine_conn(eng, connector);
     long n = 0;
+    enum ids_err ret;
 
     if (ec == NULL) {
         return ids_error_set(err, IDS_EUSAGE, "no connector named %s in the configuration",
                              connector);
     }
-    return report_pending(eng, ec, out, &n, err);
+    /* one snapshot: the report is one point in time even while a cycle
+     * runs, and its million reads take no lock each */
+    ret = store_read_begin(eng->store, err);
+    if (ret == IDS_OK) {
+        ret = report_pending(eng, ec, out, &n, err);
+        store_read_end(eng->store);
+    }
+    return ret;
 }

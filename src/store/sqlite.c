@@ -180,6 +180,7 @@ static int64_t stored_flags(const struct cs_object *o)
     X(ST_BEGIN, "BEGIN IMMEDIATE")                                                                 \
     X(ST_COMMIT, "COMMIT")                                                                         \
     X(ST_ROLLBACK, "ROLLBACK")                                                                     \
+    X(ST_BEGIN_READ, "BEGIN DEFERRED")                                                             \
     X(ST_SAVEPOINT, "SAVEPOINT batch")                                                             \
     X(ST_RELEASE, "RELEASE batch")                                                                 \
     X(ST_ROLLBACK_TO, "ROLLBACK TO batch")                                                         \
@@ -359,6 +360,7 @@ struct sqlite_store {
     sqlite3_stmt *cs_update[CS_UPD_ALL + 1]; /* by mask of changed indexed columns */
     bool in_tx;   /* store_begin is open (a savepoint inside a dry run) */
     bool dry_run; /* store_dry_run_begin is open */
+    bool in_read; /* store_read_begin is open (a deferred transaction) */
     /* scratch buffers, reused by every call */
     struct strbuf enc;      /* entry BLOB */
     struct strbuf pend;     /* pending_export BLOB */
@@ -504,6 +506,9 @@ static enum ids_err auto_begin(struct sqlite_store *s, bool *own, struct ids_err
     enum ids_err ret;
 
     *own = false;
+    if (s->in_read) {
+        return ids_error_set(err, IDS_EINTERNAL, "a write inside a read snapshot");
+    }
     if (!sqlite3_get_autocommit(s->db)) {
         return IDS_OK;
     }
@@ -1043,6 +1048,7 @@ done:
 }
 
 static void sq_dry_run_end(struct store *base);
+static void sq_read_end(struct store *base);
 static void sq_rollback(struct store *base);
 static void lock_release_now(struct sqlite_store *s);
 
@@ -1097,6 +1103,8 @@ static void sq_close(struct store *base)
             sq_dry_run_end(base);
         } else if (s->in_tx) {
             sq_rollback(base);
+        } else if (s->in_read) {
+            sq_read_end(base);
         }
         if (!sqlite3_get_autocommit(s->db)) {
             exec_sql(s, "ROLLBACK", "rollback at close", NULL); /* nothing to report to */
@@ -1146,7 +1154,7 @@ static void flush_run_ops(struct sqlite_store *s);
  * and a lock release. */
 static void after_tx(struct sqlite_store *s)
 {
-    if (s->dry_run || s->in_tx) {
+    if (s->dry_run || s->in_tx || s->in_read) {
         return;
     }
     flush_run_ops(s);
@@ -1163,6 +1171,9 @@ static enum ids_err sq_begin(struct store *base, struct ids_error *err)
 
     if (s->in_tx) {
         return ids_error_set(err, IDS_EINTERNAL, "store_begin: a transaction is already open");
+    }
+    if (s->in_read) {
+        return ids_error_set(err, IDS_EINTERNAL, "store_begin: a read snapshot is open");
     }
     ret = exec_id(s, s->dry_run ? ST_SAVEPOINT : ST_BEGIN, "begin", err);
     if (ret == IDS_OK) {
@@ -1211,9 +1222,10 @@ static enum ids_err sq_dry_run_begin(struct store *base, struct ids_error *err)
     struct sqlite_store *s = sq(base);
     enum ids_err ret;
 
-    if (s->in_tx || s->dry_run) {
+    if (s->in_tx || s->dry_run || s->in_read) {
         return ids_error_set(err, IDS_EINTERNAL,
-                             "store_dry_run_begin: a transaction or dry run is already open");
+                             "store_dry_run_begin: a transaction, dry run or read snapshot is "
+                             "already open");
     }
     ret = exec_id(s, ST_BEGIN, "begin dry run", err);
     if (ret == IDS_OK) {
@@ -1234,6 +1246,38 @@ static void sq_dry_run_end(struct store *base)
     }
     s->dry_run = false;
     s->in_tx = false;
+    after_tx(s);
+}
+
+static enum ids_err sq_read_begin(struct store *base, struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    enum ids_err ret;
+
+    if (s->in_tx || s->dry_run || s->in_read || !sqlite3_get_autocommit(s->db)) {
+        return ids_error_set(err, IDS_EINTERNAL,
+                             "store_read_begin: a transaction or read snapshot is already open");
+    }
+    /* deferred: the snapshot is taken by the first read, no lock is held
+     * against writers (WAL) */
+    ret = exec_id(s, ST_BEGIN_READ, "begin read", err);
+    if (ret == IDS_OK) {
+        s->in_read = true;
+    }
+    return ret;
+}
+
+static void sq_read_end(struct store *base)
+{
+    struct sqlite_store *s = sq(base);
+
+    if (!s->in_read) {
+        return;
+    }
+    if (!sqlite3_get_autocommit(s->db)) {
+        exec_id(s, ST_ROLLBACK, "end read", NULL); /* nothing was written: nothing to lose */
+    }
+    s->in_read = false;
     after_tx(s);
 }
 
@@ -3092,7 +3136,7 @@ static enum ids_err write_run_error(struct sqlite_store *s, const struct run_err
  * transaction ends (after_tx). */
 static bool holding_back(const struct sqlite_store *s)
 {
-    return s->dry_run || s->in_tx;
+    return s->dry_run || s->in_tx || s->in_read;
 }
 
 static struct run_op *push_op(struct sqlite_store *s, enum run_op_kind kind)
@@ -3703,4 +3747,6 @@ const struct store_ops sqlite_store_ops = {
     .cs_put_link = sq_cs_put_link,
     .cs_ident = sq_cs_ident,
     .cs_brief_by_dn = sq_cs_brief_by_dn,
+    .read_begin = sq_read_begin,
+    .read_end = sq_read_end,
 };

@@ -269,6 +269,19 @@ enum ids_err store_cs_set_export_state(struct store *s, int64_t id, enum cs_expo
     return s->ops->cs_set_export_state(s, id, state, run, err);
 }
 
+enum ids_err store_read_begin(struct store *s, struct ids_error *err)
+{
+    assert(s != NULL);
+    return s->ops->read_begin(s, err);
+}
+
+void store_read_end(struct store *s)
+{
+    if (s != NULL) {
+        s->ops->read_end(s);
+    }
+}
+
 enum ids_err store_cs_brief_by_dn(struct store *s, int64_t connector, const char *dn,
                                   struct cs_brief *out, struct ids_error *err)
 {

@@ -489,6 +489,8 @@ struct store_ops {
                              struct ids_error *err);
     enum ids_err (*cs_brief_by_dn)(struct store *s, int64_t connector, const char *dn,
                                    struct cs_brief *out, struct ids_error *err);
+    enum ids_err (*read_begin)(struct store *s, struct ids_error *err);
+    void (*read_end)(struct store *s);
 };
 
 struct store {
@@ -507,6 +509,16 @@ enum ids_err store_cs_ref_by_mv(struct store *s, int64_t connector, int64_t mv_i
  * resolving a group's members by DN). IDS_ENOTFOUND when none. */
 enum ids_err store_cs_brief_by_dn(struct store *s, int64_t connector, const char *dn,
                                   struct cs_brief *out, struct ids_error *err);
+
+/* Read snapshot (appended): every read until store_read_end sees the store
+ * as it was at the first of them, whatever other processes commit
+ * meanwhile (a report that reads a million objects is one point in time),
+ * and costs no lock per statement. Writers are not blocked. Nothing may be
+ * written inside it: store_begin and store_dry_run_begin are refused
+ * (IDS_EINTERNAL), run history is held back until it ends, as in a
+ * transaction. IDS_EINTERNAL when a transaction or snapshot is open. */
+enum ids_err store_read_begin(struct store *s, struct ids_error *err);
+void store_read_end(struct store *s); /* NULL-safe; nothing open: nothing done */
 
 extern const struct store_ops sqlite_store_ops;
 

@@ -436,6 +436,48 @@ static void test_cs_unique_anchor(void **state)
     assert_int_equal(b.id, first);
 }
 
+/* A read snapshot: one point in time while another connection commits;
+ * nothing written inside it; the store as usual after it. */
+static void test_read_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct store *other = NULL;
+    struct cs_object *o;
+    struct cs_brief b;
+
+    put_cs(f, f->conn, "snap-1", "cn=s1");
+    assert_int_equal(store_open(f->url, &other, &err), IDS_OK);
+    assert_int_equal(store_read_begin(f->s, &err), IDS_OK);
+    assert_int_equal(store_cs_brief(f->s, f->conn, "snap-1", &b, &err), IDS_OK);
+    /* another process commits an object meanwhile: not seen until the end */
+    o = new_cs(f->conn, "snap-2", "cn=s2");
+    assert_int_equal(store_cs_put(other, o, NULL, &err), IDS_OK);
+    cs_object_free(o);
+    assert_int_equal(store_cs_brief(f->s, f->conn, "snap-2", &b, &err), IDS_ENOTFOUND);
+    assert_int_equal(store_cs_brief_by_dn(f->s, f->conn, "cn=s2", &b, &err), IDS_ENOTFOUND);
+    /* nothing is written inside it, nothing else opens inside it */
+    o = new_cs(f->conn, "snap-3", "cn=s3");
+    assert_int_equal(store_cs_put(f->s, o, NULL, &err), IDS_EINTERNAL);
+    cs_object_free(o);
+    assert_int_equal(store_begin(f->s, &err), IDS_EINTERNAL);
+    assert_int_equal(store_dry_run_begin(f->s, &err), IDS_EINTERNAL);
+    assert_int_equal(store_read_begin(f->s, &err), IDS_EINTERNAL);
+    store_read_end(f->s);
+    assert_int_equal(store_cs_brief(f->s, f->conn, "snap-2", &b, &err), IDS_OK);
+    assert_int_equal(store_cs_brief(f->s, f->conn, "snap-3", &b, &err), IDS_ENOTFOUND);
+    store_read_end(f->s); /* nothing open: nothing done */
+    /* and writing works again; a snapshot inside a transaction is refused */
+    assert_int_equal(store_begin(f->s, &err), IDS_OK);
+    assert_int_equal(store_read_begin(f->s, &err), IDS_EINTERNAL);
+    put_cs(f, f->conn, "snap-4", "cn=s4");
+    assert_int_equal(store_commit(f->s, &err), IDS_OK);
+    assert_int_equal(store_cs_brief(other, f->conn, "snap-4", &b, &err), IDS_OK);
+    /* a store closed inside a snapshot ends it */
+    assert_int_equal(store_read_begin(other, &err), IDS_OK);
+    store_close(other);
+}
+
 static void test_cs_export_fields(void **state)
 {
     struct fixture *f = *state;
@@ -1864,6 +1906,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_put_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_unique_anchor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_export_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_ids_and_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_count_exports, setup, teardown),
