@@ -974,6 +974,7 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
     enum ids_err ret;
     struct src_ctx c;
     struct i64vec cands = {0};
+    struct kidx news_by_anchor = {NULL, 0, 0};
     struct strbuf extra = STRBUF_INIT;
     size_t first = p->nr;
     size_t i;
@@ -1074,20 +1075,24 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
             r->cs_dn = NULL;
         }
     }
+    /* each row's new object by its anchor (was a scan of every new object
+     * per row: 50,000 rows, 1.25 G comparisons) */
+    for (i = 0; i < c.nnews; i++) {
+        kidx_add(&news_by_anchor, c.news[i].anchor, (int64_t)i);
+    }
     for (i = first; i < p->nr && ret == IDS_OK; i++) {
         struct reconnect_row *r = &p->v[i];
         struct newobj *n = NULL;
         struct oldobj *od = NULL;
-        size_t k;
+        struct kent *ke;
         struct mvt_info *mi = engine_mvt(eng, r->mv_type);
 
         if (r->situation != 1 || (r->action == RC_ALREADY_LINKED && r->fingerprint[0] != '\0')) {
             continue;
         }
-        for (k = 0; k < c.nnews && n == NULL; k++) {
-            if (strcmp(c.news[k].anchor, r->anchor) == 0) {
-                n = &c.news[k];
-            }
+        ke = r->anchor != NULL ? kidx_find(&news_by_anchor, r->anchor) : NULL;
+        if (ke != NULL && ke->ids.nr > 0) {
+            n = &c.news[ke->ids.v[0]]; /* the first one read, as before */
         }
         if (r->action == RC_REANCHOR) {
             od = old_find(c.olds, c.nolds, r->mv_id);
@@ -1104,6 +1109,7 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
 done:
     i64vec_release(&cands);
     strbuf_release(&extra);
+    kidx_release(&news_by_anchor);
     src_ctx_release(&c);
     return ret;
 }
