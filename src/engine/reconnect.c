@@ -1763,15 +1763,65 @@ static json_t *js(const char *s)
     return j;
 }
 
+/* One row of the plan as a JSON object (the caller's). */
+static json_t *row_to_json(const struct reconnect_row *r)
+{
+    json_t *o = json_object();
+    json_t *cands = json_array();
+    json_t *tg = json_array();
+    size_t k;
+
+    json_object_set_new(o, "situation", json_integer(r->situation));
+    json_object_set_new(o, "action", json_string(reconnect_action_name(r->action)));
+    json_object_set_new(o, "connector", js(r->connector));
+    json_object_set_new(o, "type", js(r->type));
+    json_object_set_new(o, "mv_type", js(r->mv_type));
+    json_object_set_new(o, "mv_id", r->mv_id ? json_integer(r->mv_id) : json_null());
+    json_object_set_new(o, "anchor", js(r->anchor));
+    json_object_set_new(o, "dn", js(r->dn));
+    json_object_set_new(o, "by", js(r->by));
+    json_object_set_new(o, "old_anchor", js(r->old_anchor));
+    json_object_set_new(o, "new_anchor", js(r->new_anchor));
+    json_object_set_new(o, "cs_id", r->cs_id ? json_integer(r->cs_id) : json_null());
+    json_object_set_new(o, "cs_anchor", js(r->cs_anchor));
+    json_object_set_new(o, "cs_dn", js(r->cs_dn));
+    json_object_set_new(o, "drop_cs", r->drop_cs ? json_integer(r->drop_cs) : json_null());
+    json_object_set_new(o, "drop_mv", r->drop_mv ? json_integer(r->drop_mv) : json_null());
+    for (k = 0; k < r->ncand; k++) {
+        json_t *c = json_object();
+
+        json_object_set_new(c, "id", json_integer(r->cand[k].id));
+        json_object_set_new(c, "type", js(r->cand[k].type));
+        json_object_set_new(c, "anchor", js(r->cand[k].anchor));
+        json_object_set_new(c, "dn", js(r->cand[k].dn));
+        json_object_set_new(c, "carrier", js(r->cand[k].carrier));
+        json_array_append_new(cands, c);
+    }
+    json_object_set_new(o, "candidates", cands);
+    for (k = 0; k < r->ntargets; k++) {
+        json_t *t = json_object();
+
+        json_object_set_new(t, "connector", js(r->targets[k].connector));
+        json_object_set_new(t, "cs_id", json_integer(r->targets[k].cs_id));
+        json_object_set_new(t, "anchor", js(r->targets[k].anchor));
+        json_object_set_new(t, "dn", js(r->targets[k].dn));
+        json_object_set_new(t, "carrier", js(r->targets[k].carrier));
+        json_array_append_new(tg, t);
+    }
+    json_object_set_new(o, "targets", tg);
+    json_object_set_new(o, "note", js(r->note));
+    json_object_set_new(o, "fingerprint", json_string(r->fingerprint));
+    return o;
+}
+
 void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
 {
     json_t *doc = json_object();
     json_t *by = json_array();
     json_t *totals = json_object();
-    json_t *rows = json_array();
     char *text;
+    char *close;
     size_t i;
-    size_t k;
 
     json_object_set_new(doc, "idsync_reconnect_plan", json_integer(PLAN_FORMAT));
     json_object_set_new(doc, "created_us", json_integer(p->created_us));
@@ -1792,62 +1842,33 @@ void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
     json_object_set_new(doc, "read", json_integer(p->read));
     json_object_set_new(doc, "unreadable", json_integer(p->unreadable));
     json_object_set_new(doc, "unmatched_old", json_integer(p->unmatched_old));
-    for (i = 0; i < p->nr; i++) {
-        const struct reconnect_row *r = &p->v[i];
-        json_t *o = json_object();
-        json_t *cands = json_array();
-        json_t *tg = json_array();
-
-        json_object_set_new(o, "situation", json_integer(r->situation));
-        json_object_set_new(o, "action", json_string(reconnect_action_name(r->action)));
-        json_object_set_new(o, "connector", js(r->connector));
-        json_object_set_new(o, "type", js(r->type));
-        json_object_set_new(o, "mv_type", js(r->mv_type));
-        json_object_set_new(o, "mv_id", r->mv_id ? json_integer(r->mv_id) : json_null());
-        json_object_set_new(o, "anchor", js(r->anchor));
-        json_object_set_new(o, "dn", js(r->dn));
-        json_object_set_new(o, "by", js(r->by));
-        json_object_set_new(o, "old_anchor", js(r->old_anchor));
-        json_object_set_new(o, "new_anchor", js(r->new_anchor));
-        json_object_set_new(o, "cs_id", r->cs_id ? json_integer(r->cs_id) : json_null());
-        json_object_set_new(o, "cs_anchor", js(r->cs_anchor));
-        json_object_set_new(o, "cs_dn", js(r->cs_dn));
-        json_object_set_new(o, "drop_cs", r->drop_cs ? json_integer(r->drop_cs) : json_null());
-        json_object_set_new(o, "drop_mv", r->drop_mv ? json_integer(r->drop_mv) : json_null());
-        for (k = 0; k < r->ncand; k++) {
-            json_t *c = json_object();
-
-            json_object_set_new(c, "id", json_integer(r->cand[k].id));
-            json_object_set_new(c, "type", js(r->cand[k].type));
-            json_object_set_new(c, "anchor", js(r->cand[k].anchor));
-            json_object_set_new(c, "dn", js(r->cand[k].dn));
-            json_object_set_new(c, "carrier", js(r->cand[k].carrier));
-            json_array_append_new(cands, c);
-        }
-        json_object_set_new(o, "candidates", cands);
-        for (k = 0; k < r->ntargets; k++) {
-            json_t *t = json_object();
-
-            json_object_set_new(t, "connector", js(r->targets[k].connector));
-            json_object_set_new(t, "cs_id", json_integer(r->targets[k].cs_id));
-            json_object_set_new(t, "anchor", js(r->targets[k].anchor));
-            json_object_set_new(t, "dn", js(r->targets[k].dn));
-            json_object_set_new(t, "carrier", js(r->targets[k].carrier));
-            json_array_append_new(tg, t);
-        }
-        json_object_set_new(o, "targets", tg);
-        json_object_set_new(o, "note", js(r->note));
-        json_object_set_new(o, "fingerprint", json_string(r->fingerprint));
-        json_array_append_new(rows, o);
-    }
-    json_object_set_new(doc, "rows", rows);
+    /* the rows go in one at a time where the document's empty "rows" array
+     * closes: a plan of a million rows is never one JSON tree in memory
+     * (it was three copies of it: the tree, its text, and this buffer) */
+    json_object_set_new(doc, "rows", json_array());
     text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-    if (text != NULL) {
-        strbuf_addstr(out, text);
-        strbuf_addch(out, '\n');
-        free(text);
-    }
     json_decref(doc);
+    close = text != NULL ? strrchr(text, ']') : NULL;
+    if (close == NULL) {
+        free(text);
+        return;
+    }
+    strbuf_add(out, text, (size_t)(close - text)); /* up to "rows": [ */
+    for (i = 0; i < p->nr; i++) {
+        json_t *o = row_to_json(&p->v[i]);
+        char *row = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+
+        strbuf_addstr(out, i > 0 ? ",\n" : "\n");
+        if (row != NULL) {
+            strbuf_addstr(out, row);
+            free(row);
+        }
+        json_decref(o);
+    }
+    strbuf_addstr(out, p->nr > 0 ? "\n" : "");
+    strbuf_addstr(out, close); /* ]\n} */
+    strbuf_addch(out, '\n');
+    free(text);
 }
 
 static char *jget(json_t *o, const char *key)
