@@ -22,8 +22,10 @@
 #include "util/table.h"
 #include "util/banned.h"
 
-/* Largest plan file read. */
-#define PLAN_MAX (512u * 1024u * 1024u)
+/* Largest plan file read: a row is ~600 bytes (a line of compact JSON),
+ * so this is ~3.5 million rows; 512 MiB refused the plan of a rebuilt
+ * source of a million people (590 MB). */
+#define PLAN_MAX (2048u * 1024u * 1024u)
 
 struct rc_args {
     const char *connector;
@@ -354,6 +356,7 @@ static int apply(struct cli *cli, struct rc_args *a)
             ids_error_prefix(&err, "%s", a->apply);
         }
     }
+    strbuf_release(&text); /* parsed: not kept through the apply */
     if (ret != IDS_OK) {
         status = cli_fail(cli, EXIT_CONFIG, &err);
         goto done;

@@ -1856,7 +1856,9 @@ void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
     strbuf_add(out, text, (size_t)(close - text)); /* up to "rows": [ */
     for (i = 0; i < p->nr; i++) {
         json_t *o = row_to_json(&p->v[i]);
-        char *row = json_dumps(o, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+        /* a row a line: half the bytes of an indented row (a million rows
+         * stay well under the plan reader's limit), and grep finds a row */
+        char *row = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
         strbuf_addstr(out, i > 0 ? ",\n" : "\n");
         if (row != NULL) {
