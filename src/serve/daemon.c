@@ -463,13 +463,13 @@ static void keep_report(struct serve_daemon *d, struct serve_request *req, FILE 
         while ((n = fread(buf, 1, sizeof(buf), spool)) > 0) {
             strbuf_add(&text, buf, n);
         }
+        /* its size was checked: the text itself moves into the request */
         pthread_mutex_lock(&d->mu);
-        strbuf_reset(&req->report);
-        if (strbuf_add_checked(&req->report, text.buf, text.len) != IDS_OK) {
-            log_warn("dry-run-report", "request=%lld note=%s", (long long)req->id,
-                     serve_logq(&q, "report larger than 16 MiB: dropped"));
-        }
+        strbuf_release(&req->report);
+        req->report = text;
+        req->report.max = SERVE_REPORT_MAX;
         pthread_mutex_unlock(&d->mu);
+        strbuf_init(&text, 0);
     }
     strbuf_release(&text);
     strbuf_release(&q);
