@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
@@ -22,10 +25,9 @@
 #include "util/table.h"
 #include "util/banned.h"
 
-/* Largest plan file read: a row is ~600 bytes (a line of compact JSON),
- * so this is ~3.5 million rows; 512 MiB refused the plan of a rebuilt
- * source of a million people (590 MB). */
-#define PLAN_MAX (2048u * 1024u * 1024u)
+/* A plan file is mapped and its rows read one at a time; pages read are
+ * given back every PLAN_GIVE_BACK bytes (a million rows are ~590 MB). */
+#define PLAN_GIVE_BACK (8u * 1024u * 1024u)
 
 struct rc_args {
     const char *connector;
@@ -142,7 +144,10 @@ static int parse_args(struct cli *cli, int argc, char **argv, struct rc_args *a)
 }
 
 /* Write the plan atomically: FILE.tmp, then rename. */
-static enum ids_err write_plan(const char *path, const struct strbuf *text, struct ids_error *err)
+/* Write the plan to path: a temp file beside it, fsync, rename; the rows
+ * are written as they are turned into text. */
+static enum ids_err write_plan(const char *path, const struct reconnect_plan *p,
+                               struct ids_error *err)
 {
     struct strbuf tmp = STRBUF_INIT;
     FILE *fp;
@@ -154,9 +159,10 @@ static enum ids_err write_plan(const char *path, const struct strbuf *text, stru
         ret = ids_error_set(err, IDS_EIO, "cannot write the plan %s: %s", tmp.buf, strerror(errno));
         goto done;
     }
-    if (fwrite(text->buf, 1, text->len, fp) != text->len || fflush(fp) != 0 ||
-        fsync(fileno(fp)) != 0) {
-        ret = ids_error_set(err, IDS_EIO, "cannot write the plan %s: %s", tmp.buf, strerror(errno));
+    reconnect_plan_write(p, fp);
+    if (ferror(fp) || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+        ret = ids_error_set(err, IDS_EIO, "cannot write the plan %s: %s", tmp.buf,
+                            errno ? strerror(errno) : "write error");
         fclose(fp);
         unlink(tmp.buf);
         goto done;
@@ -168,6 +174,65 @@ static enum ids_err write_plan(const char *path, const struct strbuf *text, stru
 done:
     strbuf_release(&tmp);
     return ret;
+}
+
+/* A plan file mapped for reading. */
+struct plan_map {
+    char *base;
+    size_t len;
+    size_t released; /* pages before this were given back */
+};
+
+static enum ids_err plan_map_open(struct plan_map *m, const char *path, struct ids_error *err)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    memset(m, 0, sizeof(*m));
+    if (fd < 0) {
+        return ids_error_set(err, errno == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path,
+                             strerror(errno));
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ids_error_set(err, IDS_EINPUT, "%s: not a regular file", path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return ids_error_set(err, IDS_EINPUT, "%s: empty file, not a reconnect plan", path);
+    }
+    m->len = (size_t)st.st_size;
+    m->base = mmap(NULL, m->len, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m->base == MAP_FAILED) {
+        m->base = NULL;
+        return ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+    }
+    madvise(m->base, m->len, MADV_SEQUENTIAL);
+    return IDS_OK;
+}
+
+/* The reader has read the rows up to `upto`: give those pages back (they
+ * would otherwise stay in the process's memory until the end). */
+static void plan_map_consumed(void *arg, size_t upto)
+{
+    struct plan_map *m = arg;
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t page = pg > 0 ? (size_t)pg : 4096u;
+    size_t end = upto / page * page;
+
+    if (end >= m->released + PLAN_GIVE_BACK) {
+        madvise(m->base + m->released, end - m->released, MADV_DONTNEED);
+        m->released = end;
+    }
+}
+
+static void plan_map_close(struct plan_map *m)
+{
+    if (m->base != NULL) {
+        munmap(m->base, m->len);
+    }
+    memset(m, 0, sizeof(*m));
 }
 
 static const char *or_dash(const char *s)
@@ -282,7 +347,6 @@ static int preview(struct cli *cli, struct rc_args *a)
     struct engine *eng = NULL;
     struct reconnect_opts o;
     struct reconnect_plan p;
-    struct strbuf text = STRBUF_INIT;
     enum ids_err ret;
     int status = 0;
 
@@ -304,16 +368,15 @@ static int preview(struct cli *cli, struct rc_args *a)
                                    : cli_fail(cli, cli_status_for(ret), &err);
         goto done;
     }
-    reconnect_plan_to_json(&p, &text);
     if (a->plan != NULL) {
-        ret = write_plan(a->plan, &text, &err);
+        ret = write_plan(a->plan, &p, &err);
         if (ret != IDS_OK) {
             status = cli_fail(cli, EXIT_UNREACHABLE, &err);
             goto done;
         }
     }
     if (cli->json) {
-        fwrite(text.buf, 1, text.len, stdout);
+        reconnect_plan_write(&p, stdout);
         goto done;
     }
     if (cli->quiet) {
@@ -329,9 +392,23 @@ static int preview(struct cli *cli, struct rc_args *a)
                "--apply FILE.\n");
     }
 done:
-    strbuf_release(&text);
     reconnect_plan_release(&p);
     return status;
+}
+
+/* Read every row of the plan once (nothing kept): a plan that is cut short
+ * or edited into nonsense is refused before the store is locked and the
+ * plan made again. */
+static enum ids_err plan_check(struct reconnect_plan_reader *rd, size_t *rows,
+                               struct ids_error *err)
+{
+    const struct reconnect_row *row;
+    enum ids_err ret;
+
+    while ((ret = reconnect_plan_next(rd, &row, err)) == IDS_OK) {
+    }
+    *rows = rd->n;
+    return ret == IDS_DONE ? IDS_OK : ret;
 }
 
 static int apply(struct cli *cli, struct rc_args *a)
@@ -341,26 +418,45 @@ static int apply(struct cli *cli, struct rc_args *a)
     struct engine_opts opts;
     struct engine *eng = NULL;
     struct reconnect_plan p;
+    struct reconnect_plan_reader rd;
+    struct plan_map map;
     struct run_record run;
-    struct strbuf text = STRBUF_INIT;
     enum ids_err ret;
+    size_t rows = 0;
     int status;
 
     memset(&run, 0, sizeof(run));
+    memset(&rd, 0, sizeof(rd));
     reconnect_plan_init(&p);
-    text.max = PLAN_MAX;
-    ret = strbuf_read_file(&text, a->apply, &err);
+    ret = plan_map_open(&map, a->apply, &err);
     if (ret == IDS_OK) {
-        ret = reconnect_plan_from_json(text.buf, text.len, &p, &err);
-        if (ret != IDS_OK) {
+        ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
+    }
+    if (ret == IDS_OK) {
+        rd.consumed = plan_map_consumed;
+        rd.consumed_arg = &map;
+        ret = plan_check(&rd, &rows, &err);
+    }
+    if (ret != IDS_OK) {
+        if (map.base != NULL) {
             ids_error_prefix(&err, "%s", a->apply);
         }
+        status = cli_fail(cli, EXIT_CONFIG, &err);
+        goto done;
     }
-    strbuf_release(&text); /* parsed: not kept through the apply */
+    /* the same rows again, for the apply */
+    reconnect_plan_reader_release(&rd);
+    reconnect_plan_release(&p);
+    reconnect_plan_init(&p);
+    map.released = 0;
+    ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
     if (ret != IDS_OK) {
         status = cli_fail(cli, EXIT_CONFIG, &err);
         goto done;
     }
+    rd.consumed = plan_map_consumed;
+    rd.consumed_arg = &map;
+    rd.name = a->apply;
     status = cli_lock(cli);
     if (status != 0) {
         goto done;
@@ -372,7 +468,7 @@ static int apply(struct cli *cli, struct rc_args *a)
         status = cli_fail(cli, cli_status_for(ret), &err);
         goto done;
     }
-    ret = reconnect_apply(eng, &p, &run, &err);
+    ret = reconnect_apply_rows(eng, &p, &rd, &run, &err);
     engine_free(eng);
     /* a failure to notify is logged and noted in the run; it never fails it */
     if (run.id != 0 && notify_after_run(cli->cfg, cli->store, &run, &nerr) != IDS_OK) {
@@ -388,7 +484,8 @@ static int apply(struct cli *cli, struct rc_args *a)
     status = ret == IDS_EREJECTED ? EXIT_GUARD : engine_exit_code(ret, &run);
 done:
     run_record_release(&run);
-    strbuf_release(&text);
+    reconnect_plan_reader_release(&rd);
+    plan_map_close(&map);
     reconnect_plan_release(&p);
     return status;
 }

@@ -23,6 +23,7 @@
 #include "connector/connector.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,7 +78,7 @@ struct csv_pending {
     size_t next; /* next pending with the same key hash, +1 (0 = none) */
     bool done;
     enum ids_err code;
-    struct ids_error err;
+    char *msg;     /* why it failed (code != IDS_OK); a session holds many of these */
     char *new_key; /* the key after the change, when it changed */
     char *new_dn;  /* the DN after the change, when it changed */
 };
@@ -2329,6 +2330,7 @@ static void csv_type_export_reset(struct csv_type *t)
         free(t->pend[i].key);
         free(t->pend[i].new_key);
         free(t->pend[i].new_dn);
+        free(t->pend[i].msg);
     }
     free(t->pend);
     t->pend = NULL;
@@ -2881,6 +2883,23 @@ static void apply_mod_cell(struct strbuf *cell, const struct mod *m, char sep)
     strvec_clear(&out);
 }
 
+/* p failed: its code and message. */
+static enum ids_err pend_fail(struct csv_pending *p, enum ids_err code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum ids_err pend_fail(struct csv_pending *p, enum ids_err code, const char *fmt, ...)
+{
+    struct ids_error e = IDS_ERROR_INIT;
+    va_list ap;
+
+    va_start(ap, fmt);
+    ids_error_setv(&e, code, fmt, ap);
+    va_end(ap);
+    free(p->msg);
+    p->msg = xstrdup(e.msg);
+    p->code = code;
+    return code;
+}
+
 /* Apply pending change p to row r (key column kcol, DN column dcol). */
 static void apply_pending(struct csv_conn *cc, struct csv_type *t, struct csv_pending *p,
                           struct row *r, size_t kcol, size_t dcol)
@@ -2891,9 +2910,8 @@ static void apply_pending(struct csv_conn *cc, struct csv_type *t, struct csv_pe
     p->code = IDS_OK;
     if (r->deleted) {
         if (p->ch->op == CHANGE_MODIFY) {
-            p->code = ids_error_set(&p->err, IDS_ENOTFOUND,
-                                    "%s: key \"%s\": modify of a row deleted in this export",
-                                    t->path, p->key);
+            pend_fail(p, IDS_ENOTFOUND, "%s: key \"%s\": modify of a row deleted in this export",
+                      t->path, p->key);
         }
         return;
     }
@@ -2911,9 +2929,8 @@ static void apply_pending(struct csv_conn *cc, struct csv_type *t, struct csv_pe
         }
         if (col == kcol || col == dcol) {
             if (m->op == MOD_DELETE && col == kcol) {
-                p->code = ids_error_set(&p->err, IDS_EREJECTED,
-                                        "%s: key \"%s\": the key column cannot be deleted", t->path,
-                                        p->key);
+                pend_fail(p, IDS_EREJECTED, "%s: key \"%s\": the key column cannot be deleted",
+                          t->path, p->key);
                 continue;
             }
             strbuf_reset(&r->cell[col]);
@@ -2940,8 +2957,7 @@ static void apply_pending(struct csv_conn *cc, struct csv_type *t, struct csv_pe
         }
     }
     if (r->cell[kcol].len == 0) {
-        p->code = ids_error_set(&p->err, IDS_EREJECTED, "%s: key \"%s\": the key would be empty",
-                                t->path, p->key);
+        pend_fail(p, IDS_EREJECTED, "%s: key \"%s\": the key would be empty", t->path, p->key);
     }
 }
 
@@ -3259,8 +3275,7 @@ static enum ids_err csv_export_end(struct connector *c, struct ids_error *err)
             if (p->ch->op == CHANGE_DELETE) {
                 p->code = IDS_OK; /* already absent: the delete is done */
             } else {
-                p->code = ids_error_set(&p->err, IDS_ENOTFOUND, "%s: no row with key \"%s\"",
-                                        t->path, p->key);
+                pend_fail(p, IDS_ENOTFOUND, "%s: no row with key \"%s\"", t->path, p->key);
             }
         }
     }
@@ -3303,7 +3318,9 @@ static enum ids_err csv_poll(struct connector *c, bool block, struct export_resu
                 return IDS_OK;
             }
             res->code = p->code;
-            res->err = p->err;
+            if (p->msg != NULL) {
+                ids_error_set(&res->err, p->code, "%s", p->msg);
+            }
             if (p->new_key != NULL) {
                 res->anchor = xstrdup(p->new_key);
             }

@@ -4,26 +4,42 @@
  * is sent, and its results are recorded in one transaction after. */
 #include "engine/engine_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/spool.h"
 #include "util/banned.h"
 
 #define EXPORT_BATCH 500
 
+/* What came back for one change: the part of struct export_result that
+ * is recorded, without its fixed-size message buffer (a connector that
+ * settles at export_end has a whole session of these outstanding). */
+struct xres {
+    enum ids_err code;
+    bool retryable;
+    char *anchor; /* see struct export_result */
+    char *dn;
+    char *msg; /* the failure, NULL when none */
+};
+
 struct xitem {
     int64_t id;           /* the CS object, and the tag */
     struct cs_object *cs; /* as in the store (INFLIGHT once sent); NULL: reloaded to record */
-    struct change *sent;  /* the resolved change as sent */
+    struct change *sent;  /* the resolved change as sent; NULL while spilled */
+    uint64_t spill_off;   /* where it was spilled (spill_len > 0) */
+    uint32_t spill_len;
     enum cs_export_state prev;
     bool submitted;
     bool done;
-    struct export_result res;
+    struct xres res;
 };
 
 struct xitems {
@@ -46,13 +62,28 @@ struct export_ctx {
     bool in_session;                  /* between export_begin and export_end */
     bool late_results;                /* the connector delivers results at export_end */
     struct strbuf ref_anchor, ref_dn; /* ref_target's look-ups */
+    /* the changes of items that wait for export_end, encoded (change_encode)
+     * in an unlinked temporary file: a session of a million adds to a CSV
+     * file would otherwise hold every change in memory */
+    FILE *spill;
+    uint64_t spill_end;
+    bool spill_unread; /* written since the last flush */
+    struct strbuf spill_buf;
 };
+
+static void xres_release(struct xres *r)
+{
+    free(r->anchor);
+    free(r->dn);
+    free(r->msg);
+    memset(r, 0, sizeof(*r));
+}
 
 static void xitem_release(struct xitem *it)
 {
     cs_object_free(it->cs);
     change_free(it->sent);
-    export_result_release(&it->res);
+    xres_release(&it->res);
     memset(it, 0, sizeof(*it));
 }
 
@@ -531,7 +562,16 @@ static enum ids_err collect(struct export_ctx *ctx, size_t limit)
             export_result_release(&res);
             continue;
         }
-        it->res = res;
+        it->res.code = res.code;
+        it->res.retryable = res.retryable;
+        it->res.anchor = res.anchor;
+        it->res.dn = res.dn;
+        res.anchor = NULL;
+        res.dn = NULL;
+        if (res.code != IDS_OK) {
+            it->res.msg = xstrdup(res.err.msg[0] ? res.err.msg : ids_err_str(res.code));
+        }
+        export_result_release(&res);
         it->done = true;
         if (ctx->outstanding > 0) {
             ctx->outstanding--;
@@ -561,10 +601,69 @@ static void count_success(struct export_ctx *ctx, const struct change *ch)
     }
 }
 
+/* Move the change of `it` to the spill file (it waits for export_end). */
+static enum ids_err spill_item(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
+{
+    if (it->sent == NULL) {
+        return IDS_OK;
+    }
+    if (ctx->spill == NULL) {
+        ctx->spill = spool_open(err);
+        if (ctx->spill == NULL) {
+            return err != NULL ? err->code : IDS_EIO;
+        }
+    }
+    strbuf_reset(&ctx->spill_buf);
+    change_encode(it->sent, &ctx->spill_buf);
+    if (ctx->spill_buf.len == 0 || ctx->spill_buf.len > UINT32_MAX) {
+        return IDS_OK; /* kept in memory */
+    }
+    if (fwrite(ctx->spill_buf.buf, 1, ctx->spill_buf.len, ctx->spill) != ctx->spill_buf.len) {
+        return ids_error_set(err, IDS_EIO, "export to %s: cannot write its temporary file: %s",
+                             ctx->X->cfg->name, strerror(errno));
+    }
+    it->spill_off = ctx->spill_end;
+    it->spill_len = (uint32_t)ctx->spill_buf.len;
+    ctx->spill_end += ctx->spill_buf.len;
+    ctx->spill_unread = true;
+    change_free(it->sent);
+    it->sent = NULL;
+    return IDS_OK;
+}
+
+/* Take the change of `it` back from the spill file. */
+static enum ids_err unspill_item(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
+{
+    ssize_t got;
+    enum ids_err ret;
+
+    if (it->sent != NULL || it->spill_len == 0) {
+        return IDS_OK;
+    }
+    if (ctx->spill_unread && fflush(ctx->spill) != 0) {
+        return ids_error_set(err, IDS_EIO, "export to %s: cannot write its temporary file: %s",
+                             ctx->X->cfg->name, strerror(errno));
+    }
+    ctx->spill_unread = false;
+    strbuf_reset(&ctx->spill_buf);
+    strbuf_grow(&ctx->spill_buf, it->spill_len);
+    got = pread(fileno(ctx->spill), ctx->spill_buf.buf, it->spill_len, (off_t)it->spill_off);
+    if (got != (ssize_t)it->spill_len) {
+        return ids_error_set(err, IDS_EIO, "export to %s: cannot read its temporary file: %s",
+                             ctx->X->cfg->name, got < 0 ? strerror(errno) : "short read");
+    }
+    ret = change_decode(ctx->spill_buf.buf, it->spill_len, &it->sent, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    it->spill_len = 0;
+    return IDS_OK;
+}
+
 static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct cs_object *cs,
                                struct ids_error *err)
 {
-    struct export_result *res = &it->res;
+    struct xres *res = &it->res;
 
     if (res->code == IDS_OK) {
         count_success(ctx, it->sent);
@@ -628,7 +727,7 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
     cs->export_state = CS_EXPORT_FAILED;
     cs->export_attempts++;
     free(cs->export_error);
-    cs->export_error = xstrdup(res->err.msg[0] ? res->err.msg : ids_err_str(res->code));
+    cs->export_error = xstrdup(res->msg ? res->msg : ids_err_str(res->code));
     ctx->r->rec.counters.export_failed++;
     erun_error_cs(ctx->r, ctx->X, cs, NULL, "export-failed", "%s %s failed%s: %s",
                   change_op_name(it->sent->op), cs->dn ? cs->dn : (cs->anchor ? cs->anchor : ""),
@@ -659,6 +758,9 @@ static enum ids_err record_result(struct export_ctx *ctx, struct xitem *it, stru
     ret = item_cs(ctx, it, &cs, err);
     if (ret == IDS_ENOTFOUND) {
         return IDS_OK;
+    }
+    if (ret == IDS_OK) {
+        ret = unspill_item(ctx, it, err);
     }
     if (ret == IDS_OK) {
         ret = record_one(ctx, it, cs, err);
@@ -706,8 +808,13 @@ static enum ids_err record_out(struct export_ctx *ctx, bool keep, struct ids_err
                  * worth of objects would grow with it, they are read again */
                 cs_object_free(it->cs);
                 it->cs = NULL;
+                ret = spill_item(ctx, it, err);
             }
-            ctx->out.v[k++] = *it;
+            if (k != i) {
+                ctx->out.v[k] = *it;
+                memset(it, 0, sizeof(*it)); /* not released twice */
+            }
+            k++;
             continue;
         }
         xitem_release(it);
@@ -792,9 +899,8 @@ static enum ids_err send_batch(struct export_ctx *ctx, bool drain, struct ids_er
         } else {
             /* not sent */
             it->done = true;
-            it->res.tag = (uint64_t)it->id;
             it->res.code = sret;
-            it->res.err = serr;
+            it->res.msg = xstrdup(serr.msg[0] ? serr.msg : ids_err_str(sret));
             it->res.retryable = sret == IDS_EUNREACHABLE || sret == IDS_EIO;
             if (sret == IDS_EUNREACHABLE) {
                 ctx->lost = true;
@@ -1068,6 +1174,7 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
     keyset_init(&ctx.ks);
     strbuf_init(&ctx.ref_anchor, 0);
     strbuf_init(&ctx.ref_dn, 0);
+    strbuf_init(&ctx.spill_buf, 0);
     ctx.eng = eng;
     ctx.X = engine_conn(eng, connector);
     if (ctx.X == NULL) {
@@ -1177,6 +1284,10 @@ done:
     xitems_release(&ctx.batch);
     xitems_release(&ctx.out);
     keyset_release(&ctx.ks);
+    if (ctx.spill != NULL) {
+        fclose(ctx.spill);
+    }
+    strbuf_release(&ctx.spill_buf);
     strbuf_release(&ctx.ref_anchor);
     strbuf_release(&ctx.ref_dn);
     i64vec_release(&deferred);

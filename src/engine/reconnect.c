@@ -485,25 +485,51 @@ static void row_fingerprint(struct reconnect_row *r, const char *extra)
 }
 
 /* Entries kept for apply, by row index. */
+/* The objects read for re-anchor rows, kept for the apply in the store's
+ * compact form (entry_encode: a third of a decoded entry's memory, which
+ * for a million people is the difference of a gigabyte). */
 struct kept {
-    struct entry **v;
+    char **v; /* per row: the encoded entry, NULL when none */
+    uint32_t *len;
     size_t n;
-    size_t alloc;
+    size_t alloc, alloc_len;
+    struct strbuf sb;
 };
 
 static void kept_set(struct kept *k, size_t row, struct entry *e)
 {
-    if (k == NULL) {
+    if (k == NULL || e == NULL) {
         entry_free(e);
         return;
     }
     if (row >= k->n) {
         ALLOC_GROW(k->v, row + 1, k->alloc);
+        ALLOC_GROW(k->len, row + 1, k->alloc_len);
         memset(k->v + k->n, 0, (row + 1 - k->n) * sizeof(*k->v));
+        memset(k->len + k->n, 0, (row + 1 - k->n) * sizeof(*k->len));
         k->n = row + 1;
     }
-    entry_free(k->v[row]);
-    k->v[row] = e;
+    strbuf_reset(&k->sb);
+    entry_encode(e, &k->sb);
+    entry_free(e);
+    free(k->v[row]);
+    k->v[row] = NULL;
+    if (k->sb.len <= UINT32_MAX) {
+        k->v[row] = xmemdup(k->sb.buf, k->sb.len);
+        k->len[row] = (uint32_t)k->sb.len;
+    }
+}
+
+/* The object kept for row `row`, decoded (the caller's), or NULL. */
+static struct entry *kept_get(const struct kept *k, size_t row)
+{
+    struct entry *e = NULL;
+
+    if (row >= k->n || k->v[row] == NULL ||
+        entry_decode(k->v[row], k->len[row], &e, NULL) != IDS_OK) {
+        return NULL;
+    }
+    return e;
 }
 
 static void kept_release(struct kept *k)
@@ -511,9 +537,11 @@ static void kept_release(struct kept *k)
     size_t i;
 
     for (i = 0; i < k->n; i++) {
-        entry_free(k->v[i]);
+        free(k->v[i]);
     }
     free(k->v);
+    free(k->len);
+    strbuf_release(&k->sb);
     memset(k, 0, sizeof(*k));
 }
 
@@ -1814,7 +1842,11 @@ static json_t *row_to_json(const struct reconnect_row *r)
     return o;
 }
 
-void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
+/* The plan as JSON, a piece at a time through put(): the header, then one
+ * compact line per row where the header's empty "rows" array closes (a
+ * plan of a million rows is never one JSON tree, nor its text, in memory). */
+static void plan_emit(const struct reconnect_plan *p, void (*put)(void *, const char *, size_t),
+                      void *arg)
 {
     json_t *doc = json_object();
     json_t *by = json_array();
@@ -1842,9 +1874,6 @@ void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
     json_object_set_new(doc, "read", json_integer(p->read));
     json_object_set_new(doc, "unreadable", json_integer(p->unreadable));
     json_object_set_new(doc, "unmatched_old", json_integer(p->unmatched_old));
-    /* the rows go in one at a time where the document's empty "rows" array
-     * closes: a plan of a million rows is never one JSON tree in memory
-     * (it was three copies of it: the tree, its text, and this buffer) */
     json_object_set_new(doc, "rows", json_array());
     text = json_dumps(doc, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     json_decref(doc);
@@ -1853,24 +1882,46 @@ void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
         free(text);
         return;
     }
-    strbuf_add(out, text, (size_t)(close - text)); /* up to "rows": [ */
+    put(arg, text, (size_t)(close - text)); /* up to "rows": [ */
     for (i = 0; i < p->nr; i++) {
         json_t *o = row_to_json(&p->v[i]);
-        /* a row a line: half the bytes of an indented row (a million rows
-         * stay well under the plan reader's limit), and grep finds a row */
+        /* a row a line: half the bytes of an indented row, and the reader
+         * and grep take a row at a time */
         char *row = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
-        strbuf_addstr(out, i > 0 ? ",\n" : "\n");
+        put(arg, i > 0 ? ",\n" : "\n", i > 0 ? 2 : 1);
         if (row != NULL) {
-            strbuf_addstr(out, row);
+            put(arg, row, strlen(row));
             free(row);
         }
         json_decref(o);
     }
-    strbuf_addstr(out, p->nr > 0 ? "\n" : "");
-    strbuf_addstr(out, close); /* ]\n} */
-    strbuf_addch(out, '\n');
+    if (p->nr > 0) {
+        put(arg, "\n", 1);
+    }
+    put(arg, close, strlen(close)); /* ]\n} */
+    put(arg, "\n", 1);
     free(text);
+}
+
+static void put_strbuf(void *arg, const char *s, size_t n)
+{
+    strbuf_add(arg, s, n);
+}
+
+static void put_file(void *arg, const char *s, size_t n)
+{
+    fwrite(s, 1, n, arg);
+}
+
+void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
+{
+    plan_emit(p, put_strbuf, out);
+}
+
+void reconnect_plan_write(const struct reconnect_plan *p, FILE *fp)
+{
+    plan_emit(p, put_file, fp);
 }
 
 static char *jget(json_t *o, const char *key)
@@ -1880,20 +1931,213 @@ static char *jget(json_t *o, const char *key)
     return s ? xstrdup(s) : NULL;
 }
 
-enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct reconnect_plan *out,
-                                      struct ids_error *err)
+/* ---- reading a plan, a row at a time ------------------------------------------------
+ *
+ * jansson reads a whole document into one tree: for a plan of a million
+ * rows that is gigabytes. The reader walks the top-level object and the
+ * "rows" array itself, finding where each value ends (the bracket nesting,
+ * strings skipped whole), and hands each value's exact bytes to jansson:
+ * the header's values once, each row when it is asked for. Every byte of a
+ * value is parsed by jansson; the walk only looks at the structure
+ * between values ({ } [ ] , : and white space). */
+
+static size_t ws(const char *t, size_t len, size_t pos)
 {
-    enum ids_err ret = IDS_OK;
+    while (pos < len && (t[pos] == ' ' || t[pos] == '\t' || t[pos] == '\n' || t[pos] == '\r')) {
+        pos++;
+    }
+    return pos;
+}
+
+/* The offset just after the JSON value starting at t[pos], or 0 when it
+ * does not end inside the text (a truncated file). Not a validation:
+ * jansson parses the bytes found. */
+static size_t value_end(const char *t, size_t len, size_t pos)
+{
+    size_t depth = 0;
+    bool in_str = false;
+
+    if (pos >= len) {
+        return 0;
+    }
+    if (t[pos] != '{' && t[pos] != '[' && t[pos] != '"') {
+        /* number, true, false, null: up to the next structural byte */
+        while (pos < len && !strchr(",}] \t\r\n", t[pos])) {
+            pos++;
+        }
+        return pos;
+    }
+    for (; pos < len; pos++) {
+        char c = t[pos];
+
+        if (in_str) {
+            if (c == '\\') {
+                pos++;
+            } else if (c == '"') {
+                in_str = false;
+                if (depth == 0) {
+                    return pos + 1;
+                }
+            }
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0) {
+                return 0; /* unbalanced: jansson says what */
+            }
+            if (--depth == 0) {
+                return pos + 1;
+            }
+        }
+    }
+    return 0;
+}
+
+static unsigned line_at(const char *t, size_t pos)
+{
+    unsigned line = 1;
+    const char *p = t;
+    const char *end = t + pos;
+
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        line++;
+        p++;
+    }
+    return line;
+}
+
+/* The value at t[pos] (JSON_DECODE_ANY), *end after it; NULL with err. */
+static json_t *value_at(const char *t, size_t len, size_t pos, size_t *end, const char *what,
+                        struct ids_error *err)
+{
     json_error_t jerr;
-    json_t *doc = json_loadb(text, len, 0, &jerr);
-    json_t *rows;
+    json_t *v;
+    size_t e = value_end(t, len, pos);
+
+    if (e == 0) {
+        e = len; /* let jansson say what is wrong, where */
+    }
+    v = json_loadb(t + pos, e - pos, JSON_DECODE_ANY, &jerr);
+    if (v == NULL) {
+        ids_error_set(err, IDS_EINPUT, "not a reconnect plan: line %u: %s%s%s",
+                      line_at(t, pos) + (jerr.line > 1 ? (unsigned)jerr.line - 1 : 0), what,
+                      what[0] ? ": " : "", jerr.text);
+        return NULL;
+    }
+    *end = e;
+    return v;
+}
+
+/* The header of a plan: every member but "rows". */
+static enum ids_err read_header(struct reconnect_plan_reader *rd, json_t *doc,
+                                struct ids_error *err)
+{
+    const char *t = rd->text;
+    size_t len = rd->len;
+    size_t pos = ws(t, len, 0);
+    bool first = true;
+
+    if (pos >= len || t[pos] != '{') {
+        return ids_error_set(err, IDS_EINPUT,
+                             "not a reconnect plan: line %u: a JSON object "
+                             "expected",
+                             line_at(t, pos < len ? pos : len));
+    }
+    pos++;
+    for (;;) {
+        json_t *k;
+        json_t *v;
+        size_t end;
+        const char *key;
+
+        pos = ws(t, len, pos);
+        if (pos < len && t[pos] == '}') {
+            pos++;
+            break;
+        }
+        if (!first) {
+            if (pos >= len || t[pos] != ',') {
+                return ids_error_set(
+                    err, IDS_EINPUT, "not a reconnect plan: line %u: ',' or '}' expected%s",
+                    line_at(t, pos < len ? pos : len), pos >= len ? " (the file ends early)" : "");
+            }
+            pos = ws(t, len, pos + 1);
+        }
+        first = false;
+        if (pos >= len || t[pos] != '"') {
+            return ids_error_set(
+                err, IDS_EINPUT, "not a reconnect plan: line %u: a member name expected%s",
+                line_at(t, pos < len ? pos : len), pos >= len ? " (the file ends early)" : "");
+        }
+        k = value_at(t, len, pos, &end, "", err);
+        if (k == NULL) {
+            return IDS_EINPUT;
+        }
+        pos = ws(t, len, end);
+        if (pos >= len || t[pos] != ':') {
+            json_decref(k);
+            return ids_error_set(err, IDS_EINPUT, "not a reconnect plan: line %u: ':' expected",
+                                 line_at(t, pos < len ? pos : len));
+        }
+        pos = ws(t, len, pos + 1);
+        key = json_string_value(k);
+        if (strcmp(key, "rows") == 0) {
+            if (pos >= len || t[pos] != '[') {
+                json_decref(k);
+                return ids_error_set(err, IDS_EINPUT,
+                                     "not a reconnect plan: line %u: \"rows\" is not an array",
+                                     line_at(t, pos < len ? pos : len));
+            }
+            end = value_end(t, len, pos);
+            if (end == 0) {
+                json_decref(k);
+                return ids_error_set(err, IDS_EINPUT,
+                                     "not a reconnect plan: line %u: its \"rows\" do not end "
+                                     "(the file is cut short?)",
+                                     line_at(t, pos));
+            }
+            rd->rows = pos + 1;
+            rd->rows_end = end - 1; /* its ']' */
+            rd->have_rows = true;
+            json_decref(k);
+            pos = end;
+            continue;
+        }
+        v = value_at(t, len, pos, &end, key, err);
+        if (v == NULL) {
+            json_decref(k);
+            return IDS_EINPUT;
+        }
+        json_object_set_new(doc, key, v);
+        json_decref(k);
+        pos = end;
+    }
+    pos = ws(t, len, pos);
+    if (pos < len) {
+        return ids_error_set(err, IDS_EINPUT,
+                             "not a reconnect plan: line %u: text after the plan's end",
+                             line_at(t, pos));
+    }
+    return IDS_OK;
+}
+
+enum ids_err reconnect_plan_open(struct reconnect_plan_reader *rd, const char *text, size_t len,
+                                 struct reconnect_plan *hdr, struct ids_error *err)
+{
+    enum ids_err ret;
+    json_t *doc = json_object();
     json_t *by;
     const char *fp;
     size_t i;
 
-    if (doc == NULL) {
-        return ids_error_set(err, IDS_EINPUT, "not a reconnect plan: line %d: %s", jerr.line,
-                             jerr.text);
+    memset(rd, 0, sizeof(*rd));
+    rd->text = text;
+    rd->len = len;
+    ret = read_header(rd, doc, err);
+    if (ret != IDS_OK) {
+        goto done;
     }
     if (json_integer_value(json_object_get(doc, "idsync_reconnect_plan")) != PLAN_FORMAT) {
         ret = ids_error_set(err, IDS_EINPUT,
@@ -1902,75 +2146,169 @@ enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct recon
                             PLAN_FORMAT);
         goto done;
     }
-    rows = json_object_get(doc, "rows");
     by = json_object_get(doc, "by");
-    if (!json_is_array(rows) || !json_is_array(by)) {
+    if (!rd->have_rows || !json_is_array(by)) {
         ret = ids_error_set(err, IDS_EINPUT, "reconnect plan without \"rows\" or \"by\"");
         goto done;
     }
-    out->config = jget(doc, "config");
-    out->store = jget(doc, "store");
-    out->connector = jget(doc, "connector");
-    out->object = jget(doc, "object");
-    out->to = jget(doc, "to");
-    out->created_us = json_integer_value(json_object_get(doc, "created_us"));
+    hdr->config = jget(doc, "config");
+    hdr->store = jget(doc, "store");
+    hdr->connector = jget(doc, "connector");
+    hdr->object = jget(doc, "object");
+    hdr->to = jget(doc, "to");
+    hdr->created_us = json_integer_value(json_object_get(doc, "created_us"));
     fp = json_string_value(json_object_get(doc, "fingerprint"));
-    snprintf(out->fingerprint, sizeof(out->fingerprint), "%s", fp ? fp : "");
+    snprintf(hdr->fingerprint, sizeof(hdr->fingerprint), "%s", fp ? fp : "");
     for (i = 0; i < json_array_size(by); i++) {
         const char *s = json_string_value(json_array_get(by, i));
 
         if (s != NULL) {
-            strvec_push(&out->by, s);
+            strvec_push(&hdr->by, s);
         }
     }
-    for (i = 0; i < json_array_size(rows); i++) {
-        json_t *o = json_array_get(rows, i);
-        struct reconnect_row *r;
-        const char *action = json_string_value(json_object_get(o, "action"));
-        const char *rfp = json_string_value(json_object_get(o, "fingerprint"));
-        size_t a;
-
-        if (!json_is_object(o) || action == NULL || rfp == NULL) {
-            ret = ids_error_set(err, IDS_EINPUT, "reconnect plan row %zu is incomplete", i + 1);
-            goto done;
-        }
-        r = plan_add(out);
-        r->situation = (int)json_integer_value(json_object_get(o, "situation"));
-        r->action = RC_NACTIONS;
-        for (a = 0; a < RC_NACTIONS; a++) {
-            if (strcmp(action, action_names[a]) == 0) {
-                r->action = (enum reconnect_action)a;
-            }
-        }
-        if (r->action == RC_NACTIONS || (r->situation != 1 && r->situation != 2)) {
-            r->action = RC_NO_CANDIDATE;
-            ret = ids_error_set(err, IDS_EINPUT,
-                                "reconnect plan row %zu: unknown action or situation", i + 1);
-            goto done;
-        }
-        r->connector = jget(o, "connector");
-        r->type = jget(o, "type");
-        r->mv_type = jget(o, "mv_type");
-        r->mv_id = json_integer_value(json_object_get(o, "mv_id"));
-        r->anchor = jget(o, "anchor");
-        r->dn = jget(o, "dn");
-        r->by = jget(o, "by");
-        r->old_anchor = jget(o, "old_anchor");
-        r->new_anchor = jget(o, "new_anchor");
-        r->cs_id = json_integer_value(json_object_get(o, "cs_id"));
-        r->cs_anchor = jget(o, "cs_anchor");
-        r->cs_dn = jget(o, "cs_dn");
-        r->drop_cs = json_integer_value(json_object_get(o, "drop_cs"));
-        r->drop_mv = json_integer_value(json_object_get(o, "drop_mv"));
-        r->note = jget(o, "note");
-        snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", rfp);
-        out->totals[r->action]++;
-    }
+    rd->pos = rd->rows;
 done:
     json_decref(doc);
+    if (ret != IDS_OK) {
+        rd->done = true;
+    }
     return ret;
 }
 
+/* Row number n (from 1) of a plan from its JSON object. */
+static enum ids_err row_from_json(json_t *o, size_t n, struct reconnect_row *r,
+                                  struct ids_error *err)
+{
+    const char *action = json_string_value(json_object_get(o, "action"));
+    const char *rfp = json_string_value(json_object_get(o, "fingerprint"));
+    size_t a;
+
+    if (!json_is_object(o) || action == NULL || rfp == NULL) {
+        return ids_error_set(err, IDS_EINPUT, "reconnect plan row %zu is incomplete", n);
+    }
+    r->situation = (int)json_integer_value(json_object_get(o, "situation"));
+    r->action = RC_NACTIONS;
+    for (a = 0; a < RC_NACTIONS; a++) {
+        if (strcmp(action, action_names[a]) == 0) {
+            r->action = (enum reconnect_action)a;
+        }
+    }
+    if (r->action == RC_NACTIONS || (r->situation != 1 && r->situation != 2)) {
+        r->action = RC_NO_CANDIDATE;
+        return ids_error_set(err, IDS_EINPUT, "reconnect plan row %zu: unknown action or situation",
+                             n);
+    }
+    r->connector = jget(o, "connector");
+    r->type = jget(o, "type");
+    r->mv_type = jget(o, "mv_type");
+    r->mv_id = json_integer_value(json_object_get(o, "mv_id"));
+    r->anchor = jget(o, "anchor");
+    r->dn = jget(o, "dn");
+    r->by = jget(o, "by");
+    r->old_anchor = jget(o, "old_anchor");
+    r->new_anchor = jget(o, "new_anchor");
+    r->cs_id = json_integer_value(json_object_get(o, "cs_id"));
+    r->cs_anchor = jget(o, "cs_anchor");
+    r->cs_dn = jget(o, "cs_dn");
+    r->drop_cs = json_integer_value(json_object_get(o, "drop_cs"));
+    r->drop_mv = json_integer_value(json_object_get(o, "drop_mv"));
+    r->note = jget(o, "note");
+    snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", rfp);
+    return IDS_OK;
+}
+
+enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct reconnect_row **row,
+                                 struct ids_error *err)
+{
+    const char *t = rd->text;
+    size_t pos;
+    size_t end;
+    json_t *o;
+    enum ids_err ret;
+
+    *row = NULL;
+    row_release(&rd->row);
+    if (rd->done) {
+        return IDS_DONE;
+    }
+    if (rd->mem != NULL) {
+        if (rd->n >= rd->mem->nr) {
+            rd->done = true;
+            return IDS_DONE;
+        }
+        *row = &rd->mem->v[rd->n++];
+        return IDS_OK;
+    }
+    pos = ws(t, rd->rows_end, rd->pos);
+    if (rd->n > 0 && pos < rd->rows_end) {
+        if (t[pos] != ',') {
+            rd->done = true;
+            return ids_error_set(err, IDS_EINPUT,
+                                 "not a reconnect plan: line %u: ',' expected after row %zu",
+                                 line_at(t, pos), rd->n);
+        }
+        pos = ws(t, rd->rows_end, pos + 1);
+        if (pos >= rd->rows_end) {
+            rd->done = true;
+            return ids_error_set(err, IDS_EINPUT,
+                                 "not a reconnect plan: line %u: a row expected after ','",
+                                 line_at(t, pos));
+        }
+    }
+    if (pos >= rd->rows_end) {
+        rd->done = true;
+        return IDS_DONE;
+    }
+    {
+        char what[32];
+
+        snprintf(what, sizeof(what), "row %zu", rd->n + 1);
+        o = value_at(t, rd->rows_end, pos, &end, what, err);
+    }
+    if (o == NULL) {
+        rd->done = true;
+        return IDS_EINPUT;
+    }
+    ret = row_from_json(o, rd->n + 1, &rd->row, err);
+    json_decref(o);
+    if (ret != IDS_OK) {
+        row_release(&rd->row);
+        rd->done = true;
+        return ret;
+    }
+    rd->n++;
+    rd->pos = end;
+    if (rd->consumed != NULL) {
+        rd->consumed(rd->consumed_arg, end);
+    }
+    *row = &rd->row;
+    return IDS_OK;
+}
+
+void reconnect_plan_reader_release(struct reconnect_plan_reader *rd)
+{
+    row_release(&rd->row);
+    memset(rd, 0, sizeof(*rd));
+    rd->done = true;
+}
+
+enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct reconnect_plan *out,
+                                      struct ids_error *err)
+{
+    struct reconnect_plan_reader rd;
+    const struct reconnect_row *row;
+    enum ids_err ret = reconnect_plan_open(&rd, text, len, out, err);
+
+    while (ret == IDS_OK && (ret = reconnect_plan_next(&rd, &row, err)) == IDS_OK) {
+        struct reconnect_row *r = plan_add(out);
+
+        *r = *row; /* taken over */
+        memset(&rd.row, 0, sizeof(rd.row));
+        out->totals[r->action]++;
+    }
+    reconnect_plan_reader_release(&rd);
+    return ret == IDS_DONE ? IDS_OK : ret;
+}
 /* ---- apply ------------------------------------------------------------------------ */
 
 /* The row of `now` for the object of plan row r, or NULL. */
@@ -2162,6 +2500,20 @@ static enum ids_err apply_target_row(struct engine *eng, struct erun *r,
 enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *plan,
                              struct run_record *run, struct ids_error *err)
 {
+    struct reconnect_plan_reader rd;
+    enum ids_err ret;
+
+    memset(&rd, 0, sizeof(rd));
+    rd.mem = plan;
+    ret = reconnect_apply_rows(eng, plan, &rd, run, err);
+    reconnect_plan_reader_release(&rd);
+    return ret;
+}
+
+enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_plan *plan,
+                                  struct reconnect_plan_reader *rd, struct run_record *run,
+                                  struct ids_error *err)
+{
     enum ids_err ret;
     struct erun r;
     struct reconnect_opts o;
@@ -2173,10 +2525,12 @@ enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *pl
     struct strvec sources = STRVEC_INIT;
     long mismatches = 0;
     long done_already = 0;
+    long totals[RC_NACTIONS] = {0};
     bool in_tx = false;
     size_t i;
 
     memset(&kept, 0, sizeof(kept));
+    strbuf_init(&kept.sb, 0);
     memset(&where, 0, sizeof(where));
     memset(&o, 0, sizeof(o));
     reconnect_plan_init(&now);
@@ -2205,11 +2559,23 @@ enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *pl
     }
     r.rec.counters.read = now.read;
     index_rows(&now, &where);
-    for (i = 0; i < plan->nr; i++) {
-        const struct reconnect_row *pr = &plan->v[i];
+    /* every row of the plan is read and compared before anything changes */
+    for (;;) {
+        const struct reconnect_row *pr = NULL;
         const struct reconnect_row *nr;
         size_t j = 0;
 
+        ret = reconnect_plan_next(rd, &pr, err);
+        if (ret == IDS_DONE) {
+            ret = IDS_OK;
+            break;
+        }
+        if (ret != IDS_OK) {
+            ids_error_prefix(err, "Refused, nothing was changed: %s",
+                             rd->name != NULL ? rd->name : "the plan");
+            goto done;
+        }
+        totals[pr->action]++;
         if (pr->action != RC_REANCHOR) {
             continue;
         }
@@ -2270,7 +2636,10 @@ enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *pl
         const struct reconnect_row *row = &now.v[j];
 
         if (row->situation == 1) {
-            ret = apply_source_row(eng, &r, row, j < kept.n ? kept.v[j] : NULL, err);
+            struct entry *e = kept_get(&kept, j);
+
+            ret = apply_source_row(eng, &r, row, e, err);
+            entry_free(e);
             if (strvec_find(&sources, row->connector, false) < 0) {
                 strvec_push(&sources, row->connector);
             }
@@ -2294,7 +2663,7 @@ enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *pl
     }
     r.rec.counters.unchanged = done_already;
     {
-        long left = plan->totals[RC_AMBIGUOUS] + plan->totals[RC_TYPE_MISMATCH];
+        long left = totals[RC_AMBIGUOUS] + totals[RC_TYPE_MISMATCH];
 
         erun_message(&r, "Re-anchored %zu object%s (%ld done already).", todo.nr,
                      todo.nr == 1 ? "" : "s", done_already);

@@ -51,6 +51,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine/engine.h"
 #include "store/store.h"
@@ -149,11 +150,44 @@ void reconnect_plan_release(struct reconnect_plan *p);
 enum ids_err reconnect_plan_make(struct engine *eng, const struct reconnect_opts *o,
                                  struct reconnect_plan *out, struct ids_error *err);
 
-/* The plan as JSON (the --json output and the --plan file). */
+/* The plan as JSON (the --json output and the --plan file): the header,
+ * then one compact line per row. */
 void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out);
-/* Read a plan file's text. IDS_EINPUT naming what is wrong. */
+void reconnect_plan_write(const struct reconnect_plan *p, FILE *fp);
+/* Read a plan file's text, rows and all. IDS_EINPUT naming what is wrong. */
 enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct reconnect_plan *out,
                                       struct ids_error *err);
+
+/* A plan read a row at a time: its header once, then each row parsed when
+ * asked for, so that applying a plan of a million rows never holds them
+ * all (the text may be a mapped file; consumed(), when set, is told how
+ * far the rows have been read, to give pages back). Or the rows of a plan
+ * in memory (mem). */
+struct reconnect_plan_reader {
+    const struct reconnect_plan *mem;
+    const char *text;
+    size_t len;
+    size_t rows, rows_end; /* the "rows" array: after its '[', its ']' */
+    bool have_rows;
+    size_t pos; /* where the next row is looked for */
+    size_t n;   /* rows returned */
+    bool done;
+    struct reconnect_row row; /* the last row read from text */
+    void (*consumed)(void *arg, size_t upto);
+    void *consumed_arg;
+    const char *name; /* the plan file, for messages; may be NULL */
+};
+
+/* Read the header of the plan in text (everything but the rows) into hdr
+ * (no rows) and make rd ready for its first row. IDS_EINPUT naming the
+ * line when the text is not a plan. */
+enum ids_err reconnect_plan_open(struct reconnect_plan_reader *rd, const char *text, size_t len,
+                                 struct reconnect_plan *hdr, struct ids_error *err);
+/* The next row in *row (valid until the next call): IDS_OK, IDS_DONE after
+ * the last, IDS_EINPUT naming the row and line. */
+enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct reconnect_row **row,
+                                 struct ids_error *err);
+void reconnect_plan_reader_release(struct reconnect_plan_reader *rd);
 
 /* Apply `plan` (see above). *run receives the run record (step
  * "reconnect"); IDS_EREJECTED when the plan no longer matches (err says
@@ -161,5 +195,11 @@ enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct recon
  * left to do). */
 enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *plan,
                              struct run_record *run, struct ids_error *err);
+/* The same, the rows coming from rd (opened on a plan file with hdr as its
+ * header): every row is read and compared before anything is changed; a
+ * row that cannot be read refuses the plan like a mismatch. */
+enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_plan *hdr,
+                                  struct reconnect_plan_reader *rd, struct run_record *run,
+                                  struct ids_error *err);
 
 #endif

@@ -351,3 +351,15 @@ def test_usage_errors(workdir, idsync, smtp_sink):
     (workdir / "bad.json").write_text("{\"rows\": 1}")
     r = idsync("reconnect", "--apply", "bad.json")
     assert r.code == 3 and "not a reconnect plan" in r.err
+    # a plan cut short (a full disk, an interrupted copy) is refused before
+    # anything is looked at, naming the file; the store is not touched
+    r = idsync("reconnect", "hr", "--by", "mail", "--plan", "whole.json")
+    assert r.code == 0, r
+    whole = (workdir / "whole.json").read_text()
+    assert whole.count("\n{") > 2
+    (workdir / "cut.json").write_text(whole[: len(whole) * 2 // 3])
+    runs = len(history(idsync)["runs"])
+    r = idsync("reconnect", "--apply", "cut.json")
+    assert r.code == 3, r
+    assert "cut.json" in r.err and "cut short" in r.err, r.err
+    assert len(history(idsync)["runs"]) == runs

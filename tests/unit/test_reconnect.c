@@ -3,6 +3,7 @@
  * store. */
 #include "testutil.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -304,6 +305,110 @@ static void test_plan_json_roundtrip(void **state)
     strbuf_release(&text);
 }
 
+/* Expect text to be refused as a plan, with `want` in the message. */
+static void refused(const char *text, const char *want)
+{
+    struct reconnect_plan q;
+    struct ids_error err = IDS_ERROR_INIT;
+
+    reconnect_plan_init(&q);
+    assert_int_equal(reconnect_plan_from_json(text, strlen(text), &q, &err), IDS_EINPUT);
+    if (strstr(err.msg, want) == NULL) {
+        fail_msg("refusal \"%s\" does not say \"%s\"", err.msg, want);
+    }
+    reconnect_plan_release(&q);
+}
+
+/* The plan reader takes rows one at a time: the same rows however the file
+ * is laid out (an administrator's jq), header members after the rows, and
+ * a file cut short or edited into nonsense refused with the line. */
+static void test_plan_reader(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct run_record run;
+    struct reconnect_plan p;
+    struct reconnect_plan hdr;
+    struct reconnect_plan_reader rd;
+    const struct reconnect_row *row;
+    struct strbuf text = STRBUF_INIT;
+    struct strbuf cut = STRBUF_INIT;
+    json_t *doc;
+    char *sorted;
+    size_t i;
+    const char *second;
+
+    assert_int_equal(cycle(f, &run), IDS_OK);
+    run_record_release(&run);
+    write_source(f, 'b', false);
+    plan_by_mail(f, "corp", &p);
+    assert_true(p.nr > 2);
+    reconnect_plan_to_json(&p, &text);
+
+    /* indented, keys sorted: "rows" before "store" and "to" */
+    doc = json_loads(text.buf, 0, NULL);
+    assert_non_null(doc);
+    json_object_set_new(json_array_get(json_object_get(doc, "rows"), 0), "note",
+                        json_string("a ] and a } and a \" in a value, \\"));
+    sorted = json_dumps(doc, JSON_INDENT(3) | JSON_SORT_KEYS);
+    json_decref(doc);
+    reconnect_plan_init(&hdr);
+    assert_int_equal(reconnect_plan_open(&rd, sorted, strlen(sorted), &hdr, &err), IDS_OK);
+    assert_string_equal(hdr.connector, "corp");
+    assert_string_equal(hdr.fingerprint, p.fingerprint);
+    assert_int_equal(hdr.nr, 0);
+    for (i = 0; reconnect_plan_next(&rd, &row, &err) == IDS_OK; i++) {
+        assert_true(i < p.nr);
+        assert_string_equal(row->fingerprint, p.v[i].fingerprint);
+        assert_int_equal(row->action, p.v[i].action);
+        assert_int_equal(row->mv_id, p.v[i].mv_id);
+        if (i == 0) {
+            assert_string_equal(row->note, "a ] and a } and a \" in a value, \\");
+        }
+    }
+    assert_int_equal(i, p.nr);
+    assert_int_equal(reconnect_plan_next(&rd, &row, &err), IDS_DONE);
+    reconnect_plan_reader_release(&rd);
+    reconnect_plan_release(&hdr);
+    free(sorted);
+
+    /* cut in the middle of the second row: refused, saying where */
+    second = strstr(text.buf, "\n{");
+    assert_non_null(second);
+    second = strstr(second + 1, "\n{");
+    assert_non_null(second);
+    strbuf_add(&cut, text.buf, (size_t)(second - text.buf) + 20);
+    refused(cut.buf, "cut short");
+    /* cut after a whole row: the rows array does not end either */
+    strbuf_reset(&cut);
+    strbuf_add(&cut, text.buf, (size_t)(second - text.buf));
+    refused(cut.buf, "cut short");
+    /* a row that is not JSON: its number and line */
+    strbuf_reset(&cut);
+    strbuf_add(&cut, text.buf, (size_t)(second - text.buf) + 2);
+    strbuf_addstr(&cut, "\"situation\": one}\n]\n}\n");
+    refused(cut.buf, "row 2");
+    refused(cut.buf, "line ");
+    /* a comma with no row after it (the text before `second` ends with one) */
+    strbuf_reset(&cut);
+    strbuf_add(&cut, text.buf, (size_t)(second - text.buf) - 1);
+    strbuf_addstr(&cut, ",\n]\n}\n");
+    refused(cut.buf, "a row expected after ','");
+    /* text after the plan */
+    strbuf_reset(&cut);
+    strbuf_addbuf(&cut, &text);
+    strbuf_addstr(&cut, "{}\n");
+    refused(cut.buf, "text after the plan's end");
+    refused("", "a JSON object expected");
+    refused("[1]", "a JSON object expected");
+    refused("{\"by\": [], \"idsync_reconnect_plan\": 1}", "without \"rows\"");
+    refused("{\"rows\": [], \"by\" []}", "':' expected");
+
+    strbuf_release(&cut);
+    strbuf_release(&text);
+    reconnect_plan_release(&p);
+}
+
 static void test_apply_refuses_then_applies(void **state)
 {
     struct fixture *f = *state;
@@ -450,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_rebuilt_decide),
         cmocka_unit_test_setup_teardown(test_rebuilt_detection_and_plan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan_json_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plan_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_refuses_then_applies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fresh_store_target, setup, teardown),
     };
