@@ -221,6 +221,9 @@ static void plan_map_consumed(void *arg, size_t upto)
     size_t page = pg > 0 ? (size_t)pg : 4096u;
     size_t end = upto / page * page;
 
+    if (upto < m->released) {
+        m->released = 0; /* read again from the start */
+    }
     if (end >= m->released + PLAN_GIVE_BACK) {
         madvise(m->base + m->released, end - m->released, MADV_DONTNEED);
         m->released = end;
@@ -430,11 +433,11 @@ static int apply(struct cli *cli, struct rc_args *a)
     reconnect_plan_init(&p);
     ret = plan_map_open(&map, a->apply, &err);
     if (ret == IDS_OK) {
+        rd.consumed = plan_map_consumed;
+        rd.consumed_arg = &map;
         ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
     }
     if (ret == IDS_OK) {
-        rd.consumed = plan_map_consumed;
-        rd.consumed_arg = &map;
         ret = plan_check(&rd, &rows, &err);
     }
     if (ret != IDS_OK) {
@@ -448,15 +451,14 @@ static int apply(struct cli *cli, struct rc_args *a)
     reconnect_plan_reader_release(&rd);
     reconnect_plan_release(&p);
     reconnect_plan_init(&p);
-    map.released = 0;
+    rd.consumed = plan_map_consumed;
+    rd.consumed_arg = &map;
+    rd.name = a->apply;
     ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
     if (ret != IDS_OK) {
         status = cli_fail(cli, EXIT_CONFIG, &err);
         goto done;
     }
-    rd.consumed = plan_map_consumed;
-    rd.consumed_arg = &map;
-    rd.name = a->apply;
     status = cli_lock(cli);
     if (status != 0) {
         goto done;

@@ -70,12 +70,16 @@ static const struct config_option csv_object_options[] = {
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 
-/* One queued modify or delete. */
+/* One queued modify or delete. Its change waits in the side file of
+ * modifies (change_encode), read back when the snapshot is written: a
+ * session of a million modifies holds only these. */
 struct csv_pending {
     uint64_t tag;
-    struct change *ch;
-    char *key;   /* the row it addresses */
-    size_t next; /* next pending with the same key hash, +1 (0 = none) */
+    enum change_op op;
+    uint32_t ch_len;
+    uint64_t ch_off; /* in the side file of modifies */
+    char *key;       /* the row it addresses */
+    size_t next;     /* next pending with the same key hash, +1 (0 = none) */
     bool done;
     enum ids_err code;
     char *msg;     /* why it failed (code != IDS_OK); a session holds many of these */
@@ -107,6 +111,9 @@ struct csv_type {
     struct u64map add_status; /* record offset -> ADD_* */
     struct csv_pending *pend;
     size_t npend, palloc;
+    int mods_fd;              /* side file of modifies and deletes, -1 when none */
+    uint64_t mods_size;       /* bytes queued: written and in mods_buf */
+    struct strbuf mods_buf;   /* not written yet */
     struct u64map pend_index; /* key hash -> first pending index + 1 */
     enum ids_err fail_code;   /* the snapshot of this file could not be written */
     struct ids_error fail_err;
@@ -344,6 +351,8 @@ static enum ids_err csv_create(const struct connector_config *cfg, struct connec
         t->ot = &cfg->objects[i];
         t->index = i;
         t->adds_fd = -1;
+        t->mods_fd = -1;
+        strbuf_init(&t->mods_buf, 0);
         path = file_opt(&t->ot->opts, "path");
         if (path == NULL && cc->ntypes > 1) {
             ret = ids_error_set(err, IDS_ECONFIG,
@@ -2326,7 +2335,6 @@ static void csv_type_export_reset(struct csv_type *t)
     size_t i;
 
     for (i = 0; i < t->npend; i++) {
-        change_free(t->pend[i].ch);
         free(t->pend[i].key);
         free(t->pend[i].new_key);
         free(t->pend[i].new_dn);
@@ -2343,6 +2351,12 @@ static void csv_type_export_reset(struct csv_type *t)
         close(t->adds_fd);
     }
     t->adds_fd = -1;
+    if (t->mods_fd >= 0) {
+        close(t->mods_fd);
+    }
+    t->mods_fd = -1;
+    t->mods_size = 0;
+    strbuf_release(&t->mods_buf);
     t->adds_size = 0;
     t->nadds = 0;
     strvec_clear(&t->cols);
@@ -2733,6 +2747,35 @@ done:
     return ret;
 }
 
+/* Write the queued modifies' changes to their side file. */
+static enum ids_err mods_flush(struct csv_type *t, struct ids_error *err)
+{
+    enum ids_err ret;
+
+    if (t->mods_buf.len == 0) {
+        return IDS_OK;
+    }
+    ret = file_write_all(t->mods_fd, t->mods_buf.buf, t->mods_buf.len, "csv side file", err);
+    strbuf_reset(&t->mods_buf);
+    return ret;
+}
+
+/* The change of pending p, read back from the side file (the caller's). */
+static enum ids_err pend_change(struct csv_type *t, const struct csv_pending *p, struct change **ch,
+                                struct ids_error *err)
+{
+    enum ids_err ret;
+    char *buf = xmalloc(p->ch_len ? p->ch_len : 1);
+
+    *ch = NULL;
+    ret = file_pread_all(t->mods_fd, buf, p->ch_len, p->ch_off, "csv side file", err);
+    if (ret == IDS_OK) {
+        ret = change_decode(buf, p->ch_len, ch, err);
+    }
+    free(buf);
+    return ret;
+}
+
 static enum ids_err csv_submit(struct connector *c, const struct change *ch, uint64_t tag,
                                struct ids_error *err)
 {
@@ -2740,7 +2783,7 @@ static enum ids_err csv_submit(struct connector *c, const struct change *ch, uin
     struct csv_type *t = type_of_change(cc, ch);
     struct csv_pending *p;
     const char *key;
-    size_t i, col;
+    size_t i, col, before;
     uint64_t h, first;
     enum ids_err ret;
 
@@ -2775,12 +2818,34 @@ static enum ids_err csv_submit(struct connector *c, const struct change *ch, uin
             return ret;
         }
     }
+    if (t->mods_fd < 0) {
+        ret = file_anon_temp(t->path, &t->mods_fd, err);
+        if (ret != IDS_OK) {
+            return ret;
+        }
+    }
+    before = t->mods_buf.len;
+    change_encode(ch, &t->mods_buf);
+    if (t->mods_buf.len - before > UINT32_MAX) {
+        strbuf_setlen(&t->mods_buf, before);
+        return ids_error_set(err, IDS_EREJECTED, "%s: key \"%s\": the change is too large", t->path,
+                             key);
+    }
     ALLOC_GROW(t->pend, t->npend + 1, t->palloc);
     p = &t->pend[t->npend];
     memset(p, 0, sizeof(*p));
     p->tag = tag;
-    p->ch = change_dup(ch);
+    p->op = ch->op;
+    p->ch_off = t->mods_size;
+    p->ch_len = (uint32_t)(t->mods_buf.len - before);
+    t->mods_size += p->ch_len;
     p->key = xstrdup(key);
+    if (t->mods_buf.len >= OUT_FLUSH) {
+        ret = mods_flush(t, err);
+        if (ret != IDS_OK) {
+            return ret; /* p is not counted: the submit failed */
+        }
+    }
     h = file_key_hash(key, strlen(key));
     if (u64map_get(&t->pend_index, h, &first)) {
         /* append to the end of the chain: changes apply in submit order */
@@ -2904,24 +2969,30 @@ static enum ids_err pend_fail(struct csv_pending *p, enum ids_err code, const ch
 static void apply_pending(struct csv_conn *cc, struct csv_type *t, struct csv_pending *p,
                           struct row *r, size_t kcol, size_t dcol)
 {
+    struct ids_error lerr = IDS_ERROR_INIT;
+    struct change *ch = NULL;
     size_t i;
 
     p->done = true;
     p->code = IDS_OK;
     if (r->deleted) {
-        if (p->ch->op == CHANGE_MODIFY) {
+        if (p->op == CHANGE_MODIFY) {
             pend_fail(p, IDS_ENOTFOUND, "%s: key \"%s\": modify of a row deleted in this export",
                       t->path, p->key);
         }
         return;
     }
     r->touched = true;
-    if (p->ch->op == CHANGE_DELETE) {
+    if (p->op == CHANGE_DELETE) {
         r->deleted = true;
         return;
     }
-    for (i = 0; i < p->ch->nmods; i++) {
-        const struct mod *m = &p->ch->mods[i];
+    if (pend_change(t, p, &ch, &lerr) != IDS_OK) {
+        pend_fail(p, lerr.code, "%s: key \"%s\": %s", t->path, p->key, lerr.msg);
+        return;
+    }
+    for (i = 0; i < ch->nmods; i++) {
+        const struct mod *m = &ch->mods[i];
         size_t col = col_index(&t->cols, m->attr.name);
 
         if (col == NO_COL) {
@@ -2941,14 +3012,15 @@ static void apply_pending(struct csv_conn *cc, struct csv_type *t, struct csv_pe
             apply_mod_cell(&r->cell[col], m, cc->sep);
         }
     }
-    if (p->ch->new_dn != NULL) {
+    if (ch->new_dn != NULL) {
         size_t col = dcol != NO_COL ? dcol : kcol;
 
         strbuf_reset(&r->cell[col]);
-        strbuf_addstr(&r->cell[col], p->ch->new_dn);
+        strbuf_addstr(&r->cell[col], ch->new_dn);
         free(p->new_dn);
-        p->new_dn = xstrdup(p->ch->new_dn);
+        p->new_dn = xstrdup(ch->new_dn);
     }
+    change_free(ch);
     if (strcmp(r->cell[kcol].buf, p->key) != 0) {
         free(p->new_key);
         p->new_key = xstrdup(r->cell[kcol].buf);
@@ -3259,7 +3331,10 @@ static enum ids_err csv_export_end(struct connector *c, struct ids_error *err)
         if (t->npend == 0 && t->nadds == 0) {
             continue;
         }
-        t->fail_code = write_snapshot(cc, t, &t->fail_err);
+        t->fail_code = mods_flush(t, &t->fail_err);
+        if (t->fail_code == IDS_OK) {
+            t->fail_code = write_snapshot(cc, t, &t->fail_err);
+        }
         if (t->fail_code != IDS_OK) {
             log_error("csv-export", "connector=%s file=%s error=\"%s\"", cc->base.name, t->path,
                       t->fail_err.msg);
@@ -3272,7 +3347,7 @@ static enum ids_err csv_export_end(struct connector *c, struct ids_error *err)
                 continue;
             }
             p->done = true;
-            if (p->ch->op == CHANGE_DELETE) {
+            if (p->op == CHANGE_DELETE) {
                 p->code = IDS_OK; /* already absent: the delete is done */
             } else {
                 pend_fail(p, IDS_ENOTFOUND, "%s: no row with key \"%s\"", t->path, p->key);

@@ -180,7 +180,8 @@ struct reconnect_plan_reader {
 
 /* Read the header of the plan in text (everything but the rows) into hdr
  * (no rows) and make rd ready for its first row. IDS_EINPUT naming the
- * line when the text is not a plan. */
+ * line when the text is not a plan. rd's consumed, consumed_arg and name
+ * are kept (set them before, or zero rd); the rest is set here. */
 enum ids_err reconnect_plan_open(struct reconnect_plan_reader *rd, const char *text, size_t len,
                                  struct reconnect_plan *hdr, struct ids_error *err);
 /* The next row in *row (valid until the next call): IDS_OK, IDS_DONE after

@@ -353,6 +353,7 @@ static void test_plan_reader(void **state)
     sorted = json_dumps(doc, JSON_INDENT(3) | JSON_SORT_KEYS);
     json_decref(doc);
     reconnect_plan_init(&hdr);
+    memset(&rd, 0, sizeof(rd));
     assert_int_equal(reconnect_plan_open(&rd, sorted, strlen(sorted), &hdr, &err), IDS_OK);
     assert_string_equal(hdr.connector, "corp");
     assert_string_equal(hdr.fingerprint, p.fingerprint);
