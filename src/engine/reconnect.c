@@ -2147,6 +2147,19 @@ static enum ids_err read_header(struct reconnect_plan_reader *rd, json_t *doc,
     return IDS_OK;
 }
 
+/* A fingerprint as idsync writes it: 16 lower-case hex digits. */
+static bool fingerprint_ok(const char *s)
+{
+    size_t i;
+
+    for (i = 0; i < 16; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return false;
+        }
+    }
+    return s[16] == '\0';
+}
+
 enum ids_err reconnect_plan_open(struct reconnect_plan_reader *rd, const char *text, size_t len,
                                  struct reconnect_plan *hdr, struct ids_error *err)
 {
@@ -2188,7 +2201,12 @@ enum ids_err reconnect_plan_open(struct reconnect_plan_reader *rd, const char *t
     hdr->to = jget(doc, "to");
     hdr->created_us = json_integer_value(json_object_get(doc, "created_us"));
     fp = json_string_value(json_object_get(doc, "fingerprint"));
-    snprintf(hdr->fingerprint, sizeof(hdr->fingerprint), "%s", fp ? fp : "");
+    if (fp == NULL || !fingerprint_ok(fp)) {
+        ret = ids_error_set(err, IDS_EINPUT,
+                            "reconnect plan: its \"fingerprint\" is not 16 hex digits");
+        goto done;
+    }
+    snprintf(hdr->fingerprint, sizeof(hdr->fingerprint), "%s", fp);
     for (i = 0; i < json_array_size(by); i++) {
         const char *s = json_string_value(json_array_get(by, i));
 
@@ -2215,6 +2233,10 @@ static enum ids_err row_from_json(json_t *o, size_t n, struct reconnect_row *r,
 
     if (!json_is_object(o) || action == NULL || rfp == NULL) {
         return ids_error_set(err, IDS_EINPUT, "reconnect plan row %zu is incomplete", n);
+    }
+    if (!fingerprint_ok(rfp)) {
+        return ids_error_set(err, IDS_EINPUT,
+                             "reconnect plan row %zu: its fingerprint is not 16 hex digits", n);
     }
     r->situation = (int)json_integer_value(json_object_get(o, "situation"));
     r->action = RC_NACTIONS;

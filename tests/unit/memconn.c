@@ -88,6 +88,7 @@ static void memdir_free(struct memdir *d)
     free(d->log);
     free(d->name);
     free(d->fail_dn);
+    free(d->fail_value);
     free(d->drop_attr);
     strvec_clear(&d->bad);
     free(d);
@@ -417,6 +418,20 @@ static enum ids_err mc_submit(struct connector *c, const struct change *ch, uint
     if (d->fail_dn != NULL && ch->dn != NULL && strcasecmp(ch->dn, d->fail_dn) == 0) {
         res_add(d, tag, IDS_EREJECTED, "memconn: rejected by the test");
         return IDS_OK;
+    }
+    if (d->fail_value != NULL) {
+        size_t i, k;
+
+        for (i = 0; i < ch->nmods; i++) {
+            for (k = 0; k < ch->mods[i].attr.nvals; k++) {
+                const struct value *v = &ch->mods[i].attr.vals[k];
+
+                if (v->len == strlen(d->fail_value) && memcmp(v->data, d->fail_value, v->len) == 0) {
+                    res_add(d, tag, IDS_EREJECTED, "memconn: rejected by the test");
+                    return IDS_OK;
+                }
+            }
+        }
     }
     switch (ch->op) {
     case CHANGE_ADD:

@@ -41,7 +41,8 @@ struct memdir {
     /* export side */
     struct change **sent; /* every change submitted, as received */
     size_t nsent, asent;
-    char *fail_dn;   /* a change for this DN fails (rejected) */
+    char *fail_dn;    /* a change for this DN fails (rejected) */
+    char *fail_value; /* a change carrying this value (any attribute) fails */
     long lose_after; /* > 0: submits after this many are lost with the connection */
     char *drop_attr; /* attribute the system silently ignores on write */
     long next_anchor;

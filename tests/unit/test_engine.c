@@ -846,6 +846,64 @@ static void test_late_results_target(void **state)
     fx_free(f);
 }
 
+/* A target that answers only at export_end, with more objects than a
+ * batch: the changes waiting for their answer are spilled to a temporary
+ * file and read back to record them. Each object records the change that
+ * was sent as unconfirmed (a confirming import confirms all of them), and
+ * the one the system refused keeps its pending add and the refusal. */
+static void test_late_results_many(void **state)
+{
+    struct fx *f = fx_new();
+    struct cs_object *t;
+    struct cs_object *bad;
+    int i;
+
+    (void)state;
+    add_users(f, 1200);
+    f->cloud->late_results = true;
+    OK(do_import(f, "corp", true));
+    OK(do_sync(f, false));
+    bad = target_of(f, f->corp_id, "u700");
+    assert_non_null(bad->pending_export);
+    f->cloud->fail_value = xstrdup("user700@corp.example");
+    assert_int_equal(do_export(f, "cloud"), IDS_OK);
+    assert_int_equal(f->run.counters.export_add, 1199);
+    assert_int_equal(f->run.counters.export_failed, 1);
+    assert_int_equal(memdir_count_sent(f->cloud, CHANGE_ADD), 1200);
+    for (i = 1; i <= 1200; i += 37) {
+        char anchor[16];
+
+        snprintf(anchor, sizeof(anchor), "u%d", i);
+        t = target_of(f, f->corp_id, anchor);
+        assert_non_null(t);
+        if (i == 700) {
+            cs_object_free(t);
+            continue;
+        }
+        assert_int_equal(t->export_state, CS_EXPORT_NONE);
+        assert_non_null(t->anchor);
+        assert_non_null(t->unconfirmed);
+        assert_int_equal(t->unconfirmed->op, CHANGE_ADD);
+        assert_true(change_mod_values(t->unconfirmed, MOD_ADD, "externalId") != NULL);
+        assert_string_equal(change_mod_values(t->unconfirmed, MOD_ADD, "externalId")->vals[0].data,
+                            anchor);
+        assert_non_null(memdir_find(f->cloud, t->anchor));
+        cs_object_free(t);
+    }
+    cs_object_free(bad);
+    bad = target_of(f, f->corp_id, "u700");
+    assert_int_equal(bad->export_state, CS_EXPORT_FAILED);
+    assert_null(bad->anchor);
+    assert_non_null(bad->pending_export);
+    assert_non_null(strstr(bad->export_error, "rejected by the test"));
+    cs_object_free(bad);
+    /* what was sent is what the system holds: all confirmed */
+    OK(do_import(f, "cloud", false));
+    assert_int_equal(f->run.counters.confirmed, 1199);
+    assert_int_equal(f->run.counters.errors, 0);
+    fx_free(f);
+}
+
 static void test_reference_resolved_later(void **state)
 {
     struct fx *f = fx_new();
@@ -1692,6 +1750,7 @@ int main(void)
         cmocka_unit_test(test_join_by_anchor),
         cmocka_unit_test(test_references_and_order),
         cmocka_unit_test(test_late_results_target),
+        cmocka_unit_test(test_late_results_many),
         cmocka_unit_test(test_reference_resolved_later),
         cmocka_unit_test(test_minimal_member_diff),
         cmocka_unit_test(test_member_delta_maps_only_changes),
