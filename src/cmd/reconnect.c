@@ -399,21 +399,6 @@ done:
     return status;
 }
 
-/* Read every row of the plan once (nothing kept): a plan that is cut short
- * or edited into nonsense is refused before the store is locked and the
- * plan made again. */
-static enum ids_err plan_check(struct reconnect_plan_reader *rd, size_t *rows,
-                               struct ids_error *err)
-{
-    const struct reconnect_row *row;
-    enum ids_err ret;
-
-    while ((ret = reconnect_plan_next(rd, &row, err)) == IDS_OK) {
-    }
-    *rows = rd->n;
-    return ret == IDS_DONE ? IDS_OK : ret;
-}
-
 static int apply(struct cli *cli, struct rc_args *a)
 {
     struct ids_error err = IDS_ERROR_INIT;
@@ -423,39 +408,31 @@ static int apply(struct cli *cli, struct rc_args *a)
     struct reconnect_plan p;
     struct reconnect_plan_reader rd;
     struct plan_map map;
+    struct reconnect_picks pk;
     struct run_record run;
     enum ids_err ret;
-    size_t rows = 0;
     int status;
 
     memset(&run, 0, sizeof(run));
     memset(&rd, 0, sizeof(rd));
+    memset(&pk, 0, sizeof(pk));
     reconnect_plan_init(&p);
+    /* the plan is read once, every row of it, before the store is locked:
+     * a plan cut short or edited into nonsense is refused at once */
     ret = plan_map_open(&map, a->apply, &err);
     if (ret == IDS_OK) {
         rd.consumed = plan_map_consumed;
         rd.consumed_arg = &map;
+        rd.name = a->apply;
         ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
     }
     if (ret == IDS_OK) {
-        ret = plan_check(&rd, &rows, &err);
+        ret = reconnect_plan_scan(&rd, &pk, &err);
     }
     if (ret != IDS_OK) {
         if (map.base != NULL) {
             ids_error_prefix(&err, "%s", a->apply);
         }
-        status = cli_fail(cli, EXIT_CONFIG, &err);
-        goto done;
-    }
-    /* the same rows again, for the apply */
-    reconnect_plan_reader_release(&rd);
-    reconnect_plan_release(&p);
-    reconnect_plan_init(&p);
-    rd.consumed = plan_map_consumed;
-    rd.consumed_arg = &map;
-    rd.name = a->apply;
-    ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
-    if (ret != IDS_OK) {
         status = cli_fail(cli, EXIT_CONFIG, &err);
         goto done;
     }
@@ -470,7 +447,7 @@ static int apply(struct cli *cli, struct rc_args *a)
         status = cli_fail(cli, cli_status_for(ret), &err);
         goto done;
     }
-    ret = reconnect_apply_rows(eng, &p, &rd, &run, &err);
+    ret = reconnect_apply_picks(eng, &p, &pk, &rd, &run, &err);
     engine_free(eng);
     /* a failure to notify is logged and noted in the run; it never fails it */
     if (run.id != 0 && notify_after_run(cli->cfg, cli->store, &run, &nerr) != IDS_OK) {
@@ -487,6 +464,7 @@ static int apply(struct cli *cli, struct rc_args *a)
 done:
     run_record_release(&run);
     reconnect_plan_reader_release(&rd);
+    reconnect_picks_release(&pk);
     plan_map_close(&map);
     reconnect_plan_release(&p);
     return status;

@@ -2288,6 +2288,7 @@ enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct 
             rd->done = true;
             return IDS_DONE;
         }
+        rd->at = rd->n;
         *row = &rd->mem->v[rd->n++];
         return IDS_OK;
     }
@@ -2328,10 +2329,44 @@ enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct 
         rd->done = true;
         return ret;
     }
+    rd->at = pos;
     rd->n++;
     rd->pos = end;
     if (rd->consumed != NULL) {
         rd->consumed(rd->consumed_arg, end);
+    }
+    *row = &rd->row;
+    return IDS_OK;
+}
+
+enum ids_err reconnect_plan_row_at(struct reconnect_plan_reader *rd, size_t at,
+                                   const struct reconnect_row **row, struct ids_error *err)
+{
+    json_t *o;
+    size_t end;
+    enum ids_err ret;
+
+    *row = NULL;
+    row_release(&rd->row);
+    if (rd->mem != NULL) {
+        if (at >= rd->mem->nr) {
+            return ids_error_set(err, IDS_EINTERNAL, "reconnect plan: no row %zu", at + 1);
+        }
+        *row = &rd->mem->v[at];
+        return IDS_OK;
+    }
+    if (at < rd->rows || at >= rd->rows_end) {
+        return ids_error_set(err, IDS_EINTERNAL, "reconnect plan: no row at byte %zu", at);
+    }
+    o = value_at(rd->text, rd->rows_end, at, &end, "row", err);
+    if (o == NULL) {
+        return IDS_EINPUT;
+    }
+    ret = row_from_json(o, 0, &rd->row, err);
+    json_decref(o);
+    if (ret != IDS_OK) {
+        row_release(&rd->row);
+        return ret;
     }
     *row = &rd->row;
     return IDS_OK;
@@ -2366,29 +2401,32 @@ enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct recon
 }
 /* ---- apply ------------------------------------------------------------------------ */
 
-/* The row of `now` for the object of plan row r, or NULL. */
-static const struct reconnect_row *match_row(const struct reconnect_plan *now,
-                                             const struct kidx *where,
-                                             const struct reconnect_row *r, size_t *index)
+/* The key that pairs a plan row with the row of the same object planned
+ * again: the source and its new anchor (1), the metaverse object and the
+ * target type (2). */
+static void row_key(struct strbuf *key, const struct reconnect_row *r)
 {
-    struct strbuf key = STRBUF_INIT;
-    const struct kent *e;
-    const struct reconnect_row *found = NULL;
-    size_t i;
-
-    strbuf_addf(&key, "%d\x1f%s\x1f", r->situation, r->connector ? r->connector : "");
+    strbuf_reset(key);
+    strbuf_addf(key, "%d\x1f%s\x1f", r->situation, r->connector ? r->connector : "");
     if (r->situation == 1) {
-        strbuf_addstr(&key, r->anchor ? r->anchor : "");
+        strbuf_addstr(key, r->anchor ? r->anchor : "");
     } else {
-        strbuf_addf(&key, "%" PRId64 "\x1f%s", r->mv_id, r->type ? r->type : "");
+        strbuf_addf(key, "%" PRId64 "\x1f%s", r->mv_id, r->type ? r->type : "");
     }
-    e = kidx_find(where, key.buf);
-    for (i = 0; e != NULL && i < e->ids.nr && found == NULL; i++) {
-        found = &now->v[e->ids.v[i]];
-        *index = (size_t)e->ids.v[i];
+}
+
+/* The row of `now` with this key, or NULL. */
+static const struct reconnect_row *row_by_key(const struct reconnect_plan *now,
+                                              const struct kidx *where, const char *key,
+                                              size_t *index)
+{
+    const struct kent *e = kidx_find(where, key);
+
+    if (e == NULL || e->ids.nr == 0) {
+        return NULL;
     }
-    strbuf_release(&key);
-    return found;
+    *index = (size_t)e->ids.v[0];
+    return &now->v[*index];
 }
 
 static void index_rows(const struct reconnect_plan *now, struct kidx *where)
@@ -2397,18 +2435,52 @@ static void index_rows(const struct reconnect_plan *now, struct kidx *where)
     size_t i;
 
     for (i = 0; i < now->nr; i++) {
-        const struct reconnect_row *r = &now->v[i];
-
-        strbuf_reset(&key);
-        strbuf_addf(&key, "%d\x1f%s\x1f", r->situation, r->connector ? r->connector : "");
-        if (r->situation == 1) {
-            strbuf_addstr(&key, r->anchor ? r->anchor : "");
-        } else {
-            strbuf_addf(&key, "%" PRId64 "\x1f%s", r->mv_id, r->type ? r->type : "");
-        }
+        row_key(&key, &now->v[i]);
         kidx_add(where, key.buf, (int64_t)i);
     }
     strbuf_release(&key);
+}
+
+/* ---- what the apply needs of a plan ---------------------------------------------- */
+
+void reconnect_picks_release(struct reconnect_picks *pk)
+{
+    size_t i;
+
+    for (i = 0; i < pk->n; i++) {
+        free(pk->v[i].key);
+    }
+    free(pk->v);
+    memset(pk, 0, sizeof(*pk));
+}
+
+enum ids_err reconnect_plan_scan(struct reconnect_plan_reader *rd, struct reconnect_picks *pk,
+                                 struct ids_error *err)
+{
+    struct strbuf key = STRBUF_INIT;
+    const struct reconnect_row *row;
+    enum ids_err ret;
+
+    while ((ret = reconnect_plan_next(rd, &row, err)) == IDS_OK) {
+        struct reconnect_pick *k;
+
+        pk->totals[row->action]++;
+        pk->rows++;
+        if (row->action != RC_REANCHOR) {
+            continue;
+        }
+        ALLOC_GROW(pk->v, pk->n + 1, pk->alloc);
+        k = &pk->v[pk->n++];
+        row_key(&key, row);
+        k->key = xstrdup(key.buf);
+        k->at = rd->at;
+        k->mv_id = row->mv_id;
+        k->cs_id = row->cs_id;
+        k->situation = row->situation;
+        memcpy(k->fingerprint, row->fingerprint, sizeof(k->fingerprint));
+    }
+    strbuf_release(&key);
+    return ret == IDS_DONE ? IDS_OK : ret;
 }
 
 /* Delete MV object mv_id, a projection of CS object keep (now linked
@@ -2558,16 +2630,24 @@ enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *pl
     struct reconnect_plan_reader rd;
     enum ids_err ret;
 
+    struct reconnect_picks pk;
+
     memset(&rd, 0, sizeof(rd));
+    memset(&pk, 0, sizeof(pk));
     rd.mem = plan;
-    ret = reconnect_apply_rows(eng, plan, &rd, run, err);
+    ret = reconnect_plan_scan(&rd, &pk, err);
+    if (ret == IDS_OK) {
+        ret = reconnect_apply_picks(eng, plan, &pk, &rd, run, err);
+    }
+    reconnect_picks_release(&pk);
     reconnect_plan_reader_release(&rd);
     return ret;
 }
 
-enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_plan *plan,
-                                  struct reconnect_plan_reader *rd, struct run_record *run,
-                                  struct ids_error *err)
+enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_plan *plan,
+                                   const struct reconnect_picks *pk,
+                                   struct reconnect_plan_reader *rd, struct run_record *run,
+                                   struct ids_error *err)
 {
     enum ids_err ret;
     struct erun r;
@@ -2580,7 +2660,6 @@ enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_pla
     struct strvec sources = STRVEC_INIT;
     long mismatches = 0;
     long done_already = 0;
-    long totals[RC_NACTIONS] = {0};
     bool in_tx = false;
     size_t i;
 
@@ -2614,34 +2693,21 @@ enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_pla
     }
     r.rec.counters.read = now.read;
     index_rows(&now, &where);
-    /* every row of the plan is read and compared before anything changes */
-    for (;;) {
+    /* every re-anchor row of the plan is compared before anything changes */
+    for (i = 0; i < pk->n; i++) {
+        const struct reconnect_pick *k = &pk->v[i];
         const struct reconnect_row *pr = NULL;
         const struct reconnect_row *nr;
         size_t j = 0;
 
-        ret = reconnect_plan_next(rd, &pr, err);
-        if (ret == IDS_DONE) {
-            ret = IDS_OK;
-            break;
-        }
-        if (ret != IDS_OK) {
-            ids_error_prefix(err, "Refused, nothing was changed: %s",
-                             rd->name != NULL ? rd->name : "the plan");
-            goto done;
-        }
-        totals[pr->action]++;
-        if (pr->action != RC_REANCHOR) {
-            continue;
-        }
-        nr = match_row(&now, &where, pr, &j);
+        nr = row_by_key(&now, &where, k->key, &j);
         if (nr != NULL && nr->action == RC_REANCHOR &&
-            strcmp(nr->fingerprint, pr->fingerprint) == 0) {
+            strcmp(nr->fingerprint, k->fingerprint) == 0) {
             i64vec_push(&todo, (int64_t)j);
             continue;
         }
-        if (nr != NULL && nr->action == RC_ALREADY_LINKED && nr->mv_id == pr->mv_id &&
-            (pr->situation == 1 || nr->cs_id == pr->cs_id)) {
+        if (nr != NULL && nr->action == RC_ALREADY_LINKED && nr->mv_id == k->mv_id &&
+            (k->situation == 1 || nr->cs_id == k->cs_id)) {
             done_already++;
             continue;
         }
@@ -2657,6 +2723,12 @@ enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_pla
             } else {
                 strbuf_addstr(&why, "the object, its metaverse object or the objects linked to "
                                     "it changed since the plan was made");
+            }
+            /* the plan's row, read again to name it (read once already) */
+            ret = reconnect_plan_row_at(rd, k->at, &pr, err);
+            if (ret != IDS_OK) {
+                strbuf_release(&why);
+                goto done;
             }
             erun_error(&r, pr->connector, pr->situation == 1 ? pr->anchor : pr->cs_anchor,
                        pr->situation == 1 ? pr->dn : pr->cs_dn, NULL, "plan-mismatch", pr->cs_id,
@@ -2718,7 +2790,7 @@ enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_pla
     }
     r.rec.counters.unchanged = done_already;
     {
-        long left = totals[RC_AMBIGUOUS] + totals[RC_TYPE_MISMATCH];
+        long left = pk->totals[RC_AMBIGUOUS] + pk->totals[RC_TYPE_MISMATCH];
 
         erun_message(&r, "Re-anchored %zu object%s (%ld done already).", todo.nr,
                      todo.nr == 1 ? "" : "s", done_already);

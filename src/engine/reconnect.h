@@ -170,6 +170,7 @@ struct reconnect_plan_reader {
     size_t rows, rows_end; /* the "rows" array: after its '[', its ']' */
     bool have_rows;
     size_t pos; /* where the next row is looked for */
+    size_t at;  /* where the last row returned starts (in mem: its index) */
     size_t n;   /* rows returned */
     bool done;
     struct reconnect_row row; /* the last row read from text */
@@ -188,7 +189,35 @@ enum ids_err reconnect_plan_open(struct reconnect_plan_reader *rd, const char *t
  * the last, IDS_EINPUT naming the row and line. */
 enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct reconnect_row **row,
                                  struct ids_error *err);
+/* The row that starts at `at` (a reader's `at` after it was returned), read
+ * again; valid until the next call. */
+enum ids_err reconnect_plan_row_at(struct reconnect_plan_reader *rd, size_t at,
+                                   const struct reconnect_row **row, struct ids_error *err);
 void reconnect_plan_reader_release(struct reconnect_plan_reader *rd);
+
+/* What the apply needs of a plan, from one pass over its rows (which
+ * checks every one of them): per re-anchor row its pairing key, ids,
+ * fingerprint and where it is (to name it in a refusal); totals per
+ * action. About 100 bytes a row: a plan of a million rows is read once
+ * and never held. */
+struct reconnect_pick {
+    char *key;
+    size_t at;
+    int64_t mv_id;
+    int64_t cs_id;
+    int situation;
+    char fingerprint[17];
+};
+struct reconnect_picks {
+    struct reconnect_pick *v;
+    size_t n, alloc;
+    size_t rows;
+    long totals[RC_NACTIONS];
+};
+/* Read every remaining row of rd into pk. IDS_EINPUT naming the row. */
+enum ids_err reconnect_plan_scan(struct reconnect_plan_reader *rd, struct reconnect_picks *pk,
+                                 struct ids_error *err);
+void reconnect_picks_release(struct reconnect_picks *pk);
 
 /* Apply `plan` (see above). *run receives the run record (step
  * "reconnect"); IDS_EREJECTED when the plan no longer matches (err says
@@ -196,11 +225,12 @@ void reconnect_plan_reader_release(struct reconnect_plan_reader *rd);
  * left to do). */
 enum ids_err reconnect_apply(struct engine *eng, const struct reconnect_plan *plan,
                              struct run_record *run, struct ids_error *err);
-/* The same, the rows coming from rd (opened on a plan file with hdr as its
- * header): every row is read and compared before anything is changed; a
- * row that cannot be read refuses the plan like a mismatch. */
-enum ids_err reconnect_apply_rows(struct engine *eng, const struct reconnect_plan *hdr,
-                                  struct reconnect_plan_reader *rd, struct run_record *run,
-                                  struct ids_error *err);
+/* The same for a plan read by reconnect_plan_scan (hdr its header, pk its
+ * rows): every re-anchor row is compared before anything is changed; rd
+ * is read again only for the rows a refusal names. */
+enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_plan *hdr,
+                                   const struct reconnect_picks *pk,
+                                   struct reconnect_plan_reader *rd, struct run_record *run,
+                                   struct ids_error *err);
 
 #endif

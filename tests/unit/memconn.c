@@ -426,7 +426,8 @@ static enum ids_err mc_submit(struct connector *c, const struct change *ch, uint
             for (k = 0; k < ch->mods[i].attr.nvals; k++) {
                 const struct value *v = &ch->mods[i].attr.vals[k];
 
-                if (v->len == strlen(d->fail_value) && memcmp(v->data, d->fail_value, v->len) == 0) {
+                if (v->len == strlen(d->fail_value) &&
+                    memcmp(v->data, d->fail_value, v->len) == 0) {
                     res_add(d, tag, IDS_EREJECTED, "memconn: rejected by the test");
                     return IDS_OK;
                 }

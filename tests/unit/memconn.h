@@ -43,8 +43,8 @@ struct memdir {
     size_t nsent, asent;
     char *fail_dn;    /* a change for this DN fails (rejected) */
     char *fail_value; /* a change carrying this value (any attribute) fails */
-    long lose_after; /* > 0: submits after this many are lost with the connection */
-    char *drop_attr; /* attribute the system silently ignores on write */
+    long lose_after;  /* > 0: submits after this many are lost with the connection */
+    char *drop_attr;  /* attribute the system silently ignores on write */
     long next_anchor;
     struct memres *res;
     size_t nres, ares, nextres;
