@@ -43,7 +43,10 @@
  * in run history as step "reconnect".
  *
  * Memory: a plan holds one row per object examined, and the planning keeps
- * the join values of the objects it matches (a few hundred bytes each).
+ * the join values of the objects it matches (a few hundred bytes each);
+ * about 1.7 KB an object in all. Plan files are written and read a row at a
+ * time; the apply keeps of the plan's rows only what reconnect_plan_scan
+ * picks, and the objects it will re-anchor encoded.
  */
 #ifndef IDSYNC_ENGINE_RECONNECT_H
 #define IDSYNC_ENGINE_RECONNECT_H
