@@ -111,9 +111,11 @@ struct csv_type {
     struct u64map add_status; /* record offset -> ADD_* */
     struct csv_pending *pend;
     size_t npend, palloc;
-    int mods_fd;              /* side file of modifies and deletes, -1 when none */
-    uint64_t mods_size;       /* bytes queued: written and in mods_buf */
-    struct strbuf mods_buf;   /* not written yet */
+    int mods_fd;            /* side file of modifies and deletes, -1 when none */
+    uint64_t mods_size;     /* bytes queued: written and in mods_buf */
+    struct strbuf mods_buf; /* not written yet */
+    enum ids_err mods_code; /* a write to it failed (sticky for the export) */
+    struct ids_error mods_err;
     struct u64map pend_index; /* key hash -> first pending index + 1 */
     enum ids_err fail_code;   /* the snapshot of this file could not be written */
     struct ids_error fail_err;
@@ -2357,6 +2359,8 @@ static void csv_type_export_reset(struct csv_type *t)
     t->mods_fd = -1;
     t->mods_size = 0;
     strbuf_release(&t->mods_buf);
+    t->mods_code = IDS_OK;
+    ids_error_clear(&t->mods_err);
     t->adds_size = 0;
     t->nadds = 0;
     strvec_clear(&t->cols);
@@ -2729,7 +2733,8 @@ static enum ids_err submit_add(struct csv_conn *cc, struct csv_type *t, const st
     strbuf_reset(&body);
     put_u32(&body, (uint32_t)rec.len);
     strbuf_addbuf(&body, &rec);
-    ret = file_write_all(t->adds_fd, body.buf, body.len, "csv side file", err);
+    /* at its offset: a failed write before leaves no shifted records */
+    ret = file_pwrite_all(t->adds_fd, body.buf, body.len, t->adds_size, "csv side file", err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -2747,16 +2752,32 @@ done:
     return ret;
 }
 
-/* Write the queued modifies' changes to their side file. */
+/* Write the queued modifies' changes to their side file, at their offset.
+ * A failure is kept: the changes it lost cannot be applied, so the
+ * snapshot of this file is not written in this export and every change to
+ * it fails (retryable), as when the file cannot be rewritten. */
 static enum ids_err mods_flush(struct csv_type *t, struct ids_error *err)
 {
     enum ids_err ret;
 
+    if (t->mods_code != IDS_OK) {
+        if (err != NULL) {
+            *err = t->mods_err;
+        }
+        return t->mods_code;
+    }
     if (t->mods_buf.len == 0) {
         return IDS_OK;
     }
-    ret = file_write_all(t->mods_fd, t->mods_buf.buf, t->mods_buf.len, "csv side file", err);
+    ret = file_pwrite_all(t->mods_fd, t->mods_buf.buf, t->mods_buf.len,
+                          t->mods_size - t->mods_buf.len, "csv side file", &t->mods_err);
     strbuf_reset(&t->mods_buf);
+    if (ret != IDS_OK) {
+        t->mods_code = ret;
+        if (err != NULL) {
+            *err = t->mods_err;
+        }
+    }
     return ret;
 }
 
@@ -2818,6 +2839,9 @@ static enum ids_err csv_submit(struct connector *c, const struct change *ch, uin
             return ret;
         }
     }
+    if (t->mods_code != IDS_OK) {
+        return mods_flush(t, err); /* the error that stopped this file */
+    }
     if (t->mods_fd < 0) {
         ret = file_anon_temp(t->path, &t->mods_fd, err);
         if (ret != IDS_OK) {
@@ -2843,7 +2867,9 @@ static enum ids_err csv_submit(struct connector *c, const struct change *ch, uin
     if (t->mods_buf.len >= OUT_FLUSH) {
         ret = mods_flush(t, err);
         if (ret != IDS_OK) {
-            return ret; /* p is not counted: the submit failed */
+            free(p->key); /* p is not counted: this submit failed; the ones
+                             before fail at export_end (mods_code) */
+            return ret;
         }
     }
     h = file_key_hash(key, strlen(key));

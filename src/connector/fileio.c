@@ -687,6 +687,27 @@ enum ids_err file_write_all(int fd, const void *data, size_t len, const char *wh
     return IDS_OK;
 }
 
+enum ids_err file_pwrite_all(int fd, const void *data, size_t len, uint64_t off, const char *what,
+                             struct ids_error *err)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return ids_error_set(err, IDS_EIO, "%s: write: %s", what, strerror(errno));
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return IDS_OK;
+}
+
 enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const char *what,
                             struct ids_error *err)
 {

@@ -182,6 +182,10 @@ enum ids_err file_anon_temp(const char *path, int *fd_out, struct ids_error *err
 /* write() all, pread() all; IDS_EIO on failure (message names `what`). */
 enum ids_err file_write_all(int fd, const void *data, size_t len, const char *what,
                             struct ids_error *err);
+/* pwrite() all at `off`: a side file whose records are found by offset
+ * stays consistent after a failed write (the next record overwrites it). */
+enum ids_err file_pwrite_all(int fd, const void *data, size_t len, uint64_t off, const char *what,
+                             struct ids_error *err);
 enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const char *what,
                             struct ids_error *err);
 /* fsync the folder that holds `path`. */

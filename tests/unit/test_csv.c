@@ -10,6 +10,8 @@
 #include <string.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1858,6 +1860,70 @@ static void test_export_rejects(void **state)
     fixture_free(f);
 }
 
+/* The side file of queued modifies cannot be written (a full disk; here a
+ * file size limit): the submit that hits it fails, later ones fail with
+ * the same error, every queued change to the file is answered as a
+ * retryable failure, and the file is left as it was. */
+static void test_export_side_file_full(void **state)
+{
+    const char *content = "id,cn\n1,Ann\n2,Bob\n";
+    struct fixture *f = fixture_new("cn", content);
+    struct ids_error err = IDS_ERROR_INIT;
+    struct rlimit old;
+    struct rlimit lim;
+    struct strbuf big = STRBUF_INIT;
+    struct change *ch;
+    struct mod *m;
+    struct export_result res;
+    uint64_t tag;
+    uint64_t failed_at = 0;
+    size_t nres = 0;
+    char *txt;
+
+    (void)state;
+    fixture_open(f);
+    while (big.len < 80 * 1024) {
+        strbuf_addstr(&big, "0123456789abcdef");
+    }
+    ch = change_new(CHANGE_MODIFY, "user", "1", "1");
+    m = change_add_mod(ch, MOD_REPLACE, "cn", 0);
+    attr_add_value(&m->attr, big.buf, big.len);
+    assert_int_equal(connector_export_begin(f->c, &err), IDS_OK);
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 128 * 1024;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    for (tag = 1; tag <= 8 && failed_at == 0; tag++) {
+        if (connector_submit(f->c, ch, tag, &err) != IDS_OK) {
+            failed_at = tag;
+        }
+    }
+    assert_true(failed_at > 1); /* the first changes were buffered */
+    assert_int_equal(err.code, IDS_EIO);
+    assert_contains(err.msg, "csv side file");
+    err = (struct ids_error)IDS_ERROR_INIT;
+    assert_int_equal(connector_submit(f->c, ch, 99, &err), IDS_EIO); /* sticky */
+    assert_int_equal(connector_export_end(f->c, &err), IDS_OK);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    while (connector_poll(f->c, true, &res, &err) == IDS_OK) {
+        assert_true(res.tag < failed_at);
+        assert_int_equal(res.code, IDS_EIO);
+        assert_true(res.retryable);
+        assert_contains(res.err.msg, "csv side file");
+        export_result_release(&res);
+        nres++;
+    }
+    assert_int_equal(nres, failed_at - 1);
+    txt = test_read_file(f->path);
+    assert_string_equal(txt, content);
+    free(txt);
+    change_free(ch);
+    strbuf_release(&big);
+    fixture_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1891,6 +1957,7 @@ int main(void)
         cmocka_unit_test(test_export_atomic_without_end),
         cmocka_unit_test(test_export_idempotent_readd),
         cmocka_unit_test(test_export_rejects),
+        cmocka_unit_test(test_export_side_file_full),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
