@@ -40,9 +40,9 @@ static int64_t now_us(void)
 /* ---- a small hash index: key -> ids --------------------------------------- */
 
 struct kent {
-    char *key;
-    struct i64vec ids;
+    struct i64vec ids; /* most keys have one id: room for one at first */
     struct kent *next;
+    char key[]; /* a million keys: one allocation each, not two */
 };
 
 struct kidx {
@@ -100,11 +100,15 @@ static void kidx_add(struct kidx *x, const char *key, int64_t id)
     size_t s;
 
     if (e == NULL) {
+        size_t len = strlen(key);
+
         if (x->n >= x->nb * 2) {
             kidx_grow(x);
         }
-        e = xcalloc(1, sizeof(*e));
-        e->key = xstrdup(key);
+        e = xcalloc(1, sizeof(*e) + len + 1);
+        memcpy(e->key, key, len + 1);
+        e->ids.v = xmalloc(sizeof(*e->ids.v));
+        e->ids.alloc = 1;
         s = kidx_slot(x, key);
         e->next = x->b[s];
         x->b[s] = e;
@@ -125,7 +129,6 @@ static void kidx_release(struct kidx *x)
         while (e != NULL) {
             struct kent *next = e->next;
 
-            free(e->key);
             i64vec_release(&e->ids);
             free(e);
             e = next;
