@@ -22,6 +22,7 @@
 #include "engine/reconnect.h"
 #include "notify/notify.h"
 #include "util/mem.h"
+#include "util/progress.h"
 #include "util/table.h"
 #include "util/banned.h"
 
@@ -181,6 +182,8 @@ struct plan_map {
     char *base;
     size_t len;
     size_t released; /* pages before this were given back */
+    struct progress *prog;
+    long calls;
 };
 
 static enum ids_err plan_map_open(struct plan_map *m, const char *path, struct ids_error *err)
@@ -221,6 +224,7 @@ static void plan_map_consumed(void *arg, size_t upto)
     size_t page = pg > 0 ? (size_t)pg : 4096u;
     size_t end = upto / page * page;
 
+    progress_update(m->prog, ++m->calls); /* about one a row */
     if (upto < m->released) {
         m->released = 0; /* read again from the start */
     }
@@ -427,7 +431,10 @@ static int apply(struct cli *cli, struct rc_args *a)
         ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
     }
     if (ret == IDS_OK) {
+        map.prog = progress_start(cli->progress, "reconnect: reading the plan", NULL, -1);
         ret = reconnect_plan_scan(&rd, &pk, &err);
+        progress_end(map.prog);
+        map.prog = NULL;
     }
     if (ret != IDS_OK) {
         if (map.base != NULL) {

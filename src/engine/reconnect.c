@@ -15,6 +15,7 @@
 #include "util/codec.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/progress.h"
 #include "util/banned.h"
 
 #define PLAN_FORMAT 1
@@ -687,6 +688,8 @@ struct src_ctx {
     size_t nolds;
     size_t aolds;
     struct kidx idx;
+    struct progress *prog; /* objects read so far */
+    long nread;
 };
 
 static void src_ctx_release(struct src_ctx *c)
@@ -849,6 +852,7 @@ static enum ids_err src_read(struct src_ctx *c, struct ids_error *err)
             item.entry = NULL;
         }
         read_item_release(&item);
+        progress_update(c->prog, ++c->nread);
     }
     if (cur != NULL) {
         connector_cursor_free(c->ec->conn, cur);
@@ -1001,7 +1005,7 @@ static void src_row_for(struct src_ctx *c, struct newobj *n, const struct i64vec
 
 static enum ids_err plan_source(struct engine *eng, struct econn *ec,
                                 const struct reconnect_opts *o, struct reconnect_plan *p,
-                                struct kept *kept, struct ids_error *err)
+                                struct kept *kept, struct progress *prog, struct ids_error *err)
 {
     enum ids_err ret;
     struct src_ctx c;
@@ -1017,6 +1021,8 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
     c.o = o;
     c.p = p;
     c.kept = kept;
+    c.prog = prog;
+    progress_set_step(prog, "reconnect: reading");
     ret = src_read(&c, err);
     if (ret == IDS_OK) {
         ret = src_index_vanished(&c, err);
@@ -1076,10 +1082,14 @@ static enum ids_err plan_source(struct engine *eng, struct econn *ec,
             row_note(&p->v[p->nr - 1], "chosen with --object/--to");
         }
     } else {
+        progress_set_step(prog, "reconnect: matching");
+        progress_set_total(prog, (long)c.nnews);
         for (i = 0; i < c.nnews; i++) {
             find_candidates(&c.idx, &c.news[i].keys, &cands);
             src_row_for(&c, &c.news[i], &cands, false);
+            progress_update(prog, (long)i + 1);
         }
+        progress_set_total(prog, -1);
     }
     /* a vanished object claimed by several new ones is ambiguous for all */
     for (i = first; i < p->nr; i++) {
@@ -1527,7 +1537,8 @@ static enum ids_err resolve_mv(struct engine *eng, const char *given, int64_t *m
 }
 
 static enum ids_err plan_target(struct engine *eng, struct econn *X, const struct reconnect_opts *o,
-                                struct reconnect_plan *p, struct ids_error *err)
+                                struct progress *prog, struct reconnect_plan *p,
+                                struct ids_error *err)
 {
     enum ids_err ret;
     struct tgt_ctx c;
@@ -1539,12 +1550,14 @@ static enum ids_err plan_target(struct engine *eng, struct econn *X, const struc
     size_t n;
     size_t i;
     size_t k;
+    long seen = 0;
 
     memset(&c, 0, sizeof(c));
     c.eng = eng;
     c.X = X;
     c.o = o;
     c.p = p;
+    progress_set_step(prog, "reconnect: matching");
     ret = tgt_index(&c, err);
     if (ret != IDS_OK) {
         goto done;
@@ -1616,6 +1629,7 @@ static enum ids_err plan_target(struct engine *eng, struct econn *X, const struc
                 }
             }
             mv_object_free(m);
+            progress_update(prog, ++seen);
         }
         if (ret != IDS_OK) {
             break;
@@ -1689,6 +1703,7 @@ static enum ids_err plan_make(struct engine *eng, const struct reconnect_opts *o
     enum ids_err ret = IDS_OK;
     struct econn *only = NULL;
     struct strbuf sb = STRBUF_INIT;
+    struct progress *prog = NULL;
     bool snapshot = false;
     size_t i;
 
@@ -1745,11 +1760,12 @@ static enum ids_err plan_make(struct engine *eng, const struct reconnect_opts *o
         goto done;
     }
     snapshot = true;
+    prog = progress_start(eng->opts.progress, "reconnect: reading", o->connector, -1);
     for (i = 0; i < eng->nconns && ret == IDS_OK; i++) {
         struct econn *ec = &eng->conns[i];
 
         if ((only == NULL || only == ec) && ec->is_source && (econn_caps(ec) & CONN_CAP_READ)) {
-            ret = plan_source(eng, ec, o, p, kept, err);
+            ret = plan_source(eng, ec, o, p, kept, prog, err);
             if (o->object != NULL) {
                 goto done; /* a source names the situation */
             }
@@ -1759,10 +1775,11 @@ static enum ids_err plan_make(struct engine *eng, const struct reconnect_opts *o
         struct econn *ec = &eng->conns[i];
 
         if ((only == NULL || only == ec) && ec->is_target) {
-            ret = plan_target(eng, ec, o, p, err);
+            ret = plan_target(eng, ec, o, prog, p, err);
         }
     }
 done:
+    progress_end(prog);
     if (snapshot) {
         store_read_end(eng->store);
     }
@@ -2761,10 +2778,13 @@ enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_pl
         goto done;
     }
     in_tx = true;
+    progress_set_step(r.prog, "reconnect: applying");
+    progress_set_total(r.prog, (long)todo.nr);
     for (i = 0; i < todo.nr && ret == IDS_OK; i++) {
         size_t j = (size_t)todo.v[i];
         const struct reconnect_row *row = &now.v[j];
 
+        progress_update(r.prog, (long)i + 1);
         if (row->situation == 1) {
             struct entry *e = kept_get(&kept, j);
 

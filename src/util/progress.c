@@ -20,8 +20,9 @@ struct progress {
     long done;
     unsigned calls;
     int64_t start_ms;
-    int64_t last_ms; /* last redraw, 0 = never drawn */
-    size_t drawn;    /* width of the line on screen */
+    int64_t phase_ms; /* the rate counts from here: the start, or the last set_step */
+    int64_t last_ms;  /* last redraw, 0 = never drawn */
+    size_t drawn;     /* width of the line on screen */
     FILE *out;
 };
 
@@ -45,6 +46,7 @@ struct progress *progress_start(bool enabled, const char *step, const char *conn
     p->connector = xstrdup_or_null(connector);
     p->total = total;
     p->start_ms = now_ms();
+    p->phase_ms = p->start_ms;
     p->out = stderr;
     return p;
 }
@@ -56,6 +58,7 @@ void progress_set_output(struct progress *p, FILE *out, long age_ms)
     }
     p->out = out;
     p->start_ms -= age_ms;
+    p->phase_ms -= age_ms;
 }
 
 static void format_duration(struct strbuf *sb, long secs)
@@ -72,7 +75,7 @@ static void format_duration(struct strbuf *sb, long secs)
 static void draw(struct progress *p, int64_t now)
 {
     struct strbuf sb = STRBUF_INIT;
-    double secs = (double)(now - p->start_ms) / 1000.0;
+    double secs = (double)(now - p->phase_ms) / 1000.0;
     double rate = secs > 0 ? (double)p->done / secs : 0;
     size_t width;
 
@@ -136,6 +139,8 @@ void progress_set_step(struct progress *p, const char *step)
     if (p != NULL) {
         free(p->step);
         p->step = xstrdup(step ? step : "");
+        p->phase_ms = now_ms(); /* a new phase counts from 0: so does its rate */
+        p->last_ms = 0;         /* and is shown at its first update */
     }
 }
 

@@ -25,7 +25,8 @@ struct progress *progress_start(bool enabled, const char *step, const char *conn
 void progress_update(struct progress *p, long done);
 /* Change the total (e.g. known after a count); < 0 = unknown. */
 void progress_set_total(struct progress *p, long total);
-/* Change the label (a new phase of the same step). */
+/* Change the label (a new phase of the same step, whose count starts
+ * again from 0: the rate and ETA count from here). */
 void progress_set_step(struct progress *p, const char *step);
 /* Erase the line (if drawn) and free. NULL-safe. */
 void progress_end(struct progress *p);

@@ -1553,11 +1553,29 @@ static void test_progress_line(void **state)
     for (i = 1; i <= 200; i++) {
         progress_update(p, i);
     }
+    /* a new phase counts from 0, and its rate from now: not ~60 objects in
+     * the 5 seconds since the step began (12/s, ETA 1m20s) */
+    progress_set_step(p, "full-sync (outbound)");
+    for (i = 1; i <= 64; i++) {
+        progress_update(p, i);
+    }
     progress_end(p);
     fclose(fp);
     text = test_read_file(path);
     assert_non_null(strstr(text, "full-sync: 1/1000 objects"));
     assert_non_null(strstr(text, "ETA"));
+    {
+        const char *line = strstr(text, "full-sync (outbound): ");
+        long done = 0;
+        double rate = -1;
+
+        assert_non_null(line);
+        assert_int_equal(
+            sscanf(line, "full-sync (outbound): %ld/1000 objects, %lf/s", &done, &rate), 2);
+        assert_true(done > 0 && done <= 64);
+        /* counted over this phase (well under a second), not over 5 s */
+        assert_true(rate == 0 || rate > 50);
+    }
     /* erased at the end: the last thing written is a carriage return */
     assert_int_equal(text[strlen(text) - 1], '\r');
     free(text);
