@@ -1877,9 +1877,10 @@ static json_t *row_to_json(const struct reconnect_row *r)
 /* The plan as JSON, a piece at a time through put(): the header, then one
  * compact line per row where the header's empty "rows" array closes (a
  * plan of a million rows is never one JSON tree, nor its text, in memory). */
-static void plan_emit(const struct reconnect_plan *p, void (*put)(void *, const char *, size_t),
-                      void *arg)
+static void plan_emit(const struct reconnect_plan *p, size_t first, size_t count,
+                      void (*put)(void *, const char *, size_t), void *arg)
 {
+    size_t end = first < p->nr ? first + (count < p->nr - first ? count : p->nr - first) : first;
     json_t *doc = json_object();
     json_t *by = json_array();
     json_t *totals = json_object();
@@ -1915,20 +1916,20 @@ static void plan_emit(const struct reconnect_plan *p, void (*put)(void *, const 
         return;
     }
     put(arg, text, (size_t)(close - text)); /* up to "rows": [ */
-    for (i = 0; i < p->nr; i++) {
+    for (i = first; i < end; i++) {
         json_t *o = row_to_json(&p->v[i]);
         /* a row a line: half the bytes of an indented row, and the reader
          * and grep take a row at a time */
         char *row = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
 
-        put(arg, i > 0 ? ",\n" : "\n", i > 0 ? 2 : 1);
+        put(arg, i > first ? ",\n" : "\n", i > first ? 2 : 1);
         if (row != NULL) {
             put(arg, row, strlen(row));
             free(row);
         }
         json_decref(o);
     }
-    if (p->nr > 0) {
+    if (end > first) {
         put(arg, "\n", 1);
     }
     put(arg, close, strlen(close)); /* ]\n} */
@@ -1948,12 +1949,18 @@ static void put_file(void *arg, const char *s, size_t n)
 
 void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out)
 {
-    plan_emit(p, put_strbuf, out);
+    plan_emit(p, 0, p->nr, put_strbuf, out);
+}
+
+void reconnect_plan_page_to_json(const struct reconnect_plan *p, size_t offset, size_t limit,
+                                 struct strbuf *out)
+{
+    plan_emit(p, offset, limit, put_strbuf, out);
 }
 
 void reconnect_plan_write(const struct reconnect_plan *p, FILE *fp)
 {
-    plan_emit(p, put_file, fp);
+    plan_emit(p, 0, p->nr, put_file, fp);
 }
 
 static char *jget(json_t *o, const char *key)

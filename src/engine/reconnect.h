@@ -157,6 +157,10 @@ enum ids_err reconnect_plan_make(struct engine *eng, const struct reconnect_opts
  * then one compact line per row. */
 void reconnect_plan_to_json(const struct reconnect_plan *p, struct strbuf *out);
 void reconnect_plan_write(const struct reconnect_plan *p, FILE *fp);
+/* The same with only the rows [offset, offset + limit): a page (the API's
+ * preview; the header and totals are the whole plan's). */
+void reconnect_plan_page_to_json(const struct reconnect_plan *p, size_t offset, size_t limit,
+                                 struct strbuf *out);
 /* Read a plan file's text, rows and all. IDS_EINPUT naming what is wrong. */
 enum ids_err reconnect_plan_from_json(const char *text, size_t len, struct reconnect_plan *out,
                                       struct ids_error *err);

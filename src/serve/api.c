@@ -1592,9 +1592,12 @@ static void api_pending_report(struct serve_daemon *d, const struct serve_call *
 
 /* ---- reconnect preview (issue 5) ----------------------------------------- */
 
-/* GET /api/reconnect/preview?by=mail[,upn][&connector=NAME]: the plan
- * `idsync reconnect --by ...` would show; nothing is written. Applying stays
- * a command-line step (`idsync reconnect --apply FILE`), with its plan file. */
+/* GET /api/reconnect/preview?by=mail[,upn][&connector=NAME][&offset=&limit=]:
+ * the plan `idsync reconnect --by ...` would show, its rows a page at a time
+ * (a rebuilt directory of a million people is a million rows: the reply
+ * holds `limit` of them, `rows_total` says how many there are); nothing is
+ * written. Applying stays a command-line step (`idsync reconnect --apply
+ * FILE`), with its plan file. */
 static void api_reconnect_preview(struct serve_daemon *d, const struct serve_call *c,
                                   struct serve_reply *r)
 {
@@ -1605,12 +1608,18 @@ static void api_reconnect_preview(struct serve_daemon *d, const struct serve_cal
     struct reconnect_plan plan;
     struct strbuf sb = STRBUF_INIT;
     const char *by = serve_arg(c, "by");
+    long long offset;
+    long long limit;
     json_t *j;
     enum ids_err ret;
 
     memset(&o, 0, sizeof(o));
     strvec_init(&o.by);
     reconnect_plan_init(&plan);
+    if (!arg_long(c, r, "offset", 0, 0, INT64_MAX, &offset) ||
+        !arg_long(c, r, "limit", 500, 1, 10000, &limit)) {
+        goto done;
+    }
     if (by == NULL || *by == '\0') {
         reply_err(r, MHD_HTTP_BAD_REQUEST, "usage",
                   "by=ATTR[,ATTR] names the metaverse attributes to match on (e.g. by=mail)");
@@ -1627,12 +1636,15 @@ static void api_reconnect_preview(struct serve_daemon *d, const struct serve_cal
                   ids_err_name(ret), "%s", err.msg);
         goto done;
     }
-    reconnect_plan_to_json(&plan, &sb);
+    reconnect_plan_page_to_json(&plan, (size_t)offset, (size_t)limit, &sb);
     j = json_loadb(sb.buf, sb.len, 0, NULL);
     if (j == NULL) {
         reply_err(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "reconnect plan is not JSON");
         goto done;
     }
+    json_object_set_new(j, "rows_total", json_integer((json_int_t)plan.nr));
+    json_object_set_new(j, "offset", json_integer((json_int_t)offset));
+    json_object_set_new(j, "limit", json_integer((json_int_t)limit));
     reply_json(r, MHD_HTTP_OK, j);
 done:
     engine_free(eng);

@@ -633,6 +633,18 @@ def test_reconnect_preview_through_the_api(workdir, serve_daemon):
     assert plan["totals"]["ambiguous"] == 0
     assert {row["anchor"] for row in plan["rows"] if row["action"] == "re-anchor"} == \
         {p["id"] for p in rebuilt}
+    assert plan["rows_total"] == len(plan["rows"]) >= 12
+    # a page at a time: a rebuilt directory of a million is a million rows
+    pages = []
+    for offset in range(0, plan["rows_total"], 5):
+        page = d.get("/api/reconnect/preview?connector=hr&by=mail&offset=%d&limit=5" % offset)
+        assert page["rows_total"] == plan["rows_total"] and page["offset"] == offset
+        assert page["totals"] == plan["totals"]  # the whole plan's
+        assert 1 <= len(page["rows"]) <= 5
+        pages += page["rows"]
+    assert [r["fingerprint"] for r in pages] == [r["fingerprint"] for r in plan["rows"]]
+    past = d.get("/api/reconnect/preview?connector=hr&by=mail&offset=%d" % plan["rows_total"])
+    assert past["rows"] == [] and past["rows_total"] == plan["rows_total"]
     # a preview changes nothing: the target still holds the old people
     assert set(target_rows(workdir)) == {p["id"] for p in people}
     refused = None
