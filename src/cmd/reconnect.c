@@ -16,6 +16,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
@@ -181,6 +183,8 @@ done:
 struct plan_map {
     char *base;
     size_t len;
+    int fd; /* kept open: rows named in a refusal are read again with pread */
+    const char *path;
     size_t released; /* pages before this were given back */
     struct progress *prog;
     long calls;
@@ -192,6 +196,8 @@ static enum ids_err plan_map_open(struct plan_map *m, const char *path, struct i
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     memset(m, 0, sizeof(*m));
+    m->fd = -1;
+    m->path = path;
     if (fd < 0) {
         return ids_error_set(err, errno == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path,
                              strerror(errno));
@@ -206,11 +212,12 @@ static enum ids_err plan_map_open(struct plan_map *m, const char *path, struct i
     }
     m->len = (size_t)st.st_size;
     m->base = mmap(NULL, m->len, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
     if (m->base == MAP_FAILED) {
         m->base = NULL;
+        close(fd);
         return ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
     }
+    m->fd = fd;
     madvise(m->base, m->len, MADV_SEQUENTIAL);
     return IDS_OK;
 }
@@ -234,10 +241,38 @@ static void plan_map_consumed(void *arg, size_t upto)
     }
 }
 
+/* A row read again (to name it in a refusal), from the file: the mapping of
+ * a file that shrank meanwhile would raise SIGBUS, a read reports it. */
+static enum ids_err plan_map_fetch(void *arg, size_t at, size_t len, char *buf,
+                                   struct ids_error *err)
+{
+    struct plan_map *m = arg;
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t n = pread(m->fd, buf + got, len - got, (off_t)(at + got));
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            return ids_error_set(err, IDS_EIO, "%s: %s", m->path,
+                                 n < 0 ? strerror(errno)
+                                       : "the plan file shrank while it was "
+                                         "applied");
+        }
+        got += (size_t)n;
+    }
+    return IDS_OK;
+}
+
 static void plan_map_close(struct plan_map *m)
 {
     if (m->base != NULL) {
         munmap(m->base, m->len);
+    }
+    if (m->fd >= 0) {
+        close(m->fd);
     }
     memset(m, 0, sizeof(*m));
 }
@@ -403,6 +438,51 @@ done:
     return status;
 }
 
+static sigjmp_buf *plan_bus;
+
+static void on_plan_sigbus(int sig)
+{
+    if (plan_bus != NULL) {
+        siglongjmp(*plan_bus, 1);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Read the plan's header and every row (reconnect_plan_open and
+ * reconnect_plan_scan) from its mapping. A file cut short while it is read
+ * raises SIGBUS when the mapping past its new end is touched: that is
+ * reported as an error (what the interrupted parse held is not freed: the
+ * command ends). */
+static enum ids_err plan_read_guarded(struct reconnect_plan_reader *rd, struct plan_map *map,
+                                      struct reconnect_plan *hdr, struct reconnect_picks *pk,
+                                      struct ids_error *err)
+{
+    struct sigaction sa;
+    struct sigaction old;
+    sigjmp_buf env;
+    volatile enum ids_err ret = IDS_OK;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_plan_sigbus;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, &old);
+    if (sigsetjmp(env, 1) != 0) {
+        plan_bus = NULL;
+        sigaction(SIGBUS, &old, NULL);
+        rd->done = true;
+        return ids_error_set(err, IDS_EIO, "the file was cut short while it was read");
+    }
+    plan_bus = &env;
+    ret = reconnect_plan_open(rd, map->base, map->len, hdr, err);
+    if (ret == IDS_OK) {
+        ret = reconnect_plan_scan(rd, pk, err);
+    }
+    plan_bus = NULL;
+    sigaction(SIGBUS, &old, NULL);
+    return ret;
+}
+
 static int apply(struct cli *cli, struct rc_args *a)
 {
     struct ids_error err = IDS_ERROR_INIT;
@@ -427,12 +507,10 @@ static int apply(struct cli *cli, struct rc_args *a)
     if (ret == IDS_OK) {
         rd.consumed = plan_map_consumed;
         rd.consumed_arg = &map;
+        rd.fetch = plan_map_fetch;
         rd.name = a->apply;
-        ret = reconnect_plan_open(&rd, map.base, map.len, &p, &err);
-    }
-    if (ret == IDS_OK) {
         map.prog = progress_start(cli->progress, "reconnect: reading the plan", NULL, -1);
-        ret = reconnect_plan_scan(&rd, &pk, &err);
+        ret = plan_read_guarded(&rd, &map, &p, &pk, &err);
         progress_end(map.prog);
         map.prog = NULL;
     }

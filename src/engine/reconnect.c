@@ -2357,6 +2357,7 @@ enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct 
         return ret;
     }
     rd->at = pos;
+    rd->at_len = end - pos;
     rd->n++;
     rd->pos = end;
     if (rd->consumed != NULL) {
@@ -2366,10 +2367,11 @@ enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct 
     return IDS_OK;
 }
 
-enum ids_err reconnect_plan_row_at(struct reconnect_plan_reader *rd, size_t at,
+enum ids_err reconnect_plan_row_at(struct reconnect_plan_reader *rd, size_t at, size_t len,
                                    const struct reconnect_row **row, struct ids_error *err)
 {
     json_t *o;
+    json_error_t jerr;
     size_t end;
     enum ids_err ret;
 
@@ -2382,12 +2384,30 @@ enum ids_err reconnect_plan_row_at(struct reconnect_plan_reader *rd, size_t at,
         *row = &rd->mem->v[at];
         return IDS_OK;
     }
-    if (at < rd->rows || at >= rd->rows_end) {
+    if (at < rd->rows || at >= rd->rows_end || len > rd->rows_end - at) {
         return ids_error_set(err, IDS_EINTERNAL, "reconnect plan: no row at byte %zu", at);
     }
-    o = value_at(rd->text, rd->rows_end, at, &end, "row", err);
-    if (o == NULL) {
-        return IDS_EINPUT;
+    if (rd->fetch != NULL) {
+        /* the caller reads the bytes (from the file, not its mapping) */
+        char *buf = xmalloc(len ? len : 1);
+
+        ret = rd->fetch(rd->consumed_arg, at, len, buf, err);
+        o = ret == IDS_OK ? json_loadb(buf, len, 0, &jerr) : NULL;
+        free(buf);
+        if (ret != IDS_OK) {
+            return ret;
+        }
+        if (o == NULL) {
+            return ids_error_set(err, IDS_EINPUT,
+                                 "the plan file changed while it was applied (row at byte %zu: "
+                                 "%s)",
+                                 at, jerr.text);
+        }
+    } else {
+        o = value_at(rd->text, rd->rows_end, at, &end, "row", err);
+        if (o == NULL) {
+            return IDS_EINPUT;
+        }
     }
     ret = row_from_json(o, 0, &rd->row, err);
     json_decref(o);
@@ -2501,6 +2521,7 @@ enum ids_err reconnect_plan_scan(struct reconnect_plan_reader *rd, struct reconn
         row_key(&key, row);
         k->key = xstrdup(key.buf);
         k->at = rd->at;
+        k->len = rd->at_len;
         k->mv_id = row->mv_id;
         k->cs_id = row->cs_id;
         k->situation = row->situation;
@@ -2752,7 +2773,7 @@ enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_pl
                                     "it changed since the plan was made");
             }
             /* the plan's row, read again to name it (read once already) */
-            ret = reconnect_plan_row_at(rd, k->at, &pr, err);
+            ret = reconnect_plan_row_at(rd, k->at, k->len, &pr, err);
             if (ret != IDS_OK) {
                 strbuf_release(&why);
                 goto done;

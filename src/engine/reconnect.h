@@ -176,14 +176,18 @@ struct reconnect_plan_reader {
     size_t len;
     size_t rows, rows_end; /* the "rows" array: after its '[', its ']' */
     bool have_rows;
-    size_t pos; /* where the next row is looked for */
-    size_t at;  /* where the last row returned starts (in mem: its index) */
-    size_t n;   /* rows returned */
+    size_t pos;    /* where the next row is looked for */
+    size_t at;     /* where the last row returned starts (in mem: its index) */
+    size_t at_len; /* and its length in bytes */
+    size_t n;      /* rows returned */
     bool done;
     struct reconnect_row row; /* the last row read from text */
     void (*consumed)(void *arg, size_t upto);
     void *consumed_arg;
     const char *name; /* the plan file, for messages; may be NULL */
+    /* reconnect_plan_row_at reads len bytes at `at` through this when set
+     * (a mapped file that shrank would raise SIGBUS; a read reports it) */
+    enum ids_err (*fetch)(void *arg, size_t at, size_t len, char *buf, struct ids_error *err);
 };
 
 /* Read the header of the plan in text (everything but the rows) into hdr
@@ -196,9 +200,9 @@ enum ids_err reconnect_plan_open(struct reconnect_plan_reader *rd, const char *t
  * the last, IDS_EINPUT naming the row and line. */
 enum ids_err reconnect_plan_next(struct reconnect_plan_reader *rd, const struct reconnect_row **row,
                                  struct ids_error *err);
-/* The row that starts at `at` (a reader's `at` after it was returned), read
- * again; valid until the next call. */
-enum ids_err reconnect_plan_row_at(struct reconnect_plan_reader *rd, size_t at,
+/* The row that starts at `at` and is `len` bytes long (a reader's `at` and
+ * `at_len` after it was returned), read again; valid until the next call. */
+enum ids_err reconnect_plan_row_at(struct reconnect_plan_reader *rd, size_t at, size_t len,
                                    const struct reconnect_row **row, struct ids_error *err);
 void reconnect_plan_reader_release(struct reconnect_plan_reader *rd);
 
@@ -210,6 +214,7 @@ void reconnect_plan_reader_release(struct reconnect_plan_reader *rd);
 struct reconnect_pick {
     char *key;
     size_t at;
+    size_t len;
     int64_t mv_id;
     int64_t cs_id;
     int situation;
