@@ -2849,7 +2849,9 @@ static enum ids_err csv_submit(struct connector *c, const struct change *ch, uin
         }
     }
     before = t->mods_buf.len;
-    change_encode(ch, &t->mods_buf);
+    if (ch->op != CHANGE_DELETE) { /* a delete needs nothing but its key */
+        change_encode(ch, &t->mods_buf);
+    }
     if (t->mods_buf.len - before > UINT32_MAX) {
         strbuf_setlen(&t->mods_buf, before);
         return ids_error_set(err, IDS_EREJECTED, "%s: key \"%s\": the change is too large", t->path,
