@@ -122,7 +122,7 @@ static void test_open_reopen(void **state)
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "6");
+    assert_string_equal(sb.buf, "7");
     assert_int_equal(store_meta_set(f->s, "config-hash", "abc", &err), IDS_OK);
     /* connector ids are stable by name */
     assert_int_equal(store_connector_id(f->s, "corp", &id, &err), IDS_OK);
@@ -138,7 +138,7 @@ static void test_open_reopen(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     strbuf_reset(&sb);
     assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-    assert_string_equal(sb.buf, "6");
+    assert_string_equal(sb.buf, "7");
     assert_int_equal(store_meta_get(f->s, "config-hash", &sb, &err), IDS_OK);
     assert_string_equal(sb.buf, "abc");
     assert_int_equal(store_connector_id(f->s, "cloud", &id, &err), IDS_OK);
@@ -162,6 +162,12 @@ static void test_open_reopen(void **state)
                                       "CREATE INDEX cs_mv ON cs(mv_id, connector) WHERE mv_id <> 0;"
                                       "ALTER TABLE cs DROP COLUMN refdelta;"
                                       "DROP TABLE dnalias;"
+                                      "DROP TABLE joinkey;"
+                                      "CREATE TABLE joinkey (space INTEGER NOT NULL, attr TEXT "
+                                      "NOT NULL, value TEXT NOT NULL, obj INTEGER NOT NULL, "
+                                      "PRIMARY KEY (space, attr, value, obj)) WITHOUT ROWID;"
+                                      "INSERT INTO joinkey VALUES (0, 'mail', 'ann@x.org', 7),"
+                                      " (2, 'mail', 'ann@x.org', 9), (0, 'uid', 'ann', 7);"
                                       "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
@@ -169,7 +175,7 @@ static void test_open_reopen(void **state)
         assert_int_equal(store_open(f->url, &f->s, &err), IDS_OK);
         strbuf_reset(&sb);
         assert_int_equal(store_meta_get(f->s, "schema_version", &sb, &err), IDS_OK);
-        assert_string_equal(sb.buf, "6");
+        assert_string_equal(sb.buf, "7");
         assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
         assert_int_equal(sqlite3_prepare_v2(db,
                                             "SELECT sql FROM sqlite_master WHERE name = 'cs_mv'",
@@ -183,6 +189,25 @@ static void test_open_reopen(void **state)
         sqlite3_finalize(q);
         assert_int_equal(sqlite3_prepare_v2(db, "SELECT cs FROM dnalias LIMIT 1", -1, &q, NULL),
                          SQLITE_OK);
+        sqlite3_finalize(q);
+        /* the join keys, value first, all kept */
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT sql FROM sqlite_master WHERE name = 'joinkey'",
+                                            -1, &q, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        assert_non_null(strstr((const char *)sqlite3_column_text(q, 0),
+                               "PRIMARY KEY (value, space, attr, obj)"));
+        sqlite3_finalize(q);
+        assert_int_equal(sqlite3_prepare_v2(db,
+                                            "SELECT group_concat(space || attr || value || obj, "
+                                            "' ') FROM (SELECT * FROM joinkey ORDER BY obj, "
+                                            "space, attr)",
+                                            -1, &q, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(q, 0),
+                            "0mailann@x.org7 0uidann7 2mailann@x.org9");
         sqlite3_finalize(q);
         assert_int_equal(sqlite3_prepare_v2(db,
                                             "SELECT 1 FROM sqlite_master WHERE name = 'cs_brief'",
