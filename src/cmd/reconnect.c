@@ -17,12 +17,12 @@
 #include <sys/stat.h>
 #include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include "engine/engine.h"
 #include "engine/reconnect.h"
 #include "notify/notify.h"
+#include "util/fdio.h"
 #include "util/mem.h"
 #include "util/progress.h"
 #include "util/table.h"
@@ -186,6 +186,7 @@ struct plan_map {
     int fd; /* kept open: rows named in a refusal are read again with pread */
     const char *path;
     size_t released; /* pages before this were given back */
+    size_t page;     /* the page size */
     struct progress *prog;
     long calls;
 };
@@ -193,11 +194,14 @@ struct plan_map {
 static enum ids_err plan_map_open(struct plan_map *m, const char *path, struct ids_error *err)
 {
     struct stat st;
+    long pg;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     memset(m, 0, sizeof(*m));
     m->fd = -1;
     m->path = path;
+    pg = sysconf(_SC_PAGESIZE);
+    m->page = pg > 0 ? (size_t)pg : 4096u;
     if (fd < 0) {
         return ids_error_set(err, errno == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path,
                              strerror(errno));
@@ -227,9 +231,7 @@ static enum ids_err plan_map_open(struct plan_map *m, const char *path, struct i
 static void plan_map_consumed(void *arg, size_t upto)
 {
     struct plan_map *m = arg;
-    long pg = sysconf(_SC_PAGESIZE);
-    size_t page = pg > 0 ? (size_t)pg : 4096u;
-    size_t end = upto / page * page;
+    size_t end = upto / m->page * m->page;
 
     progress_update(m->prog, ++m->calls); /* about one a row */
     if (upto < m->released) {
@@ -247,23 +249,8 @@ static enum ids_err plan_map_fetch(void *arg, size_t at, size_t len, char *buf,
                                    struct ids_error *err)
 {
     struct plan_map *m = arg;
-    size_t got = 0;
 
-    while (got < len) {
-        ssize_t n = pread(m->fd, buf + got, len - got, (off_t)(at + got));
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return ids_error_set(err, IDS_EIO, "%s: %s", m->path,
-                                 n < 0 ? strerror(errno)
-                                       : "the plan file shrank while it was "
-                                         "applied");
-        }
-        got += (size_t)n;
-    }
-    return IDS_OK;
+    return fd_pread_all(m->fd, buf, len, at, m->path, err);
 }
 
 static void plan_map_close(struct plan_map *m)
@@ -438,17 +425,6 @@ done:
     return status;
 }
 
-static sigjmp_buf *plan_bus;
-
-static void on_plan_sigbus(int sig)
-{
-    if (plan_bus != NULL) {
-        siglongjmp(*plan_bus, 1);
-    }
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
 /* Read the plan's header and every row (reconnect_plan_open and
  * reconnect_plan_scan) from its mapping. A file cut short while it is read
  * raises SIGBUS when the mapping past its new end is touched: that is
@@ -458,28 +434,21 @@ static enum ids_err plan_read_guarded(struct reconnect_plan_reader *rd, struct p
                                       struct reconnect_plan *hdr, struct reconnect_picks *pk,
                                       struct ids_error *err)
 {
-    struct sigaction sa;
-    struct sigaction old;
     sigjmp_buf env;
     volatile enum ids_err ret = IDS_OK;
 
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_plan_sigbus;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGBUS, &sa, &old);
     if (sigsetjmp(env, 1) != 0) {
-        plan_bus = NULL;
-        sigaction(SIGBUS, &old, NULL);
+        fd_bus_catch(NULL);
         rd->done = true;
         return ids_error_set(err, IDS_EIO, "the file was cut short while it was read");
     }
-    plan_bus = &env;
+    fd_bus_install();
+    fd_bus_catch(&env);
     ret = reconnect_plan_open(rd, map->base, map->len, hdr, err);
     if (ret == IDS_OK) {
         ret = reconnect_plan_scan(rd, pk, err);
     }
-    plan_bus = NULL;
-    sigaction(SIGBUS, &old, NULL);
+    fd_bus_catch(NULL);
     return ret;
 }
 

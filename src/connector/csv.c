@@ -2256,14 +2256,14 @@ static enum ids_err csv_cursor_next(struct connector_cursor *c, struct read_item
 
     if (sigsetjmp(env, 1) != 0) {
         /* SIGBUS: the mapped file shrank under the read */
-        file_bus_catch(NULL);
+        fd_bus_catch(NULL);
         cur->done = true;
         return ids_error_set(err, IDS_EIO, "%s: the file was truncated while it was read",
                              cur->ti < cur->conn->ntypes ? cur->conn->types[cur->ti].path : "?");
     }
-    file_bus_catch(&env);
+    fd_bus_catch(&env);
     ret = cursor_next_row(cur, item, err);
-    file_bus_catch(NULL);
+    fd_bus_catch(NULL);
     return ret;
 }
 
@@ -2575,13 +2575,13 @@ static enum ids_err csv_add_load(struct csv_type *t, uint64_t off, struct csv_ad
     enum ids_err ret;
 
     memset(a, 0, sizeof(*a));
-    ret = file_pread_all(t->adds_fd, hdr, 4, off, "csv side file", err);
+    ret = fd_pread_all(t->adds_fd, hdr, 4, off, "csv side file", err);
     if (ret != IDS_OK) {
         goto done;
     }
     total = get_u32(hdr);
     buf = xmalloc(total);
-    ret = file_pread_all(t->adds_fd, buf, total, off + 4, "csv side file", err);
+    ret = fd_pread_all(t->adds_fd, buf, total, off + 4, "csv side file", err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -2734,7 +2734,7 @@ static enum ids_err submit_add(struct csv_conn *cc, struct csv_type *t, const st
     put_u32(&body, (uint32_t)rec.len);
     strbuf_addbuf(&body, &rec);
     /* at its offset: a failed write before leaves no shifted records */
-    ret = file_pwrite_all(t->adds_fd, body.buf, body.len, t->adds_size, "csv side file", err);
+    ret = fd_pwrite_all(t->adds_fd, body.buf, body.len, t->adds_size, "csv side file", err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -2769,8 +2769,8 @@ static enum ids_err mods_flush(struct csv_type *t, struct ids_error *err)
     if (t->mods_buf.len == 0) {
         return IDS_OK;
     }
-    ret = file_pwrite_all(t->mods_fd, t->mods_buf.buf, t->mods_buf.len,
-                          t->mods_size - t->mods_buf.len, "csv side file", &t->mods_err);
+    ret = fd_pwrite_all(t->mods_fd, t->mods_buf.buf, t->mods_buf.len,
+                        t->mods_size - t->mods_buf.len, "csv side file", &t->mods_err);
     strbuf_reset(&t->mods_buf);
     if (ret != IDS_OK) {
         t->mods_code = ret;
@@ -2789,7 +2789,7 @@ static enum ids_err pend_change(struct csv_type *t, const struct csv_pending *p,
     char *buf = xmalloc(p->ch_len ? p->ch_len : 1);
 
     *ch = NULL;
-    ret = file_pread_all(t->mods_fd, buf, p->ch_len, p->ch_off, "csv side file", err);
+    ret = fd_pread_all(t->mods_fd, buf, p->ch_len, p->ch_off, "csv side file", err);
     if (ret == IDS_OK) {
         ret = change_decode(buf, p->ch_len, ch, err);
     }

@@ -336,7 +336,7 @@ static void blobs_flush(struct csv_state_writer *w)
         }
         w->blobs_name = strbuf_detach(&name, NULL);
     }
-    w->ret = file_write_all(w->fd, w->blobs.buf, w->blobs.len, w->blobs_name, &w->err);
+    w->ret = fd_write_all(w->fd, w->blobs.buf, w->blobs.len, w->blobs_name, &w->err);
     w->written += w->blobs.len;
     strbuf_reset(&w->blobs);
 }
@@ -547,7 +547,7 @@ enum ids_err csv_writer_end(struct csv_state_writer *w, const char *old_index, s
     if (ret != IDS_OK) {
         goto fail;
     }
-    ret = file_write_all(fd, out.buf, out.len, name.buf, err);
+    ret = fd_write_all(fd, out.buf, out.len, name.buf, err);
     if (close(fd) != 0 && ret == IDS_OK) {
         ret = ids_error_set(err, IDS_EIO, "%s: %s", name.buf, strerror(errno));
     }

@@ -103,41 +103,6 @@ enum ids_err file_reader_open(struct file_reader *r, const char *path, struct id
     return IDS_OK;
 }
 
-static _Thread_local sigjmp_buf *bus_env;
-static struct sigaction bus_prev;
-
-static void on_sigbus(int sig, siginfo_t *si, void *ctx)
-{
-    (void)si;
-    (void)ctx;
-    if (bus_env != NULL) {
-        siglongjmp(*bus_env, 1);
-    }
-    /* not ours: the handler before, when the fault happens again */
-    sigaction(sig, &bus_prev, NULL);
-}
-
-void file_bus_catch(sigjmp_buf *env)
-{
-    bus_env = env;
-}
-
-/* Our SIGBUS handler, installed again for each mapping (a test framework
- * or another library may have put its own since). */
-static void bus_install(void)
-{
-    struct sigaction sa;
-    struct sigaction old;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_sigaction = on_sigbus;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, &old) == 0 && old.sa_sigaction != on_sigbus) {
-        bus_prev = old;
-    }
-}
-
 #define TRIM_AT (2u << 20)
 
 /* The content hash of a mapped file, a slice at a time, each slice's pages
@@ -172,7 +137,7 @@ bool file_reader_map(struct file_reader *r)
     if (m == MAP_FAILED) {
         return false;
     }
-    bus_install();
+    fd_bus_install();
     free(r->buf);
     r->buf = m;
     r->len = (size_t)st.st_size;
@@ -513,7 +478,7 @@ enum ids_err file_reader_resume(struct file_reader *r, const struct file_mark *m
     }
     block = xmalloc(FILE_HASH_BLOCK);
     if (m->rb >= FILE_HASH_BLOCK) {
-        ret = file_pread_all(r->fd, block, FILE_HASH_BLOCK, 0, r->path, err);
+        ret = fd_pread_all(r->fd, block, FILE_HASH_BLOCK, 0, r->path, err);
         if (ret != IDS_OK) {
             goto done;
         }
@@ -523,7 +488,7 @@ enum ids_err file_reader_resume(struct file_reader *r, const struct file_mark *m
             goto done;
         }
     }
-    ret = file_pread_all(r->fd, block, (size_t)(m->size - m->rb), m->rb, r->path, err);
+    ret = fd_pread_all(r->fd, block, (size_t)(m->size - m->rb), m->rb, r->path, err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -587,7 +552,7 @@ done:
 enum ids_err file_atomic_write(struct file_atomic *fa, const void *data, size_t len,
                                struct ids_error *err)
 {
-    return file_write_all(fa->fd, data, len, fa->tmp, err);
+    return fd_write_all(fa->fd, data, len, fa->tmp, err);
 }
 
 enum ids_err file_sync_dir(const char *path, struct ids_error *err)
@@ -664,71 +629,6 @@ enum ids_err file_anon_temp(const char *path, int *fd_out, struct ids_error *err
     *fd_out = fa.fd;
     fa.fd = -1;
     file_atomic_release(&fa);
-    return IDS_OK;
-}
-
-enum ids_err file_write_all(int fd, const void *data, size_t len, const char *what,
-                            struct ids_error *err)
-{
-    const char *p = data;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return ids_error_set(err, IDS_EIO, "%s: write: %s", what, strerror(errno));
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return IDS_OK;
-}
-
-enum ids_err file_pwrite_all(int fd, const void *data, size_t len, uint64_t off, const char *what,
-                             struct ids_error *err)
-{
-    const char *p = data;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return ids_error_set(err, IDS_EIO, "%s: write: %s", what, strerror(errno));
-        }
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return IDS_OK;
-}
-
-enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const char *what,
-                            struct ids_error *err)
-{
-    char *p = data;
-
-    while (len > 0) {
-        ssize_t n = pread(fd, p, len, (off_t)off);
-
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return ids_error_set(err, IDS_EIO, "%s: read: %s", what, strerror(errno));
-        }
-        if (n == 0) {
-            return ids_error_set(err, IDS_EIO, "%s: read: unexpected end of file", what);
-        }
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
     return IDS_OK;
 }
 

@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/fdio.h"
 #include "util/strbuf.h"
 
 struct config_values;
@@ -79,14 +80,12 @@ bool file_reader_fill(struct file_reader *r);
  * reader reads as before, when the file cannot be mapped). The file's
  * content is hashed at once (not with count_only). Touching the mapping of
  * a file that shrank raises SIGBUS: callers read it between
- * file_bus_catch(&env) and file_bus_catch(NULL), where the signal returns
- * to sigsetjmp(env, 1) with 1. */
+ * fd_bus_catch(&env) and fd_bus_catch(NULL) (util/fdio.h). */
 bool file_reader_map(struct file_reader *r);
 /* Mapped: give back the pages of the file read (before the next byte and
  * r->keep), 2 MiB at a time, so that a read keeps a window of the file
  * resident, not all of it. */
 void file_reader_trim(struct file_reader *r);
-void file_bus_catch(sigjmp_buf *env);
 /* Are n bytes from the next byte on at buf + pos, in one piece? Always
  * the rest of a mapped file; of a read buffer only what it holds (the CSV
  * reader keeps runs of rows whole only when mapped). */
@@ -179,15 +178,6 @@ void file_atomic_release(struct file_atomic *fa);
 
 /* An anonymous (already unlinked) temp file in the folder of `path`. */
 enum ids_err file_anon_temp(const char *path, int *fd_out, struct ids_error *err);
-/* write() all, pread() all; IDS_EIO on failure (message names `what`). */
-enum ids_err file_write_all(int fd, const void *data, size_t len, const char *what,
-                            struct ids_error *err);
-/* pwrite() all at `off`: a side file whose records are found by offset
- * stays consistent after a failed write (the next record overwrites it). */
-enum ids_err file_pwrite_all(int fd, const void *data, size_t len, uint64_t off, const char *what,
-                             struct ids_error *err);
-enum ids_err file_pread_all(int fd, void *data, size_t len, uint64_t off, const char *what,
-                            struct ids_error *err);
 /* fsync the folder that holds `path`. */
 enum ids_err file_sync_dir(const char *path, struct ids_error *err);
 

@@ -1215,7 +1215,7 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
         goto done;
     }
     if (old_size >= 2) {
-        ret = file_pread_all(cur->r.fd, tail, 2, old_size - 2, lc->path, err);
+        ret = fd_pread_all(cur->r.fd, tail, 2, old_size - 2, lc->path, err);
         if (ret != IDS_OK) {
             goto done;
         }
@@ -1235,7 +1235,7 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
     if (now_size > old_size && old_size >= 2 && tail[0] != '\n') {
         char c1 = 0;
 
-        ret = file_pread_all(cur->r.fd, &c1, 1, old_size, lc->path, err);
+        ret = fd_pread_all(cur->r.fd, &c1, 1, old_size, lc->path, err);
         if (ret != IDS_OK) {
             goto done;
         }
@@ -1547,7 +1547,7 @@ static enum ids_err scan_tail(struct ldif_conn *lc, struct ids_error *err)
     from = (uint64_t)st.st_size > TAIL_SCAN ? (uint64_t)st.st_size - TAIL_SCAN : 0;
     len = (size_t)((uint64_t)st.st_size - from);
     buf = xmalloc(len + 1);
-    ret = file_pread_all(lc->fd, buf, len, from, lc->path, err);
+    ret = fd_pread_all(lc->fd, buf, len, from, lc->path, err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -1604,9 +1604,9 @@ static enum ids_err scan_tail(struct ldif_conn *lc, struct ids_error *err)
             goto done;
         }
     } else if (len > 0 && buf[len - 1] != '\n') {
-        ret = file_write_all(lc->fd, "\n\n", 2, lc->path, err);
+        ret = fd_write_all(lc->fd, "\n\n", 2, lc->path, err);
     } else if (len > 0 && in_record) {
-        ret = file_write_all(lc->fd, "\n", 1, lc->path, err);
+        ret = fd_write_all(lc->fd, "\n", 1, lc->path, err);
     }
 done:
     free(buf);
@@ -1632,7 +1632,7 @@ static enum ids_err ldif_export_begin(struct connector *c, struct ids_error *err
         return ret;
     }
     if (fstat(lc->fd, &st) == 0 && st.st_size == 0) {
-        ret = file_write_all(lc->fd, "version: 1\n\n", 12, lc->path, err);
+        ret = fd_write_all(lc->fd, "version: 1\n\n", 12, lc->path, err);
     }
     return ret;
 }
@@ -1783,7 +1783,7 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
             }
             strbuf_addch(&out, '\n');
             strbuf_addbuf(&out, &body);
-            ret = file_write_all(lc->fd, out.buf, out.len, lc->path, err);
+            ret = fd_write_all(lc->fd, out.buf, out.len, lc->path, err);
             if (ret != IDS_OK) {
                 goto done;
             }

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
+#include "util/fdio.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/spool.h"
@@ -67,7 +67,6 @@ struct export_ctx {
      * file would otherwise hold every change in memory */
     FILE *spill;
     uint64_t spill_end;
-    bool spill_unread; /* written since the last flush */
     struct strbuf spill_buf;
 };
 
@@ -625,7 +624,6 @@ static enum ids_err spill_item(struct export_ctx *ctx, struct xitem *it, struct 
     it->spill_off = ctx->spill_end;
     it->spill_len = (uint32_t)ctx->spill_buf.len;
     ctx->spill_end += ctx->spill_buf.len;
-    ctx->spill_unread = true;
     change_free(it->sent);
     it->sent = NULL;
     return IDS_OK;
@@ -634,23 +632,21 @@ static enum ids_err spill_item(struct export_ctx *ctx, struct xitem *it, struct 
 /* Take the change of `it` back from the spill file. */
 static enum ids_err unspill_item(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
 {
-    ssize_t got;
     enum ids_err ret;
 
     if (it->sent != NULL || it->spill_len == 0) {
         return IDS_OK;
     }
-    if (ctx->spill_unread && fflush(ctx->spill) != 0) {
+    if (fflush(ctx->spill) != 0) { /* what fwrite buffered, before reading under it */
         return ids_error_set(err, IDS_EIO, "export to %s: cannot write its temporary file: %s",
                              ctx->X->cfg->name, strerror(errno));
     }
-    ctx->spill_unread = false;
     strbuf_reset(&ctx->spill_buf);
     strbuf_grow(&ctx->spill_buf, it->spill_len);
-    got = pread(fileno(ctx->spill), ctx->spill_buf.buf, it->spill_len, (off_t)it->spill_off);
-    if (got != (ssize_t)it->spill_len) {
-        return ids_error_set(err, IDS_EIO, "export to %s: cannot read its temporary file: %s",
-                             ctx->X->cfg->name, got < 0 ? strerror(errno) : "short read");
+    ret = fd_pread_all(fileno(ctx->spill), ctx->spill_buf.buf, it->spill_len, it->spill_off,
+                       "the export's temporary file", err);
+    if (ret != IDS_OK) {
+        return ret;
     }
     ret = change_decode(ctx->spill_buf.buf, it->spill_len, &it->sent, err);
     if (ret != IDS_OK) {

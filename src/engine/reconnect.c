@@ -1992,7 +1992,7 @@ static size_t ws(const char *t, size_t len, size_t pos)
  * does not end inside the text (a truncated file). Not a validation:
  * jansson parses the bytes found. rd, when given, is told as the scan goes
  * (the rows of a mapped plan: its pages are given back as they are passed). */
-static size_t value_end_rd(const char *t, size_t len, size_t pos, struct reconnect_plan_reader *rd)
+static size_t value_end(const char *t, size_t len, size_t pos, struct reconnect_plan_reader *rd)
 {
     size_t told = pos;
 
@@ -2041,11 +2041,6 @@ static size_t value_end_rd(const char *t, size_t len, size_t pos, struct reconne
     return 0;
 }
 
-static size_t value_end(const char *t, size_t len, size_t pos)
-{
-    return value_end_rd(t, len, pos, NULL);
-}
-
 static unsigned line_at(const char *t, size_t pos)
 {
     unsigned line = 1;
@@ -2065,7 +2060,7 @@ static json_t *value_at(const char *t, size_t len, size_t pos, size_t *end, cons
 {
     json_error_t jerr;
     json_t *v;
-    size_t e = value_end(t, len, pos);
+    size_t e = value_end(t, len, pos, NULL);
 
     if (e == 0) {
         e = len; /* let jansson say what is wrong, where */
@@ -2141,7 +2136,7 @@ static enum ids_err read_header(struct reconnect_plan_reader *rd, json_t *doc,
                                      "not a reconnect plan: line %u: \"rows\" is not an array",
                                      line_at(t, pos < len ? pos : len));
             }
-            end = value_end_rd(t, len, pos, rd);
+            end = value_end(t, len, pos, rd);
             if (end == 0) {
                 json_decref(k);
                 return ids_error_set(err, IDS_EINPUT,
@@ -2576,6 +2571,7 @@ static enum ids_err drop_projection(struct engine *eng, struct erun *r, int64_t 
     return ret;
 }
 
+/* Re-anchor: the new object `e` (taken over) replaces the vanished one. */
 static enum ids_err apply_source_row(struct engine *eng, struct erun *r,
                                      const struct reconnect_row *row, struct entry *e,
                                      struct ids_error *err)
@@ -2617,7 +2613,8 @@ static enum ids_err apply_source_row(struct engine *eng, struct erun *r,
     cs->type = xstrdup_or_null(e->type);
     cs->anchor = xstrdup(e->anchor);
     cs->dn = xstrdup_or_null(e->dn);
-    cs->entry = entry_dup(e);
+    cs->entry = e; /* decoded for this row alone */
+    e = NULL;
     cs->hash = entry_hash(cs->entry);
     cs->mv_id = row->mv_id;
     cs->flags &= ~CS_OUT_OF_SCOPE;
@@ -2635,6 +2632,7 @@ static enum ids_err apply_source_row(struct engine *eng, struct erun *r,
 done:
     keyset_release(&ks);
     cs_object_free(cs);
+    entry_free(e);
     return ret;
 }
 
@@ -2814,10 +2812,7 @@ enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_pl
 
         progress_update(r.prog, (long)i + 1);
         if (row->situation == 1) {
-            struct entry *e = kept_get(&kept, j);
-
-            ret = apply_source_row(eng, &r, row, e, err);
-            entry_free(e);
+            ret = apply_source_row(eng, &r, row, kept_get(&kept, j), err);
             if (strvec_find(&sources, row->connector, false) < 0) {
                 strvec_push(&sources, row->connector);
             }
