@@ -135,7 +135,8 @@ struct erun {
     bool errlimit;     /* more than safety.max_errors errors */
     struct strbuf msg; /* the run message being built */
     struct progress *prog;
-    struct preview *pv; /* preview trace, or NULL */
+    struct preview *pv;    /* preview trace, or NULL */
+    const char *undo_note; /* erun_undo_counters: said after the failure */
 };
 
 enum ids_err erun_start(struct engine *eng, struct erun *r, const char *step, const char *connector,
@@ -154,6 +155,11 @@ void erun_error(struct erun *r, const char *connector, const char *anchor, const
 void erun_error_cs(struct erun *r, const struct econn *ec, const struct cs_object *o,
                    const char *attr, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
+/* The transaction that began when the counters were `before` was rolled
+ * back: they go back to it, except what was read and the errors (recorded
+ * either way), so that the run history counts what the store holds.
+ * `note` (a constant string) follows the failure in the run message. */
+void erun_undo_counters(struct erun *r, const struct run_counters *before, const char *note);
 /* True when the step must stop now: error limit or a stop request.
  * *why receives IDS_EERRLIMIT or IDS_EINTR. */
 bool erun_must_stop(struct erun *r, enum ids_err *why);
@@ -237,6 +243,10 @@ struct sync_ctx {
     /* inbound: map every reference value, not an import's changes (an
      * object whose references may resolve now) */
     bool map_all_in;
+    /* the run's counters when the open batch began (put back when it is
+     * rolled back), and how many batches were committed */
+    struct run_counters batch_counters;
+    long batches_committed;
 };
 
 void sync_ctx_init(struct sync_ctx *ctx, struct engine *eng, struct erun *r, bool full);

@@ -567,8 +567,10 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     bool stopped = false;
     enum ids_err why = IDS_OK;
     long space = 0;
+    struct run_counters before;
 
     memset(&ctx, 0, sizeof(ctx));
+    memset(&before, 0, sizeof(before));
     keyset_init(&ctx.ks);
     ctx.eng = eng;
     ctx.ec = engine_conn(eng, connector);
@@ -637,6 +639,7 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         goto done;
     }
     in_tx = true;
+    before = r.rec.counters;
     ret = import_read(&ctx, cur, &stopped, &why, err);
     if (ret != IDS_OK) {
         goto done;
@@ -647,7 +650,7 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         erun_message(&r, "The import stopped before the end of the read: no deletions were "
                          "staged and the watermark was kept.");
         ret = store_commit(eng->store, err);
-        in_tx = false;
+        in_tx = ret != IDS_OK; /* a failed commit is rolled back below */
         if (ret == IDS_OK) {
             ret = why;
             if (why == IDS_EINTR) {
@@ -723,13 +726,16 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         }
     }
     ret = store_commit(eng->store, err);
-    in_tx = false;
+    in_tx = ret != IDS_OK;
     if (ret == IDS_OK && r.errlimit) {
         ret = IDS_EERRLIMIT;
     }
 done:
     if (in_tx) {
+        /* a failure inside the transaction (a full disk at the commit):
+         * nothing of this import is in the store */
         store_rollback(eng->store);
+        erun_undo_counters(&r, &before, "Nothing was staged; the next import reads again.");
     }
     connector_cursor_free(ctx.ec->conn, cur);
     bitmap_release(&ctx.seen);

@@ -2707,9 +2707,11 @@ enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_pl
     long mismatches = 0;
     long done_already = 0;
     bool in_tx = false;
+    struct run_counters before;
     size_t i;
 
     memset(&kept, 0, sizeof(kept));
+    memset(&before, 0, sizeof(before));
     strbuf_init(&kept.sb, 0);
     memset(&where, 0, sizeof(where));
     memset(&o, 0, sizeof(o));
@@ -2804,6 +2806,7 @@ enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_pl
         goto done;
     }
     in_tx = true;
+    before = r.rec.counters;
     progress_set_step(r.prog, "reconnect: applying");
     progress_set_total(r.prog, (long)todo.nr);
     for (i = 0; i < todo.nr && ret == IDS_OK; i++) {
@@ -2830,7 +2833,7 @@ enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_pl
         goto done;
     }
     ret = store_commit(eng->store, err);
-    in_tx = false;
+    in_tx = ret != IDS_OK; /* a failed commit is rolled back below */
     if (ret != IDS_OK) {
         goto done;
     }
@@ -2855,6 +2858,8 @@ enum ids_err reconnect_apply_picks(struct engine *eng, const struct reconnect_pl
 done:
     if (in_tx) {
         store_rollback(eng->store);
+        erun_undo_counters(&r, &before,
+                           "Nothing was re-anchored: the store is as it was before this run.");
     }
     kidx_release(&where);
     kept_release(&kept);

@@ -473,6 +473,9 @@ enum ids_err erun_finish(struct erun *r, enum ids_err ret, const struct ids_erro
         } else {
             erun_message(r, "%s", ids_err_str(ret));
         }
+        if (r->undo_note != NULL) {
+            erun_message(r, "%s", r->undo_note);
+        }
         break;
     }
     r->rec.end_us = now_us();
@@ -493,6 +496,17 @@ enum ids_err erun_finish(struct erun *r, enum ids_err ret, const struct ids_erro
     }
     memset(&r->rec, 0, sizeof(r->rec));
     return ret;
+}
+
+void erun_undo_counters(struct erun *r, const struct run_counters *before, const char *note)
+{
+    long read = r->rec.counters.read;
+    long errors = r->rec.counters.errors;
+
+    r->rec.counters = *before;
+    r->rec.counters.read = read;
+    r->rec.counters.errors = errors;
+    r->undo_note = note;
 }
 
 static void json_str_field(struct strbuf *sb, const char *key, const char *v)

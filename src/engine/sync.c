@@ -2147,6 +2147,34 @@ void sync_report_unresolved(struct sync_ctx *ctx)
 
 /* ---- the step ------------------------------------------------------------- */
 
+/* A batch of objects is one transaction. The run's counters are kept when
+ * it begins and put back when it is rolled back, a failed commit (a full
+ * disk) included: the run history counts what the store holds. */
+static enum ids_err batch_begin(struct sync_ctx *ctx, struct ids_error *err)
+{
+    ctx->batch_counters = ctx->r->rec.counters;
+    return store_begin(ctx->eng->store, err);
+}
+
+static enum ids_err batch_end(struct sync_ctx *ctx, enum ids_err ret, struct ids_error *err)
+{
+    if (ret == IDS_OK) {
+        ret = store_commit(ctx->eng->store, err);
+    }
+    if (ret != IDS_OK) {
+        store_rollback(ctx->eng->store);
+        erun_undo_counters(ctx->r, &ctx->batch_counters,
+                           ctx->batches_committed > 0
+                               ? "The batch being written was rolled back; what was synced "
+                                 "before it is kept (the counters say what). Run the sync again "
+                                 "to complete it."
+                               : "Nothing was synced.");
+        return ret;
+    }
+    ctx->batches_committed++;
+    return IDS_OK;
+}
+
 /* Process the ids of one selection of one connector in batches. */
 static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum store_sel sel,
                                    bool *stopped, enum ids_err *why, struct ids_error *err)
@@ -2163,7 +2191,7 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum 
         if (ret != IDS_OK || n == 0) {
             break;
         }
-        ret = store_begin(ctx->eng->store, err);
+        ret = batch_begin(ctx, err);
         if (ret != IDS_OK) {
             break;
         }
@@ -2179,11 +2207,7 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum 
         if (ret == IDS_OK) {
             ret = sync_drain(ctx, err);
         }
-        if (ret != IDS_OK) {
-            store_rollback(ctx->eng->store);
-            break;
-        }
-        ret = store_commit(ctx->eng->store, err);
+        ret = batch_end(ctx, ret, err);
         if (ret != IDS_OK) {
             break;
         }
@@ -2207,7 +2231,7 @@ static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_er
         if (ret != IDS_OK || n == 0) {
             break;
         }
-        ret = store_begin(ctx->eng->store, err);
+        ret = batch_begin(ctx, err);
         if (ret != IDS_OK) {
             break;
         }
@@ -2226,11 +2250,7 @@ static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_er
         if (ret == IDS_OK) {
             ret = sync_drain(ctx, err);
         }
-        if (ret != IDS_OK) {
-            store_rollback(ctx->eng->store);
-            break;
-        }
-        ret = store_commit(ctx->eng->store, err);
+        ret = batch_end(ctx, ret, err);
         if (ret != IDS_OK) {
             break;
         }

@@ -1203,11 +1203,16 @@ static enum ids_err sq_commit(struct store *base, struct ids_error *err)
         return ids_error_set(err, IDS_EINTERNAL, "store_commit: no transaction is open");
     }
     ret = exec_id(s, s->dry_run ? ST_RELEASE : ST_COMMIT, "commit", err);
-    if (ret == IDS_OK) {
-        s->in_tx = false;
-        after_tx(s);
+    if (ret != IDS_OK) {
+        /* no caller retries a commit: the transaction ends here (SQLite
+         * may have rolled it back already on a full disk, or keeps it
+         * open for a retry that never comes) */
+        sq_rollback(base);
+        return ret;
     }
-    return ret;
+    s->in_tx = false;
+    after_tx(s);
+    return IDS_OK;
 }
 
 static void sq_rollback(struct store *base)

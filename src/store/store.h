@@ -8,6 +8,8 @@
  *
  * Transactions: the engine groups work in batches:
  *   store_begin(); ...many puts...; store_commit();
+ * A commit that fails (a full disk) has rolled the transaction back when
+ * it returns; store_rollback after it does nothing.
  * Calls outside an explicit transaction are each their own transaction.
  * Reads see the writes of the current transaction.
  *

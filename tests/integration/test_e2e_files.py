@@ -12,6 +12,8 @@ import io
 import json
 import os
 import re
+import resource
+import signal
 import subprocess
 
 import pytest
@@ -41,13 +43,21 @@ class Env:
     def exists(self, name):
         return os.path.exists(os.path.join(self.path, name))
 
-    def run(self, *args, env=None, expect=None):
+    def run(self, *args, env=None, expect=None, file_limit=None):
         e = dict(os.environ)
         e.pop("IDSYNC_FAULT", None)
         if env:
             e.update(env)
+
+        def full_disk():
+            # no file may grow past file_limit bytes: writes beyond fail
+            # (EFBIG) as on a full disk, instead of raising SIGXFSZ
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
         p = subprocess.run([IDSYNC, "-c", os.path.join(self.path, "idsync.yaml"), *args],
-                           cwd=self.path, env=e, capture_output=True, text=True, timeout=600)
+                           cwd=self.path, env=e, capture_output=True, text=True, timeout=600,
+                           preexec_fn=full_disk if file_limit else None)
         if expect is not None:
             assert p.returncode == expect, (args, p.returncode, p.stdout, p.stderr)
         return p
@@ -868,3 +878,50 @@ def test_membership_changes_are_staged_by_value_and_applied_by_value(tmp_path):
     expect_groups(env, groups)
     export = next(r for r in last_runs(env, 10) if r["step"] == "export")
     assert sum(counter(export, k) for k in ("export-add", "export-update", "export-delete")) == 0
+
+
+def test_store_write_failure_rolls_back_and_history_counts_what_is_kept(tmp_path):
+    """The store's disk fills up during an import, then during a sync (its
+    files may grow by 160 KiB, less than either writes): each fails with the
+    store's error, keeps
+    nothing of the failed transaction, and its run in the history counts
+    what the store holds, not what was attempted. Once there is room again
+    the same steps finish and the target is complete."""
+    n = 1000
+    people = [person(i) for i in range(1, n + 1)]
+    groups = {"g%02d" % g: ["E%04d" % i for i in range(g * 50 + 1, g * 50 + 51)]
+              for g in range(n // 50)}
+    env = csv_env(tmp_path, people, groups, max_deletes=5000)
+    def room():
+        # the store's files may grow by 160 KiB from here
+        return 160 * 1024 + max(os.path.getsize(os.path.join(env.path, f))
+                                for f in ("idsync.db", "idsync.db-wal")
+                                if os.path.exists(os.path.join(env.path, f)))
+
+    env.run("history", expect=0)  # the store is created with room to spare
+
+    p = env.run("import", "hr", "--full", file_limit=room())
+    assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
+    assert "idsync.db" in p.stderr, p.stderr
+    run = last_runs(env)[0]
+    assert run["step"] == "full-import" and run["status"] == "failed", run
+    assert counter(run, "read") == n + len(groups), run
+    assert counter(run, "staged-add") == 0, run
+    assert "Nothing was staged" in run["message"], run
+    # nothing was kept: the next import stages every object again
+    env.run("import", "hr", "--full", expect=0)
+    assert counter(last_runs(env)[0], "staged-add") == n + len(groups)
+
+    p = env.run("sync", file_limit=room())
+    assert p.returncode == 4, (p.returncode, p.stdout, p.stderr)
+    run = last_runs(env)[0]
+    assert run["step"] in ("full-sync", "delta-sync") and run["status"] == "failed", run
+    assert counter(run, "projected") == 0 and counter(run, "provisioned") == 0, run
+    assert "Nothing was synced" in run["message"], run
+    env.run("sync", expect=0)
+    run = last_runs(env)[0]
+    assert run["status"] == "success", run
+    assert counter(run, "projected") == n + len(groups), run
+    env.run("export", "target", expect=0)
+    expect_users(env, people)
+    expect_groups(env, groups)
