@@ -265,18 +265,18 @@ static void meta_key_connector(struct strbuf *key, const char *name)
     strbuf_addstr(key, name);
 }
 
-/* Is the stored fingerprint under `key` different from `now`? *why names
- * what happened ("no fingerprint recorded" or "changed"). */
-static bool fingerprint_changed(struct store *s, const char *key, const char *now, const char **why)
+/* Is the stored fingerprint under `key` different from `now`? *first:
+ * none was recorded yet. */
+static bool fingerprint_changed(struct store *s, const char *key, const char *now, bool *first)
 {
     struct strbuf old = STRBUF_INIT;
     struct ids_error err = IDS_ERROR_INIT;
     bool changed = true;
 
-    *why = "no configuration fingerprint recorded yet";
+    *first = true;
     if (store_meta_get(s, key, &old, &err) == IDS_OK) {
         changed = strcmp(old.buf, now) != 0;
-        *why = "changed since the last cycle";
+        *first = false;
     }
     strbuf_release(&old);
     return changed;
@@ -349,7 +349,7 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
     struct strbuf key = STRBUF_INIT;
     struct strbuf reason = STRBUF_INIT;
     struct ids_error err = IDS_ERROR_INIT;
-    const char *why;
+    bool first;
     enum ids_err ret;
     size_t i;
 
@@ -360,16 +360,18 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
         strbuf_reset(&fp);
         serve_fingerprint_connector(cc, &fp);
         meta_key_connector(&key, cc->name);
-        if (!fingerprint_changed(d->store, key.buf, fp.buf, &why)) {
+        if (!fingerprint_changed(d->store, key.buf, fp.buf, &first)) {
             continue;
         }
         strbuf_reset(&reason);
         strbuf_addf(&reason,
-                    "Automatic full import: the scope of connector %s (object types, "
-                    "filters, attributes) %s",
-                    cc->name, why);
+                    first ? "Automatic full import: no fingerprint of the scope of connector %s "
+                            "(object types, filters, attributes) is recorded yet"
+                          : "Automatic full import: the scope of connector %s (object types, "
+                            "filters, attributes) changed since the last cycle",
+                    cc->name);
         log_info("auto-full-import", "connector=%s reason=%s", cc->name,
-                 why[0] == 'n' ? "first-cycle" : "scope-changed");
+                 first ? "first-cycle" : "scope-changed");
         ids_error_clear(&err);
         ret = engine_import(eng, cc->name, true, &run, &err);
         if (run.message == NULL && ret != IDS_OK) {
@@ -387,14 +389,14 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
 
         strbuf_reset(&fp);
         serve_fingerprint_rules(cfg, &fp);
-        if (fingerprint_changed(d->store, SERVE_META_RULES, fp.buf, &why)) {
+        if (fingerprint_changed(d->store, SERVE_META_RULES, fp.buf, &first)) {
             strbuf_reset(&reason);
-            strbuf_addf(&reason,
-                        "Automatic full sync: the metaverse rules (joins, flows, "
-                        "provisioning) %s",
-                        why);
-            log_info("auto-full-sync", "reason=%s",
-                     why[0] == 'n' ? "first-cycle" : "rules-changed");
+            strbuf_addstr(&reason,
+                          first ? "Automatic full sync: no fingerprint of the metaverse rules "
+                                  "(joins, flows, provisioning) is recorded yet"
+                                : "Automatic full sync: the metaverse rules (joins, flows, "
+                                  "provisioning) changed since the last cycle");
+            log_info("auto-full-sync", "reason=%s", first ? "first-cycle" : "rules-changed");
             ids_error_clear(&err);
             ret = engine_sync(eng, true, &run, &err);
             if (run.message == NULL && ret != IDS_OK) {

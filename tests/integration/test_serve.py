@@ -145,7 +145,8 @@ def test_first_cycle_status_runs_and_metrics(workdir, serve_daemon):
         ("full-import", "hr"), ("full-import", "target"), ("full-sync", None)]
     for r in auto:
         assert r["message"].startswith("Automatic full "), r
-        assert "no configuration fingerprint" in r["message"], r
+        assert "no fingerprint of the" in r["message"], r
+        assert "is recorded yet" in r["message"], r
 
     detail = d.get("/api/runs/%d" % cycle[0]["id"])
     steps = [(c["step"], c["connector"]) for c in detail["children"]]
