@@ -34,7 +34,8 @@
 const struct config_option config_top_options[] = {
     {"store", OPT_STRING, "sqlite:idsync.db", 0, 0, NULL, false,
      "Where connector spaces, the metaverse and run history are kept: `sqlite:PATH` (relative "
-     "to the configuration file's folder) or `postgresql://...`."},
+     "to the configuration file's folder). `postgresql://...` is reserved for a PostgreSQL "
+     "store, not built into this version: it is refused with that message."},
     {"connectors", OPT_MAP, NULL, 0, 0, NULL, true,
      "The connected systems, by connector name (see [connectors](#connectors))."},
     {"metaverse", OPT_MAP, NULL, 0, 0, NULL, false,
