@@ -94,6 +94,10 @@ size_t attr_remove_value(struct attr *a, const void *data, size_t len);
 bool attr_has_value(const struct attr *a, const void *data, size_t len);
 void attr_release(struct attr *a);
 void attr_copy(struct attr *dst, const struct attr *src);
+/* Copies of the values of `want` that `a` (may be NULL) holds, byte-wise,
+ * in want's order, appended to out. Large lists are compared sorted, not
+ * value by value, as are the two below. */
+void attr_values_held(const struct attr *want, const struct attr *a, struct attr *out);
 /* Same set of values (order and duplicates ignored), byte-wise. */
 bool attr_values_equal(const struct attr *a, const struct attr *b);
 

@@ -1620,8 +1620,8 @@ static enum ids_err row_to_entry(struct csv_cursor *cur, struct csv_type *t, str
     *out = NULL;
     row_where(&where, t, rec->line);
     if (rec->too_big) {
-        ret = ids_error_set(err, IDS_EINPUT, "%s: row longer than %u bytes, skipped", where.buf,
-                            CSV_RECORD_MAX);
+        ret = ids_error_set(err, IDS_EINPUT, "%s: row longer than %zu bytes, skipped", where.buf,
+                            rec->max);
         goto done;
     }
     if (rec->unterminated) {

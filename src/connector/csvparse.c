@@ -13,6 +13,7 @@ void csv_record_init(struct csv_record *rec)
     memset(rec, 0, sizeof(*rec));
     strbuf_init(&rec->data, 0);
     strbuf_init(&rec->raw, 0);
+    rec->max = CSV_RECORD_MAX;
 }
 
 void csv_record_release(struct csv_record *rec)
@@ -43,13 +44,25 @@ static void end_field(struct csv_record *rec)
     }
 }
 
+/* Keep n content bytes (and their raw bytes), within the cap. */
+static void keep_run(struct csv_record *rec, const char *b, size_t n)
+{
+    if (!rec->too_big && rec->raw.len + n > rec->max) {
+        rec->too_big = true;
+    }
+    if (!rec->too_big) {
+        strbuf_add(&rec->raw, b, n);
+        strbuf_add(&rec->data, b, n);
+    }
+}
+
 /* Keep one content byte (and the raw byte), within the cap. */
 static void keep(struct csv_record *rec, int c, bool content)
 {
     if (rec->too_big) {
         return;
     }
-    if (rec->data.len + rec->raw.len + 2 > CSV_RECORD_MAX) {
+    if (rec->raw.len + 1 > rec->max) {
         rec->too_big = true;
         return;
     }
@@ -91,23 +104,28 @@ enum csv_status csv_read_record(struct file_reader *r, char delim, uint64_t *lin
     }
     start_field(rec);
     for (;;) {
-        if ((st == ST_UNQUOTED || st == ST_FIELD_START) && r->pos < r->len) {
-            /* fast path: a run of plain bytes in the buffer, kept at once */
+        if (st != ST_AFTER_QUOTE && r->pos < r->len) {
+            /* fast path: a run of plain bytes in the buffer, taken at once
+             * (kept, or passed over once the record is too long) */
             const char *b = r->buf + r->pos;
             size_t avail = r->len - r->pos;
             size_t n = 0;
 
-            if (st == ST_UNQUOTED || b[0] != '"') {
+            if (st == ST_QUOTED) {
+                while (n < avail && b[n] != '"' && b[n] != '\n' && b[n] != '\r') {
+                    n++;
+                }
+            } else if (st == ST_UNQUOTED || b[0] != '"') {
                 while (n < avail && b[n] != delim && b[n] != '\n' && b[n] != '\r') {
                     n++;
                 }
             }
-            if (n > 0 && !rec->too_big &&
-                rec->data.len + rec->raw.len + 2 * n + 2 <= CSV_RECORD_MAX) {
-                strbuf_add(&rec->raw, b, n);
-                strbuf_add(&rec->data, b, n);
+            if (n > 0) {
+                keep_run(rec, b, n);
                 r->pos += n;
-                st = ST_UNQUOTED;
+                if (st == ST_FIELD_START) {
+                    st = ST_UNQUOTED;
+                }
                 continue;
             }
         }

@@ -5,8 +5,11 @@
  * by `delim`, records ended by CRLF, LF or a lone CR; a field that starts
  * with `"` is quoted and may hold delimiters, CR, LF and doubled quotes. A
  * quote inside an unquoted field is kept as a literal character. The record
- * is capped (CSV_RECORD_MAX bytes of content): a longer record is consumed
- * to its end and flagged too_big.
+ * is capped (csv_record.max bytes as in the file, CSV_RECORD_MAX unless set
+ * after csv_record_init; as LDIF_RECORD_MAX: a group of millions of members
+ * is one cell): a longer record is consumed to its end and flagged too_big.
+ * Runs of plain bytes are taken at once, so a record costs time linear in
+ * its length, too long or not.
  */
 #ifndef IDSYNC_CONNECTOR_CSVPARSE_H
 #define IDSYNC_CONNECTOR_CSVPARSE_H
@@ -19,7 +22,7 @@
 #include "util/strbuf.h"
 #include "util/strvec.h"
 
-#define CSV_RECORD_MAX (1024u * 1024u)
+#define CSV_RECORD_MAX (64u * 1024u * 1024u)
 
 struct csv_field {
     size_t off; /* offset in csv_record.data */
@@ -32,7 +35,8 @@ struct csv_record {
     size_t nf, falloc;
     struct strbuf raw;      /* the record's bytes as in the file, without the line end */
     uint64_t line;          /* line the record starts on (1-based) */
-    bool too_big;           /* longer than CSV_RECORD_MAX: fields are not usable */
+    size_t max;             /* cap of raw.len (CSV_RECORD_MAX) */
+    bool too_big;           /* longer than max: fields are not usable */
     bool unterminated;      /* end of file inside a quoted field */
     size_t bad_quote_field; /* SIZE_MAX, or a field with text after its closing quote */
     size_t unterminated_field;

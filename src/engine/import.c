@@ -125,11 +125,16 @@ static void import_confirm(struct import_ctx *ctx, const struct cs_object *cs,
             if (md->attr.nvals == 0 && a != NULL && a->nvals > 0) {
                 confirm_miss(ctx, cs, md->attr.name, "removed", NULL);
             }
-            for (k = 0; a != NULL && k < md->attr.nvals; k++) {
+            {
                 /* exact comparison: cheap for large groups */
-                if (attr_has_value(a, md->attr.vals[k].data, md->attr.vals[k].len)) {
-                    confirm_miss(ctx, cs, md->attr.name, "removed", &md->attr.vals[k]);
+                struct attr held;
+
+                memset(&held, 0, sizeof(held));
+                attr_values_held(&md->attr, a, &held);
+                for (k = 0; k < held.nvals; k++) {
+                    confirm_miss(ctx, cs, md->attr.name, "removed", &held.vals[k]);
                 }
+                attr_release(&held);
             }
             break;
         }

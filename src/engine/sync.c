@@ -1193,6 +1193,63 @@ static bool cur_has(const struct attr *c, const struct strbuf *ident, struct str
     return found;
 }
 
+/* The values of a target attribute normalised and sorted, for the
+ * membership tests of a large delta: 50,000 members removed from a group
+ * of 100,000 were 5e9 normalisations value by value (cur_has), 77 s. */
+struct normset {
+    struct strbuf buf;  /* the normalised values, each NUL-terminated */
+    struct value *vals; /* pointing into buf, sorted */
+    size_t n;
+};
+
+static int cmp_norm(const void *pa, const void *pb)
+{
+    const struct value *a = pa;
+    const struct value *b = pb;
+    int c = memcmp(a->data, b->data, a->len < b->len ? a->len : b->len);
+
+    return c != 0 ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static void normset_build(struct normset *ns, const struct attr *c)
+{
+    size_t *off = xcalloc(c->nvals + 1, sizeof(*off));
+    size_t i;
+
+    strbuf_init(&ns->buf, 0);
+    for (i = 0; i < c->nvals; i++) {
+        off[i] = ns->buf.len;
+        value_normalize(&ns->buf, c->vals[i].data, c->vals[i].len);
+        strbuf_addch(&ns->buf, '\0');
+    }
+    off[c->nvals] = ns->buf.len;
+    ns->n = c->nvals;
+    ns->vals = xcalloc(c->nvals + 1, sizeof(*ns->vals));
+    for (i = 0; i < c->nvals; i++) {
+        ns->vals[i].data = ns->buf.buf + off[i];
+        ns->vals[i].len = off[i + 1] - off[i] - 1;
+    }
+    qsort(ns->vals, ns->n, sizeof(*ns->vals), cmp_norm);
+    free(off);
+}
+
+static bool normset_has(const struct normset *ns, const struct strbuf *ident, struct strbuf *tmp)
+{
+    struct value key;
+
+    strbuf_reset(tmp);
+    value_normalize(tmp, ident->buf, ident->len);
+    key.data = tmp->buf;
+    key.len = tmp->len;
+    return ns->n > 0 && bsearch(&key, ns->vals, ns->n, sizeof(*ns->vals), cmp_norm) != NULL;
+}
+
+static void normset_release(struct normset *ns)
+{
+    strbuf_release(&ns->buf);
+    free(ns->vals);
+}
+
 /* The changes of target attribute `attr` (current values c) for the MV
  * reference changes dl: added members not there yet (as target CS ids;
  * unresolved ones wait), removed members that are there. */
@@ -1206,8 +1263,14 @@ static enum ids_err delta_mods(struct sync_ctx *ctx, const struct econn *X,
     struct strbuf dn = STRBUF_INIT;
     struct strbuf sb = STRBUF_INIT;
     bool by_dn = (econn_caps(X) & CONN_CAP_REF_BY_DN) != 0;
+    /* past a few thousand comparisons, c is normalised and sorted once */
+    bool big = c != NULL && (dl->add.nvals + dl->del.nvals) * c->nvals > 4096;
+    struct normset ns;
     size_t side, k;
 
+    if (big) {
+        normset_build(&ns, c);
+    }
     for (side = 0; side < 2 && ret == IDS_OK; side++) {
         const struct attr *vals = side == 0 ? &dl->add : &dl->del;
 
@@ -1232,13 +1295,17 @@ static enum ids_err delta_mods(struct sync_ctx *ctx, const struct econn *X,
             if (ret != IDS_OK) {
                 break;
             }
-            there = anchor.len > 0 && cur_has(c, by_dn ? &dn : &anchor, &sb);
+            there = anchor.len > 0 && (big ? normset_has(&ns, by_dn ? &dn : &anchor, &sb)
+                                           : cur_has(c, by_dn ? &dn : &anchor, &sb));
             if (side == 0 ? !there : there) {
                 strbuf_reset(&sb);
                 strbuf_addf(&sb, "%" PRId64, csid);
                 attr_add_value(side == 0 ? adds : dels, sb.buf, sb.len);
             }
         }
+    }
+    if (big) {
+        normset_release(&ns);
     }
     strbuf_release(&anchor);
     strbuf_release(&dn);

@@ -444,39 +444,111 @@ static void test_split_values(void **state)
     }
 }
 
+/* A group of 100,000 members is one cell of about a megabyte: a quoted
+ * cell of 1.1 MB and a plain one of 5 MB are read whole (rows were capped
+ * at 1 MiB of content, and a plain run past the cap was scanned again for
+ * every byte: minutes for one row). */
 static void test_read_huge_cell(void **state)
 {
     struct fixture *f = fixture_new("cn", NULL);
     struct strbuf content = STRBUF_INIT;
     struct strbuf out = STRBUF_INIT;
     struct strbuf exp = STRBUF_INIT;
+    struct strbuf quoted = STRBUF_INIT;
+    struct strbuf plain = STRBUF_INIT;
     FILE *fp;
     char *wm;
     size_t i;
 
     (void)state;
-    strbuf_addstr(&content, "id,cn\n1,\"");
     for (i = 0; i < 1100 * 1024; i++) {
-        strbuf_addch(&content, i % 100 == 99 ? '\n' : 'x');
+        strbuf_addch(&quoted, i % 100 == 99 ? ',' : 'x');
     }
-    strbuf_addstr(&content, "\"\n2,small\n");
+    for (i = 0; i < 5 * 1024 * 1024; i++) {
+        strbuf_addch(&plain, i % 10 == 9 ? ';' : (char)('a' + i % 7));
+    }
+    strbuf_addf(&content, "id,cn\n1,\"%s\"\n2,%s\n3,small\n", quoted.buf, plain.buf);
     fp = fopen(f->path, "wb");
     assert_non_null(fp);
     fwrite(content.buf, 1, content.len, fp);
     fclose(fp);
     wm = read_all(f, &out);
-    strbuf_addf(
-        &exp,
-        "ERR %s:2: row longer than 1048576 bytes, skipped\n"
-        "{\"type\":\"user\",\"anchor\":\"2\",\"dn\":\"2\",\"attributes\":{\"cn\":[\"small\"],"
-        "\"id\":[\"2\"]}}\n",
-        f->path);
-    assert_string_equal(out.buf, exp.buf);
+    strbuf_addf(&exp,
+                "{\"type\":\"user\",\"anchor\":\"1\",\"dn\":\"1\",\"attributes\":{\"cn\":[\"%s\"],"
+                "\"id\":[\"1\"]}}\n",
+                quoted.buf);
+    assert_true(out.len > exp.len);
+    assert_memory_equal(out.buf, exp.buf, exp.len);
+    /* the plain cell is multi-valued (;): 524,288 values of 9 letters */
+    assert_non_null(strstr(out.buf + exp.len, "\"anchor\":\"2\""));
+    assert_non_null(strstr(out.buf, "\"cn\":[\"small\"]"));
+    assert_null(strstr(out.buf, "ERR"));
     free(wm);
+    strbuf_release(&quoted);
+    strbuf_release(&plain);
     strbuf_release(&content);
     strbuf_release(&out);
     strbuf_release(&exp);
     fixture_free(f);
+}
+
+/* Past the record cap (lowered here from its 64 MiB) a row is consumed to
+ * its end, flagged, and the rows after it are read with their lines. */
+static void test_parse_record_cap(void **state)
+{
+    char *dir = test_tmpdir();
+    struct strbuf content = STRBUF_INIT;
+    struct file_reader r;
+    struct csv_record rec;
+    struct ids_error err = IDS_ERROR_INIT;
+    uint64_t line = 1;
+    char *path;
+    size_t i;
+
+    (void)state;
+    strbuf_addstr(&content, "id,cn\n1,");
+    for (i = 0; i < 5000; i++) {
+        strbuf_addch(&content, 'p');
+    }
+    strbuf_addstr(&content, "\n2,ok\n3,\"");
+    for (i = 0; i < 3000; i++) {
+        strbuf_addch(&content, i % 500 == 499 ? '\n' : 'q');
+    }
+    strbuf_addstr(&content, "\"\n4,");
+    for (i = 0; i < 1000; i++) {
+        strbuf_addch(&content, 'r'); /* "4," and 1,000 bytes: 2 over */
+    }
+    strbuf_addstr(&content, "\n5,last\n");
+    path = test_write_file(dir, "cap.csv", content.buf);
+    assert_int_equal(file_reader_open(&r, path, &err), IDS_OK);
+    csv_record_init(&rec);
+    rec.max = 1000;
+    assert_int_equal(csv_read_record(&r, ',', &line, &rec), CSV_REC_OK); /* header */
+    assert_false(rec.too_big);
+    assert_int_equal(csv_read_record(&r, ',', &line, &rec), CSV_REC_OK);
+    assert_true(rec.too_big);
+    assert_int_equal(rec.line, 2);
+    assert_int_equal(csv_read_record(&r, ',', &line, &rec), CSV_REC_OK);
+    assert_false(rec.too_big);
+    assert_int_equal(rec.line, 3);
+    assert_string_equal(csv_field_str(&rec, 1), "ok");
+    assert_int_equal(csv_read_record(&r, ',', &line, &rec), CSV_REC_OK);
+    assert_true(rec.too_big); /* quoted, over several lines */
+    assert_int_equal(rec.line, 4);
+    assert_int_equal(csv_read_record(&r, ',', &line, &rec), CSV_REC_OK);
+    assert_true(rec.too_big);       /* just over */
+    assert_int_equal(rec.line, 11); /* the quoted row held 6 line ends */
+    assert_int_equal(csv_read_record(&r, ',', &line, &rec), CSV_REC_OK);
+    assert_false(rec.too_big);
+    assert_int_equal(rec.line, 12);
+    assert_string_equal(csv_field_str(&rec, 1), "last");
+    assert_int_equal(csv_read_record(&r, ',', &line, &rec), CSV_REC_EOF);
+    csv_record_release(&rec);
+    file_reader_close(&r);
+    free(path);
+    strbuf_release(&content);
+    test_rmtree(dir);
+    free(dir);
 }
 
 static void test_read_dn_column_and_missing_key_column(void **state)
@@ -1935,6 +2007,7 @@ int main(void)
         cmocka_unit_test(test_u64set),
         cmocka_unit_test(test_split_values),
         cmocka_unit_test(test_read_huge_cell),
+        cmocka_unit_test(test_parse_record_cap),
         cmocka_unit_test(test_read_dn_column_and_missing_key_column),
         cmocka_unit_test(test_missing_file_reads_empty),
         cmocka_unit_test(test_create_errors),

@@ -1,6 +1,7 @@
 /* Unit tests: entry.c (objects, changes, encoding, normalisation). */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -167,12 +168,171 @@ static void test_take_attr(void **state)
     entry_free(b);
 }
 
+/* ---- large multi-valued attributes: the sorted paths ---------------------- */
+
+static void add_m(struct attr *a, unsigned i)
+{
+    char buf[16];
+
+    snprintf(buf, sizeof(buf), "m%05u", i);
+    attr_add_value(a, buf, strlen(buf));
+}
+
+/* What the value-by-value loops give: v[0..n) after adding (in order,
+ * each once, none already there) or removing the values of m. */
+static size_t model_add(char **v, size_t n, const struct attr *m)
+{
+    size_t i, k;
+
+    for (k = 0; k < m->nvals; k++) {
+        for (i = 0; i < n && strcmp(v[i], m->vals[k].data) != 0; i++) {
+        }
+        if (i == n) {
+            v[n++] = m->vals[k].data;
+        }
+    }
+    return n;
+}
+
+static size_t model_del(char **v, size_t n, const struct attr *m)
+{
+    size_t i, j = 0, k;
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < m->nvals && strcmp(v[i], m->vals[k].data) != 0; k++) {
+        }
+        if (k == m->nvals) {
+            v[j++] = v[i];
+        }
+    }
+    return j;
+}
+
+static void assert_values(const struct attr *a, char **v, size_t n)
+{
+    size_t i;
+
+    assert_int_equal(a->nvals, n);
+    for (i = 0; i < n; i++) {
+        assert_string_equal(a->vals[i].data, v[i]);
+    }
+}
+
+static void test_large_attributes(void **state)
+{
+    struct entry *e = entry_new("group", "g", "cn=g");
+    struct change *c = change_new(CHANGE_MODIFY, "group", "g", "cn=g");
+    struct mod *add;
+    struct mod *del;
+    struct attr *a;
+    struct attr other;
+    struct attr held;
+    struct attr want;
+    char **model = xcalloc(8000, sizeof(*model));
+    struct entry *copy;
+    size_t n = 0;
+    unsigned i;
+
+    (void)state;
+    /* 3,000 members out of order, one twice */
+    a = entry_attr_add(e, "member");
+    for (i = 0; i < 3000; i++) {
+        add_m(a, (i * 7) % 3000);
+    }
+    add_m(a, 21);
+    copy = entry_dup(e);
+    for (i = 0; i < a->nvals; i++) {
+        model[n++] = copy->attrs[0].vals[i].data;
+    }
+    /* add 3,000, half of them there already, every tenth given twice */
+    add = change_add_mod(c, MOD_ADD, "member", 0);
+    for (i = 4499; i >= 1500; i--) {
+        add_m(&add->attr, i);
+        if (i % 10 == 0) {
+            add_m(&add->attr, i);
+        }
+    }
+    n = model_add(model, n, &add->attr);
+    change_apply(c, e);
+    a = entry_attr(e, "member");
+    assert_values(a, model, n);
+    assert_int_equal(a->nvals, 4501); /* 4,500 members and the old duplicate */
+
+    /* remove every third of 0..5999 (most there, some not) */
+    change_free(c);
+    c = change_new(CHANGE_MODIFY, "group", "g", "cn=g");
+    del = change_add_mod(c, MOD_DELETE, "member", 0);
+    for (i = 0; i < 6000; i += 3) {
+        add_m(&del->attr, i);
+    }
+    {
+        /* the model's strings must outlive the values change_apply frees */
+        struct entry *before = entry_dup(e);
+
+        n = 0;
+        for (i = 0; i < before->attrs[0].nvals; i++) {
+            model[n++] = before->attrs[0].vals[i].data;
+        }
+        n = model_del(model, n, &del->attr);
+        change_apply(c, e);
+        assert_values(entry_attr(e, "member"), model, n);
+        assert_int_equal(n, 3000);
+        entry_free(before);
+    }
+
+    /* the same set in another order with duplicates; then one value off */
+    a = entry_attr(e, "member");
+    memset(&other, 0, sizeof(other));
+    for (i = a->nvals; i-- > 0;) {
+        attr_add_value(&other, a->vals[i].data, a->vals[i].len);
+        if (i % 100 == 0) {
+            attr_add_value(&other, a->vals[i].data, a->vals[i].len);
+        }
+    }
+    assert_true(attr_values_equal(a, &other));
+    assert_true(attr_values_equal(&other, a));
+    free(other.vals[17].data);
+    other.vals[17].data = xstrdup("m99999");
+    other.vals[17].len = 6;
+    assert_false(attr_values_equal(a, &other));
+    assert_false(attr_values_equal(&other, a));
+    attr_release(&other);
+
+    /* held: the wanted values a holds, in the wanted order, repeats kept */
+    memset(&want, 0, sizeof(want));
+    memset(&held, 0, sizeof(held));
+    for (i = 6000; i-- > 0;) {
+        add_m(&want, i);
+    }
+    add_m(&want, 1);
+    add_m(&want, 3);
+    attr_values_held(&want, a, &held);
+    n = 0;
+    for (i = 0; i < want.nvals; i++) {
+        if (attr_has_value(a, want.vals[i].data, want.vals[i].len)) {
+            model[n++] = want.vals[i].data;
+        }
+    }
+    assert_values(&held, model, n);
+    assert_string_equal(held.vals[held.nvals - 1].data, "m00001"); /* 3 was removed */
+    attr_release(&held);
+    attr_values_held(&want, NULL, &held);
+    assert_int_equal(held.nvals, 0);
+    attr_release(&want);
+
+    free(model);
+    change_free(c);
+    entry_free(copy);
+    entry_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_canonical_and_hash), cmocka_unit_test(test_take_attr),
         cmocka_unit_test(test_encode_roundtrip),   cmocka_unit_test(test_change_apply_and_codec),
         cmocka_unit_test(test_json_binary),        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_large_attributes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
