@@ -1,6 +1,6 @@
 #!/bin/sh
 # Core benchmark (issue 2): CSV source -> LDIF target, N people in N/100 groups.
-#   bench/core.sh IDSYNC N [csv|ldif]
+#   bench/core.sh IDSYNC N [csv|ldif]   (BENCH_GROUPS=M: M groups instead)
 # With "ldif" the source is an LDIF file of the same people and groups
 # (anchor: the DN), and each delta cycle's 100 changes are change records
 # appended to it, as a directory's change feed delivers them: a delta read
@@ -20,7 +20,7 @@ work=${BENCH_DIR:-$here/out}/core-$n
 rm -rf "$work"
 mkdir -p "$work/hr"
 cd "$work"
-groups=$((n / 100))
+groups=${BENCH_GROUPS:-$((n / 100))}
 [ "$groups" -lt 1 ] && groups=1
 
 case $source in
