@@ -8,7 +8,9 @@
  * kept as separators. A leading `version: 1` is taken and dropped.
  * A malformed line makes the whole record bad (its lines are still consumed
  * so that the next record starts in step); the message names the line.
- * Logical lines are capped at LDIF_LINE_MAX, records at LDIF_RECORD_MAX.
+ * Logical lines are capped at LDIF_LINE_MAX (a value as ldapsearch writes
+ * it, folded: a 2 MB jpegPhoto is a 2.7 MB line), records at
+ * LDIF_RECORD_MAX.
  */
 #ifndef IDSYNC_CONNECTOR_LDIFPARSE_H
 #define IDSYNC_CONNECTOR_LDIFPARSE_H
@@ -20,7 +22,7 @@
 #include "connector/fileio.h"
 #include "util/strbuf.h"
 
-#define LDIF_LINE_MAX   (1024u * 1024u)
+#define LDIF_LINE_MAX   (16u * 1024u * 1024u)
 #define LDIF_RECORD_MAX (64u * 1024u * 1024u)
 
 struct ldif_av {
