@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1462,6 +1463,64 @@ static void test_transaction_rollback(void **state)
     }
 }
 
+/* A commit that fails (the disk is full: here no file may grow past 64 KiB
+ * more) ends the transaction: nothing of it is kept, the run history held
+ * back behind it is written, and the next transaction opens. It used to
+ * stay open: a daemon failed every later cycle with "store_begin: a
+ * transaction is already open", and the run's record was lost. */
+static void test_failed_commit(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct run_record r = {0};
+    struct run_record got;
+    struct rlimit old;
+    struct rlimit lim;
+    struct strbuf wal = STRBUF_INIT;
+    struct stat st;
+    off_t room = 0;
+    char anchor[32];
+    long c;
+    int i;
+
+    strbuf_addf(&wal, "%s-wal", f->path);
+    if (stat(f->path, &st) == 0) {
+        room = st.st_size;
+    }
+    if (stat(wal.buf, &st) == 0 && st.st_size > room) {
+        room = st.st_size;
+    }
+    r.step = "full-import";
+    r.connector = "corp";
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)room + 64 * 1024;
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    assert_int_equal(store_begin(f->s, &err), IDS_OK);
+    assert_int_equal(store_run_start(f->s, &r, &err), IDS_OK);
+    for (i = 0; i < 3000; i++) {
+        snprintf(anchor, sizeof(anchor), "a-%d", i);
+        put_cs(f, f->conn, anchor, NULL);
+    }
+    assert_int_not_equal(store_commit(f->s, &err), IDS_OK);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, SIG_DFL);
+    /* the transaction is over (no store_rollback here: the engine's
+     * callers did not call it either) */
+    assert_int_equal(store_cs_count(f->s, f->conn, STORE_SEL_ALL, &c, &err), IDS_OK);
+    assert_int_equal(c, 0);
+    assert_int_equal(store_run_get(f->s, r.id, &got, &err), IDS_OK);
+    assert_string_equal(got.step, "full-import");
+    run_record_release(&got);
+    assert_int_equal(store_begin(f->s, &err), IDS_OK);
+    put_cs(f, f->conn, "after", NULL);
+    assert_int_equal(store_commit(f->s, &err), IDS_OK);
+    assert_int_equal(store_cs_count(f->s, f->conn, STORE_SEL_ALL, &c, &err), IDS_OK);
+    assert_int_equal(c, 1);
+    strbuf_release(&wal);
+}
+
 static void test_dry_run(void **state)
 {
     struct fixture *f = *state;
@@ -1943,6 +2002,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_watermark_meta, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_blob, setup, teardown),
