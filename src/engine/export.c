@@ -34,7 +34,10 @@ struct xitem {
     int64_t id;           /* the CS object, and the tag */
     struct cs_object *cs; /* as in the store (INFLIGHT once sent); NULL: reloaded to record */
     struct change *sent;  /* the resolved change as sent; NULL while spilled */
-    uint64_t spill_off;   /* where it was spilled (spill_len > 0) */
+    /* a create sent without references to objects that wait for it (a
+     * cycle): what becomes its pending export once it succeeded */
+    struct change *rest;
+    uint64_t spill_off; /* where it was spilled (spill_len > 0) */
     uint32_t spill_len;
     enum cs_export_state prev;
     bool submitted;
@@ -82,6 +85,7 @@ static void xitem_release(struct xitem *it)
 {
     cs_object_free(it->cs);
     change_free(it->sent);
+    change_free(it->rest);
     xres_release(&it->res);
     memset(it, 0, sizeof(*it));
 }
@@ -267,10 +271,11 @@ static void cancel_add_delete(struct change *ch)
 
 /* A copy of cs's pending export with reference values resolved to the
  * target's identifiers. *unresolved: some referenced object has no anchor
- * yet (the change must wait). */
+ * yet (the change must wait). With `rest`, the values that do not resolve
+ * are added to it (MOD_ADD, as they were: connector-space ids) instead. */
 static enum ids_err resolve_change(struct export_ctx *ctx, const struct cs_object *cs,
                                    struct change **out, bool *unresolved, struct strbuf *why,
-                                   struct ids_error *err)
+                                   struct change *rest, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct change *ch = change_dup(cs->pending_export);
@@ -291,6 +296,7 @@ static enum ids_err resolve_change(struct export_ctx *ctx, const struct cs_objec
     }
     for (i = 0; i < ch->nmods; i++) {
         struct mod *md = &ch->mods[i];
+        struct mod *later = NULL; /* in rest */
         struct attr resolved;
         bool had = md->attr.nvals > 0;
 
@@ -312,6 +318,12 @@ static enum ids_err resolve_change(struct export_ctx *ctx, const struct cs_objec
                 if (why != NULL) {
                     strbuf_addf(why, "%s%s -> connector-space object %s", why->len ? ", " : "",
                                 md->attr.name, md->attr.vals[k].data);
+                }
+                if (rest != NULL) {
+                    if (later == NULL) {
+                        later = change_add_mod(rest, MOD_ADD, md->attr.name, md->attr.flags);
+                    }
+                    attr_add_value(&later->attr, md->attr.vals[k].data, md->attr.vals[k].len);
                 }
                 continue;
             }
@@ -715,6 +727,13 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
         change_free(cs->pending_export);
         cs->pending_export = NULL;
         cs->export_state = CS_EXPORT_NONE;
+        if (it->rest != NULL) {
+            /* created without the references that waited for it: they
+             * follow as a modify, sent when they resolve */
+            cs->pending_export = it->rest;
+            it->rest = NULL;
+            cs->export_state = CS_EXPORT_PENDING;
+        }
         cs->export_attempts = 0;
         free(cs->export_error);
         cs->export_error = NULL;
@@ -952,14 +971,59 @@ static void add_item(struct export_ctx *ctx, struct cs_object *cs, struct change
     it->sent = sent;
 }
 
+/* Ids of objects that wait for each other, sorted (export_deferred). */
+struct idset {
+    int64_t *v;
+    size_t n;
+};
+
+static int cmp_i64(const void *pa, const void *pb)
+{
+    int64_t a = *(const int64_t *)pa;
+    int64_t b = *(const int64_t *)pb;
+
+    return (a > b) - (a < b);
+}
+
+static bool idset_has(const struct idset *s, int64_t id)
+{
+    return s->n > 0 && bsearch(&id, s->v, s->n, sizeof(*s->v), cmp_i64) != NULL;
+}
+
+/* Index of id in s (which holds it). */
+static size_t idset_index(const struct idset *s, int64_t id)
+{
+    const int64_t *p = bsearch(&id, s->v, s->n, sizeof(*s->v), cmp_i64);
+
+    return p != NULL ? (size_t)(p - s->v) : 0;
+}
+
+/* Do all the values of `rest` (connector-space ids) name objects of `s`? */
+static bool rest_within(const struct change *rest, const struct idset *s)
+{
+    size_t i, k;
+
+    for (i = 0; i < rest->nmods; i++) {
+        for (k = 0; k < rest->mods[i].attr.nvals; k++) {
+            if (!idset_has(s, strtoll(rest->mods[i].attr.vals[k].data, NULL, 10))) {
+                return false;
+            }
+        }
+    }
+    return rest->nmods > 0;
+}
+
 /* Load one pending object and queue it for sending if it can be sent now.
- * *deferred: waits for referenced objects. */
+ * *deferred: waits for referenced objects. With `cycle`, a create that
+ * waits only for objects of `cycle` is sent without those references,
+ * which become its pending export once it succeeded. */
 static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bool *deferred,
-                            struct strbuf *why, struct ids_error *err)
+                            const struct idset *cycle, struct strbuf *why, struct ids_error *err)
 {
     enum ids_err ret;
     struct cs_object *cs = NULL;
     struct change *sent = NULL;
+    struct change *rest = NULL;
     bool unresolved = false;
     bool adopted = false;
 
@@ -985,11 +1049,25 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
             return ret;
         }
     }
-    ret = resolve_change(ctx, cs, &sent, &unresolved, why, err);
+    if (cycle != NULL && cs->pending_export->op == CHANGE_ADD) {
+        rest = change_new(CHANGE_MODIFY, cs->type, cs->anchor, cs->dn);
+    }
+    ret = resolve_change(ctx, cs, &sent, &unresolved, why, rest, err);
     if (ret != IDS_OK) {
+        change_free(rest);
         cs_object_free(cs);
         return ret;
     }
+    if (unresolved && rest != NULL && idset_has(cycle, cs->id) && rest_within(rest, cycle)) {
+        add_item(ctx, cs, sent);
+        ctx->batch.v[ctx->batch.nr - 1].rest = rest;
+        log_info("export-cycle",
+                 "connector=%s dn=\"%s\": created without its references to objects that wait "
+                 "for it (a cycle); the next export adds them",
+                 ctx->X->cfg->name, cs->dn ? cs->dn : "");
+        return IDS_OK;
+    }
+    change_free(rest);
     if (unresolved) {
         *deferred = true;
         change_free(sent);
@@ -1008,8 +1086,9 @@ static bool must_stop(struct export_ctx *ctx, enum ids_err *why)
 /* Prepare the objects `ids` (reads in one transaction each batch) and
  * send them in batches. Ids that must wait go to `deferred`. */
 static enum ids_err prepare_and_send(struct export_ctx *ctx, const int64_t *ids, size_t n,
-                                     bool deletes, struct i64vec *deferred, bool *stopped,
-                                     enum ids_err *why, struct ids_error *err)
+                                     bool deletes, struct i64vec *deferred,
+                                     const struct idset *cycle, bool *stopped, enum ids_err *why,
+                                     struct ids_error *err)
 {
     enum ids_err ret;
     size_t i;
@@ -1023,7 +1102,7 @@ static enum ids_err prepare_and_send(struct export_ctx *ctx, const int64_t *ids,
     for (i = 0; i < n && ret == IDS_OK && !*stopped; i++) {
         bool def = false;
 
-        ret = prepare(ctx, ids[i], deletes, &def, NULL, err);
+        ret = prepare(ctx, ids[i], deletes, &def, cycle, NULL, err);
         if (ret != IDS_OK) {
             break;
         }
@@ -1075,7 +1154,7 @@ static enum ids_err export_pass(struct export_ctx *ctx, bool deletes, struct i64
             break;
         }
         after = ids[n - 1];
-        ret = prepare_and_send(ctx, ids, n, deletes, deferred, stopped, why, err);
+        ret = prepare_and_send(ctx, ids, n, deletes, deferred, NULL, stopped, why, err);
         if (ret != IDS_OK) {
             break;
         }
@@ -1090,12 +1169,99 @@ static enum ids_err export_pass(struct export_ctx *ctx, bool deletes, struct i64
     return ret;
 }
 
+/* Of the creates in `stuck` (none of which can be sent), those on a cycle
+ * of objects waiting for each other: each waits only for objects of the
+ * set and is waited for by one of them (a group that only waits for a
+ * member of a cycle is left out: it follows once the cycle is created). */
+static enum ids_err cycle_members(struct export_ctx *ctx, const struct i64vec *stuck,
+                                  struct idset *out, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct change **waits = xcalloc(stuck->nr + 1, sizeof(*waits));
+    struct idset all = {xcalloc(stuck->nr + 1, sizeof(int64_t)), stuck->nr};
+    bool *in = xcalloc(stuck->nr + 1, sizeof(*in));
+    size_t *indeg = xcalloc(stuck->nr + 1, sizeof(*indeg));
+    size_t *todo = xcalloc(stuck->nr + 1, sizeof(*todo));
+    size_t ntodo = 0;
+    size_t i, m, k;
+
+    memcpy(all.v, stuck->v, stuck->nr * sizeof(*all.v));
+    qsort(all.v, all.n, sizeof(*all.v), cmp_i64);
+    out->v = xcalloc(stuck->nr + 1, sizeof(*out->v));
+    out->n = 0;
+    for (i = 0; ret == IDS_OK && i < all.n; i++) {
+        struct cs_object *cs = NULL;
+        struct change *sent = NULL;
+        bool unresolved = false;
+
+        ret = store_cs_get(ctx->eng->store, all.v[i], &cs, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            continue;
+        }
+        if (ret == IDS_OK && cs->pending_export != NULL && cs->pending_export->op == CHANGE_ADD) {
+            waits[i] = change_new(CHANGE_MODIFY, NULL, NULL, NULL);
+            ret = resolve_change(ctx, cs, &sent, &unresolved, NULL, waits[i], err);
+            in[i] = ret == IDS_OK && unresolved && rest_within(waits[i], &all);
+        }
+        change_free(sent);
+        cs_object_free(cs);
+    }
+    /* drop what no member waits for, and again what only the dropped
+     * waited for (in-degrees, linear in the references) */
+    for (i = 0; ret == IDS_OK && i < all.n; i++) {
+        for (m = 0; in[i] && m < waits[i]->nmods; m++) {
+            const struct attr *a = &waits[i]->mods[m].attr;
+
+            for (k = 0; k < a->nvals; k++) {
+                size_t t = idset_index(&all, strtoll(a->vals[k].data, NULL, 10));
+
+                indeg[t]++;
+            }
+        }
+    }
+    for (i = 0; ret == IDS_OK && i < all.n; i++) {
+        if (in[i] && indeg[i] == 0) {
+            todo[ntodo++] = i;
+        }
+    }
+    while (ntodo > 0) {
+        i = todo[--ntodo];
+        in[i] = false;
+        for (m = 0; m < waits[i]->nmods; m++) {
+            const struct attr *a = &waits[i]->mods[m].attr;
+
+            for (k = 0; k < a->nvals; k++) {
+                size_t t = idset_index(&all, strtoll(a->vals[k].data, NULL, 10));
+
+                if (in[t] && --indeg[t] == 0) {
+                    todo[ntodo++] = t;
+                }
+            }
+        }
+    }
+    for (i = 0; i < all.n; i++) {
+        if (in[i]) {
+            out->v[out->n++] = all.v[i]; /* sorted, as all */
+        }
+        change_free(waits[i]);
+    }
+    free(waits);
+    free(all.v);
+    free(in);
+    free(indeg);
+    free(todo);
+    return ret;
+}
+
 /* The exports that waited for referenced objects: retry while progress is made. */
 static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *deferred, bool *stopped,
                                     enum ids_err *why, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct i64vec again = {0};
+    struct i64vec rest = {0};
+    bool broke = false;
     size_t i;
 
     while (ret == IDS_OK && deferred->nr > 0 && !*stopped) {
@@ -1107,7 +1273,8 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
             }
         }
         again.nr = 0;
-        ret = prepare_and_send(ctx, deferred->v, deferred->nr, false, &again, stopped, why, err);
+        ret = prepare_and_send(ctx, deferred->v, deferred->nr, false, &again, NULL, stopped, why,
+                               err);
         if (ret == IDS_OK) {
             ret = send_batch(ctx, true, err);
         }
@@ -1115,8 +1282,43 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
             *stopped = true;
         }
         if (again.nr == deferred->nr) {
-            break; /* no progress */
+            struct idset cycle;
+
+            if (broke || ret != IDS_OK || *stopped) {
+                break; /* no progress */
+            }
+            /* no progress: objects that wait for each other (groups nested
+             * in a cycle, a group member of itself) are created without
+             * the references among them, which follow as modifies sent by
+             * the next export (one export sends one change per object:
+             * a confirming import reads each back as it was sent) */
+            broke = true;
+            ret = cycle_members(ctx, &again, &cycle, err);
+            if (ret != IDS_OK || cycle.n == 0) {
+                free(cycle.v);
+                break; /* no cycle: they wait for objects not created yet */
+            }
+            rest.nr = 0;
+            ret = prepare_and_send(ctx, deferred->v, deferred->nr, false, &rest, &cycle, stopped,
+                                   why, err);
+            if (ret == IDS_OK) {
+                ret = send_batch(ctx, true, err);
+            }
+            free(cycle.v);
+            if (must_stop(ctx, why)) {
+                *stopped = true;
+            }
+            if (ret != IDS_OK || rest.nr == deferred->nr) {
+                break; /* nothing could be created */
+            }
+            /* what still waits may wait for the objects just created */
+            deferred->nr = 0;
+            for (i = 0; i < rest.nr; i++) {
+                i64vec_push(deferred, rest.v[i]);
+            }
+            continue;
         }
+        broke = false;
         deferred->nr = 0;
         for (i = 0; i < again.nr; i++) {
             i64vec_push(deferred, again.v[i]);
@@ -1135,7 +1337,7 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
             continue;
         }
         if (ret == IDS_OK && cs->pending_export != NULL) {
-            ret = resolve_change(ctx, cs, &sent, &unresolved, &why_s, err);
+            ret = resolve_change(ctx, cs, &sent, &unresolved, &why_s, NULL, err);
         }
         if (ret == IDS_OK && unresolved) {
             erun_error_cs(ctx->r, ctx->X, cs, NULL, "reference-unresolved",
@@ -1148,6 +1350,7 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
         cs_object_free(cs);
     }
     i64vec_release(&again);
+    i64vec_release(&rest);
     return ret;
 }
 

@@ -925,3 +925,79 @@ def test_store_write_failure_rolls_back_and_history_counts_what_is_kept(tmp_path
     env.run("export", "target", expect=0)
     expect_users(env, people)
     expect_groups(env, groups)
+
+
+NESTED_GROUPS = """
+store: sqlite:idsync.db
+connectors:
+  hr:
+    type: csv
+    objects:
+      person: { path: src/people.csv, key: employeeId, attributes: [employeeId, givenName, sn] }
+      team: { path: src/groups.csv, key: name, attributes: [name, members],
+              references: { members: [person, team] } }
+  dir:
+    type: ldif
+    path: out/changes.ldif
+    anchor: dn
+    objects:
+      user: { object_class: inetOrgPerson, attributes: [objectClass, uid, cn, sn] }
+      group: { object_class: groupOfNames, attributes: [objectClass, cn, member],
+               references: { member: [user, group] } }
+metaverse:
+  person:
+    from:
+      - { connector: hr, object: person, project: true, join: [ { employeeId: employeeId } ],
+          flow: { employeeId: employeeId, givenName: givenName, sn: sn } }
+    to:
+      - connector: dir
+        object: user
+        provision: true
+        flow: { dn: '"uid=" .. lower(employeeId) .. ",ou=People,dc=x"',
+                objectClass: '{ "inetOrgPerson" }', uid: lower(employeeId),
+                cn: 'givenName .. " " .. sn', sn: sn }
+  team:
+    from:
+      - { connector: hr, object: team, project: true, join: [ { name: name } ],
+          flow: { name: name, members: members } }
+    to:
+      - { connector: dir, object: group, provision: true,
+          flow: { dn: '"cn=" .. name .. ",ou=Groups,dc=x"', objectClass: '{ "groupOfNames" }',
+                  cn: name, member: members } }
+"""
+
+
+def test_groups_nested_in_a_cycle_are_created_then_completed(tmp_path):
+    """Groups that contain each other (A in B, B in A: Active Directory
+    allows it) and a group that contains itself waited for each other
+    forever: each export said "references objects that do not exist yet".
+    Now the first export creates them without the references among them
+    (a group that waits only for A is created too), and the next export
+    adds those; then nothing is left to send."""
+    env = Env(tmp_path)
+    env.write("idsync.yaml", NESTED_GROUPS)
+    env.write("src/people.csv", people_csv([person(1), person(2), person(3)]))
+    env.write("src/groups.csv", groups_csv({"A": ["E0001", "B"], "B": ["E0002", "A"],
+                                            "C": ["E0003", "C"], "D": ["E0003", "A"]}))
+    os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
+
+    def members():
+        held = ldif_replay(env.read("out/changes.ldif"))
+        return {dn.split(",")[0][3:].upper(): sorted(v.split(",")[0].split("=")[1].upper()
+                                                     for v in e.get("member", []))
+                for dn, e in held.items() if dn.endswith("ou=groups,dc=x")}
+
+    env.run("cycle", expect=0)
+    assert members() == {"A": ["E0001"], "B": ["E0002"], "C": ["E0003"], "D": ["A", "E0003"]}
+    pending = env.run("pending", "dir", expect=0).stdout
+    for g in ("cn=A,", "cn=B,", "cn=C,"):
+        assert g in pending, pending
+    assert "cn=D," not in pending, pending
+    env.run("cycle", expect=0)
+    assert members() == {"A": ["B", "E0001"], "B": ["A", "E0002"], "C": ["C", "E0003"],
+                         "D": ["A", "E0003"]}
+    before = env.read("out/changes.ldif")
+    env.run("cycle", expect=0)
+    assert env.read("out/changes.ldif") == before
+    assert env.run("errors", expect=0).stdout.strip().startswith("No errors"), \
+        env.run("errors").stdout
