@@ -428,14 +428,20 @@ def test_csv_to_openldap(slapd_factory, tmp_path):
     # (';' separates values in the CSV connector: not in these)
     people[7]["sn"] = 'Smith, Jr.+"<Q>"=*()#'
     people[8]["title"] = HOSTILE[6]
+    # "ring a" and "ring b" contain each other: created without each other
+    # by the first export, completed by the next
     teams = {"everyone": [p["id"] for p in people], "few": ["E00001", "E00002"],
-             "nested, team": ["few", "E00003"]}
+             "nested, team": ["few", "E00003"], "ring a": ["E00004", "ring b"],
+             "ring b": ["E00005", "ring a"]}
     env.write("hr/people.csv", people_csv(people))
     env.write("hr/teams.csv", teams_csv(teams))
     env.write("idsync.yaml", CSV_TO_OL.format(source=CSV_SOURCE.format(),
                                               target=target_ldap_connector(dst),
                                               people=PEOPLE, groups=GROUPS))
     env.run("cycle", "--full", expect=0)
+    ring_a, ring_b = "cn=ring a,%s" % GROUPS, "cn=ring b,%s" % GROUPS
+    assert group_members(dst, ring_a) == {norm("uid=e00004,%s" % PEOPLE)}
+    assert group_members(dst, ring_b) == {norm("uid=e00005,%s" % PEOPLE)}
     got = people_of(dst, PEOPLE)
     assert len(got) == BIG
     assert got["e00007"]["sn"] == ['Smith, Jr.+"<Q>"=*()#']
@@ -460,6 +466,8 @@ def test_csv_to_openldap(slapd_factory, tmp_path):
     assert gone["id"].lower() not in got and "e99999" in got
     assert group_members(dst, "cn=few,%s" % GROUPS) == {norm("uid=e00001,%s" % PEOPLE),
                                                         norm("uid=e99999,%s" % PEOPLE)}
+    assert group_members(dst, ring_a) == {norm("uid=e00004,%s" % PEOPLE), norm(ring_b)}
+    assert group_members(dst, ring_b) == {norm("uid=e00005,%s" % PEOPLE), norm(ring_a)}
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
 
@@ -542,13 +550,24 @@ def test_csv_to_ad(samba_dc, tmp_path):
     env = Env(tmp_path / "work")
     people = hr_people(40)
     people[4]["sn"] = "O'Brien, Jr."
+    # AD allows groups nested in a cycle: created without each other by the
+    # first export, completed by the next
     teams = {"all staff": [p["id"] for p in people], "few": ["E00001", "E00002"],
-             "outer": ["few", "E00003"]}
+             "outer": ["few", "E00003"], "ring a": ["E00006", "ring b"],
+             "ring b": ["E00007", "ring a"]}
     env.write("hr/people.csv", people_csv(people))
     env.write("hr/teams.csv", teams_csv(teams))
     env.write("idsync.yaml", CSV_TO_AD.format(source=CSV_SOURCE.format(), url=dc.url,
                                               pw=dc.password_file, sync=SYNC_OU))
     env.run("cycle", "--full", expect=0)
+    ring_a = "CN=ring a,OU=ImportedGroups," + SYNC_OU
+    ring_b = "CN=ring b,OU=ImportedGroups," + SYNC_OU
+    assert len(dc.get(ring_a, ["member"])["member"]) == 1
+    env.run("cycle", expect=0)
+    assert {m.lower() for m in dc.get(ring_a, ["member"])["member"]} == {
+        ("CN=Given6 Family6,OU=Imported," + SYNC_OU).lower(), ring_b.lower()}
+    assert {m.lower() for m in dc.get(ring_b, ["member"])["member"]} == {
+        ("CN=Given7 Family7,OU=Imported," + SYNC_OU).lower(), ring_a.lower()}
     users = {a["employeeID"][0]: (dn, a) for dn, a in dc.search(
         "OU=Imported," + SYNC_OU, "(objectClass=user)", ["employeeID", "sn", "mail",
                                                          "userAccountControl"])}
