@@ -1263,8 +1263,10 @@ static enum ids_err delta_mods(struct sync_ctx *ctx, const struct econn *X,
     struct strbuf dn = STRBUF_INIT;
     struct strbuf sb = STRBUF_INIT;
     bool by_dn = (econn_caps(X) & CONN_CAP_REF_BY_DN) != 0;
-    /* past a few thousand comparisons, c is normalised and sorted once */
-    bool big = c != NULL && (dl->add.nvals + dl->del.nvals) * c->nvals > 4096;
+    /* past a few thousand comparisons for more than a few changes, c is
+     * normalised and sorted once (one member more: one pass is cheaper) */
+    size_t nchanges = dl->add.nvals + dl->del.nvals;
+    bool big = c != NULL && nchanges > 16 && nchanges * c->nvals > 4096;
     struct normset ns;
     size_t side, k;
 
