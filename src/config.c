@@ -132,7 +132,8 @@ const struct config_option config_to_options[] = {
 const struct config_option config_safety_options[] = {
     {"max_deletes", OPT_INT, "500", 0, 100000000, NULL, false,
      "An export that would delete more objects than this in one connector stops before "
-     "sending anything; 0 disables the check."},
+     "sending anything; objects deprovisioned by disabling them count as deletes. 0 disables "
+     "the check."},
     {"max_delete_percent", OPT_INT, "10", 0, 100, NULL, false,
      "The same as a share of the connector space; 0 disables the check."},
     {"max_errors", OPT_INT, "5000", 0, 1000000000, NULL, false,

@@ -1364,6 +1364,8 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
     bool stopped = false;
     enum ids_err why = IDS_OK;
     long dels = 0;
+    long disables = 0;
+    long gone;
     long pending = 0;
     long space = 0;
     long max = eng->cfg->safety.max_deletes;
@@ -1399,17 +1401,21 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
                      n == 1 ? "" : "s");
         goto done;
     }
-    ret = store_cs_count_exports(eng->store, ctx.X->id, &pending, &dels, err);
-    if (ret == IDS_OK && dels > 0) {
+    /* deprovisioning by disabling locks people out as surely as deleting
+     * them: both count against the threshold */
+    ret = store_cs_count_exports(eng->store, ctx.X->id, &pending, &dels, &disables, err);
+    gone = dels + disables;
+    if (ret == IDS_OK && gone > 0) {
         ret = store_cs_count(eng->store, ctx.X->id, STORE_SEL_ALL, &space, err);
     }
     if (ret != IDS_OK) {
         goto done;
     }
     progress_set_total(r.prog, pending);
-    if (dels > 0 && eng->opts.allow_deletes < dels &&
-        ((max > 0 && dels > max) || (pct > 0 && dels * 100 > pct * space))) {
+    if (gone > 0 && eng->opts.allow_deletes < gone &&
+        ((max > 0 && gone > max) || (pct > 0 && gone * 100 > pct * space))) {
         struct strbuf th = STRBUF_INIT;
+        struct strbuf what = STRBUF_INIT;
 
         if (max > 0) {
             strbuf_addf(&th, "%ld", max);
@@ -1417,14 +1423,21 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
         if (pct > 0) {
             strbuf_addf(&th, "%s%ld%% of %ld", max > 0 ? " or " : "", pct, space);
         }
+        if (dels > 0) {
+            strbuf_addf(&what, "delete %ld", dels);
+        }
+        if (disables > 0) {
+            strbuf_addf(&what, "%sdisable %ld", dels > 0 ? " and " : "", disables);
+        }
         erun_message(&r,
-                     "export to %s would delete %ld objects (threshold %s); nothing was "
+                     "export to %s would %s objects (threshold %s); nothing was "
                      "exported. Review with `idsync pending %s`, then run `idsync export %s "
                      "--allow-deletes %ld`.",
-                     connector, dels, th.buf, connector, connector, dels);
-        ret = ids_error_set(err, IDS_ETHRESHOLD, "export to %s would delete %ld objects", connector,
-                            dels);
+                     connector, what.buf, th.buf, connector, connector, gone);
+        ret = ids_error_set(err, IDS_ETHRESHOLD, "export to %s would %s objects", connector,
+                            what.buf);
         strbuf_release(&th);
+        strbuf_release(&what);
         goto done;
     }
     if (pending == 0) {

@@ -222,8 +222,9 @@ static int64_t stored_flags(const struct cs_object *o)
     X(ST_CS_OLD, "SELECT connector, anchor, dn_key, mv_id, import_state, export_state, jkeys "     \
                  "FROM cs WHERE id = ?1")                                                          \
     X(ST_CS_KEYS_OF, "SELECT connector, jkeys FROM cs WHERE id = ?1")                              \
-    X(ST_CS_PENDING_OPS, "SELECT substr(pending, 1, 4) FROM cs INDEXED BY cs_export "              \
-                         "WHERE connector = ?1 AND export_state <> 0 AND pending IS NOT NULL")     \
+    X(ST_CS_PENDING_OPS,                                                                           \
+      "SELECT substr(pending, 1, 4), flags, mv_id FROM cs INDEXED BY cs_export "                   \
+      "WHERE connector = ?1 AND export_state <> 0 AND pending IS NOT NULL")                        \
     X(ST_CS_SET_EXPORT_STATE, "UPDATE cs SET export_state = ?2, export_run = ?3 WHERE id = ?1")    \
     X(ST_CS_PUT_LINK, "UPDATE cs SET mv_id = ?2, flags = ?3, import_state = ?4, refdelta = ?5 "    \
                       "WHERE id = ?1")                                                             \
@@ -2382,7 +2383,7 @@ static enum ids_err sq_cs_count(struct store *base, int64_t connector, enum stor
 }
 
 static enum ids_err sq_cs_count_exports(struct store *base, int64_t connector, long *pending,
-                                        long *deletes, struct ids_error *err)
+                                        long *deletes, long *disables, struct ids_error *err)
 {
     struct sqlite_store *s = sq(base);
     sqlite3_stmt *st = stmt(s, ST_CS_PENDING_OPS, err);
@@ -2391,6 +2392,7 @@ static enum ids_err sq_cs_count_exports(struct store *base, int64_t connector, l
 
     *pending = 0;
     *deletes = 0;
+    *disables = 0;
     if (st == NULL) {
         return IDS_ESTORE;
     }
@@ -2402,6 +2404,9 @@ static enum ids_err sq_cs_count_exports(struct store *base, int64_t connector, l
         (*pending)++;
         if (op == CHANGE_DELETE) {
             (*deletes)++;
+        } else if (op == CHANGE_MODIFY && (sqlite3_column_int64(st, 1) & CS_DISABLED) &&
+                   sqlite3_column_int64(st, 2) == 0) {
+            (*disables)++;
         }
     }
     if (rc != SQLITE_DONE) {

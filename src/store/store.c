@@ -333,10 +333,10 @@ enum ids_err store_cs_count(struct store *s, int64_t connector, enum store_sel s
 }
 
 enum ids_err store_cs_count_exports(struct store *s, int64_t connector, long *pending,
-                                    long *deletes, struct ids_error *err)
+                                    long *deletes, long *disables, struct ids_error *err)
 {
-    assert(s != NULL && pending != NULL && deletes != NULL);
-    return s->ops->cs_count_exports(s, connector, pending, deletes, err);
+    assert(s != NULL && pending != NULL && deletes != NULL && disables != NULL);
+    return s->ops->cs_count_exports(s, connector, pending, deletes, disables, err);
 }
 
 enum ids_err store_cs_find(struct store *s, int64_t connector, const char *attr, const char *value,

@@ -298,10 +298,11 @@ enum ids_err store_cs_ids(struct store *s, int64_t connector, enum store_sel sel
 enum ids_err store_cs_count(struct store *s, int64_t connector, enum store_sel sel, long *n,
                             struct ids_error *err);
 /* Pending exports of `connector` (objects with a pending change in any
- * export state but none), and how many of them are deletes: the delete
- * threshold's figures, without reading the objects. */
+ * export state but none), how many of them are deletes, and how many are
+ * the disabling of a deprovisioned object (CS_DISABLED, no MV link): the
+ * delete threshold's figures, without reading the objects. */
 enum ids_err store_cs_count_exports(struct store *s, int64_t connector, long *pending,
-                                    long *deletes, struct ids_error *err);
+                                    long *deletes, long *disables, struct ids_error *err);
 /* Ids of CS objects of `connector` whose join key `attr` equals the
  * normalised `value` (up to max; *n is the total found, which may exceed max). */
 enum ids_err store_cs_find(struct store *s, int64_t connector, const char *attr, const char *value,
@@ -435,7 +436,7 @@ struct store_ops {
     enum ids_err (*cs_count)(struct store *s, int64_t connector, enum store_sel sel, long *n,
                              struct ids_error *err);
     enum ids_err (*cs_count_exports)(struct store *s, int64_t connector, long *pending,
-                                     long *deletes, struct ids_error *err);
+                                     long *deletes, long *disables, struct ids_error *err);
     enum ids_err (*cs_find)(struct store *s, int64_t connector, const char *attr, const char *value,
                             int64_t *ids, size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*cs_links)(struct store *s, int64_t mv_id, int64_t *ids, size_t max, size_t *n,

@@ -341,6 +341,29 @@ def test_deletion_threshold_stops_export_until_allowed(tmp_path):
     assert len(env.rows("out/users.csv", "id")) == 30
 
 
+def test_deletion_threshold_counts_disables(tmp_path):
+    """Deprovisioning by disabling locks people out as surely as deleting
+    them: ten leavers over a threshold of five stop the export the same way
+    (a scope filter gone wrong must not disable half the company)."""
+    people = [person(i) for i in range(1, 41)]
+    env = csv_env(tmp_path, people, {}, deprovision="disable", max_deletes=5)
+    env.run("cycle", "--full", expect=0)
+    before = env.read("out/users.csv")
+    env.write("src/people.csv", people_csv(people[:30]))
+    p = env.run("cycle")
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "would disable 10 objects" in p.stdout + p.stderr, (p.stdout, p.stderr)
+    assert "--allow-deletes 10" in p.stdout + p.stderr
+    assert env.read("out/users.csv") == before  # nothing exported at all
+    export = next(r for r in last_runs(env) if r["step"] == "export")
+    assert export["status"] == "stopped-threshold", export
+    env.run("export", "target", "--allow-deletes", "10", expect=0)
+    rows = env.rows("out/users.csv", "id")
+    assert len(rows) == 40
+    assert sorted(i for i, r in rows.items() if r["status"] == "disabled") == \
+        ["E%04d" % i for i in range(31, 41)]
+
+
 def test_import_guard_stages_nothing_on_empty_source(tmp_path):
     people = [person(i) for i in range(1, 21)]
     env = csv_env(tmp_path, people, {})

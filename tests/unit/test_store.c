@@ -726,11 +726,14 @@ static void test_cs_count_exports(void **state)
     struct ids_error err = IDS_ERROR_INIT;
     long pending = -1;
     long dels = -1;
+    long disables = -1;
     int i;
 
-    assert_int_equal(store_cs_count_exports(f->s, f->conn, &pending, &dels, &err), IDS_OK);
+    assert_int_equal(store_cs_count_exports(f->s, f->conn, &pending, &dels, &disables, &err),
+                     IDS_OK);
     assert_int_equal(pending, 0);
     assert_int_equal(dels, 0);
+    assert_int_equal(disables, 0);
     assert_int_equal(store_begin(f->s, &err), IDS_OK);
     for (i = 0; i < 12; i++) {
         static const enum change_op ops[] = {CHANGE_ADD, CHANGE_MODIFY, CHANGE_DELETE};
@@ -743,18 +746,28 @@ static void test_cs_count_exports(void **state)
             o->pending_export = change_new(ops[i % 3], "user", anchor, NULL);
             o->export_state = i % 2 == 0 ? CS_EXPORT_PENDING : CS_EXPORT_FAILED;
         }
+        if (i == 1 || i == 4) {
+            /* deprovisioned by disabling (1); disabled, then joined again (4) */
+            o->flags |= CS_DISABLED;
+            o->mv_id = i == 4 ? 42 : 0;
+        }
         assert_int_equal(store_cs_put(f->s, o, NULL, &err), IDS_OK);
         cs_object_free(o);
     }
     assert_int_equal(store_commit(f->s, &err), IDS_OK);
     /* conn: i = 0 1 2 4 6 8 9 10 pending (3 and 7 have nothing; 5 and 11
-     * are conn2's); deletes among them: i % 3 == 2 -> 2 8 */
-    assert_int_equal(store_cs_count_exports(f->s, f->conn, &pending, &dels, &err), IDS_OK);
+     * are conn2's); deletes among them: i % 3 == 2 -> 2 8; disables: the
+     * modify of 1 (4 is linked again, 10 not disabled) */
+    assert_int_equal(store_cs_count_exports(f->s, f->conn, &pending, &dels, &disables, &err),
+                     IDS_OK);
     assert_int_equal(pending, 8);
     assert_int_equal(dels, 2);
-    assert_int_equal(store_cs_count_exports(f->s, f->conn2, &pending, &dels, &err), IDS_OK);
+    assert_int_equal(disables, 1);
+    assert_int_equal(store_cs_count_exports(f->s, f->conn2, &pending, &dels, &disables, &err),
+                     IDS_OK);
     assert_int_equal(pending, 1); /* i = 5: a delete */
     assert_int_equal(dels, 1);
+    assert_int_equal(disables, 0);
 }
 
 static void test_cs_delete(void **state)
