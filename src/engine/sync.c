@@ -786,6 +786,9 @@ static enum ids_err set_pending(struct sync_ctx *ctx, struct cs_object *cs, stru
             return IDS_OK;
         }
     } else {
+        if (ch != NULL && ch->op == CHANGE_MODIFY) {
+            ctx->r->rec.counters.flowed_out++;
+        }
         change_free(cs->pending_export);
         cs->pending_export = ch;
         cs->export_state = ch != NULL ? CS_EXPORT_PENDING : CS_EXPORT_NONE;

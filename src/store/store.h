@@ -135,6 +135,7 @@ void mv_object_free(struct mv_object *o); /* NULL-safe */
     X(mv_deleted, "mv-deleted")                                                                    \
     X(flowed, "flowed")           /* MV objects whose attributes changed */                        \
     X(provisioned, "provisioned") /* target CS objects created (pending add) */                    \
+    X(flowed_out, "flowed-out")   /* target objects given an update or rename to export */         \
     X(deprovisioned, "deprovisioned")                                                              \
     X(export_add, "export-add")                                                                    \
     X(export_update, "export-update")                                                              \

@@ -392,6 +392,11 @@ def test_csv_delta_reads_only_changed_rows_and_guard_holds(tmp_path):
     # one changed row and one deletion are read, not the 19 others
     assert counter(imp, "read") == 2, imp
     assert counter(imp, "staged-update") == 1 and counter(imp, "staged-delete") == 1, imp
+    sync = next(r for r in runs if r["step"] == "delta-sync")
+    # the title reaches the metaverse and its target object; the leaver is
+    # deprovisioned, not updated
+    assert counter(sync, "flowed") == 1 and counter(sync, "flowed-out") == 1, sync
+    assert counter(sync, "deprovisioned") == 1, sync
     rows = expect_users(env, people)
     assert gone["id"] not in rows
     # an emptied file is a mass deletion for the delta import too: the
@@ -1024,3 +1029,21 @@ def test_groups_nested_in_a_cycle_are_created_then_completed(tmp_path):
     assert env.read("out/changes.ldif") == before
     assert env.run("errors", expect=0).stdout.strip().startswith("No errors"), \
         env.run("errors").stdout
+
+
+def test_changed_outbound_flow_shows_in_the_sync_counters(tmp_path):
+    """A new DN template renames every target object: the full sync that
+    queues the renames said "nothing to do" (its counters knew only inbound
+    changes); it now counts them as flowed-out, and the export renames."""
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_LDIF)
+    people = [person(i) for i in range(1, 8)]
+    env.write("src/people.csv", people_csv(people))
+    os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
+    env.run("cycle", "--full", expect=0)
+    env.write("idsync.yaml", CSV_TO_LDIF.replace("ou=People,", "ou=Staff,"))
+    sync = env.json("sync", "--full")["run"]
+    assert counter(sync, "flowed-out") == 7 and counter(sync, "flowed") == 0, sync
+    env.run("export", "dir", expect=0)
+    export = next(r for r in last_runs(env) if r["step"] == "export")
+    assert counter(export, "export-rename") == 7, export
