@@ -1397,7 +1397,7 @@ static void test_runs(void **state)
     free(errs);
 
     /* the counter table and names */
-    assert_int_equal(run_counter_count, 20);
+    assert_int_equal(run_counter_count, 21);
     assert_string_equal(run_counter_descs[0].name, "read");
     assert_string_equal(run_counter_descs[run_counter_count - 1].name, "errors");
     assert_string_equal(run_status_name(RUN_STOPPED_THRESHOLD), "stopped-threshold");
