@@ -729,7 +729,7 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
         cs->export_state = CS_EXPORT_NONE;
         if (it->rest != NULL) {
             /* created without the references that waited for it: they
-             * follow as a modify, sent when they resolve */
+             * follow as a modify, sent by the next export */
             cs->pending_export = it->rest;
             it->rest = NULL;
             cs->export_state = CS_EXPORT_PENDING;
