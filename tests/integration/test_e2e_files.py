@@ -1047,3 +1047,39 @@ def test_changed_outbound_flow_shows_in_the_sync_counters(tmp_path):
     env.run("export", "dir", expect=0)
     export = next(r for r in last_runs(env) if r["step"] == "export")
     assert counter(export, "export-rename") == 7, export
+
+
+@pytest.mark.parametrize("target", ["csv", "ldif"])
+def test_large_membership_changes(tmp_path, target):
+    """Half the members of a group of 400 leave in one delta cycle, then
+    come back (200 changes each way, past the point where the target's
+    members are compared sorted instead of one by one), by anchor (CSV
+    target) and by DN (LDIF target): the target group ends exactly as the
+    source says each time."""
+    people = [person(i) for i in range(1, 401)]
+    everyone = [p["id"] for p in people]
+    if target == "csv":
+        env = csv_env(tmp_path, people, {"big": everyone, "small": everyone[:3]})
+    else:
+        env = Env(tmp_path)
+        env.write("idsync.yaml", NESTED_GROUPS)
+        env.write("src/people.csv", people_csv(people))
+        env.write("src/groups.csv", groups_csv({"big": everyone, "small": everyone[:3]}))
+        os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
+
+    def members(name):
+        if target == "csv":
+            row = env.rows("out/groups.csv", "name")[name]
+            return sorted(filter(None, row["member"].split(";")))
+        held = ldif_replay(env.read("out/changes.ldif"))["cn=%s,ou=groups,dc=x" % name]
+        return sorted(v.split(",")[0].split("=")[1].upper() for v in held.get("member", []))
+
+    env.run("cycle", "--full", expect=0)
+    assert members("big") == everyone
+    for big in (everyone[::2], everyone, everyone[7:9]):
+        env.write("src/groups.csv", groups_csv({"big": big, "small": everyone[:3]}))
+        env.run("cycle", expect=0)
+        assert members("big") == sorted(big)
+        assert members("small") == everyone[:3]
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
