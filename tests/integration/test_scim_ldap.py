@@ -193,6 +193,19 @@ def test_openldap_to_scim_full_then_delta(slapd_factory, scim_service, tmp_path)
     for m in ("POST", "PATCH", "PUT", "DELETE"):
         assert after.get(m, 0) == before.get(m, 0), m
 
+    # two groups that contain each other: created without each other by the
+    # next cycle, completed (PATCH) by the one after
+    src.add("cn=ring1,%s" % GROUPS, {"objectClass": "groupOfNames", "cn": "ring1",
+                                     "member": ["uid=u8,%s" % PEOPLE, "cn=ring2,%s" % GROUPS]})
+    src.add("cn=ring2,%s" % GROUPS, {"objectClass": "groupOfNames", "cn": "ring2",
+                                     "member": ["uid=u9,%s" % PEOPLE, "cn=ring1,%s" % GROUPS]})
+    env.run("cycle", expect=0)
+    groups = scim_service.groups_by("displayName")
+    assert len(groups["ring1"].get("members", [])) == 1
+    assert len(groups["ring2"].get("members", [])) == 1
+    env.run("cycle", expect=0)
+    expect_scim_equals_ldap(scim_service, src)
+
 
 SCIM_TO_OL = """store: sqlite:idsync.db
 connectors:
