@@ -47,6 +47,9 @@ const struct config_option config_top_options[] = {
      "Run reports by e-mail and webhook (see [notify](#notify))."},
     {"schedule", OPT_DURATION, "30m", 10, SCHEDULE_MAX, NULL, false,
      "Interval between two cycles when running `idsync serve`."},
+    {"run_history", OPT_DURATION, "30d", 0, 3650L * 86400, NULL, false,
+     "How long run history (runs, their counters and per-object errors) is kept: each cycle "
+     "first removes the runs that started longer ago than this. 0 keeps everything."},
     {"serve", OPT_MAP, NULL, 0, 0, NULL, false,
      "The daemon's HTTP API and web console (see [serve](#serve))."},
     {"log", OPT_MAP, NULL, 0, 0, NULL, false, "Logging (see [log](#log))."},
@@ -2362,6 +2365,7 @@ static enum ids_err load_document(struct loader *ld)
         goto done;
     }
     cfg->schedule_seconds = config_get_int(&top, "schedule");
+    cfg->run_history_seconds = config_get_int(&top, "run_history");
     if (expr_env_new(NULL, &cfg->expr_env, &eerr) != IDS_OK) {
         ret = ids_error_set(ld->err, IDS_ECONFIG, "%s: %s", ld->file, eerr.msg);
         goto done;

@@ -183,6 +183,7 @@ struct config {
     struct safety_config safety;
     struct notify_config notify;
     long schedule_seconds;      /* default 1800 */
+    long run_history_seconds;   /* runs older are removed by each cycle; 0: kept (default 30d) */
     struct config_values serve; /* serve: listen, token_file, tls_cert_file ... (issue 6) */
     struct expr_env *expr_env;  /* the expression runtime the rules were compiled in; owned */
     struct config_values log;   /* log: level (debug|info|warn|error), format (logfmt|json) */

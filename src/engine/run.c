@@ -668,6 +668,22 @@ enum ids_err engine_cycle(struct engine *eng, bool full, struct run_record *run,
     int64_t saved_parent = eng->parent;
 
     memset(&cs, 0, sizeof(cs));
+    if (!dry && eng->cfg->run_history_seconds > 0) {
+        /* run history kept for run_history: the oldest runs go first */
+        struct ids_error perr = IDS_ERROR_INIT;
+        long runs = 0;
+        long errors = 0;
+
+        if (store_runs_prune(eng->store,
+                             now_us() - (int64_t)eng->cfg->run_history_seconds * 1000000, &runs,
+                             &errors, &perr) != IDS_OK) {
+            log_warn("history-prune", "error=\"%s\" (the runs stay; the next cycle tries again)",
+                     perr.msg);
+        } else if (runs > 0) {
+            log_info("history-prune", "runs=%ld errors=%ld older-than=%lds", runs, errors,
+                     eng->cfg->run_history_seconds);
+        }
+    }
     ret = erun_start(eng, &r, "cycle", NULL, err);
     if (ret != IDS_OK) {
         return erun_finish(&r, ret, err, run);

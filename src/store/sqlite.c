@@ -289,6 +289,10 @@ static int64_t stored_flags(const struct cs_object *o)
                    "LIMIT ?2 OFFSET ?3")                                                           \
     X(ST_ERR_LAST_RUN, "SELECT coalesce(max(run), 0) FROM run_error")                              \
     X(ST_ERR_COUNT, "SELECT count(*) FROM run_error WHERE run = ?1")                               \
+    X(ST_RUN_OLD, "SELECT id FROM run WHERE start_us < ?1 AND id < (SELECT max(id) FROM run) "     \
+                  "ORDER BY id LIMIT 256")                                                         \
+    X(ST_RUN_DEL, "DELETE FROM run WHERE id = ?1")                                                 \
+    X(ST_ERR_DEL_RUN, "DELETE FROM run_error WHERE run = ?1")                                      \
     X(ST_LOCK_GET, "SELECT holder, pid, host, start_ticks, since_us FROM run_lock WHERE id = 1")   \
     X(ST_LOCK_SET,                                                                                 \
       "INSERT OR REPLACE INTO run_lock(id, holder, pid, host, start_ticks, since_us) "             \
@@ -2416,6 +2420,73 @@ static enum ids_err sq_cs_count_exports(struct store *base, int64_t connector, l
     return ret;
 }
 
+/* Up to 256 runs older than before_us and their errors, in one transaction;
+ * *done when none was left. */
+static enum ids_err prune_some(struct sqlite_store *s, int64_t before_us, long *runs, long *errors,
+                               bool *done, struct ids_error *err)
+{
+    sqlite3_stmt *old = stmt(s, ST_RUN_OLD, err);
+    sqlite3_stmt *del_err = stmt(s, ST_ERR_DEL_RUN, err);
+    sqlite3_stmt *del_run = stmt(s, ST_RUN_DEL, err);
+    int64_t ids[256];
+    size_t n = 0;
+    size_t i;
+    enum ids_err ret = IDS_OK;
+    int rc = SQLITE_DONE;
+
+    if (old == NULL || del_err == NULL || del_run == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(old, 1, before_us);
+    while (n < ARRAY_SIZE(ids) && (rc = sqlite3_step(old)) == SQLITE_ROW) {
+        ids[n++] = sqlite3_column_int64(old, 0);
+    }
+    if (n < ARRAY_SIZE(ids) && rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "old runs", err);
+    }
+    sqlite3_reset(old);
+    *done = n == 0;
+    for (i = 0; ret == IDS_OK && i < n; i++) {
+        sqlite3_bind_int64(del_err, 1, ids[i]);
+        ret = run_simple(s, del_err, "remove the errors of an old run", err);
+        if (ret == IDS_OK) {
+            *errors += sqlite3_changes(s->db);
+            sqlite3_bind_int64(del_run, 1, ids[i]);
+            ret = run_simple(s, del_run, "remove an old run", err);
+            *runs += ret == IDS_OK ? sqlite3_changes(s->db) : 0;
+        }
+    }
+    return ret;
+}
+
+static enum ids_err sq_runs_prune(struct store *base, int64_t before_us, long *runs, long *errors,
+                                  struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    enum ids_err ret = IDS_OK;
+    bool done = false;
+
+    *runs = 0;
+    *errors = 0;
+    if (s->in_tx || s->in_read || s->dry_run) {
+        return ids_error_set(err, IDS_EINTERNAL,
+                             "store_runs_prune: a transaction, dry run or read snapshot is open");
+    }
+    while (ret == IDS_OK && !done) {
+        ret = sq_begin(base, err);
+        if (ret != IDS_OK) {
+            break;
+        }
+        ret = prune_some(s, before_us, runs, errors, &done, err);
+        if (ret == IDS_OK) {
+            ret = sq_commit(base, err);
+        } else {
+            sq_rollback(base);
+        }
+    }
+    return ret;
+}
+
 /* Bind attr (lower-cased into s->norm2) and the normalised value (s->norm). */
 static void bind_key(struct sqlite_store *s, sqlite3_stmt *st, int iattr, const char *attr,
                      int ivalue, const char *value)
@@ -3740,6 +3811,7 @@ const struct store_ops sqlite_store_ops = {
     .cs_ids = sq_cs_ids,
     .cs_count = sq_cs_count,
     .cs_count_exports = sq_cs_count_exports,
+    .runs_prune = sq_runs_prune,
     .cs_find = sq_cs_find,
     .cs_links = sq_cs_links,
     .mv_get = sq_mv_get,

@@ -332,6 +332,13 @@ enum ids_err store_cs_count(struct store *s, int64_t connector, enum store_sel s
     return s->ops->cs_count(s, connector, sel, n, err);
 }
 
+enum ids_err store_runs_prune(struct store *s, int64_t before_us, long *runs, long *errors,
+                              struct ids_error *err)
+{
+    assert(s != NULL && runs != NULL && errors != NULL);
+    return s->ops->runs_prune(s, before_us, runs, errors, err);
+}
+
 enum ids_err store_cs_count_exports(struct store *s, int64_t connector, long *pending,
                                     long *deletes, long *disables, struct ids_error *err)
 {

@@ -298,6 +298,14 @@ enum ids_err store_cs_ids(struct store *s, int64_t connector, enum store_sel sel
                           int64_t *ids, size_t max, size_t *n, struct ids_error *err);
 enum ids_err store_cs_count(struct store *s, int64_t connector, enum store_sel sel, long *n,
                             struct ids_error *err);
+/* Remove the runs that started before `before_us` with their per-object
+ * errors, a few hundred runs per transaction (never inside one: a store
+ * that holds a transaction refuses with IDS_EINTERNAL). The newest run
+ * stays whatever its age, so that run ids never start again from 1 (they
+ * are how notifications and API clients tell new runs). *runs and *errors
+ * count what went. */
+enum ids_err store_runs_prune(struct store *s, int64_t before_us, long *runs, long *errors,
+                              struct ids_error *err);
 /* Pending exports of `connector` (objects with a pending change in any
  * export state but none), how many of them are deletes, and how many are
  * the disabling of a deprovisioned object (CS_DISABLED, no MV link): the
@@ -438,6 +446,8 @@ struct store_ops {
                              struct ids_error *err);
     enum ids_err (*cs_count_exports)(struct store *s, int64_t connector, long *pending,
                                      long *deletes, long *disables, struct ids_error *err);
+    enum ids_err (*runs_prune)(struct store *s, int64_t before_us, long *runs, long *errors,
+                               struct ids_error *err);
     enum ids_err (*cs_find)(struct store *s, int64_t connector, const char *attr, const char *value,
                             int64_t *ids, size_t max, size_t *n, struct ids_error *err);
     enum ids_err (*cs_links)(struct store *s, int64_t mv_id, int64_t *ids, size_t max, size_t *n,

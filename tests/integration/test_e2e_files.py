@@ -15,6 +15,7 @@ import re
 import resource
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -1083,3 +1084,32 @@ def test_large_membership_changes(tmp_path, target):
         assert members("small") == everyone[:3]
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
+
+
+def test_run_history_is_pruned_by_each_cycle(tmp_path):
+    """With run_history: 1s the second cycle, started more than a second
+    after the first, removes the first cycle's runs and their errors (an
+    ambiguous join recorded each time) but the newest (run ids go on from
+    it) and keeps its own."""
+    people = [person(1), person(2, mail="user1@example.com")]
+    env = csv_env(tmp_path, people, {})
+    env.write("idsync.yaml", env.read("idsync.yaml") + "run_history: 1s\n")
+    env.write("out/users.csv", "id,externalId,displayName,mail,title,status\r\n"
+                               "X1,,One,user1@example.com,,\r\nX2,,Two,user1@example.com,,\r\n")
+    env.run("cycle")
+    first = last_runs(env, 50)
+    assert first and any(counter(r, "errors") > 0 for r in first), first
+    newest = max(r["start_us"] for r in first)
+    while time.time() * 1e6 < newest + 1_100_000:
+        time.sleep(0.05)  # the retention is a matter of time having passed
+    env.run("cycle")
+    runs = last_runs(env, 50)
+    newest_id = max(r["id"] for r in first)
+    kept = {r["id"] for r in runs} & {r["id"] for r in first}
+    assert kept == {newest_id}, runs
+    assert min(r["id"] for r in runs if r["id"] != newest_id) > newest_id
+    assert any(r["step"] == "cycle" and r["id"] > newest_id for r in runs)
+    for r in first:
+        if r["id"] != newest_id and counter(r, "errors") > 0:
+            old = env.run("errors", str(r["id"]))
+            assert "No errors" in old.stdout or old.returncode != 0, old.stdout

@@ -414,7 +414,7 @@ static void test_error_unknown_key(void **state)
     (void)state;
     check_extra("colour: blue\n", "colour",
                 "top level: unknown key `colour` (expected one of: store, connectors, metaverse, "
-                "safety, notify, schedule, serve, log)");
+                "safety, notify, schedule, run_history, serve, log)");
     check_replaced("    path: dst.csv\n", "    path: dst.csv\n    pasword: x\n", "pasword", 1,
                    "connectors.dst: unknown key `pasword` (expected one of: type, objects, path, "
                    "key, dn_column, delimiter, separator)");

@@ -1405,6 +1405,64 @@ static void test_runs(void **state)
 
 /* ---- transactions and dry run --------------------------------------------- */
 
+/* Run history older than a point goes with its errors, in batches, and
+ * nothing newer; not inside a transaction. */
+static void test_runs_prune(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct run_record got;
+    int64_t ids[600];
+    long runs = -1;
+    long errors = -1;
+    long c;
+    int i;
+
+    for (i = 0; i < 600; i++) {
+        struct run_record r = {0};
+
+        r.step = "delta-import";
+        r.connector = "corp";
+        r.start_us = 1000000 + i; /* the first 550 are "old" */
+        assert_int_equal(store_run_start(f->s, &r, &err), IDS_OK);
+        ids[i] = r.id;
+        if (i % 100 == 0 || i == 549 || i == 550) {
+            add_error(f, r.id, i);
+            add_error(f, r.id, i + 1000);
+        }
+    }
+    assert_int_equal(store_begin(f->s, &err), IDS_OK);
+    assert_int_equal(store_runs_prune(f->s, 1000550, &runs, &errors, &err), IDS_EINTERNAL);
+    store_rollback(f->s);
+    assert_int_equal(store_runs_prune(f->s, 1000550, &runs, &errors, &err), IDS_OK);
+    assert_int_equal(runs, 550);     /* three transactions of at most 256 */
+    assert_int_equal(errors, 2 * 7); /* runs 0, 100 ... 500 and 549 */
+    assert_int_equal(store_run_get(f->s, ids[549], &got, &err), IDS_ENOTFOUND);
+    assert_int_equal(store_run_get(f->s, ids[550], &got, &err), IDS_OK);
+    run_record_release(&got);
+    assert_int_equal(store_run_error_count(f->s, ids[0], &c, &err), IDS_OK);
+    assert_int_equal(c, 0);
+    assert_int_equal(store_run_error_count(f->s, ids[550], &c, &err), IDS_OK);
+    assert_int_equal(c, 2);
+    /* again: nothing left to remove */
+    assert_int_equal(store_runs_prune(f->s, 1000550, &runs, &errors, &err), IDS_OK);
+    assert_int_equal(runs, 0);
+    assert_int_equal(errors, 0);
+    /* all of them old: the newest stays, and the next run id follows it */
+    assert_int_equal(store_runs_prune(f->s, 2000000, &runs, &errors, &err), IDS_OK);
+    assert_int_equal(runs, 49);
+    assert_int_equal(store_run_get(f->s, ids[599], &got, &err), IDS_OK);
+    run_record_release(&got);
+    {
+        struct run_record r = {0};
+
+        r.step = "cycle";
+        r.start_us = 3000000;
+        assert_int_equal(store_run_start(f->s, &r, &err), IDS_OK);
+        assert_true(r.id > ids[599]);
+    }
+}
+
 static void test_transaction_rollback(void **state)
 {
     struct fixture *f = *state;
@@ -2016,6 +2074,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runs_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_blob, setup, teardown),
