@@ -269,7 +269,7 @@ bool attr_has_value(const struct attr *a, const void *data, size_t len)
     return false;
 }
 
-static int cmp_value(const void *pa, const void *pb)
+int value_cmp(const void *pa, const void *pb)
 {
     const struct value *a = pa;
     const struct value *b = pb;
@@ -292,15 +292,15 @@ static void attr_canonicalize(struct attr *a)
     }
     /* values read back from the store, or built sorted, are left as they
      * are after one pass (a second canonicalize costs no sort) */
-    for (i = 1; i < a->nvals && cmp_value(&a->vals[i - 1], &a->vals[i]) < 0; i++) {
+    for (i = 1; i < a->nvals && value_cmp(&a->vals[i - 1], &a->vals[i]) < 0; i++) {
     }
     if (i == a->nvals) {
         return;
     }
-    qsort(a->vals, a->nvals, sizeof(*a->vals), cmp_value);
+    qsort(a->vals, a->nvals, sizeof(*a->vals), value_cmp);
     j = 1;
     for (i = 1; i < a->nvals; i++) {
-        if (cmp_value(&a->vals[i], &a->vals[j - 1]) == 0) {
+        if (value_cmp(&a->vals[i], &a->vals[j - 1]) == 0) {
             free(a->vals[i].data);
         } else {
             a->vals[j++] = a->vals[i];
@@ -332,10 +332,10 @@ static struct value *values_sorted(const struct attr *a)
     if (a->nvals > 0) {
         memcpy(v, a->vals, a->nvals * sizeof(*v));
     }
-    for (i = 1; i < a->nvals && cmp_value(&v[i - 1], &v[i]) <= 0; i++) {
+    for (i = 1; i < a->nvals && value_cmp(&v[i - 1], &v[i]) <= 0; i++) {
     }
     if (i < a->nvals) {
-        qsort(v, a->nvals, sizeof(*v), cmp_value);
+        qsort(v, a->nvals, sizeof(*v), value_cmp);
     }
     return v;
 }
@@ -344,7 +344,7 @@ static bool values_find(const struct value *sorted, size_t n, const void *data, 
 {
     struct value key = {(char *)data, len};
 
-    return n > 0 && bsearch(&key, sorted, n, sizeof(*sorted), cmp_value) != NULL;
+    return n > 0 && bsearch(&key, sorted, n, sizeof(*sorted), value_cmp) != NULL;
 }
 
 /* The values of sorted a[0..na) and b[0..nb) are the same set. */
@@ -354,13 +354,13 @@ static bool sorted_sets_equal(const struct value *a, size_t na, const struct val
     size_t j = 0;
 
     while (i < na && j < nb) {
-        if (cmp_value(&a[i], &b[j]) != 0) {
+        if (value_cmp(&a[i], &b[j]) != 0) {
             return false;
         }
         /* past the run of this value in both */
-        for (i++; i < na && cmp_value(&a[i - 1], &a[i]) == 0; i++) {
+        for (i++; i < na && value_cmp(&a[i - 1], &a[i]) == 0; i++) {
         }
-        for (j++; j < nb && cmp_value(&b[j - 1], &b[j]) == 0; j++) {
+        for (j++; j < nb && value_cmp(&b[j - 1], &b[j]) == 0; j++) {
         }
     }
     return i == na && j == nb;
@@ -377,7 +377,7 @@ static int cmp_vpos(const void *pa, const void *pb)
 {
     const struct vpos *a = pa;
     const struct vpos *b = pb;
-    int c = cmp_value(&a->v, &b->v);
+    int c = value_cmp(&a->v, &b->v);
 
     return c != 0 ? c : (a->pos > b->pos) - (a->pos < b->pos);
 }
@@ -408,7 +408,7 @@ static void attr_add_values(struct attr *a, const struct attr *m)
     qsort(nv, m->nvals, sizeof(*nv), cmp_vpos);
     for (k = 0; k < m->nvals; k++) {
         /* a later copy of a value of m, or a value a holds already */
-        skip[nv[k].pos] = (k > 0 && cmp_value(&nv[k - 1].v, &nv[k].v) == 0) ||
+        skip[nv[k].pos] = (k > 0 && value_cmp(&nv[k - 1].v, &nv[k].v) == 0) ||
                           values_find(old, n0, nv[k].v.data, nv[k].v.len);
     }
     for (k = 0; k < m->nvals; k++) {

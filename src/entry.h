@@ -98,6 +98,8 @@ void attr_copy(struct attr *dst, const struct attr *src);
  * in want's order, appended to out. Large lists are compared sorted, not
  * value by value, as are the two below. */
 void attr_values_held(const struct attr *want, const struct attr *a, struct attr *out);
+/* qsort/bsearch comparator of struct value: bytes, then length. */
+int value_cmp(const void *pa, const void *pb);
 /* Same set of values (order and duplicates ignored), byte-wise. */
 bool attr_values_equal(const struct attr *a, const struct attr *b);
 

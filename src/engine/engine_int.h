@@ -46,6 +46,14 @@ struct i64vec {
 };
 void i64vec_push(struct i64vec *vec, int64_t x);
 void i64vec_release(struct i64vec *vec);
+/* qsort/bsearch comparator of int64_t. */
+int i64_cmp(const void *pa, const void *pb);
+/* Sort and drop repeats: vec becomes a set that the two below take. */
+void i64vec_sort_unique(struct i64vec *vec);
+/* Keep in a only what is also in b (both sorted, unique). */
+void i64vec_intersect(struct i64vec *a, const struct i64vec *b);
+/* Position of x in sorted vec, or SIZE_MAX when absent. */
+size_t i64vec_find(const struct i64vec *vec, int64_t x);
 
 /* A bitmap over object ids (ids are small, dense integers): flat memory. */
 struct bitmap {

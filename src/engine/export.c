@@ -971,41 +971,15 @@ static void add_item(struct export_ctx *ctx, struct cs_object *cs, struct change
     it->sent = sent;
 }
 
-/* Ids of objects that wait for each other, sorted (export_deferred). */
-struct idset {
-    int64_t *v;
-    size_t n;
-};
-
-static int cmp_i64(const void *pa, const void *pb)
-{
-    int64_t a = *(const int64_t *)pa;
-    int64_t b = *(const int64_t *)pb;
-
-    return (a > b) - (a < b);
-}
-
-static bool idset_has(const struct idset *s, int64_t id)
-{
-    return s->n > 0 && bsearch(&id, s->v, s->n, sizeof(*s->v), cmp_i64) != NULL;
-}
-
-/* Index of id in s (which holds it). */
-static size_t idset_index(const struct idset *s, int64_t id)
-{
-    const int64_t *p = bsearch(&id, s->v, s->n, sizeof(*s->v), cmp_i64);
-
-    return p != NULL ? (size_t)(p - s->v) : 0;
-}
-
-/* Do all the values of `rest` (connector-space ids) name objects of `s`? */
-static bool rest_within(const struct change *rest, const struct idset *s)
+/* Do all the values of `rest` (connector-space ids) name objects of the
+ * sorted set `s`? */
+static bool rest_within(const struct change *rest, const struct i64vec *s)
 {
     size_t i, k;
 
     for (i = 0; i < rest->nmods; i++) {
         for (k = 0; k < rest->mods[i].attr.nvals; k++) {
-            if (!idset_has(s, strtoll(rest->mods[i].attr.vals[k].data, NULL, 10))) {
+            if (i64vec_find(s, strtoll(rest->mods[i].attr.vals[k].data, NULL, 10)) == SIZE_MAX) {
                 return false;
             }
         }
@@ -1018,7 +992,7 @@ static bool rest_within(const struct change *rest, const struct idset *s)
  * waits only for objects of `cycle` is sent without those references,
  * which become its pending export once it succeeded. */
 static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bool *deferred,
-                            const struct idset *cycle, struct strbuf *why, struct ids_error *err)
+                            const struct i64vec *cycle, struct strbuf *why, struct ids_error *err)
 {
     enum ids_err ret;
     struct cs_object *cs = NULL;
@@ -1058,7 +1032,8 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
         cs_object_free(cs);
         return ret;
     }
-    if (unresolved && rest != NULL && idset_has(cycle, cs->id) && rest_within(rest, cycle)) {
+    if (unresolved && rest != NULL && i64vec_find(cycle, cs->id) != SIZE_MAX &&
+        rest_within(rest, cycle)) {
         add_item(ctx, cs, sent);
         ctx->batch.v[ctx->batch.nr - 1].rest = rest;
         log_info("export-cycle",
@@ -1087,7 +1062,7 @@ static bool must_stop(struct export_ctx *ctx, enum ids_err *why)
  * send them in batches. Ids that must wait go to `deferred`. */
 static enum ids_err prepare_and_send(struct export_ctx *ctx, const int64_t *ids, size_t n,
                                      bool deletes, struct i64vec *deferred,
-                                     const struct idset *cycle, bool *stopped, enum ids_err *why,
+                                     const struct i64vec *cycle, bool *stopped, enum ids_err *why,
                                      struct ids_error *err)
 {
     enum ids_err ret;
@@ -1174,22 +1149,23 @@ static enum ids_err export_pass(struct export_ctx *ctx, bool deletes, struct i64
  * set and is waited for by one of them (a group that only waits for a
  * member of a cycle is left out: it follows once the cycle is created). */
 static enum ids_err cycle_members(struct export_ctx *ctx, const struct i64vec *stuck,
-                                  struct idset *out, struct ids_error *err)
+                                  struct i64vec *out, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct change **waits = xcalloc(stuck->nr + 1, sizeof(*waits));
-    struct idset all = {xcalloc(stuck->nr + 1, sizeof(int64_t)), stuck->nr};
+    struct i64vec all = {0};
     bool *in = xcalloc(stuck->nr + 1, sizeof(*in));
     size_t *indeg = xcalloc(stuck->nr + 1, sizeof(*indeg));
     size_t *todo = xcalloc(stuck->nr + 1, sizeof(*todo));
     size_t ntodo = 0;
     size_t i, m, k;
 
-    memcpy(all.v, stuck->v, stuck->nr * sizeof(*all.v));
-    qsort(all.v, all.n, sizeof(*all.v), cmp_i64);
-    out->v = xcalloc(stuck->nr + 1, sizeof(*out->v));
-    out->n = 0;
-    for (i = 0; ret == IDS_OK && i < all.n; i++) {
+    for (i = 0; i < stuck->nr; i++) {
+        i64vec_push(&all, stuck->v[i]);
+    }
+    i64vec_sort_unique(&all);
+    out->nr = 0;
+    for (i = 0; ret == IDS_OK && i < all.nr; i++) {
         struct cs_object *cs = NULL;
         struct change *sent = NULL;
         bool unresolved = false;
@@ -1209,18 +1185,19 @@ static enum ids_err cycle_members(struct export_ctx *ctx, const struct i64vec *s
     }
     /* drop what no member waits for, and again what only the dropped
      * waited for (in-degrees, linear in the references) */
-    for (i = 0; ret == IDS_OK && i < all.n; i++) {
+    for (i = 0; ret == IDS_OK && i < all.nr; i++) {
         for (m = 0; in[i] && m < waits[i]->nmods; m++) {
             const struct attr *a = &waits[i]->mods[m].attr;
 
             for (k = 0; k < a->nvals; k++) {
-                size_t t = idset_index(&all, strtoll(a->vals[k].data, NULL, 10));
+                /* in the set: rest_within said so */
+                size_t t = i64vec_find(&all, strtoll(a->vals[k].data, NULL, 10));
 
                 indeg[t]++;
             }
         }
     }
-    for (i = 0; ret == IDS_OK && i < all.n; i++) {
+    for (i = 0; ret == IDS_OK && i < all.nr; i++) {
         if (in[i] && indeg[i] == 0) {
             todo[ntodo++] = i;
         }
@@ -1232,7 +1209,7 @@ static enum ids_err cycle_members(struct export_ctx *ctx, const struct i64vec *s
             const struct attr *a = &waits[i]->mods[m].attr;
 
             for (k = 0; k < a->nvals; k++) {
-                size_t t = idset_index(&all, strtoll(a->vals[k].data, NULL, 10));
+                size_t t = i64vec_find(&all, strtoll(a->vals[k].data, NULL, 10));
 
                 if (in[t] && --indeg[t] == 0) {
                     todo[ntodo++] = t;
@@ -1240,14 +1217,14 @@ static enum ids_err cycle_members(struct export_ctx *ctx, const struct i64vec *s
             }
         }
     }
-    for (i = 0; i < all.n; i++) {
+    for (i = 0; i < all.nr; i++) {
         if (in[i]) {
-            out->v[out->n++] = all.v[i]; /* sorted, as all */
+            i64vec_push(out, all.v[i]); /* sorted, as all */
         }
         change_free(waits[i]);
     }
     free(waits);
-    free(all.v);
+    i64vec_release(&all);
     free(in);
     free(indeg);
     free(todo);
@@ -1282,7 +1259,7 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
             *stopped = true;
         }
         if (again.nr == deferred->nr) {
-            struct idset cycle;
+            struct i64vec cycle = {0};
 
             if (broke || ret != IDS_OK || *stopped) {
                 break; /* no progress */
@@ -1294,8 +1271,8 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
              * a confirming import reads each back as it was sent) */
             broke = true;
             ret = cycle_members(ctx, &again, &cycle, err);
-            if (ret != IDS_OK || cycle.n == 0) {
-                free(cycle.v);
+            if (ret != IDS_OK || cycle.nr == 0) {
+                i64vec_release(&cycle);
                 break; /* no cycle: they wait for objects not created yet */
             }
             rest.nr = 0;
@@ -1304,7 +1281,7 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
             if (ret == IDS_OK) {
                 ret = send_batch(ctx, true, err);
             }
-            free(cycle.v);
+            i64vec_release(&cycle);
             if (must_stop(ctx, why)) {
                 *stopped = true;
             }

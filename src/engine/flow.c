@@ -273,15 +273,7 @@ bool change_equal(const struct change *c, const struct change *d)
 
 static int cmp_valp(const void *pa, const void *pb)
 {
-    const struct value *a = *(const struct value *const *)pa;
-    const struct value *b = *(const struct value *const *)pb;
-    size_t n = a->len < b->len ? a->len : b->len;
-    int c = n ? memcmp(a->data, b->data, n) : 0;
-
-    if (c != 0) {
-        return c;
-    }
-    return (a->len > b->len) - (a->len < b->len);
+    return value_cmp(*(const struct value *const *)pa, *(const struct value *const *)pb);
 }
 
 static const struct value **sorted_values(const struct attr *a)

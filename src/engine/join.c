@@ -11,49 +11,6 @@
 #include "util/mem.h"
 #include "util/banned.h"
 
-static int cmp_i64(const void *pa, const void *pb)
-{
-    int64_t a = *(const int64_t *)pa;
-    int64_t b = *(const int64_t *)pb;
-
-    return (a > b) - (a < b);
-}
-
-static void i64vec_sort_unique(struct i64vec *v)
-{
-    size_t i;
-    size_t j = 0;
-
-    if (v->nr > 1) {
-        qsort(v->v, v->nr, sizeof(*v->v), cmp_i64);
-    }
-    for (i = 0; i < v->nr; i++) {
-        if (j > 0 && v->v[j - 1] == v->v[i]) {
-            continue;
-        }
-        v->v[j++] = v->v[i];
-    }
-    v->nr = j;
-}
-
-/* keep in a only what is also in b (both sorted, unique) */
-static void i64vec_intersect(struct i64vec *a, const struct i64vec *b)
-{
-    size_t i;
-    size_t j = 0;
-    size_t k = 0;
-
-    for (i = 0; i < a->nr; i++) {
-        while (j < b->nr && b->v[j] < a->v[i]) {
-            j++;
-        }
-        if (j < b->nr && b->v[j] == a->v[i]) {
-            a->v[k++] = a->v[i];
-        }
-    }
-    a->nr = k;
-}
-
 static void lower_name(struct strbuf *sb, const char *s)
 {
     strbuf_reset(sb);

@@ -139,49 +139,6 @@ static void kidx_release(struct kidx *x)
     memset(x, 0, sizeof(*x));
 }
 
-/* ---- id sets ---------------------------------------------------------------- */
-
-static int cmp_i64(const void *pa, const void *pb)
-{
-    int64_t a = *(const int64_t *)pa;
-    int64_t b = *(const int64_t *)pb;
-
-    return (a > b) - (a < b);
-}
-
-static void ids_sort_unique(struct i64vec *v)
-{
-    size_t i;
-    size_t j = 0;
-
-    if (v->nr > 1) {
-        qsort(v->v, v->nr, sizeof(*v->v), cmp_i64);
-    }
-    for (i = 0; i < v->nr; i++) {
-        if (j == 0 || v->v[j - 1] != v->v[i]) {
-            v->v[j++] = v->v[i];
-        }
-    }
-    v->nr = j;
-}
-
-static void ids_intersect(struct i64vec *a, const struct i64vec *b)
-{
-    size_t i;
-    size_t j = 0;
-    size_t k = 0;
-
-    for (i = 0; i < a->nr; i++) {
-        while (j < b->nr && b->v[j] < a->v[i]) {
-            j++;
-        }
-        if (j < b->nr && b->v[j] == a->v[i]) {
-            a->v[k++] = a->v[i];
-        }
-    }
-    a->nr = k;
-}
-
 /* ---- match keys ----------------------------------------------------------------- */
 
 /* The comparable form of a value: a JSON object with a "value" member
@@ -272,7 +229,7 @@ static void find_candidates(const struct kidx *x, const struct strvec *keys, str
             }
             j++;
         }
-        ids_sort_unique(&set);
+        i64vec_sort_unique(&set);
         if (first) {
             size_t k;
 
@@ -281,7 +238,7 @@ static void find_candidates(const struct kidx *x, const struct strvec *keys, str
             }
             first = false;
         } else {
-            ids_intersect(out, &set);
+            i64vec_intersect(out, &set);
         }
         i = j;
     }

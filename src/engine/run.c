@@ -28,6 +28,54 @@ void i64vec_release(struct i64vec *vec)
     memset(vec, 0, sizeof(*vec));
 }
 
+int i64_cmp(const void *pa, const void *pb)
+{
+    int64_t a = *(const int64_t *)pa;
+    int64_t b = *(const int64_t *)pb;
+
+    return (a > b) - (a < b);
+}
+
+void i64vec_sort_unique(struct i64vec *vec)
+{
+    size_t i;
+    size_t j = 0;
+
+    if (vec->nr > 1) {
+        qsort(vec->v, vec->nr, sizeof(*vec->v), i64_cmp);
+    }
+    for (i = 0; i < vec->nr; i++) {
+        if (j == 0 || vec->v[j - 1] != vec->v[i]) {
+            vec->v[j++] = vec->v[i];
+        }
+    }
+    vec->nr = j;
+}
+
+void i64vec_intersect(struct i64vec *a, const struct i64vec *b)
+{
+    size_t i;
+    size_t j = 0;
+    size_t k = 0;
+
+    for (i = 0; i < a->nr; i++) {
+        while (j < b->nr && b->v[j] < a->v[i]) {
+            j++;
+        }
+        if (j < b->nr && b->v[j] == a->v[i]) {
+            a->v[k++] = a->v[i];
+        }
+    }
+    a->nr = k;
+}
+
+size_t i64vec_find(const struct i64vec *vec, int64_t x)
+{
+    const int64_t *p = vec->nr > 0 ? bsearch(&x, vec->v, vec->nr, sizeof(*vec->v), i64_cmp) : NULL;
+
+    return p != NULL ? (size_t)(p - vec->v) : SIZE_MAX;
+}
+
 void bitmap_set(struct bitmap *b, int64_t id)
 {
     size_t w;

@@ -1205,15 +1205,6 @@ struct normset {
     size_t n;
 };
 
-static int cmp_norm(const void *pa, const void *pb)
-{
-    const struct value *a = pa;
-    const struct value *b = pb;
-    int c = memcmp(a->data, b->data, a->len < b->len ? a->len : b->len);
-
-    return c != 0 ? c : (a->len > b->len) - (a->len < b->len);
-}
-
 static void normset_build(struct normset *ns, const struct attr *c)
 {
     size_t *off = xcalloc(c->nvals + 1, sizeof(*off));
@@ -1232,7 +1223,7 @@ static void normset_build(struct normset *ns, const struct attr *c)
         ns->vals[i].data = ns->buf.buf + off[i];
         ns->vals[i].len = off[i + 1] - off[i] - 1;
     }
-    qsort(ns->vals, ns->n, sizeof(*ns->vals), cmp_norm);
+    qsort(ns->vals, ns->n, sizeof(*ns->vals), value_cmp);
     free(off);
 }
 
@@ -1244,7 +1235,7 @@ static bool normset_has(const struct normset *ns, const struct strbuf *ident, st
     value_normalize(tmp, ident->buf, ident->len);
     key.data = tmp->buf;
     key.len = tmp->len;
-    return ns->n > 0 && bsearch(&key, ns->vals, ns->n, sizeof(*ns->vals), cmp_norm) != NULL;
+    return ns->n > 0 && bsearch(&key, ns->vals, ns->n, sizeof(*ns->vals), value_cmp) != NULL;
 }
 
 static void normset_release(struct normset *ns)
