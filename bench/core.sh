@@ -29,6 +29,7 @@ csv)
     hr_conn="$(cat <<'EOF'
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: hr/people.csv
@@ -52,6 +53,7 @@ ldif)
     hr_conn="$(cat <<'EOF'
   hr:
     type: ldif
+    settle: 0
     path: hr/people.ldif
     anchor: dn
     objects:
@@ -77,6 +79,7 @@ connectors:
 $hr_conn
   dir:
     type: ldif
+    settle: 0
     path: directory.ldif
     anchor: dn
     objects:

@@ -28,6 +28,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: hr/people.csv
@@ -40,6 +41,7 @@ connectors:
         references: { members: [person] }
   cloud:
     type: csv
+    settle: 0
     objects:
       user:
         path: cloud/users.csv

@@ -145,8 +145,14 @@ const struct config_option config_safety_options[] = {
      "A full import that would delete more than this share of a connector space stops (an "
      "empty result is more often a broken filter than a fired company). Default: "
      "`max_delete_percent`; 0 disables the check."},
+    {"import_max_clear_percent", OPT_INT, NULL, 0, 100, NULL, false,
+     "An import that would remove every value of one attribute from more than this share of "
+     "a connector space stops and stages nothing: a column renamed in an export, or an "
+     "attribute the account can no longer read, would otherwise clear it in every target. "
+     "Values removed by idsync's own exports, and attributes no longer in `attributes`, do not "
+     "count. Default: `import_max_delete_percent`; 0 disables the check."},
     {"import_min_objects", OPT_INT, "10", 0, 1000000000, NULL, false,
-     "The import guard applies to connector spaces with at least this many objects."},
+     "The import guards apply to connector spaces with at least this many objects."},
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 
@@ -2170,6 +2176,9 @@ static enum ids_err parse_safety(struct loader *ld, yaml_node_t *node)
                                            ? config_get_int(&vals, "import_max_delete_percent")
                                            : s->max_delete_percent;
         s->import_min_objects = config_get_int(&vals, "import_min_objects");
+        s->import_max_clear_percent = config_values_get(&vals, "import_max_clear_percent")
+                                          ? config_get_int(&vals, "import_max_clear_percent")
+                                          : s->import_max_delete_percent;
     }
     values_release(&vals);
     return ret;

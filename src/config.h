@@ -158,6 +158,7 @@ struct safety_config {
     long max_errors;                /* per run; 0 = unlimited; default 5000 */
     long import_max_delete_percent; /* full import guard; default = max_delete_percent */
     long import_min_objects; /* the import guard applies to spaces at least this big; default 10 */
+    long import_max_clear_percent; /* attribute guard; default = import_max_delete_percent */
 };
 
 struct notify_config {

@@ -215,6 +215,8 @@ static json_t *config_json(const struct config *cfg)
     json_object_set_new(o, "max_errors", json_integer(cfg->safety.max_errors));
     json_object_set_new(o, "import_max_delete_percent",
                         json_integer(cfg->safety.import_max_delete_percent));
+    json_object_set_new(o, "import_max_clear_percent",
+                        json_integer(cfg->safety.import_max_clear_percent));
     json_object_set_new(o, "import_min_objects", json_integer(cfg->safety.import_min_objects));
     json_object_set_new(root, "safety", o);
 

@@ -25,6 +25,7 @@
 #ifndef IDSYNC_CONNECTOR_H
 #define IDSYNC_CONNECTOR_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -90,6 +91,10 @@ struct connector {
      * Such files must be checked (length, hash) when read back, and a
      * missing or damaged one answered with IDS_EFULLREQUIRED. */
     const char *state_dir;
+    /* appended: non-zero once the run was asked to stop (SIGTERM, Ctrl-C),
+     * set by the engine after create; a connector that waits (a file still
+     * being written) gives up when it is set. MAY be NULL. */
+    const volatile sig_atomic_t *stop;
 };
 
 struct connector_ops {

@@ -59,6 +59,11 @@ static const struct config_option csv_options[] = {
     {"separator", OPT_STRING, ";", 0, 0, NULL, false,
      "Separator of the values of a multi-valued cell (one character); written escaped as "
      "`\\;` inside a value, a backslash as `\\\\`."},
+    {"settle", OPT_DURATION, "2s", 0, 0, NULL, false,
+     "A file changed less than this long ago may still be being written (a copy, an upload, "
+     "the HR job's output): the import waits until it has stayed unchanged this long, and "
+     "fails, reading nothing, if it keeps changing for ten times as long. A file this "
+     "connector wrote itself is read at once. `0` reads at once."},
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 
@@ -122,12 +127,14 @@ struct csv_type {
     /* poll position */
     size_t poll_pend;
     uint64_t poll_add_off;
+    struct file_stamp own; /* the version of the file this instance last wrote */
 };
 
 struct csv_conn {
     struct connector base; /* MUST be first */
     char delim;
     char sep;
+    long settle_ms; /* file_settle */
     size_t ntypes;
     struct csv_type *types;
     bool exporting; /* between export_begin and the last result */
@@ -240,6 +247,7 @@ struct csv_cursor {
     size_t ti; /* current object type */
     bool open;
     struct file_reader r;
+    struct file_stamp opened; /* the file being read, as it was opened */
     uint64_t line;
     struct csv_record rec;
     struct strvec header;
@@ -322,6 +330,7 @@ static enum ids_err csv_create(const struct connector_config *cfg, struct connec
                                struct ids_error *err)
 {
     struct csv_conn *cc = xcalloc(1, sizeof(*cc));
+    const struct config_value *v;
     enum ids_err ret;
     size_t i, j;
 
@@ -335,6 +344,8 @@ static enum ids_err csv_create(const struct connector_config *cfg, struct connec
     if (ret != IDS_OK) {
         goto done;
     }
+    v = config_values_get(&cfg->opts, "settle");
+    cc->settle_ms = (v != NULL ? v->num : 2) * 1000;
     if (cc->sep == cc->delim || cc->sep == '\\') {
         ret = ids_error_set(err, IDS_ECONFIG,
                             "separator must differ from the delimiter and the backslash");
@@ -1290,6 +1301,20 @@ static bool skip_bom(struct file_reader *r)
     return false;
 }
 
+/* Does the file start with a UTF-16 byte order mark (FF FE or FE FF)? */
+static bool utf16_bom(struct file_reader *r)
+{
+    int a = file_reader_getc(r);
+    int b = file_reader_getc(r);
+
+    file_reader_seek(r, 0);
+    return (a == 0xFF && b == 0xFE) || (a == 0xFE && b == 0xFF);
+}
+
+#define UTF8_HOW(from)                                                                             \
+    "export the file as UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: Export-Csv -Encoding UTF8; "      \
+    "or convert it: iconv -f " from " -t UTF-8)"
+
 /* Read and check the header of the current file. */
 static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, struct ids_error *err)
 {
@@ -1297,6 +1322,12 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
     enum csv_status st;
     size_t i, j;
 
+    if (utf16_bom(&cur->r)) {
+        return ids_error_set(err, IDS_EPROTO,
+                             "%s: the file is UTF-16 (it starts with a UTF-16 byte order mark); "
+                             "idsync reads CSV files as UTF-8: " UTF8_HOW("UTF-16"),
+                             t->path);
+    }
     cur->bom = skip_bom(&cur->r);
     st = csv_read_record(&cur->r, cur->conn->delim, &cur->line, rec);
     if (st == CSV_REC_IOERR) {
@@ -1314,8 +1345,14 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
     for (i = 0; i < rec->nf; i++) {
         const char *name = csv_field_str(rec, i);
 
-        if (rec->f[i].len == 0 || strlen(name) != rec->f[i].len ||
-            !utf8_valid(name, rec->f[i].len)) {
+        if (strlen(name) != rec->f[i].len) {
+            return ids_error_set(
+                err, IDS_EPROTO,
+                "%s:%" PRIu64 ": header column %zu contains NUL bytes: the file "
+                "looks like UTF-16; idsync reads CSV files as UTF-8: " UTF8_HOW("UTF-16"),
+                t->path, rec->line, i + 1);
+        }
+        if (rec->f[i].len == 0 || !utf8_valid(name, rec->f[i].len)) {
             return ids_error_set(err, IDS_EPROTO,
                                  "%s:%" PRIu64 ": header column %zu is empty or not UTF-8", t->path,
                                  rec->line, i + 1);
@@ -1336,6 +1373,23 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
         }
     }
     if (cur->key_col == NO_COL) {
+        static const char others[] = ";,\t|";
+        static const char *const names[] = {"\";\"", "\",\"", "tab", "\"|\""};
+        const char *d = NULL;
+
+        /* the whole header in one column: another delimiter (a European
+         * Excel writes `;`) */
+        if (rec->nf == 1) {
+            for (d = others; *d != '\0' && strchr(cur->header.v[0], *d) == NULL; d++) {
+            }
+        }
+        if (d != NULL && *d != '\0' && *d != cur->conn->delim) {
+            return ids_error_set(err, IDS_ECONFIG,
+                                 "%s:%" PRIu64 ": the key column \"%s\" is not in the header, "
+                                 "which is one column: the file looks delimited by %s (set "
+                                 "`delimiter: %s` on the connector)",
+                                 t->path, rec->line, t->key, names[d - others], names[d - others]);
+        }
         return ids_error_set(err, IDS_ECONFIG,
                              "%s:%" PRIu64 ": the key column \"%s\" is not in the header", t->path,
                              rec->line, t->key);
@@ -1369,6 +1423,33 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
     return IDS_OK;
 }
 
+static enum ids_err stamp_fd(int fd, const char *path, struct file_stamp *s, struct ids_error *err)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) != 0) {
+        return ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+    }
+    file_stamp_of(&st, s);
+    return IDS_OK;
+}
+
+/* At the end of a file: is it still the version that was opened? A file
+ * written to while it was read was read cut short or mixed. */
+static enum ids_err check_unchanged(struct csv_cursor *cur, const char *path, struct ids_error *err)
+{
+    struct file_stamp now;
+    enum ids_err ret = stamp_fd(cur->r.fd, path, &now, err);
+
+    if (ret == IDS_OK && !file_stamp_equal(&now, &cur->opened)) {
+        ret = ids_error_set(err, IDS_EIO,
+                            "%s: the file changed while it was read (%" PRIu64 " bytes when "
+                            "opened, %" PRIu64 " now): it is still being written.",
+                            path, cur->opened.size, now.size);
+    }
+    return ret;
+}
+
 /* Open the next file; IDS_DONE when there is none left. */
 static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err)
 {
@@ -1378,6 +1459,10 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
     while (cur->ti < cc->ntypes) {
         struct csv_type *t = &cc->types[cur->ti];
 
+        ret = file_settle(cc->base.name, t->path, cc->settle_ms, &t->own, cc->base.stop, err);
+        if (ret != IDS_OK) {
+            return ret;
+        }
         ret = file_reader_open(&cur->r, t->path, err);
         if (ret == IDS_ENOTFOUND) {
             log_warn("csv-no-file", "connector=%s file=%s (read as empty)", cc->base.name, t->path);
@@ -1391,6 +1476,10 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
         }
         cur->open = true;
         cur->line = 1;
+        ret = stamp_fd(cur->r.fd, t->path, &cur->opened, err);
+        if (ret != IDS_OK) {
+            return ret;
+        }
         /* a delta read keeps the row tables it compares with: the file's
          * own content hash would be a second pass over every byte */
         cur->r.count_only = cur->delta;
@@ -1401,6 +1490,9 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
         if (ret == IDS_DONE) {
             /* empty file */
             ret = file_reader_drain(&cur->r, err);
+            if (ret == IDS_OK) {
+                ret = check_unchanged(cur, t->path, err);
+            }
             if (ret != IDS_OK) {
                 return ret;
             }
@@ -1646,8 +1738,10 @@ static enum ids_err row_to_entry(struct csv_cursor *cur, struct csv_type *t, str
         const char *s = csv_field_str(rec, i);
 
         if (!utf8_valid(s, rec->f[i].len)) {
-            ret = ids_error_set(err, IDS_EINPUT, "%s: column \"%s\": invalid UTF-8", where.buf,
-                                cur->header.v[i]);
+            ret = ids_error_set(err, IDS_EINPUT,
+                                "%s: column \"%s\": invalid UTF-8: the file may be in another "
+                                "encoding, such as Windows-1252; " UTF8_HOW("WINDOWS-1252"),
+                                where.buf, cur->header.v[i]);
             goto done;
         }
         if (strlen(s) != rec->f[i].len) {
@@ -2161,6 +2255,11 @@ static enum ids_err cursor_next_row(struct csv_cursor *cur, struct read_item *it
             return ids_error_set(err, IDS_EIO, "%s: %s", t->path, strerror(cur->r.err));
         }
         if (st == CSV_REC_EOF) {
+            ret = check_unchanged(cur, t->path, err);
+            if (ret != IDS_OK) {
+                cur->done = true;
+                return ret;
+            }
             if (cur->collect) {
                 run_close(cur, file_reader_tell(&cur->r));
             }
@@ -3338,6 +3437,9 @@ static enum ids_err write_snapshot(struct csv_conn *cc, struct csv_type *t, stru
         goto done;
     }
     ret = file_atomic_commit(&fa, err);
+    if (ret == IDS_OK) {
+        t->own = fa.stamp;
+    }
 done:
     strbuf_release(&out);
     file_atomic_release(&fa);

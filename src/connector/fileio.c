@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "util/codec.h"
+#include "util/log.h"
 #include "util/mem.h"
 #include "util/strvec.h"
 #include "util/banned.h"
@@ -591,6 +592,9 @@ enum ids_err file_atomic_commit(struct file_atomic *fa, struct ids_error *err)
         umask(mask);
         (void)fchmod(fa->fd, 0666 & ~mask);
     }
+    if (fstat(fa->fd, &st) == 0) {
+        file_stamp_of(&st, &fa->stamp);
+    }
     close(fa->fd);
     fa->fd = -1;
     if (rename(fa->tmp, fa->path) != 0) {
@@ -947,4 +951,95 @@ char *file_resolve_path(const struct connector_config *cfg, const char *path)
 uint64_t file_key_hash(const char *s, size_t len)
 {
     return hash64(s, len, 0x6964737966696c65ull);
+}
+
+/* ---- files that another process may still be writing -------------------- */
+
+void file_stamp_of(const struct stat *st, struct file_stamp *s)
+{
+    s->dev = (uint64_t)st->st_dev;
+    s->ino = (uint64_t)st->st_ino;
+    s->size = (uint64_t)st->st_size;
+    s->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    s->set = true;
+}
+
+bool file_stamp_equal(const struct file_stamp *a, const struct file_stamp *b)
+{
+    return a->set && b->set && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime_ns == b->mtime_ns;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#define SETTLE_POLL_NS 100000000 /* 0.1 s between looks at the file */
+
+enum ids_err file_settle(const char *connector, const char *path, long settle_ms,
+                         const struct file_stamp *own, const volatile sig_atomic_t *stop,
+                         struct ids_error *err)
+{
+    int64_t settle_ns = (int64_t)settle_ms * 1000000;
+    int64_t start = clock_ns(CLOCK_MONOTONIC);
+    int64_t same_since = start; /* watched unchanged since */
+    struct file_stamp prev = {0};
+    bool logged = false;
+
+    if (settle_ms <= 0) {
+        return IDS_OK;
+    }
+    for (;;) {
+        struct file_stamp cur;
+        struct stat st;
+        int64_t now = clock_ns(CLOCK_MONOTONIC);
+        int64_t age;
+        struct timespec ts = {0, SETTLE_POLL_NS};
+
+        if (stat(path, &st) != 0) {
+            if (errno == ENOENT) {
+                return IDS_OK;
+            }
+            return ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+        }
+        file_stamp_of(&st, &cur);
+        if (own != NULL && file_stamp_equal(&cur, own)) {
+            return IDS_OK;
+        }
+        if (!file_stamp_equal(&cur, &prev)) {
+            prev = cur;
+            same_since = now;
+        }
+        age = clock_ns(CLOCK_REALTIME) - cur.mtime_ns;
+        if (age >= settle_ns || now - same_since >= settle_ns) {
+            if (logged) {
+                log_info("file-settled", "connector=%s file=%s waited=%.1fs", connector, path,
+                         (double)(now - start) / 1e9);
+            }
+            return IDS_OK;
+        }
+        if (now - start >= 10 * settle_ns) {
+            return ids_error_set(err, IDS_EIO,
+                                 "%s: still being written: it kept changing for %.1f s (last "
+                                 "change %.1f s ago, settle: %.1f s).",
+                                 path, (double)(now - start) / 1e9,
+                                 age > 0 ? (double)age / 1e9 : 0.0, (double)settle_ms / 1e3);
+        }
+        if (!logged) {
+            log_info("file-settle",
+                     "connector=%s file=%s changed=%.1fs-ago settle=%.1fs (waiting until it stays "
+                     "unchanged: it may still be being written)",
+                     connector, path, age > 0 ? (double)age / 1e9 : 0.0, (double)settle_ms / 1e3);
+            logged = true;
+        }
+        if (stop != NULL && *stop) {
+            return ids_error_set(err, IDS_EINTR, "%s: stopped while waiting for the file to settle",
+                                 path);
+        }
+        nanosleep(&ts, NULL);
+    }
 }

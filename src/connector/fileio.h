@@ -22,9 +22,11 @@
 #define IDSYNC_CONNECTOR_FILEIO_H
 
 #include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "util/error.h"
 #include "util/fdio.h"
@@ -161,11 +163,37 @@ enum ids_err file_reader_resume(struct file_reader *r, const struct file_mark *m
 /* Size of r's file now. */
 enum ids_err file_reader_size(const struct file_reader *r, uint64_t *size, struct ids_error *err);
 
+/* ---- files that another process may still be writing -----------------
+ * A file's version: device, inode, size and modification time. */
+struct file_stamp {
+    uint64_t dev, ino, size;
+    int64_t mtime_ns;
+    bool set; /* false: no version (never written by this instance) */
+};
+
+void file_stamp_of(const struct stat *st, struct file_stamp *s);
+bool file_stamp_equal(const struct file_stamp *a, const struct file_stamp *b);
+
+/* Before a file is read: wait until it has not changed for `settle_ms`
+ * milliseconds, so that an export that another process is still writing (a
+ * copy, an upload, an HR job's output) is not read cut short, which would
+ * stage the people after the cut as deletes. Settled: its modification
+ * time is that old, or it stayed the same (size, time, inode) that long
+ * while watched (a clock ahead of this one), or it is
+ * `own`, the version this connector wrote itself (MAY be NULL). A missing
+ * file is settled (the reader reports it). Logs once when it waits.
+ * IDS_EIO when the file kept changing for 10 × settle_ms; IDS_EINTR
+ * when *stop is non-zero while it waits. settle_ms 0: returns at once. */
+enum ids_err file_settle(const char *connector, const char *path, long settle_ms,
+                         const struct file_stamp *own, const volatile sig_atomic_t *stop,
+                         struct ids_error *err);
+
 /* Atomic replacement: creates a temp file next to `path`. */
 struct file_atomic {
     char *path; /* the file to replace */
     char *tmp;  /* the temp file, NULL once renamed or removed */
     int fd;
+    struct file_stamp stamp; /* the new file's version, after commit */
 };
 enum ids_err file_atomic_begin(struct file_atomic *fa, const char *path, struct ids_error *err);
 /* Write all of data; IDS_EIO naming the temp file. */

@@ -45,6 +45,11 @@ static const struct config_option ldif_options[] = {
     {"anchor", OPT_STRING, NULL, 0, 0, NULL, false,
      "Attribute whose value is the anchor of each entry, or `dn` for the normalised DN. "
      "Default: entryUUID when the entry has one, else the normalised DN."},
+    {"settle", OPT_DURATION, "2s", 0, 0, NULL, false,
+     "A file changed less than this long ago may still be being written (a copy, an export "
+     "job): the import waits until it has stayed unchanged this long, and fails, reading "
+     "nothing, if it keeps changing for ten times as long. A file this connector wrote itself "
+     "is read at once. `0` reads at once."},
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 
@@ -234,6 +239,8 @@ struct ldif_conn {
     char *path;
     const char *anchor_attr; /* NULL: entryUUID when present, else DN */
     bool anchor_dn;          /* anchor: dn */
+    long settle_ms;          /* file_settle */
+    struct file_stamp own;   /* the version of the file this instance last wrote */
     size_t ntypes;
     struct ldif_type *types;
     /* export */
@@ -272,6 +279,7 @@ static enum ids_err ldif_create(const struct connector_config *cfg, struct conne
     struct ldif_conn *lc = xcalloc(1, sizeof(*lc));
     const char *path = file_opt(&cfg->opts, "path");
     const char *anchor = file_opt(&cfg->opts, "anchor");
+    const struct config_value *v;
     enum ids_err ret = IDS_OK;
     size_t i;
 
@@ -283,6 +291,8 @@ static enum ids_err ldif_create(const struct connector_config *cfg, struct conne
         goto done;
     }
     lc->path = file_resolve_path(cfg, path);
+    v = config_values_get(&cfg->opts, "settle");
+    lc->settle_ms = (v != NULL ? v->num : 2) * 1000;
     if (anchor != NULL && strcasecmp(anchor, "dn") == 0) {
         lc->anchor_dn = true;
     } else if (anchor != NULL && anchor[0] != '\0') {
@@ -834,7 +844,10 @@ static enum ids_err ldif_read_full(struct connector *c, struct connector_cursor 
     enum ids_err ret;
 
     *out = NULL;
-    ret = index_pass(cur, err);
+    ret = file_settle(c->name, lc->path, lc->settle_ms, &lc->own, c->stop, err);
+    if (ret == IDS_OK) {
+        ret = index_pass(cur, err);
+    }
     if (ret == IDS_ENOTFOUND) {
         log_warn("ldif-no-file", "connector=%s file=%s (read as empty)", c->name, lc->path);
         strbuf_addstr(&cur->wm, "ldif2:-");
@@ -1172,7 +1185,10 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
     }
     cur = cursor_new(lc);
     cur->delta = true;
-    ret = file_reader_open(&cur->r, lc->path, err);
+    ret = file_settle(c->name, lc->path, lc->settle_ms, &lc->own, c->stop, err);
+    if (ret == IDS_OK) {
+        ret = file_reader_open(&cur->r, lc->path, err);
+    }
     if (ret == IDS_ENOTFOUND) {
         if (old_absent) {
             strbuf_addstr(&cur->wm, "ldif2:-");
@@ -1846,12 +1862,15 @@ static enum ids_err ldif_export_end(struct connector *c, struct ids_error *err)
 {
     struct ldif_conn *lc = (struct ldif_conn *)c;
     enum ids_err ret = IDS_OK;
+    struct stat st;
 
     if (lc->fd < 0) {
         return IDS_OK;
     }
     if (fsync(lc->fd) != 0) {
         ret = ids_error_set(err, IDS_EIO, "%s: fsync: %s", lc->path, strerror(errno));
+    } else if (fstat(lc->fd, &st) == 0) {
+        file_stamp_of(&st, &lc->own);
     }
     close(lc->fd);
     lc->fd = -1;

@@ -25,6 +25,10 @@ struct import_ctx {
     struct bitmap seen; /* CS ids seen by a full import */
     long unreadable;    /* IDS_EINPUT items */
     struct keyset ks;
+    /* objects that lost every value of an attribute, per attribute name
+     * (the attribute guard) */
+    struct strvec cleared;
+    long *ncleared;
 };
 
 static bool attr_is_read(const struct object_type_config *ot, const char *name)
@@ -265,6 +269,62 @@ static const struct store_keys *target_keys(struct import_ctx *ctx, const struct
     return &ctx->ks.keys;
 }
 
+/* cs (a synced object) loses every value of `name`: counted for the
+ * attribute guard, unless idsync's own export removed them (its change
+ * still awaits confirmation) or the attribute is not read any more. */
+static void note_cleared(struct import_ctx *ctx, const struct cs_object *cs, const char *name)
+{
+    const struct object_type_config *ot = connector_config_object(ctx->ec->cfg, cs->type);
+    long i;
+
+    if (!attr_is_read(ot, name) || strcasecmp(name, "objectClass") == 0) {
+        return;
+    }
+    if (cs->unconfirmed != NULL) {
+        size_t j;
+
+        for (j = 0; j < cs->unconfirmed->nmods; j++) {
+            if (strcasecmp(cs->unconfirmed->mods[j].attr.name, name) == 0) {
+                return;
+            }
+        }
+    }
+    i = strvec_find(&ctx->cleared, name, true);
+    if (i < 0) {
+        strvec_push(&ctx->cleared, name);
+        ctx->ncleared = xreallocarray(ctx->ncleared, ctx->cleared.nr, sizeof(*ctx->ncleared));
+        i = (long)ctx->cleared.nr - 1;
+        ctx->ncleared[i] = 0;
+    }
+    ctx->ncleared[i]++;
+}
+
+/* The attributes that have values in `old` and none in `now`. Only for
+ * objects joined to the metaverse, and not a staged add: the others have
+ * flowed nothing anywhere. */
+static void note_cleared_entry(struct import_ctx *ctx, const struct cs_object *cs,
+                               const struct entry *old, const struct entry *now)
+{
+    size_t i;
+
+    if (cs->mv_id == 0 || cs->import_state == CS_IMPORT_ADD ||
+        cs->import_state == CS_IMPORT_DELETE || old == NULL) {
+        return;
+    }
+    for (i = 0; i < old->nattrs; i++) {
+        const struct attr *a = &old->attrs[i];
+        const struct attr *b;
+
+        if (a->nvals == 0) {
+            continue;
+        }
+        b = entry_attr(now, a->name);
+        if (b == NULL || b->nvals == 0) {
+            note_cleared(ctx, cs, a->name);
+        }
+    }
+}
+
 /* Stage one complete object (full read, or a delta ADD). Takes e. */
 static enum ids_err import_upsert(struct import_ctx *ctx, struct entry *e, struct ids_error *err)
 {
@@ -319,6 +379,9 @@ static enum ids_err import_upsert(struct import_ctx *ctx, struct entry *e, struc
         return ret;
     }
     changed = b.hash != hash || cs->import_state == CS_IMPORT_DELETE;
+    if (changed) {
+        note_cleared_entry(ctx, cs, cs->entry, e);
+    }
     if (cs->unconfirmed != NULL) {
         import_confirm(ctx, cs, e);
         change_free(cs->unconfirmed);
@@ -372,7 +435,9 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
     enum ids_err ret;
     struct cs_object *cs = NULL;
     struct entry *before = NULL;
+    struct strvec gone = STRVEC_INIT;
     uint64_t hash;
+    size_t i;
 
     ret = find_changed(ctx, ch, &cs, err);
     if (ret == IDS_ENOTFOUND) {
@@ -386,7 +451,27 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
         return ret;
     }
     before = ref_attrs_copy(ctx, cs);
+    /* the attributes this change empties (the attribute guard) */
+    if (cs->mv_id != 0 && cs->import_state != CS_IMPORT_ADD &&
+        cs->import_state != CS_IMPORT_DELETE) {
+        for (i = 0; i < ch->nmods; i++) {
+            const struct mod *m = &ch->mods[i];
+            const struct attr *a = entry_attr(cs->entry, m->attr.name);
+
+            if (m->op != MOD_ADD && a != NULL && a->nvals > 0) {
+                strvec_push(&gone, m->attr.name);
+            }
+        }
+    }
     change_apply(ch, cs->entry);
+    for (i = 0; i < gone.nr; i++) {
+        const struct attr *a = entry_attr(cs->entry, gone.v[i]);
+
+        if (a == NULL || a->nvals == 0) {
+            note_cleared(ctx, cs, gone.v[i]);
+        }
+    }
+    strvec_clear(&gone);
     if (ch->new_dn != NULL) {
         ret = note_rename(ctx, cs, ch->new_dn, err);
         if (ret != IDS_OK) {
@@ -487,6 +572,83 @@ static enum ids_err stage_unseen(struct import_ctx *ctx, struct ids_error *err)
 }
 
 /* Read the cursor to its end, staging every item. */
+/* The attribute guard: an import that would remove every value of one
+ * attribute from more than safety.import_max_clear_percent of the
+ * connector space (`space` objects before it) is stopped, before its
+ * commit: a column renamed in an HR export, or an attribute the service
+ * account may no longer read, looks exactly like this, and would clear it
+ * in every target. Returns true when it stops the import (the caller
+ * rolls back). */
+static bool clear_guard(struct import_ctx *ctx, const char *connector, long space,
+                        struct ids_error *err)
+{
+    const struct safety_config *sc = &ctx->eng->cfg->safety;
+    long pct = sc->import_max_clear_percent;
+    long worst = -1;
+    struct strbuf names = STRBUF_INIT;
+    size_t i, n = 0;
+
+    if (pct <= 0 || space < sc->import_min_objects || space <= 0) {
+        return false;
+    }
+    for (i = 0; i < ctx->cleared.nr; i++) {
+        long c = ctx->ncleared[i];
+
+        if (c * 100 > pct * space && ctx->eng->opts.allow_deletes < c) {
+            if (worst < 0 || c > ctx->ncleared[worst]) {
+                worst = (long)i;
+            }
+            n++;
+        }
+    }
+    if (worst < 0) {
+        return false;
+    }
+    for (i = 0; i < ctx->cleared.nr; i++) {
+        long c = ctx->ncleared[i];
+
+        if (c * 100 > pct * space && ctx->eng->opts.allow_deletes < c) {
+            strbuf_addf(&names, "%s%s (%ld)", names.len ? ", " : "", ctx->cleared.v[i], c);
+        }
+    }
+    erun_message(ctx->r,
+                 "The %s import of %s would remove every value of %s from %ld of %ld objects "
+                 "(more than safety.import_max_clear_percent = %ld%%%s%s); nothing was staged. "
+                 "A column renamed in an export, or an attribute the account can no longer "
+                 "read, looks like this, and would clear the attribute in every target. Check "
+                 "the source and the connector's attributes, and if the removals are real run "
+                 "`idsync import %s%s --allow-deletes %ld`.",
+                 ctx->full ? "full" : "delta", connector, ctx->cleared.v[worst],
+                 ctx->ncleared[worst], space, pct, n > 1 ? "; attributes: " : "",
+                 n > 1 ? names.buf : "", connector, ctx->full ? " --full" : "",
+                 ctx->ncleared[worst]);
+    ids_error_set(err, IDS_ETHRESHOLD,
+                  "import of %s would remove %s from %ld of %ld objects; nothing was staged",
+                  connector, ctx->cleared.v[worst], ctx->ncleared[worst], space);
+    strbuf_release(&names);
+    return true;
+}
+
+/* IDS_ETHRESHOLD when the attribute guard stops the import (the caller
+ * rolls back). */
+static enum ids_err check_cleared(struct import_ctx *ctx, const char *connector,
+                                  struct ids_error *err)
+{
+    long space = 0;
+    enum ids_err ret;
+
+    if (ctx->cleared.nr == 0) {
+        return IDS_OK;
+    }
+    /* the space before this import: staged adds are new rows */
+    ret = store_cs_count(ctx->eng->store, ctx->ec->id, STORE_SEL_ALL, &space, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    space -= ctx->r->rec.counters.staged_add;
+    return clear_guard(ctx, connector, space, err) ? IDS_ETHRESHOLD : IDS_OK;
+}
+
 static enum ids_err import_read(struct import_ctx *ctx, struct connector_cursor *cur, bool *stopped,
                                 enum ids_err *why, struct ids_error *err)
 {
@@ -652,6 +814,10 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     if (stopped) {
         /* keep what was staged; no deletions, no watermark: the next import
          * reads again */
+        ret = check_cleared(&ctx, connector, err);
+        if (ret != IDS_OK) {
+            goto guarded;
+        }
         erun_message(&r, "The import stopped before the end of the read: no deletions were "
                          "staged and the watermark was kept.");
         ret = store_commit(eng->store, err);
@@ -715,6 +881,10 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
             goto done;
         }
     }
+    ret = check_cleared(&ctx, connector, err);
+    if (ret != IDS_OK) {
+        goto guarded;
+    }
     strbuf_reset(&wm);
     ret = connector_cursor_watermark(ctx.ec->conn, cur, &wm, &cerr);
     if (ret != IDS_OK) {
@@ -735,6 +905,14 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     if (ret == IDS_OK && r.errlimit) {
         ret = IDS_EERRLIMIT;
     }
+guarded:
+    if (ret == IDS_ETHRESHOLD && in_tx) {
+        /* stopped by the attribute guard: nothing staged, and the next
+         * import reads the same again */
+        store_rollback(eng->store);
+        in_tx = false;
+        erun_undo_counters(&r, &before, NULL);
+    }
 done:
     if (in_tx) {
         /* a failure inside the transaction (a full disk at the commit):
@@ -745,6 +923,8 @@ done:
     connector_cursor_free(ctx.ec->conn, cur);
     bitmap_release(&ctx.seen);
     keyset_release(&ctx.ks);
+    strvec_clear(&ctx.cleared);
+    free(ctx.ncleared);
     strbuf_release(&wm);
     strbuf_release(&why_full);
     return erun_finish(&r, ret, err, run);

@@ -379,6 +379,7 @@ enum ids_err engine_conn_open(struct engine *eng, struct econn *ec, struct ids_e
         return ret;
     }
     c->state_dir = eng->state_dir;
+    c->stop = eng->opts.stop;
     ret = connector_open(c, err);
     if (ret != IDS_OK) {
         connector_close(c);
@@ -518,7 +519,8 @@ enum ids_err erun_finish(struct erun *r, enum ids_err ret, const struct ids_erro
         r->rec.status = RUN_FAILED;
         if (err != NULL && err->msg[0] != '\0') {
             erun_message(r, "%s", err->msg);
-        } else {
+        } else if (r->msg.len == 0) {
+            /* (a cycle's message already holds its failed steps' messages) */
             erun_message(r, "%s", ids_err_str(ret));
         }
         if (r->undo_note != NULL) {

@@ -73,8 +73,8 @@ static void write_appended(const char *path, const uint8_t *data, size_t size)
 /* One input: a full read, two delta reads of changed copies, an export. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const keys[] = {"path", "key", "separator"};
-    struct config_value vals[3];
+    static const char *const keys[] = {"path", "key", "separator", "settle"};
+    struct config_value vals[4];
     struct connector_config cfg;
     struct object_type_config ot;
     struct reference_config ref;
@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&cfg, 0, sizeof(cfg));
     memset(&ot, 0, sizeof(ot));
     memset(vals, 0, sizeof(vals));
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         for (j = 0; csv_connector_ops.options[j].key != NULL; j++) {
             if (strcmp(csv_connector_ops.options[j].key, keys[i]) == 0) {
                 vals[i].opt = &csv_connector_ops.options[j];
@@ -112,10 +112,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     vals[0].str = path.buf;
     vals[1].str = (char *)"id";
     vals[2].str = (char *)";";
+    vals[3].str = (char *)"0"; /* num 0: read at once */
     cfg.name = (char *)"fuzz";
     cfg.type = (char *)"csv";
     cfg.ops = &csv_connector_ops;
-    cfg.opts.nr = 3;
+    cfg.opts.nr = 4;
     cfg.opts.v = vals;
     ot.name = (char *)"user";
     strvec_init(&ot.attributes);

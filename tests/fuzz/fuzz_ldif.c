@@ -23,7 +23,7 @@ static char dir[64];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct config_value val;
+    struct config_value val[2];
     struct connector_config cfg;
     struct object_type_config ot;
     struct reference_config ref;
@@ -56,19 +56,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(&cfg, 0, sizeof(cfg));
     memset(&ot, 0, sizeof(ot));
-    memset(&val, 0, sizeof(val));
+    memset(val, 0, sizeof(val));
     for (j = 0; ldif_connector_ops.options[j].key != NULL; j++) {
         if (strcmp(ldif_connector_ops.options[j].key, "path") == 0) {
-            val.opt = &ldif_connector_ops.options[j];
+            val[0].opt = &ldif_connector_ops.options[j];
+        }
+        if (strcmp(ldif_connector_ops.options[j].key, "settle") == 0) {
+            val[1].opt = &ldif_connector_ops.options[j]; /* num 0: read at once */
         }
     }
-    strvec_init(&val.list);
-    val.str = path.buf;
+    strvec_init(&val[0].list);
+    strvec_init(&val[1].list);
+    val[0].str = path.buf;
+    val[1].str = (char *)"0";
     cfg.name = (char *)"fuzz";
     cfg.type = (char *)"ldif";
     cfg.ops = &ldif_connector_ops;
-    cfg.opts.nr = 1;
-    cfg.opts.v = &val;
+    cfg.opts.nr = 2;
+    cfg.opts.v = val;
     ot.name = (char *)"entry";
     ot.filter = (char *)"(|(objectClass=person)(!(cn=*)))";
     strvec_init(&ot.attributes);

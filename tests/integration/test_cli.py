@@ -15,6 +15,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -22,6 +23,7 @@ connectors:
         attributes: [employeeId, givenName, sn, mail, title]
   target:
     type: csv
+    settle: 0
     objects:
       user:
         path: out/users.csv
@@ -278,6 +280,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: people.csv
@@ -512,6 +515,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -519,6 +523,7 @@ connectors:
         attributes: [employeeId, givenName, sn, mail, title]
   dir:
     type: ldif
+    settle: 0
     path: out/directory.ldif
     objects:
       user:

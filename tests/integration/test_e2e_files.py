@@ -108,6 +108,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -122,6 +123,7 @@ connectors:
 
 CSV_TO_CSV = HR_SOURCE + """  target:
     type: csv
+    settle: 0
     objects:
       user:
         path: out/users.csv
@@ -444,6 +446,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -451,6 +454,7 @@ connectors:
         attributes: [employeeId, givenName, sn, mail, title]
   dir:
     type: ldif
+    settle: 0
     path: out/changes.ldif
     objects:
       user:
@@ -522,6 +526,7 @@ def test_csv_to_ldif_change_records(tmp_path):
 
 CSV_TO_LDIF_NAMED = HR_SOURCE + """  dir:
     type: ldif
+    settle: 0
     path: out/changes.ldif{anchor}
     objects:
       user:
@@ -654,6 +659,7 @@ store: sqlite:idsync.db
 connectors:
   dir:
     type: ldif
+    settle: 0
     path: src/directory.ldif
     objects:
       user:
@@ -665,6 +671,7 @@ connectors:
         references: { member: [user] }
   target:
     type: csv
+    settle: 0
     objects:
       user:
         path: out/users.csv
@@ -961,12 +968,14 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person: { path: src/people.csv, key: employeeId, attributes: [employeeId, givenName, sn] }
       team: { path: src/groups.csv, key: name, attributes: [name, members],
               references: { members: [person, team] } }
   dir:
     type: ldif
+    settle: 0
     path: out/changes.ldif
     anchor: dn
     objects:
@@ -1113,3 +1122,90 @@ def test_run_history_is_pruned_by_each_cycle(tmp_path):
         if r["id"] != newest_id and counter(r, "errors") > 0:
             old = env.run("errors", str(r["id"]))
             assert "No errors" in old.stdout or old.returncode != 0, old.stdout
+
+
+WRITER = r"""
+import sys, time
+path, text = sys.argv[1], sys.stdin.read()
+lines = text.splitlines(keepends=True)
+with open(path, "w", encoding="utf-8", newline="") as f:
+    for i in range(0, len(lines), 10):
+        f.write("".join(lines[i:i + 10]))
+        f.flush()
+        time.sleep(0.05)
+"""
+
+
+def test_source_file_still_being_written_is_read_whole(tmp_path):
+    """An HR job rewrites the export while a cycle starts: idsync waits for
+    the file to stay unchanged (`settle`, 2 s by default) instead of reading
+    the first rows and staging the others as deletes; the target file it
+    wrote itself is read back at once."""
+    people = [person(i) for i in range(1, 301)]
+    env = csv_env(tmp_path, people, {"all": [p["id"] for p in people]})
+    env.write("idsync.yaml", env.read("idsync.yaml").replace("    settle: 0\n", ""))
+    env.run("cycle", "--full", expect=0)
+    expect_users(env, people)
+
+    changed = [person(i, title="Lead") for i in range(1, 301)]
+    path = os.path.join(env.path, "src", "people.csv")
+    writer = subprocess.Popen(["/usr/bin/python3", "-c", WRITER, path], stdin=subprocess.PIPE,
+                              text=True)
+    writer.stdin.write(people_csv(changed))
+    writer.stdin.close()
+    deadline = time.monotonic() + 30
+    while os.path.getsize(path) == 0 or os.path.getsize(path) > len(people_csv(changed)) - 100:
+        assert time.monotonic() < deadline, "the writer did not start"
+        time.sleep(0.01)
+    p = env.run("-v", "cycle", expect=0)
+    assert writer.wait(timeout=60) == 0
+    assert os.path.getsize(path) == len(people_csv(changed))
+    assert re.search(r"event=file-settle connector=hr file=\S+people\.csv", p.stderr), p.stderr
+    assert "event=file-settle connector=target" not in p.stderr, p.stderr
+    runs = last_runs(env, 10)
+    cycle = next(r for r in runs if r["step"] == "cycle")
+    imp = next(r for r in runs if r.get("parent") == cycle["id"] and r["connector"] == "hr"
+               and "import" in r["step"])
+    assert imp["status"] == "success", imp
+    assert counter(imp, "staged-update") == 300 and counter(imp, "staged-delete") == 0, imp
+    expect_users(env, changed)
+    expect_groups(env, {"all": [p["id"] for p in people]})
+
+
+def test_renamed_column_stops_the_import_instead_of_clearing_the_attribute(tmp_path):
+    """The HR export renames a column: every person loses `title`. idsync
+    stops the import (the attribute guard) instead of clearing the title in
+    the target; a few real removals pass; allowed once, the removals flow
+    and the target's confirming import does not stop on idsync's own
+    changes."""
+    people = [person(i) for i in range(1, 41)]
+    env = csv_env(tmp_path, people, {})
+    env.run("cycle", "--full", expect=0)
+    expect_users(env, people)
+
+    # a few titles really removed: under the guard's share (50 %)
+    few = [person(i, title="" if i <= 3 else "Engineer") for i in range(1, 41)]
+    env.write("src/people.csv", people_csv(few))
+    env.run("cycle", expect=0)
+    expect_users(env, few)
+
+    renamed = people_csv(people).replace(",title\r\n", ",jobTitle\r\n", 1)
+    env.write("src/people.csv", renamed)
+    p = env.run("cycle")
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    imp = next(r for r in last_runs(env, 10) if r["connector"] == "hr")
+    assert imp["status"] == "stopped-threshold", imp
+    assert ("import of hr would remove every value of title from 37 of 40 objects (more than "
+            "safety.import_max_clear_percent = 50%); nothing was staged") in imp["message"], imp
+    assert "`idsync import hr --allow-deletes 37`" in imp["message"], imp
+    assert counter(imp, "staged-update") == 0, imp
+    expect_users(env, few)  # the target keeps its titles
+    # the next cycle reads the same file again and stops again
+    assert env.run("cycle").returncode == 2
+
+    env.run("import", "hr", "--allow-deletes", "37", expect=0)
+    p = env.run("cycle", expect=0)
+    cleared = [person(i, title="") for i in range(1, 41)]
+    expect_users(env, cleared)
+    runs = last_runs(env, 10)
+    assert all(r["status"] == "success" for r in runs if r.get("parent") == runs[0]["id"]), runs

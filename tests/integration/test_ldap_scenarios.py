@@ -337,6 +337,7 @@ def test_openldap_restart_during_import_and_export(ol_env):
 CSV_SOURCE = """
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: hr/people.csv

@@ -16,6 +16,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -23,6 +24,7 @@ connectors:
         attributes: [oid, mail]
   cloud:
     type: csv
+    settle: 0
     objects:
       user:
         path: cloud/users.csv

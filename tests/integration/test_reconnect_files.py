@@ -36,6 +36,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -48,6 +49,7 @@ connectors:
         references: {{ members: [person] }}
   cloud:
     type: csv
+    settle: 0
     objects:
       user:
         path: cloud/users.csv

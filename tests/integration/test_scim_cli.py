@@ -36,6 +36,7 @@ store: sqlite:idsync.db
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -336,6 +337,7 @@ connectors:
         references: {{ members: [User] }}
   out:
     type: csv
+    settle: 0
     objects:
       user:
         path: out/users.csv

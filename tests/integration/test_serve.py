@@ -24,6 +24,7 @@ schedule: {schedule}
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -31,6 +32,7 @@ connectors:
         attributes: [{hr_attributes}]
   target:
     type: csv
+    settle: 0
     objects:
       user:
         path: out/users.csv
@@ -467,6 +469,7 @@ schedule: 1h
 connectors:
   hr:
     type: csv
+    settle: 0
     objects:
       person:
         path: src/people.csv
@@ -474,6 +477,7 @@ connectors:
         attributes: [employeeId, givenName, sn, mail, title]
   dir:
     type: ldif
+    settle: 0
     path: out/changes.ldif
     objects:
       user:

@@ -417,7 +417,7 @@ static void test_error_unknown_key(void **state)
                 "safety, notify, schedule, run_history, serve, log)");
     check_replaced("    path: dst.csv\n", "    path: dst.csv\n    pasword: x\n", "pasword", 1,
                    "connectors.dst: unknown key `pasword` (expected one of: type, objects, path, "
-                   "key, dn_column, delimiter, separator)");
+                   "key, dn_column, delimiter, separator, settle)");
     check_replaced("        attributes: [uid, mail, cn]\n",
                    "        attributes: [uid, mail, cn]\n        fliter: (x=y)\n", "fliter", 1,
                    "connectors.src.objects.user: unknown key `fliter` (expected one of: "
@@ -433,7 +433,8 @@ static void test_error_unknown_key(void **state)
                    "connector, object, project, scope, join, flow)");
     check_extra("safety: { max_deletes: 1, max_delete: 2 }\n", "max_delete:",
                 "safety: unknown key `max_delete` (expected one of: max_deletes, "
-                "max_delete_percent, max_errors, import_max_delete_percent, import_min_objects)");
+                "max_delete_percent, max_errors, import_max_delete_percent, "
+                "import_max_clear_percent, import_min_objects)");
 }
 
 static void test_error_types_and_bounds(void **state)

@@ -13,6 +13,8 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -96,6 +98,7 @@ static struct fixture *fixture_new(const char *attrs, const char *content)
     f->cfg.type = "csv";
     f->cfg.ops = &csv_connector_ops;
     set_opt(&f->cfg.opts, csv_connector_ops.options, "path", f->path);
+    set_opt(&f->cfg.opts, csv_connector_ops.options, "settle", "0");
     set_opt(&f->cfg.opts, csv_connector_ops.options, "key", "id");
     f->ot[0].name = "user";
     strvec_init(&f->ot[0].attributes);
@@ -316,7 +319,9 @@ static void test_read_bad_rows(void **state)
         "{\"type\":\"user\",\"anchor\":\"1\",\"dn\":\"1\",\"attributes\":{\"cn\":[\"ok\"],"
         "\"id\":[\"1\"]}}\n"
         "ERR %s:3: 3 fields, the header has 2\n"
-        "ERR %s:4: column \"cn\": invalid UTF-8\n"
+        "ERR %s:4: column \"cn\": invalid UTF-8: the file may be in another encoding, such as "
+        "Windows-1252; export the file as UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: Export-Csv "
+        "-Encoding UTF8; or convert it: iconv -f WINDOWS-1252 -t UTF-8)\n"
         "ERR %s:5: column \"id\": empty key\n"
         "ERR %s:6: column \"id\": duplicate key \"1\" (first at %s:2)\n"
         "ERR %s:7: column \"cn\": text after the closing quote\n"
@@ -1996,6 +2001,220 @@ static void test_export_side_file_full(void **state)
     fixture_free(f);
 }
 
+/* What an administrator gets for a file in another encoding or with
+ * another delimiter than configured: what is wrong and how to fix it. */
+#define LIT(s) s, sizeof(s) - 1 /* a literal with NUL bytes, and its length */
+
+static void test_read_wrong_encoding_or_delimiter(void **state)
+{
+    static const struct {
+        const char *content;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {LIT("\xff\xfei\0d\0,\0c\0n\0\r\0\n\0"),
+         "users.csv: the file is UTF-16 (it starts with a UTF-16 byte order mark); idsync reads "
+         "CSV files as UTF-8: export the file as UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: "
+         "Export-Csv -Encoding UTF8; or convert it: iconv -f UTF-16 -t UTF-8)"},
+        {LIT("i\0d\0,\0c\0n\0\n\0"),
+         "users.csv:1: header column 1 contains NUL bytes: the file looks like UTF-16"},
+        {LIT("id;cn\n1;Ann\n"),
+         "users.csv:1: the key column \"id\" is not in the header, which is one column: the file "
+         "looks delimited by \";\" (set `delimiter: \";\"` on the connector)"},
+        {LIT("id\tcn\n1\tAnn\n"),
+         "the file looks delimited by tab (set `delimiter: tab` on the connector)"},
+        {LIT("name,cn\n1,Ann\n"), "users.csv:1: the key column \"id\" is not in the header"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct fixture *f = fixture_new("cn", NULL);
+        struct connector_cursor *cur = NULL;
+        struct ids_error err = IDS_ERROR_INIT;
+        struct read_item item;
+        FILE *fp = fopen(f->path, "wb");
+
+        assert_non_null(fp);
+        assert_int_equal(fwrite(cases[i].content, 1, cases[i].len, fp), cases[i].len);
+        fclose(fp);
+        fixture_open(f);
+        assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_OK);
+        assert_int_not_equal(connector_cursor_next(f->c, cur, &item, &err), IDS_OK);
+        assert_contains(err.msg, cases[i].want);
+        if (i == 4) {
+            assert_not_contains(err.msg, "delimited");
+        }
+        connector_cursor_free(f->c, cur);
+        fixture_free(f);
+    }
+}
+
+/* ---- a file that another process is still writing --------------------- */
+
+static void set_settle(struct fixture *f, long seconds)
+{
+    size_t i;
+
+    for (i = 0; i < f->cfg.opts.nr; i++) {
+        if (strcmp(f->cfg.opts.v[i].opt->key, "settle") == 0) {
+            f->cfg.opts.v[i].num = seconds;
+        }
+    }
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s != '\0'; s++) {
+        n += *s == '\n';
+    }
+    return n;
+}
+
+/* A child that appends `rows` rows "kN,vN" from `first` on, `per` at a
+ * time, `gap_ms` apart; returns its pid. */
+static pid_t slow_writer(const char *path, int first, int rows, int per, long gap_ms)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_APPEND);
+        int i;
+
+        for (i = 0; fd >= 0 && i < rows; i++) {
+            char row[64];
+            int n = snprintf(row, sizeof(row), "k%d,v%d\n", first + i, first + i);
+
+            if (write(fd, row, (size_t)n) != n) {
+                _exit(1);
+            }
+            if ((i + 1) % per == 0) {
+                struct timespec ts = {gap_ms / 1000, (gap_ms % 1000) * 1000000L};
+
+                nanosleep(&ts, NULL);
+            }
+        }
+        _exit(fd >= 0 ? 0 : 1);
+    }
+    return pid;
+}
+
+/* The import of a file being written waits for the writer to finish:
+ * without `settle` it reads the rows written so far, and the rest would
+ * be staged as deletes. */
+static void test_settle_waits_for_writer(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\nk0,v0\n");
+    struct strbuf out = STRBUF_INIT;
+    char *wm;
+    pid_t pid;
+    int status;
+
+    (void)state;
+    set_settle(f, 2);
+    fixture_open(f);
+    /* 60 more rows over 0.6 s, while the read starts */
+    pid = slow_writer(f->path, 1, 60, 5, 50);
+    wm = read_all(f, &out);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(count_lines(out.buf), 61);
+    assert_contains(out.buf, "\"k60\"");
+    free(wm);
+    strbuf_release(&out);
+    fixture_free(f);
+}
+
+/* A file that keeps changing: file_settle gives up after ten times the
+ * settle time, naming the file. */
+static void test_settle_gives_up(void **state)
+{
+    char *dir = test_tmpdir();
+    char *path = test_write_file(dir, "hr.csv", "id,cn\n");
+    struct ids_error err = IDS_ERROR_INIT;
+    pid_t pid;
+    int status;
+
+    (void)state;
+    pid = slow_writer(path, 0, 400, 1, 20); /* 8 s of changes */
+    assert_int_equal(file_settle("hr", path, 150, NULL, NULL, &err), IDS_EIO);
+    assert_non_null(strstr(err.msg, "hr.csv: still being written: it kept changing for 1.5 s"));
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    test_rmtree(dir);
+    free(path);
+    free(dir);
+}
+
+/* Settled at once: a missing file, an old file, the file this connector
+ * wrote itself; a fresh file written by someone else waits (here: stops,
+ * as a SIGTERM would make it). */
+static void test_settle_own_old_missing(void **state)
+{
+    char *dir = test_tmpdir();
+    char *path = test_write_file(dir, "hr.csv", "id,cn\n");
+    char *gone = test_write_file(dir, "gone.csv", "");
+    volatile sig_atomic_t stop = 1;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct file_stamp own = {0};
+    struct timespec old[2];
+    struct stat st;
+
+    (void)state;
+    assert_int_equal(file_settle("hr", path, 3600000, NULL, &stop, &err), IDS_EINTR);
+    assert_non_null(strstr(err.msg, "hr.csv: stopped while waiting for the file to settle"));
+    assert_int_equal(stat(path, &st), 0);
+    file_stamp_of(&st, &own);
+    assert_int_equal(file_settle("hr", path, 3600000, &own, &stop, &err), IDS_OK);
+    /* written again after this connector's write: not its own any more */
+    free(test_write_file(dir, "hr.csv", "id,cn\nk1,v1\n"));
+    assert_int_equal(file_settle("hr", path, 3600000, &own, &stop, &err), IDS_EINTR);
+    clock_gettime(CLOCK_REALTIME, &old[0]);
+    old[0].tv_sec -= 7200;
+    old[1] = old[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+    assert_int_equal(file_settle("hr", path, 3600000, NULL, &stop, &err), IDS_OK);
+    unlink(gone);
+    assert_int_equal(file_settle("hr", gone, 3600000, NULL, &stop, &err), IDS_OK);
+    test_rmtree(dir);
+    free(gone);
+    free(path);
+    free(dir);
+}
+
+/* A file written to during the read: the read fails at its end instead
+ * of ending with the rows of a file cut short. */
+static void test_read_changed_while_read(void **state)
+{
+    struct fixture *f = fixture_new("cn", "id,cn\nk0,v0\nk1,v1\n");
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct read_item item;
+    FILE *fp;
+    enum ids_err ret;
+
+    (void)state;
+    fixture_open(f);
+    assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_OK);
+    assert_int_equal(connector_cursor_next(f->c, cur, &item, &err), IDS_OK);
+    read_item_release(&item);
+    fp = fopen(f->path, "a");
+    assert_non_null(fp);
+    fputs("k2,v2\n", fp);
+    fclose(fp);
+    while ((ret = connector_cursor_next(f->c, cur, &item, &err)) == IDS_OK) {
+        read_item_release(&item);
+    }
+    assert_int_equal(ret, IDS_EIO);
+    assert_non_null(strstr(err.msg, "users.csv: the file changed while it was read (18 bytes "
+                                    "when opened, 24 now): it is still being written."));
+    connector_cursor_free(f->c, cur);
+    fixture_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2031,6 +2250,11 @@ int main(void)
         cmocka_unit_test(test_export_idempotent_readd),
         cmocka_unit_test(test_export_rejects),
         cmocka_unit_test(test_export_side_file_full),
+        cmocka_unit_test(test_read_wrong_encoding_or_delimiter),
+        cmocka_unit_test(test_settle_waits_for_writer),
+        cmocka_unit_test(test_settle_gives_up),
+        cmocka_unit_test(test_settle_own_old_missing),
+        cmocka_unit_test(test_read_changed_while_read),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

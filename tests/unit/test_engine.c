@@ -530,6 +530,69 @@ static void test_import_guard(void **state)
     fx_free(f);
 }
 
+/* The attribute guard: most synced objects lose every value of one
+ * attribute (a renamed column, a lost read permission): the import stops
+ * and stages nothing, by delta (modify records) and by full read alike,
+ * until --allow-deletes covers it. A few real removals pass. */
+static void test_attribute_guard(void **state)
+{
+    struct fx *f = fx_new();
+    char anchor[16];
+    int i;
+
+    (void)state;
+    add_users(f, 20);
+    OK(do_import(f, "corp", true));
+    OK(do_sync(f, false));
+    OK(do_import(f, "corp", false)); /* the watermark after the load */
+    for (i = 1; i <= 12; i++) {
+        struct change *ch;
+
+        snprintf(anchor, sizeof(anchor), "u%d", i);
+        ch = change_new(CHANGE_MODIFY, "user", anchor, NULL);
+        change_add_mod(ch, i <= 6 ? MOD_DELETE : MOD_REPLACE, "cn", 0);
+        change_add_mod(ch, MOD_ADD, "description", 0);
+        attr_add_value(&ch->mods[1].attr, "left", 4);
+        memdir_modify(f->corp, ch);
+        change_free(ch);
+    }
+    assert_int_equal(do_import(f, "corp", false), IDS_ETHRESHOLD);
+    assert_int_equal(f->run.status, RUN_STOPPED_THRESHOLD);
+    assert_non_null(f->run.message);
+    assert_non_null(strstr(f->run.message, "The delta import of corp would remove every value of "
+                                           "cn from 12 of 20 objects"));
+    assert_non_null(strstr(f->run.message, "`idsync import corp --allow-deletes 12`"));
+    assert_int_equal(f->run.counters.staged_update, 0);
+    assert_int_equal(count_sel(f, f->corp_id, STORE_SEL_PENDING_IMPORT), 0);
+    assert_int_equal(engine_exit_code(IDS_ETHRESHOLD, &f->run), 2);
+    /* a full read sees the same */
+    assert_int_equal(do_import(f, "corp", true), IDS_ETHRESHOLD);
+    assert_non_null(strstr(f->run.message, "The full import of corp would remove every value of "
+                                           "cn from 12 of 20 objects"));
+    assert_int_equal(count_sel(f, f->corp_id, STORE_SEL_PENDING_IMPORT), 0);
+
+    f->opts.allow_deletes = 12;
+    fx_engine(f);
+    OK(do_import(f, "corp", true));
+    assert_int_equal(f->run.counters.staged_update, 12);
+    OK(do_sync(f, false));
+    /* a few removals are under the share (50 %) */
+    f->opts.allow_deletes = 0;
+    fx_engine(f);
+    for (i = 13; i <= 15; i++) {
+        struct change *ch;
+
+        snprintf(anchor, sizeof(anchor), "u%d", i);
+        ch = change_new(CHANGE_MODIFY, "user", anchor, NULL);
+        change_add_mod(ch, MOD_DELETE, "mail", 0);
+        memdir_modify(f->corp, ch);
+        change_free(ch);
+    }
+    OK(do_import(f, "corp", true));
+    assert_int_equal(f->run.counters.staged_update, 3);
+    fx_free(f);
+}
+
 static void test_import_unreadable_blocks_deletes(void **state)
 {
     struct fx *f = fx_new();
@@ -1760,6 +1823,7 @@ int main(void)
         cmocka_unit_test(test_import_add_update_unchanged),
         cmocka_unit_test(test_import_delete_staging),
         cmocka_unit_test(test_import_guard),
+        cmocka_unit_test(test_attribute_guard),
         cmocka_unit_test(test_import_unreadable_blocks_deletes),
         cmocka_unit_test(test_delta_import),
         cmocka_unit_test(test_projection_and_provisioning),

@@ -5,6 +5,7 @@
  * (base64, folding, modrdn) and reading them back, exactly-once tags. */
 #include "testutil.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,7 @@ static struct fixture *fixture_new(const char *content, bool two_types)
     f->cfg.type = "ldif";
     f->cfg.ops = &ldif_connector_ops;
     set_opt(&f->cfg.opts, ldif_connector_ops.options, "path", f->path);
+    set_opt(&f->cfg.opts, ldif_connector_ops.options, "settle", "0");
     f->ot[0].name = "user";
     strvec_init(&f->ot[0].attributes);
     f->cfg.nobjects = 1;
@@ -809,6 +811,47 @@ static void test_create_errors(void **state)
     fixture_free(f);
 }
 
+/* A file changed a moment ago may still be being written: the reads wait
+ * (here they stop at once, as on SIGTERM); the file the connector wrote
+ * itself is read at once. */
+static void test_settle(void **state)
+{
+    struct fixture *f = fixture_new("dn: cn=a,dc=x\nobjectClass: person\ncn: a\n", false);
+    volatile sig_atomic_t stop = 1;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct connector_cursor *cur = NULL;
+    struct change *ch = change_new(CHANGE_ADD, "user", NULL, "cn=b,dc=x");
+    uint64_t tag = 7;
+    struct export_result rs[1];
+    struct strbuf out = STRBUF_INIT;
+    struct strbuf wm = STRBUF_INIT;
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < f->cfg.opts.nr; i++) {
+        if (strcmp(f->cfg.opts.v[i].opt->key, "settle") == 0) {
+            f->cfg.opts.v[i].num = 3600;
+        }
+    }
+    fixture_open(f);
+    f->c->stop = &stop;
+    assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_EINTR);
+    assert_non_null(strstr(err.msg, "dir.ldif: stopped while waiting for the file to settle"));
+    assert_int_equal(connector_read_changes(f->c, "ldif2:-", &cur, &err), IDS_EINTR);
+    /* the connector appends a record: that version is its own */
+    attr_add_value(&change_add_mod(ch, MOD_ADD, "cn", 0)->attr, "b", 1);
+    assert_int_equal(export_changes(f, &ch, &tag, 1, rs), 1);
+    assert_int_equal(rs[0].code, IDS_OK);
+    release_results(rs, 1);
+    assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_OK);
+    drain(f, cur, &out, &wm); /* frees the cursor */
+    assert_non_null(strstr(out.buf, "cn=b,dc=x"));
+    change_free(ch);
+    strbuf_release(&out);
+    strbuf_release(&wm);
+    fixture_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -822,6 +865,7 @@ int main(void)
         cmocka_unit_test(test_anchor_dn_added_twice),
         cmocka_unit_test(test_delta_anchor_dn),
         cmocka_unit_test(test_write_and_read_back),
+        cmocka_unit_test(test_settle),
         cmocka_unit_test(test_exactly_once),
         cmocka_unit_test(test_create_errors),
     };

@@ -31,6 +31,7 @@ struct fixture {
     "connectors:\n"                                                                                \
     "  corp:\n"                                                                                    \
     "    type: ldif\n"                                                                             \
+    "    settle: 0\n"                                                                              \
     "    path: %s/corp.ldif\n"                                                                     \
     "    objects:\n"                                                                               \
     "      user: { object_class: inetOrgPerson, attributes: [uid, cn, mail] }\n"                   \
@@ -38,6 +39,7 @@ struct fixture {
     "               references: { member: [user] } }\n"                                            \
     "  cloud:\n"                                                                                   \
     "    type: csv\n"                                                                              \
+    "    settle: 0\n"                                                                              \
     "    objects:\n"                                                                               \
     "      user: { path: %s/users.csv, key: uid, attributes: [uid, externalId, mail] }\n"          \
     "      group: { path: %s/groups.csv, key: name, attributes: [name, externalId, member],\n"     \
