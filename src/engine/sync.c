@@ -982,9 +982,15 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
         a.name = xstrdup(it->attr);
         a.source = -1;
         ret = flow_eval(it, m->entry, &a, err);
-        if (ret == IDS_EEXPR) {
+        if (ret == IDS_EEXPR && in_step != NULL) {
+            /* named by the target object it would change */
+            erun_error_cs(ctx->r, X, in_step, it->attr, "expression-error",
+                          "metaverse object %" PRId64 ": %s", m->id, err->msg);
+        } else if (ret == IDS_EEXPR) {
             erun_error(ctx->r, X->cfg->name, NULL, NULL, it->attr, "expression-error", 0, m->id,
                        "metaverse object %" PRId64 ": %s", m->id, err->msg);
+        }
+        if (ret == IDS_EEXPR) {
             *ok = false;
             attr_release(&a);
             ret = IDS_OK;

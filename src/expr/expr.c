@@ -10,7 +10,10 @@
 #include "expr/expr.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +101,10 @@ static const char *const reserved_names[] = {
     "dn_rdn",
     "dn_parent",
     "dn_escape",
+    "parse_time",
+    "format_time",
+    "filetime",
+    "from_filetime",
     /* base functions offered */
     "assert",
     "error",
@@ -1324,6 +1331,387 @@ static int h_values(lua_State *L)
     return 1;
 }
 
+/* ---- times: seconds since 1970-01-01T00:00:00Z -------------------------
+ * UTC only (no time zone database in the sandbox); an offset written in
+ * the input (Z, +02:00) is applied. Dates are proleptic Gregorian. */
+
+/* Days since 1970-01-01 of year y, month m (1-12), day d. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    int64_t era;
+    int64_t yoe, doy, doe;
+
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    int64_t era, doe, yoe, doy, mp;
+
+    z += 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int month_days(int64_t y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+struct time_parts {
+    int64_t year;
+    int mon, day, hour, min, sec;
+    int off; /* seconds east of UTC */
+};
+
+/* Up to `max` (at least `min`) digits at *p. */
+static bool take_digits(const char **p, const char *end, int min, int max, int *out)
+{
+    int n = 0;
+    int v = 0;
+
+    while (*p < end && n < max && **p >= '0' && **p <= '9') {
+        v = v * 10 + (**p - '0');
+        (*p)++;
+        n++;
+    }
+    *out = v;
+    return n >= min;
+}
+
+/* The time of valid parts, or false. */
+static bool parts_time(const struct time_parts *t, int64_t *out)
+{
+    if (t->mon < 1 || t->mon > 12 || t->day < 1 || t->day > month_days(t->year, t->mon) ||
+        t->hour > 23 || t->min > 59 || t->sec > 60) {
+        return false;
+    }
+    *out = days_from_civil(t->year, t->mon, t->day) * 86400 + t->hour * 3600 + t->min * 60 +
+           (t->sec == 60 ? 59 : t->sec) - t->off;
+    return true;
+}
+
+/* A layout's tokens: YYYY, MM, DD, hh, mm, ss (zero-padded), M, D, h (one
+ * or two digits); any other character stands for itself. */
+static const char *layout_token(const char *l)
+{
+    static const char *const tokens[] = {"YYYY", "MM", "DD", "hh", "mm", "ss", "M", "D", "h", NULL};
+    size_t i;
+
+    for (i = 0; tokens[i] != NULL; i++) {
+        if (strncmp(l, tokens[i], strlen(tokens[i])) == 0) {
+            return tokens[i];
+        }
+    }
+    return NULL;
+}
+
+static bool parse_layout(const char *s, size_t len, const char *layout, int64_t *out)
+{
+    struct time_parts t = {1970, 1, 1, 0, 0, 0, 0};
+    const char *p = s;
+    const char *end = s + len;
+    const char *l = layout;
+
+    while (*l != '\0') {
+        const char *tok = layout_token(l);
+        int v;
+        int *dst;
+
+        if (tok == NULL) {
+            if (p == end || *p != *l) {
+                return false;
+            }
+            p++;
+            l++;
+            continue;
+        }
+        l += strlen(tok);
+        if (strcmp(tok, "YYYY") == 0) {
+            if (!take_digits(&p, end, 4, 4, &v)) {
+                return false;
+            }
+            t.year = v;
+            continue;
+        }
+        dst = tok[0] == 'M'   ? &t.mon
+              : tok[0] == 'D' ? &t.day
+              : tok[0] == 'h' ? &t.hour
+              : tok[0] == 'm' ? &t.min
+                              : &t.sec;
+        if (!take_digits(&p, end, tok[1] != '\0' ? 2 : 1, 2, dst)) {
+            return false;
+        }
+    }
+    return p == end && parts_time(&t, out);
+}
+
+/* Z, +hh, +hhmm, +hh:mm (and -) at p, to the end. */
+static bool parse_offset(const char *p, const char *end, int *off)
+{
+    int sign, h, m = 0;
+
+    *off = 0;
+    if (p == end) {
+        return true;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        return p + 1 == end;
+    }
+    if (*p != '+' && *p != '-') {
+        return false;
+    }
+    sign = *p++ == '-' ? -1 : 1;
+    if (!take_digits(&p, end, 2, 2, &h) || h > 23) {
+        return false;
+    }
+    if (p < end && *p == ':') {
+        p++;
+    }
+    if (p < end && (!take_digits(&p, end, 2, 2, &m) || m > 59)) {
+        return false;
+    }
+    *off = sign * (h * 3600 + m * 60);
+    return p == end;
+}
+
+static void skip_fraction(const char **p, const char *end)
+{
+    if (*p < end && (**p == '.' || **p == ',')) {
+        (*p)++;
+        while (*p < end && **p >= '0' && **p <= '9') {
+            (*p)++;
+        }
+    }
+}
+
+/* ISO 8601 (YYYY-MM-DD[Thh:mm[:ss[.f]]][offset], a space for the T) or
+ * LDAP generalized time (YYYYMMDDhh[mm[ss]][.f](Z|offset)). */
+static bool parse_auto(const char *s, size_t len, int64_t *out)
+{
+    struct time_parts t = {0, 1, 1, 0, 0, 0, 0};
+    const char *p = s;
+    const char *end = s + len;
+    int y;
+
+    if (!take_digits(&p, end, 4, 4, &y)) {
+        return false;
+    }
+    t.year = y;
+    if (p < end && *p == '-') {
+        p++;
+        if (!take_digits(&p, end, 2, 2, &t.mon) || p == end || *p++ != '-' ||
+            !take_digits(&p, end, 2, 2, &t.day)) {
+            return false;
+        }
+        if (p < end && (*p == 'T' || *p == 't' || *p == ' ')) {
+            p++;
+            if (!take_digits(&p, end, 2, 2, &t.hour) || p == end || *p++ != ':' ||
+                !take_digits(&p, end, 2, 2, &t.min)) {
+                return false;
+            }
+            if (p < end && *p == ':') {
+                p++;
+                if (!take_digits(&p, end, 2, 2, &t.sec)) {
+                    return false;
+                }
+                skip_fraction(&p, end);
+            }
+        }
+    } else {
+        if (!take_digits(&p, end, 2, 2, &t.mon) || !take_digits(&p, end, 2, 2, &t.day) ||
+            !take_digits(&p, end, 2, 2, &t.hour)) {
+            return false;
+        }
+        /* minutes and seconds are optional */
+        if (take_digits(&p, end, 2, 2, &t.min)) {
+            (void)take_digits(&p, end, 2, 2, &t.sec);
+        }
+        skip_fraction(&p, end);
+        if (p == end) {
+            return false; /* generalized time needs Z or an offset */
+        }
+    }
+    return parse_offset(p, end, &t.off) && parts_time(&t, out);
+}
+
+static void bad_time(lua_State *L, const char *what, const char *s, size_t len, const char *how)
+{
+    struct strbuf *sb = scratch(L);
+
+    strbuf_addf(sb, "%s: \"", what);
+    strbuf_add(sb, s, len > 64 ? 64 : len);
+    strbuf_addf(sb, "%s\" %s", len > 64 ? "..." : "", how);
+    luaL_error(L, "%s", sb->buf);
+}
+
+static void fn_parse_time(lua_State *L, const char *s, size_t len)
+{
+    const char *layout = luaL_optstring(L, 2, NULL);
+    int64_t t = 0;
+
+    if (len == 0) {
+        lua_pushnil(L);
+        return;
+    }
+    if (layout != NULL ? !parse_layout(s, len, layout, &t) : !parse_auto(s, len, &t)) {
+        struct strbuf how = STRBUF_INIT;
+
+        if (layout != NULL) {
+            strbuf_addf(&how, "is not a time of layout \"%s\"", layout);
+        } else {
+            strbuf_addstr(&how, "is not an ISO 8601 date or time, nor an LDAP generalized time "
+                                "(give a layout: parse_time(s, \"DD.MM.YYYY\"))");
+        }
+        /* the message is copied before the error unwinds: how is freed
+         * first so that nothing leaks */
+        lua_pushstring(L, how.buf);
+        strbuf_release(&how);
+        bad_time(L, "parse_time", s, len, lua_tostring(L, -1));
+    }
+    lua_pushinteger(L, (lua_Integer)t);
+}
+
+/* An integer time from a string or number argument. */
+static bool time_arg(const char *s, size_t len, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (len == 0 || len > 24 || strlen(s) != len) {
+        return false;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0') {
+        double d = strtod(s, &end);
+
+        if (*end != '\0' || !(d > -1e17 && d < 1e17)) {
+            return false;
+        }
+        v = (long long)floor(d);
+    }
+    *out = v;
+    return true;
+}
+
+static void fn_format_time(lua_State *L, const char *s, size_t len)
+{
+    const char *layout = luaL_checkstring(L, 2);
+    struct strbuf *sb;
+    int64_t t = 0, days, y;
+    int mon, day, secs;
+    const char *l;
+
+    if (len == 0) {
+        lua_pushnil(L);
+        return;
+    }
+    if (!time_arg(s, len, &t) || t < -62135596800LL || t > 253402300799LL) {
+        bad_time(L, "format_time", s, len,
+                 "is not a time (seconds since 1970, years 1 to 9999: see parse_time)");
+    }
+    days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+    secs = (int)(t - days * 86400);
+    civil_from_days(days, &y, &mon, &day);
+    sb = scratch(L);
+    for (l = layout; *l != '\0';) {
+        const char *tok = layout_token(l);
+        int v;
+
+        if (tok == NULL) {
+            strbuf_addch(sb, *l++);
+            continue;
+        }
+        l += strlen(tok);
+        if (strcmp(tok, "YYYY") == 0) {
+            strbuf_addf(sb, "%04d", (int)y);
+            continue;
+        }
+        v = tok[0] == 'M'   ? mon
+            : tok[0] == 'D' ? day
+            : tok[0] == 'h' ? secs / 3600
+            : tok[0] == 'm' ? secs / 60 % 60
+                            : secs % 60;
+        strbuf_addf(sb, tok[1] != '\0' ? "%02d" : "%d", v);
+    }
+    push_scratch(L);
+}
+
+#define FILETIME_EPOCH 11644473600LL /* seconds from 1601-01-01 to 1970-01-01 */
+
+static void fn_filetime(lua_State *L, const char *s, size_t len)
+{
+    int64_t t = 0;
+
+    if (len == 0) {
+        lua_pushnil(L);
+        return;
+    }
+    if (!time_arg(s, len, &t) || t < -FILETIME_EPOCH || t > INT64_MAX / 10000000 - FILETIME_EPOCH) {
+        bad_time(L, "filetime", s, len, "is not a time (seconds since 1970: see parse_time)");
+    }
+    lua_pushfstring(L, "%I", (lua_Integer)((t + FILETIME_EPOCH) * 10000000));
+}
+
+static void fn_from_filetime(lua_State *L, const char *s, size_t len)
+{
+    char *end;
+    long long v;
+
+    if (len == 0) {
+        lua_pushnil(L);
+        return;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (strlen(s) != len || *end != '\0' || v < 0 || (errno != 0 && v != LLONG_MAX)) {
+        bad_time(L, "from_filetime", s, len, "is not a FILETIME (100 ns intervals since 1601)");
+    }
+    if (v == 0 || v == LLONG_MAX) {
+        lua_pushnil(L); /* AD: the account never expires */
+        return;
+    }
+    lua_pushinteger(L, (lua_Integer)(v / 10000000 - FILETIME_EPOCH));
+}
+
+/* (the layout stays argument 2: apply_str builds a list above it) */
+static int h_parse_time(lua_State *L)
+{
+    lua_settop(L, 2);
+    return apply_str(L, "parse_time", fn_parse_time);
+}
+
+static int h_format_time(lua_State *L)
+{
+    lua_settop(L, 2);
+    return apply_str(L, "format_time", fn_format_time);
+}
+
+static int h_filetime(lua_State *L)
+{
+    return apply_str(L, "filetime", fn_filetime);
+}
+
+static int h_from_filetime(lua_State *L)
+{
+    return apply_str(L, "from_filetime", fn_from_filetime);
+}
+
 /* pcall that cannot swallow the instruction or memory limit. */
 static int h_pcall(lua_State *L)
 {
@@ -1364,18 +1752,34 @@ static int h_load(lua_State *L)
 }
 
 static const luaL_Reg helper_funcs[] = {
-    {"base64", h_base64},       {"unbase64", h_unbase64},
-    {"guid", h_guid},           {"sid", h_sid},
-    {"lower", h_lower},         {"upper", h_upper},
-    {"trim", h_trim},           {"split", h_split},
-    {"join", h_join},           {"first", h_first},
-    {"coalesce", h_coalesce},   {"replace", h_replace},
-    {"left", h_left},           {"right", h_right},
-    {"contains", h_contains},   {"count", h_count},
-    {"dn_rdn", h_dn_rdn},       {"dn_parent", h_dn_parent},
-    {"dn_escape", h_dn_escape}, {"attr", h_attr},
-    {"values", h_values},       {"pcall", h_pcall},
-    {"load", h_load},           {NULL, NULL},
+    {"base64", h_base64},
+    {"unbase64", h_unbase64},
+    {"guid", h_guid},
+    {"sid", h_sid},
+    {"lower", h_lower},
+    {"upper", h_upper},
+    {"trim", h_trim},
+    {"split", h_split},
+    {"join", h_join},
+    {"first", h_first},
+    {"coalesce", h_coalesce},
+    {"replace", h_replace},
+    {"left", h_left},
+    {"right", h_right},
+    {"contains", h_contains},
+    {"count", h_count},
+    {"dn_rdn", h_dn_rdn},
+    {"dn_parent", h_dn_parent},
+    {"dn_escape", h_dn_escape},
+    {"attr", h_attr},
+    {"values", h_values},
+    {"pcall", h_pcall},
+    {"parse_time", h_parse_time},
+    {"format_time", h_format_time},
+    {"filetime", h_filetime},
+    {"from_filetime", h_from_filetime},
+    {"load", h_load},
+    {NULL, NULL},
 };
 
 static const char *const base_copied[] = {

@@ -28,7 +28,10 @@
  * non-empty), replace(s, from, to) (plain text, every occurrence),
  * left(s, n), right(s, n), contains(list_or_s, x), count(v),
  * dn_rdn(dn) -> value of the first RDN, dn_parent(dn), dn_escape(s)
- * (RFC 4514 value escaping), plus the safe parts of string, table, math,
+ * (RFC 4514 value escaping), parse_time(s[, layout]) -> seconds since 1970
+ * UTC (ISO 8601 or generalized time; layout tokens YYYY MM DD hh mm ss M D
+ * h), format_time(t, layout), filetime(t) / from_filetime(s) (AD
+ * FILETIME), plus the safe parts of string, table, math,
  * utf8. A helper given nil returns nil (so flows of absent attributes give
  * no value instead of failing).
  *

@@ -627,6 +627,62 @@ def test_csv_to_ad(samba_dc, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_hr_end_date_sets_ad_account_expiry(samba_dc, tmp_path):
+    """An HR export's leaving date (D.M.YYYY) becomes AD's accountExpires
+    (a FILETIME, the moment after the last day); no date means never; a
+    date that is not one is an error on that person only."""
+    dc = samba_dc
+    env = Env(tmp_path / "work")
+    source = CSV_SOURCE.format().replace("attributes: [employeeId, givenName, sn, mail, title]",
+                                         "attributes: [employeeId, givenName, sn, mail, title, "
+                                         "endDate]")
+    cfg = CSV_TO_AD.format(source=source, url=dc.url, pw=dc.password_file, sync=SYNC_OU)
+    cfg = cfg.replace("OU=Imported,", "OU=Dated,").replace("OU=ImportedGroups,", "OU=DatedGroups,")
+    cfg = cfg.replace("mail: mail, title: title }}", "mail: mail, title: title, endDate: endDate }}")
+    cfg = cfg.replace("mail: mail, title: title }", "mail: mail, title: title, endDate: endDate }")
+    cfg = cfg.replace("employeeID, userAccountControl]", "employeeID, userAccountControl, "
+                      "accountExpires]")
+    cfg = cfg.replace("          title: title\n", "          title: title\n"
+                      "          accountExpires: 'endDate and filetime(parse_time(endDate, "
+                      "\"D.M.YYYY\") + 86400) or \"9223372036854775807\"'\n", 1)
+    assert "accountExpires: 'endDate" in cfg and "endDate: endDate" in cfg
+    env.write("idsync.yaml", cfg)
+
+    def write(dates):
+        rows = ["employeeId,givenName,sn,mail,title,endDate"]
+        for i, d in enumerate(dates):
+            rows.append("D%03d,Dated%d,Person%d,d%d@example.org,Clerk,%s" % (i, i, i, i, d))
+        env.write("hr/people.csv", "\r\n".join(rows) + "\r\n")
+        env.write("hr/teams.csv", "name,members\r\n")
+
+    def expires():
+        return {a["employeeID"][0]: a["accountExpires"][0] for _, a in dc.search(
+            "OU=Dated," + SYNC_OU, "(objectClass=user)", ["employeeID", "accountExpires"])}
+
+    write(["31.12.2026", "", "1.7.2027"])
+    env.run("cycle", "--full", expect=0)
+    # Python's datetime: 2027-01-01 and 2027-07-02, 00:00 UTC, in FILETIME
+    assert expires() == {"D000": "134432352000000000", "D001": "9223372036854775807",
+                         "D002": "134589600000000000"}
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+    # a date moves, one is taken away, one is not a date
+    write(["28.02.2027", "31.02.2027", ""])
+    p = env.run("cycle")
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    errs = env.json("errors")
+    errs = errs["errors"] if isinstance(errs, dict) else errs
+    assert len(errs) == 1, errs
+    # named by the AD object it would have changed
+    assert errs[0]["attr"] == "accountExpires" and errs[0]["connector"] == "ad", errs
+    assert errs[0]["dn"].lower() == ("CN=Dated1 Person1,OU=Dated," + SYNC_OU).lower(), errs
+    assert 'parse_time: "31.02.2027" is not a time of layout "D.M.YYYY"' in errs[0]["message"]
+    got = expires()
+    assert got["D000"] == "134483328000000000"  # 2027-03-01
+    assert got["D002"] == "9223372036854775807"
+
+
 # ---- AD -> OpenLDAP ---------------------------------------------------------------
 
 AD_TO_OL = """store: sqlite:idsync.db

@@ -198,6 +198,67 @@ static void test_helpers(void **state)
     assert_eval(f, "utf8.len(city)", "6");
 }
 
+/* Times: parse_time, format_time, filetime, from_filetime. The expected
+ * numbers are Python's datetime (UTC). */
+static void test_time_helpers(void **state)
+{
+    struct fixture *f = *state;
+
+    assert_eval(f, "parse_time('2026-12-31')", "1798675200");
+    assert_eval(f, "parse_time('2026-12-31T23:59:59Z')", "1798761599");
+    assert_eval(f, "parse_time('2026-12-31 08:00:00+02:00')", "1798696800");
+    assert_eval(f, "parse_time('2026-12-31T23:59:59.250Z')", "1798761599");
+    assert_eval(f, "parse_time('20261231235959Z')", "1798761599");
+    assert_eval(f, "parse_time('202612312359Z')", "1798761540");
+    assert_eval(f, "parse_time('2026123123Z')", "1798758000");
+    assert_eval(f, "parse_time('20261231235959.0Z')", "1798761599");
+    assert_eval(f, "parse_time('20261231235959+0100')", "1798757999");
+    assert_eval(f, "parse_time('31.12.2026', 'DD.MM.YYYY')", "1798675200");
+    assert_eval(f, "parse_time('3/7/2026', 'M/D/YYYY')", "1772841600");
+    assert_eval(f, "parse_time('12/31/2026 23:59', 'MM/DD/YYYY hh:mm')", "1798761540");
+    assert_eval(f, "parse_time('2024-02-29')", "1709164800");
+    assert_eval(f, "parse_time('2000-02-29')", "951782400");
+    assert_eval(f, "parse_time('1969-12-31T23:59:59Z')", "-1");
+    assert_eval(f, "parse_time('1601-01-01')", "-11644473600");
+    assert_eval(f, "parse_time({'2026-12-31', '2000-02-29'})", "1798675200|951782400");
+    assert_eval(f, "parse_time(nothing)", "<nil>");
+    assert_eval(f, "parse_time('')", "<nil>");
+    assert_eval_error(f, "parse_time('2023-02-29')",
+                      "parse_time: \"2023-02-29\" is not an ISO 8601");
+    assert_eval_error(f, "parse_time('1900-02-29')", "is not an ISO 8601");
+    assert_eval_error(f, "parse_time('2026-12-31T24:00')", "is not an ISO 8601");
+    assert_eval_error(f, "parse_time('20261231')", "is not an ISO 8601");
+    assert_eval_error(f, "parse_time('2026-12-31x')", "is not an ISO 8601");
+    assert_eval_error(f, "parse_time('31.02.2026', 'DD.MM.YYYY')",
+                      "parse_time: \"31.02.2026\" is not a time of layout \"DD.MM.YYYY\"");
+    assert_eval_error(f, "parse_time('31.12.26', 'DD.MM.YYYY')", "is not a time of layout");
+
+    assert_eval(f, "format_time(1798761599, 'YYYYMMDDhhmmssZ')", "20261231235959Z");
+    assert_eval(f, "format_time('1798761599', 'YYYY-MM-DDThh:mm:ssZ')", "2026-12-31T23:59:59Z");
+    assert_eval(f, "format_time(-1, 'YYYY-MM-DD hh:mm:ss')", "1969-12-31 23:59:59");
+    assert_eval(f, "format_time(0, 'D.M.YYYY h')", "1.1.1970 0");
+    assert_eval(f, "format_time(nothing, 'YYYY')", "<nil>");
+    assert_eval_error(f, "format_time('soon', 'YYYY')", "format_time: \"soon\" is not a time");
+    /* the two directions agree, across four centuries and leap days */
+    assert_eval(f,
+                "local ok = true\n"
+                "for t = -12219292800, 32503680000, 8640061 do\n"
+                "  local s = format_time(t, 'YYYY-MM-DDThh:mm:ssZ')\n"
+                "  ok = ok and parse_time(s) == t and parse_time(format_time(t, 'YYYYMMDDhhmmss') "
+                ".. 'Z') == t\n"
+                "end\n"
+                "return ok",
+                "true");
+
+    assert_eval(f, "filetime(parse_time('2027-01-01'))", "134432352000000000");
+    assert_eval(f, "from_filetime('134432352000000000')", "1798761600");
+    assert_eval(f, "from_filetime('0')", "<nil>");
+    assert_eval(f, "from_filetime('9223372036854775807')", "<nil>");
+    assert_eval(f, "filetime(nothing)", "<nil>");
+    assert_eval_error(f, "from_filetime('never')", "from_filetime: \"never\" is not a FILETIME");
+    assert_eval_error(f, "filetime(-11644473601)", "is not a time");
+}
+
 static void test_results(void **state)
 {
     struct fixture *f = *state;
@@ -534,6 +595,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_attributes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_helpers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_time_helpers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eval_bool, setup, teardown),
         cmocka_unit_test(test_plain),
