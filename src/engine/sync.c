@@ -953,6 +953,42 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
     return ret == IDS_ENOTFOUND ? IDS_OK : ret;
 }
 
+/* " (from hr E0042)": the first source object joined to m, so that a
+ * message about an MV object with no object in the target yet names the
+ * person an administrator knows. Empty when there is none. */
+static void mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strbuf *out)
+{
+    const struct config *cfg = ctx->eng->cfg;
+    struct strbuf anchor = STRBUF_INIT;
+    struct strbuf dn = STRBUF_INIT;
+    size_t i, j;
+
+    for (i = 0; i < cfg->nmv_types; i++) {
+        const struct mv_type_config *mt = &cfg->mv_types[i];
+
+        if (strcmp(mt->name, m->type) != 0) {
+            continue;
+        }
+        for (j = 0; j < mt->nfrom; j++) {
+            struct econn *ec = engine_flow_conn(ctx->eng, &mt->from[j]);
+            struct ids_error err = IDS_ERROR_INIT;
+            int64_t id = 0;
+
+            if (ec != NULL &&
+                store_cs_ref_by_mv(ctx->eng->store, ec->id, m->id, &id, &anchor, &dn, &err) ==
+                    IDS_OK &&
+                (anchor.len > 0 || dn.len > 0)) {
+                strbuf_addf(out, " (from %s %s)", ec->cfg->name,
+                            anchor.len > 0 ? anchor.buf : dn.buf);
+                goto done;
+            }
+        }
+    }
+done:
+    strbuf_release(&anchor);
+    strbuf_release(&dn);
+}
+
 /* The attributes (and DN) the flows of t want for MV object m in X.
  * Reference attributes that flow_delta gives a delta for in in_step (the
  * target joined before this sync, or NULL) are left out: make_diff turns
@@ -987,8 +1023,12 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
             erun_error_cs(ctx->r, X, in_step, it->attr, "expression-error",
                           "metaverse object %" PRId64 ": %s", m->id, err->msg);
         } else if (ret == IDS_EEXPR) {
+            struct strbuf origin = STRBUF_INIT;
+
+            mv_origin(ctx, m, &origin);
             erun_error(ctx->r, X->cfg->name, NULL, NULL, it->attr, "expression-error", 0, m->id,
-                       "metaverse object %" PRId64 ": %s", m->id, err->msg);
+                       "metaverse object %" PRId64 "%s: %s", m->id, origin.buf, err->msg);
+            strbuf_release(&origin);
         }
         if (ret == IDS_EEXPR) {
             *ok = false;

@@ -667,20 +667,26 @@ def test_hr_end_date_sets_ad_account_expiry(samba_dc, tmp_path):
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
 
-    # a date moves, one is taken away, one is not a date
-    write(["28.02.2027", "31.02.2027", ""])
+    # a date moves, one is taken away, one is not a date; a new person's
+    # date is not one either
+    write(["28.02.2027", "31.02.2027", "", "32.1.2027"])
     p = env.run("cycle")
     assert p.returncode == 1, (p.stdout, p.stderr)
     errs = env.json("errors")
-    errs = errs["errors"] if isinstance(errs, dict) else errs
-    assert len(errs) == 1, errs
-    # named by the AD object it would have changed
-    assert errs[0]["attr"] == "accountExpires" and errs[0]["connector"] == "ad", errs
-    assert errs[0]["dn"].lower() == ("CN=Dated1 Person1,OU=Dated," + SYNC_OU).lower(), errs
-    assert 'parse_time: "31.02.2027" is not a time of layout "D.M.YYYY"' in errs[0]["message"]
+    errs = sorted(errs["errors"] if isinstance(errs, dict) else errs,
+                  key=lambda e: e["dn"] or "")
+    assert len(errs) == 2, errs
+    assert all(e["attr"] == "accountExpires" and e["connector"] == "ad" for e in errs), errs
+    # the new person has no AD object: named by where it comes from
+    assert errs[0]["dn"] is None and " (from hr D003): " in errs[0]["message"], errs
+    assert 'parse_time: "32.1.2027" is not a time of layout "D.M.YYYY"' in errs[0]["message"]
+    # the others by the AD object the rule would have changed
+    assert errs[1]["dn"].lower() == ("CN=Dated1 Person1,OU=Dated," + SYNC_OU).lower(), errs
+    assert 'parse_time: "31.02.2027" is not a time of layout "D.M.YYYY"' in errs[1]["message"]
     got = expires()
     assert got["D000"] == "134483328000000000"  # 2027-03-01
     assert got["D002"] == "9223372036854775807"
+    assert "D003" not in got  # not created while a rule of it fails
 
 
 # ---- AD -> OpenLDAP ---------------------------------------------------------------
