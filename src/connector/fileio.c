@@ -988,7 +988,7 @@ enum ids_err file_settle(const char *connector, const char *path, long settle_ms
     int64_t start = clock_ns(CLOCK_MONOTONIC);
     int64_t same_since = start; /* watched unchanged since */
     struct file_stamp prev = {0};
-    bool logged = false;
+    int logged = 0; /* 1: the wait was logged, 2: and that it keeps changing */
 
     if (settle_ms <= 0) {
         return IDS_OK;
@@ -1029,12 +1029,21 @@ enum ids_err file_settle(const char *connector, const char *path, long settle_ms
                                  path, (double)(now - start) / 1e9,
                                  age > 0 ? (double)age / 1e9 : 0.0, (double)settle_ms / 1e3);
         }
+        if (logged == 1 && now - start >= settle_ns) {
+            /* it keeps changing: say so where a waiting administrator sees it */
+            log_warn("file-changing",
+                     "connector=%s file=%s still changing after %.1fs (waiting up to %.1fs for it "
+                     "to stay unchanged %.1fs)",
+                     connector, path, (double)(now - start) / 1e9, 10 * (double)settle_ms / 1e3,
+                     (double)settle_ms / 1e3);
+            logged = 2;
+        }
         if (!logged) {
             log_info("file-settle",
                      "connector=%s file=%s changed=%.1fs-ago settle=%.1fs (waiting until it stays "
                      "unchanged: it may still be being written)",
                      connector, path, age > 0 ? (double)age / 1e9 : 0.0, (double)settle_ms / 1e3);
-            logged = true;
+            logged = 1;
         }
         if (stop != NULL && *stop) {
             return ids_error_set(err, IDS_EINTR, "%s: stopped while waiting for the file to settle",
