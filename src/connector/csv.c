@@ -23,6 +23,8 @@
 #include "connector/connector.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <iconv.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -59,6 +61,12 @@ static const struct config_option csv_options[] = {
     {"separator", OPT_STRING, ";", 0, 0, NULL, false,
      "Separator of the values of a multi-valued cell (one character); written escaped as "
      "`\\;` inside a value, a backslash as `\\\\`."},
+    {"encoding", OPT_STRING, "UTF-8", 0, 0, NULL, false,
+     "Character encoding of the files read: `UTF-8`, or any name `iconv -l` lists, such as "
+     "`WINDOWS-1252`, `ISO-8859-15` or `UTF-16` (with its byte order mark). A file in another "
+     "encoding is converted to UTF-8 as it is read; a byte that is not of the encoding fails "
+     "the read, naming the line. idsync writes CSV files only in UTF-8: a connector with "
+     "another encoding can be read, not exported to."},
     {"settle", OPT_DURATION, "2s", 0, 0, NULL, false,
      "A file changed less than this long ago may still be being written (a copy, an upload, "
      "the HR job's output): the import waits until it has stayed unchanged this long, and "
@@ -135,6 +143,7 @@ struct csv_conn {
     char delim;
     char sep;
     long settle_ms; /* file_settle */
+    char *encoding; /* the files' encoding when not UTF-8 (converted as read), else NULL */
     size_t ntypes;
     struct csv_type *types;
     bool exporting; /* between export_begin and the last result */
@@ -323,7 +332,29 @@ static void csv_free(struct csv_conn *cc)
         free(cc->types[i].path);
     }
     free(cc->types);
+    free(cc->encoding);
     free(cc);
+}
+
+/* `encoding`: NULL for UTF-8, else a name iconv knows (kept in *out). */
+static enum ids_err check_encoding(const char *enc, char **out, struct ids_error *err)
+{
+    iconv_t cd;
+
+    *out = NULL;
+    if (enc == NULL || strcasecmp(enc, "UTF-8") == 0 || strcasecmp(enc, "UTF8") == 0) {
+        return IDS_OK;
+    }
+    cd = iconv_open("UTF-8", enc);
+    if (cd == (iconv_t)-1) {
+        return ids_error_set(err, IDS_ECONFIG,
+                             "encoding: \"%s\" is not an encoding iconv knows (`iconv -l` lists "
+                             "them: WINDOWS-1252, ISO-8859-15, UTF-16, ...)",
+                             enc);
+    }
+    iconv_close(cd);
+    *out = xstrdup(enc);
+    return IDS_OK;
 }
 
 static enum ids_err csv_create(const struct connector_config *cfg, struct connector **out,
@@ -346,6 +377,10 @@ static enum ids_err csv_create(const struct connector_config *cfg, struct connec
     }
     v = config_values_get(&cfg->opts, "settle");
     cc->settle_ms = (v != NULL ? v->num : 2) * 1000;
+    ret = check_encoding(file_opt(&cfg->opts, "encoding"), &cc->encoding, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
     if (cc->sep == cc->delim || cc->sep == '\\') {
         ret = ids_error_set(err, IDS_ECONFIG,
                             "separator must differ from the delimiter and the backslash");
@@ -1312,8 +1347,8 @@ static bool utf16_bom(struct file_reader *r)
 }
 
 #define UTF8_HOW(from)                                                                             \
-    "export the file as UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: Export-Csv -Encoding UTF8; "      \
-    "or convert it: iconv -f " from " -t UTF-8)"
+    "set `encoding: " from "` on the connector, or export the file as UTF-8 (Excel: \"CSV "        \
+    "UTF-8\"; PowerShell: Export-Csv -Encoding UTF8)"
 
 /* Read and check the header of the current file. */
 static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, struct ids_error *err)
@@ -1323,10 +1358,11 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
     size_t i, j;
 
     if (utf16_bom(&cur->r)) {
-        return ids_error_set(err, IDS_EPROTO,
-                             "%s: the file is UTF-16 (it starts with a UTF-16 byte order mark); "
-                             "idsync reads CSV files as UTF-8: " UTF8_HOW("UTF-16"),
-                             t->path);
+        return ids_error_set(
+            err, IDS_EPROTO,
+            "%s: the file is UTF-16 (it starts with a UTF-16 byte order mark); "
+            "idsync reads CSV files as UTF-8 unless told otherwise: " UTF8_HOW("UTF-16"),
+            t->path);
     }
     cur->bom = skip_bom(&cur->r);
     st = csv_read_record(&cur->r, cur->conn->delim, &cur->line, rec);
@@ -1346,11 +1382,11 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
         const char *name = csv_field_str(rec, i);
 
         if (strlen(name) != rec->f[i].len) {
-            return ids_error_set(
-                err, IDS_EPROTO,
-                "%s:%" PRIu64 ": header column %zu contains NUL bytes: the file "
-                "looks like UTF-16; idsync reads CSV files as UTF-8: " UTF8_HOW("UTF-16"),
-                t->path, rec->line, i + 1);
+            return ids_error_set(err, IDS_EPROTO,
+                                 "%s:%" PRIu64 ": header column %zu contains NUL bytes: the file "
+                                 "looks like UTF-16; idsync reads CSV files as UTF-8 unless told "
+                                 "otherwise: " UTF8_HOW("UTF-16"),
+                                 t->path, rec->line, i + 1);
         }
         if (rec->f[i].len == 0 || !utf8_valid(name, rec->f[i].len)) {
             return ids_error_set(err, IDS_EPROTO,
@@ -1450,6 +1486,137 @@ static enum ids_err check_unchanged(struct csv_cursor *cur, const char *path, st
     return ret;
 }
 
+#define TRANSCODE_IN (64u * 1024u)
+
+/* Write the UTF-8 form of `path` (in cc->encoding) to an unnamed temporary
+ * file in the engine's state folder (beside the file when there is none:
+ * unit tests) and return it in *fd_out, at offset 0. IDS_ENOTFOUND when
+ * the file does not exist; IDS_EPROTO naming the line when a byte is not
+ * of the encoding (the read fails: nothing of the file is staged); IDS_EIO
+ * when the file changed meanwhile. The rows' line
+ * numbers are the same in both forms (a line end is a line end in every
+ * encoding iconv converts). */
+static enum ids_err transcode_file(struct csv_conn *cc, const char *path, int *fd_out,
+                                   struct ids_error *err)
+{
+    struct strbuf where = STRBUF_INIT;
+    struct file_stamp before, after;
+    struct stat st;
+    iconv_t cd = (iconv_t)-1;
+    char *in = NULL;
+    char *out = NULL;
+    size_t have = 0; /* bytes waiting in `in` (a character cut by the read) */
+    uint64_t line = 1;
+    int src = -1;
+    int fd = -1;
+    enum ids_err ret = IDS_OK;
+
+    *fd_out = -1;
+    src = open(path, O_RDONLY | O_CLOEXEC);
+    if (src < 0) {
+        int e = errno;
+
+        return ids_error_set(err, e == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path,
+                             strerror(e));
+    }
+    if (fstat(src, &st) != 0) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    file_stamp_of(&st, &before);
+    if (cc->base.state_dir != NULL) {
+        (void)mkdir(cc->base.state_dir, 0700);
+        strbuf_addf(&where, "%s/csv-utf8", cc->base.state_dir);
+    } else {
+        strbuf_addstr(&where, path);
+    }
+    ret = file_anon_temp(where.buf, &fd, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    cd = iconv_open("UTF-8", cc->encoding);
+    if (cd == (iconv_t)-1) {
+        ret = ids_error_set(err, IDS_ECONFIG, "encoding %s: %s", cc->encoding, strerror(errno));
+        goto done;
+    }
+    in = xmalloc(TRANSCODE_IN);
+    out = xmalloc(4 * TRANSCODE_IN);
+    for (;;) {
+        ssize_t n = read(src, in + have, TRANSCODE_IN - have);
+        char *ip = in;
+        size_t ileft;
+        char *op = out;
+        size_t oleft = 4 * TRANSCODE_IN; /* a byte in becomes at most 3 bytes out, 2 at most 4 */
+        const char *q;
+        size_t r;
+
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            ret = ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+            goto done;
+        }
+        if (n == 0 && have > 0) {
+            ret = ids_error_set(err, IDS_EPROTO,
+                                "%s:%" PRIu64 ": the file ends in the middle of a %s character",
+                                path, line, cc->encoding);
+            goto done;
+        }
+        if (n == 0) {
+            break;
+        }
+        ileft = have + (size_t)n;
+        r = iconv(cd, &ip, &ileft, &op, &oleft);
+        for (q = out; q < op; q++) {
+            line += *q == '\n';
+        }
+        if (r == (size_t)-1 && errno == EILSEQ) {
+            ret = ids_error_set(err, IDS_EPROTO,
+                                "%s:%" PRIu64 ": byte 0x%02x is not %s text (set `encoding` to "
+                                "the file's encoding)",
+                                path, line, (unsigned char)*ip, cc->encoding);
+            goto done;
+        }
+        /* EINVAL: a character continues in the next read */
+        ret = fd_write_all(fd, out, (size_t)(op - out), "the UTF-8 copy of a CSV file", err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        memmove(in, ip, ileft);
+        have = ileft;
+    }
+    if (fstat(src, &st) != 0) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+        goto done;
+    }
+    file_stamp_of(&st, &after);
+    if (!file_stamp_equal(&before, &after)) {
+        ret = ids_error_set(err, IDS_EIO,
+                            "%s: the file changed while it was read: it is still being written.",
+                            path);
+        goto done;
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        ret = ids_error_set(err, IDS_EIO, "%s: %s", where.buf, strerror(errno));
+        goto done;
+    }
+    *fd_out = fd;
+    fd = -1;
+done:
+    if (cd != (iconv_t)-1) {
+        iconv_close(cd);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    close(src);
+    free(in);
+    free(out);
+    strbuf_release(&where);
+    return ret;
+}
+
 /* Open the next file; IDS_DONE when there is none left. */
 static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err)
 {
@@ -1463,7 +1630,16 @@ static enum ids_err open_next_file(struct csv_cursor *cur, struct ids_error *err
         if (ret != IDS_OK) {
             return ret;
         }
-        ret = file_reader_open(&cur->r, t->path, err);
+        if (cc->encoding != NULL) {
+            int fd = -1;
+
+            ret = transcode_file(cc, t->path, &fd, err);
+            if (ret == IDS_OK) {
+                file_reader_open_fd(&cur->r, fd, t->path);
+            }
+        } else {
+            ret = file_reader_open(&cur->r, t->path, err);
+        }
         if (ret == IDS_ENOTFOUND) {
             log_warn("csv-no-file", "connector=%s file=%s (read as empty)", cc->base.name, t->path);
             wm_sep(cur);
@@ -2522,6 +2698,13 @@ static enum ids_err csv_export_begin(struct connector *c, struct ids_error *err)
     struct csv_conn *cc = (struct csv_conn *)c;
     enum ids_err ret = IDS_OK;
     size_t i, j;
+
+    if (cc->encoding != NULL) {
+        return ids_error_set(err, IDS_ECONFIG,
+                             "encoding %s is for reading: idsync writes CSV files only in UTF-8 "
+                             "(remove `encoding`, or do not export to this connector)",
+                             cc->encoding);
+    }
 
     for (i = 0; i < cc->ntypes; i++) {
         struct csv_type *t = &cc->types[i];

@@ -87,21 +87,29 @@ uint64_t file_hasher_value(const struct file_hasher *fh)
 
 enum ids_err file_reader_open(struct file_reader *r, const char *path, struct ids_error *err)
 {
-    memset(r, 0, sizeof(*r));
-    r->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (r->fd < 0) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
         int e = errno;
 
+        memset(r, 0, sizeof(*r));
         r->fd = -1;
         return ids_error_set(err, e == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path,
                              strerror(e));
     }
+    file_reader_open_fd(r, fd, path);
+    return IDS_OK;
+}
+
+void file_reader_open_fd(struct file_reader *r, int fd, const char *path)
+{
+    memset(r, 0, sizeof(*r));
+    r->fd = fd;
     r->path = xstrdup(path);
     r->limit = UINT64_MAX;
     r->buf = xmalloc(READ_BUF_SIZE);
     r->keep = UINT64_MAX;
     file_hasher_init(&r->hasher);
-    return IDS_OK;
 }
 
 #define TRIM_AT (2u << 20)
@@ -1010,9 +1018,11 @@ enum ids_err file_settle(const char *connector, const char *path, long settle_ms
         if (own != NULL && file_stamp_equal(&cur, own)) {
             return IDS_OK;
         }
-        if (!file_stamp_equal(&cur, &prev)) {
+        if (!prev.set) {
             prev = cur;
-            same_since = now;
+        } else if (!file_stamp_equal(&cur, &prev)) {
+            prev = cur;
+            same_since = now; /* changed while watched */
         }
         age = clock_ns(CLOCK_REALTIME) - cur.mtime_ns;
         if (age >= settle_ns || now - same_since >= settle_ns) {
@@ -1029,13 +1039,13 @@ enum ids_err file_settle(const char *connector, const char *path, long settle_ms
                                  path, (double)(now - start) / 1e9,
                                  age > 0 ? (double)age / 1e9 : 0.0, (double)settle_ms / 1e3);
         }
-        if (logged == 1 && now - start >= settle_ns) {
+        if (logged == 1 && same_since > start && now - start >= settle_ns) {
             /* it keeps changing: say so where a waiting administrator sees it */
             log_warn("file-changing",
-                     "connector=%s file=%s still changing after %.1fs (waiting up to %.1fs for it "
-                     "to stay unchanged %.1fs)",
-                     connector, path, (double)(now - start) / 1e9, 10 * (double)settle_ms / 1e3,
-                     (double)settle_ms / 1e3);
+                     "connector=%s file=%s waited=%.1fs changed=%.1fs-ago (still being written? "
+                     "waiting up to %.1fs for it to stay unchanged %.1fs)",
+                     connector, path, (double)(now - start) / 1e9, (double)(now - same_since) / 1e9,
+                     10 * (double)settle_ms / 1e3, (double)settle_ms / 1e3);
             logged = 2;
         }
         if (!logged) {

@@ -74,6 +74,9 @@ struct file_reader {
 /* Open `path` for reading. IDS_ENOTFOUND when it does not exist, IDS_EIO
  * naming the path otherwise. On success r must be closed. */
 enum ids_err file_reader_open(struct file_reader *r, const char *path, struct ids_error *err);
+/* A reader of open descriptor fd (taken: closed by file_reader_close);
+ * `path` names it in messages. */
+void file_reader_open_fd(struct file_reader *r, int fd, const char *path);
 void file_reader_close(struct file_reader *r); /* safe on a closed reader */
 /* Refill the buffer; returns false at end of file or on error (r->err). */
 bool file_reader_fill(struct file_reader *r);

@@ -70,11 +70,24 @@ static void write_appended(const char *path, const uint8_t *data, size_t size)
     fclose(f);
 }
 
-/* One input: a full read, two delta reads of changed copies, an export. */
+static const struct config_option *find_option(const char *key)
+{
+    size_t j;
+
+    for (j = 0; csv_connector_ops.options[j].key != NULL; j++) {
+        if (strcmp(csv_connector_ops.options[j].key, key) == 0) {
+            return &csv_connector_ops.options[j];
+        }
+    }
+    abort();
+}
+
+/* One input: a full read, two delta reads of changed copies, an export, a
+ * read as UTF-16. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const keys[] = {"path", "key", "separator", "settle"};
-    struct config_value vals[4];
+    struct config_value vals[5];
     struct connector_config cfg;
     struct object_type_config ot;
     struct reference_config ref;
@@ -173,6 +186,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (connector_poll(c, true, &res, &err) == IDS_OK) {
             export_result_release(&res);
         }
+    }
+    /* the input read as UTF-16 (converted before it is parsed: characters
+     * cut by a read, bytes that are not UTF-16, a byte order mark) */
+    connector_close(c);
+    c = NULL;
+    write_input(path.buf, data, size);
+    vals[4] = vals[0];
+    vals[4].opt = find_option("encoding");
+    vals[4].str = (char *)"UTF-16";
+    cfg.opts.nr = 5;
+    if (connector_create(&cfg, &c, &err) == IDS_OK && connector_open(c, &err) == IDS_OK &&
+        connector_read_full(c, &cur, &err) == IDS_OK) {
+        fuzz_drain(c, cur);
+        connector_cursor_free(c, cur);
+        cur = NULL;
     }
 done:
     connector_close(c);

@@ -1209,3 +1209,40 @@ def test_renamed_column_stops_the_import_instead_of_clearing_the_attribute(tmp_p
     expect_users(env, cleared)
     runs = last_runs(env, 10)
     assert all(r["status"] == "success" for r in runs if r.get("parent") == runs[0]["id"]), runs
+
+
+def test_hr_export_in_windows_1252_reaches_the_target_as_utf8(tmp_path):
+    """A legacy HR system writes Windows-1252: with `encoding` the names
+    arrive intact in the (UTF-8) target, a delta carries a changed name, and
+    a byte that is not Windows-1252 fails the import, naming the line,
+    without deleting anyone."""
+    people = [person(1, sn="Müller"), person(2, sn="Šimůnek"), person(3, sn="Øster")]
+    env = csv_env(tmp_path, people, {})
+    env.write("idsync.yaml", env.read("idsync.yaml").replace(
+        "  hr:\n    type: csv\n    settle: 0\n",
+        "  hr:\n    type: csv\n    settle: 0\n    encoding: WINDOWS-1252\n", 1))
+
+    def write_1252(rows):
+        with open(os.path.join(env.path, "src", "people.csv"), "wb") as f:
+            f.write(people_csv(rows).encode("cp1252", errors="strict") if isinstance(rows, list)
+                    else rows)
+
+    people[1]["sn"] = "Šimunek"  # ů is not in Windows-1252
+    write_1252(people)
+    env.run("cycle", "--full", expect=0)
+    expect_users(env, people)
+    assert "Müller" in env.read("out/users.csv")
+
+    people[2]["sn"] = "Øster-Ågren"
+    write_1252(people)
+    env.run("cycle", expect=0)
+    expect_users(env, people)
+
+    bad = people_csv(people).encode("cp1252").replace(b"Given2", b"Given\x812")
+    write_1252(bad)
+    p = env.run("cycle")
+    assert p.returncode == 4, (p.stdout, p.stderr)
+    imp = next(r for r in last_runs(env, 10) if r["connector"] == "hr")
+    assert imp["status"] == "failed", imp
+    assert "people.csv:3: byte 0x81 is not WINDOWS-1252 text" in imp["message"], imp
+    expect_users(env, people)

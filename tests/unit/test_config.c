@@ -417,7 +417,7 @@ static void test_error_unknown_key(void **state)
                 "safety, notify, schedule, run_history, serve, log)");
     check_replaced("    path: dst.csv\n", "    path: dst.csv\n    pasword: x\n", "pasword", 1,
                    "connectors.dst: unknown key `pasword` (expected one of: type, objects, path, "
-                   "key, dn_column, delimiter, separator, settle)");
+                   "key, dn_column, delimiter, separator, encoding, settle)");
     check_replaced("        attributes: [uid, mail, cn]\n",
                    "        attributes: [uid, mail, cn]\n        fliter: (x=y)\n", "fliter", 1,
                    "connectors.src.objects.user: unknown key `fliter` (expected one of: "

@@ -320,8 +320,8 @@ static void test_read_bad_rows(void **state)
         "\"id\":[\"1\"]}}\n"
         "ERR %s:3: 3 fields, the header has 2\n"
         "ERR %s:4: column \"cn\": invalid UTF-8: the file may be in another encoding, such as "
-        "Windows-1252; export the file as UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: Export-Csv "
-        "-Encoding UTF8; or convert it: iconv -f WINDOWS-1252 -t UTF-8)\n"
+        "Windows-1252; set `encoding: WINDOWS-1252` on the connector, or export the file as "
+        "UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: Export-Csv -Encoding UTF8)\n"
         "ERR %s:5: column \"id\": empty key\n"
         "ERR %s:6: column \"id\": duplicate key \"1\" (first at %s:2)\n"
         "ERR %s:7: column \"cn\": text after the closing quote\n"
@@ -2014,8 +2014,9 @@ static void test_read_wrong_encoding_or_delimiter(void **state)
     } cases[] = {
         {LIT("\xff\xfei\0d\0,\0c\0n\0\r\0\n\0"),
          "users.csv: the file is UTF-16 (it starts with a UTF-16 byte order mark); idsync reads "
-         "CSV files as UTF-8: export the file as UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: "
-         "Export-Csv -Encoding UTF8; or convert it: iconv -f UTF-16 -t UTF-8)"},
+         "CSV files as UTF-8 unless told otherwise: set `encoding: UTF-16` on the connector, or "
+         "export the file as "
+         "UTF-8 (Excel: \"CSV UTF-8\"; PowerShell: Export-Csv -Encoding UTF8)"},
         {LIT("i\0d\0,\0c\0n\0\n\0"),
          "users.csv:1: header column 1 contains NUL bytes: the file looks like UTF-16"},
         {LIT("id;cn\n1;Ann\n"),
@@ -2048,6 +2049,89 @@ static void test_read_wrong_encoding_or_delimiter(void **state)
         connector_cursor_free(f->c, cur);
         fixture_free(f);
     }
+}
+
+/* Files in another encoding (`encoding`): converted as they are read, a
+ * delta compares the converted rows, a byte not of the encoding fails the
+ * read naming its line, an unknown name is a configuration error, and the
+ * connector is not written to. */
+static void test_read_encoding(void **state)
+{
+    struct fixture *f = fixture_new("cn", NULL);
+    struct fixture *g = fixture_new("cn", NULL);
+    struct connector *c = NULL;
+    struct connector_cursor *cur = NULL;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct read_item item;
+    struct strbuf out = STRBUF_INIT;
+    enum ids_err code;
+    char *wm;
+    char *wm2;
+    FILE *fp;
+
+    (void)state;
+    fp = fopen(f->path, "wb");
+    assert_non_null(fp);
+    fputs("id,cn\r\n1,M\xfcller\r\n2,\x80 and \x9e\r\n3,Cy\r\n", fp); /* ü, euro, ž */
+    fclose(fp);
+    set_opt(&f->cfg.opts, csv_connector_ops.options, "encoding", "windows-1252");
+    wm = read_all(f, &out);
+    assert_contains(out.buf, "\"cn\":[\"M\xc3\xbcller\"]");
+    assert_contains(out.buf, "\"cn\":[\"\xe2\x82\xac and \xc5\xbe\"]");
+    /* a delta: only the changed row */
+    fp = fopen(f->path, "wb");
+    fputs("id,cn\r\n1,M\xfcller\r\n2,\x80 and \x9e\r\n3,C\xe9line\r\n", fp);
+    fclose(fp);
+    strbuf_reset(&out);
+    wm2 = read_delta(f, wm, &out, &code);
+    assert_non_null(wm2);
+    assert_string_equal(out.buf,
+                        "add {\"type\":\"user\",\"anchor\":\"3\",\"dn\":\"3\",\"attributes\":{"
+                        "\"cn\":[\"C\xc3\xa9line\"],\"id\":[\"3\"]}}\n");
+    /* 0x81 is no Windows-1252 character: the read fails, naming the line */
+    fp = fopen(f->path, "wb");
+    fputs("id,cn\r\n1,ok\r\n2,b\x81\x64\r\n", fp);
+    fclose(fp);
+    assert_int_equal(connector_read_full(f->c, &cur, &err), IDS_OK);
+    assert_int_equal(connector_cursor_next(f->c, cur, &item, &err), IDS_EPROTO);
+    assert_contains(err.msg, "users.csv:3: byte 0x81 is not windows-1252 text");
+    connector_cursor_free(f->c, cur);
+    /* not written to */
+    assert_int_equal(connector_export_begin(f->c, &err), IDS_ECONFIG);
+    assert_contains(err.msg, "encoding windows-1252 is for reading: idsync writes CSV files only "
+                             "in UTF-8");
+
+    /* UTF-16 with its byte order mark, and a character cut at the end */
+    fp = fopen(g->path, "wb");
+    fwrite("\xff\xfei\0d\0,\0c\0n\0\r\0\n\0"
+           "1\0,\0\xfc\0\r\0\n\0",
+           1, 26, fp);
+    fclose(fp);
+    set_opt(&g->cfg.opts, csv_connector_ops.options, "encoding", "UTF-16");
+    strbuf_reset(&out);
+    free(read_all(g, &out));
+    assert_string_equal(out.buf, "{\"type\":\"user\",\"anchor\":\"1\",\"dn\":\"1\",\"attributes\":{"
+                                 "\"cn\":[\"\xc3\xbc\"],\"id\":[\"1\"]}}\n");
+    fp = fopen(g->path, "ab");
+    fwrite("2", 1, 1, fp);
+    fclose(fp);
+    assert_int_equal(connector_read_full(g->c, &cur, &err), IDS_OK);
+    assert_int_equal(connector_cursor_next(g->c, cur, &item, &err), IDS_EPROTO);
+    assert_contains(err.msg, "users.csv:3: the file ends in the middle of a UTF-16 character");
+    connector_cursor_free(g->c, cur);
+
+    /* a name iconv does not know */
+    free_vals(&g->cfg.opts);
+    set_opt(&g->cfg.opts, csv_connector_ops.options, "path", g->path);
+    set_opt(&g->cfg.opts, csv_connector_ops.options, "key", "id");
+    set_opt(&g->cfg.opts, csv_connector_ops.options, "encoding", "klingon");
+    assert_int_equal(connector_create(&g->cfg, &c, &err), IDS_ECONFIG);
+    assert_contains(err.msg, "encoding: \"klingon\" is not an encoding iconv knows");
+    free(wm);
+    free(wm2);
+    strbuf_release(&out);
+    fixture_free(f);
+    fixture_free(g);
 }
 
 /* ---- a file that another process is still writing --------------------- */
@@ -2251,6 +2335,7 @@ int main(void)
         cmocka_unit_test(test_export_rejects),
         cmocka_unit_test(test_export_side_file_full),
         cmocka_unit_test(test_read_wrong_encoding_or_delimiter),
+        cmocka_unit_test(test_read_encoding),
         cmocka_unit_test(test_settle_waits_for_writer),
         cmocka_unit_test(test_settle_gives_up),
         cmocka_unit_test(test_settle_own_old_missing),
