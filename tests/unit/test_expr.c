@@ -237,6 +237,8 @@ static void test_time_helpers(void **state)
     assert_eval(f, "format_time('1798761599', 'YYYY-MM-DDThh:mm:ssZ')", "2026-12-31T23:59:59Z");
     assert_eval(f, "format_time(-1, 'YYYY-MM-DD hh:mm:ss')", "1969-12-31 23:59:59");
     assert_eval(f, "format_time(0, 'D.M.YYYY h')", "1.1.1970 0");
+    /* an Excel serial date, as the documentation shows */
+    assert_eval(f, "format_time((tonumber('46022') - 25569) * 86400, 'YYYY-MM-DD')", "2025-12-31");
     assert_eval(f, "format_time(nothing, 'YYYY')", "<nil>");
     assert_eval_error(f, "format_time('soon', 'YYYY')", "format_time: \"soon\" is not a time");
     /* the two directions agree, across four centuries and leap days */
