@@ -257,6 +257,11 @@ struct sync_ctx {
     long batches_committed;
 };
 
+/* " (from hr E0042)": the first source object joined to MV object m (one
+ * lookup per source type), for messages about an object that has none in
+ * the target yet; nothing when there is none. */
+void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strbuf *out);
+
 void sync_ctx_init(struct sync_ctx *ctx, struct engine *eng, struct erun *r, bool full);
 void sync_ctx_release(struct sync_ctx *ctx);
 /* Process one CS object as a sync would (inbound, then outbound). */

@@ -297,8 +297,12 @@ enum ids_err join_outbound(struct sync_ctx *ctx, struct econn *X, const struct f
             vals[i].source = -1;
             ret = flow_eval(it, m->entry, &vals[i], err);
             if (ret == IDS_EEXPR) {
+                struct strbuf origin = STRBUF_INIT;
+
+                sync_mv_origin(ctx, m, &origin);
                 erun_error(ctx->r, X->cfg->name, NULL, NULL, it->attr, "expression-error", 0, m->id,
-                           "%s", err->msg);
+                           "metaverse object %" PRId64 "%s: %s", m->id, origin.buf, err->msg);
+                strbuf_release(&origin);
                 ret = IDS_OK;
                 *stop = true;
                 break;

@@ -956,7 +956,7 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
 /* " (from hr E0042)": the first source object joined to m, so that a
  * message about an MV object with no object in the target yet names the
  * person an administrator knows. Empty when there is none. */
-static void mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strbuf *out)
+void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strbuf *out)
 {
     const struct config *cfg = ctx->eng->cfg;
     struct strbuf anchor = STRBUF_INIT;
@@ -1025,7 +1025,7 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
         } else if (ret == IDS_EEXPR) {
             struct strbuf origin = STRBUF_INIT;
 
-            mv_origin(ctx, m, &origin);
+            sync_mv_origin(ctx, m, &origin);
             erun_error(ctx->r, X->cfg->name, NULL, NULL, it->attr, "expression-error", 0, m->id,
                        "metaverse object %" PRId64 "%s: %s", m->id, origin.buf, err->msg);
             strbuf_release(&origin);

@@ -1229,6 +1229,48 @@ static const char rename_yaml[] =
     "          mail: mail\n"
     "          carrier: sa\n";
 
+/* An outbound rule that fails for an object not yet in the target (its
+ * join rule, or a flow when it would be provisioned) names the source
+ * object it comes from, not only the metaverse object's number. */
+static void test_outbound_errors_name_the_source(void **state)
+{
+    static const char *const variants[][2] = {
+        {"        join: [ { carrier: sa } ]\n",
+         "        join: [ { carrier: 'parse_time(mail)' } ]\n"},
+        {"          cn: name\n", "          cn: 'parse_time(mail)'\n"},
+    };
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < 2; i++) {
+        struct strbuf y = STRBUF_INIT;
+        struct strbuf msg = STRBUF_INIT;
+        struct ids_error err = IDS_ERROR_INIT;
+        int64_t ldap_id = 0;
+        const char *at;
+        struct fx *f;
+
+        at = strstr(rename_yaml, variants[i][0]);
+        assert_non_null(at);
+        strbuf_add(&y, rename_yaml, (size_t)(at - rename_yaml));
+        strbuf_addstr(&y, variants[i][1]);
+        strbuf_addstr(&y, at + strlen(variants[i][0]));
+        f = fx_new_yaml(y.buf);
+        memdir_add(f->corp, "user", "u1", "u1", "mail=a@x", "cn=Ann", NULL);
+        OK(do_import(f, "corp", true));
+        OK(do_sync(f, false));
+        assert_int_equal(run_errors(f, "expression-error", &msg), 1);
+        assert_non_null(strstr(msg.buf, " (from corp u1): metaverse.person.to[0]."));
+        assert_non_null(strstr(msg.buf, "parse_time: \"a@x\" is not an ISO 8601"));
+        /* and nothing is provisioned for it while its rule fails */
+        assert_int_equal(store_connector_id(f->s, "ldap", &ldap_id, &err), IDS_OK);
+        assert_int_equal(count_sel(f, ldap_id, STORE_SEL_PENDING_EXPORT), 0);
+        strbuf_release(&msg);
+        strbuf_release(&y);
+        fx_free(f);
+    }
+}
+
 static void test_rename_and_disconnect(void **state)
 {
     struct fx *f = fx_new_yaml(rename_yaml);
@@ -1839,6 +1881,7 @@ int main(void)
         cmocka_unit_test(test_member_changes_merge_between_syncs),
         cmocka_unit_test(test_anchor_mismatch_guard),
         cmocka_unit_test(test_rename_and_disconnect),
+        cmocka_unit_test(test_outbound_errors_name_the_source),
         cmocka_unit_test(test_group_member_rename_fails),
         cmocka_unit_test(test_deprovision_delete),
         cmocka_unit_test(test_deprovision_disable),
