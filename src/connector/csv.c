@@ -260,6 +260,7 @@ struct csv_cursor {
     uint64_t line;
     struct csv_record rec;
     struct strvec header;
+    struct strvec missing; /* configured columns not in a header (csv_check) */
     size_t key_col, dn_col;
     bool *keep; /* per header column */
     bool *is_ref;
@@ -1256,6 +1257,7 @@ static void csv_cursor_free(struct connector_cursor *c)
         return;
     }
     cursor_close_file(cur);
+    strvec_clear(&cur->missing);
     csv_record_release(&cur->rec);
     free(cur->seen);
     strbuf_release(&cur->wm);
@@ -1445,6 +1447,8 @@ static enum ids_err read_header(struct csv_cursor *cur, struct csv_type *t, stru
         if (strvec_find(&cur->header, t->ot->attributes.v[i], true) < 0) {
             log_warn("csv-missing-column", "connector=%s file=%s column=%s", cur->conn->base.name,
                      t->path, t->ot->attributes.v[i]);
+            /* for `idsync check`: "TYPE-INDEX COLUMN" */
+            strvec_pushf(&cur->missing, "%zu %s", cur->ti, t->ot->attributes.v[i]);
         }
     }
     if (cur->rows != NULL) {
@@ -1692,6 +1696,7 @@ static enum ids_err new_cursor(struct csv_conn *cc, bool collect, struct csv_cur
     cur->rows = xcalloc(cc->ntypes, sizeof(*cur->rows));
     csv_record_init(&cur->rec);
     strvec_init(&cur->header);
+    strvec_init(&cur->missing);
     strbuf_init(&cur->wm, 0);
     strbuf_init(&cur->tables, 0);
     strbuf_addstr(&cur->wm, "csv4");
@@ -2563,7 +2568,7 @@ static enum ids_err csv_check(struct connector *c, struct strbuf *report, struct
     long *objects = xcalloc(cc->ntypes, sizeof(*objects));
     long *bad = xcalloc(cc->ntypes, sizeof(*bad));
     enum ids_err ret;
-    size_t i;
+    size_t i, j;
 
     new_cursor(cc, false, &cur);
     for (;;) {
@@ -2594,6 +2599,16 @@ static enum ids_err csv_check(struct connector *c, struct strbuf *report, struct
             strbuf_addstr(report, "size: (no file yet)\n");
         }
         strbuf_addf(report, "objects: %ld %s\n", objects[i], cc->types[i].ot->name);
+        for (j = 0; j < cur->missing.nr; j++) {
+            char *end;
+
+            if (strtoul(cur->missing.v[j], &end, 10) == i) {
+                strbuf_addf(report,
+                            "missing column: %s (in attributes, not in the header: every object "
+                            "would have no %s)\n",
+                            end + 1, end + 1);
+            }
+        }
         if (bad[i] > 0) {
             strbuf_addf(report, "bad rows: %ld\n", bad[i]);
         }

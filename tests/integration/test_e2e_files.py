@@ -1202,6 +1202,9 @@ def test_renamed_column_stops_the_import_instead_of_clearing_the_attribute(tmp_p
     expect_users(env, few)  # the target keeps its titles
     # the next cycle reads the same file again and stops again
     assert env.run("cycle").returncode == 2
+    # `idsync check` names the column the file lacks
+    p = env.run("check", expect=0)
+    assert re.search(r"missing column:\s+title \(in attributes, not in the header", p.stdout), p.stdout
 
     env.run("import", "hr", "--allow-deletes", "37", expect=0)
     p = env.run("cycle", expect=0)
