@@ -19,6 +19,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <ldap_schema.h>
+
 #include "config.h"
 #include "util/codec.h"
 #include "util/ldapesc.h"
@@ -2132,6 +2134,128 @@ LDAPMessage *ldapc_last_msg(struct ldap_conn *c, LDAPMessage *res)
     return last;
 }
 
+static int cmp_lower(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The names (lower-cased, sorted) of every attribute type of the server's
+ * schema (the subschema entry the rootDSE names), parsed by libldap.
+ * IDS_ENOTFOUND when the schema cannot be read (no subschemaSubentry, no
+ * permission): not an error of the connection. */
+static enum ids_err schema_names(struct ldap_conn *c, struct strvec *out, struct ids_error *err)
+{
+    static char *root_attrs[] = {"subschemaSubentry", NULL};
+    static char *schema_attrs[] = {"attributeTypes", NULL};
+    struct timeval tv = {c->timeout, 0};
+    LDAPMessage *res = NULL;
+    LDAPMessage *e;
+    struct berval **vals = NULL;
+    char *dn = NULL;
+    enum ids_err ret = IDS_ENOTFOUND;
+    size_t i, j;
+    int rc;
+
+    rc = ldap_search_ext_s(c->ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", root_attrs, 0, NULL, NULL,
+                           &tv, 0, &res);
+    if (rc == LDAP_SUCCESS && (e = ldap_first_entry(c->ld, res)) != NULL &&
+        (vals = ldap_get_values_len(c->ld, e, "subschemaSubentry")) != NULL && vals[0] != NULL) {
+        dn = xmemdup(vals[0]->bv_val, vals[0]->bv_len);
+    }
+    ldap_value_free_len(vals);
+    vals = NULL;
+    ldap_msgfree(res);
+    res = NULL;
+    if (rc != LDAP_SUCCESS && ldapc_rc_is_conn_error(rc)) {
+        return ldapc_fail(c, rc, err, "reading the rootDSE");
+    }
+    if (dn == NULL) {
+        return IDS_ENOTFOUND;
+    }
+    rc = ldap_search_ext_s(c->ld, dn, LDAP_SCOPE_BASE, "(objectClass=*)", schema_attrs, 0, NULL,
+                           NULL, &tv, 0, &res);
+    if (rc != LDAP_SUCCESS) {
+        ret = ldapc_rc_is_conn_error(rc) ? ldapc_fail(c, rc, err, "reading the schema")
+                                         : IDS_ENOTFOUND;
+        goto done;
+    }
+    e = ldap_first_entry(c->ld, res);
+    vals = e != NULL ? ldap_get_values_len(c->ld, e, "attributeTypes") : NULL;
+    for (i = 0; vals != NULL && vals[i] != NULL; i++) {
+        char *text = xmemdup(vals[i]->bv_val, vals[i]->bv_len);
+        const char *where = NULL;
+        int code = 0;
+        LDAPAttributeType *at = ldap_str2attributetype(text, &code, &where, LDAP_SCHEMA_ALLOW_ALL);
+
+        for (j = 0; at != NULL && at->at_names != NULL && at->at_names[j] != NULL; j++) {
+            struct strbuf low = STRBUF_INIT;
+
+            strbuf_addstr(&low, at->at_names[j]);
+            strbuf_tolower(&low);
+            strvec_push(out, low.buf);
+            strbuf_release(&low);
+        }
+        if (at != NULL) {
+            ldap_attributetype_free(at);
+        }
+        free(text);
+    }
+    if (out->nr > 0) {
+        qsort(out->v, out->nr, sizeof(*out->v), cmp_lower);
+        ret = IDS_OK;
+    }
+done:
+    ldap_value_free_len(vals);
+    ldap_msgfree(res);
+    free(dn);
+    return ret;
+}
+
+/* Configured attributes the server's schema does not know (a misspelt name
+ * reads as absent on every object), one report line per object type. */
+static enum ids_err check_schema(struct ldap_conn *c, struct strbuf *report, struct ids_error *err)
+{
+    struct strvec names = STRVEC_INIT;
+    enum ids_err ret = schema_names(c, &names, err);
+    size_t i, j;
+
+    if (ret == IDS_ENOTFOUND) {
+        strbuf_addstr(report, "schema: not readable (configured attribute names not checked)\n");
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    strbuf_addf(report, "schema: %zu attribute names\n", names.nr);
+    for (i = 0; i < c->ntypes; i++) {
+        struct strbuf unknown = STRBUF_INIT;
+
+        for (j = 0; j < c->types[i].attrs.nr; j++) {
+            const char *a = c->types[i].attrs.v[j];
+            struct strbuf low = STRBUF_INIT;
+            const char *key;
+
+            strbuf_add(&low, a, strcspn(a, ";")); /* without options: ;binary, ;range= */
+            strbuf_tolower(&low);
+            key = low.buf;
+            if (low.len > 0 && strspn(key, "0123456789.") != low.len &&
+                bsearch(&key, names.v, names.nr, sizeof(*names.v), cmp_lower) == NULL) {
+                strbuf_addf(&unknown, "%s%s", unknown.len ? ", " : "", a);
+            }
+            strbuf_release(&low);
+        }
+        if (unknown.len > 0) {
+            strbuf_addf(report,
+                        "unknown attributes.%s: %s (not in the server's schema: misspelt? "
+                        "every object would have none)\n",
+                        c->types[i].name, unknown.buf);
+        }
+        strbuf_release(&unknown);
+    }
+    strvec_clear(&names);
+    return IDS_OK;
+}
+
 static enum ids_err ldapc_check(struct connector *conn, struct strbuf *report,
                                 struct ids_error *err)
 {
@@ -2174,7 +2298,7 @@ static enum ids_err ldapc_check(struct connector *conn, struct strbuf *report,
         }
         strbuf_addf(report, "objects.%s: %ld\n", c->types[i].name, n);
     }
-    return IDS_OK;
+    return check_schema(c, report, err);
 }
 
 /* ---- lookup ------------------------------------------------------------ */

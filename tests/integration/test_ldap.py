@@ -8,6 +8,7 @@ the watermark, and the error messages.
 """
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -135,6 +136,28 @@ def test_check_reports_openldap_facts(people):
     assert "paged_results=yes" in out
     assert "objects.user: 1200" in out
     assert "objects.group: 2" in out
+    assert re.search(r"schema: \d+ attribute names", out), out
+    assert "unknown attributes" not in out, out
+
+
+def test_check_names_attributes_the_schema_does_not_know(people, tmp_path):
+    """A misspelt attribute reads as absent on every object: `check` says
+    which ones the server's schema does not know."""
+    s, _ = people
+    cfg = ldap_config(s, str(tmp_path / "typo.yaml"), objects="""
+      user:
+        base: {people}
+        filter: (objectClass=inetOrgPerson)
+        attributes: [uid, cn, sn, mial, employeNumber, userCertificate;binary, 2.5.4.4]
+      group:
+        base: {groups}
+        filter: (objectClass=groupOfNames)
+        attributes: [cn, member]
+""".format(people=PEOPLE, groups=GROUPS))
+    out = conntool(cfg, "check").stdout
+    assert ("unknown attributes.user: mial, employeNumber (not in the server's schema: misspelt? "
+            "every object would have none)") in out, out
+    assert "unknown attributes.group" not in out, out
 
 
 def test_full_read_paged_returns_every_entry_with_entryuuid_anchor(people):

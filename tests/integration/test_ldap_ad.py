@@ -4,6 +4,7 @@ the session's seeded DC, see fixtures/samba.py), through tests/tools/conntool.
 import base64
 import json
 import os
+import re
 import uuid
 
 import pytest
@@ -80,6 +81,10 @@ def test_ad_check(ad):
     assert "delta: dirsync" in out
     assert "objects.user: %d" % SEED_USERS in out
     assert "objects.contact: 5" in out
+    # AD's schema (CN=Aggregate) knows every configured attribute
+    n = int(re.search(r"schema: (\d+) attribute names", out).group(1))
+    assert n > 1000, out
+    assert "unknown attributes" not in out, out
 
 
 def test_ad_full_read_anchors_sids_big_group(ad):
