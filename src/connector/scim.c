@@ -868,6 +868,27 @@ static bool use_patch(const struct scim_conn *c)
     return c->patch_cfg == 1 || (c->patch_cfg == -1 && c->patch_supported);
 }
 
+/* Configured attributes no schema defines: a misspelt name reads as
+ * absent on every object. */
+static void unknown_attributes(const struct scim_rtype *t, struct strbuf *report)
+{
+    struct strbuf unknown = STRBUF_INIT;
+    size_t i;
+
+    for (i = 0; t->cfg != NULL && i < t->cfg->attributes.nr; i++) {
+        if (!scim_attr_known(t, t->cfg->attributes.v[i])) {
+            strbuf_addf(&unknown, "%s%s", unknown.len ? ", " : "", t->cfg->attributes.v[i]);
+        }
+    }
+    if (unknown.len > 0) {
+        strbuf_addf(report,
+                    "unknown attributes.%s: %s (in no schema of the service: misspelt? every "
+                    "object would have none)\n",
+                    t->name, unknown.buf);
+    }
+    strbuf_release(&unknown);
+}
+
 static enum ids_err scim_check(struct connector *conn, struct strbuf *report, struct ids_error *err)
 {
     struct scim_conn *c = (struct scim_conn *)conn;
@@ -929,6 +950,7 @@ static enum ids_err scim_check(struct connector *conn, struct strbuf *report, st
             return ret;
         }
         strbuf_addf(report, "objects.%s.count: %ld\n", t->name, n);
+        unknown_attributes(t, report);
     }
     return IDS_OK;
 }

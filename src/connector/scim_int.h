@@ -103,6 +103,10 @@ struct scim_rtype {
 /* Is attribute `name` of t a reference (configured `references:`, or a
  * complex whose value is an id: members, manager)? */
 bool scim_is_ref(const struct scim_rtype *t, const char *name);
+/* Does a schema of t (the service's, or the built-in core and enterprise
+ * definitions) define attribute `name` (the common id, externalId and meta
+ * count as defined)? For `check`: a misspelt name reads as absent. */
+bool scim_attr_known(const struct scim_rtype *t, const char *name);
 
 /* ---- mapping ------------------------------------------------------------ */
 

@@ -334,6 +334,21 @@ static const struct scim_adef *path_def(const struct scim_rtype *t, const struct
     return d;
 }
 
+bool scim_attr_known(const struct scim_rtype *t, const char *name)
+{
+    struct scim_path p;
+    bool known;
+
+    scim_path_parse(name, &p);
+    /* the common attributes of every resource (RFC 7643 3.1) are in no schema */
+    known =
+        (p.urn == NULL && (strcasecmp(p.attr, "id") == 0 || strcasecmp(p.attr, "externalId") == 0 ||
+                           strcasecmp(p.attr, "meta") == 0 || strcasecmp(p.attr, "dn") == 0)) ||
+        path_def(t, &p) != NULL;
+    scim_path_release(&p);
+    return known;
+}
+
 /* scim_is_ref() of `name`, parsed as p, with d = path_def(t, p). */
 static bool is_ref(const struct scim_rtype *t, const char *name, const struct scim_path *p,
                    const struct scim_adef *d)

@@ -108,6 +108,20 @@ def test_check_reports_discovery(scim_service):
     assert "objects.User: resource type User, endpoint /Users" in out
     assert ENT in out  # the enterprise extension, from /ResourceTypes
     assert "objects.User.count: 0" in out
+    assert "unknown attributes" not in out, out
+
+
+def test_check_names_attributes_no_schema_defines(scim_service):
+    """A misspelt SCIM attribute reads as absent on every object: `check`
+    names those that no schema of the service (nor the core ones) defines."""
+    cfg = write_config(scim_service.workdir, scim_service.url, scim_service.token_file,
+                       user_attrs="[userName, externalId, userNmae, name.givenNmae, "
+                                  "enterprise:departmnt, enterprise:department, title]",
+                       name="typo.yaml")
+    out = conntool(cfg, "check").stdout
+    assert ("unknown attributes.User: userNmae, name.givenNmae, enterprise:departmnt (in no "
+            "schema of the service: misspelt? every object would have none)") in out, out
+    assert "unknown attributes.Group" not in out, out
 
 
 def test_check_without_patch_uses_put(scim_factory):
