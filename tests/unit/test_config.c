@@ -2,6 +2,8 @@
  * FILE:LINE:COL, secrets, dump, and docs/configuration.md up to date). */
 #include "testutil.h"
 
+#include <dirent.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -857,10 +859,71 @@ static void test_docs_up_to_date(void **state)
     strbuf_release(&sb);
 }
 
+/* Every configuration under examples/ loads (an administrator starts from
+ * them): the demo templates with their placeholders filled in as
+ * examples/demo/run.py fills them. */
+static void test_examples_load(void **state)
+{
+    static const char *const files[] = {
+        "examples/ad-to-openldap.yaml",  "examples/csv-to-scim.yaml",
+        "examples/hr-to-ad.yaml",        "examples/openldap-to-openldap.yaml",
+        "examples/reconnect.yaml",       "examples/demo/hr-to-ldap.yaml",
+        "examples/demo/hr-to-ldif.yaml", NULL,
+    };
+    char *dir = test_src_path("examples");
+    size_t i, listed = 0;
+    DIR *d;
+    struct dirent *de;
+
+    (void)state;
+    /* a new example is added to the list above */
+    d = opendir(dir);
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+
+        if (n > 5 && strcmp(de->d_name + n - 5, ".yaml") == 0) {
+            listed++;
+        }
+    }
+    closedir(d);
+    assert_int_equal(listed, 5);
+    for (i = 0; files[i] != NULL; i++) {
+        char *path = test_src_path(files[i]);
+        char *text = test_read_file(path);
+        struct strbuf yaml = STRBUF_INIT;
+        struct config *cfg = NULL;
+        struct ids_error err = IDS_ERROR_INIT;
+        const char *p;
+
+        assert_non_null(text);
+        for (p = text; *p != '\0'; p++) {
+            if (strncmp(p, "@PORT@", 6) == 0) {
+                strbuf_addstr(&yaml, "389");
+                p += 5;
+            } else if (strncmp(p, "@SECRET@", 8) == 0) {
+                strbuf_addstr(&yaml, "/etc/idsync/secret");
+                p += 7;
+            } else {
+                strbuf_addch(&yaml, *p);
+            }
+        }
+        if (config_load_string(path, yaml.buf, yaml.len, &cfg, &err) != IDS_OK) {
+            fail_msg("%s does not load: %s", files[i], err.msg);
+        }
+        config_free(cfg);
+        strbuf_release(&yaml);
+        free(text);
+        free(path);
+    }
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full),
+        cmocka_unit_test(test_examples_load),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_base_is_valid),
         cmocka_unit_test(test_error_yaml_syntax),
