@@ -1505,7 +1505,6 @@ static enum ids_err transcode_file(struct csv_conn *cc, const char *path, int *f
 {
     struct strbuf where = STRBUF_INIT;
     struct file_stamp before, after;
-    struct stat st;
     iconv_t cd = (iconv_t)-1;
     char *in = NULL;
     char *out = NULL;
@@ -1523,11 +1522,10 @@ static enum ids_err transcode_file(struct csv_conn *cc, const char *path, int *f
         return ids_error_set(err, e == ENOENT ? IDS_ENOTFOUND : IDS_EIO, "%s: %s", path,
                              strerror(e));
     }
-    if (fstat(src, &st) != 0) {
-        ret = ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+    ret = stamp_fd(src, path, &before, err);
+    if (ret != IDS_OK) {
         goto done;
     }
-    file_stamp_of(&st, &before);
     if (cc->base.state_dir != NULL) {
         (void)mkdir(cc->base.state_dir, 0700);
         strbuf_addf(&where, "%s/csv-utf8", cc->base.state_dir);
@@ -1590,11 +1588,10 @@ static enum ids_err transcode_file(struct csv_conn *cc, const char *path, int *f
         memmove(in, ip, ileft);
         have = ileft;
     }
-    if (fstat(src, &st) != 0) {
-        ret = ids_error_set(err, IDS_EIO, "%s: %s", path, strerror(errno));
+    ret = stamp_fd(src, path, &after, err);
+    if (ret != IDS_OK) {
         goto done;
     }
-    file_stamp_of(&st, &after);
     if (!file_stamp_equal(&before, &after)) {
         ret = ids_error_set(err, IDS_EIO,
                             "%s: the file changed while it was read: it is still being written.",

@@ -29,7 +29,27 @@ struct import_ctx {
      * (the attribute guard) */
     struct strvec cleared;
     long *ncleared;
+    long space; /* objects in the space before this import, -1 until counted */
 };
+
+/* The connector space before this import (staged adds are new rows, staged
+ * deletions still there), for the guards: counted once, when a guard needs
+ * it (a scan of the connector's index). */
+static enum ids_err space_before(struct import_ctx *ctx, long *space, struct ids_error *err)
+{
+    enum ids_err ret;
+
+    if (ctx->space < 0) {
+        ret = store_cs_count(ctx->eng->store, ctx->ec->id, STORE_SEL_ALL, &ctx->space, err);
+        if (ret != IDS_OK) {
+            ctx->space = -1;
+            return ret;
+        }
+        ctx->space -= ctx->r->rec.counters.staged_add;
+    }
+    *space = ctx->space;
+    return IDS_OK;
+}
 
 static bool attr_is_read(const struct object_type_config *ot, const char *name)
 {
@@ -598,18 +618,13 @@ static bool clear_guard(struct import_ctx *ctx, const char *connector, long spac
             if (worst < 0 || c > ctx->ncleared[worst]) {
                 worst = (long)i;
             }
+            strbuf_addf(&names, "%s%s (%ld)", names.len ? ", " : "", ctx->cleared.v[i], c);
             n++;
         }
     }
     if (worst < 0) {
+        strbuf_release(&names);
         return false;
-    }
-    for (i = 0; i < ctx->cleared.nr; i++) {
-        long c = ctx->ncleared[i];
-
-        if (c * 100 > pct * space && ctx->eng->opts.allow_deletes < c) {
-            strbuf_addf(&names, "%s%s (%ld)", names.len ? ", " : "", ctx->cleared.v[i], c);
-        }
     }
     erun_message(ctx->r,
                  "The %s import of %s would remove every value of %s from %ld of %ld objects "
@@ -640,12 +655,10 @@ static enum ids_err check_cleared(struct import_ctx *ctx, const char *connector,
     if (ctx->cleared.nr == 0) {
         return IDS_OK;
     }
-    /* the space before this import: staged adds are new rows */
-    ret = store_cs_count(ctx->eng->store, ctx->ec->id, STORE_SEL_ALL, &space, err);
+    ret = space_before(ctx, &space, err);
     if (ret != IDS_OK) {
         return ret;
     }
-    space -= ctx->r->rec.counters.staged_add;
     return clear_guard(ctx, connector, space, err) ? IDS_ETHRESHOLD : IDS_OK;
 }
 
@@ -737,6 +750,7 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     struct run_counters before;
 
     memset(&ctx, 0, sizeof(ctx));
+    ctx.space = -1;
     memset(&before, 0, sizeof(before));
     keyset_init(&ctx.ks);
     ctx.eng = eng;
@@ -850,14 +864,10 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
         }
         dels = r.rec.counters.staged_delete;
         if (dels > 0 && pct > 0) {
-            /* the space before this import: staged adds are new rows, staged
-             * deletions are still there (counted only when needed: a scan
-             * of the connector's index) */
-            ret = store_cs_count(eng->store, ctx.ec->id, STORE_SEL_ALL, &space, err);
+            ret = space_before(&ctx, &space, err);
             if (ret != IDS_OK) {
                 goto done;
             }
-            space -= r.rec.counters.staged_add;
         }
         if (pct > 0 && space >= eng->cfg->safety.import_min_objects && space > 0 &&
             dels * 100 > pct * space && eng->opts.allow_deletes < dels) {

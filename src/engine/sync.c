@@ -958,33 +958,23 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
  * person an administrator knows. Empty when there is none. */
 void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strbuf *out)
 {
-    const struct config *cfg = ctx->eng->cfg;
+    const struct mvt_info *mi = engine_mvt(ctx->eng, m->type);
     struct strbuf anchor = STRBUF_INIT;
     struct strbuf dn = STRBUF_INIT;
-    size_t i, j;
+    size_t j;
 
-    for (i = 0; i < cfg->nmv_types; i++) {
-        const struct mv_type_config *mt = &cfg->mv_types[i];
+    for (j = 0; mi != NULL && j < mi->t->nfrom; j++) {
+        struct econn *ec = engine_flow_conn(ctx->eng, &mi->t->from[j]);
+        struct ids_error err = IDS_ERROR_INIT;
+        int64_t id = 0;
 
-        if (strcmp(mt->name, m->type) != 0) {
-            continue;
-        }
-        for (j = 0; j < mt->nfrom; j++) {
-            struct econn *ec = engine_flow_conn(ctx->eng, &mt->from[j]);
-            struct ids_error err = IDS_ERROR_INIT;
-            int64_t id = 0;
-
-            if (ec != NULL &&
-                store_cs_ref_by_mv(ctx->eng->store, ec->id, m->id, &id, &anchor, &dn, &err) ==
-                    IDS_OK &&
-                (anchor.len > 0 || dn.len > 0)) {
-                strbuf_addf(out, " (from %s %s)", ec->cfg->name,
-                            anchor.len > 0 ? anchor.buf : dn.buf);
-                goto done;
-            }
+        if (ec != NULL &&
+            store_cs_ref_by_mv(ctx->eng->store, ec->id, m->id, &id, &anchor, &dn, &err) == IDS_OK &&
+            (anchor.len > 0 || dn.len > 0)) {
+            strbuf_addf(out, " (from %s %s)", ec->cfg->name, anchor.len > 0 ? anchor.buf : dn.buf);
+            break;
         }
     }
-done:
     strbuf_release(&anchor);
     strbuf_release(&dn);
 }

@@ -99,7 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct export_result res;
     struct change *ch;
     struct mod *m;
-    size_t i, j;
+    size_t i;
 
     if (dir[0] == '\0') {
         snprintf(dir, sizeof(dir), "/tmp/fuzz-csv-XXXXXX");
@@ -115,11 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&ot, 0, sizeof(ot));
     memset(vals, 0, sizeof(vals));
     for (i = 0; i < 4; i++) {
-        for (j = 0; csv_connector_ops.options[j].key != NULL; j++) {
-            if (strcmp(csv_connector_ops.options[j].key, keys[i]) == 0) {
-                vals[i].opt = &csv_connector_ops.options[j];
-            }
-        }
+        vals[i].opt = find_option(keys[i]);
         strvec_init(&vals[i].list);
     }
     vals[0].str = path.buf;
