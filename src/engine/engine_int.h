@@ -118,6 +118,16 @@ struct econn *engine_conn_by_cfg(struct engine *eng, const struct connector_conf
 /* The connector instance, created and opened on first use. */
 enum ids_err engine_conn_open(struct engine *eng, struct econn *ec, struct ids_error *err);
 unsigned econn_caps(const struct econn *ec);
+/* In a directory (a connector whose references are DNs: one entry per
+ * DN), the object of `X` that another metaverse object holds at `dn`
+ * (joined to an MV object other than self_mv, not the CS object self_cs,
+ * not being deleted): *holder, the caller's; NULL when the DN is free.
+ * Two metaverse objects can never share one entry. deleting (may be NULL,
+ * then objects joined to no other MV object are not read): set when the
+ * object at `dn` has a pending delete (free once that delete is sent). */
+enum ids_err engine_dn_holder(struct engine *eng, const struct econn *X, const char *dn,
+                              int64_t self_cs, int64_t self_mv, struct cs_object **holder,
+                              bool *deleting, struct ids_error *err);
 /* The MV objects whose reference attributes name MV object `mv` (the
  * store's reference index), appended to out. */
 enum ids_err engine_mv_referrers(struct engine *eng, int64_t mv, struct i64vec *out,

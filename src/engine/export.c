@@ -71,6 +71,10 @@ struct export_ctx {
     FILE *spill;
     uint64_t spill_end;
     struct strbuf spill_buf;
+    /* creates and renames onto the DN of an entry this export deletes:
+     * sent after the deletes (deletes_sent) */
+    struct i64vec after_deletes;
+    bool deletes_sent;
 };
 
 static void xres_release(struct xres *r)
@@ -991,6 +995,55 @@ static bool rest_within(const struct change *rest, const struct i64vec *s)
  * *deferred: waits for referenced objects. With `cycle`, a create that
  * waits only for objects of `cycle` is sent without those references,
  * which become its pending export once it succeeded. */
+/* A create or rename of cs in a directory whose DN another metaverse
+ * object's entry holds (a store synced before dn-conflict was checked, or a
+ * DN taken since the sync): not sent, failed with dn-conflict (*taken), and
+ * tried again by every export, so that it goes once the DN is free. */
+static enum ids_err dn_taken(struct export_ctx *ctx, struct cs_object *cs, bool *taken,
+                             struct ids_error *err)
+{
+    const struct change *ch = cs->pending_export;
+    const char *dn = ch->op == CHANGE_ADD ? (ch->dn ? ch->dn : cs->dn) : ch->new_dn;
+    struct cs_object *h = NULL;
+    struct strbuf msg = STRBUF_INIT;
+    bool deleting = false;
+    enum ids_err ret;
+
+    *taken = false;
+    if (ch->op == CHANGE_DELETE || dn == NULL || ctx->deletes_sent) {
+        return IDS_OK;
+    }
+    ret = engine_dn_holder(ctx->eng, ctx->X, dn, cs->id, cs->mv_id, &h, &deleting, err);
+    if (ret == IDS_OK && h == NULL && deleting) {
+        /* the entry there now is deleted by this export's last pass (a
+         * leaver and a joiner of the same name): sent after it */
+        i64vec_push(&ctx->after_deletes, cs->id);
+        *taken = true;
+        return IDS_OK;
+    }
+    if (ret != IDS_OK || h == NULL) {
+        return ret;
+    }
+    *taken = true;
+    strbuf_addf(&msg,
+                "%s %s%s%s not sent: that DN is the DN of connector-space object %" PRId64
+                " (joined to metaverse object %" PRId64
+                "), and one entry cannot be two objects; it is sent by the export after the DN "
+                "is free. Make the dn flow give each object its own DN",
+                ch->op == CHANGE_ADD ? "create of" : "rename of",
+                ch->op == CHANGE_ADD ? dn : (cs->dn ? cs->dn : "?"),
+                ch->op == CHANGE_ADD ? "" : " to ", ch->op == CHANGE_ADD ? "" : dn, h->id,
+                h->mv_id);
+    cs->export_state = CS_EXPORT_FAILED;
+    cs->export_attempts++;
+    free(cs->export_error);
+    cs->export_error = strbuf_detach(&msg, NULL);
+    ctx->r->rec.counters.export_failed++;
+    erun_error_cs(ctx->r, ctx->X, cs, "dn", "dn-conflict", "%s", cs->export_error);
+    cs_object_free(h);
+    return store_cs_put_export(ctx->eng->store, cs, err);
+}
+
 static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bool *deferred,
                             const struct i64vec *cycle, struct strbuf *why, struct ids_error *err)
 {
@@ -1019,6 +1072,15 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
         /* the caller's transaction holds the adoption */
         ret = try_adopt(ctx, cs, &adopted, err);
         if (ret != IDS_OK || adopted) {
+            cs_object_free(cs);
+            return ret;
+        }
+    }
+    if (!deletes) {
+        bool taken = false;
+
+        ret = dn_taken(ctx, cs, &taken, err);
+        if (ret != IDS_OK || taken) {
             cs_object_free(cs);
             return ret;
         }
@@ -1232,8 +1294,8 @@ static enum ids_err cycle_members(struct export_ctx *ctx, const struct i64vec *s
 }
 
 /* The exports that waited for referenced objects: retry while progress is made. */
-static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *deferred, bool *stopped,
-                                    enum ids_err *why, struct ids_error *err)
+static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *deferred, bool report,
+                                    bool *stopped, enum ids_err *why, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct i64vec again = {0};
@@ -1301,8 +1363,9 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
             i64vec_push(deferred, again.v[i]);
         }
     }
-    /* what still cannot resolve stays pending, with an error */
-    for (i = 0; ret == IDS_OK && !*stopped && i < deferred->nr; i++) {
+    /* what still cannot resolve stays pending, with an error (unless it
+     * is tried again after the deletes: report false) */
+    for (i = 0; ret == IDS_OK && report && !*stopped && i < deferred->nr; i++) {
         struct cs_object *cs = NULL;
         struct change *sent = NULL;
         struct strbuf why_s = STRBUF_INIT;
@@ -1431,10 +1494,27 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
     /* adds and modifies first (a group waits for its members), deletes last */
     ret = export_pass(&ctx, false, &deferred, &stopped, &why, err);
     if (ret == IDS_OK && !stopped) {
-        ret = export_deferred(&ctx, &deferred, &stopped, &why, err);
+        ret = export_deferred(&ctx, &deferred, ctx.after_deletes.nr == 0, &stopped, &why, err);
     }
     if (ret == IDS_OK && !stopped) {
         ret = export_pass(&ctx, true, &deferred, &stopped, &why, err);
+    }
+    if (ret == IDS_OK && !stopped && ctx.after_deletes.nr > 0) {
+        ctx.deletes_sent = true;
+        if (ctx.late_results) {
+            ret = session_flush(&ctx, true, err);
+        }
+        if (ret == IDS_OK && ctx.in_session) {
+            ret = prepare_and_send(&ctx, ctx.after_deletes.v, ctx.after_deletes.nr, false,
+                                   &deferred, NULL, &stopped, &why, err);
+        }
+        if (ret == IDS_OK && ctx.in_session) {
+            ret = send_batch(&ctx, true, err);
+        }
+        if (ret == IDS_OK && ctx.in_session && !stopped) {
+            /* the groups that wait for what was just created */
+            ret = export_deferred(&ctx, &deferred, true, &stopped, &why, err);
+        }
     }
 done:
     if (ctx.in_session) {
@@ -1480,6 +1560,7 @@ done:
     strbuf_release(&ctx.ref_anchor);
     strbuf_release(&ctx.ref_dn);
     i64vec_release(&deferred);
+    i64vec_release(&ctx.after_deletes);
     return erun_finish(&r, ret, err, run);
 }
 

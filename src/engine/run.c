@@ -324,6 +324,51 @@ unsigned econn_caps(const struct econn *ec)
     return ec->cfg->ops != NULL ? ec->cfg->ops->caps : 0;
 }
 
+enum ids_err engine_dn_holder(struct engine *eng, const struct econn *X, const char *dn,
+                              int64_t self_cs, int64_t self_mv, struct cs_object **holder,
+                              bool *deleting, struct ids_error *err)
+{
+    struct cs_brief b;
+    struct cs_object *o = NULL;
+    enum ids_err ret;
+
+    *holder = NULL;
+    if (deleting != NULL) {
+        *deleting = false;
+    }
+    if (dn == NULL || !(econn_caps(X) & CONN_CAP_REF_BY_DN)) {
+        return IDS_OK;
+    }
+    ret = store_cs_brief_by_dn(eng->store, X->id, dn, &b, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    if (b.id == self_cs || b.import_state == CS_IMPORT_DELETE ||
+        ((b.mv_id == 0 || b.mv_id == self_mv) && deleting == NULL)) {
+        return IDS_OK; /* ours, one that is gone, or no other MV object's */
+    }
+    ret = store_cs_get(eng->store, b.id, &o, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    if (o->pending_export != NULL && o->pending_export->op == CHANGE_DELETE) {
+        if (deleting != NULL) {
+            *deleting = true; /* free once its delete is sent */
+        }
+    } else if (o->mv_id != 0 && o->mv_id != self_mv) {
+        *holder = o;
+        return IDS_OK;
+    }
+    cs_object_free(o);
+    return IDS_OK;
+}
+
 enum ids_err engine_mv_referrers(struct engine *eng, int64_t mv, struct i64vec *out,
                                  struct ids_error *err)
 {

@@ -1460,6 +1460,47 @@ static void pv_target(struct sync_ctx *ctx, const struct econn *X, const struct 
     strbuf_addch(sb, '}');
 }
 
+/* One entry of a directory cannot be two objects: when `dn` (the DN m's
+ * object in X would be created with, or renamed to) is held by the object
+ * of another metaverse object, report dn-conflict on m and set *stop:
+ * nothing is created or changed for m in X (two people whose DN rule gives
+ * the same DN: the first keeps it). self: m's own object in X, or NULL. */
+static enum ids_err dn_conflict(struct sync_ctx *ctx, struct econn *X, const struct mv_object *m,
+                                const struct cs_object *self, const char *dn, bool *stop,
+                                struct ids_error *err)
+{
+    struct cs_object *h = NULL;
+    struct mv_object *hm = NULL;
+    struct strbuf mine = STRBUF_INIT;
+    struct strbuf theirs = STRBUF_INIT;
+    struct ids_error lerr = IDS_ERROR_INIT;
+    bool rename = self != NULL && self->anchor != NULL;
+    enum ids_err ret = engine_dn_holder(ctx->eng, X, dn, self ? self->id : 0, m->id, &h, NULL, err);
+
+    if (ret != IDS_OK || h == NULL) {
+        return ret;
+    }
+    *stop = true;
+    sync_mv_origin(ctx, m, &mine);
+    if (store_mv_get(ctx->eng->store, h->mv_id, &hm, &lerr) == IDS_OK) {
+        sync_mv_origin(ctx, hm, &theirs);
+    }
+    erun_error(ctx->r, X->cfg->name, self ? self->anchor : NULL, self ? self->dn : dn, "dn",
+               "dn-conflict", self ? self->id : 0, m->id,
+               "%s%s%s%s: that DN is already the DN of metaverse object %" PRId64
+               "%s in %s, and one entry cannot be two objects; nothing was %s for metaverse "
+               "object %" PRId64 "%s. Make the dn flow give each object its own DN (with a "
+               "unique value such as an employee number), or, if both are the same identity, "
+               "let a join rule join them in the metaverse",
+               rename ? "renaming " : "creating ", rename ? self->dn : "", rename ? " to " : "", dn,
+               h->mv_id, theirs.buf, X->cfg->name, rename ? "changed" : "created", m->id, mine.buf);
+    strbuf_release(&mine);
+    strbuf_release(&theirs);
+    mv_object_free(hm);
+    cs_object_free(h);
+    return IDS_OK;
+}
+
 static enum ids_err provision(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, struct entry *des, const char *dn,
                               struct ids_error *err)
@@ -1562,7 +1603,12 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         }
         if (target == NULL) {
             if (t->provision) {
-                ret = provision(ctx, X, t, m, des, dn, err);
+                ret = dn_conflict(ctx, X, m, NULL, dn, &stop, err);
+                if (ret == IDS_OK && stop) {
+                    pv_target(ctx, X, t, "error", NULL);
+                } else if (ret == IDS_OK) {
+                    ret = provision(ctx, X, t, m, des, dn, err);
+                }
             } else {
                 pv_target(ctx, X, t, "none", NULL);
             }
@@ -1582,11 +1628,28 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         goto done;
     }
     if (target->anchor == NULL) {
+        /* provisioned, not created yet (its create failed, or waits) */
+        ret = dn_conflict(ctx, X, m, target, dn, &stop, err);
+        if (ret != IDS_OK || stop) {
+            if (stop) {
+                pv_target(ctx, X, t, "error", target);
+            }
+            goto done;
+        }
         ch = make_add(t, des, dn);
     } else {
         ret = make_diff(ctx, X, t, m, target, joined_now ? NULL : in_step, des, dn, &rm, &ch, err);
         if (ret != IDS_OK) {
             goto done;
+        }
+        if (ch != NULL && ch->new_dn != NULL) {
+            ret = dn_conflict(ctx, X, m, target, ch->new_dn, &stop, err);
+            if (ret != IDS_OK || stop) {
+                if (stop) {
+                    pv_target(ctx, X, t, "error", target);
+                }
+                goto done;
+            }
         }
         if (ch != NULL && ch->new_dn != NULL && (econn_caps(X) & CONN_CAP_REF_BY_DN)) {
             /* the groups of X that name it by DN follow the rename (a

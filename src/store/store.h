@@ -198,7 +198,7 @@ struct run_error {
     char *dn;
     char *attr; /* may be NULL */
     char *code; /* stable kebab-case: "ambiguous-join", "anchor-mismatch",
-                   "export-failed", "exported-change-not-reimported",
+                   "dn-conflict", "export-failed", "exported-change-not-reimported",
                    "reference-unresolved", "expression-error", "bad-input" ... */
     char *message;
     int64_t cs_id; /* 0 when none */

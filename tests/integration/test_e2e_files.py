@@ -654,6 +654,103 @@ def test_rename_keeps_the_object_and_its_group_memberships(tmp_path, anchor):
     assert "nothing to do" in p.stdout, p.stdout
 
 
+def test_two_people_with_one_dn_do_not_share_or_block_the_directory(tmp_path):
+    """Two people whose DN rule gives the same DN (two John Smiths): the
+    first keeps the entry, the second is a dn-conflict error naming both
+    sources, nothing is written for it (the file replays without a second
+    add of the DN) and the other people and the group still go out; the same
+    for a rename onto a taken DN. Once the first leaves, a full cycle creates
+    the second. Before: both adds were written and every later export of the
+    directory failed as a whole."""
+    people = [person(i) for i in range(1, 6)]
+    people.append(person(6, given="Given1", sn="Family1", mail="second@example.com"))
+    groups = {"red": ["E0001", "E0002", "E0006"]}
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_LDIF_NAMED.format(anchor=""))
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv(groups))
+    os.makedirs(os.path.join(env.path, "out"))
+    taken = "cn=given1 family1,ou=people,dc=example,dc=com"
+
+    env.run("cycle", "--full", expect=1)
+    recs = ldif_records(env.read("out/changes.ldif"))
+    adds = [r[0][4:].strip().lower() for r in recs if "changetype: add" in r]
+    assert adds.count(taken) == 1 and len(adds) == 6, adds  # 5 people and the group
+    state = ldif_replay(env.read("out/changes.ldif"))
+    assert state[taken]["mail"] == ["user1@example.com"]
+    assert {m.lower() for m in state["cn=red,ou=groups,dc=example,dc=com"]["member"]} == {
+        taken, "cn=given2 family2,ou=people,dc=example,dc=com"}
+    errs = [e for e in errors_of(env) if e["code"] == "dn-conflict"]
+    assert len(errs) == 1, errors_of(env)
+    msg = errs[0]["message"]
+    assert "creating cn=Given1 Family1,ou=People,dc=example,dc=com" in msg, msg
+    assert "(from hr E0001)" in msg and "(from hr E0006)" in msg, msg
+    assert "own DN" in msg, msg
+
+    # the directory is not stuck: the next cycles export what changes
+    people[2]["mail"] = "three@example.com"
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    assert ldif_replay(env.read("out/changes.ldif"))[
+        "cn=given3 family3,ou=people,dc=example,dc=com"]["mail"] == ["three@example.com"]
+
+    # a rename onto a taken DN changes nothing for that person
+    n = len(ldif_records(env.read("out/changes.ldif")))
+    people[3].update(given="Given5", sn="Family5", title="Lead")
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=1)
+    assert len(ldif_records(env.read("out/changes.ldif"))) == n
+    msg = [e for e in errors_of(env) if e["code"] == "dn-conflict"][0]["message"]
+    assert msg.startswith("renaming cn=Given4 Family4,ou=People,dc=example,dc=com to "
+                          "cn=Given5 Family5,ou=People,dc=example,dc=com"), msg
+    assert "(from hr E0005)" in msg and "(from hr E0004)" in msg, msg
+
+    # the first John Smith leaves: his entry goes, a full cycle creates the second
+    del people[0]
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=2)  # 1 of 6 is over the deletion threshold
+    env.run("export", "dir", "--allow-deletes", "1", expect=0)
+    assert taken not in ldif_replay(env.read("out/changes.ldif"))
+    env.run("cycle", "--full", expect=1)  # person 4 still conflicts with person 5
+    state = ldif_replay(env.read("out/changes.ldif"))
+    assert state[taken]["mail"] == ["second@example.com"]
+    assert taken in {m.lower() for m in state["cn=red,ou=groups,dc=example,dc=com"]["member"]}
+
+
+def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path):
+    """John Smith leaves and another John Smith joins in the same cycle: the
+    DN is free once the leaver's entry is deleted, so the export writes the
+    delete first and the create after it, and the file replays to the new
+    person. Before: the create was written first, the store then took the
+    leaver's object for the new one, the delete was never written, and the
+    file added the DN twice (the leaver stayed in a replayed directory)."""
+    people = [person(i) for i in range(1, 5)]
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_LDIF_NAMED.format(anchor=""))
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv({"red": ["E0001", "E0002"]}))
+    os.makedirs(os.path.join(env.path, "out"))
+    env.run("cycle", "--full", expect=0)
+    dn = "cn=given1 family1,ou=people,dc=example,dc=com"
+
+    people[0] = person(9, given="Given1", sn="Family1", mail="newcomer@example.com")
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv({"red": ["E0009", "E0002"]}))
+    env.run("cycle", expect=2)  # 1 delete of 6 objects: over the deletion threshold
+    env.run("export", "dir", "--allow-deletes", "1", expect=0)
+    recs = ldif_records(env.read("out/changes.ldif"))
+    last = [(r[0][4:].strip().lower(), next(l for l in r if l.startswith("changetype:")))
+            for r in recs[-3:]]
+    ours = [k for d, k in last if d == dn]
+    assert ours == ["changetype: delete", "changetype: add"], last
+    env.run("cycle", expect=0)
+    state = ldif_replay(env.read("out/changes.ldif"))
+    assert state[dn]["mail"] == ["newcomer@example.com"]
+    assert dn in {m.lower() for m in state["cn=red,ou=groups,dc=example,dc=com"]["member"]}
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 LDIF_TO_CSV = """
 store: sqlite:idsync.db
 connectors:

@@ -626,6 +626,25 @@ def test_csv_to_ad(samba_dc, tmp_path):
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
 
+    # a new hire with the name of a colleague: the DN rule gives the same
+    # CN; the colleague keeps the account, the new hire is a dn-conflict
+    # naming both, and the rest of the cycle goes out
+    twin = dict(people[8], id="E00099", mail="twin@example.org")
+    people.append(twin)
+    people[9]["title"] = "Architect"
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=1)
+    twin_dn = "CN=%s %s,OU=Imported,%s" % (twin["given"], twin["sn"], SYNC_OU)
+    assert dc.get(twin_dn, ["employeeID"])["employeeID"] == [people[8]["id"]]
+    assert dc.search("OU=Imported," + SYNC_OU, "(employeeID=E00099)", ["cn"]) == []
+    assert dc.get("CN=Given10 Family10,OU=Imported," + SYNC_OU, ["title"])["title"] == [
+        "Architect"]
+    errs = env.json("errors")
+    errs = errs["errors"] if isinstance(errs, dict) else errs
+    assert [e["code"] for e in errs] == ["dn-conflict"], errs
+    assert "(from hr %s)" % people[8]["id"] in errs[0]["message"]
+    assert "(from hr E00099)" in errs[0]["message"]
+
 
 def test_hr_end_date_sets_ad_account_expiry(samba_dc, tmp_path):
     """An HR export's leaving date (D.M.YYYY) becomes AD's accountExpires
