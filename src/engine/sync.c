@@ -1501,6 +1501,131 @@ static enum ids_err dn_conflict(struct sync_ctx *ctx, struct econn *X, const str
     return IDS_OK;
 }
 
+/* Does `have` (an imported entry) hold every value `des` gives to the
+ * attributes the type reads? References and passwords are not compared (not
+ * comparable, or not readable). Otherwise *why names the first difference. */
+static bool holds_values(const struct flow_config *t, const struct entry *des,
+                         const struct entry *have, struct strbuf *why)
+{
+    struct strbuf a = STRBUF_INIT;
+    struct strbuf b = STRBUF_INIT;
+    bool same = true;
+    size_t i;
+    size_t k;
+    size_t j;
+
+    for (i = 0; i < des->nattrs && same; i++) {
+        const struct attr *d = &des->attrs[i];
+        const struct attr *h;
+
+        if ((d->flags & ATTR_REF) || d->nvals == 0 || strcasecmp(d->name, "userPassword") == 0 ||
+            strcasecmp(d->name, "unicodePwd") == 0 ||
+            (t->otype != NULL && t->otype->attributes.nr > 0 &&
+             strvec_find(&t->otype->attributes, d->name, true) < 0)) {
+            continue;
+        }
+        h = entry_attr(have, d->name);
+        if (h == NULL || h->nvals == 0) {
+            strbuf_addf(why, "it has no %s", d->name);
+            same = false;
+            break;
+        }
+        for (k = 0; k < d->nvals && same; k++) {
+            bool found = false;
+
+            strbuf_reset(&a);
+            value_normalize(&a, d->vals[k].data, d->vals[k].len);
+            for (j = 0; j < h->nvals && !found; j++) {
+                strbuf_reset(&b);
+                value_normalize(&b, h->vals[j].data, h->vals[j].len);
+                found = a.len == b.len && memcmp(a.buf, b.buf, a.len) == 0;
+            }
+            if (!found) {
+                strbuf_addf(why, "its %s is %.*s%s, not %.*s", d->name,
+                            (int)(h->vals[0].len > 64 ? 64 : h->vals[0].len), h->vals[0].data,
+                            h->nvals > 1 ? " ..." : "",
+                            (int)(d->vals[k].len > 64 ? 64 : d->vals[k].len), d->vals[k].data);
+                same = false;
+            }
+        }
+    }
+    strbuf_release(&a);
+    strbuf_release(&b);
+    return same;
+}
+
+/* Before a create in a directory: the DN held by another metaverse
+ * object's entry is dn_conflict's. An entry that no metaverse object holds
+ * (imported, never joined, or deprovisioned) may already be at `dn`. When it
+ * holds every value m would give it, it is the entry this create would make
+ * (a store started again, a connector renamed, a create whose result was
+ * lost): *out, joined instead of created. Otherwise report dn-conflict on
+ * m and set *stop: the create would fail ("already exists"), or, in an LDIF
+ * file, add the DN a second time. */
+static enum ids_err dn_occupant(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                                const struct mv_object *m, const struct entry *des, const char *dn,
+                                struct cs_object **out, bool *stop, struct ids_error *err)
+{
+    struct cs_brief b;
+    struct cs_object *o = NULL;
+    struct strbuf why = STRBUF_INIT;
+    struct strbuf mine = STRBUF_INIT;
+    enum ids_err ret;
+
+    *out = NULL;
+    if (dn == NULL || !(econn_caps(X) & CONN_CAP_REF_BY_DN)) {
+        return IDS_OK;
+    }
+    ret = store_cs_brief_by_dn(ctx->eng->store, X->id, dn, &b, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK; /* the DN is free: one look-up per create */
+    }
+    if (ret != IDS_OK || b.import_state == CS_IMPORT_DELETE) {
+        return ret;
+    }
+    if (b.mv_id != 0) {
+        return dn_conflict(ctx, X, m, NULL, dn, stop, err);
+    }
+    ret = store_cs_get(ctx->eng->store, b.id, &o, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    if (o->anchor == NULL || o->export_state == CS_EXPORT_INFLIGHT ||
+        (o->pending_export != NULL && o->pending_export->op == CHANGE_DELETE)) {
+        cs_object_free(o); /* not in the system yet, or on its way out */
+        return IDS_OK;
+    }
+    if (o->type != NULL && strcasecmp(o->type, t->object) == 0 &&
+        holds_values(t, des, o->entry, &why)) {
+        *out = o;
+        log_info("join-by-dn",
+                 "connector=%s dn=\"%s\" mv=%" PRId64
+                 ": the entry at the DN holds every value of the create: joined",
+                 X->cfg->name, dn, m->id);
+        strbuf_release(&why);
+        return IDS_OK;
+    }
+    if (why.len == 0) {
+        strbuf_addf(&why, "it is a %s", o->type ? o->type : "object of another type");
+    }
+    *stop = true;
+    sync_mv_origin(ctx, m, &mine);
+    erun_error(ctx->r, X->cfg->name, o->anchor, o->dn, "dn", "dn-conflict", o->id, m->id,
+               "creating %s: an entry is already at that DN in %s, joined to no metaverse "
+               "object, and it is not this one (%s); nothing was created for metaverse object "
+               "%" PRId64 "%s. If it is the same identity, a join rule under this `to:` joins "
+               "it (for example on an employee number or mail); if not, make the dn flow give "
+               "each object its own DN",
+               dn, X->cfg->name, why.buf, m->id, mine.buf);
+    strbuf_release(&why);
+    strbuf_release(&mine);
+    cs_object_free(o);
+    return IDS_OK;
+}
+
 static enum ids_err provision(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, struct entry *des, const char *dn,
                               struct ids_error *err)
@@ -1601,17 +1726,20 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
             }
             goto done;
         }
-        if (target == NULL) {
-            if (t->provision) {
-                ret = dn_conflict(ctx, X, m, NULL, dn, &stop, err);
-                if (ret == IDS_OK && stop) {
+        if (target == NULL && t->provision) {
+            ret = dn_occupant(ctx, X, t, m, des, dn, &target, &stop, err);
+            if (ret != IDS_OK || stop) {
+                if (stop) {
                     pv_target(ctx, X, t, "error", NULL);
-                } else if (ret == IDS_OK) {
-                    ret = provision(ctx, X, t, m, des, dn, err);
                 }
-            } else {
-                pv_target(ctx, X, t, "none", NULL);
+                goto done;
             }
+            if (target == NULL) {
+                ret = provision(ctx, X, t, m, des, dn, err);
+                goto done;
+            }
+        } else if (target == NULL) {
+            pv_target(ctx, X, t, "none", NULL);
             goto done;
         }
         target->mv_id = m->id;

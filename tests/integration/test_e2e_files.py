@@ -13,6 +13,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import time
@@ -654,6 +655,18 @@ def test_rename_keeps_the_object_and_its_group_memberships(tmp_path, anchor):
     assert "nothing to do" in p.stdout, p.stdout
 
 
+def named_ldif_env(tmp_path, people):
+    """CSV -> LDIF named by cn, after a first full cycle; group red of E0001
+    and E0002."""
+    env = Env(tmp_path)
+    env.write("idsync.yaml", CSV_TO_LDIF_NAMED.format(anchor=""))
+    env.write("src/people.csv", people_csv(people))
+    env.write("src/groups.csv", groups_csv({"red": ["E0001", "E0002"]}))
+    os.makedirs(os.path.join(env.path, "out"))
+    env.run("cycle", "--full", expect=0)
+    return env
+
+
 def test_two_people_with_one_dn_do_not_share_or_block_the_directory(tmp_path):
     """Two people whose DN rule gives the same DN (two John Smiths): the
     first keeps the entry, the second is a dn-conflict error naming both
@@ -725,12 +738,7 @@ def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path):
     leaver's object for the new one, the delete was never written, and the
     file added the DN twice (the leaver stayed in a replayed directory)."""
     people = [person(i) for i in range(1, 5)]
-    env = Env(tmp_path)
-    env.write("idsync.yaml", CSV_TO_LDIF_NAMED.format(anchor=""))
-    env.write("src/people.csv", people_csv(people))
-    env.write("src/groups.csv", groups_csv({"red": ["E0001", "E0002"]}))
-    os.makedirs(os.path.join(env.path, "out"))
-    env.run("cycle", "--full", expect=0)
+    env = named_ldif_env(tmp_path, people)
     dn = "cn=given1 family1,ou=people,dc=example,dc=com"
 
     people[0] = person(9, given="Given1", sn="Family1", mail="newcomer@example.com")
@@ -749,6 +757,54 @@ def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path):
     assert dn in {m.lower() for m in state["cn=red,ou=groups,dc=example,dc=com"]["member"]}
     env.run("cycle", "--full", expect=0)
     assert exports_of_last_cycle(env) == 0
+
+
+def remove_store(env):
+    """The store's database, log and state folder, as when it is lost."""
+    for f in os.listdir(env.path):
+        if f.startswith("idsync.db"):
+            p = os.path.join(env.path, f)
+            if os.path.isdir(p):
+                shutil.rmtree(p)
+            else:
+                os.remove(p)
+
+
+def test_entry_already_at_the_dn_is_joined_when_it_matches_and_reported_when_not(tmp_path):
+    """A store started again beside a directory that idsync filled (the
+    database lost, or a connector renamed): each entry at the DN a create
+    would use holds the values of the create, so it is joined and nothing is
+    written again (before: every person was added a second time to the LDIF
+    file, whose next import then failed with "entry added twice"). An entry
+    at that DN that is someone else (a directory filled by hand) is a
+    dn-conflict the dry run already shows, naming the value that differs."""
+    people = [person(i) for i in range(1, 6)]
+    env = named_ldif_env(tmp_path, people)
+    before = env.read("out/changes.ldif")
+
+    remove_store(env)
+    env.run("cycle", "--full", expect=0)
+    assert env.read("out/changes.ldif") == before
+    runs = last_runs(env, 10)
+    sync = next(r for r in runs if r["step"] == "full-sync")
+    assert counter(sync, "joined") == 6 and counter(sync, "provisioned") == 0, sync
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+    # someone else at a DN: a new hire named like an entry idsync did not
+    # create (the first store's person 5, gone from HR and from this store)
+    remove_store(env)
+    people[4] = person(9, given="Given5", sn="Family5", mail="other@example.com")
+    env.write("src/people.csv", people_csv(people))
+    p = env.run("cycle", "--full", "--dry-run", expect=1)
+    errs = [e for e in env.json("errors")["errors"] if e["code"] == "dn-conflict"]
+    assert len(errs) == 1, p.stdout
+    msg = errs[0]["message"]
+    assert msg.startswith("creating cn=Given5 Family5,ou=People,dc=example,dc=com: an entry is "
+                          "already at that DN in dir, joined to no metaverse object"), msg
+    assert "its uid is e0005, not e0009" in msg, msg
+    assert "(from hr E0009)" in msg, msg
+    assert env.read("out/changes.ldif") == before
 
 
 LDIF_TO_CSV = """

@@ -18,7 +18,8 @@ from fixtures.samba import (BASE as AD_BASE, CONTACTS as AD_CONTACTS,  # noqa: F
                             GROUPS as AD_GROUPS, PEOPLE as AD_PEOPLE, SEED_USERS, SYNC_OU,
                             samba_dc, samba_factory, samba_template)
 from fixtures.slapd import entry_ldif, server_loss_env, slapd_factory, wait_for  # noqa: F401
-from test_e2e_files import IDSYNC, Env, exports_of_last_cycle, last_runs, counter
+from test_e2e_files import (IDSYNC, Env, counter, exports_of_last_cycle, last_runs,  # noqa: F401
+                             remove_store)
 
 pytestmark = pytest.mark.skipif(not os.path.exists(IDSYNC), reason="idsync not built")
 
@@ -471,6 +472,58 @@ def test_csv_to_openldap(slapd_factory, tmp_path):
     assert group_members(dst, ring_b) == {norm("uid=e00005,%s" % PEOPLE), norm(ring_a)}
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
+
+
+def test_first_cycle_against_a_filled_openldap(slapd_factory, tmp_path):
+    """No outbound join rule, a directory that already holds people: an
+    entry at the DN of a create that is someone else (another mail and
+    employee number) is a dn-conflict in the dry run, naming what differs,
+    and nothing is sent for it (before: a failed add every cycle); an entry
+    that holds every value is joined. With the store lost, the next full
+    cycle joins every entry idsync created and creates nothing again."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(6)
+    dst.add("uid=e00001," + PEOPLE, {
+        "objectClass": ["inetOrgPerson"], "uid": ["e00001"], "cn": ["Somebody Else"],
+        "sn": ["Else"], "mail": ["else@example.org"], "employeeNumber": ["X1"]})
+    p2 = people[2]
+    dst.add("uid=e00002," + PEOPLE, {
+        "objectClass": ["inetOrgPerson"], "uid": ["e00002"], "employeeNumber": [p2["id"]],
+        "cn": ["%s %s" % (p2["given"], p2["sn"])], "sn": [p2["sn"]],
+        "givenName": [p2["given"]], "mail": [p2["mail"]], "title": [p2["title"]]})
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    cfg = CSV_TO_OL.format(source=CSV_SOURCE.format(), target=target_ldap_connector(dst),
+                           people=PEOPLE, groups=GROUPS)
+    cfg = cfg.replace("        join: [ { employeeNumber: employeeId } ]\n", "")
+    cfg = cfg.replace("        anchor_carrier: employeeNumber\n", "")
+    assert "employeeNumber: employeeId }" not in cfg
+    env.write("idsync.yaml", cfg)
+
+    p = env.run("cycle", "--full", "--dry-run", expect=1)
+    errs = env.json("errors")["errors"]
+    assert sorted(e["code"] for e in errs) == ["dn-conflict", "reference-unresolved"], p.stdout
+    msg = next(e for e in errs if e["code"] == "dn-conflict")["message"]
+    assert msg.startswith("creating uid=e00001,%s: an entry is already at that DN in dst" % PEOPLE)
+    assert "(from hr E00001)" in msg and "not this one (its " in msg, msg
+    p = env.run("cycle", "--full", expect=1)
+    assert dst.get("uid=e00001," + PEOPLE, ["mail"])["mail"] == ["else@example.org"]
+    got = people_of(dst, PEOPLE)
+    assert sorted(got) == ["e00000", "e00001", "e00002", "e00003", "e00004", "e00005"]
+    sync = next(r for r in last_runs(env, 10) if r["step"] == "full-sync")
+    assert counter(sync, "joined") == 1, sync  # e00002
+    members = {m.lower() for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
+    assert ("uid=e00001," + PEOPLE).lower() not in members and len(members) == 5, members
+    p = env.run("export", "dst", expect=0)  # nothing failing is left pending
+
+    # the store lost: every entry is found again, nothing is created twice
+    remove_store(env)
+    env.run("cycle", "--full", expect=1)  # e00001 is still someone else
+    sync = next(r for r in last_runs(env, 10) if r["step"] == "full-sync")
+    assert counter(sync, "joined") == 6, sync  # 5 people and the group
+    assert counter(sync, "provisioned") == 0, sync
+    assert sorted(people_of(dst, PEOPLE)) == sorted(got)
 
 
 CSV_TO_AD = """store: sqlite:idsync.db
