@@ -683,6 +683,22 @@ static const char docs_to[] =
     "`objectClass` are always allowed as flow keys. Provisioning into an LDAP or LDIF\n"
     "connector needs a `dn` flow. `deprovision: disable` needs `disable_attribute` and\n"
     "`disable_value`, except for SCIM targets, where they default to `active` and `false`.\n"
+    "\n"
+    "One entry of a directory (LDAP, LDIF) is never two objects: a create or rename onto a\n"
+    "DN that another metaverse object's entry has is a `dn-conflict` error, and nothing is\n"
+    "written for that object. An entry already at the DN that idsync does not manage is\n"
+    "joined when it holds every value of the create (a store started again), and is\n"
+    "otherwise a `dn-conflict` naming the value that differs. A `dn` flow may give a list of\n"
+    "DNs to try in order: the first that is free names a new entry (its RDN attributes,\n"
+    "such as `cn`, take that DN's values), and an entry keeps its DN while the list still\n"
+    "offers it (no rename when a colleague of the same name leaves):\n"
+    "\n"
+    "```yaml\n"
+    "dn: |\n"
+    "  local name = dn_escape(givenName .. \" \" .. sn)\n"
+    "  return { \"CN=\" .. name .. \",OU=People,DC=corp,DC=example\",\n"
+    "           \"CN=\" .. name .. \" (\" .. employeeId .. \"),OU=People,DC=corp,DC=example\" }\n"
+    "```\n"
     "\n";
 
 static const char docs_expressions[] =

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "expr/expr.h"
+#include "util/ldapesc.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/banned.h"
@@ -985,8 +986,8 @@ void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strb
  * the delta into their changes. */
 static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                                 const struct mv_object *m, const struct cs_object *in_step,
-                                struct entry *des, char **dn, bool *ok, struct refmap *rm,
-                                struct ids_error *err)
+                                struct entry *des, char **dn, struct strvec *dns, bool *ok,
+                                struct refmap *rm, struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     struct strbuf sb = STRBUF_INIT;
@@ -1034,6 +1035,10 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
             if (a.nvals > 0) {
                 free(*dn);
                 *dn = xstrdup(a.vals[0].data);
+            }
+            strvec_clear(dns);
+            for (k = 0; k < a.nvals; k++) {
+                strvec_push(dns, a.vals[k].data); /* a list: DNs to try in order */
             }
             attr_release(&a);
             continue;
@@ -1460,47 +1465,6 @@ static void pv_target(struct sync_ctx *ctx, const struct econn *X, const struct 
     strbuf_addch(sb, '}');
 }
 
-/* One entry of a directory cannot be two objects: when `dn` (the DN m's
- * object in X would be created with, or renamed to) is held by the object
- * of another metaverse object, report dn-conflict on m and set *stop:
- * nothing is created or changed for m in X (two people whose DN rule gives
- * the same DN: the first keeps it). self: m's own object in X, or NULL. */
-static enum ids_err dn_conflict(struct sync_ctx *ctx, struct econn *X, const struct mv_object *m,
-                                const struct cs_object *self, const char *dn, bool *stop,
-                                struct ids_error *err)
-{
-    struct cs_object *h = NULL;
-    struct mv_object *hm = NULL;
-    struct strbuf mine = STRBUF_INIT;
-    struct strbuf theirs = STRBUF_INIT;
-    struct ids_error lerr = IDS_ERROR_INIT;
-    bool rename = self != NULL && self->anchor != NULL;
-    enum ids_err ret = engine_dn_holder(ctx->eng, X, dn, self ? self->id : 0, m->id, &h, NULL, err);
-
-    if (ret != IDS_OK || h == NULL) {
-        return ret;
-    }
-    *stop = true;
-    sync_mv_origin(ctx, m, &mine);
-    if (store_mv_get(ctx->eng->store, h->mv_id, &hm, &lerr) == IDS_OK) {
-        sync_mv_origin(ctx, hm, &theirs);
-    }
-    erun_error(ctx->r, X->cfg->name, self ? self->anchor : NULL, self ? self->dn : dn, "dn",
-               "dn-conflict", self ? self->id : 0, m->id,
-               "%s%s%s%s: that DN is already the DN of metaverse object %" PRId64
-               "%s in %s, and one entry cannot be two objects; nothing was %s for metaverse "
-               "object %" PRId64 "%s. Make the dn flow give each object its own DN (with a "
-               "unique value such as an employee number), or, if both are the same identity, "
-               "let a join rule join them in the metaverse",
-               rename ? "renaming " : "creating ", rename ? self->dn : "", rename ? " to " : "", dn,
-               h->mv_id, theirs.buf, X->cfg->name, rename ? "changed" : "created", m->id, mine.buf);
-    strbuf_release(&mine);
-    strbuf_release(&theirs);
-    mv_object_free(hm);
-    cs_object_free(h);
-    return IDS_OK;
-}
-
 /* Does `have` (an imported entry) hold every value `des` gives to the
  * attributes the type reads? References and passwords are not compared (not
  * comparable, or not readable). Otherwise *why names the first difference. */
@@ -1554,37 +1518,41 @@ static bool holds_values(const struct flow_config *t, const struct entry *des,
     return same;
 }
 
-/* Before a create in a directory: the DN held by another metaverse
- * object's entry is dn_conflict's. An entry that no metaverse object holds
- * (imported, never joined, or deprovisioned) may already be at `dn`. When it
- * holds every value m would give it, it is the entry this create would make
- * (a store started again, a connector renamed, a create whose result was
- * lost): *out, joined instead of created. Otherwise report dn-conflict on
- * m and set *stop: the create would fail ("already exists"), or, in an LDIF
- * file, add the DN a second time. */
-static enum ids_err dn_occupant(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
-                                const struct mv_object *m, const struct entry *des, const char *dn,
-                                struct cs_object **out, bool *stop, struct ids_error *err)
+/* What is at a DN of directory X (a connector whose references are DNs:
+ * one entry per DN) for metaverse object m. */
+enum dn_use {
+    DN_FREE,    /* no entry, one on its way out, or m's own */
+    DN_JOIN,    /* an entry no metaverse object holds, with every value m's create
+                   would give it: the entry that create would make (a store started
+                   again, a connector renamed, a create whose result was lost) */
+    DN_HELD,    /* the entry of another metaverse object */
+    DN_FOREIGN, /* an entry no metaverse object holds that is someone else */
+};
+
+/* Classify `dn` for m, whose object in X is self (NULL: none yet). *occ:
+ * the entry there (DN_JOIN, DN_HELD, DN_FOREIGN; the caller's); why: for
+ * DN_FOREIGN, the first value that differs. */
+static enum ids_err dn_classify(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                                const struct mv_object *m, const struct cs_object *self,
+                                const struct entry *des, const char *dn, enum dn_use *use,
+                                struct cs_object **occ, struct strbuf *why, struct ids_error *err)
 {
     struct cs_brief b;
     struct cs_object *o = NULL;
-    struct strbuf why = STRBUF_INIT;
-    struct strbuf mine = STRBUF_INIT;
     enum ids_err ret;
 
-    *out = NULL;
+    *use = DN_FREE;
+    *occ = NULL;
     if (dn == NULL || !(econn_caps(X) & CONN_CAP_REF_BY_DN)) {
         return IDS_OK;
     }
     ret = store_cs_brief_by_dn(ctx->eng->store, X->id, dn, &b, err);
     if (ret == IDS_ENOTFOUND) {
-        return IDS_OK; /* the DN is free: one look-up per create */
+        return IDS_OK; /* the usual answer: one look-up */
     }
-    if (ret != IDS_OK || b.import_state == CS_IMPORT_DELETE) {
+    if (ret != IDS_OK || (self != NULL && b.id == self->id) || b.mv_id == m->id ||
+        b.import_state == CS_IMPORT_DELETE) {
         return ret;
-    }
-    if (b.mv_id != 0) {
-        return dn_conflict(ctx, X, m, NULL, dn, stop, err);
     }
     ret = store_cs_get(ctx->eng->store, b.id, &o, err);
     if (ret == IDS_ENOTFOUND) {
@@ -1593,37 +1561,174 @@ static enum ids_err dn_occupant(struct sync_ctx *ctx, struct econn *X, const str
     if (ret != IDS_OK) {
         return ret;
     }
-    if (o->anchor == NULL || o->export_state == CS_EXPORT_INFLIGHT ||
-        (o->pending_export != NULL && o->pending_export->op == CHANGE_DELETE)) {
-        cs_object_free(o); /* not in the system yet, or on its way out */
-        return IDS_OK;
+    if (o->pending_export != NULL && o->pending_export->op == CHANGE_DELETE) {
+        /* free once its delete is sent: the export sends it before */
+    } else if (o->mv_id != 0) {
+        *use = DN_HELD;
+    } else if (o->anchor == NULL || o->export_state == CS_EXPORT_INFLIGHT) {
+        /* not in the system (yet) */
+    } else if (self != NULL && self->anchor != NULL) {
+        *use = DN_FOREIGN; /* a rename cannot take the place of another entry */
+        strbuf_addstr(why, "a rename cannot replace it");
+    } else if (o->type != NULL && strcasecmp(o->type, t->object) == 0 &&
+               holds_values(t, des, o->entry, why)) {
+        /* an object of m not created yet: its export takes the entry over */
+        *use = self == NULL ? DN_JOIN : DN_FREE;
+    } else {
+        if (why->len == 0) {
+            strbuf_addf(why, "it is a %s", o->type ? o->type : "object of another type");
+        }
+        *use = DN_FOREIGN;
     }
-    if (o->type != NULL && strcasecmp(o->type, t->object) == 0 &&
-        holds_values(t, des, o->entry, &why)) {
-        *out = o;
+    if (*use == DN_FREE) {
+        cs_object_free(o);
+    } else {
+        *occ = o;
+    }
+    return IDS_OK;
+}
+
+/* `dn` cannot be m's (DN_HELD, DN_FOREIGN: occ is there): dn-conflict on
+ * m, nothing is created or changed for m in X. ncand: how many DNs the dn
+ * flow gave (all taken). */
+static void dn_report(struct sync_ctx *ctx, struct econn *X, const struct mv_object *m,
+                      const struct cs_object *self, const char *dn, enum dn_use use,
+                      const struct cs_object *occ, const char *why, size_t ncand)
+{
+    struct strbuf msg = STRBUF_INIT;
+    struct strbuf origin = STRBUF_INIT;
+    bool rename = self != NULL && self->anchor != NULL;
+
+    if (rename) {
+        strbuf_addf(&msg, "renaming %s to %s", self->dn ? self->dn : "?", dn);
+    } else {
+        strbuf_addf(&msg, "creating %s", dn);
+    }
+    if (ncand > 1) {
+        strbuf_addf(&msg, " (the first of the %zu DNs the dn flow gives; none is free)", ncand);
+    }
+    if (use == DN_HELD) {
+        struct mv_object *hm = NULL;
+        struct ids_error lerr = IDS_ERROR_INIT;
+
+        strbuf_addf(&msg, ": that DN is already the DN of metaverse object %" PRId64, occ->mv_id);
+        if (store_mv_get(ctx->eng->store, occ->mv_id, &hm, &lerr) == IDS_OK) {
+            sync_mv_origin(ctx, hm, &msg);
+        }
+        mv_object_free(hm);
+        strbuf_addf(&msg, " in %s, and one entry cannot be two objects", X->cfg->name);
+    } else {
+        strbuf_addf(&msg,
+                    ": an entry is already at that DN in %s, joined to no metaverse object, "
+                    "and it is not this one (%s)",
+                    X->cfg->name, why);
+    }
+    sync_mv_origin(ctx, m, &origin);
+    strbuf_addf(&msg, "; nothing was %s for metaverse object %" PRId64 "%s. ",
+                rename ? "changed" : "created", m->id, origin.buf);
+    if (use == DN_FOREIGN && !rename) {
+        strbuf_addstr(&msg, "If it is the same identity, a join rule under this `to:` joins it "
+                            "(for example on an employee number or mail); if not, ");
+    }
+    strbuf_addstr(&msg, use == DN_FOREIGN && !rename ? "make" : "Make");
+    strbuf_addstr(&msg, " the dn flow give each object its own DN: with a unique value (an "
+                        "employee number), or as a list of DNs to try in order");
+    erun_error(ctx->r, X->cfg->name, self ? self->anchor : NULL, self ? self->dn : dn, "dn",
+               "dn-conflict", self ? self->id : 0, m->id, "%s", msg.buf);
+    strbuf_release(&msg);
+    strbuf_release(&origin);
+}
+
+/* Can m's object (self, NULL before a create) take `dn` in X? DN_JOIN sets
+ * *join (the entry to join instead of creating one); DN_HELD and
+ * DN_FOREIGN are reported (*stop). */
+static enum ids_err dn_check(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                             const struct mv_object *m, const struct cs_object *self,
+                             const struct entry *des, const char *dn, size_t ncand,
+                             struct cs_object **join, bool *stop, struct ids_error *err)
+{
+    struct strbuf why = STRBUF_INIT;
+    struct cs_object *occ = NULL;
+    enum dn_use use;
+    enum ids_err ret = dn_classify(ctx, X, t, m, self, des, dn, &use, &occ, &why, err);
+
+    if (ret == IDS_OK && use == DN_JOIN && join != NULL) {
         log_info("join-by-dn",
                  "connector=%s dn=\"%s\" mv=%" PRId64
                  ": the entry at the DN holds every value of the create: joined",
                  X->cfg->name, dn, m->id);
-        strbuf_release(&why);
-        return IDS_OK;
+        *join = occ;
+        occ = NULL;
+    } else if (ret == IDS_OK && (use == DN_HELD || use == DN_FOREIGN)) {
+        dn_report(ctx, X, m, self, dn, use, occ, why.buf, ncand);
+        *stop = true;
     }
-    if (why.len == 0) {
-        strbuf_addf(&why, "it is a %s", o->type ? o->type : "object of another type");
-    }
-    *stop = true;
-    sync_mv_origin(ctx, m, &mine);
-    erun_error(ctx->r, X->cfg->name, o->anchor, o->dn, "dn", "dn-conflict", o->id, m->id,
-               "creating %s: an entry is already at that DN in %s, joined to no metaverse "
-               "object, and it is not this one (%s); nothing was created for metaverse object "
-               "%" PRId64 "%s. If it is the same identity, a join rule under this `to:` joins "
-               "it (for example on an employee number or mail); if not, make the dn flow give "
-               "each object its own DN",
-               dn, X->cfg->name, why.buf, m->id, mine.buf);
+    cs_object_free(occ);
     strbuf_release(&why);
-    strbuf_release(&mine);
-    cs_object_free(o);
+    return ret;
+}
+
+/* The dn flow gave several DNs (dns, in order): the one m's object has
+ * (no rename for a DN still offered), else the first it can take. *dn is
+ * left as the first when none can be taken (dn_check reports it). */
+static enum ids_err dn_choose(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
+                              const struct mv_object *m, const struct cs_object *self,
+                              const struct entry *des, const struct strvec *dns, char **dn,
+                              struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    size_t i;
+
+    for (i = 0; self != NULL && self->anchor != NULL && self->dn != NULL && i < dns->nr; i++) {
+        if (dn_equal(dns->v[i], self->dn)) {
+            free(*dn);
+            *dn = xstrdup(dns->v[i]);
+            return IDS_OK;
+        }
+    }
+    for (i = 0; i < dns->nr; i++) {
+        struct strbuf why = STRBUF_INIT;
+        struct cs_object *occ = NULL;
+        enum dn_use use = DN_FREE;
+
+        ret = dn_classify(ctx, X, t, m, self, des, dns->v[i], &use, &occ, &why, err);
+        cs_object_free(occ);
+        strbuf_release(&why);
+        if (ret != IDS_OK) {
+            return ret;
+        }
+        if (use == DN_FREE || use == DN_JOIN) {
+            free(*dn);
+            *dn = xstrdup(dns->v[i]);
+            return IDS_OK;
+        }
+    }
     return IDS_OK;
+}
+
+/* m's entry is named by a DN the dn flow gave after its first: the
+ * attributes of that DN's RDN take its values (a cn flow written for the
+ * first DN would contradict the name: a naming violation). */
+static void des_follow_rdn(struct entry *des, const char *dn)
+{
+    struct ldapdn p = LDAPDN_INIT;
+    size_t i;
+
+    if (ldapdn_parse(dn, strlen(dn), &p, NULL) == IDS_OK && p.nrdns > 0) {
+        for (i = 0; i < p.rdns[0].navas; i++) {
+            const struct ldapdn_ava *ava = &p.rdns[0].avas[i];
+            struct attr a = {0};
+
+            if (entry_attr(des, ava->type) == NULL) {
+                continue;
+            }
+            a.source = -1;
+            attr_add_value(&a, ava->value, ava->vlen);
+            entry_set_attr(des, ava->type, &a);
+            attr_release(&a);
+        }
+    }
+    ldapdn_release(&p);
 }
 
 static enum ids_err provision(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
@@ -1667,6 +1772,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     struct refmap rm = {0};
     const struct cs_object *in_step; /* the target as linked before this sync */
     char *dn = NULL;
+    struct strvec dns = STRVEC_INIT;
     bool ok = true;
     bool in = true;
     bool joined_now = false;
@@ -1714,9 +1820,18 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     }
     in_step = target;
     des = entry_new(t->object, NULL, NULL);
-    ret = out_desired(ctx, X, t, m, in_step, des, &dn, &ok, &rm, err);
+    ret = out_desired(ctx, X, t, m, in_step, des, &dn, &dns, &ok, &rm, err);
     if (ret != IDS_OK || !ok) {
         goto done;
+    }
+    if (dns.nr > 1 && (econn_caps(X) & CONN_CAP_REF_BY_DN)) {
+        ret = dn_choose(ctx, X, t, m, target, des, &dns, &dn, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        if (!dn_equal(dn, dns.v[0])) {
+            des_follow_rdn(des, dn);
+        }
     }
     if (target == NULL) {
         ret = join_outbound(ctx, X, t, m, des, &target, &stop, err);
@@ -1727,7 +1842,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
             goto done;
         }
         if (target == NULL && t->provision) {
-            ret = dn_occupant(ctx, X, t, m, des, dn, &target, &stop, err);
+            ret = dn_check(ctx, X, t, m, NULL, des, dn, dns.nr, &target, &stop, err);
             if (ret != IDS_OK || stop) {
                 if (stop) {
                     pv_target(ctx, X, t, "error", NULL);
@@ -1757,7 +1872,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     }
     if (target->anchor == NULL) {
         /* provisioned, not created yet (its create failed, or waits) */
-        ret = dn_conflict(ctx, X, m, target, dn, &stop, err);
+        ret = dn_check(ctx, X, t, m, target, des, dn, dns.nr, NULL, &stop, err);
         if (ret != IDS_OK || stop) {
             if (stop) {
                 pv_target(ctx, X, t, "error", target);
@@ -1771,7 +1886,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
             goto done;
         }
         if (ch != NULL && ch->new_dn != NULL) {
-            ret = dn_conflict(ctx, X, m, target, ch->new_dn, &stop, err);
+            ret = dn_check(ctx, X, t, m, target, des, ch->new_dn, dns.nr, NULL, &stop, err);
             if (ret != IDS_OK || stop) {
                 if (stop) {
                     pv_target(ctx, X, t, "error", target);
@@ -1806,6 +1921,7 @@ done:
     change_free(ch);
     entry_free(des);
     free(dn);
+    strvec_clear(&dns);
     refmap_release(&rm);
     cs_object_free(target);
     return ret;

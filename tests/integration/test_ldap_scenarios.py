@@ -526,6 +526,67 @@ def test_first_cycle_against_a_filled_openldap(slapd_factory, tmp_path):
     assert sorted(people_of(dst, PEOPLE)) == sorted(got)
 
 
+def test_namesakes_get_the_next_dn_the_flow_offers(slapd_factory, tmp_path):
+    """People named by cn, with a dn flow that gives a second DN to try: a
+    new hire with a colleague's name gets "cn=NAME (ID)", with cn following
+    the name (slapd refuses an entry whose RDN value is not in it); the
+    account keeps that DN when the colleague leaves, and a new name renames
+    it to the first DN again."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(4)
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    cfg = CSV_TO_OL.format(source=CSV_SOURCE.format(), target=target_ldap_connector(dst),
+                           people=PEOPLE, groups=GROUPS)
+    old = "          dn: '\"uid=\" .. dn_escape(lower(employeeId)) .. \",%s\"'\n" % PEOPLE
+    assert old in cfg
+    cfg = cfg.replace(old, """          dn: |
+            local name = givenName .. " " .. sn
+            return { "cn=" .. dn_escape(name) .. ",%s",
+                     "cn=" .. dn_escape(name .. " (" .. employeeId .. ")") .. ",%s" }
+""" % (PEOPLE, PEOPLE))
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+
+    twin = dict(people[1], id="E00099", mail="twin@example.org")
+    people.append(twin)
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    env.run("cycle", expect=0)
+    first = "cn=Given1 Family1,%s" % PEOPLE
+    second = "cn=Given1 Family1 (E00099),%s" % PEOPLE
+    assert dst.get(first, ["employeeNumber"])["employeeNumber"] == ["E00001"]
+    got = dst.get(second, ["employeeNumber", "cn", "mail"])
+    assert got["employeeNumber"] == ["E00099"] and got["cn"] == ["Given1 Family1 (E00099)"]
+    members = {m.lower() for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
+    assert second.lower() in members and first.lower() in members
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+    # the colleague leaves: the account keeps its DN
+    people.pop(1)
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    env.run("cycle", "--full", expect=0)
+    assert dst.get(first) is None
+    assert dst.get(second, ["employeeNumber"])["employeeNumber"] == ["E00099"]
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+    # a new name: the first DN the flow gives
+    people[-1]["sn"] = "Newname"
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    assert dst.get(second) is None
+    got = dst.get("cn=Given1 Newname,%s" % PEOPLE, ["employeeNumber", "cn"])
+    assert got["employeeNumber"] == ["E00099"] and got["cn"] == ["Given1 Newname"]
+    members = {m.lower() for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
+    assert ("cn=Given1 Newname,%s" % PEOPLE).lower() in members and len(members) == 4
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 CSV_TO_AD = """store: sqlite:idsync.db
 connectors:
 {source}
