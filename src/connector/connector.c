@@ -43,6 +43,7 @@ void export_result_release(struct export_result *r)
 {
     free(r->anchor);
     free(r->dn);
+    entry_free(r->written);
     memset(r, 0, sizeof(*r));
 }
 

@@ -76,6 +76,11 @@ struct export_result {
                              owned by the result; NULL when unchanged */
     char *dn;             /* ADD/rename: the DN/identifier it now has; NULL when unchanged */
     bool retryable;       /* temporary failure (timeout, 429 after retries, 503) */
+    /* appended, MAY: attributes the system was given other values than the
+     * change's (AD: the userAccountControl computed from the disable bit),
+     * with the values written; the engine records those as exported, so
+     * that the confirming import finds them. NULL: as submitted. */
+    struct entry *written;
 };
 void export_result_release(struct export_result *r);
 

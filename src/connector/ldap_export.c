@@ -48,6 +48,7 @@ struct ldap_pending {
     int parent_tries; /* missing parents created for this operation */
     int lookups;      /* anchor lookups after noSuchObject */
     int fixups;       /* modify re-sent without no-op values */
+    char *uac;        /* AD: the userAccountControl sent for a disable bit */
 };
 
 struct ldap_ready {
@@ -573,6 +574,8 @@ static enum ids_err send_stage(struct ldap_conn *c, struct ldap_pending *p, stru
         if (ret != IDS_OK) {
             goto done;
         }
+        free(p->uac);
+        p->uac = uac.active ? xstrdup(uac.buf) : NULL;
         mods = build_mods(c, p->ch, false, &uac, NULL);
         if (mods[0] == NULL) {
             p->msgid = -1; /* nothing to send: finished by the caller */
@@ -626,6 +629,7 @@ static void pending_free(struct ldap_pending *p)
     change_free(p->ch);
     free(p->dn);
     free(p->anchor);
+    free(p->uac);
     free(p);
 }
 
@@ -660,6 +664,10 @@ static void finish(struct ldap_conn *c, struct ldap_pending *p, enum ids_err cod
             r->r.dn = xstrdup(p->dn);
         } else if (p->renamed) {
             r->r.dn = xstrdup(p->dn);
+        }
+        if (p->uac != NULL) {
+            r->r.written = entry_new(NULL, NULL, NULL);
+            entry_add_str(r->r.written, "userAccountControl", p->uac);
         }
     }
     push_ready(c, r);

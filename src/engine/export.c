@@ -27,7 +27,8 @@ struct xres {
     bool retryable;
     char *anchor; /* see struct export_result */
     char *dn;
-    char *msg; /* the failure, NULL when none */
+    char *msg;             /* the failure, NULL when none */
+    struct entry *written; /* see struct export_result */
 };
 
 struct xitem {
@@ -82,6 +83,7 @@ static void xres_release(struct xres *r)
     free(r->anchor);
     free(r->dn);
     free(r->msg);
+    entry_free(r->written);
     memset(r, 0, sizeof(*r));
 }
 
@@ -581,8 +583,10 @@ static enum ids_err collect(struct export_ctx *ctx, size_t limit)
         it->res.retryable = res.retryable;
         it->res.anchor = res.anchor;
         it->res.dn = res.dn;
+        it->res.written = res.written;
         res.anchor = NULL;
         res.dn = NULL;
+        res.written = NULL;
         if (res.code != IDS_OK) {
             it->res.msg = xstrdup(res.err.msg[0] ? res.err.msg : ids_err_str(res.code));
         }
@@ -672,6 +676,30 @@ static enum ids_err unspill_item(struct export_ctx *ctx, struct xitem *it, struc
     return IDS_OK;
 }
 
+/* The values the connector wrote in place of those of the change (AD's
+ * userAccountControl for a disable bit) become the values it exported. */
+static void sent_as_written(struct change *sent, const struct entry *written)
+{
+    size_t i;
+    size_t k;
+
+    for (i = 0; i < written->nattrs; i++) {
+        const struct attr *w = &written->attrs[i];
+
+        for (k = 0; k < sent->nmods; k++) {
+            struct mod *md = &sent->mods[k];
+
+            if (md->op != MOD_DELETE && strcasecmp(md->attr.name, w->name) == 0) {
+                struct attr copy = {0};
+
+                attr_copy(&copy, w);
+                attr_take_values(&md->attr, &copy);
+                attr_release(&copy);
+            }
+        }
+    }
+}
+
 static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct cs_object *cs,
                                struct ids_error *err)
 {
@@ -681,6 +709,9 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
         count_success(ctx, it->sent);
         if (it->sent->op == CHANGE_DELETE) {
             return store_cs_delete(ctx->eng->store, cs->id, err);
+        }
+        if (res->written != NULL) {
+            sent_as_written(it->sent, res->written);
         }
         change_apply(it->sent, cs->entry);
         if (res->anchor != NULL) {

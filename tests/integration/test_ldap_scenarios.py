@@ -704,6 +704,9 @@ def test_csv_to_ad(samba_dc, tmp_path):
     assert uac & ~2 == int(a["userAccountControl"][0]) & ~2
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
+    # the export records the userAccountControl it wrote (514), not the
+    # disable bit it was given ("2"): a full import confirms it, no error
+    env.run("import", "ad", "--full", expect=0)
 
     # a member of "few" renamed: AD moves its links itself; the groups'
     # own change (old DN out, new DN in) must not fail the export
@@ -758,6 +761,24 @@ def test_csv_to_ad(samba_dc, tmp_path):
     assert [e["code"] for e in errs] == ["dn-conflict"], errs
     assert "(from hr %s)" % people[8]["id"] in errs[0]["message"]
     assert "(from hr E00099)" in errs[0]["message"]
+
+    # a dn flow that offers a second DN: the new hire gets it at the next
+    # full cycle (after a rule change); the colleague keeps the first
+    cfg = env.read("idsync.yaml")
+    old = """          dn: '"CN=" .. dn_escape(givenName .. " " .. sn) .. ",OU=Imported,%s"'\n""" % SYNC_OU
+    assert old in cfg
+    env.write("idsync.yaml", cfg.replace(old, """          dn: |
+            local name = givenName .. " " .. sn
+            return { "CN=" .. dn_escape(name) .. ",OU=Imported,%s",
+                     "CN=" .. dn_escape(name .. " (" .. employeeId .. ")") .. ",OU=Imported,%s" }
+""" % (SYNC_OU, SYNC_OU)))
+    env.run("cycle", "--full", expect=0)
+    got = dc.get("CN=%s %s (E00099),OU=Imported,%s" % (twin["given"], twin["sn"], SYNC_OU),
+                 ["employeeID", "cn", "mail"])
+    assert got["employeeID"] == ["E00099"] and got["mail"] == ["twin@example.org"], got
+    assert dc.get(twin_dn, ["employeeID"])["employeeID"] == [people[8]["id"]]
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
 
 
 def test_hr_end_date_sets_ad_account_expiry(samba_dc, tmp_path):
