@@ -260,3 +260,12 @@ enum ids_err connector_lookup(struct connector *c, const char *type, const char 
     }
     return c->ops->lookup(c, type, attr, value, out, err);
 }
+
+bool connector_dn_readable(const struct connector_config *cfg, const char *type, const char *dn,
+                           struct strbuf *why)
+{
+    if (cfg->ops == NULL || cfg->ops->dn_readable == NULL || dn == NULL) {
+        return true;
+    }
+    return cfg->ops->dn_readable(cfg, type, dn, why);
+}

@@ -175,6 +175,14 @@ struct connector_ops {
      * IDS_OK with *out (caller frees), IDS_ENOTFOUND, or an error. */
     enum ids_err (*lookup)(struct connector *c, const char *type, const char *attr,
                            const char *value, struct entry **out, struct ids_error *err);
+
+    /* MAY (appended). From the configuration alone, without a connection:
+     * would a read of object type `type` see an object at `dn` (LDAP: the
+     * type's base and scope)? false, with *why naming the base, when it
+     * would not: an object created or moved there is never read back.
+     * Not implemented, or not known from the configuration: true. */
+    bool (*dn_readable)(const struct connector_config *cfg, const char *type, const char *dn,
+                        struct strbuf *why);
 };
 
 /* Registry of connector types, NULL-terminated; used by config.c. */
@@ -212,6 +220,8 @@ enum ids_err connector_poll(struct connector *c, bool block, struct export_resul
 enum ids_err connector_export_end(struct connector *c, struct ids_error *err);
 enum ids_err connector_lookup(struct connector *c, const char *type, const char *attr,
                               const char *value, struct entry **out, struct ids_error *err);
+bool connector_dn_readable(const struct connector_config *cfg, const char *type, const char *dn,
+                           struct strbuf *why);
 
 /* Test hook: when set, connector_submit() and connector_cursor_next() call
  * it first; a non-OK return is returned as if the connector had failed.

@@ -2382,6 +2382,36 @@ done:
     return ret;
 }
 
+/* connector_ops.dn_readable: under the type's base (or the connector's)
+ * within its scope. A base left to the server's naming context is not known
+ * here: true. */
+static bool ldapc_dn_readable(const struct connector_config *cfg, const char *type, const char *dn,
+                              struct strbuf *why)
+{
+    const struct object_type_config *ot = connector_config_object(cfg, type);
+    const char *base = ot != NULL ? config_get_str(&ot->opts, "base") : NULL;
+    const char *scope = ot != NULL ? config_get_str(&ot->opts, "scope") : NULL;
+    int sc = scope_from_str(scope);
+    int depth;
+
+    if (base == NULL) {
+        base = config_get_str(&cfg->opts, "base");
+    }
+    if (base == NULL) {
+        return true;
+    }
+    depth = ldapdn_depth_under(dn, base);
+    if (depth >= 0 && (sc == LDAP_SCOPE_SUBTREE || (sc == LDAP_SCOPE_ONELEVEL && depth == 1) ||
+                       (sc == LDAP_SCOPE_BASE && depth == 0))) {
+        return true;
+    }
+    strbuf_addf(why, "base %s, scope %s", base,
+                sc == LDAP_SCOPE_ONELEVEL ? "one"
+                : sc == LDAP_SCOPE_BASE   ? "base"
+                                          : "sub");
+    return false;
+}
+
 const struct connector_ops ldap_connector_ops = {
     .name = "ldap",
     .caps = CONN_CAP_READ | CONN_CAP_WRITE | CONN_CAP_DELTA | CONN_CAP_REF_BY_DN | CONN_CAP_RENAME |
@@ -2402,4 +2432,5 @@ const struct connector_ops ldap_connector_ops = {
     .poll = ldapc_poll,
     .export_end = ldapc_export_end,
     .lookup = ldapc_lookup,
+    .dn_readable = ldapc_dn_readable,
 };

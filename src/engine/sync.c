@@ -1521,12 +1521,13 @@ static bool holds_values(const struct flow_config *t, const struct entry *des,
 /* What is at a DN of directory X (a connector whose references are DNs:
  * one entry per DN) for metaverse object m. */
 enum dn_use {
-    DN_FREE,    /* no entry, one on its way out, or m's own */
-    DN_JOIN,    /* an entry no metaverse object holds, with every value m's create
-                   would give it: the entry that create would make (a store started
-                   again, a connector renamed, a create whose result was lost) */
-    DN_HELD,    /* the entry of another metaverse object */
-    DN_FOREIGN, /* an entry no metaverse object holds that is someone else */
+    DN_FREE,       /* no entry, one on its way out, or m's own */
+    DN_JOIN,       /* an entry no metaverse object holds, with every value m's create
+                      would give it: the entry that create would make (a store started
+                      again, a connector renamed, a create whose result was lost) */
+    DN_HELD,       /* the entry of another metaverse object */
+    DN_FOREIGN,    /* an entry no metaverse object holds that is someone else */
+    DN_UNREADABLE, /* outside what the connector reads of the type (its base) */
 };
 
 /* Classify `dn` for m, whose object in X is self (NULL: none yet). *occ:
@@ -1544,6 +1545,10 @@ static enum ids_err dn_classify(struct sync_ctx *ctx, struct econn *X, const str
     *use = DN_FREE;
     *occ = NULL;
     if (dn == NULL || !(econn_caps(X) & CONN_CAP_REF_BY_DN)) {
+        return IDS_OK;
+    }
+    if (!connector_dn_readable(X->cfg, t->object, dn, why)) {
+        *use = DN_UNREADABLE;
         return IDS_OK;
     }
     ret = store_cs_brief_by_dn(ctx->eng->store, X->id, dn, &b, err);
@@ -1588,12 +1593,12 @@ static enum ids_err dn_classify(struct sync_ctx *ctx, struct econn *X, const str
     return IDS_OK;
 }
 
-/* `dn` cannot be m's (DN_HELD, DN_FOREIGN: occ is there): dn-conflict on
- * m, nothing is created or changed for m in X. ncand: how many DNs the dn
- * flow gave (all taken). */
-static void dn_report(struct sync_ctx *ctx, struct econn *X, const struct mv_object *m,
-                      const struct cs_object *self, const char *dn, enum dn_use use,
-                      const struct cs_object *occ, const char *why, size_t ncand)
+/* `dn` cannot be m's (DN_HELD, DN_FOREIGN: occ is there; DN_UNREADABLE):
+ * dn-conflict (dn-out-of-scope) on m, nothing is created or changed for m
+ * in X. ncand: how many DNs the dn flow gave (none could be taken). */
+static void dn_report(struct sync_ctx *ctx, struct econn *X, const char *t_object,
+                      const struct mv_object *m, const struct cs_object *self, const char *dn,
+                      enum dn_use use, const struct cs_object *occ, const char *why, size_t ncand)
 {
     struct strbuf msg = STRBUF_INIT;
     struct strbuf origin = STRBUF_INIT;
@@ -1607,7 +1612,12 @@ static void dn_report(struct sync_ctx *ctx, struct econn *X, const struct mv_obj
     if (ncand > 1) {
         strbuf_addf(&msg, " (the first of the %zu DNs the dn flow gives; none is free)", ncand);
     }
-    if (use == DN_HELD) {
+    if (use == DN_UNREADABLE) {
+        strbuf_addf(&msg,
+                    ": that DN is outside what idsync reads of %s/%s (%s), so the entry would "
+                    "never be read back, and every full import would find it gone",
+                    X->cfg->name, t_object, why);
+    } else if (use == DN_HELD) {
         struct mv_object *hm = NULL;
         struct ids_error lerr = IDS_ERROR_INIT;
 
@@ -1626,6 +1636,14 @@ static void dn_report(struct sync_ctx *ctx, struct econn *X, const struct mv_obj
     sync_mv_origin(ctx, m, &origin);
     strbuf_addf(&msg, "; nothing was %s for metaverse object %" PRId64 "%s. ",
                 rename ? "changed" : "created", m->id, origin.buf);
+    if (use == DN_UNREADABLE) {
+        strbuf_addf(&msg, "Fix the dn flow, or widen the `base` of %s", t_object);
+        erun_error(ctx->r, X->cfg->name, self ? self->anchor : NULL, self ? self->dn : dn, "dn",
+                   "dn-out-of-scope", self ? self->id : 0, m->id, "%s", msg.buf);
+        strbuf_release(&msg);
+        strbuf_release(&origin);
+        return;
+    }
     if (use == DN_FOREIGN && !rename) {
         strbuf_addstr(&msg, "If it is the same identity, a join rule under this `to:` joins it "
                             "(for example on an employee number or mail); if not, ");
@@ -1659,8 +1677,8 @@ static enum ids_err dn_check(struct sync_ctx *ctx, struct econn *X, const struct
                  X->cfg->name, dn, m->id);
         *join = occ;
         occ = NULL;
-    } else if (ret == IDS_OK && (use == DN_HELD || use == DN_FOREIGN)) {
-        dn_report(ctx, X, m, self, dn, use, occ, why.buf, ncand);
+    } else if (ret == IDS_OK && use != DN_FREE && use != DN_JOIN) {
+        dn_report(ctx, X, t->object, m, self, dn, use, occ, why.buf, ncand);
         *stop = true;
     }
     cs_object_free(occ);

@@ -526,6 +526,18 @@ def test_first_cycle_against_a_filled_openldap(slapd_factory, tmp_path):
     assert sorted(people_of(dst, PEOPLE)) == sorted(got)
 
 
+def hr_to_openldap_with_dn(env, dst, people, dn_flow):
+    """CSV_TO_OL with the people's dn flow replaced by dn_flow; writes the
+    HR files (one team of everyone) and returns the configuration."""
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    cfg = CSV_TO_OL.format(source=CSV_SOURCE.format(), target=target_ldap_connector(dst),
+                           people=PEOPLE, groups=GROUPS)
+    old = "          dn: '\"uid=\" .. dn_escape(lower(employeeId)) .. \",%s\"'\n" % PEOPLE
+    assert old in cfg
+    return cfg.replace(old, dn_flow)
+
+
 def test_namesakes_get_the_next_dn_the_flow_offers(slapd_factory, tmp_path):
     """People named by cn, with a dn flow that gives a second DN to try: a
     new hire with a colleague's name gets "cn=NAME (ID)", with cn following
@@ -535,18 +547,11 @@ def test_namesakes_get_the_next_dn_the_flow_offers(slapd_factory, tmp_path):
     dst = slapd_factory("dst")
     env = Env(tmp_path / "work")
     people = hr_people(4)
-    env.write("hr/people.csv", people_csv(people))
-    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
-    cfg = CSV_TO_OL.format(source=CSV_SOURCE.format(), target=target_ldap_connector(dst),
-                           people=PEOPLE, groups=GROUPS)
-    old = "          dn: '\"uid=\" .. dn_escape(lower(employeeId)) .. \",%s\"'\n" % PEOPLE
-    assert old in cfg
-    cfg = cfg.replace(old, """          dn: |
+    env.write("idsync.yaml", hr_to_openldap_with_dn(env, dst, people, """          dn: |
             local name = givenName .. " " .. sn
             return { "cn=" .. dn_escape(name) .. ",%s",
                      "cn=" .. dn_escape(name .. " (" .. employeeId .. ")") .. ",%s" }
-""" % (PEOPLE, PEOPLE))
-    env.write("idsync.yaml", cfg)
+""" % (PEOPLE, PEOPLE)))
     env.run("cycle", "--full", expect=0)
 
     twin = dict(people[1], id="E00099", mail="twin@example.org")
@@ -585,6 +590,41 @@ def test_namesakes_get_the_next_dn_the_flow_offers(slapd_factory, tmp_path):
     assert ("cn=Given1 Newname,%s" % PEOPLE).lower() in members and len(members) == 4
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
+
+
+def test_dn_outside_the_base_of_its_type_is_refused(slapd_factory, tmp_path):
+    """A dn flow that puts contractors in ou=Contractors while the user type
+    reads ou=People: idsync would create the entry (and the OU, with
+    create_parents) and never read it back, and each full import would find
+    it gone. The sync refuses the create and the move instead
+    (dn-out-of-scope, naming the base); everyone else goes out."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(4)
+    people[2]["title"] = "Contractor"
+    env.write("idsync.yaml", hr_to_openldap_with_dn(env, dst, people, """          dn: |
+            local ou = title == "Contractor" and "ou=Contractors,%s" or "%s"
+            return "uid=" .. dn_escape(lower(employeeId)) .. "," .. ou
+""" % (SUFFIX, PEOPLE)))
+    env.run("cycle", "--full", expect=1)
+    errs = env.json("errors")["errors"]
+    out = [e for e in errs if e["code"] == "dn-out-of-scope"]
+    assert len(out) == 1, errs
+    msg = out[0]["message"]
+    assert msg.startswith("creating uid=e00002,ou=Contractors,%s: that DN is outside what idsync "
+                          "reads of dst/user (base %s, scope sub)" % (SUFFIX, PEOPLE)), msg
+    assert "(from hr E00002)" in msg, msg
+    assert sorted(people_of(dst, PEOPLE)) == ["e00000", "e00001", "e00003"]
+    assert dst.get("ou=Contractors," + SUFFIX) is None
+
+    # a move out of the base is refused the same way: the entry stays
+    people[1]["title"] = "Contractor"
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=1)
+    msg = [e for e in env.json("errors")["errors"] if e["code"] == "dn-out-of-scope"][0]["message"]
+    assert msg.startswith("renaming uid=e00001,%s to uid=e00001,ou=Contractors," % PEOPLE), msg
+    assert dst.get("uid=e00001," + PEOPLE, ["title"])["title"] == ["Engineer"]
+    assert dst.get("ou=Contractors," + SUFFIX) is None
 
 
 CSV_TO_AD = """store: sqlite:idsync.db
