@@ -271,6 +271,17 @@ static void mv_wait_key(struct strbuf *sb, int64_t mv, int64_t connector)
     strbuf_addf(sb, "mv:%" PRId64 "@%" PRId64, mv, connector);
 }
 
+/* The wait of a metaverse object whose create in directory X found `dn`
+ * held by another one (dn-conflict): "dn:<connector id>:<normalised DN>". */
+static void dn_wait_key(struct strbuf *sb, int64_t connector, const char *dn)
+{
+    strbuf_reset(sb);
+    strbuf_addf(sb, "dn:%" PRId64 ":", connector);
+    if (ldapdn_normalize(dn, sb, NULL) != IDS_OK) {
+        value_normalize(sb, dn, strlen(dn));
+    }
+}
+
 /* MV object m got an object in target X. */
 static enum ids_err queue_out_waiters(struct sync_ctx *ctx, int64_t mv, const struct econn *X,
                                       struct ids_error *err)
@@ -835,6 +846,18 @@ static enum ids_err deprovision(struct sync_ctx *ctx, struct econn *X, const str
     case DEPROVISION_DELETE:
         if (target->anchor != NULL) {
             ch = change_new(CHANGE_DELETE, target->type, target->anchor, target->dn);
+        }
+        if (target->dn != NULL && (econn_caps(X) & CONN_CAP_REF_BY_DN)) {
+            /* whoever waits for its DN (dn-conflict) is created after the delete */
+            struct strbuf key = STRBUF_INIT;
+            enum ids_err ret;
+
+            dn_wait_key(&key, X->id, target->dn);
+            ret = queue_waiters(ctx, 0, key.buf, err);
+            strbuf_release(&key);
+            if (ret != IDS_OK) {
+                return ret;
+            }
         }
         break;
     case DEPROVISION_DISABLE:
@@ -1636,6 +1659,17 @@ static void dn_report(struct sync_ctx *ctx, struct econn *X, const char *t_objec
     sync_mv_origin(ctx, m, &origin);
     strbuf_addf(&msg, "; nothing was %s for metaverse object %" PRId64 "%s. ",
                 rename ? "changed" : "created", m->id, origin.buf);
+    if (use == DN_HELD && !rename) {
+        /* created once the entry there is deprovisioned (deleted) */
+        struct strbuf key = STRBUF_INIT;
+        struct ids_error lerr = IDS_ERROR_INIT;
+
+        dn_wait_key(&key, X->id, dn);
+        if (store_ref_wait(ctx->eng->store, 0, key.buf, m->id, &lerr) != IDS_OK) {
+            log_warn("dn-wait", "connector=%s dn=\"%s\": %s", X->cfg->name, dn, lerr.msg);
+        }
+        strbuf_release(&key);
+    }
     if (use == DN_UNREADABLE) {
         strbuf_addf(&msg, "Fix the dn flow, or widen the `base` of %s", t_object);
         erun_error(ctx->r, X->cfg->name, self ? self->anchor : NULL, self ? self->dn : dn, "dn",
