@@ -530,6 +530,18 @@ static enum ids_err stage_delete(struct import_ctx *ctx, struct cs_object *cs,
     if (cs->anchor == NULL || cs->import_state == CS_IMPORT_DELETE) {
         return IDS_OK; /* provisioned, not yet exported; or already staged */
     }
+    if (cs->unconfirmed != NULL && cs->unconfirmed->op == CHANGE_ADD && cs->mv_id != 0) {
+        /* idsync created it and no import has read it since: the type does
+         * not select what idsync creates. Taken for deleted, it would be
+         * created again by every cycle. */
+        erun_error_cs(ctx->r, ctx->ec, cs, NULL, "exported-change-not-reimported",
+                      "created by an export of idsync, but this import does not read it back: "
+                      "the object type's base, scope or filter do not select it (or the account "
+                      "may not read it). It is kept as created, not taken for deleted, which "
+                      "would create it again at every cycle; fix the object type's `base`, "
+                      "`filter` or the flows, or the account's rights");
+        return IDS_OK;
+    }
     cs->import_state = CS_IMPORT_DELETE;
     ctx->r->rec.counters.staged_delete++;
     return store_cs_put(ctx->eng->store, cs, NULL, err);

@@ -627,6 +627,44 @@ def test_dn_outside_the_base_of_its_type_is_refused(slapd_factory, tmp_path):
     assert dst.get("ou=Contractors," + SUFFIX) is None
 
 
+def test_created_entry_the_filter_does_not_select_is_kept_and_reported(slapd_factory, tmp_path):
+    """The user type reads (&(objectClass=inetOrgPerson)(title=*)), and a
+    person without a title is created without one: no import reads that
+    entry back. It is reported (exported-change-not-reimported, naming the
+    filter as the likely cause) and kept as created; before, each import
+    took it for deleted, and each cycle disconnected it and sent its create
+    again. Once the filter is fixed, the next full import confirms it."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(4)
+    people[2]["title"] = ""
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    cfg = CSV_TO_OL.format(source=CSV_SOURCE.format(), target=target_ldap_connector(dst),
+                           people=PEOPLE, groups=GROUPS)
+    narrow = "filter: (&(objectClass=inetOrgPerson)(title=*))"
+    cfg = cfg.replace("filter: (objectClass=inetOrgPerson)", narrow, 1)
+    assert narrow in cfg
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=1)
+    errs = [e for e in env.json("errors")["errors"]
+            if e["code"] == "exported-change-not-reimported"]
+    assert len(errs) == 1 and errs[0]["dn"].lower() == ("uid=e00002," + PEOPLE).lower(), errs
+    assert "filter do not select it" in errs[0]["message"], errs
+    for _ in range(2):
+        env.run("cycle", "--full", expect=1)
+        runs = last_runs(env, 8)
+        sync = next(r for r in runs if r["step"] == "full-sync")
+        assert counter(sync, "provisioned") == 0 and counter(sync, "disconnected") == 0, sync
+        assert exports_of_last_cycle(env) == 0
+    assert sorted(people_of(dst, PEOPLE)) == ["e00000", "e00001", "e00002", "e00003"]
+
+    env.write("idsync.yaml", cfg.replace(narrow, "filter: (objectClass=inetOrgPerson)"))
+    env.run("cycle", "--full", expect=0)
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 CSV_TO_AD = """store: sqlite:idsync.db
 connectors:
 {source}
