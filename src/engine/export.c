@@ -76,6 +76,7 @@ struct export_ctx {
      * sent after the deletes (deletes_sent) */
     struct i64vec after_deletes;
     bool deletes_sent;
+    long deletes; /* pending deletes when the export started */
 };
 
 static void xres_release(struct xres *r)
@@ -1044,6 +1045,11 @@ static enum ids_err dn_taken(struct export_ctx *ctx, struct cs_object *cs, bool 
     if (ch->op == CHANGE_DELETE || dn == NULL || ctx->deletes_sent) {
         return IDS_OK;
     }
+    if (ctx->deletes == 0 && cs->export_state == CS_EXPORT_PENDING && cs->export_attempts == 0) {
+        /* the sync checked this DN when it staged the change, and no delete
+         * of this export can free a DN for it: no look-up per create */
+        return IDS_OK;
+    }
     ret = engine_dn_holder(ctx->eng, ctx->X, dn, cs->id, cs->mv_id, &h, &deleting, err);
     if (ret == IDS_OK && h == NULL && deleting) {
         /* the entry there now is deleted by this export's last pass (a
@@ -1475,6 +1481,7 @@ enum ids_err engine_export(struct engine *eng, const char *connector, struct run
     /* deprovisioning by disabling locks people out as surely as deleting
      * them: both count against the threshold */
     ret = store_cs_count_exports(eng->store, ctx.X->id, &pending, &dels, &disables, err);
+    ctx.deletes = dels;
     gone = dels + disables;
     if (ret == IDS_OK && gone > 0) {
         ret = store_cs_count(eng->store, ctx.X->id, STORE_SEL_ALL, &space, err);
