@@ -48,8 +48,8 @@ static const struct config_option ldif_options[] = {
     {"settle", OPT_DURATION, "2s", 0, 0, NULL, false,
      "A file changed less than this long ago may still be being written (a copy, an export "
      "job): the import waits until it has stayed unchanged this long, and fails, reading "
-     "nothing, if it keeps changing for ten times as long. A file this connector wrote itself "
-     "is read at once. `0` reads at once."},
+     "nothing, if it keeps changing for ten times as long. A file this connector wrote itself, "
+     "or one of the size the last import read to its end, is read at once. `0` reads at once."},
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 
@@ -1164,6 +1164,7 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
     struct ldif_conn *lc = (struct ldif_conn *)c;
     struct ldif_cursor *cur = NULL;
     struct file_mark old;
+    struct stat st;
     uint64_t old_size = 0, now_size;
     bool old_absent;
     bool same;
@@ -1185,7 +1186,13 @@ static enum ids_err ldif_read_changes(struct connector *c, const char *watermark
     }
     cur = cursor_new(lc);
     cur->delta = true;
-    ret = file_settle(c->name, lc->path, lc->settle_ms, &lc->own, c->stop, err);
+    if (!old_absent && stat(lc->path, &st) == 0 && (uint64_t)st.st_dev == old.dev &&
+        (uint64_t)st.st_ino == old.ino && (uint64_t)st.st_size == old.size) {
+        ret = IDS_OK; /* as the last import left it (a target idsync wrote in an
+                         earlier process): nothing is being written */
+    } else {
+        ret = file_settle(c->name, lc->path, lc->settle_ms, &lc->own, c->stop, err);
+    }
     if (ret == IDS_OK) {
         ret = file_reader_open(&cur->r, lc->path, err);
     }
