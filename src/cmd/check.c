@@ -152,6 +152,42 @@ static int check_connector(struct cli *cli, struct connector_config *cc, json_t 
     return status;
 }
 
+/* Connector spaces of the store that no connector of the configuration
+ * names (a connector renamed or removed): their objects are no longer read,
+ * synced or written, and a renamed connector starts with an empty space. A
+ * note each, and a JSON array of {connector, objects}. */
+static json_t *unconfigured_spaces(struct cli *cli)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct strbuf name = STRBUF_INIT;
+    json_t *arr = json_array();
+    int64_t id = 0;
+
+    while (store_connector_next(cli->store, id, &id, &err) == IDS_OK) {
+        long n = 0;
+
+        strbuf_reset(&name);
+        if (store_connector_name(cli->store, id, &name, &err) != IDS_OK ||
+            config_connector(cli->cfg, name.buf) != NULL ||
+            store_cs_count(cli->store, id, STORE_SEL_ALL, &n, &err) != IDS_OK || n == 0) {
+            continue;
+        }
+        if (!cli->json) {
+            printf("  note: %ld connector-space object%s of connector %s, which the "
+                   "configuration no longer has (renamed or removed): they are no longer read, "
+                   "synced or written. A connector renamed starts with an empty space: its "
+                   "first cycle reads everything again, joins the entries idsync created in a "
+                   "directory by their DN and values, and sources by their join rules; give it "
+                   "its old name back to keep its space.\n",
+                   n, n == 1 ? "" : "s", name.buf);
+        }
+        json_array_append_new(
+            arr, json_pack("{s:s, s:I}", "connector", name.buf, "objects", (json_int_t)n));
+    }
+    strbuf_release(&name);
+    return arr;
+}
+
 int cmd_check(struct cli *cli, int argc, char **argv)
 {
     static const struct option longopts[] = {{NULL, 0, NULL, 0}};
@@ -239,6 +275,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
             json_object_set_new(sj, "metaverse_objects", json_integer(mv));
             json_object_set_new(sj, "connector_space_objects", json_integer(cs));
             json_object_set_new(sj, "error", json_null());
+            json_object_set_new(sj, "unconfigured_spaces", unconfigured_spaces(cli));
         }
     }
     json_object_set_new(doc, "store", sj);

@@ -427,7 +427,16 @@ static void print_mv(struct cli *cli, const struct mv_object *m,
             if (name != NULL) {
                 table_add_cell(t, name);
             } else {
-                table_add_cellf(t, "#%" PRId64, o->connector);
+                /* a connector renamed or removed in the configuration */
+                struct strbuf old = STRBUF_INIT;
+                struct ids_error lerr = IDS_ERROR_INIT;
+
+                if (store_connector_name(cli->store, o->connector, &old, &lerr) == IDS_OK) {
+                    table_add_cellf(t, "%s (not configured)", old.buf);
+                } else {
+                    table_add_cellf(t, "#%" PRId64, o->connector);
+                }
+                strbuf_release(&old);
             }
             table_add_cellf(t, "%" PRId64, o->id);
             table_add_cell(t, o->type);

@@ -199,6 +199,8 @@ static int64_t stored_flags(const struct cs_object *o)
     X(ST_CONN_GET, "SELECT id FROM connector WHERE name = ?1")                                     \
     X(ST_CONN_ADD, "INSERT INTO connector(name) VALUES (?1)")                                      \
     X(ST_CONN_ALL, "SELECT id FROM connector ORDER BY id")                                         \
+    X(ST_CONN_NAME, "SELECT name FROM connector WHERE id = ?1")                                    \
+    X(ST_CONN_NEXT, "SELECT id FROM connector WHERE id > ?1 ORDER BY id LIMIT 1")                  \
     X(ST_CS_BRIEF, "SELECT id, hash, mv_id, flags, import_state FROM cs INDEXED BY cs_brief "      \
                    "WHERE connector = ?1 AND anchor = ?2 AND anchor IS NOT NULL")                  \
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
@@ -1339,6 +1341,53 @@ static enum ids_err sq_connector_id(struct store *base, const char *name, int64_
     if (ret == IDS_OK) {
         *id = sqlite3_last_insert_rowid(s->db);
     }
+    return ret;
+}
+
+static enum ids_err sq_connector_name(struct store *base, int64_t id, struct strbuf *name,
+                                      struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CONN_NAME, err);
+    enum ids_err ret = IDS_OK;
+    int rc;
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        strbuf_addstr(name, (const char *)sqlite3_column_text(st, 0));
+    } else if (rc == SQLITE_DONE) {
+        ret = ids_error_set(err, IDS_ENOTFOUND, "no connector %" PRId64 " in the store", id);
+    } else {
+        ret = db_fail(s, rc, "read connector", err);
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+static enum ids_err sq_connector_next(struct store *base, int64_t after, int64_t *id,
+                                      struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CONN_NEXT, err);
+    enum ids_err ret = IDS_DONE;
+    int rc;
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, after);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        ret = IDS_OK;
+    } else if (rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "read connectors", err);
+    }
+    sqlite3_reset(st);
     return ret;
 }
 
@@ -3794,6 +3843,8 @@ const struct store_ops sqlite_store_ops = {
     .dry_run_begin = sq_dry_run_begin,
     .dry_run_end = sq_dry_run_end,
     .connector_id = sq_connector_id,
+    .connector_name = sq_connector_name,
+    .connector_next = sq_connector_next,
     .cs_brief = sq_cs_brief,
     .cs_get = sq_cs_get,
     .cs_get_by_anchor = sq_cs_get_by_anchor,

@@ -519,3 +519,17 @@ void store_lock_release(struct store *s)
     assert(s != NULL);
     s->ops->lock_release(s);
 }
+
+enum ids_err store_connector_name(struct store *s, int64_t id, struct strbuf *name,
+                                  struct ids_error *err)
+{
+    assert(s != NULL && name != NULL);
+    return s->ops->connector_name(s, id, name, err);
+}
+
+enum ids_err store_connector_next(struct store *s, int64_t after, int64_t *id,
+                                  struct ids_error *err)
+{
+    assert(s != NULL && id != NULL);
+    return s->ops->connector_next(s, after, id, err);
+}

@@ -505,6 +505,10 @@ struct store_ops {
                                    struct cs_brief *out, struct ids_error *err);
     enum ids_err (*read_begin)(struct store *s, struct ids_error *err);
     void (*read_end)(struct store *s);
+    enum ids_err (*connector_name)(struct store *s, int64_t id, struct strbuf *name,
+                                   struct ids_error *err);
+    enum ids_err (*connector_next)(struct store *s, int64_t after, int64_t *id,
+                                   struct ids_error *err);
 };
 
 struct store {
@@ -533,6 +537,15 @@ enum ids_err store_cs_brief_by_dn(struct store *s, int64_t connector, const char
  * transaction. IDS_EINTERNAL when a transaction or snapshot is open. */
 enum ids_err store_read_begin(struct store *s, struct ids_error *err);
 void store_read_end(struct store *s); /* NULL-safe; nothing open: nothing done */
+
+/* Connectors the store knows (appended), configured or not (a connector
+ * renamed or removed in the configuration keeps its space): the name of
+ * connector `id` (appended to name; IDS_ENOTFOUND), and the next id after
+ * `after` (0 to start; IDS_DONE at the end). */
+enum ids_err store_connector_name(struct store *s, int64_t id, struct strbuf *name,
+                                  struct ids_error *err);
+enum ids_err store_connector_next(struct store *s, int64_t after, int64_t *id,
+                                  struct ids_error *err);
 
 extern const struct store_ops sqlite_store_ops;
 

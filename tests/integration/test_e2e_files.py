@@ -813,6 +813,32 @@ def test_entry_already_at_the_dn_is_joined_when_it_matches_and_reported_when_not
     assert env.read("out/changes.ldif") == before
 
 
+def test_renamed_target_connector_finds_its_entries_again(tmp_path):
+    """The LDIF target renamed in the configuration (dir -> directory):
+    `check` names the space left behind, and the first full cycle joins every
+    entry idsync created by its DN and values instead of writing each person
+    a second time."""
+    people = [person(i) for i in range(1, 6)]
+    env = named_ldif_env(tmp_path, people)
+    before = env.read("out/changes.ldif")
+    cfg = env.read("idsync.yaml")
+    env.write("idsync.yaml", cfg.replace("  dir:\n", "  directory:\n").replace(
+        "connector: dir,", "connector: directory,").replace("- connector: dir\n",
+                                                            "- connector: directory\n"))
+    assert "connector: dir\n" not in env.read("idsync.yaml")
+    p = env.run("check", expect=0)
+    assert ("note: 6 connector-space objects of connector dir, which the configuration no "
+            "longer has (renamed or removed)") in p.stdout, p.stdout
+    assert env.json("check")["store"]["unconfigured_spaces"] == [
+        {"connector": "dir", "objects": 6}]
+    env.run("cycle", "--full", expect=0)
+    assert env.read("out/changes.ldif") == before
+    sync = next(r for r in last_runs(env, 10) if r["step"] == "full-sync")
+    assert counter(sync, "joined") == 6 and counter(sync, "provisioned") == 0, sync
+    shown = env.run("show", "mv", "1", expect=0).stdout
+    assert "dir (not configured)" in shown and "directory " in shown, shown
+
+
 LDIF_TO_CSV = """
 store: sqlite:idsync.db
 connectors:
