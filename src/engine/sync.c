@@ -1375,6 +1375,39 @@ static enum ids_err delta_mods(struct sync_ctx *ctx, const struct econn *X,
 
 /* Minimal change from the target's CS entry to the desired attributes,
  * restricted to the flowed attributes; NULL when nothing differs. */
+/* objectClass of a directory entry: the classes the flow gives that the
+ * entry lacks are added (an auxiliary class added to the flow later); none
+ * is removed (the server keeps the structural chain: AD lists top, person
+ * and organizationalPerson beside user, and refuses their removal). When
+ * the type does not read objectClass, it is set by the create only: an
+ * entry whose classes are never read back would otherwise be sent them at
+ * every sync. */
+static void object_classes_mod(const struct flow_config *t, const struct attr *d,
+                               const struct attr *c, struct change *ch)
+{
+    struct mod *md = NULL;
+    size_t i;
+    size_t k;
+
+    if (d == NULL || (t->otype != NULL && t->otype->attributes.nr > 0 &&
+                      strvec_find(&t->otype->attributes, "objectClass", true) < 0)) {
+        return;
+    }
+    for (i = 0; i < d->nvals; i++) {
+        bool have = false;
+
+        for (k = 0; c != NULL && k < c->nvals && !have; k++) {
+            have = strcasecmp(c->vals[k].data, d->vals[i].data) == 0;
+        }
+        if (!have) {
+            if (md == NULL) {
+                md = change_add_mod(ch, MOD_ADD, "objectClass", 0);
+            }
+            attr_add_value(&md->attr, d->vals[i].data, d->vals[i].len);
+        }
+    }
+}
+
 static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, const struct cs_object *cs,
                               const struct cs_object *in_step, const struct entry *des,
@@ -1403,6 +1436,10 @@ static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struc
             dup = dup || strcasecmp(t->flows[j].attr, it->attr) == 0;
         }
         if (dup) {
+            continue;
+        }
+        if (strcasecmp(it->attr, "objectClass") == 0 && (econn_caps(X) & CONN_CAP_REF_BY_DN)) {
+            object_classes_mod(t, d, c, ch);
             continue;
         }
         memset(&adds, 0, sizeof(adds));

@@ -665,6 +665,40 @@ def test_created_entry_the_filter_does_not_select_is_kept_and_reported(slapd_fac
     assert exports_of_last_cycle(env) == 0
 
 
+def test_object_classes_flow_without_churn(slapd_factory, tmp_path):
+    """An objectClass flow into slapd. With objectClass not among the
+    type's attributes it is set by the create only (before: replaced at every
+    sync, an export per person per cycle reported as success). Read, a class
+    added to the flow later is added to the existing entries, and none is
+    taken away."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    flow = "          employeeNumber: employeeId\n          objectClass: '{ \"inetOrgPerson\" }'\n"
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE).replace("          employeeNumber: employeeId\n", flow, 1)
+    assert flow in cfg
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+    for _ in range(2):
+        env.run("cycle", expect=0)
+        assert exports_of_last_cycle(env) == 0
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+    # read back, and an auxiliary class added to the flow
+    cfg = cfg.replace("attributes: [uid, cn, sn, givenName, mail, title, employeeNumber, description]",
+                      "attributes: [uid, cn, sn, givenName, mail, title, employeeNumber, description, "
+                      "objectClass]")
+    cfg = cfg.replace(flow, flow.replace('"inetOrgPerson" }', '"inetOrgPerson", "extensibleObject" }'))
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+    got = dst.get("uid=e00001," + PEOPLE, ["objectClass"])["objectClass"]
+    assert sorted(v.lower() for v in got) == ["extensibleobject", "inetorgperson"], got
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 CSV_TO_AD = """store: sqlite:idsync.db
 connectors:
 {source}
@@ -680,7 +714,7 @@ connectors:
         base: "OU=Imported,{sync}"
         filter: (&(objectClass=user)(objectCategory=person))
         attributes: [objectGUID, sAMAccountName, userPrincipalName, givenName, sn, mail, title,
-                     employeeID, userAccountControl]
+                     employeeID, userAccountControl, objectClass]
         object_classes: [user]
       group:
         base: "OU=ImportedGroups,{sync}"
@@ -707,6 +741,9 @@ metaverse:
         join: [ {{ employeeID: employeeId }} ]
         flow:
           dn: '"CN=" .. dn_escape(givenName .. " " .. sn) .. ",OU=Imported,{sync}"'
+          # AD reads back top, person, organizationalPerson, user: none of
+          # them may be taken away
+          objectClass: '{{ "user" }}'
           employeeID: employeeId
           sAMAccountName: lower(employeeId)
           userPrincipalName: 'lower(employeeId) .. "@ids.test"'
