@@ -2711,6 +2711,59 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum 
     return ret;
 }
 
+/* Delta sync: the metaverse objects whose create found their DN held by
+ * another one (dn-conflict) and whose DN is free now (its entry deleted,
+ * in the directory or by an earlier export, or renamed away) are queued for
+ * their outbound and their wait forgotten (a create refused again waits
+ * again). A DN still taken, by an entry joined or not (a disabled
+ * account), keeps them waiting. */
+static enum ids_err dn_waits_due(struct sync_ctx *ctx, struct ids_error *err)
+{
+    struct strvec keys = STRVEC_INIT;
+    int64_t small[64];
+    int64_t *ids = small;
+    size_t max = ARRAY_SIZE(small);
+    size_t n = 0;
+    size_t i;
+    enum ids_err ret = store_ref_waits_prefix(ctx->eng->store, 0, "dn:", &keys, ids, max, &n, err);
+
+    if (ret == IDS_OK && n > max) {
+        max = n;
+        ids = xcalloc(max, sizeof(*ids));
+        strvec_clear(&keys);
+        ret = store_ref_waits_prefix(ctx->eng->store, 0, "dn:", &keys, ids, max, &n, err);
+    }
+    for (i = 0; ret == IDS_OK && i < keys.nr; i++) {
+        const char *k = keys.v[i] + 3;
+        char *end = NULL;
+        int64_t cid = strtoll(k, &end, 10);
+        struct econn *X = end != NULL && *end == ':' ? engine_conn_by_id(ctx->eng, cid) : NULL;
+        bool due = X == NULL; /* a connector no longer configured: forgotten */
+        struct cs_brief b;
+
+        if (X != NULL) {
+            ret = store_cs_brief_by_dn(ctx->eng->store, cid, end + 1, &b, err);
+            due = ret == IDS_ENOTFOUND || (ret == IDS_OK && b.import_state == CS_IMPORT_DELETE);
+            if (ret == IDS_OK && b.mv_id == ids[i]) {
+                ret = store_ref_unwait(ctx->eng->store, 0, keys.v[i], ids[i], err);
+                continue; /* it has the DN now */
+            }
+            ret = ret == IDS_ENOTFOUND ? IDS_OK : ret;
+        }
+        if (ret == IDS_OK && due) {
+            if (X != NULL) {
+                queue_mv(ctx, ids[i]);
+            }
+            ret = store_ref_unwait(ctx->eng->store, 0, keys.v[i], ids[i], err);
+        }
+    }
+    if (ids != small) {
+        free(ids);
+    }
+    strvec_clear(&keys);
+    return ret;
+}
+
 static enum ids_err sync_mv_all(struct sync_ctx *ctx, bool *stopped, enum ids_err *why,
                                 struct ids_error *err)
 {
@@ -2928,6 +2981,16 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
 
             if (ec->is_source || ec->is_target) {
                 ret = sync_selection(&ctx, ec, STORE_SEL_PENDING_IMPORT, &stopped, &why, err);
+            }
+        }
+        if (ret == IDS_OK && !stopped) {
+            ret = batch_begin(&ctx, err);
+            if (ret == IDS_OK) {
+                ret = dn_waits_due(&ctx, err);
+                if (ret == IDS_OK) {
+                    ret = sync_drain(&ctx, err);
+                }
+                ret = batch_end(&ctx, ret, err);
             }
         }
     }

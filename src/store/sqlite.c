@@ -270,6 +270,9 @@ static int64_t stored_flags(const struct cs_object *o)
     X(ST_REF_WAITERS, "SELECT referrer FROM refwait WHERE space = ?1 AND key = ?2 "                \
                       "ORDER BY referrer")                                                         \
     X(ST_REF_CLEAR, "DELETE FROM refwait WHERE space = ?1 AND referrer = ?2")                      \
+    X(ST_REF_PREFIX, "SELECT key, referrer FROM refwait WHERE space = ?1 AND key >= ?2 "           \
+                     "AND key < ?3 ORDER BY key, referrer")                                        \
+    X(ST_REF_UNWAIT, "DELETE FROM refwait WHERE space = ?1 AND key = ?2 AND referrer = ?3")        \
     X(ST_WM_GET, "SELECT value FROM watermark WHERE connector = ?1")                               \
     X(ST_WM_SET, "INSERT INTO watermark(connector, value) VALUES (?1, ?2) "                        \
                  "ON CONFLICT(connector) DO UPDATE SET value = excluded.value")                    \
@@ -3029,6 +3032,59 @@ static enum ids_err sq_ref_clear(struct store *base, int64_t space, int64_t refe
     return run_simple(s, st, "clear reference waits", err);
 }
 
+static enum ids_err sq_ref_waits_prefix(struct store *base, int64_t space, const char *prefix,
+                                        struct strvec *keys, int64_t *ids, size_t max, size_t *n,
+                                        struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_REF_PREFIX, err);
+    size_t len = strlen(prefix);
+    char *end;
+    enum ids_err ret = IDS_OK;
+    int rc;
+
+    *n = 0;
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    if (len == 0 || (unsigned char)prefix[len - 1] == 0xff) {
+        return ids_error_set(err, IDS_EINVAL, "wait prefix \"%s\" cannot bound a range", prefix);
+    }
+    end = xstrdup(prefix); /* the first key after every key with the prefix */
+    end[len - 1]++;
+    sqlite3_bind_int64(st, 1, space);
+    bind_text(st, 2, prefix);
+    bind_text(st, 3, end);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n < max) {
+            strvec_push(keys, (const char *)sqlite3_column_text(st, 0));
+            ids[*n] = sqlite3_column_int64(st, 1);
+        }
+        (*n)++;
+    }
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "read reference waits", err);
+    }
+    sqlite3_reset(st);
+    free(end);
+    return ret;
+}
+
+static enum ids_err sq_ref_unwait(struct store *base, int64_t space, const char *key,
+                                  int64_t referrer, struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_REF_UNWAIT, err);
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    sqlite3_bind_int64(st, 1, space);
+    bind_text(st, 2, key);
+    sqlite3_bind_int64(st, 3, referrer);
+    return run_simple(s, st, "forget a reference wait", err);
+}
+
 /* ---- watermarks and meta -------------------------------------------------- */
 
 /* Run a bound one-column query: the text into *out (replacing it), or
@@ -3845,6 +3901,8 @@ const struct store_ops sqlite_store_ops = {
     .connector_id = sq_connector_id,
     .connector_name = sq_connector_name,
     .connector_next = sq_connector_next,
+    .ref_waits_prefix = sq_ref_waits_prefix,
+    .ref_unwait = sq_ref_unwait,
     .cs_brief = sq_cs_brief,
     .cs_get = sq_cs_get,
     .cs_get_by_anchor = sq_cs_get_by_anchor,

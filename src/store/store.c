@@ -533,3 +533,18 @@ enum ids_err store_connector_next(struct store *s, int64_t after, int64_t *id,
     assert(s != NULL && id != NULL);
     return s->ops->connector_next(s, after, id, err);
 }
+
+enum ids_err store_ref_waits_prefix(struct store *s, int64_t space, const char *prefix,
+                                    struct strvec *keys, int64_t *ids, size_t max, size_t *n,
+                                    struct ids_error *err)
+{
+    assert(s != NULL && prefix != NULL && keys != NULL && n != NULL);
+    return s->ops->ref_waits_prefix(s, space, prefix, keys, ids, max, n, err);
+}
+
+enum ids_err store_ref_unwait(struct store *s, int64_t space, const char *key, int64_t referrer,
+                              struct ids_error *err)
+{
+    assert(s != NULL && key != NULL);
+    return s->ops->ref_unwait(s, space, key, referrer, err);
+}

@@ -35,6 +35,7 @@
 #include "entry.h"
 #include "util/error.h"
 #include "util/strbuf.h"
+#include "util/strvec.h"
 
 struct store;
 
@@ -509,6 +510,11 @@ struct store_ops {
                                    struct ids_error *err);
     enum ids_err (*connector_next)(struct store *s, int64_t after, int64_t *id,
                                    struct ids_error *err);
+    enum ids_err (*ref_waits_prefix)(struct store *s, int64_t space, const char *prefix,
+                                     struct strvec *keys, int64_t *ids, size_t max, size_t *n,
+                                     struct ids_error *err);
+    enum ids_err (*ref_unwait)(struct store *s, int64_t space, const char *key, int64_t referrer,
+                               struct ids_error *err);
 };
 
 struct store {
@@ -546,6 +552,15 @@ enum ids_err store_connector_name(struct store *s, int64_t id, struct strbuf *na
                                   struct ids_error *err);
 enum ids_err store_connector_next(struct store *s, int64_t after, int64_t *id,
                                   struct ids_error *err);
+
+/* Waits of `space` whose key starts with `prefix` (appended), in key order:
+ * up to max keys into `keys` and their referrers into ids; *n is the number
+ * that exist. Forget one wait (appended). */
+enum ids_err store_ref_waits_prefix(struct store *s, int64_t space, const char *prefix,
+                                    struct strvec *keys, int64_t *ids, size_t max, size_t *n,
+                                    struct ids_error *err);
+enum ids_err store_ref_unwait(struct store *s, int64_t space, const char *key, int64_t referrer,
+                              struct ids_error *err);
 
 extern const struct store_ops sqlite_store_ops;
 

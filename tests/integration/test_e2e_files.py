@@ -735,6 +735,21 @@ def test_two_people_with_one_dn_do_not_share_or_block_the_directory(tmp_path):
     assert taken in {m.lower() for m in state["cn=red,ou=groups,dc=example,dc=com"]["member"]}
     env.run("cycle", "--full", expect=1)  # person 4 still conflicts with person 5
 
+    # a newcomer named like person 2 waits; person 2 is renamed, and the
+    # delta cycle after the rename creates the newcomer at the freed DN
+    second = "cn=given2 family2,ou=people,dc=example,dc=com"
+    people.append(person(7, given="Given2", sn="Family2", mail="seven@example.com"))
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=1)
+    assert ldif_replay(env.read("out/changes.ldif"))[second]["mail"] == ["user2@example.com"]
+    next(p for p in people if p["id"] == "E0002")["sn"] = "Other"
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    env.run("cycle", expect=0)
+    state = ldif_replay(env.read("out/changes.ldif"))
+    assert state[second]["mail"] == ["seven@example.com"], state.get(second)
+    assert state["cn=given2 other,ou=people,dc=example,dc=com"]["mail"] == ["user2@example.com"]
+
 
 def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path):
     """John Smith leaves and another John Smith joins in the same cycle: the
