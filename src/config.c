@@ -119,7 +119,10 @@ const struct config_option config_to_options[] = {
     {"disable_attribute", OPT_STRING, NULL, 0, 0, NULL, false,
      "With `deprovision: disable`: the attribute set to disable an object (SCIM: `active`)."},
     {"disable_value", OPT_STRING, NULL, 0, 0, NULL, false,
-     "With `deprovision: disable`: the value that means disabled (SCIM: `false`)."},
+     "With `deprovision: disable`: the value that means disabled (SCIM: `false`). A disabled "
+     "object joined again (a rehire) is enabled, unless a flow sets the attribute: `false` "
+     "becomes `true`, AD's `userAccountControl` bit `2` is cleared (`0`), any other value "
+     "is removed."},
     {"scope", OPT_STRING, NULL, 0, 0, NULL, false,
      "Expression over the metaverse object; only objects for which it is true are written "
      "to this connector. Default: every object."},

@@ -1408,6 +1408,55 @@ static void object_classes_mod(const struct flow_config *t, const struct attr *d
     }
 }
 
+/* A target object that deprovisioning disabled is joined again (a person
+ * rehired, a source restored): unless a flow sets the disable attribute
+ * itself, the change enables it. AD's `userAccountControl` "2" is a bit,
+ * cleared by "0"; "false" becomes "true" (SCIM `active`); any other
+ * disable value is removed. */
+static void enable_again(const struct flow_config *t, const struct cs_object *target,
+                         struct change **ch)
+{
+    const char *attr = t->disable_attr ? t->disable_attr : "active";
+    const char *val = t->disable_value ? t->disable_value : "false";
+    const char *on = NULL;
+    const char *first;
+    const struct attr *cur;
+    struct mod *md;
+    size_t i;
+
+    for (i = 0; i < t->nflows; i++) {
+        if (strcasecmp(t->flows[i].attr, attr) == 0) {
+            return; /* the flows decide */
+        }
+    }
+    if (strcasecmp(attr, "userAccountControl") == 0 && strcmp(val, "2") == 0) {
+        on = "0";
+    } else if (strcmp(val, "false") == 0) {
+        on = "true";
+    } else if (strcmp(val, "FALSE") == 0) {
+        on = "TRUE";
+    }
+    cur = entry_attr(target->entry, attr);
+    first = cur != NULL && cur->nvals > 0 ? cur->vals[0].data : NULL;
+    if (on != NULL && first != NULL &&
+        (strcmp(on, "0") == 0 ? (strtol(first, NULL, 10) & 2) == 0 : strcmp(first, on) == 0)) {
+        return; /* enabled already (by hand) */
+    }
+    if (on == NULL && (cur == NULL || !attr_has_value(cur, val, strlen(val)))) {
+        return;
+    }
+    if (*ch == NULL) {
+        *ch = change_new(CHANGE_MODIFY, target->type, target->anchor, target->dn);
+    }
+    if (on != NULL) {
+        md = change_add_mod(*ch, MOD_REPLACE, attr, 0);
+        attr_add_value(&md->attr, on, strlen(on));
+    } else {
+        md = change_add_mod(*ch, MOD_DELETE, attr, 0);
+        attr_add_value(&md->attr, val, strlen(val));
+    }
+}
+
 static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, const struct cs_object *cs,
                               const struct cs_object *in_step, const struct entry *des,
@@ -1862,6 +1911,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     const struct cs_object *in_step; /* the target as linked before this sync */
     char *dn = NULL;
     struct strvec dns = STRVEC_INIT;
+    bool was_disabled = false; /* joined again after a deprovisioning that disabled it */
     bool ok = true;
     bool in = true;
     bool joined_now = false;
@@ -1947,6 +1997,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
             goto done;
         }
         target->mv_id = m->id;
+        was_disabled = (target->flags & CS_DISABLED) != 0;
         target->flags &= ~CS_DISABLED;
         ctx->r->rec.counters.joined++;
         joined_now = true;
@@ -1973,6 +2024,9 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         ret = make_diff(ctx, X, t, m, target, joined_now ? NULL : in_step, des, dn, &rm, &ch, err);
         if (ret != IDS_OK) {
             goto done;
+        }
+        if (was_disabled) {
+            enable_again(t, target, &ch);
         }
         if (ch != NULL && ch->new_dn != NULL) {
             ret = dn_check(ctx, X, t, m, target, des, ch->new_dn, dns.nr, NULL, &stop, err);

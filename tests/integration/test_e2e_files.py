@@ -330,6 +330,17 @@ def test_deprovision_modes(tmp_path, mode):
         assert rows["E0001"]["status"] == "" and rows["E0001"]["mail"] == "user1@example.com"
     assert len(rows) == (9 if mode == "delete" else 10)
 
+    # rehired: the account is back, enabled (before: a disabled account
+    # was joined again and stayed disabled)
+    people[0]["title"] = "Returner"
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    rows = env.rows("out/users.csv", "id")
+    assert rows["E0001"]["status"] == "" and rows["E0001"]["title"] == "Returner", rows["E0001"]
+    assert len(rows) == 10
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
 
 def test_deletion_threshold_stops_export_until_allowed(tmp_path):
     people = [person(i) for i in range(1, 41)]

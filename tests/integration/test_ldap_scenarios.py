@@ -823,6 +823,15 @@ def test_csv_to_ad(samba_dc, tmp_path):
     # disable bit it was given ("2"): a full import confirms it, no error
     env.run("import", "ad", "--full", expect=0)
 
+    # rehired: joined again by employeeID and enabled, the other bits kept
+    people.append(gone)
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    uac = int(dc.get(dn, ["userAccountControl"])["userAccountControl"][0])
+    assert not uac & 2 and uac == int(a["userAccountControl"][0]) & ~2, uac
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
     # a member of "few" renamed: AD moves its links itself; the groups'
     # own change (old DN out, new DN in) must not fail the export
     people[1]["given"] = "Renamed"
@@ -909,8 +918,9 @@ def test_hr_end_date_sets_ad_account_expiry(samba_dc, tmp_path):
     cfg = cfg.replace("OU=Imported,", "OU=Dated,").replace("OU=ImportedGroups,", "OU=DatedGroups,")
     cfg = cfg.replace("mail: mail, title: title }}", "mail: mail, title: title, endDate: endDate }}")
     cfg = cfg.replace("mail: mail, title: title }", "mail: mail, title: title, endDate: endDate }")
-    cfg = cfg.replace("employeeID, userAccountControl]", "employeeID, userAccountControl, "
-                      "accountExpires]")
+    old = "employeeID, userAccountControl, objectClass]"
+    assert old in cfg
+    cfg = cfg.replace(old, "employeeID, userAccountControl, objectClass, accountExpires]")
     cfg = cfg.replace("          title: title\n", "          title: title\n"
                       "          accountExpires: 'endDate and filetime(parse_time(endDate, "
                       "\"D.M.YYYY\") + 86400) or \"9223372036854775807\"'\n", 1)
