@@ -1054,6 +1054,9 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
             attr_release(&a);
             break;
         }
+        /* an empty string is no value (`title or ""`): a directory refuses
+         * it ("invalid per syntax"), and a CSV cell cannot tell them apart */
+        attr_remove_value(&a, "", 0);
         if (strcasecmp(it->attr, "dn") == 0) {
             if (a.nvals > 0) {
                 free(*dn);

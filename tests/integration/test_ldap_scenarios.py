@@ -699,6 +699,30 @@ def test_object_classes_flow_without_churn(slapd_factory, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_empty_string_from_a_flow_is_no_value(slapd_factory, tmp_path):
+    """`title or ""`, the Lua way to say "nothing": an empty string is no
+    value. Before, slapd refused the create ("description: value #0 invalid
+    per syntax") at every export, and the group of everyone waited for that
+    person and was never created."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    people[1]["title"] = ""
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    flow = "          employeeNumber: employeeId\n          description: 'title or \"\"'\n"
+    cfg = cfg.replace("          employeeNumber: employeeId\n", flow, 1)
+    assert flow in cfg
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+    got = people_of(dst, PEOPLE)
+    assert sorted(got) == ["e00000", "e00001", "e00002"]
+    assert "description" not in got["e00001"] and got["e00002"]["description"] == ["Engineer"]
+    assert len(dst.get("cn=all," + GROUPS, ["member"])["member"]) == 3
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 CSV_TO_AD = """store: sqlite:idsync.db
 connectors:
 {source}
