@@ -77,6 +77,10 @@ struct export_ctx {
     struct i64vec after_deletes;
     bool deletes_sent;
     long deletes; /* pending deletes when the export started */
+    /* the last pass over what waits for references: a reference to an
+     * object whose create failed is left for later (the change's `rest`)
+     * instead of holding the whole change back */
+    bool partial;
 };
 
 static void xres_release(struct xres *r)
@@ -280,6 +284,25 @@ static void cancel_add_delete(struct change *ch)
  * target's identifiers. *unresolved: some referenced object has no anchor
  * yet (the change must wait). With `rest`, the values that do not resolve
  * are added to it (MOD_ADD, as they were: connector-space ids) instead. */
+/* Is `value` (a CS id) an object whose create was tried and failed (it
+ * stays so until its own problem is fixed)? */
+static bool create_failed(struct export_ctx *ctx, const char *value)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct cs_object *o = NULL;
+    char *end = NULL;
+    long long id = strtoll(value, &end, 10);
+    bool failed;
+
+    if (end == value || *end != '\0' || id <= 0 ||
+        store_cs_get(ctx->eng->store, id, &o, &err) != IDS_OK) {
+        return false;
+    }
+    failed = o->anchor == NULL && o->export_state == CS_EXPORT_FAILED && o->export_attempts > 0;
+    cs_object_free(o);
+    return failed;
+}
+
 static enum ids_err resolve_change(struct export_ctx *ctx, const struct cs_object *cs,
                                    struct change **out, bool *unresolved, struct strbuf *why,
                                    struct change *rest, struct ids_error *err)
@@ -319,6 +342,14 @@ static enum ids_err resolve_change(struct export_ctx *ctx, const struct cs_objec
             ret = ref_target(ctx, md->attr.vals[k].data, &v, &gone, err);
             if (ret != IDS_OK || gone) {
                 continue; /* a referenced object that went away: nothing to send */
+            }
+            if (v == NULL && ctx->partial && rest != NULL &&
+                create_failed(ctx, md->attr.vals[k].data)) {
+                if (later == NULL) {
+                    later = change_add_mod(rest, MOD_ADD, md->attr.name, md->attr.flags);
+                }
+                attr_add_value(&later->attr, md->attr.vals[k].data, md->attr.vals[k].len);
+                continue;
             }
             if (v == NULL) {
                 *unresolved = true;
@@ -1122,7 +1153,7 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
             return ret;
         }
     }
-    if (cycle != NULL && cs->pending_export->op == CHANGE_ADD) {
+    if ((cycle != NULL && cs->pending_export->op == CHANGE_ADD) || ctx->partial) {
         rest = change_new(CHANGE_MODIFY, cs->type, cs->anchor, cs->dn);
     }
     ret = resolve_change(ctx, cs, &sent, &unresolved, why, rest, err);
@@ -1139,6 +1170,22 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
                  "connector=%s dn=\"%s\": created without its references to objects that wait "
                  "for it (a cycle); the next export adds them",
                  ctx->X->cfg->name, cs->dn ? cs->dn : "");
+        return IDS_OK;
+    }
+    if (!unresolved && ctx->partial && rest != NULL && rest->nmods > 0) {
+        if (sent->nmods == 0 && sent->new_dn == NULL && sent->op == CHANGE_MODIFY) {
+            /* nothing but those references: it waits, pending, for them */
+            change_free(rest);
+            change_free(sent);
+            cs_object_free(cs);
+            return IDS_OK;
+        }
+        log_info("export-partial",
+                 "connector=%s dn=\"%s\": sent without its references to objects whose create "
+                 "failed; they follow once those exist",
+                 ctx->X->cfg->name, cs->dn ? cs->dn : "");
+        add_item(ctx, cs, sent);
+        ctx->batch.v[ctx->batch.nr - 1].rest = rest;
         return IDS_OK;
     }
     change_free(rest);
@@ -1395,6 +1442,25 @@ static enum ids_err export_deferred(struct export_ctx *ctx, struct i64vec *defer
             continue;
         }
         broke = false;
+        deferred->nr = 0;
+        for (i = 0; i < again.nr; i++) {
+            i64vec_push(deferred, again.v[i]);
+        }
+    }
+    if (ret == IDS_OK && report && !*stopped && deferred->nr > 0 && ctx->in_session) {
+        /* the last pass: references to objects whose create failed do not
+         * hold the rest of a change (a group of everyone) back */
+        again.nr = 0;
+        ctx->partial = true;
+        ret = prepare_and_send(ctx, deferred->v, deferred->nr, false, &again, NULL, stopped, why,
+                               err);
+        if (ret == IDS_OK) {
+            ret = send_batch(ctx, true, err);
+        }
+        ctx->partial = false;
+        if (must_stop(ctx, why)) {
+            *stopped = true;
+        }
         deferred->nr = 0;
         for (i = 0; i < again.nr; i++) {
             i64vec_push(deferred, again.v[i]);

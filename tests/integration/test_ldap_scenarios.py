@@ -723,6 +723,37 @@ def test_empty_string_from_a_flow_is_no_value(slapd_factory, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_member_that_cannot_be_created_does_not_hold_its_group_back(slapd_factory, tmp_path):
+    """One person's create fails (a mail with an umlaut: slapd's mail is
+    IA5String): the group of everyone is created with the others (before:
+    it waited for that one member at every export and never existed), and
+    gets the member once the create succeeds."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(4)
+    people[2]["mail"] = "j\u00fcrgen@example.org"
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=1)
+    errs = env.json("errors")["errors"]
+    assert [e["code"] for e in errs] == ["export-failed"], errs
+    assert "uid=e00002" in errs[0]["dn"] and "mail" in errs[0]["message"], errs
+    members = {m.lower() for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
+    assert members == {("uid=e0000%d,%s" % (i, PEOPLE)).lower() for i in (0, 1, 3)}, members
+    env.run("cycle", expect=1)  # the create is tried again; the group waits quietly
+    assert [e["code"] for e in env.json("errors")["errors"]] == ["export-failed"]
+
+    people[2]["mail"] = "juergen@example.org"
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    env.run("cycle", expect=0)
+    members = {m.lower() for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
+    assert len(members) == 4 and ("uid=e00002," + PEOPLE).lower() in members, members
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 CSV_TO_AD = """store: sqlite:idsync.db
 connectors:
 {source}
