@@ -284,6 +284,23 @@ static void cancel_add_delete(struct change *ch)
  * target's identifiers. *unresolved: some referenced object has no anchor
  * yet (the change must wait). With `rest`, the values that do not resolve
  * are added to it (MOD_ADD, as they were: connector-space ids) instead. */
+/* Would create `sent` lack an attribute because all its values are in
+ * `rest` (a groupOfNames whose every member failed: OpenLDAP refuses a group
+ * without members)? */
+static bool loses_an_attribute(const struct change *sent, const struct change *rest)
+{
+    size_t i;
+
+    for (i = 0; i < rest->nmods; i++) {
+        const struct attr *have = change_mod_values(sent, MOD_ADD, rest->mods[i].attr.name);
+
+        if (have == NULL || have->nvals == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Is `value` (a CS id) an object whose create was tried and failed (it
  * stays so until its own problem is fixed)? */
 static bool create_failed(struct export_ctx *ctx, const char *value)
@@ -1173,7 +1190,8 @@ static enum ids_err prepare(struct export_ctx *ctx, int64_t id, bool deletes, bo
         return IDS_OK;
     }
     if (!unresolved && ctx->partial && rest != NULL && rest->nmods > 0) {
-        if (sent->nmods == 0 && sent->new_dn == NULL && sent->op == CHANGE_MODIFY) {
+        if ((sent->nmods == 0 && sent->new_dn == NULL && sent->op == CHANGE_MODIFY) ||
+            (sent->op == CHANGE_ADD && loses_an_attribute(sent, rest))) {
             /* nothing but those references: it waits, pending, for them */
             change_free(rest);
             change_free(sent);

@@ -1003,6 +1003,37 @@ void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strb
     strbuf_release(&dn);
 }
 
+/* A value given twice by a flow (`{ mail, lower(mail) }`) is sent once: a
+ * directory refuses the whole entry otherwise ("value provided more than
+ * once"), and compares most attributes ignoring case (nocase: for a
+ * directory, "SMTP:a@x" after "smtp:a@x" is the same value too; the first
+ * is kept). */
+static void drop_repeated_values(struct attr *a, bool nocase)
+{
+    size_t i;
+    size_t k;
+    size_t n = 0;
+
+    if (a->nvals < 2 || a->nvals > 1024) {
+        return;
+    }
+    for (i = 0; i < a->nvals; i++) {
+        bool seen = false;
+
+        for (k = 0; k < n && !seen; k++) {
+            seen = a->vals[k].len == a->vals[i].len &&
+                   (nocase ? strncasecmp(a->vals[k].data, a->vals[i].data, a->vals[i].len) == 0
+                           : memcmp(a->vals[k].data, a->vals[i].data, a->vals[i].len) == 0);
+        }
+        if (seen) {
+            free(a->vals[i].data);
+        } else {
+            a->vals[n++] = a->vals[i];
+        }
+    }
+    a->nvals = n;
+}
+
 /* The attributes (and DN) the flows of t want for MV object m in X.
  * Reference attributes that flow_delta gives a delta for in in_step (the
  * target joined before this sync, or NULL) are left out: make_diff turns
@@ -1057,6 +1088,9 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
         /* an empty string is no value (`title or ""`): a directory refuses
          * it ("invalid per syntax"), and a CSV cell cannot tell them apart */
         attr_remove_value(&a, "", 0);
+        if (!ref) {
+            drop_repeated_values(&a, (econn_caps(X) & CONN_CAP_REF_BY_DN) != 0);
+        }
         if (strcasecmp(it->attr, "dn") == 0) {
             if (a.nvals > 0) {
                 free(*dn);

@@ -735,12 +735,16 @@ def test_member_that_cannot_be_created_does_not_hold_its_group_back(slapd_factor
     cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
 """ % PEOPLE)
     env.write("idsync.yaml", cfg)
+    # a group whose only member is that person cannot exist in slapd (a
+    # groupOfNames needs a member): it waits, quietly
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people], "solo": ["E00002"]}))
     env.run("cycle", "--full", expect=1)
     errs = env.json("errors")["errors"]
     assert [e["code"] for e in errs] == ["export-failed"], errs
     assert "uid=e00002" in errs[0]["dn"] and "mail" in errs[0]["message"], errs
     members = {m.lower() for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
     assert members == {("uid=e0000%d,%s" % (i, PEOPLE)).lower() for i in (0, 1, 3)}, members
+    assert dst.get("cn=solo," + GROUPS) is None
     env.run("cycle", expect=1)  # the create is tried again; the group waits quietly
     assert [e["code"] for e in env.json("errors")["errors"]] == ["export-failed"]
 
@@ -750,6 +754,27 @@ def test_member_that_cannot_be_created_does_not_hold_its_group_back(slapd_factor
     env.run("cycle", expect=0)
     members = {m.lower() for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
     assert len(members) == 4 and ("uid=e00002," + PEOPLE).lower() in members, members
+    assert dst.get("cn=solo," + GROUPS, ["member"])["member"] == ["uid=e00002," + PEOPLE]
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
+def test_value_given_twice_by_a_flow_is_sent_once(slapd_factory, tmp_path):
+    """`{ title, title, upper(title) }`: slapd compares title ignoring case
+    and refuses an entry that names a value twice ("value #0 provided more
+    than once", every person's create failed at every export); the first of
+    the repeated values is sent."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    old = "          title: title\n"
+    assert old in cfg
+    env.write("idsync.yaml", cfg.replace(old, "          title: '{ title, title, upper(title) }'\n", 1))
+    env.run("cycle", "--full", expect=0)
+    got = people_of(dst, PEOPLE)
+    assert sorted(got) == ["e00000", "e00001", "e00002"] and got["e00001"]["title"] == ["Engineer"]
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
 
