@@ -1008,6 +1008,25 @@ void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strb
  * once"), and compares most attributes ignoring case (nocase: for a
  * directory, "SMTP:a@x" after "smtp:a@x" is the same value too; the first
  * is kept). */
+/* len bytes equal but for ASCII case (binary values: NULs compared too) */
+static bool same_ignoring_case(const char *a, const char *b, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        unsigned char x = (unsigned char)a[i];
+        unsigned char y = (unsigned char)b[i];
+
+        if (x != y && (x | 0x20) != (y | 0x20)) {
+            return false;
+        }
+        if (x != y && ((x | 0x20) < 'a' || (x | 0x20) > 'z')) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void drop_repeated_values(struct attr *a, bool nocase)
 {
     size_t i;
@@ -1022,7 +1041,7 @@ static void drop_repeated_values(struct attr *a, bool nocase)
 
         for (k = 0; k < n && !seen; k++) {
             seen = a->vals[k].len == a->vals[i].len &&
-                   (nocase ? strncasecmp(a->vals[k].data, a->vals[i].data, a->vals[i].len) == 0
+                   (nocase ? same_ignoring_case(a->vals[k].data, a->vals[i].data, a->vals[i].len)
                            : memcmp(a->vals[k].data, a->vals[i].data, a->vals[i].len) == 0);
         }
         if (seen) {
