@@ -1093,11 +1093,6 @@ static enum ids_err dn_taken(struct export_ctx *ctx, struct cs_object *cs, bool 
     if (ch->op == CHANGE_DELETE || dn == NULL || ctx->deletes_sent) {
         return IDS_OK;
     }
-    if (ctx->deletes == 0 && cs->export_state == CS_EXPORT_PENDING && cs->export_attempts == 0) {
-        /* the sync checked this DN when it staged the change, and no delete
-         * of this export can free a DN for it: no look-up per create */
-        return IDS_OK;
-    }
     ret = engine_dn_holder(ctx->eng, ctx->X, dn, cs->id, cs->mv_id, &h, &deleting, err);
     if (ret == IDS_OK && h == NULL && deleting) {
         /* the entry there now is deleted by this export's last pass (a

@@ -339,7 +339,8 @@ enum ids_err engine_dn_holder(struct engine *eng, const struct econn *X, const c
     if (dn == NULL || !(econn_caps(X) & CONN_CAP_REF_BY_DN)) {
         return IDS_OK;
     }
-    ret = store_cs_brief_by_dn(eng->store, X->id, dn, &b, err);
+    ret = self_cs != 0 ? store_cs_brief_by_dn_other(eng->store, X->id, dn, self_cs, &b, err)
+                       : store_cs_brief_by_dn(eng->store, X->id, dn, &b, err);
     if (ret == IDS_ENOTFOUND) {
         return IDS_OK;
     }
@@ -361,7 +362,9 @@ enum ids_err engine_dn_holder(struct engine *eng, const struct econn *X, const c
         if (deleting != NULL) {
             *deleting = true; /* free once its delete is sent */
         }
-    } else if (o->mv_id != 0 && o->mv_id != self_mv) {
+    } else if (o->mv_id != 0 && o->mv_id != self_mv &&
+               !(o->anchor == NULL && self_cs != 0 && o->id > self_cs)) {
+        /* (two creates of one DN, staged by an older idsync: the first keeps it) */
         *holder = o;
         return IDS_OK;
     }

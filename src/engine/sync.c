@@ -1716,7 +1716,8 @@ static enum ids_err dn_classify(struct sync_ctx *ctx, struct econn *X, const str
         *use = DN_UNREADABLE;
         return IDS_OK;
     }
-    ret = store_cs_brief_by_dn(ctx->eng->store, X->id, dn, &b, err);
+    ret = self != NULL ? store_cs_brief_by_dn_other(ctx->eng->store, X->id, dn, self->id, &b, err)
+                       : store_cs_brief_by_dn(ctx->eng->store, X->id, dn, &b, err);
     if (ret == IDS_ENOTFOUND) {
         return IDS_OK; /* the usual answer: one look-up */
     }
@@ -1733,8 +1734,8 @@ static enum ids_err dn_classify(struct sync_ctx *ctx, struct econn *X, const str
     }
     if (o->pending_export != NULL && o->pending_export->op == CHANGE_DELETE) {
         /* free once its delete is sent: the export sends it before */
-    } else if (o->mv_id != 0) {
-        *use = DN_HELD;
+    } else if (o->mv_id != 0 && !(self != NULL && o->anchor == NULL && o->id > self->id)) {
+        *use = DN_HELD; /* (of two creates of one DN, the first keeps it) */
     } else if (o->anchor == NULL || o->export_state == CS_EXPORT_INFLIGHT) {
         /* not in the system (yet) */
     } else if (self != NULL && self->anchor != NULL) {
@@ -2069,6 +2070,16 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
     if (target->anchor == NULL) {
         /* provisioned, not created yet (its create failed, or waits) */
         ret = dn_check(ctx, X, t, m, target, des, dn, dns.nr, NULL, &stop, err);
+        if (ret == IDS_OK && stop && target->pending_export != NULL &&
+            target->export_attempts == 0) {
+            /* a create staged before the DN was taken (a store synced by an
+             * older idsync): the export checks it again instead of sending */
+            target->export_state = CS_EXPORT_FAILED;
+            target->export_attempts = 1;
+            free(target->export_error);
+            target->export_error = xstrdup("dn-conflict: the DN is another object's");
+            ret = store_cs_put_export(ctx->eng->store, target, err);
+        }
         if (ret != IDS_OK || stop) {
             if (stop) {
                 pv_target(ctx, X, t, "error", target);

@@ -208,6 +208,8 @@ static int64_t stored_flags(const struct cs_object *o)
     X(ST_CS_BY_DN, "SELECT " CS_COLS " FROM cs WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")  \
     X(ST_CS_BRIEF_BY_DN, "SELECT id, hash, mv_id, flags, import_state, dn FROM cs "                \
                          "WHERE connector = ?1 AND dn_key = ?2 ORDER BY id")                       \
+    X(ST_CS_BRIEF_BY_DN_OTHER, "SELECT id, hash, mv_id, flags, import_state, dn FROM cs "          \
+                               "WHERE connector = ?1 AND dn_key = ?2 AND id <> ?3 ORDER BY id")    \
     /* the lowest id of the (normally one) CS object: min() over the index,                        \
      * where "ORDER BY id LIMIT 1" sorted in a temporary b-tree per call */                        \
     X(ST_CS_BY_MV, "SELECT " CS_COLS " FROM cs WHERE id = (SELECT min(id) FROM cs INDEXED BY "     \
@@ -1682,11 +1684,10 @@ done:
 
 /* sq_cs_get_by_dn's object, its brief only: the row is read up to its DN
  * (the small columns come first), no attribute is decoded. */
-static enum ids_err sq_cs_brief_by_dn(struct store *base, int64_t connector, const char *dn,
-                                      struct cs_brief *out, struct ids_error *err)
+static enum ids_err brief_by_dn(struct sqlite_store *s, int64_t connector, const char *dn,
+                                int64_t not_id, struct cs_brief *out, struct ids_error *err)
 {
-    struct sqlite_store *s = sq(base);
-    sqlite3_stmt *st = stmt(s, ST_CS_BRIEF_BY_DN, err);
+    sqlite3_stmt *st = stmt(s, not_id != 0 ? ST_CS_BRIEF_BY_DN_OTHER : ST_CS_BRIEF_BY_DN, err);
     int rc;
     enum ids_err ret;
 
@@ -1695,6 +1696,9 @@ static enum ids_err sq_cs_brief_by_dn(struct store *base, int64_t connector, con
     }
     sqlite3_bind_int64(st, 1, connector);
     sqlite3_bind_int64(st, 2, dn_key(s, dn)); /* leaves the normalised DN in s->norm */
+    if (not_id != 0) {
+        sqlite3_bind_int64(st, 3, not_id);
+    }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (column_is_dn(s, st, 5)) {
             row_to_brief(st, out);
@@ -1709,6 +1713,19 @@ static enum ids_err sq_cs_brief_by_dn(struct store *base, int64_t connector, con
     }
     sqlite3_reset(st);
     return ret;
+}
+
+static enum ids_err sq_cs_brief_by_dn(struct store *base, int64_t connector, const char *dn,
+                                      struct cs_brief *out, struct ids_error *err)
+{
+    return brief_by_dn(sq(base), connector, dn, 0, out, err);
+}
+
+static enum ids_err sq_cs_brief_by_dn_other(struct store *base, int64_t connector, const char *dn,
+                                            int64_t not_id, struct cs_brief *out,
+                                            struct ids_error *err)
+{
+    return brief_by_dn(sq(base), connector, dn, not_id, out, err);
 }
 
 static enum ids_err sq_cs_get_by_mv(struct store *base, int64_t connector, int64_t mv_id,
@@ -3903,6 +3920,7 @@ const struct store_ops sqlite_store_ops = {
     .connector_next = sq_connector_next,
     .ref_waits_prefix = sq_ref_waits_prefix,
     .ref_unwait = sq_ref_unwait,
+    .cs_brief_by_dn_other = sq_cs_brief_by_dn_other,
     .cs_brief = sq_cs_brief,
     .cs_get = sq_cs_get,
     .cs_get_by_anchor = sq_cs_get_by_anchor,

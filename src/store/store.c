@@ -548,3 +548,10 @@ enum ids_err store_ref_unwait(struct store *s, int64_t space, const char *key, i
     assert(s != NULL && key != NULL);
     return s->ops->ref_unwait(s, space, key, referrer, err);
 }
+
+enum ids_err store_cs_brief_by_dn_other(struct store *s, int64_t connector, const char *dn,
+                                        int64_t not_id, struct cs_brief *out, struct ids_error *err)
+{
+    assert(s != NULL && dn != NULL && out != NULL);
+    return s->ops->cs_brief_by_dn_other(s, connector, dn, not_id, out, err);
+}

@@ -515,6 +515,9 @@ struct store_ops {
                                      struct ids_error *err);
     enum ids_err (*ref_unwait)(struct store *s, int64_t space, const char *key, int64_t referrer,
                                struct ids_error *err);
+    enum ids_err (*cs_brief_by_dn_other)(struct store *s, int64_t connector, const char *dn,
+                                         int64_t not_id, struct cs_brief *out,
+                                         struct ids_error *err);
 };
 
 struct store {
@@ -561,6 +564,13 @@ enum ids_err store_ref_waits_prefix(struct store *s, int64_t space, const char *
                                     struct ids_error *err);
 enum ids_err store_ref_unwait(struct store *s, int64_t space, const char *key, int64_t referrer,
                               struct ids_error *err);
+
+/* store_cs_brief_by_dn of an object other than `not_id` (appended): is a DN
+ * that object `not_id` has, or is about to take, someone else's too? When
+ * only not_id has it, answered without reading its row. IDS_ENOTFOUND. */
+enum ids_err store_cs_brief_by_dn_other(struct store *s, int64_t connector, const char *dn,
+                                        int64_t not_id, struct cs_brief *out,
+                                        struct ids_error *err);
 
 extern const struct store_ops sqlite_store_ops;
 
