@@ -1005,28 +1005,10 @@ void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strb
 
 /* A value given twice by a flow (`{ mail, lower(mail) }`) is sent once: a
  * directory refuses the whole entry otherwise ("value provided more than
- * once"), and compares most attributes ignoring case (nocase: for a
+ * once"), and compares most attributes ignoring case and extra spaces
+ * (nocase: value_matches, as the confirming import compares; for a
  * directory, "SMTP:a@x" after "smtp:a@x" is the same value too; the first
  * is kept). */
-/* len bytes equal but for ASCII case (binary values: NULs compared too) */
-static bool same_ignoring_case(const char *a, const char *b, size_t len)
-{
-    size_t i;
-
-    for (i = 0; i < len; i++) {
-        unsigned char x = (unsigned char)a[i];
-        unsigned char y = (unsigned char)b[i];
-
-        if (x != y && (x | 0x20) != (y | 0x20)) {
-            return false;
-        }
-        if (x != y && ((x | 0x20) < 'a' || (x | 0x20) > 'z')) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static void drop_repeated_values(struct attr *a, bool nocase)
 {
     size_t i;
@@ -1040,9 +1022,9 @@ static void drop_repeated_values(struct attr *a, bool nocase)
         bool seen = false;
 
         for (k = 0; k < n && !seen; k++) {
-            seen = a->vals[k].len == a->vals[i].len &&
-                   (nocase ? same_ignoring_case(a->vals[k].data, a->vals[i].data, a->vals[i].len)
-                           : memcmp(a->vals[k].data, a->vals[i].data, a->vals[i].len) == 0);
+            seen = nocase ? value_matches(&a->vals[k], &a->vals[i], a->flags)
+                          : a->vals[k].len == a->vals[i].len &&
+                                memcmp(a->vals[k].data, a->vals[i].data, a->vals[i].len) == 0;
         }
         if (seen) {
             free(a->vals[i].data);
@@ -1636,14 +1618,11 @@ static void pv_target(struct sync_ctx *ctx, const struct econn *X, const struct 
 static bool holds_values(const struct flow_config *t, const struct entry *des,
                          const struct entry *have, struct strbuf *why)
 {
-    struct strbuf a = STRBUF_INIT;
-    struct strbuf b = STRBUF_INIT;
-    bool same = true;
     size_t i;
     size_t k;
     size_t j;
 
-    for (i = 0; i < des->nattrs && same; i++) {
+    for (i = 0; i < des->nattrs; i++) {
         const struct attr *d = &des->attrs[i];
         const struct attr *h;
 
@@ -1656,31 +1635,24 @@ static bool holds_values(const struct flow_config *t, const struct entry *des,
         h = entry_attr(have, d->name);
         if (h == NULL || h->nvals == 0) {
             strbuf_addf(why, "it has no %s", d->name);
-            same = false;
-            break;
+            return false;
         }
-        for (k = 0; k < d->nvals && same; k++) {
+        for (k = 0; k < d->nvals; k++) {
             bool found = false;
 
-            strbuf_reset(&a);
-            value_normalize(&a, d->vals[k].data, d->vals[k].len);
             for (j = 0; j < h->nvals && !found; j++) {
-                strbuf_reset(&b);
-                value_normalize(&b, h->vals[j].data, h->vals[j].len);
-                found = a.len == b.len && memcmp(a.buf, b.buf, a.len) == 0;
+                found = value_matches(&h->vals[j], &d->vals[k], d->flags);
             }
             if (!found) {
-                strbuf_addf(why, "its %s is %.*s%s, not %.*s", d->name,
-                            (int)(h->vals[0].len > 64 ? 64 : h->vals[0].len), h->vals[0].data,
-                            h->nvals > 1 ? " ..." : "",
-                            (int)(d->vals[k].len > 64 ? 64 : d->vals[k].len), d->vals[k].data);
-                same = false;
+                strbuf_addf(why, "its %s is ", d->name);
+                value_describe(why, h->vals[0].data, h->vals[0].len);
+                strbuf_addstr(why, h->nvals > 1 ? " ..., not " : ", not ");
+                value_describe(why, d->vals[k].data, d->vals[k].len);
+                return false;
             }
         }
     }
-    strbuf_release(&a);
-    strbuf_release(&b);
-    return same;
+    return true;
 }
 
 /* What is at a DN of directory X (a connector whose references are DNs:
@@ -3097,6 +3069,9 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
             ret = store_meta_set(eng->store, META_FULL_PENDING, "0", err);
         }
     } else {
+        size_t nwaits = 0;
+        struct strvec none = STRVEC_INIT;
+
         for (i = 0; ret == IDS_OK && !stopped && i < eng->nconns; i++) {
             struct econn *ec = &eng->conns[i];
 
@@ -3105,6 +3080,10 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
             }
         }
         if (ret == IDS_OK && !stopped) {
+            /* a read first: most syncs have no such wait, and need no batch */
+            ret = store_ref_waits_prefix(eng->store, 0, "dn:", &none, NULL, 0, &nwaits, err);
+        }
+        if (ret == IDS_OK && !stopped && nwaits > 0) {
             ret = batch_begin(&ctx, err);
             if (ret == IDS_OK) {
                 ret = dn_waits_due(&ctx, err);
