@@ -132,6 +132,13 @@ const struct config_option config_to_options[] = {
     {"flow", OPT_MAP, NULL, 0, 0, NULL, false,
      "Attribute flows `TARGET_ATTRIBUTE: EXPRESSION`, the expression read from the metaverse "
      "object. `dn` sets the DN of a new object (a new value renames or moves it)."},
+    {"initial_flow", OPT_MAP, NULL, 0, 0, NULL, false,
+     "Attribute flows sent with the create only, never compared or sent again (MIIS's "
+     "\"initial flow only\"): an initial password (`unicodePwd: random_password(20)`), "
+     "`pwdLastSet: '\"0\"'` (change at next logon), `userAccountControl: '\"512\"'` (created "
+     "enabled). The attributes need not be in the object type's `attributes` (AD never returns "
+     "`unicodePwd`); one may not also be in `flow`, nor be a reference or `dn`. Their values are "
+     "not kept in the store once sent, and passwords are masked in every output."},
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 
@@ -1223,6 +1230,10 @@ static void flow_config_release(struct flow_config *fc)
         rule_item_release(&fc->flows[i]);
     }
     free(fc->flows);
+    for (i = 0; i < fc->ninitial; i++) {
+        rule_item_release(&fc->initial[i]);
+    }
+    free(fc->initial);
     free(fc->anchor_carrier);
     free(fc->disable_attr);
     free(fc->disable_value);
@@ -1590,6 +1601,7 @@ struct rule_ctx {
 struct item_nodes {
     yaml_node_t *join;
     yaml_node_t *flow;
+    yaml_node_t *initial;
 };
 
 static enum ids_err capture_map(struct loader *ld, const struct config_option *opt, yaml_node_t *k,
@@ -1601,6 +1613,8 @@ static enum ids_err capture_map(struct loader *ld, const struct config_option *o
     (void)k;
     if (strcmp(opt->key, "join") == 0) {
         nodes->join = val;
+    } else if (strcmp(opt->key, "initial_flow") == 0) {
+        nodes->initial = val;
     } else {
         nodes->flow = val;
     }
@@ -1716,13 +1730,43 @@ static bool is_target_attr(const struct object_type_config *ot, const char *attr
 
 static const char *const target_extra[] = {"dn", "objectClass", NULL};
 
+/* Does the expression text call random_password? (a new value at each
+ * evaluation: only an initial flow, evaluated once per create, may) */
+static bool calls_random(const char *src)
+{
+    const char *p = src;
+    const size_t n = strlen("random_password");
+
+    while (src != NULL && (p = strstr(p, "random_password")) != NULL) {
+        if ((p == src || !(isalnum((unsigned char)p[-1]) || p[-1] == '_')) &&
+            !(isalnum((unsigned char)p[n]) || p[n] == '_')) {
+            return true;
+        }
+        p += n;
+    }
+    return false;
+}
+
+static enum ids_err refuse_random(struct loader *ld, yaml_node_t *node, const char *path,
+                                  const struct rule_item *ri)
+{
+    if (!calls_random(ri->source)) {
+        return IDS_OK;
+    }
+    return fail(ld, node,
+                "%s: random_password() gives another value at every sync, so this would change "
+                "the value at every cycle (expected it under initial_flow of a `to` element, "
+                "which is sent with the create only)",
+                path);
+}
+
 /* One element of from: or to:. */
 static enum ids_err parse_flow_item(struct loader *ld, struct rule_ctx *rc, yaml_node_t *item,
                                     bool inbound, int index, struct flow_config *fc)
 {
     enum ids_err ret = IDS_OK;
     struct config_values vals = {0, NULL};
-    struct item_nodes nodes = {NULL, NULL};
+    struct item_nodes nodes = {NULL, NULL, NULL};
     const struct config_option *tables[1] = {inbound ? config_from_options : config_to_options};
     struct config_values *outs[1] = {&vals};
     struct strbuf path = STRBUF_INIT;
@@ -1839,6 +1883,11 @@ static enum ids_err parse_flow_item(struct loader *ld, struct rule_ctx *rc, yaml
 
                 ret = parse_rule_item(ld, jk, jv, ipath.buf, ri);
                 jr->nitems++;
+                if (ret == IDS_OK) {
+                    strbuf_reset(&sb);
+                    strbuf_addf(&sb, "%s.%s", ipath.buf, ri->attr);
+                    ret = refuse_random(ld, jv, sb.buf, ri);
+                }
                 if (ret != IDS_OK) {
                     goto done;
                 }
@@ -1894,6 +1943,11 @@ static enum ids_err parse_flow_item(struct loader *ld, struct rule_ctx *rc, yaml
 
             ret = parse_rule_item(ld, fk, fv, ipath.buf, ri);
             fc->nflows++;
+            if (ret == IDS_OK) {
+                strbuf_reset(&sb);
+                strbuf_addf(&sb, "%s.%s", ipath.buf, ri->attr);
+                ret = refuse_random(ld, fv, sb.buf, ri);
+            }
             if (ret != IDS_OK) {
                 goto done;
             }
@@ -1914,6 +1968,74 @@ static enum ids_err parse_flow_item(struct loader *ld, struct rule_ctx *rc, yaml
                 if (ret != IDS_OK) {
                     goto done;
                 }
+            }
+        }
+    }
+
+    /* initial_flow: KEY -> expression, sent with the create only */
+    if (nodes.initial != NULL && !is_null(nodes.initial)) {
+        if (!is_map(nodes.initial)) {
+            ret = fail(ld, nodes.initial,
+                       "%s.initial_flow: expected a mapping ATTRIBUTE: EXPRESSION, got %s",
+                       path.buf, node_kind(nodes.initial));
+            goto done;
+        }
+        strbuf_reset(&ipath);
+        strbuf_addf(&ipath, "%s.initial_flow", path.buf);
+        ret = check_duplicates(ld, ipath.buf, nodes.initial);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+        fc->initial = xcalloc(map_size(nodes.initial), sizeof(*fc->initial));
+        for (p = nodes.initial->data.mapping.pairs.start; p < nodes.initial->data.mapping.pairs.top;
+             p++) {
+            struct rule_item *ri = &fc->initial[fc->ninitial];
+            yaml_node_t *fk = node_at(ld, p->key);
+            yaml_node_t *fv = node_at(ld, p->value);
+
+            ret = parse_rule_item(ld, fk, fv, ipath.buf, ri);
+            fc->ninitial++;
+            if (ret != IDS_OK) {
+                goto done;
+            }
+            if (strcasecmp(ri->attr, "dn") == 0 || strcasecmp(ri->attr, "objectClass") == 0) {
+                ret = fail(ld, fk,
+                           "%s: `%s` cannot be an initial flow (expected it under flow: the "
+                           "create takes it from there)",
+                           ipath.buf, ri->attr);
+                goto done;
+            }
+            for (i = 0; i < fc->nflows; i++) {
+                if (strcasecmp(fc->flows[i].attr, ri->attr) == 0) {
+                    ret = fail(ld, fk,
+                               "%s: `%s` is also in %s.flow (expected each attribute either "
+                               "in flow, sent whenever it changes, or in initial_flow, sent "
+                               "with the create only)",
+                               ipath.buf, ri->attr, path.buf);
+                    goto done;
+                }
+            }
+            if (object_type_ref(fc->otype, ri->attr) != NULL) {
+                ret = fail(ld, fk,
+                           "%s: `%s` is a reference attribute of connectors.%s.objects.%s "
+                           "(expected it under flow)",
+                           ipath.buf, ri->attr, fc->connector, fc->object);
+                goto done;
+            }
+            if (strcmp(fc->conn->type, "csv") == 0 && !is_target_attr(fc->otype, ri->attr)) {
+                strbuf_reset(&sb);
+                list_names(&sb, &fc->otype->attributes, NULL);
+                ret = fail(ld, fk,
+                           "%s: `%s` is not a column of connectors.%s.objects.%s.attributes "
+                           "(expected one of: %s)",
+                           ipath.buf, ri->attr, fc->connector, fc->object, sb.buf);
+                goto done;
+            }
+            strbuf_reset(&sb);
+            strbuf_addf(&sb, "%s.%s", ipath.buf, ri->attr);
+            ret = check_reads(ld, fv, ri->expr, sb.buf, reads, desc.buf);
+            if (ret != IDS_OK) {
+                goto done;
             }
         }
     }

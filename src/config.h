@@ -140,6 +140,8 @@ struct flow_config {
     char *anchor_carrier; /* connector attribute holding the MV source anchor; may be NULL */
     char *disable_attr;   /* deprovision: disable -> set this attribute ... */
     char *disable_value;  /* ... to this value (LDAP/CSV); SCIM uses active=false */
+    size_t ninitial;
+    struct rule_item *initial; /* initial_flow: sent with the create only (passwords) */
     struct config_loc loc;
 };
 

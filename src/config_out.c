@@ -144,6 +144,17 @@ static json_t *flow_json(const struct flow_config *fc, bool inbound)
     }
     json_object_set_new(o, "join", joins);
     json_object_set_new(o, "flow", rule_items_json(fc->flows, fc->nflows));
+    if (!inbound && fc->ninitial > 0) {
+        json_t *ini = json_object();
+
+        for (i = 0; i < fc->ninitial; i++) {
+            /* a password written as a literal would be a secret in the file */
+            json_object_set_new(
+                ini, fc->initial[i].attr,
+                jstr(attr_is_password(fc->initial[i].attr) ? "***" : fc->initial[i].source));
+        }
+        json_object_set_new(o, "initial_flow", ini);
+    }
     return o;
 }
 
@@ -761,6 +772,10 @@ static const char docs_expressions[] =
     "| `filetime(t)`, `from_filetime(s)` | seconds to an Active Directory FILETIME (100 ns "
     "since 1601: `accountExpires`, `pwdLastSet`) and back; `0` and `9223372036854775807` "
     "(never) give `nil` |\n"
+    "| `random_password(n)` | `n` (default 16, 8 to 128) random characters from the "
+    "system's random source, with at least one capital, small letter, digit and symbol (AD's "
+    "complexity rule), without the look-alikes `I l 1 O 0`. A new value at every call: only "
+    "allowed under `initial_flow` |\n"
     "\n"
     "Times are UTC: an offset in the text is applied, and a date alone is its midnight UTC. "
     "AD shows `accountExpires` as the end of the day before it: an account that may be used "

@@ -1121,3 +1121,17 @@ void value_normalize(struct strbuf *out, const char *data, size_t len)
         }
     }
 }
+
+bool attr_is_password(const char *name)
+{
+    static const char *const names[] = {"userPassword", "unicodePwd",      "password",
+                                        "clientSecret", "sambaNTPassword", "sambaLMPassword"};
+    size_t i;
+
+    for (i = 0; name != NULL && i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcasecmp(name, names[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}

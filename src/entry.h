@@ -36,6 +36,12 @@
 #define ATTR_JSON                                                                                  \
     0x2u /* each value is a JSON object text (SCIM complex values such as                          \
             emails; what a Lua flow returning a table produces) */
+#define ATTR_INITIAL                                                                               \
+    0x8u /* a change's values from an initial flow (sent with the create only): not kept as        \
+            what the target holds, not confirmed */
+#define ATTR_DN                                                                                    \
+    0x4u /* values are DNs by the connected directory's schema (not references):                   \
+            compared as DNs, as the directory stores the form it prefers */
 
 struct value {
     char *data; /* NUL-terminated copy; may contain NULs (binary) */
@@ -68,6 +74,10 @@ struct entry *entry_dup(const struct entry *e);
 void entry_set_anchor(struct entry *e, const char *anchor);
 void entry_set_dn(struct entry *e, const char *dn);
 void entry_set_type(struct entry *e, const char *type);
+
+/* A password attribute (userPassword, unicodePwd, SCIM password, ...):
+ * its values are never shown. */
+bool attr_is_password(const char *name);
 
 /* Lookup by case-insensitive name; NULL when absent. */
 struct attr *entry_attr(const struct entry *e, const char *name);

@@ -372,19 +372,7 @@ json_t *cli_run_json(const struct run_record *run)
 
 bool cli_attr_is_secret(const char *attr)
 {
-    static const char *const names[] = {"userPassword", "unicodePwd",      "password",
-                                        "clientSecret", "sambaNTPassword", "sambaLMPassword"};
-    size_t i;
-
-    if (attr == NULL) {
-        return false;
-    }
-    for (i = 0; i < ARRAY_SIZE(names); i++) {
-        if (strcasecmp(attr, names[i]) == 0) {
-            return true;
-        }
-    }
-    return false;
+    return attr_is_password(attr);
 }
 
 void cli_value_text(struct strbuf *out, const char *attr, const char *data, size_t len)

@@ -218,6 +218,7 @@ static void otype_release(struct ldap_otype *t)
     free(t->base);
     free(t->filter);
     strvec_clear(&t->attrs);
+    strvec_clear(&t->dn_attrs);
     strvec_clear(&t->object_classes);
 }
 
@@ -793,6 +794,13 @@ enum ids_err ldapc_build_entry(struct ldap_conn *c, const struct ldap_otype *t, 
 
             if (a != NULL) {
                 a->flags |= ATTR_REF;
+            }
+        }
+        for (i = 0; i < t->dn_attrs.nr; i++) {
+            struct attr *a = entry_attr(e, t->dn_attrs.v[i]);
+
+            if (a != NULL) {
+                a->flags |= ATTR_DN;
             }
         }
     }
@@ -1934,6 +1942,8 @@ done:
     return ret;
 }
 
+static enum ids_err learn_dn_attrs(struct ldap_conn *c, struct ids_error *err);
+
 static enum ids_err ldapc_read_full(struct connector *conn, struct connector_cursor **out,
                                     struct ids_error *err)
 {
@@ -1953,6 +1963,10 @@ static enum ids_err ldapc_read_full(struct connector *conn, struct connector_cur
             ret = start_watermark(c, &cur->wm, err);
         }
     }
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    ret = learn_dn_attrs(c, err);
     if (ret != IDS_OK) {
         goto done;
     }
@@ -2031,6 +2045,10 @@ static enum ids_err ldapc_read_changes(struct connector *conn, const char *water
         }
         strbuf_reset(&cur->wm);
         ldap_watermark_format(&cur->wm, "usn", data.buf, data.len);
+    }
+    ret = learn_dn_attrs(c, err);
+    if (ret != IDS_OK) {
+        goto done;
     }
     if (cur->kind == CUR_SYNCREPL) {
         ret = sync_prefetch(cur, err);
@@ -2139,11 +2157,28 @@ static int cmp_lower(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The names (lower-cased, sorted) of every attribute type of the server's
- * schema (the subschema entry the rootDSE names), parsed by libldap.
- * IDS_ENOTFOUND when the schema cannot be read (no subschemaSubentry, no
- * permission): not an error of the connection. */
-static enum ids_err schema_names(struct ldap_conn *c, struct strvec *out, struct ids_error *err)
+/* The attribute types of the server's schema (the subschema entry the
+ * rootDSE names), parsed by libldap; free with schema_free. IDS_ENOTFOUND
+ * when the schema cannot be read (no subschemaSubentry, no permission): not
+ * an error of the connection. */
+struct ldap_schema {
+    LDAPAttributeType **at;
+    size_t nr, alloc;
+};
+
+static void schema_free(struct ldap_schema *s)
+{
+    size_t i;
+
+    for (i = 0; i < s->nr; i++) {
+        ldap_attributetype_free(s->at[i]);
+    }
+    free(s->at);
+    s->at = NULL;
+    s->nr = s->alloc = 0;
+}
+
+static enum ids_err schema_read(struct ldap_conn *c, struct ldap_schema *out, struct ids_error *err)
 {
     static char *root_attrs[] = {"subschemaSubentry", NULL};
     static char *schema_attrs[] = {"attributeTypes", NULL};
@@ -2153,7 +2188,7 @@ static enum ids_err schema_names(struct ldap_conn *c, struct strvec *out, struct
     struct berval **vals = NULL;
     char *dn = NULL;
     enum ids_err ret = IDS_ENOTFOUND;
-    size_t i, j;
+    size_t i;
     int rc;
 
     rc = ldap_search_ext_s(c->ld, "", LDAP_SCOPE_BASE, "(objectClass=*)", root_attrs, 0, NULL, NULL,
@@ -2187,21 +2222,13 @@ static enum ids_err schema_names(struct ldap_conn *c, struct strvec *out, struct
         int code = 0;
         LDAPAttributeType *at = ldap_str2attributetype(text, &code, &where, LDAP_SCHEMA_ALLOW_ALL);
 
-        for (j = 0; at != NULL && at->at_names != NULL && at->at_names[j] != NULL; j++) {
-            struct strbuf low = STRBUF_INIT;
-
-            strbuf_addstr(&low, at->at_names[j]);
-            strbuf_tolower(&low);
-            strvec_push(out, low.buf);
-            strbuf_release(&low);
-        }
         if (at != NULL) {
-            ldap_attributetype_free(at);
+            ALLOC_GROW(out->at, out->nr + 1, out->alloc);
+            out->at[out->nr++] = at;
         }
         free(text);
     }
     if (out->nr > 0) {
-        qsort(out->v, out->nr, sizeof(*out->v), cmp_lower);
         ret = IDS_OK;
     }
 done:
@@ -2211,12 +2238,116 @@ done:
     return ret;
 }
 
+/* The names (lower-cased, sorted) of every attribute type of the schema. */
+static void schema_names(const struct ldap_schema *s, struct strvec *out)
+{
+    size_t i, j;
+
+    for (i = 0; i < s->nr; i++) {
+        const LDAPAttributeType *at = s->at[i];
+
+        for (j = 0; at->at_names != NULL && at->at_names[j] != NULL; j++) {
+            struct strbuf low = STRBUF_INIT;
+
+            strbuf_addstr(&low, at->at_names[j]);
+            strbuf_tolower(&low);
+            strvec_push(out, low.buf);
+            strbuf_release(&low);
+        }
+    }
+    qsort(out->v, out->nr, sizeof(*out->v), cmp_lower);
+}
+
+/* The type of the schema named `name` (a name or an OID), or NULL. */
+static const LDAPAttributeType *schema_find(const struct ldap_schema *s, const char *name,
+                                            size_t len)
+{
+    size_t i, j;
+
+    for (i = 0; i < s->nr; i++) {
+        const LDAPAttributeType *at = s->at[i];
+
+        if (at->at_oid != NULL && strlen(at->at_oid) == len && memcmp(at->at_oid, name, len) == 0) {
+            return at;
+        }
+        for (j = 0; at->at_names != NULL && at->at_names[j] != NULL; j++) {
+            if (strlen(at->at_names[j]) == len && strncasecmp(at->at_names[j], name, len) == 0) {
+                return at;
+            }
+        }
+    }
+    return NULL;
+}
+
+#define LDAP_SYNTAX_DN "1.3.6.1.4.1.1466.115.121.1.12"
+
+/* Whether attribute `name` (options after ';' ignored) has the DN syntax,
+ * its own or its supertype's (manager: SUP distinguishedName). */
+static bool schema_is_dn(const struct ldap_schema *s, const char *name)
+{
+    const LDAPAttributeType *at = schema_find(s, name, strcspn(name, ";"));
+    int depth;
+
+    for (depth = 0; at != NULL && depth < 16; depth++) {
+        if (at->at_syntax_oid != NULL) {
+            return strcmp(at->at_syntax_oid, LDAP_SYNTAX_DN) == 0;
+        }
+        if (at->at_sup_oid == NULL) {
+            return false;
+        }
+        at = schema_find(s, at->at_sup_oid, strlen(at->at_sup_oid));
+    }
+    return false;
+}
+
+/* Which attributes of each object type hold DNs by the server's schema
+ * (references excepted: they carry ATTR_REF), read once a connection. The
+ * entries read mark them ATTR_DN, so that the engine compares their values
+ * as DNs: a server stores the form it prefers ("cn=Boss,ou=People" for
+ * "CN=Boss, OU=People"), and the same DN is not sent again at every sync.
+ * A schema that cannot be read leaves none marked. */
+static enum ids_err learn_dn_attrs(struct ldap_conn *c, struct ids_error *err)
+{
+    struct ldap_schema s = {0};
+    enum ids_err ret;
+    size_t i, j;
+
+    if (c->dn_attrs_known) {
+        return IDS_OK;
+    }
+    ret = schema_read(c, &s, err);
+    if (ret == IDS_ENOTFOUND) {
+        c->dn_attrs_known = true;
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    for (i = 0; i < c->ntypes; i++) {
+        struct ldap_otype *t = &c->types[i];
+
+        strvec_clear(&t->dn_attrs);
+        for (j = 0; j < t->attrs.nr; j++) {
+            const char *a = t->attrs.v[j];
+
+            if (strcasecmp(a, c->anchor_attr) != 0 && !object_type_ref(t->cfg, a) &&
+                schema_is_dn(&s, a)) {
+                strvec_push(&t->dn_attrs, a);
+            }
+        }
+    }
+    schema_free(&s);
+    c->dn_attrs_known = true;
+    return IDS_OK;
+}
+
 /* Configured attributes the server's schema does not know (a misspelt name
  * reads as absent on every object), one report line per object type. */
 static enum ids_err check_schema(struct ldap_conn *c, struct strbuf *report, struct ids_error *err)
 {
     struct strvec names = STRVEC_INIT;
-    enum ids_err ret = schema_names(c, &names, err);
+    struct ldap_schema s = {0};
+    enum ids_err ret = schema_read(c, &s, err);
     size_t i, j;
 
     if (ret == IDS_ENOTFOUND) {
@@ -2226,6 +2357,8 @@ static enum ids_err check_schema(struct ldap_conn *c, struct strbuf *report, str
     if (ret != IDS_OK) {
         return ret;
     }
+    schema_names(&s, &names);
+    schema_free(&s);
     strbuf_addf(report, "schema: %zu attribute names\n", names.nr);
     for (i = 0; i < c->ntypes; i++) {
         struct strbuf unknown = STRBUF_INIT;
@@ -2326,6 +2459,10 @@ static enum ids_err ldapc_lookup(struct connector *conn, const char *type, const
     }
     if (t == NULL) {
         return ids_error_set(err, IDS_EINVAL, "unknown object type %s", type ? type : "(null)");
+    }
+    ret = learn_dn_attrs(c, err);
+    if (ret != IDS_OK) {
+        return ret;
     }
     if (strcasecmp(attr, "dn") != 0) {
         strbuf_addf(&filter, "(&%s(%s=", t->filter ? t->filter : "(objectClass=*)", attr);

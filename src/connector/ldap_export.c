@@ -328,7 +328,7 @@ static enum ids_err check_ours(struct ldap_conn *c, struct ldap_pending *p, bool
         struct berval **vals;
 
         if (md->op == MOD_DELETE || never_sent(c, md->attr.name) ||
-            strcasecmp(md->attr.name, "userPassword") == 0 ||
+            (md->attr.flags & ATTR_INITIAL) || strcasecmp(md->attr.name, "userPassword") == 0 ||
             strcasecmp(md->attr.name, "unicodePwd") == 0) {
             continue;
         }
@@ -690,10 +690,21 @@ static void finish_ldap_error(struct ldap_conn *c, struct ldap_pending *p, int r
                               const char *text, const char *what)
 {
     struct ids_error e = IDS_ERROR_INIT;
+    const char *hint = "";
+    size_t i;
 
+    for (i = 0; i < p->ch->nmods; i++) {
+        if (strcasecmp(p->ch->mods[i].attr.name, "unicodePwd") == 0 &&
+            (rcode == LDAP_UNWILLING_TO_PERFORM || rcode == LDAP_CONSTRAINT_VIOLATION)) {
+            hint = c->starttls || strncasecmp(c->url, "ldaps://", 8) == 0
+                       ? " (unicodePwd: the password may not meet the domain's password policy)"
+                       : " (unicodePwd: AD sets a password only over an encrypted connection: "
+                         "ldaps:// or starttls: true; and only one its password policy accepts)";
+        }
+    }
     ids_error_set_detail(&e, rc_retryable(rcode) ? IDS_EUNREACHABLE : IDS_EREJECTED, rcode,
-                         "%s %s: %s%s%s", what, p->dn, ldap_err2string(rcode),
-                         text != NULL && *text ? ": " : "", text != NULL ? text : "");
+                         "%s %s: %s%s%s%s", what, p->dn, ldap_err2string(rcode),
+                         text != NULL && *text ? ": " : "", text != NULL ? text : "", hint);
     finish(c, p, e.code, &e, rc_retryable(rcode));
 }
 
@@ -1272,6 +1283,81 @@ enum ids_err ldapc_export_begin(struct connector *conn, struct ids_error *err)
     return IDS_OK;
 }
 
+/* AD takes a password in unicodePwd as the UTF-16LE bytes of the password
+ * in double quotes (MS-ADTS 3.1.1.3.1.5). A value already in that form
+ * (from an LDIF made for AD) is left alone. Invalid UTF-8: false. */
+static bool ad_password(const struct value *in, struct strbuf *out)
+{
+    const unsigned char *p = (const unsigned char *)in->data;
+    size_t i = 0;
+
+    if (in->len >= 4 && in->len % 2 == 0 && p[0] == '"' && p[1] == 0 && p[in->len - 2] == '"' &&
+        p[in->len - 1] == 0) {
+        strbuf_add(out, in->data, in->len);
+        return true;
+    }
+    if (!utf8_valid(in->data, in->len)) {
+        return false;
+    }
+    strbuf_add(out, "\"\0", 2);
+    while (i < in->len) {
+        uint32_t cp;
+        unsigned char u[4];
+        size_t n = p[i] < 0x80 ? 1 : p[i] < 0xe0 ? 2 : p[i] < 0xf0 ? 3 : 4;
+
+        cp = n == 1 ? p[i] : n == 2 ? p[i] & 0x1fu : n == 3 ? p[i] & 0x0fu : p[i] & 0x07u;
+        for (size_t k = 1; k < n; k++) {
+            cp = (cp << 6) | (p[i + k] & 0x3fu);
+        }
+        i += n;
+        if (cp >= 0x10000) {
+            uint32_t v = cp - 0x10000;
+            uint32_t hi = 0xd800 + (v >> 10);
+            uint32_t lo = 0xdc00 + (v & 0x3ff);
+
+            u[0] = hi & 0xff;
+            u[1] = hi >> 8;
+            u[2] = lo & 0xff;
+            u[3] = lo >> 8;
+            strbuf_add(out, u, 4);
+        } else {
+            u[0] = cp & 0xff;
+            u[1] = cp >> 8;
+            strbuf_add(out, u, 2);
+        }
+    }
+    strbuf_add(out, "\"\0", 2);
+    return true;
+}
+
+/* The unicodePwd values of ch (owned) in AD's form. */
+static enum ids_err encode_passwords(struct change *ch, struct ids_error *err)
+{
+    size_t i;
+    size_t k;
+
+    for (i = 0; i < ch->nmods; i++) {
+        struct attr *a = &ch->mods[i].attr;
+
+        if (strcasecmp(a->name, "unicodePwd") != 0) {
+            continue;
+        }
+        for (k = 0; k < a->nvals; k++) {
+            struct strbuf sb = STRBUF_INIT;
+
+            if (!ad_password(&a->vals[k], &sb)) {
+                strbuf_release(&sb);
+                return ids_error_set(err, IDS_EINPUT,
+                                     "unicodePwd: the password is not valid UTF-8");
+            }
+            free(a->vals[k].data);
+            a->vals[k].len = sb.len;
+            a->vals[k].data = strbuf_detach(&sb, NULL);
+        }
+    }
+    return IDS_OK;
+}
+
 enum ids_err ldapc_submit(struct connector *conn, const struct change *ch, uint64_t tag,
                           struct ids_error *err)
 {
@@ -1296,6 +1382,11 @@ enum ids_err ldapc_submit(struct connector *conn, const struct change *ch, uint6
     p->msgid = -1;
     p->tag = tag;
     p->ch = change_dup(ch);
+    ret = encode_passwords(p->ch, err);
+    if (ret != IDS_OK) {
+        pending_free(p);
+        return ret;
+    }
     if (ch->dn != NULL && ch->dn[0] != '\0') {
         p->dn = xstrdup(ch->dn);
     } else {

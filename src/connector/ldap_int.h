@@ -38,6 +38,7 @@ struct ldap_otype {
     char *filter;                         /* parenthesised filter */
     struct strvec attrs;                  /* attributes requested (anchor included) */
     struct strvec object_classes;         /* objectClass of new objects */
+    struct strvec dn_attrs;               /* of attrs: DN syntax, not references */
 };
 
 struct ldap_pending; /* ldap_export.c */
@@ -76,6 +77,7 @@ struct ldap_conn {
     char *anchor_attr; /* objectGUID, entryUUID or the configured one */
     bool anchor_is_guid;
     bool has_paged, has_sync, has_dirsync, has_postread, has_permissive, has_show_deleted;
+    bool dn_attrs_known; /* types[].dn_attrs read from the schema (learn_dn_attrs) */
     unsigned long reconnects;
     /* export state (ldap_export.c) */
     struct ldap_pending *pending_head, *pending_tail;

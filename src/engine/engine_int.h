@@ -184,6 +184,13 @@ bool erun_must_stop(struct erun *r, enum ids_err *why);
 
 /* ---- flows (flow.c) ------------------------------------------------------- */
 
+/* The initial flows of t (sent with a create only: an initial password)
+ * evaluated against the MV entry, appended to the create ch as MOD_ADDs
+ * flagged ATTR_INITIAL. dry_run: passwords are not drawn (a placeholder).
+ * IDS_EEXPR names the rule. */
+enum ids_err flow_initial(const struct flow_config *t, const struct entry *mv, bool dry_run,
+                          struct change *ch, struct ids_error *err);
+
 /* Evaluate a flow, join or scope item against e: values appended to out. */
 enum ids_err flow_eval(const struct rule_item *it, const struct entry *e, struct attr *out,
                        struct ids_error *err);
@@ -266,6 +273,11 @@ struct sync_ctx {
     struct run_counters batch_counters;
     long batches_committed;
 };
+
+/* " (from hr E0042)": the first source object joined to MV object mv_id
+ * of metaverse type `type` (NULL: read from the store), one lookup per
+ * source type; nothing when there is none. */
+void engine_mv_origin(struct engine *eng, const char *type, int64_t mv_id, struct strbuf *out);
 
 /* " (from hr E0042)": the first source object joined to MV object m (one
  * lookup per source type), for messages about an object that has none in

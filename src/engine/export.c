@@ -669,6 +669,25 @@ static void count_success(struct export_ctx *ctx, const struct change *ch)
     }
 }
 
+/* The values of initial flows (an initial password) are sent once and
+ * forgotten: not what idsync believes the target holds (AD never returns
+ * unicodePwd, and a server may change pwdLastSet), not confirmed, and no
+ * secret stays in the store. */
+static void drop_initial(struct change *sent)
+{
+    size_t i;
+    size_t j = 0;
+
+    for (i = 0; i < sent->nmods; i++) {
+        if (sent->mods[i].attr.flags & ATTR_INITIAL) {
+            attr_release(&sent->mods[i].attr);
+        } else {
+            sent->mods[j++] = sent->mods[i];
+        }
+    }
+    sent->nmods = j;
+}
+
 /* Move the change of `it` to the spill file (it waits for export_end). */
 static enum ids_err spill_item(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
 {
@@ -681,6 +700,7 @@ static enum ids_err spill_item(struct export_ctx *ctx, struct xitem *it, struct 
             return err != NULL ? err->code : IDS_EIO;
         }
     }
+    drop_initial(it->sent); /* sent: not written to the temporary file */
     strbuf_reset(&ctx->spill_buf);
     change_encode(it->sent, &ctx->spill_buf);
     if (ctx->spill_buf.len == 0 || ctx->spill_buf.len > UINT32_MAX) {
@@ -753,6 +773,7 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
                                struct ids_error *err)
 {
     struct xres *res = &it->res;
+    struct strbuf what = STRBUF_INIT;
 
     if (res->code == IDS_OK) {
         count_success(ctx, it->sent);
@@ -762,6 +783,7 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
         if (res->written != NULL) {
             sent_as_written(it->sent, res->written);
         }
+        drop_initial(it->sent);
         change_apply(it->sent, cs->entry);
         if (res->anchor != NULL) {
             /* a create, or a rename where the anchor is the DN */
@@ -828,10 +850,19 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
     free(cs->export_error);
     cs->export_error = xstrdup(res->msg ? res->msg : ids_err_str(res->code));
     ctx->r->rec.counters.export_failed++;
+    if (cs->dn != NULL || cs->anchor != NULL) {
+        strbuf_addstr(&what, cs->dn ? cs->dn : cs->anchor);
+    } else {
+        /* a create into a system without DNs (a CSV file, SCIM): name the
+         * metaverse object and where it comes from */
+        strbuf_addf(&what, "of metaverse object %" PRId64, cs->mv_id);
+        engine_mv_origin(ctx->eng, NULL, cs->mv_id, &what);
+    }
     erun_error_cs(ctx->r, ctx->X, cs, NULL, "export-failed", "%s %s failed%s: %s",
-                  change_op_name(it->sent->op), cs->dn ? cs->dn : (cs->anchor ? cs->anchor : ""),
+                  change_op_name(it->sent->op), what.buf,
                   res->retryable ? " (temporary; retried by the next export)" : "",
                   cs->export_error);
+    strbuf_release(&what);
     return store_cs_put_export(ctx->eng->store, cs, err);
 }
 
@@ -940,6 +971,32 @@ static enum ids_err settle(struct export_ctx *ctx, size_t limit, struct ids_erro
     return record_out(ctx, last == IDS_EAGAIN || (limit > 0 && last == IDS_OK), err);
 }
 
+/* A create carries the values of the initial flows of its type (an initial
+ * password), evaluated now from its metaverse object: they are never
+ * written to the store, and a create sent again (after a failure) draws a
+ * random password again. drop_initial takes them out once sent. */
+static enum ids_err add_initial(struct export_ctx *ctx, struct xitem *it, struct ids_error *err)
+{
+    const struct flow_config *t = engine_find_to(ctx->eng, ctx->X, it->sent->type, NULL);
+    struct mv_object *m = NULL;
+    enum ids_err ret;
+
+    if (t == NULL || t->ninitial == 0 || it->cs == NULL || it->cs->mv_id == 0) {
+        return IDS_OK;
+    }
+    ret = store_mv_get(ctx->eng->store, it->cs->mv_id, &m, err);
+    if (ret == IDS_ENOTFOUND) {
+        return ids_error_set(err, IDS_EINPUT,
+                             "metaverse object %" PRId64 " is gone: no initial flow for it",
+                             it->cs->mv_id);
+    }
+    if (ret == IDS_OK) {
+        ret = flow_initial(t, m->entry, false, it->sent, err);
+    }
+    mv_object_free(m);
+    return ret;
+}
+
 /* Send the prepared batch: in-flight protocol. Unless `drain`, the results
  * of this batch may still be outstanding on return (recorded by a later
  * call), so that the connector has work while the next batch is prepared;
@@ -990,7 +1047,14 @@ static enum ids_err send_batch(struct export_ctx *ctx, bool drain, struct ids_er
     for (i = first; i < ctx->out.nr && !ctx->lost; i++) {
         struct xitem *it = &ctx->out.v[i];
         struct ids_error serr = IDS_ERROR_INIT;
-        enum ids_err sret = connector_submit(ctx->X->conn, it->sent, (uint64_t)it->id, &serr);
+        enum ids_err sret = IDS_OK;
+
+        if (it->sent->op == CHANGE_ADD) {
+            sret = add_initial(ctx, it, &serr);
+        }
+        if (sret == IDS_OK) {
+            sret = connector_submit(ctx->X->conn, it->sent, (uint64_t)it->id, &serr);
+        }
 
         it->submitted = true;
         if (sret == IDS_OK) {

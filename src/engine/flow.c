@@ -58,6 +58,41 @@ enum ids_err flow_eval(const struct rule_item *it, const struct entry *e, struct
     return expr_eval(it->expr, e, out, err);
 }
 
+enum ids_err flow_initial(const struct flow_config *t, const struct entry *mv, bool dry_run,
+                          struct change *ch, struct ids_error *err)
+{
+    size_t i;
+
+    for (i = 0; i < t->ninitial; i++) {
+        const struct rule_item *it = &t->initial[i];
+        struct attr a;
+        enum ids_err ret;
+
+        memset(&a, 0, sizeof(a));
+        a.name = xstrdup(it->attr);
+        a.source = -1;
+        if (dry_run && attr_is_password(it->attr)) {
+            attr_add_value(&a, "(drawn when sent)", strlen("(drawn when sent)"));
+            ret = IDS_OK;
+        } else {
+            ret = flow_eval(it, mv, &a, err);
+        }
+        if (ret != IDS_OK) {
+            attr_release(&a);
+            return ret;
+        }
+        attr_remove_value(&a, "", 0);
+        if (a.nvals > 0) {
+            struct mod *md =
+                change_add_mod(ch, MOD_ADD, it->attr, ATTR_INITIAL | (a.flags & ATTR_JSON));
+
+            attr_take_values(&md->attr, &a);
+        }
+        attr_release(&a);
+    }
+    return IDS_OK;
+}
+
 bool reference_attr(const struct object_type_config *ot, const char *attr)
 {
     size_t i;
@@ -223,7 +258,7 @@ bool value_matches(const struct value *a, const struct value *b, unsigned flags)
             return true;
         }
     }
-    if ((flags & ATTR_REF) && dn_equal(a->data, b->data)) {
+    if ((flags & (ATTR_REF | ATTR_DN)) && dn_equal(a->data, b->data)) {
         return true;
     }
     value_normalize(&na, a->data, a->len);

@@ -127,6 +127,40 @@ void bitmap_release(struct bitmap *b)
     memset(b, 0, sizeof(*b));
 }
 
+void engine_mv_origin(struct engine *eng, const char *type, int64_t mv_id, struct strbuf *out)
+{
+    struct mv_object *m = NULL;
+    const struct mvt_info *mi;
+    struct strbuf anchor = STRBUF_INIT;
+    struct strbuf dn = STRBUF_INIT;
+    size_t j;
+
+    if (type == NULL) {
+        struct ids_error err = IDS_ERROR_INIT;
+
+        if (mv_id == 0 || store_mv_get(eng->store, mv_id, &m, &err) != IDS_OK) {
+            return;
+        }
+        type = m->type;
+    }
+    mi = engine_mvt(eng, type);
+    for (j = 0; mi != NULL && j < mi->t->nfrom; j++) {
+        struct econn *ec = engine_flow_conn(eng, &mi->t->from[j]);
+        struct ids_error err = IDS_ERROR_INIT;
+        int64_t id = 0;
+
+        if (ec != NULL &&
+            store_cs_ref_by_mv(eng->store, ec->id, mv_id, &id, &anchor, &dn, &err) == IDS_OK &&
+            (anchor.len > 0 || dn.len > 0)) {
+            strbuf_addf(out, " (from %s %s)", ec->cfg->name, anchor.len > 0 ? anchor.buf : dn.buf);
+            break;
+        }
+    }
+    strbuf_release(&anchor);
+    strbuf_release(&dn);
+    mv_object_free(m);
+}
+
 /* ---- engine ------------------------------------------------------------------ */
 
 static void strvec_push_unique_lower(struct strvec *sv, const char *s)

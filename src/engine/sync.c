@@ -982,25 +982,7 @@ static enum ids_err map_mv_ref(struct sync_ctx *ctx, const struct econn *X, cons
  * person an administrator knows. Empty when there is none. */
 void sync_mv_origin(struct sync_ctx *ctx, const struct mv_object *m, struct strbuf *out)
 {
-    const struct mvt_info *mi = engine_mvt(ctx->eng, m->type);
-    struct strbuf anchor = STRBUF_INIT;
-    struct strbuf dn = STRBUF_INIT;
-    size_t j;
-
-    for (j = 0; mi != NULL && j < mi->t->nfrom; j++) {
-        struct econn *ec = engine_flow_conn(ctx->eng, &mi->t->from[j]);
-        struct ids_error err = IDS_ERROR_INIT;
-        int64_t id = 0;
-
-        if (ec != NULL &&
-            store_cs_ref_by_mv(ctx->eng->store, ec->id, m->id, &id, &anchor, &dn, &err) == IDS_OK &&
-            (anchor.len > 0 || dn.len > 0)) {
-            strbuf_addf(out, " (from %s %s)", ec->cfg->name, anchor.len > 0 ? anchor.buf : dn.buf);
-            break;
-        }
-    }
-    strbuf_release(&anchor);
-    strbuf_release(&dn);
+    engine_mv_origin(ctx->eng, m->type, m->id, out);
 }
 
 /* A value given twice by a flow (`{ mail, lower(mail) }`) is sent once: a
@@ -1146,6 +1128,28 @@ static enum ids_err out_desired(struct sync_ctx *ctx, struct econn *X, const str
         *dn = NULL;
     }
     return ret;
+}
+
+/* A dry run shows what the create will carry from the initial flows
+ * (passwords not drawn: the output masks them anyway). A real sync stores
+ * none of it: the export evaluates them as it sends the create. */
+static void dry_run_initial(struct sync_ctx *ctx, const struct econn *X,
+                            const struct flow_config *t, const struct mv_object *m,
+                            struct change *ch)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+
+    if (t->ninitial == 0 || !ctx->r->rec.dry_run) {
+        return;
+    }
+    if (flow_initial(t, m->entry, true, ch, &err) != IDS_OK) {
+        struct strbuf origin = STRBUF_INIT;
+
+        sync_mv_origin(ctx, m, &origin);
+        erun_error(ctx->r, X->cfg->name, NULL, NULL, NULL, "expression-error", 0, m->id,
+                   "metaverse object %" PRId64 "%s: %s", m->id, origin.buf, err.msg);
+        strbuf_release(&origin);
+    }
 }
 
 /* A CHANGE_ADD of every desired attribute; the values move out of des
@@ -1495,6 +1499,46 @@ static void enable_again(const struct flow_config *t, const struct cs_object *ta
     }
 }
 
+/* Whether `v` is, as a DN, one of the values of a. */
+static bool dn_value_in(const struct value *v, const struct attr *a)
+{
+    size_t i;
+
+    for (i = 0; a != NULL && i < a->nvals; i++) {
+        if (dn_equal(v->data, a->vals[i].data)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Values of a DN-syntax attribute (ATTR_DN: the directory's schema says so)
+ * that differ from the entry's only in the form of the DN ("CN=Boss,
+ * OU=People" where the directory keeps "cn=Boss,ou=People") are not sent:
+ * the directory would store its own form again, and the next sync would
+ * send them again. Removes them from adds (held by cur) and dels (still
+ * wanted by want). */
+static void drop_same_dns(struct attr *adds, struct attr *dels, const struct attr *want,
+                          const struct attr *cur)
+{
+    struct attr *side[2] = {adds, dels};
+    const struct attr *other[2] = {cur, want};
+    size_t s, i, j;
+
+    for (s = 0; s < 2; s++) {
+        struct attr *a = side[s];
+
+        for (i = j = 0; i < a->nvals; i++) {
+            if (dn_value_in(&a->vals[i], other[s])) {
+                free(a->vals[i].data);
+            } else {
+                a->vals[j++] = a->vals[i];
+            }
+        }
+        a->nvals = j;
+    }
+}
+
 static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struct flow_config *t,
                               const struct mv_object *m, const struct cs_object *cs,
                               const struct cs_object *in_step, const struct entry *des,
@@ -1559,7 +1603,9 @@ static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struc
                 attr_copy(&md->attr, d);
             }
         } else if (d->nvals <= 1 && (c == NULL || c->nvals <= 1)) {
-            if (c == NULL || !attr_values_equal(c, d)) {
+            if (c == NULL ||
+                !(attr_values_equal(c, d) || ((c->flags & ATTR_DN) && c->nvals == 1 &&
+                                              dn_equal(c->vals[0].data, d->vals[0].data)))) {
                 struct mod *md = change_add_mod(ch, MOD_REPLACE, it->attr, d->flags);
 
                 attr_release(&md->attr);
@@ -1568,6 +1614,9 @@ static enum ids_err make_diff(struct sync_ctx *ctx, struct econn *X, const struc
             }
         } else {
             attr_value_diff(d, c, &adds, &dels);
+            if (c != NULL && (c->flags & ATTR_DN)) {
+                drop_same_dns(&adds, &dels, d, c);
+            }
             add_values_mod(ch, MOD_ADD, it->attr, 0, &adds);
             add_values_mod(ch, MOD_DELETE, it->attr, 0, &dels);
         }
@@ -1903,9 +1952,10 @@ static enum ids_err provision(struct sync_ctx *ctx, struct econn *X, const struc
                               struct ids_error *err)
 {
     enum ids_err ret;
-    struct cs_object *cs = xcalloc(1, sizeof(*cs));
+    struct cs_object *cs;
     struct keyset ks;
 
+    cs = xcalloc(1, sizeof(*cs));
     keyset_init(&ks);
     cs->connector = X->id;
     cs->type = xstrdup(t->object);
@@ -1915,6 +1965,7 @@ static enum ids_err provision(struct sync_ctx *ctx, struct econn *X, const struc
     cs->flags = CS_PROVISIONED;
     keyset_build(&ks, &X->keys, des); /* before make_add takes the values */
     cs->pending_export = make_add(t, des, dn);
+    dry_run_initial(ctx, X, t, m, cs->pending_export);
     cs->export_state = CS_EXPORT_PENDING;
     ret = store_cs_put(ctx->eng->store, cs, &ks.keys, err);
     if (ret == IDS_OK) {
@@ -2059,6 +2110,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
             goto done;
         }
         ch = make_add(t, des, dn);
+        dry_run_initial(ctx, X, t, m, ch);
     } else {
         ret = make_diff(ctx, X, t, m, target, joined_now ? NULL : in_step, des, dn, &rm, &ch, err);
         if (ret != IDS_OK) {

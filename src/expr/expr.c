@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <strings.h>
 
 #include <jansson.h>
@@ -105,6 +106,7 @@ static const char *const reserved_names[] = {
     "format_time",
     "filetime",
     "from_filetime",
+    "random_password",
     /* base functions offered */
     "assert",
     "error",
@@ -1712,6 +1714,71 @@ static int h_from_filetime(lua_State *L)
     return apply_str(L, "from_filetime", fn_from_filetime);
 }
 
+/* random_password([n]): n (default 16, 8 to 128) characters drawn from
+ * the system's random source, with at least one capital, small letter,
+ * digit and symbol (AD's complexity rule); letters and digits that look
+ * alike (I l 1 O 0) are left out, so that it can be read out. Only for
+ * initial_flow (config.c refuses it elsewhere). */
+static int h_random_password(lua_State *L)
+{
+    static const char upper_set[] = "ABCDEFGHJKLMNPQRSTUVWXYZ";
+    static const char lower_set[] = "abcdefghijkmnopqrstuvwxyz";
+    static const char digit_set[] = "23456789";
+    static const char symbol_set[] = "!#%+-.=?@_~";
+    static const char *const sets[] = {upper_set, lower_set, digit_set, symbol_set};
+    char all[128];
+    char out[129];
+    lua_Integer n = luaL_optinteger(L, 1, 16);
+    size_t nall = 0;
+    size_t i;
+    int tries;
+
+    if (n < 8 || n > 128) {
+        return luaL_error(L, "random_password: length %d is not between 8 and 128", (int)n);
+    }
+    for (i = 0; i < 4; i++) {
+        memcpy(all + nall, sets[i], strlen(sets[i]));
+        nall += strlen(sets[i]);
+    }
+    for (tries = 0; tries < 1000; tries++) {
+        unsigned char buf[256];
+        size_t have = 0;
+        size_t used = 0;
+        bool seen[4] = {false, false, false, false};
+        const unsigned limit = 256 - 256 % (unsigned)nall;
+
+        while (have < (size_t)n) {
+            if (used == 0 || used >= sizeof(buf)) {
+                ssize_t got = getrandom(buf, sizeof(buf), 0);
+
+                if (got != (ssize_t)sizeof(buf)) {
+                    return luaL_error(L, "random_password: the system's random source failed");
+                }
+                used = 0;
+            }
+            if (buf[used] < limit) {
+                out[have++] = all[buf[used] % nall];
+            }
+            used++;
+        }
+        out[n] = '\0';
+        for (i = 0; i < (size_t)n; i++) {
+            size_t k;
+
+            for (k = 0; k < 4; k++) {
+                seen[k] = seen[k] || strchr(sets[k], out[i]) != NULL;
+            }
+        }
+        if (seen[0] && seen[1] && seen[2] && seen[3]) {
+            lua_pushlstring(L, out, (size_t)n);
+            explicit_bzero(out, sizeof(out));
+            explicit_bzero(buf, sizeof(buf));
+            return 1;
+        }
+    }
+    return luaL_error(L, "random_password: no password with every kind of character");
+}
+
 /* pcall that cannot swallow the instruction or memory limit. */
 static int h_pcall(lua_State *L)
 {
@@ -1778,6 +1845,7 @@ static const luaL_Reg helper_funcs[] = {
     {"format_time", h_format_time},
     {"filetime", h_filetime},
     {"from_filetime", h_from_filetime},
+    {"random_password", h_random_password},
     {"load", h_load},
     {NULL, NULL},
 };

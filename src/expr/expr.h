@@ -31,7 +31,8 @@
  * (RFC 4514 value escaping), parse_time(s[, layout]) -> seconds since 1970
  * UTC (ISO 8601 or generalized time; layout tokens YYYY MM DD hh mm ss M D
  * h), format_time(t, layout), filetime(t) / from_filetime(s) (AD
- * FILETIME), plus the safe parts of string, table, math,
+ * FILETIME), random_password([n]) (getrandom; never constant, only for
+ * initial flows), plus the safe parts of string, table, math,
  * utf8. A helper given nil returns nil (so flows of absent attributes give
  * no value instead of failing).
  *

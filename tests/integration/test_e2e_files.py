@@ -762,6 +762,73 @@ def test_two_people_with_one_dn_do_not_share_or_block_the_directory(tmp_path):
     assert state["cn=given2 other,ou=people,dc=example,dc=com"]["mail"] == ["user2@example.com"]
 
 
+def test_two_people_with_one_csv_key_name_the_person_refused(tmp_path):
+    """A CSV target keyed by a column that a flow fills with the family
+    name: two people of one family get the same key. The first row is
+    written, the second create fails at each export with an error that names
+    the person (the create has neither DN nor key of its own yet; before,
+    the message read "add  failed") and the file keeps one row per key."""
+    people = [person(i) for i in range(1, 6)]
+    people[1]["sn"] = "Family1"
+    env = csv_env(tmp_path, people, {"red": ["E0001", "E0003"]})
+    flow = """          id: 'lower(split(displayName, " ")[2])'\n"""
+    env.write("idsync.yaml", env.read("idsync.yaml").replace("          id: employeeId\n", flow))
+    for _ in range(2):
+        env.run("cycle", expect=1)
+        rows = env.rows("out/users.csv", "id")
+        assert sorted(rows) == ["family1", "family3", "family4", "family5"], rows
+        assert rows["family1"]["externalId"] == "E0001"
+        errs = errors_of(env)
+        assert [e["code"] for e in errs] == ["export-failed"], errs
+        msg = errs[0]["message"]
+        assert "(from hr E0002)" in msg and '"family1"' in msg, msg
+    assert set(env.rows("out/groups.csv", "name")["red"]["member"].split(";")) == {
+        "family1", "family3"}
+
+    people[1]["sn"] = "Family2"
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    assert env.rows("out/users.csv", "id")["family2"]["externalId"] == "E0002"
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
+def test_initial_flow_sets_a_value_once(tmp_path):
+    """initial_flow: the create carries the value; afterwards the target
+    owns it (a value changed there stays, nothing is sent again) and a new
+    row gets it too. A flow calling random_password() is refused."""
+    people = [person(i) for i in range(1, 4)]
+    env = csv_env(tmp_path, people, {"red": ["E0001"]})
+    cfg = env.read("idsync.yaml").replace(
+        "        anchor_carrier: externalId\n",
+        "        anchor_carrier: externalId\n        initial_flow: { status: '\"new\"' }\n", 1)
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", expect=0)
+    rows = env.rows("out/users.csv", "id")
+    assert {r["status"] for r in rows.values()} == {"new"}, rows
+
+    # the target system activates one account: idsync leaves it so
+    text = env.read("out/users.csv").replace(",Engineer,new", ",Engineer,active", 1)
+    env.write("out/users.csv", text)
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    rows = env.rows("out/users.csv", "id")
+    assert rows["E0001"]["status"] == "active" and rows["E0002"]["status"] == "new", rows
+    people.append(person(4))
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    rows = env.rows("out/users.csv", "id")
+    assert rows["E0004"]["status"] == "new" and rows["E0001"]["status"] == "active", rows
+
+    # the same value drawn at random in an ordinary flow: refused at load
+    plain = env.read("idsync.yaml").replace("        initial_flow: { status: '\"new\"' }\n", "")
+    env.write("idsync.yaml", plain.replace(
+        "          title: title\n", "          title: title\n          status: random_password()\n",
+        1))
+    p = env.run("check", expect=3)
+    assert "random_password() gives another value at every sync" in p.stderr, p.stderr
+
+
 def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path):
     """John Smith leaves and another John Smith joins in the same cycle: the
     DN is free once the leaver's entry is deleted, so the export writes the

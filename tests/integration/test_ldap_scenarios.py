@@ -9,6 +9,7 @@ arrive unchanged.
 What is asserted is what an administrator checks: the target directory read
 back with ldapsearch, exit codes, and the counters of `idsync history`.
 """
+import base64
 import os
 import subprocess
 
@@ -779,6 +780,45 @@ def test_value_given_twice_by_a_flow_is_sent_once(slapd_factory, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_dn_valued_attribute_is_compared_as_a_dn(slapd_factory, tmp_path):
+    """A flow into a DN-syntax attribute that is not a reference (seeAlso),
+    written in a form slapd rewrites ("CN=Engineer, OU=Roles" is stored as
+    "cn=Engineer,ou=Roles"). Before, the confirming import reported every
+    such value as exported-change-not-reimported and each cycle sent it
+    again; now the values are compared as DNs (the LDAP connector reads which
+    attributes hold DNs from the server's schema), and a real change still
+    goes out."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    cfg = cfg.replace("employeeNumber, description]", "employeeNumber, description, seeAlso]", 1)
+    flow = ("          seeAlso: '{ \"CN=\" .. title .. \", OU=Roles, dc=example,dc=org\", "
+            "\"CN=All, OU=Roles,DC=example,DC=org\" }'\n")
+    cfg = cfg.replace("          title: title\n", "          title: title\n" + flow, 1)
+    assert flow in cfg
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+    got = dst.get("uid=e00001," + PEOPLE, ["seeAlso"])["seeAlso"]
+    assert sorted(norm(v) for v in got) == [norm("cn=All,ou=Roles," + SUFFIX),
+                                           norm("cn=Engineer,ou=Roles," + SUFFIX)], got
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    assert env.json("errors")["errors"] == []
+
+    people[1]["title"] = "Director"
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    got = dst.get("uid=e00001," + PEOPLE, ["seeAlso"])["seeAlso"]
+    assert sorted(norm(v) for v in got) == [norm("cn=All,ou=Roles," + SUFFIX),
+                                           norm("cn=Director,ou=Roles," + SUFFIX)], got
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 CSV_TO_AD = """store: sqlite:idsync.db
 connectors:
 {source}
@@ -1049,6 +1089,121 @@ def test_hr_end_date_sets_ad_account_expiry(samba_dc, tmp_path):
 
 
 # ---- AD -> OpenLDAP ---------------------------------------------------------------
+
+def hr_to_ad(env, dc, people):
+    """CSV_TO_AD for dc; writes the HR files (one team of everyone) and
+    returns the configuration."""
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    return CSV_TO_AD.format(source=CSV_SOURCE.format(), url=dc.url, pw=dc.password_file,
+                            sync=SYNC_OU)
+
+
+def test_ad_keeps_its_own_form_of_a_dn_value(samba_dc, tmp_path):
+    """A manager flow that names an AD account by a DN in lower case with
+    spaces: AD stores the DN of the object it names ("CN=Administrator,
+    CN=Users,DC=ids,DC=test"). Before, the confirming import reported it as
+    exported-change-not-reimported and every cycle sent it again."""
+    dc = samba_dc
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    cfg = hr_to_ad(env, dc, people)
+    cfg = cfg.replace("employeeID, userAccountControl, objectClass]",
+                      "employeeID, userAccountControl, objectClass, manager]", 1)
+    flow = "          manager: '\"cn=administrator, cn=users, %s\"'\n" % AD_BASE.lower()
+    cfg = cfg.replace("          title: title\n", "          title: title\n" + flow, 1)
+    assert flow in cfg
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+    got = dc.get("CN=Given1 Family1,OU=Imported," + SYNC_OU, ["manager"])["manager"]
+    assert got == ["CN=Administrator,CN=Users," + AD_BASE], got
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    assert env.json("errors")["errors"] == []
+
+
+def ad_bind_works(dc, upn, password):
+    """Whether a simple bind as upn with password succeeds (a search of the
+    rootDSE after the bind; the password in a file, not on the command line)."""
+    pw = os.path.join(dc.dir, "bind.secret")
+    with open(pw, "w") as f:
+        f.write(password)
+    os.chmod(pw, 0o600)
+    r = subprocess.run(["ldapsearch", "-x", "-H", dc.url, "-D", upn, "-y", pw, "-b", "", "-s",
+                        "base", "-LLL", "1.1"], capture_output=True, text=True, timeout=30)
+    assert r.returncode in (0, 49), r.stderr  # 49: invalid credentials
+    os.unlink(pw)
+    return r.returncode == 0
+
+
+def store_bytes(env):
+    """Every byte idsync keeps: the store, its WAL and what sits beside it."""
+    out = b""
+    for name in os.listdir(env.path):
+        if name.startswith("idsync.db"):
+            with open(os.path.join(env.path, name), "rb") as f:
+                out += f.read()
+    return out
+
+
+def test_new_ad_accounts_get_an_initial_password_once(samba_dc, tmp_path):
+    """initial_flow: accounts are created enabled (userAccountControl 512)
+    with an initial password (unicodePwd, which the connector sends in AD's
+    quoted UTF-16LE form), and neither is sent again: a password the user
+    changed stays, and quiet cycles send nothing (before, a unicodePwd flow
+    was sent at every sync, as AD never returns it, resetting the password
+    each time). The password is masked in the dry run and not kept in the
+    store. random_password() draws one per account."""
+    dc = samba_dc
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    cfg = hr_to_ad(env, dc, people)
+    initial = ("        initial_flow:\n"
+               "          unicodePwd: '\"Wel-\" .. employeeId .. \"-c0me!\"'\n"
+               "          userAccountControl: '\"512\"'\n")
+    old = "        anchor_carrier: employeeID\n"
+    assert old in cfg
+    cfg = cfg.replace(old, old + initial, 1)
+    env.write("idsync.yaml", cfg)
+
+    dry = env.run("cycle", "--full", "--dry-run", expect=0).stdout
+    assert "unicodePwd" in dry and "***" in dry and "c0me" not in dry, dry
+    env.run("cycle", "--full", expect=0)
+    user = "CN=Given1 Family1,OU=Imported," + SYNC_OU
+    a = dc.get(user, ["userAccountControl", "pwdLastSet"])
+    assert a["userAccountControl"] == ["512"] and a["pwdLastSet"] != ["0"], a
+    assert ad_bind_works(dc, "e00001@ids.test", "Wel-E00001-c0me!")
+    assert not ad_bind_works(dc, "e00001@ids.test", "Wel-E00002-c0me!")
+    data = store_bytes(env)
+    assert b"c0me" not in data and "c0me".encode("utf-16-le") not in data
+
+    # the user sets their own password; nothing idsync does puts the first back
+    dc.modify_ldif("dn: %s\nchangetype: modify\nreplace: unicodePwd\nunicodePwd:: %s\n" % (
+        user, base64.b64encode('"Own-Secret-42"'.encode("utf-16-le")).decode()))
+    assert ad_bind_works(dc, "e00001@ids.test", "Own-Secret-42")
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    assert env.json("errors")["errors"] == []
+    assert ad_bind_works(dc, "e00001@ids.test", "Own-Secret-42")
+
+    # a random password for each new account
+    env.write("idsync.yaml", cfg.replace("'\"Wel-\" .. employeeId .. \"-c0me!\"'",
+                                         "random_password(20)"))
+    people += [dict(hr_people(5)[3]), dict(hr_people(5)[4])]
+    env.write("hr/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    for i in (3, 4):
+        a = dc.get("CN=Given%d Family%d,OU=Imported,%s" % (i, i, SYNC_OU),
+                   ["userAccountControl", "pwdLastSet"])
+        assert a["userAccountControl"] == ["512"] and a["pwdLastSet"] != ["0"], a
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    assert env.json("errors")["errors"] == []
+
 
 AD_TO_OL = """store: sqlite:idsync.db
 connectors:

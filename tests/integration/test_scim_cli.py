@@ -286,6 +286,22 @@ def test_csv_to_scim_full_then_every_kind_of_change(scim_service, tmp_path, depr
     for m in ("POST", "PATCH", "PUT", "DELETE"):
         assert after.get(m, 0) == before.get(m, 0), (m, before, after)
 
+    if deprovision == "disable":
+        # the deleted person is rehired and the contractor is staff again:
+        # their users are joined again and made active, not created twice
+        people.insert(2, person(3))
+        [p for p in people if p["id"] == "E0008"][0]["title"] = "Engineer"
+        set_source(env, people, groups)
+        env.run("cycle", expect=0)
+        expect_scim(scim_service, people, groups)
+        users = scim_service.users_by("externalId")
+        assert users["E0003"]["active"] is True and users["E0008"]["active"] is True
+        before = scim_service.stats()["byMethod"]
+        env.run("cycle", expect=0)
+        after = scim_service.stats()["byMethod"]
+        for m in ("POST", "PATCH", "PUT", "DELETE"):
+            assert after.get(m, 0) == before.get(m, 0), (m, before, after)
+
 
 FAULTS = [
     ("429", dict(mode="status", status=429, retryAfter="1", every=5, count=15)),

@@ -427,7 +427,7 @@ static void test_error_unknown_key(void **state)
     check_extra("        provison: true\n", "provison",
                 "metaverse.person.to[0]: unknown key `provison` (expected one of: connector, "
                 "object, provision, deprovision, anchor_carrier, disable_attribute, "
-                "disable_value, scope, join, flow)");
+                "disable_value, scope, join, flow, initial_flow)");
     /* a from item does not take to keys */
     check_replaced("        object: user\n", "        object: user\n        provision: true\n",
                    "provision", 17,
@@ -598,6 +598,63 @@ static void test_error_to_rules(void **state)
     check_extra("      - { connector: dst, object: User }\n", "{ connector: dst",
                 "metaverse.person.to[1]: connector dst object User is already listed at to[0]"
                 " (expected each connector object type once)");
+}
+
+/* initial_flow: what it may hold, and random_password only there */
+static void test_initial_flow(void **state)
+{
+    struct config *cfg;
+    struct strbuf y = STRBUF_INIT;
+    struct strbuf dump = STRBUF_INIT;
+
+    (void)state;
+    check_extra("        flow: { id: uid, mail: 'random_password(12)' }\n", "'random",
+                "metaverse.person.to[0].flow.mail: random_password() gives another value at "
+                "every sync, so this would change the value at every cycle (expected it under "
+                "initial_flow of a `to` element, which is sent with the create only)");
+    check_extra("        join: [ { userName: 'uid .. random_password()' } ]\n", "'uid ..",
+                "metaverse.person.to[0].join[0].userName: random_password() gives another value "
+                "at every sync, so this would change the value at every cycle (expected it under "
+                "initial_flow of a `to` element, which is sent with the create only)");
+    check_extra("        flow: { id: uid, mail: mail }\n        initial_flow: { mail: uid }\n",
+                "mail: uid",
+                "metaverse.person.to[0].initial_flow: `mail` is also in metaverse.person.to[0]."
+                "flow (expected each attribute either in flow, sent whenever it changes, or in "
+                "initial_flow, sent with the create only)");
+    check_extra("        initial_flow: { dn: uid }\n", "dn: uid",
+                "metaverse.person.to[0].initial_flow: `dn` cannot be an initial flow (expected it "
+                "under flow: the create takes it from there)");
+    check_extra("        initial_flow: { secret: uid }\n", "secret",
+                "metaverse.person.to[0].initial_flow: `secret` is not a column of "
+                "connectors.dst.objects.User.attributes (expected one of: id, userName, mail, "
+                "active)");
+    check_extra("        initial_flow: { active: cn }\n", "cn }",
+                "metaverse.person.to[0].initial_flow.active reads `cn`, which is not in the "
+                "attributes that the `from` flows of metaverse.person produce (expected one of: "
+                "uid, mail)");
+    check_extra("        initial_flow: [ active ]\n", "[ active",
+                "metaverse.person.to[0].initial_flow: expected a mapping ATTRIBUTE: EXPRESSION, "
+                "got a list");
+    /* the first `from` may not have one */
+    check_replaced("        flow: { uid: uid, mail: mail }\n",
+                   "        flow: { uid: uid, mail: mail }\n        initial_flow: { uid: uid }\n",
+                   "initial_flow", 1,
+                   "metaverse.person.from[0]: unknown key `initial_flow` (expected one of: "
+                   "connector, object, project, scope, join, flow)");
+
+    /* valid: a password and a flag, the password masked in the dump */
+    strbuf_addstr(&y, base_yaml);
+    strbuf_addstr(&y, "        flow: { id: uid }\n"
+                      "        initial_flow: { active: '\"true\"', userName: "
+                      "'random_password(20)' }\n");
+    cfg = load_ok(y.buf);
+    assert_int_equal(cfg->mv_types[0].to[0].ninitial, 2);
+    config_dump(cfg, true, &dump);
+    assert_non_null(strstr(dump.buf, "\"initial_flow\""));
+    assert_non_null(strstr(dump.buf, "random_password(20)"));
+    config_free(cfg);
+    strbuf_release(&dump);
+    strbuf_release(&y);
 }
 
 static void test_error_expression(void **state)
@@ -935,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_error_from_reads),
         cmocka_unit_test(test_error_to_rules),
         cmocka_unit_test(test_error_expression),
+        cmocka_unit_test(test_initial_flow),
         cmocka_unit_test(test_ldif_target_needs_dn),
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_dump),

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "entry.h"
@@ -261,6 +262,45 @@ static void test_time_helpers(void **state)
     assert_eval(f, "filetime(nothing)", "<nil>");
     assert_eval_error(f, "from_filetime('never')", "from_filetime: \"never\" is not a FILETIME");
     assert_eval_error(f, "filetime(-11644473601)", "is not a time");
+}
+
+/* random_password: length, the four kinds of character, never twice the
+ * same, never a constant (it would be one password for everyone). */
+static void test_random_password(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct expr *e = NULL;
+    char *prev = NULL;
+    int round;
+
+    assert_int_equal(expr_compile(f->env, "random_password(12)", "test.rule", &e, &err), IDS_OK);
+    assert_false(expr_is_constant(e));
+    expr_free(e);
+    for (round = 0; round < 50; round++) {
+        char *pw = eval_str(f, round % 2 ? "random_password()" : "random_password(8)", NULL);
+        size_t n = strlen(pw);
+        bool up = false, low = false, dig = false, sym = false;
+        size_t i;
+
+        assert_int_equal(n, round % 2 ? 16 : 8);
+        for (i = 0; i < n; i++) {
+            up = up || isupper((unsigned char)pw[i]);
+            low = low || islower((unsigned char)pw[i]);
+            dig = dig || isdigit((unsigned char)pw[i]);
+            sym = sym || strchr("!#%+-.=?@_~", pw[i]) != NULL;
+            assert_null(strchr("Il1O0", pw[i]));
+        }
+        assert_true(up && low && dig && sym);
+        if (prev != NULL && strlen(prev) == n) {
+            assert_string_not_equal(prev, pw);
+        }
+        free(prev);
+        prev = pw;
+    }
+    free(prev);
+    assert_eval_error(f, "random_password(7)", "length 7 is not between 8 and 128");
+    assert_eval_error(f, "random_password(129)", "length 129 is not between 8 and 128");
 }
 
 static void test_results(void **state)
@@ -600,6 +640,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_attributes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_helpers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_time_helpers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_password, setup, teardown),
         cmocka_unit_test_setup_teardown(test_results, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eval_bool, setup, teardown),
         cmocka_unit_test(test_plain),
