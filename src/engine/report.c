@@ -78,6 +78,10 @@ static enum ids_err display_refs(struct engine *eng, struct econn *ec, const str
             strbuf_addf(&sb, "(deleted object %lld)", id);
         } else if (ret != IDS_OK) {
             return ret;
+        } else if (o->anchor != NULL && (econn_caps(ec) & CONN_CAP_REF_BY_DN) &&
+                   o->pending_export != NULL && o->pending_export->new_dn != NULL) {
+            /* renamed by this export before the objects that name it */
+            strbuf_addstr(&sb, o->pending_export->new_dn);
         } else if (o->anchor != NULL) {
             strbuf_addstr(&sb,
                           ((econn_caps(ec) & CONN_CAP_REF_BY_DN) && o->dn) ? o->dn : o->anchor);
@@ -118,36 +122,58 @@ enum ids_err report_pending_object(struct engine *eng, struct econn *ec, const s
                 cs->export_attempts);
     json_str_or_null(sb, cs->export_error);
     strbuf_addstr(sb, ",\"changes\":[");
+    /* one line per attribute, with every mod of it applied (a group's new
+     * member DNs added and old ones deleted: old count -> the count after
+     * both, not "N -> 0" for the deletes alone) */
     for (i = 0; ch != NULL && ch->op != CHANGE_DELETE && i < ch->nmods && ret == IDS_OK; i++) {
         const struct mod *md = &ch->mods[i];
         const struct attr *cur = entry_attr(cs->entry, md->attr.name);
         struct entry *tmp = entry_new(NULL, NULL, NULL);
         struct change *one = change_new(CHANGE_MODIFY, NULL, NULL, NULL);
-        struct mod *m2 = change_add_mod(one, md->op, md->attr.name, md->attr.flags);
+        const char *op = mod_op_name(md->op);
+        bool seen = false;
+        size_t j;
 
-        if (md->attr.flags & ATTR_REF) {
-            ret = display_refs(eng, ec, &md->attr, &m2->attr, err);
-        } else {
-            size_t k;
+        for (j = 0; j < i && !seen; j++) {
+            seen = strcasecmp(ch->mods[j].attr.name, md->attr.name) == 0;
+        }
+        for (j = i; j < ch->nmods && ret == IDS_OK && !seen; j++) {
+            const struct mod *mj = &ch->mods[j];
+            struct mod *m2;
 
-            for (k = 0; k < md->attr.nvals; k++) {
-                attr_add_value(&m2->attr, md->attr.vals[k].data, md->attr.vals[k].len);
+            if (strcasecmp(mj->attr.name, md->attr.name) != 0) {
+                continue;
+            }
+            if (mj->op != md->op) {
+                op = "modify";
+            }
+            m2 = change_add_mod(one, mj->op, mj->attr.name, mj->attr.flags);
+            if (mj->attr.flags & ATTR_REF) {
+                ret = display_refs(eng, ec, &mj->attr, &m2->attr, err);
+            } else {
+                size_t k;
+
+                for (k = 0; k < mj->attr.nvals; k++) {
+                    attr_add_value(&m2->attr, mj->attr.vals[k].data, mj->attr.vals[k].len);
+                }
             }
         }
-        if (cur != NULL) {
-            entry_set_attr(tmp, md->attr.name, cur);
+        if (!seen && ret == IDS_OK) {
+            if (cur != NULL) {
+                entry_set_attr(tmp, md->attr.name, cur);
+            }
+            change_apply(one, tmp);
+            if (sb->buf[sb->len - 1] != '[') {
+                strbuf_addch(sb, ',');
+            }
+            strbuf_addstr(sb, "{\"attr\":");
+            json_str_or_null(sb, md->attr.name);
+            strbuf_addf(sb, ",\"op\":\"%s\",\"old\":", op);
+            json_attr_values(sb, ch->op == CHANGE_ADD ? NULL : cur);
+            strbuf_addstr(sb, ",\"new\":");
+            json_attr_values(sb, entry_attr(tmp, md->attr.name));
+            strbuf_addch(sb, '}');
         }
-        change_apply(one, tmp);
-        if (i) {
-            strbuf_addch(sb, ',');
-        }
-        strbuf_addstr(sb, "{\"attr\":");
-        json_str_or_null(sb, md->attr.name);
-        strbuf_addf(sb, ",\"op\":\"%s\",\"old\":", mod_op_name(md->op));
-        json_attr_values(sb, ch->op == CHANGE_ADD ? NULL : cur);
-        strbuf_addstr(sb, ",\"new\":");
-        json_attr_values(sb, entry_attr(tmp, md->attr.name));
-        strbuf_addch(sb, '}');
         change_free(one);
         entry_free(tmp);
     }

@@ -593,6 +593,43 @@ def test_namesakes_get_the_next_dn_the_flow_offers(slapd_factory, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_everyone_moved_to_another_ou(slapd_factory, tmp_path):
+    """An OU reorganisation: the dn flow and the type's base both move from
+    ou=People to ou=Staff. The dry run shows every rename and the group with
+    its members' new DNs in and old DNs out, as many after as before (before,
+    it showed the deletes alone, "member: 12 -> 0 values", as if the group
+    were emptied); the cycle moves everyone and the group follows; the next
+    full cycle has nothing to do."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(12)
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+    staff = "ou=Staff," + SUFFIX
+    moved = cfg.replace(",%s\"'" % PEOPLE, ",%s\"'" % staff).replace(
+        "base: %s\n" % PEOPLE, "base: %s\n" % staff)
+    assert moved.count("ou=Staff") == 2
+    env.write("idsync.yaml", moved)
+
+    dry = env.run("cycle", "--dry-run", expect=0).stdout
+    assert dry.count("rename -> uid=") == 12, dry
+    group = dry[dry.index("modify group cn=all"):]
+    assert "member: 12 -> 12 values" in group and "-> 0 values" not in group, group
+    assert "+ uid=e00000,ou=Staff,dc=example,dc=org" in group, group
+    assert "- uid=e00000,ou=People,dc=example,dc=org" in group, group
+    assert sorted(people_of(dst, PEOPLE)) == ["e%05d" % i for i in range(12)]
+
+    env.run("cycle", expect=0)
+    assert people_of(dst, PEOPLE) == {}
+    assert sorted(people_of(dst, staff)) == ["e%05d" % i for i in range(12)]
+    members = {norm(m) for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
+    assert members == {norm("uid=e%05d,%s" % (i, staff)) for i in range(12)}, members
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 def test_dn_outside_the_base_of_its_type_is_refused(slapd_factory, tmp_path):
     """A dn flow that puts contractors in ou=Contractors while the user type
     reads ou=People: idsync would create the entry (and the OU, with
