@@ -630,6 +630,82 @@ def test_everyone_moved_to_another_ou(slapd_factory, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_manager_references_follow_renames_and_leavers(slapd_factory, tmp_path):
+    """An HR export with a manager column (the manager's employee id) as a
+    reference, flowed to slapd's manager as a DN: a manager listed after
+    the reports resolves in the same cycle, the CEO who manages herself gets
+    her own DN one cycle later (it does not exist before her create), a
+    manager's rename reaches the reports' manager values (slapd has no
+    refint here), and a manager who leaves is taken out of the reports'
+    manager and reported as an unresolved reference until HR names a new
+    one."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(6)
+    mgr = {0: "E00000", 1: "E00005", 2: "E00005", 3: "E00001", 4: "E00001", 5: "E00000"}
+
+    def write_people():
+        rows = ["employeeId,givenName,sn,mail,title,manager"]
+        for i, p in enumerate(people):
+            rows.append('"%s","%s","%s","%s","%s","%s"' % (
+                p["id"], p["given"], p["sn"], p["mail"], p["title"], mgr.get(int(p["id"][1:]), "")))
+        env.write("hr/people.csv", "\r\n".join(rows) + "\r\n")
+
+    def managers():
+        return {uid: [norm(m) for m in a.get("manager", [])]
+                for uid, a in people_of(dst, PEOPLE).items()}
+
+    def dn(i, sn=None):
+        return norm("cn=Given%d %s,%s" % (i, sn or "Family%d" % i, PEOPLE))
+
+    write_people()
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    src = CSV_SOURCE.format().replace(
+        "attributes: [employeeId, givenName, sn, mail, title]",
+        "attributes: [employeeId, givenName, sn, mail, title, manager]\n"
+        "        references: { manager: [person] }", 1)
+    tgt = target_ldap_connector(dst).replace(
+        "employeeNumber, description]",
+        "employeeNumber, description, manager]\n        references: { manager: [user] }", 1)
+    cfg = CSV_TO_OL.format(source=src, target=tgt, people=PEOPLE, groups=GROUPS)
+    cfg = cfg.replace("mail: mail, title: title }", "mail: mail, title: title, manager: manager }", 1)
+    cfg = cfg.replace("          title: title\n", "          title: title\n          manager: manager\n", 1)
+    cfg = cfg.replace("dn: '\"uid=\" .. dn_escape(lower(employeeId))",
+                      "dn: '\"cn=\" .. dn_escape(givenName .. \" \" .. sn)", 1)
+    assert "manager: manager }" in cfg and "          manager: manager\n" in cfg
+    env.write("idsync.yaml", cfg)
+
+    env.run("cycle", "--full", expect=0)
+    got = managers()
+    assert got["e00001"] == [dn(5)] and got["e00003"] == [dn(1)] and got["e00005"] == [dn(0)], got
+    assert got["e00000"] == []
+    env.run("cycle", expect=0)
+    assert managers()["e00000"] == [dn(0)]
+
+    people[1]["sn"] = "Married"
+    write_people()
+    env.run("cycle", expect=0)
+    got = managers()
+    assert got["e00003"] == [dn(1, "Married")] and got["e00004"] == [dn(1, "Married")], got
+
+    del people[5]
+    write_people()
+    env.run("cycle", expect=1)
+    got = managers()
+    assert "e00005" not in got and got["e00001"] == [] and got["e00002"] == [], got
+    errs = [e for e in env.json("errors")["errors"] if e["attr"] == "manager"]
+    assert sorted(e["anchor"] for e in errs) == ["E00001", "E00002"], errs
+    assert all("E00005" in e["message"] for e in errs), errs
+
+    mgr[1] = mgr[2] = "E00000"
+    write_people()
+    env.run("cycle", expect=0)
+    got = managers()
+    assert got["e00001"] == [dn(0)] and got["e00002"] == [dn(0)], got
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 def test_dn_outside_the_base_of_its_type_is_refused(slapd_factory, tmp_path):
     """A dn flow that puts contractors in ou=Contractors while the user type
     reads ou=People: idsync would create the entry (and the OU, with
