@@ -30,6 +30,13 @@ struct import_ctx {
     struct strvec cleared;
     long *ncleared;
     long space; /* objects in the space before this import, -1 until counted */
+    /* objects of a directory deleted there, joined to an MV object: their
+     * DNs leave the directory's groups (drop_gone_members) */
+    struct gone_member {
+        int64_t mv;
+        char *dn;
+    } * gone;
+    size_t ngone, agone;
 };
 
 /* The connector space before this import (staged adds are new rows, staged
@@ -544,7 +551,123 @@ static enum ids_err stage_delete(struct import_ctx *ctx, struct cs_object *cs,
     }
     cs->import_state = CS_IMPORT_DELETE;
     ctx->r->rec.counters.staged_delete++;
+    if (cs->mv_id != 0 && cs->dn != NULL && (econn_caps(ctx->ec) & CONN_CAP_REF_BY_DN)) {
+        ALLOC_GROW(ctx->gone, ctx->ngone + 1, ctx->agone);
+        ctx->gone[ctx->ngone].mv = cs->mv_id;
+        ctx->gone[ctx->ngone].dn = xstrdup(cs->dn);
+        ctx->ngone++;
+    }
     return store_cs_put(ctx->eng->store, cs, NULL, err);
+}
+
+struct gone_pair {
+    int64_t group; /* CS id of a group of this connector */
+    size_t gone;   /* index in ctx->gone */
+};
+
+static int cmp_gone_pair(const void *a, const void *b)
+{
+    const struct gone_pair *x = a;
+    const struct gone_pair *y = b;
+
+    return x->group < y->group ? -1 : x->group > y->group ? 1 : 0;
+}
+
+/* Take the value naming `dn` out of e's reference attributes; whether one was. */
+static bool drop_dn_value(struct entry *e, const char *dn)
+{
+    bool dropped = false;
+    size_t i;
+    size_t k;
+
+    for (i = 0; i < e->nattrs; i++) {
+        struct attr *a = &e->attrs[i];
+        size_t j = 0;
+
+        if (!(a->flags & ATTR_REF)) {
+            continue;
+        }
+        for (k = 0; k < a->nvals; k++) {
+            if (dn_equal(a->vals[k].data, dn)) {
+                free(a->vals[k].data);
+                dropped = true;
+            } else {
+                a->vals[j++] = a->vals[k];
+            }
+        }
+        a->nvals = j;
+    }
+    return dropped;
+}
+
+/* Objects deleted in a directory are no longer members of its groups: AD
+ * removes the links and OpenLDAP's refint the values, often without a delta
+ * import hearing of the groups' change (slapd's refint writes them after
+ * the delete, past syncprov). The groups of this connector that the store
+ * believes hold such a DN drop it (each group read and written once), and
+ * are staged, so that a member provisioned again is added back by the next
+ * export instead of being believed there. A directory that kept the value
+ * (no refint) answers the add with "value exists", which the export
+ * absorbs. */
+static enum ids_err drop_gone_members(struct import_ctx *ctx, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    struct gone_pair *pairs = NULL;
+    size_t npairs = 0;
+    size_t apairs = 0;
+    size_t i;
+    size_t k;
+
+    for (i = 0; i < ctx->ngone && ret == IDS_OK; i++) {
+        struct i64vec ids = {0};
+
+        ret = engine_mv_referrers(ctx->eng, ctx->gone[i].mv, &ids, err);
+        for (k = 0; k < ids.nr && ret == IDS_OK; k++) {
+            struct cs_object *g = NULL;
+
+            ret = store_cs_get_by_mv(ctx->eng->store, ctx->ec->id, ids.v[k], &g, err);
+            if (ret == IDS_ENOTFOUND) {
+                ret = IDS_OK;
+                continue;
+            }
+            if (ret == IDS_OK && g->anchor != NULL && g->import_state != CS_IMPORT_DELETE) {
+                ALLOC_GROW(pairs, npairs + 1, apairs);
+                pairs[npairs].group = g->id;
+                pairs[npairs].gone = i;
+                npairs++;
+            }
+            cs_object_free(g);
+        }
+        i64vec_release(&ids);
+    }
+    if (npairs > 1) {
+        qsort(pairs, npairs, sizeof(*pairs), cmp_gone_pair);
+    }
+    for (i = 0; i < npairs && ret == IDS_OK; i = k) {
+        struct cs_object *g = NULL;
+        bool dropped = false;
+
+        for (k = i; k < npairs && pairs[k].group == pairs[i].group; k++) {
+        }
+        ret = store_cs_get(ctx->eng->store, pairs[i].group, &g, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+            continue;
+        }
+        for (size_t j = i; ret == IDS_OK && j < k; j++) {
+            dropped = drop_dn_value(g->entry, ctx->gone[pairs[j].gone].dn) || dropped;
+        }
+        if (ret == IDS_OK && dropped) {
+            g->hash = entry_hash(g->entry);
+            if (g->import_state == CS_IMPORT_NONE) {
+                g->import_state = CS_IMPORT_UPDATE;
+            }
+            ret = store_cs_put(ctx->eng->store, g, NULL, err);
+        }
+        cs_object_free(g);
+    }
+    free(pairs);
+    return ret;
 }
 
 static enum ids_err import_delete(struct import_ctx *ctx, const struct change *ch,
@@ -907,6 +1030,10 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     if (ret != IDS_OK) {
         goto guarded;
     }
+    ret = drop_gone_members(&ctx, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
     strbuf_reset(&wm);
     ret = connector_cursor_watermark(ctx.ec->conn, cur, &wm, &cerr);
     if (ret != IDS_OK) {
@@ -945,6 +1072,10 @@ done:
     connector_cursor_free(ctx.ec->conn, cur);
     bitmap_release(&ctx.seen);
     keyset_release(&ctx.ks);
+    for (size_t i = 0; i < ctx.ngone; i++) {
+        free(ctx.gone[i].dn);
+    }
+    free(ctx.gone);
     strvec_clear(&ctx.cleared);
     free(ctx.ncleared);
     strbuf_release(&wm);

@@ -706,6 +706,43 @@ def test_manager_references_follow_renames_and_leavers(slapd_factory, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+@pytest.mark.parametrize("refint", [True, False], ids=["refint", "no-refint"])
+def test_entry_deleted_by_hand_comes_back_with_its_groups(slapd_factory, tmp_path, refint):
+    """Someone deletes a managed account and edits another by hand. The next
+    delta cycle creates the account again, in the group it was in, and puts
+    the title back; a full cycle then has nothing to do. With refint, slapd
+    takes the deleted DN out of the group itself, after the delete and
+    unseen by syncrepl: before, idsync still believed the group held it and
+    the account stayed out of the group until a full import. Without refint
+    the group keeps the DN, and adding it back is absorbed."""
+    dst = slapd_factory("dst", refint=refint)
+    env = Env(tmp_path / "work")
+    people = hr_people(5)
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+    everyone = {norm("uid=e%05d,%s" % (i, PEOPLE)) for i in range(5)}
+    gone = "uid=e00001," + PEOPLE
+    old_uuid = dst.get(gone, ["entryUUID"])["entryUUID"]
+    dst.delete(gone)
+    dst.modify_ldif("dn: uid=e00002,%s\nchangetype: modify\nreplace: title\ntitle: Hacked\n"
+                    % PEOPLE)
+    if refint:
+        wait_for(lambda: len(dst.get("cn=all," + GROUPS, ["member"])["member"]) == 4, 10,
+                 "refint to take the deleted DN out of the group")
+
+    env.run("cycle", expect=0)
+    got = people_of(dst, PEOPLE)
+    assert sorted(got) == ["e%05d" % i for i in range(5)] and got["e00002"]["title"] == ["Engineer"]
+    assert dst.get(gone, ["entryUUID"])["entryUUID"] != old_uuid
+    members = {norm(m) for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}
+    assert members == everyone, members
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    assert env.json("errors")["errors"] == []
+
+
 def test_dn_outside_the_base_of_its_type_is_refused(slapd_factory, tmp_path):
     """A dn flow that puts contractors in ou=Contractors while the user type
     reads ou=People: idsync would create the entry (and the OU, with
