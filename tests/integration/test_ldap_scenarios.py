@@ -1274,6 +1274,27 @@ def test_ad_keeps_its_own_form_of_a_dn_value(samba_dc, tmp_path):
     assert env.json("errors")["errors"] == []
 
 
+def test_ad_account_deleted_by_hand_comes_back_with_its_groups(samba_dc, tmp_path):
+    """An account deleted by hand in AD: AD takes it out of its groups, and
+    DirSync reports the delete but not the group's change. The next delta
+    cycle creates the account again and puts it back in the group (before:
+    only a full import found the member missing)."""
+    dc = samba_dc
+    env = Env(tmp_path / "work")
+    people = hr_people(4)
+    env.write("idsync.yaml", hr_to_ad(env, dc, people))
+    env.run("cycle", "--full", expect=0)
+    group = "CN=all,OU=ImportedGroups," + SYNC_OU
+    gone = "CN=Given1 Family1,OU=Imported," + SYNC_OU
+    dc.delete(gone)
+    assert len(dc.get(group, ["member"])["member"]) == 3
+    env.run("cycle", expect=0)
+    members = {norm(m) for m in dc.get(group, ["member"])["member"]}
+    assert norm(gone) in members and len(members) == 4, members
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 def ad_bind_works(dc, upn, password):
     """Whether a simple bind as upn with password succeeds (a search of the
     rootDSE after the bind; the password in a file, not on the command line)."""
