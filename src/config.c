@@ -131,7 +131,9 @@ const struct config_option config_to_options[] = {
      "metaverse object; used to find an existing target object before provisioning one."},
     {"flow", OPT_MAP, NULL, 0, 0, NULL, false,
      "Attribute flows `TARGET_ATTRIBUTE: EXPRESSION`, the expression read from the metaverse "
-     "object. `dn` sets the DN of a new object (a new value renames or moves it)."},
+     "object. `dn` sets the DN of a new object (a new value renames or moves it). `unicodePwd` "
+     "and a SCIM `password`, which are never read back, are refused here: they belong under "
+     "`initial_flow`."},
     {"initial_flow", OPT_MAP, NULL, 0, 0, NULL, false,
      "Attribute flows sent with the create only, never compared or sent again (MIIS's "
      "\"initial flow only\"): an initial password (`unicodePwd: random_password(20)`), "
@@ -1949,6 +1951,16 @@ static enum ids_err parse_flow_item(struct loader *ld, struct rule_ctx *rc, yaml
                 ret = refuse_random(ld, fv, sb.buf, ri);
             }
             if (ret != IDS_OK) {
+                goto done;
+            }
+            if (!inbound &&
+                (strcasecmp(ri->attr, "unicodePwd") == 0 ||
+                 (strcmp(fc->conn->type, "scim") == 0 && strcasecmp(ri->attr, "password") == 0))) {
+                ret = fail(ld, fk,
+                           "%s: `%s` is never read back, so a flow would set it again at every "
+                           "sync, resetting the password the user chose (expected it under "
+                           "initial_flow, which is sent with the create only)",
+                           ipath.buf, ri->attr);
                 goto done;
             }
             if (!inbound && !is_target_attr(fc->otype, ri->attr) &&

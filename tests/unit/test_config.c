@@ -621,6 +621,10 @@ static void test_initial_flow(void **state)
                 "metaverse.person.to[0].initial_flow: `mail` is also in metaverse.person.to[0]."
                 "flow (expected each attribute either in flow, sent whenever it changes, or in "
                 "initial_flow, sent with the create only)");
+    check_extra("        flow: { id: uid, unicodePwd: uid }\n", "unicodePwd",
+                "metaverse.person.to[0].flow: `unicodePwd` is never read back, so a flow would "
+                "set it again at every sync, resetting the password the user chose (expected it "
+                "under initial_flow, which is sent with the create only)");
     check_extra("        initial_flow: { dn: uid }\n", "dn: uid",
                 "metaverse.person.to[0].initial_flow: `dn` cannot be an initial flow (expected it "
                 "under flow: the create takes it from there)");
