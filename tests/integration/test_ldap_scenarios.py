@@ -1361,16 +1361,18 @@ def test_new_ad_accounts_get_an_initial_password_once(samba_dc, tmp_path):
     assert env.json("errors")["errors"] == []
     assert ad_bind_works(dc, "e00001@ids.test", "Own-Secret-42")
 
-    # a random password for each new account
-    env.write("idsync.yaml", cfg.replace("'\"Wel-\" .. employeeId .. \"-c0me!\"'",
-                                         "random_password(20)"))
+    # a random password for each new account, to be changed at the first
+    # logon (pwdLastSet 0), as examples/hr-to-ad.yaml does
+    env.write("idsync.yaml", cfg.replace(
+        "'\"Wel-\" .. employeeId .. \"-c0me!\"'\n",
+        "random_password(20)\n          pwdLastSet: '\"0\"'\n"))
     people += [dict(hr_people(5)[3]), dict(hr_people(5)[4])]
     env.write("hr/people.csv", people_csv(people))
     env.run("cycle", expect=0)
     for i in (3, 4):
         a = dc.get("CN=Given%d Family%d,OU=Imported,%s" % (i, i, SYNC_OU),
                    ["userAccountControl", "pwdLastSet"])
-        assert a["userAccountControl"] == ["512"] and a["pwdLastSet"] != ["0"], a
+        assert a["userAccountControl"] == ["512"] and a["pwdLastSet"] == ["0"], a
     env.run("cycle", "--full", expect=0)
     assert exports_of_last_cycle(env) == 0
     assert env.json("errors")["errors"] == []
