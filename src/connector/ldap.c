@@ -74,6 +74,12 @@ static const struct config_option ldap_object_options[] = {
     {"scope", OPT_ENUM, "sub", 0, 0, "sub|one|base", false, "Search scope below base."},
     {"object_classes", OPT_LIST, NULL, 0, 0, NULL, false,
      "objectClass values of a new object, used when the export does not set objectClass."},
+    {"empty_member", OPT_STRING, NULL, 0, 0, NULL, false,
+     "A DN that stands in for the members of a group that has none: `groupOfNames` requires a "
+     "`member`, so an empty department could neither be created nor emptied (slapd: \"object "
+     "class violation\"). It is written to the type's reference attributes when they would have "
+     "no value, taken out when a member comes, and never read as a member. Example: "
+     "`cn=empty-membership-placeholder`."},
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 
@@ -196,6 +202,26 @@ static enum ids_err ldapc_create(const struct connector_config *cfg, struct conn
             free(t->filter);
             t->filter = f;
         }
+        t->empty_member = xstrdup_or_null(config_get_str(&ot->opts, "empty_member"));
+        if (t->empty_member != NULL) {
+            struct ids_error derr = IDS_ERROR_INIT;
+            struct strbuf norm = STRBUF_INIT;
+
+            if (ldapdn_normalize(t->empty_member, &norm, &derr) != IDS_OK || ot->nrefs == 0) {
+                /* t is freed with c: the message from the configuration */
+                const char *why = ot->nrefs == 0 ? "the type has no references" : "not a DN";
+
+                strbuf_release(&norm);
+                ldapc_conn_free(c);
+                return ids_error_set(err, IDS_ECONFIG,
+                                     "objects.%s.empty_member: %s (expected the DN that stands "
+                                     "in for the members of a group with references:)",
+                                     ot->name, why);
+            }
+            strbuf_release(&norm);
+            t->empty_val.data = t->empty_member;
+            t->empty_val.len = strlen(t->empty_member);
+        }
         v = config_values_get(&ot->opts, "object_classes");
         if (v != NULL) {
             size_t k;
@@ -219,6 +245,7 @@ static void otype_release(struct ldap_otype *t)
     free(t->filter);
     strvec_clear(&t->attrs);
     strvec_clear(&t->dn_attrs);
+    free(t->empty_member);
     strvec_clear(&t->object_classes);
 }
 
@@ -801,6 +828,22 @@ enum ids_err ldapc_build_entry(struct ldap_conn *c, const struct ldap_otype *t, 
 
             if (a != NULL) {
                 a->flags |= ATTR_DN;
+            }
+        }
+        for (i = 0; t->empty_member != NULL && i < t->cfg->nrefs; i++) {
+            struct attr *a = entry_attr(e, t->cfg->refs[i].attr);
+            size_t k;
+            size_t j = 0;
+
+            for (k = 0; a != NULL && k < a->nvals; k++) {
+                if (ldapdn_equal(a->vals[k].data, t->empty_member)) {
+                    free(a->vals[k].data); /* the stand-in is no member */
+                } else {
+                    a->vals[j++] = a->vals[k];
+                }
+            }
+            if (a != NULL) {
+                a->nvals = j;
             }
         }
     }

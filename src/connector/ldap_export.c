@@ -49,6 +49,7 @@ struct ldap_pending {
     int lookups;      /* anchor lookups after noSuchObject */
     int fixups;       /* modify re-sent without no-op values */
     char *uac;        /* AD: the userAccountControl sent for a disable bit */
+    bool stand_in;    /* MODIFY: the empty_member stand-in was added after a refusal */
 };
 
 struct ldap_ready {
@@ -607,6 +608,72 @@ done:
     return ret;
 }
 
+/* Does ch (owned) add values to, or delete values of, `attr`? */
+static bool change_touches(const struct change *ch, const char *attr, enum mod_op op)
+{
+    size_t i;
+
+    for (i = 0; i < ch->nmods; i++) {
+        if (ch->mods[i].op == op && ch->mods[i].attr.nvals > 0 &&
+            strcasecmp(ch->mods[i].attr.name, attr) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The empty_member stand-in of a group type (groupOfNames needs a member):
+ * a create without members gets it; a modify that adds members takes it
+ * out (absent: permissive modify, or drop_noop_values, absorb that). A
+ * modify that empties the group gets it after the server's refusal
+ * (stand_in_after_refusal): only the server knows what is left. */
+static void stand_in_prepare(struct ldap_conn *c, struct change *ch)
+{
+    const struct ldap_otype *t = find_type(c, ch->type);
+    size_t i;
+
+    if (t == NULL || t->empty_member == NULL || ch->op == CHANGE_DELETE) {
+        return;
+    }
+    for (i = 0; i < t->cfg->nrefs; i++) {
+        const char *attr = t->cfg->refs[i].attr;
+
+        if (ch->op == CHANGE_ADD && !change_touches(ch, attr, MOD_ADD)) {
+            change_add_mod(ch, MOD_ADD, attr, ATTR_REF);
+            attr_add_value(&ch->mods[ch->nmods - 1].attr, t->empty_member, strlen(t->empty_member));
+        } else if (ch->op == CHANGE_MODIFY && change_touches(ch, attr, MOD_ADD)) {
+            change_add_mod(ch, MOD_DELETE, attr, ATTR_REF);
+            attr_add_value(&ch->mods[ch->nmods - 1].attr, t->empty_member, strlen(t->empty_member));
+        }
+    }
+}
+
+/* An object class violation on a modify that deletes members of a type
+ * with empty_member: the group would be left empty; add the stand-in in
+ * the same modify. Whether it was added (then send again). */
+static bool stand_in_after_refusal(struct ldap_conn *c, struct ldap_pending *p)
+{
+    const struct ldap_otype *t = find_type(c, p->ch->type);
+    bool added = false;
+    size_t i;
+
+    if (t == NULL || t->empty_member == NULL || p->stand_in) {
+        return false;
+    }
+    for (i = 0; i < t->cfg->nrefs; i++) {
+        const char *attr = t->cfg->refs[i].attr;
+
+        if (change_touches(p->ch, attr, MOD_DELETE) && !change_touches(p->ch, attr, MOD_ADD)) {
+            change_add_mod(p->ch, MOD_ADD, attr, ATTR_REF);
+            attr_add_value(&p->ch->mods[p->ch->nmods - 1].attr, t->empty_member,
+                           strlen(t->empty_member));
+            added = true;
+        }
+    }
+    p->stand_in = added;
+    return added;
+}
+
 /* ---- finishing --------------------------------------------------------- */
 
 static void pending_unlink(struct ldap_conn *c, struct ldap_pending *p)
@@ -693,6 +760,15 @@ static void finish_ldap_error(struct ldap_conn *c, struct ldap_pending *p, int r
     const char *hint = "";
     size_t i;
 
+    if (rcode == LDAP_OBJECT_CLASS_VIOLATION) {
+        const struct ldap_otype *t = find_type(c, p->ch->type);
+
+        if (t != NULL && t->cfg->nrefs > 0 && t->empty_member == NULL) {
+            hint = " (a group that must have a member, such as groupOfNames, cannot be empty: "
+                   "give the object type an empty_member, a DN that stands in for the members "
+                   "of an empty group)";
+        }
+    }
     for (i = 0; i < p->ch->nmods; i++) {
         if (strcasecmp(p->ch->mods[i].attr.name, "unicodePwd") == 0 &&
             (rcode == LDAP_UNWILLING_TO_PERFORM || rcode == LDAP_CONSTRAINT_VIOLATION)) {
@@ -1136,6 +1212,10 @@ static enum ids_err handle_result(struct ldap_conn *c, struct ldap_pending *p, L
             finish(c, p, IDS_ENOTFOUND, &e, false);
             goto done;
         }
+        if (rcode == LDAP_OBJECT_CLASS_VIOLATION && stand_in_after_refusal(c, p)) {
+            ret = resend(c, p, err);
+            goto done;
+        }
         /* a value already there or already gone (see drop_noop_values) */
         if ((rcode == LDAP_TYPE_OR_VALUE_EXISTS || rcode == LDAP_NO_SUCH_ATTRIBUTE ||
              rcode == LDAP_ALREADY_EXISTS || rcode == LDAP_UNWILLING_TO_PERFORM) &&
@@ -1382,6 +1462,7 @@ enum ids_err ldapc_submit(struct connector *conn, const struct change *ch, uint6
     p->msgid = -1;
     p->tag = tag;
     p->ch = change_dup(ch);
+    stand_in_prepare(c, p->ch);
     ret = encode_passwords(p->ch, err);
     if (ret != IDS_OK) {
         pending_free(p);

@@ -39,6 +39,8 @@ struct ldap_otype {
     struct strvec attrs;                  /* attributes requested (anchor included) */
     struct strvec object_classes;         /* objectClass of new objects */
     struct strvec dn_attrs;               /* of attrs: DN syntax, not references */
+    char *empty_member;                   /* stand-in member of an empty group, or NULL */
+    struct value empty_val;               /* empty_member as a value (borrowed) */
 };
 
 struct ldap_pending; /* ldap_export.c */

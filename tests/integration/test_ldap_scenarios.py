@@ -10,6 +10,7 @@ What is asserted is what an administrator checks: the target directory read
 back with ldapsearch, exit codes, and the counters of `idsync history`.
 """
 import base64
+import json
 import os
 import subprocess
 
@@ -741,6 +742,55 @@ def test_entry_deleted_by_hand_comes_back_with_its_groups(slapd_factory, tmp_pat
     env.run("cycle", "--full", expect=0)
     assert exports_of_last_cycle(env) == 0
     assert env.json("errors")["errors"] == []
+
+
+def test_empty_groups_get_a_stand_in_member(slapd_factory, tmp_path):
+    """groupOfNames requires a member. An empty HR team could not be created
+    and a team whose last member left could not be emptied: slapd refused
+    it at every cycle (and the leaver stayed in the group); the error now
+    says what to configure. With empty_member, the stand-in DN is written
+    when a group has no member, taken out when members come, and never read
+    as a member."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    env.write("idsync.yaml", cfg)
+    env.write("hr/teams.csv", teams_csv({"all": ["E00000", "E00001", "E00002"], "empty": [],
+                                         "one": ["E00001"]}))
+    env.run("cycle", "--full", expect=1)
+    errs = env.json("errors")["errors"]
+    assert [e["dn"] for e in errs] == ["cn=empty," + GROUPS], errs
+    assert "empty_member" in errs[0]["message"], errs
+
+    stand_in = "cn=empty-membership-placeholder"
+    old = "        object_classes: [groupOfNames]\n"
+    assert old in cfg
+    env.write("idsync.yaml", cfg.replace(old, old + "        empty_member: not a dn\n", 1))
+    p = env.run("check")
+    assert p.returncode != 0 and "objects.group.empty_member: not a DN" in p.stdout + p.stderr, p
+    env.write("idsync.yaml", cfg.replace(old, old + "        empty_member: %s\n" % stand_in, 1))
+    env.run("cycle", expect=0)
+    assert dst.get("cn=empty," + GROUPS, ["member"])["member"] == [stand_in]
+
+    env.write("hr/teams.csv", teams_csv({"all": ["E00000", "E00001", "E00002"], "empty": [],
+                                         "one": []}))
+    env.run("cycle", expect=0)
+    assert dst.get("cn=one," + GROUPS, ["member"])["member"] == [stand_in]
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    shown = env.json("show", "cs", "dst", "cn=one," + GROUPS)
+    assert stand_in not in json.dumps(shown), shown
+
+    env.write("hr/teams.csv", teams_csv({"all": ["E00000", "E00001", "E00002"],
+                                         "empty": ["E00002"], "one": ["E00000", "E00001"]}))
+    env.run("cycle", expect=0)
+    assert {norm(m) for m in dst.get("cn=one," + GROUPS, ["member"])["member"]} == {
+        norm("uid=e00000," + PEOPLE), norm("uid=e00001," + PEOPLE)}
+    assert dst.get("cn=empty," + GROUPS, ["member"])["member"] == ["uid=e00002," + PEOPLE]
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
 
 
 def test_dn_outside_the_base_of_its_type_is_refused(slapd_factory, tmp_path):
