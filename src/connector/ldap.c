@@ -2207,6 +2207,8 @@ static int cmp_lower(const void *a, const void *b)
 struct ldap_schema {
     LDAPAttributeType **at;
     size_t nr, alloc;
+    LDAPObjectClass **oc;
+    size_t noc, aoc;
 };
 
 static void schema_free(struct ldap_schema *s)
@@ -2219,12 +2221,18 @@ static void schema_free(struct ldap_schema *s)
     free(s->at);
     s->at = NULL;
     s->nr = s->alloc = 0;
+    for (i = 0; i < s->noc; i++) {
+        ldap_objectclass_free(s->oc[i]);
+    }
+    free(s->oc);
+    s->oc = NULL;
+    s->noc = s->aoc = 0;
 }
 
 static enum ids_err schema_read(struct ldap_conn *c, struct ldap_schema *out, struct ids_error *err)
 {
     static char *root_attrs[] = {"subschemaSubentry", NULL};
-    static char *schema_attrs[] = {"attributeTypes", NULL};
+    static char *schema_attrs[] = {"attributeTypes", "objectClasses", NULL};
     struct timeval tv = {c->timeout, 0};
     LDAPMessage *res = NULL;
     LDAPMessage *e;
@@ -2268,6 +2276,20 @@ static enum ids_err schema_read(struct ldap_conn *c, struct ldap_schema *out, st
         if (at != NULL) {
             ALLOC_GROW(out->at, out->nr + 1, out->alloc);
             out->at[out->nr++] = at;
+        }
+        free(text);
+    }
+    ldap_value_free_len(vals);
+    vals = e != NULL ? ldap_get_values_len(c->ld, e, "objectClasses") : NULL;
+    for (i = 0; vals != NULL && vals[i] != NULL; i++) {
+        char *text = xmemdup(vals[i]->bv_val, vals[i]->bv_len);
+        const char *where = NULL;
+        int code = 0;
+        LDAPObjectClass *oc = ldap_str2objectclass(text, &code, &where, LDAP_SCHEMA_ALLOW_ALL);
+
+        if (oc != NULL) {
+            ALLOC_GROW(out->oc, out->noc + 1, out->aoc);
+            out->oc[out->noc++] = oc;
         }
         free(text);
     }
@@ -2320,6 +2342,45 @@ static const LDAPAttributeType *schema_find(const struct ldap_schema *s, const c
         }
     }
     return NULL;
+}
+
+static bool name_in(char **names, const char *name)
+{
+    size_t i;
+
+    for (i = 0; names != NULL && names[i] != NULL; i++) {
+        if (strcasecmp(names[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Does object class `oc_name` (or one of its superclasses) require `attr`? */
+static bool schema_class_requires(const struct ldap_schema *s, const char *oc_name,
+                                  const char *attr, int depth)
+{
+    size_t i;
+
+    for (i = 0; depth < 8 && i < s->noc; i++) {
+        const LDAPObjectClass *oc = s->oc[i];
+        size_t k;
+
+        if (!name_in(oc->oc_names, oc_name) &&
+            (oc->oc_oid == NULL || strcmp(oc->oc_oid, oc_name) != 0)) {
+            continue;
+        }
+        if (name_in(oc->oc_at_oids_must, attr)) {
+            return true;
+        }
+        for (k = 0; oc->oc_sup_oids != NULL && oc->oc_sup_oids[k] != NULL; k++) {
+            if (schema_class_requires(s, oc->oc_sup_oids[k], attr, depth + 1)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    return false;
 }
 
 #define LDAP_SYNTAX_DN "1.3.6.1.4.1.1466.115.121.1.12"
@@ -2401,6 +2462,24 @@ static enum ids_err check_schema(struct ldap_conn *c, struct strbuf *report, str
         return ret;
     }
     schema_names(&s, &names);
+    for (i = 0; i < c->ntypes; i++) {
+        const struct ldap_otype *t = &c->types[i];
+
+        for (j = 0; t->empty_member == NULL && j < t->cfg->nrefs; j++) {
+            size_t k;
+
+            for (k = 0; k < t->object_classes.nr; k++) {
+                if (schema_class_requires(&s, t->object_classes.v[k], t->cfg->refs[j].attr, 0)) {
+                    strbuf_addf(report,
+                                "empty groups.%s: %s requires %s, so a group without members "
+                                "can be neither created nor emptied (set "
+                                "objects.%s.empty_member to a DN that stands in for them)\n",
+                                t->name, t->object_classes.v[k], t->cfg->refs[j].attr, t->name);
+                    break;
+                }
+            }
+        }
+    }
     schema_free(&s);
     strbuf_addf(report, "schema: %zu attribute names\n", names.nr);
     for (i = 0; i < c->ntypes; i++) {

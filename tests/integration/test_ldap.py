@@ -138,6 +138,19 @@ def test_check_reports_openldap_facts(people):
     assert "objects.group: 2" in out
     assert re.search(r"schema: \d+ attribute names", out), out
     assert "unknown attributes" not in out, out
+    # groupOfNames requires a member: check says how to allow empty groups
+    assert ("empty groups.group: groupOfNames requires member, so a group without members can "
+            "be neither created nor emptied") in out, out
+    assert "empty groups.user" not in out, out
+    with open(cfg) as f:
+        text = f.read()
+    with_stand_in = cfg.replace(".yaml", "-stand-in.yaml")
+    with open(with_stand_in, "w") as f:
+        f.write(text.replace("        object_classes: [groupOfNames]\n",
+                             "        object_classes: [groupOfNames]\n"
+                             "        empty_member: cn=nobody\n", 1))
+    out = conntool(with_stand_in, "check").stdout
+    assert "empty groups" not in out, out
 
 
 def test_check_names_attributes_the_schema_does_not_know(people, tmp_path):
