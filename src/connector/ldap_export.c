@@ -1363,53 +1363,6 @@ enum ids_err ldapc_export_begin(struct connector *conn, struct ids_error *err)
     return IDS_OK;
 }
 
-/* AD takes a password in unicodePwd as the UTF-16LE bytes of the password
- * in double quotes (MS-ADTS 3.1.1.3.1.5). A value already in that form
- * (from an LDIF made for AD) is left alone. Invalid UTF-8: false. */
-static bool ad_password(const struct value *in, struct strbuf *out)
-{
-    const unsigned char *p = (const unsigned char *)in->data;
-    size_t i = 0;
-
-    if (in->len >= 4 && in->len % 2 == 0 && p[0] == '"' && p[1] == 0 && p[in->len - 2] == '"' &&
-        p[in->len - 1] == 0) {
-        strbuf_add(out, in->data, in->len);
-        return true;
-    }
-    if (!utf8_valid(in->data, in->len)) {
-        return false;
-    }
-    strbuf_add(out, "\"\0", 2);
-    while (i < in->len) {
-        uint32_t cp;
-        unsigned char u[4];
-        size_t n = p[i] < 0x80 ? 1 : p[i] < 0xe0 ? 2 : p[i] < 0xf0 ? 3 : 4;
-
-        cp = n == 1 ? p[i] : n == 2 ? p[i] & 0x1fu : n == 3 ? p[i] & 0x0fu : p[i] & 0x07u;
-        for (size_t k = 1; k < n; k++) {
-            cp = (cp << 6) | (p[i + k] & 0x3fu);
-        }
-        i += n;
-        if (cp >= 0x10000) {
-            uint32_t v = cp - 0x10000;
-            uint32_t hi = 0xd800 + (v >> 10);
-            uint32_t lo = 0xdc00 + (v & 0x3ff);
-
-            u[0] = hi & 0xff;
-            u[1] = hi >> 8;
-            u[2] = lo & 0xff;
-            u[3] = lo >> 8;
-            strbuf_add(out, u, 4);
-        } else {
-            u[0] = cp & 0xff;
-            u[1] = cp >> 8;
-            strbuf_add(out, u, 2);
-        }
-    }
-    strbuf_add(out, "\"\0", 2);
-    return true;
-}
-
 /* The unicodePwd values of ch (owned) in AD's form. */
 static enum ids_err encode_passwords(struct change *ch, struct ids_error *err)
 {
@@ -1425,7 +1378,7 @@ static enum ids_err encode_passwords(struct change *ch, struct ids_error *err)
         for (k = 0; k < a->nvals; k++) {
             struct strbuf sb = STRBUF_INIT;
 
-            if (!ad_password(&a->vals[k], &sb)) {
+            if (!ad_password_value(a->vals[k].data, a->vals[k].len, &sb)) {
                 strbuf_release(&sb);
                 return ids_error_set(err, IDS_EINPUT,
                                      "unicodePwd: the password is not valid UTF-8");

@@ -1759,6 +1759,66 @@ static bool valid_attr_name(const char *s)
     return true;
 }
 
+/* The hash that recognises a change already written (a create sent again
+ * after a crash): without its initial flows, whose random password is
+ * drawn again for each send. */
+static uint64_t hash_without_initial(const struct change *ch)
+{
+    struct change view = *ch;
+    struct mod *mods = xcalloc(ch->nmods ? ch->nmods : 1, sizeof(*mods));
+    uint64_t h;
+    size_t i;
+
+    view.nmods = 0;
+    for (i = 0; i < ch->nmods; i++) {
+        if (!(ch->mods[i].attr.flags & ATTR_INITIAL)) {
+            mods[view.nmods++] = ch->mods[i];
+        }
+    }
+    view.mods = mods;
+    h = change_hash(&view);
+    free(mods);
+    return h;
+}
+
+/* An LDIF for AD carries unicodePwd as AD takes it (ldapmodify sends the
+ * bytes as they are): *owned is a copy of ch with those values encoded, or
+ * NULL when ch has none. */
+static enum ids_err ad_passwords(const struct change *ch, struct change **owned,
+                                 struct ids_error *err)
+{
+    size_t i;
+    size_t k;
+
+    *owned = NULL;
+    for (i = 0; i < ch->nmods; i++) {
+        struct attr *a;
+
+        if (strcasecmp(ch->mods[i].attr.name, "unicodePwd") != 0) {
+            continue;
+        }
+        if (*owned == NULL) {
+            *owned = change_dup(ch);
+        }
+        a = &(*owned)->mods[i].attr;
+        for (k = 0; k < a->nvals; k++) {
+            struct strbuf sb = STRBUF_INIT;
+
+            if (!ad_password_value(a->vals[k].data, a->vals[k].len, &sb)) {
+                strbuf_release(&sb);
+                change_free(*owned);
+                *owned = NULL;
+                return ids_error_set(err, IDS_EREJECTED,
+                                     "%s: unicodePwd: the password is not valid UTF-8", ch->dn);
+            }
+            free(a->vals[k].data);
+            a->vals[k].len = sb.len;
+            a->vals[k].data = strbuf_detach(&sb, NULL);
+        }
+    }
+    return IDS_OK;
+}
+
 static enum ids_err ldif_submit(struct connector *c, const struct change *ch, uint64_t tag,
                                 struct ids_error *err)
 {
@@ -1767,6 +1827,7 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
     struct strbuf body = STRBUF_INIT;
     struct strbuf norm = STRBUF_INIT;
     struct ldif_result *res;
+    struct change *owned = NULL;
     uint64_t h;
     unsigned nrec = 0;
     enum ids_err ret = IDS_OK;
@@ -1793,7 +1854,14 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
         goto done;
     }
     strbuf_reset(&body);
-    h = change_hash(ch);
+    h = hash_without_initial(ch);
+    ret = ad_passwords(ch, &owned, err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    if (owned != NULL) {
+        ch = owned;
+    }
     if (!u64set_has(&lc->written, written_key(tag, h))) {
         ret = format_change(ch, &body, &nrec, err);
         if (ret != IDS_OK) {
@@ -1842,6 +1910,7 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
         }
     }
 done:
+    change_free(owned);
     strbuf_release(&out);
     strbuf_release(&body);
     strbuf_release(&norm);

@@ -380,3 +380,50 @@ uint64_t varint_get(struct varint_reader *r)
     }
     return 0;
 }
+
+/* AD takes a password in unicodePwd as the UTF-16LE bytes of the password
+ * in double quotes (MS-ADTS 3.1.1.3.1.5). A value already in that form
+ * (from an LDIF made for AD) is left alone. Invalid UTF-8: false. */
+bool ad_password_value(const char *data, size_t len, struct strbuf *out)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    size_t i = 0;
+
+    if (len >= 4 && len % 2 == 0 && p[0] == '"' && p[1] == 0 && p[len - 2] == '"' &&
+        p[len - 1] == 0) {
+        strbuf_add(out, data, len);
+        return true;
+    }
+    if (!utf8_valid(data, len)) {
+        return false;
+    }
+    strbuf_add(out, "\"\0", 2);
+    while (i < len) {
+        uint32_t cp;
+        unsigned char u[4];
+        size_t n = p[i] < 0x80 ? 1 : p[i] < 0xe0 ? 2 : p[i] < 0xf0 ? 3 : 4;
+
+        cp = n == 1 ? p[i] : n == 2 ? p[i] & 0x1fu : n == 3 ? p[i] & 0x0fu : p[i] & 0x07u;
+        for (size_t k = 1; k < n; k++) {
+            cp = (cp << 6) | (p[i + k] & 0x3fu);
+        }
+        i += n;
+        if (cp >= 0x10000) {
+            uint32_t v = cp - 0x10000;
+            uint32_t hi = 0xd800 + (v >> 10);
+            uint32_t lo = 0xdc00 + (v & 0x3ff);
+
+            u[0] = hi & 0xff;
+            u[1] = hi >> 8;
+            u[2] = lo & 0xff;
+            u[3] = lo >> 8;
+            strbuf_add(out, u, 4);
+        } else {
+            u[0] = cp & 0xff;
+            u[1] = cp >> 8;
+            strbuf_add(out, u, 2);
+        }
+    }
+    strbuf_add(out, "\"\0", 2);
+    return true;
+}

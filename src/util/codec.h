@@ -37,6 +37,10 @@ uint64_t hash64_bulk(const void *data, size_t len, uint64_t seed);
 
 /* True when s[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 bool utf8_valid(const char *s, size_t len);
+/* A password as AD takes it in unicodePwd: the UTF-16LE bytes of the
+ * password in double quotes, appended to out; a value already in that form
+ * is copied. false for invalid UTF-8. */
+bool ad_password_value(const char *data, size_t len, struct strbuf *out);
 
 /* True when every byte is printable UTF-8 text (no control characters other
  * than tab); binary values are shown as base64 by the output code. */

@@ -7,6 +7,7 @@ threshold, the import guard, dry run, malformed input and kill-and-rerun.
 What is asserted is what an administrator would check: the target files,
 exit codes, and what `history` / `errors` say.
 """
+import base64
 import csv
 import io
 import json
@@ -1025,6 +1026,37 @@ def test_killed_export_reruns_without_loss_or_duplicates(tmp_path):
     assert len(dns) == n and len(set(dns)) == n
     # and a further cycle sends nothing more
     env.run("cycle", expect=0)
+    assert len(ldif_records(env.read("out/changes.ldif"))) == len(recs)
+
+
+def test_ldif_for_ad_carries_initial_passwords_once_even_after_a_kill(tmp_path):
+    """An LDIF target meant for AD with an initial password drawn at random:
+    the file carries unicodePwd as AD takes it (base64 of the quoted
+    password in UTF-16LE, which ldapmodify sends as it is), and an export
+    killed after the file was written and sent again (a new password drawn)
+    does not add anyone twice."""
+    n = 400
+    people = [person(i) for i in range(1, n + 1)]
+    env = Env(tmp_path)
+    old = "        deprovision: delete\n"
+    assert old in CSV_TO_LDIF
+    env.write("idsync.yaml", CSV_TO_LDIF.replace(
+        old, old + "        initial_flow: { unicodePwd: random_password(20) }\n", 1))
+    env.write("src/people.csv", people_csv(people))
+    os.makedirs(os.path.join(env.path, "out"))
+    p = env.run("cycle", "--full", env={"IDSYNC_FAULT": "poll:300"})
+    assert p.returncode < 0 or p.returncode == 137, p.returncode
+    env.run("cycle", expect=0)
+    recs = ldif_records(env.read("out/changes.ldif"))
+    adds = [r for r in recs if "changetype: add" in r]
+    assert len(adds) == n and len({r[0] for r in adds}) == n
+    for r in adds:
+        pw = [l for l in r if l.lower().startswith("unicodepwd:")]
+        assert len(pw) == 1 and pw[0].startswith("unicodePwd:: "), r
+        raw = base64.b64decode(pw[0].split(":: ", 1)[1])
+        text = raw.decode("utf-16-le")
+        assert len(text) == 22 and text[0] == '"' and text[-1] == '"', text
+    env.run("cycle", "--full", expect=0)
     assert len(ldif_records(env.read("out/changes.ldif"))) == len(recs)
 
 
