@@ -22,6 +22,7 @@
 #include "config_int.h"
 #include "connector/connector.h"
 #include "expr/expr.h"
+#include "util/ldapesc.h"
 #include "util/mem.h"
 #include "util/banned.h"
 
@@ -123,6 +124,13 @@ const struct config_option config_to_options[] = {
      "object joined again (a rehire) is enabled, unless a flow sets the attribute: `false` "
      "becomes `true`, AD's `userAccountControl` bit `2` is cleared (`0`), any other value "
      "is removed."},
+    {"disable_move_to", OPT_STRING, NULL, 0, 0, NULL, false,
+     "With `deprovision: disable` into a directory: the container a disabled account is moved "
+     "to, keeping its RDN (`OU=Leavers,DC=corp,DC=example`). The export after the one that "
+     "disabled it moves it, so the disable never waits for the move, and the moves do not count "
+     "as deletes. The container must be within what the object type reads (else a moved "
+     "account would look deleted); an account whose DN is taken there is disabled where it is. "
+     "A rehired account is moved back by its `dn` flow."},
     {"scope", OPT_STRING, NULL, 0, 0, NULL, false,
      "Expression over the metaverse object; only objects for which it is true are written "
      "to this connector. Default: every object."},
@@ -1239,6 +1247,7 @@ static void flow_config_release(struct flow_config *fc)
     free(fc->anchor_carrier);
     free(fc->disable_attr);
     free(fc->disable_value);
+    free(fc->disable_move_to);
 }
 
 void config_free(struct config *cfg)
@@ -2109,6 +2118,44 @@ static enum ids_err parse_flow_item(struct loader *ld, struct rule_ctx *rc, yaml
             }
             fc->disable_attr = xstrdup(da != NULL ? da->str : "active");
             fc->disable_value = xstrdup(dval != NULL ? dval->str : "false");
+        }
+        cv = config_values_get(&vals, "disable_move_to");
+        if (cv != NULL) {
+            struct strbuf why = STRBUF_INIT;
+            struct strbuf probe = STRBUF_INIT;
+            struct strbuf norm = STRBUF_INIT;
+            const char *problem = NULL;
+
+            strbuf_addf(&probe, "cn=x,%s", cv->str);
+            if (fc->deprovision != DEPROVISION_DISABLE) {
+                problem = "only used with deprovision: disable (expected deprovision: disable, "
+                          "or remove this key)";
+            } else if ((fc->conn->ops->caps & (CONN_CAP_RENAME | CONN_CAP_REF_BY_DN)) !=
+                           (CONN_CAP_RENAME | CONN_CAP_REF_BY_DN) ||
+                       strcmp(fc->conn->type, "ldap") != 0) {
+                problem = "only for an ldap connector (expected it on a `to` element of an ldap "
+                          "connector)";
+            } else if (ldapdn_normalize(cv->str, &norm, NULL) != IDS_OK || norm.len == 0) {
+                problem = "not a DN (expected a container such as OU=Leavers,DC=corp,DC=example)";
+            } else if (!connector_dn_readable(fc->conn, fc->object, probe.buf, &why)) {
+                strbuf_reset(&probe);
+                strbuf_addf(&probe,
+                            "outside what idsync reads of %s/%s (%s): a moved account would look "
+                            "deleted (expected a container within the object type's base)",
+                            fc->connector, fc->object, why.buf);
+                problem = probe.buf;
+            }
+            if (problem != NULL) {
+                ret = fail_loc(ld, cv->loc, "%s.disable_move_to: %s", path.buf, problem);
+            } else {
+                fc->disable_move_to = xstrdup(cv->str);
+            }
+            strbuf_release(&why);
+            strbuf_release(&probe);
+            strbuf_release(&norm);
+            if (ret != IDS_OK) {
+                goto done;
+            }
         }
         if (fc->provision && (fc->conn->ops->caps & CONN_CAP_REF_BY_DN)) {
             bool has_dn = false;

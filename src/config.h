@@ -137,9 +137,10 @@ struct flow_config {
     /* to: only */
     bool provision;
     enum deprovision_mode deprovision;
-    char *anchor_carrier; /* connector attribute holding the MV source anchor; may be NULL */
-    char *disable_attr;   /* deprovision: disable -> set this attribute ... */
-    char *disable_value;  /* ... to this value (LDAP/CSV); SCIM uses active=false */
+    char *anchor_carrier;  /* connector attribute holding the MV source anchor; may be NULL */
+    char *disable_attr;    /* deprovision: disable -> set this attribute ... */
+    char *disable_value;   /* ... to this value (LDAP/CSV); SCIM uses active=false */
+    char *disable_move_to; /* ... and moved into this container (LDAP), or NULL */
     size_t ninitial;
     struct rule_item *initial; /* initial_flow: sent with the create only (passwords) */
     struct config_loc loc;

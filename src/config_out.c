@@ -134,6 +134,9 @@ static json_t *flow_json(const struct flow_config *fc, bool inbound)
             json_object_set_new(o, "disable_attribute", jstr(fc->disable_attr));
             json_object_set_new(o, "disable_value", jstr(fc->disable_value));
         }
+        if (fc->disable_move_to != NULL) {
+            json_object_set_new(o, "disable_move_to", jstr(fc->disable_move_to));
+        }
     }
     if (fc->scope.source != NULL) {
         json_object_set_new(o, "scope", jstr(fc->scope.source));

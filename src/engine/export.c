@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "util/fdio.h"
+#include "util/ldapesc.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/spool.h"
@@ -769,6 +770,59 @@ static void sent_as_written(struct change *sent, const struct entry *written)
     }
 }
 
+/* A disable of a deprovisioned account just succeeded (CS_DISABLED, no MV
+ * link, the change set the disable attribute): with disable_move_to, its
+ * next pending change moves it there, keeping its RDN. Sent by the next
+ * export, so that a move that fails never holds the disable back; flagged
+ * CS_LEAVER_MOVE, so that the delete threshold does not count it again. A
+ * DN taken there: disabled where it is (reported). */
+static void plan_disable_move(struct export_ctx *ctx, struct cs_object *cs,
+                              const struct change *sent)
+{
+    const struct flow_config *t;
+    struct strbuf rdn = STRBUF_INIT;
+    struct strbuf parent = STRBUF_INIT;
+    struct strbuf dn = STRBUF_INIT;
+    struct ids_error e = IDS_ERROR_INIT;
+    struct cs_brief b;
+    bool disables = false;
+    size_t i;
+
+    if (sent->op != CHANGE_MODIFY || !(cs->flags & CS_DISABLED) || cs->mv_id != 0 ||
+        cs->dn == NULL || cs->anchor == NULL || cs->pending_export != NULL) {
+        return;
+    }
+    t = engine_find_to(ctx->eng, ctx->X, cs->type, NULL);
+    if (t == NULL || t->disable_move_to == NULL || t->disable_attr == NULL) {
+        return;
+    }
+    for (i = 0; i < sent->nmods; i++) {
+        disables = disables || strcasecmp(sent->mods[i].attr.name, t->disable_attr) == 0;
+    }
+    if (!disables || ldapdn_rdn(cs->dn, &rdn, &e) != IDS_OK ||
+        ldapdn_parent(cs->dn, &parent, &e) != IDS_OK || dn_equal(parent.buf, t->disable_move_to)) {
+        goto done;
+    }
+    strbuf_addf(&dn, "%s,%s", rdn.buf, t->disable_move_to);
+    if (store_cs_brief_by_dn_other(ctx->eng->store, ctx->X->id, dn.buf, cs->id, &b, &e) == IDS_OK &&
+        b.import_state != CS_IMPORT_DELETE) {
+        erun_error_cs(ctx->r, ctx->X, cs, NULL, "dn-conflict",
+                      "disabled where it is: %s, where disable_move_to would move it, is already "
+                      "another entry's DN",
+                      dn.buf);
+        goto done;
+    }
+    cs->pending_export = change_new(CHANGE_MODIFY, cs->type, cs->anchor, cs->dn);
+    cs->pending_export->new_dn = strbuf_detach(&dn, NULL);
+    cs->export_state = CS_EXPORT_PENDING;
+    cs->export_attempts = 0;
+    cs->flags |= CS_LEAVER_MOVE;
+done:
+    strbuf_release(&rdn);
+    strbuf_release(&parent);
+    strbuf_release(&dn);
+}
+
 static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct cs_object *cs,
                                struct ids_error *err)
 {
@@ -843,6 +897,12 @@ static enum ids_err record_one(struct export_ctx *ctx, struct xitem *it, struct 
         cs->export_attempts = 0;
         free(cs->export_error);
         cs->export_error = NULL;
+        if (it->sent == NULL && cs->unconfirmed != NULL) {
+            if (cs->unconfirmed->new_dn != NULL) {
+                cs->flags &= ~CS_LEAVER_MOVE; /* moved */
+            }
+            plan_disable_move(ctx, cs, cs->unconfirmed);
+        }
         return put_exported(ctx, cs, err);
     }
     cs->export_state = CS_EXPORT_FAILED;

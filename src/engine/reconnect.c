@@ -2613,7 +2613,7 @@ static enum ids_err apply_target_row(struct engine *eng, struct erun *r,
         return ret;
     }
     cs->mv_id = row->mv_id;
-    cs->flags &= ~CS_DISABLED;
+    cs->flags &= ~(CS_DISABLED | CS_LEAVER_MOVE);
     /* staged: the next sync runs the outbound flows of its metaverse object
      * and writes the new anchor into the carrier */
     if (cs->import_state == CS_IMPORT_NONE) {

@@ -2078,7 +2078,7 @@ static enum ids_err outbound_one(struct sync_ctx *ctx, struct mvt_info *mi,
         }
         target->mv_id = m->id;
         was_disabled = (target->flags & CS_DISABLED) != 0;
-        target->flags &= ~CS_DISABLED;
+        target->flags &= ~(CS_DISABLED | CS_LEAVER_MOVE);
         ctx->r->rec.counters.joined++;
         joined_now = true;
     }

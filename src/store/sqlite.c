@@ -2478,6 +2478,7 @@ static enum ids_err sq_cs_count_exports(struct store *base, int64_t connector, l
         if (op == CHANGE_DELETE) {
             (*deletes)++;
         } else if (op == CHANGE_MODIFY && (sqlite3_column_int64(st, 1) & CS_DISABLED) &&
+                   !(sqlite3_column_int64(st, 1) & CS_LEAVER_MOVE) &&
                    sqlite3_column_int64(st, 2) == 0) {
             (*disables)++;
         }

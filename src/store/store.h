@@ -59,6 +59,9 @@ enum cs_export_state {
 #define CS_PROVISIONED  0x01u /* created by idsync's provisioning (not imported first) */
 #define CS_DISABLED     0x02u /* deprovisioned by disabling */
 #define CS_OUT_OF_SCOPE 0x04u /* failed its scope filter at the last sync */
+#define CS_LEAVER_MOVE                                                                             \
+    0x10u /* its pending change only moves a disabled object into disable_move_to:                 \
+             not a delete for the threshold */
 #define CS_REF_DELTA                                                                               \
     0x08u /* ref_delta holds every change of its reference attributes since its last sync */
 

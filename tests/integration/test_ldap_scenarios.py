@@ -793,6 +793,61 @@ def test_empty_groups_get_a_stand_in_member(slapd_factory, tmp_path):
     assert exports_of_last_cycle(env) == 0
 
 
+def test_leavers_are_disabled_then_moved_to_their_ou(slapd_factory, tmp_path):
+    """deprovision: disable with disable_move_to: leavers' accounts are
+    disabled by one export (through the delete threshold, as disables) and
+    moved to ou=Leavers by the next, which the threshold does not count
+    again; the disable never waits for the move. A rehire brings the
+    account back to ou=People, enabled. A container the object type does
+    not read is refused at load."""
+    dst = slapd_factory("dst")
+    env = Env(tmp_path / "work")
+    people = hr_people(4)
+    cfg = hr_to_openldap_with_dn(env, dst, people, """          dn: '"uid=" .. dn_escape(lower(employeeId)) .. ",%s"'
+""" % PEOPLE)
+    leavers = "ou=Leavers," + SUFFIX
+    cfg = cfg.replace("        base: %s\n" % PEOPLE, "        base: %s\n" % SUFFIX, 1)
+    old = "        deprovision: delete\n        anchor_carrier: employeeNumber\n"
+    assert old in cfg and "  max_deletes: 100\n" in cfg
+    cfg = cfg.replace(old, "        deprovision: disable\n        disable_attribute: description\n"
+                      "        disable_value: disabled\n        disable_move_to: %s\n"
+                      "        anchor_carrier: employeeNumber\n" % leavers, 1)
+    cfg = cfg.replace("  max_deletes: 100\n", "  max_deletes: 1\n", 1)
+    env.write("idsync.yaml", cfg.replace("disable_move_to: " + leavers,
+                                         "disable_move_to: ou=Leavers,dc=other", 1))
+    p = env.run("check", expect=3)
+    assert "disable_move_to: outside what idsync reads of dst/user" in p.stderr, p.stderr
+    env.write("idsync.yaml", cfg)
+    env.run("cycle", "--full", expect=0)
+
+    def write(ps):
+        env.write("hr/people.csv", people_csv(ps))
+        env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in ps]}))
+
+    write([people[0], people[3]])
+    env.run("cycle", expect=2)  # two disables: over max_deletes 1
+    env.run("export", "dst", "--allow-deletes", "2", expect=0)
+    for i in (1, 2):
+        got = dst.get("uid=e%05d,%s" % (i, PEOPLE), ["description"])
+        assert got["description"] == ["disabled"], got
+    env.run("cycle", expect=0)  # the moves: not deletes
+    for i in (1, 2):
+        assert dst.get("uid=e%05d,%s" % (i, PEOPLE)) is None
+        got = dst.get("uid=e%05d,%s" % (i, leavers), ["description"])
+        assert got["description"] == ["disabled"], got
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+    write([people[0], people[1], people[3]])
+    env.run("cycle", expect=0)
+    assert dst.get("uid=e00001," + leavers) is None
+    back = dst.get("uid=e00001," + PEOPLE, ["description", "employeeNumber"])
+    assert back is not None and "description" not in back and back["employeeNumber"] == ["E00001"]
+    assert dst.get("uid=e00002," + leavers) is not None
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 def test_dn_outside_the_base_of_its_type_is_refused(slapd_factory, tmp_path):
     """A dn flow that puts contractors in ou=Contractors while the user type
     reads ou=People: idsync would create the entry (and the OU, with

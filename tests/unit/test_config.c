@@ -427,7 +427,7 @@ static void test_error_unknown_key(void **state)
     check_extra("        provison: true\n", "provison",
                 "metaverse.person.to[0]: unknown key `provison` (expected one of: connector, "
                 "object, provision, deprovision, anchor_carrier, disable_attribute, "
-                "disable_value, scope, join, flow, initial_flow)");
+                "disable_value, disable_move_to, scope, join, flow, initial_flow)");
     /* a from item does not take to keys */
     check_replaced("        object: user\n", "        object: user\n        provision: true\n",
                    "provision", 17,
@@ -589,6 +589,14 @@ static void test_error_to_rules(void **state)
     check_extra("        disable_value: 'no'\n", "'no'",
                 "metaverse.person.to[0].disable_value: only used with deprovision: disable "
                 "(expected deprovision: disable, or remove this key)");
+    check_extra("        disable_move_to: ou=Leavers\n", "ou=Leavers",
+                "metaverse.person.to[0].disable_move_to: only used with deprovision: disable "
+                "(expected deprovision: disable, or remove this key)");
+    check_extra("        deprovision: disable\n        disable_attribute: active\n"
+                "        disable_value: 'no'\n        disable_move_to: ou=Leavers\n",
+                "ou=Leavers",
+                "metaverse.person.to[0].disable_move_to: only for an ldap connector (expected it "
+                "on a `to` element of an ldap connector)");
     check_extra("        join: { id: uid }\n", "{ id",
                 "metaverse.person.to[0].join: expected a list of join rules, got a mapping (e.g. "
                 "join: [ { mail: mail } ])");
