@@ -1038,6 +1038,27 @@ done:
     return ret;
 }
 
+/* A rename into a container that does not exist (create_parents): create
+ * it, then send the rename again; else the rename fails with why. */
+static enum ids_err move_into_new_parent(struct ldap_conn *c, struct ldap_pending *p,
+                                         struct ids_error *err)
+{
+    struct ids_error e = IDS_ERROR_INIT;
+    enum ids_err ret;
+
+    p->parent_tries++;
+    ret = create_parents(c, p->ch->new_dn, 0, &e);
+    if (ret == IDS_OK) {
+        return resend(c, p, err);
+    }
+    if (ret == IDS_EUNREACHABLE) {
+        *err = e;
+        return ret;
+    }
+    finish(c, p, ret, &e, false);
+    return IDS_OK;
+}
+
 /* One result message for p. Returns IDS_EUNREACHABLE when the connection
  * broke while handling it (the caller reconnects and re-sends). */
 static enum ids_err handle_result(struct ldap_conn *c, struct ldap_pending *p, LDAPMessage *msg,
@@ -1156,18 +1177,7 @@ static enum ids_err handle_result(struct ldap_conn *c, struct ldap_pending *p, L
                 /* the new parent is missing */
                 ldapdn_parent(p->ch->new_dn, &parent, NULL);
                 if (c->create_parents && p->parent_tries == 0) {
-                    p->parent_tries++;
-                    ret = create_parents(c, p->ch->new_dn, 0, &e);
-                    if (ret == IDS_OK) {
-                        ret = resend(c, p, err);
-                        goto done;
-                    }
-                    if (ret == IDS_EUNREACHABLE) {
-                        *err = e;
-                        goto done;
-                    }
-                    finish(c, p, ret, &e, false);
-                    ret = IDS_OK;
+                    ret = move_into_new_parent(c, p, err);
                     goto done;
                 }
                 ids_error_set_detail(
@@ -1188,6 +1198,23 @@ static enum ids_err handle_result(struct ldap_conn *c, struct ldap_pending *p, L
                 }
                 ids_error_set_detail(&e, IDS_ENOTFOUND, rcode, "rename %s: no such object", p->dn);
                 finish(c, p, IDS_ENOTFOUND, &e, false);
+                goto done;
+            }
+        }
+        if (rcode == LDAP_OTHER && c->create_parents && p->parent_tries == 0) {
+            /* Samba answers a move into a missing container with "other"
+             * ("00002095: ... parent does not exist!"), not noSuchObject */
+            enum ids_err there;
+
+            strbuf_reset(&parent);
+            ldapdn_parent(p->ch->new_dn, &parent, NULL);
+            there = parent.len > 0 ? dn_exists(c, parent.buf, err) : IDS_OK;
+            if (there == IDS_EUNREACHABLE) {
+                ret = IDS_EUNREACHABLE;
+                goto done;
+            }
+            if (there == IDS_ENOTFOUND) {
+                ret = move_into_new_parent(c, p, err);
                 goto done;
             }
         }

@@ -1400,6 +1400,41 @@ def test_ad_account_deleted_by_hand_comes_back_with_its_groups(samba_dc, tmp_pat
     assert exports_of_last_cycle(env) == 0
 
 
+def test_ad_leavers_are_disabled_then_moved_to_their_ou(samba_dc, tmp_path):
+    """AD: a leaver's account is disabled (ACCOUNTDISABLE set) by one export
+    and moved by the next into OU=Leavers (created, create_parents: true);
+    a rehire moves it back, enabled."""
+    dc = samba_dc
+    env = Env(tmp_path / "work")
+    people = hr_people(3)
+    cfg = hr_to_ad(env, dc, people)
+    leavers = "OU=Leavers,OU=Imported," + SYNC_OU
+    old = '        disable_value: "2"\n'
+    assert old in cfg
+    env.write("idsync.yaml", cfg.replace(old, old + "        disable_move_to: %s\n" % leavers, 1))
+    env.run("cycle", "--full", expect=0)
+    home = "CN=Given1 Family1,OU=Imported," + SYNC_OU
+    moved = "CN=Given1 Family1," + leavers
+
+    env.write("hr/people.csv", people_csv([people[0], people[2]]))
+    env.write("hr/teams.csv", teams_csv({"all": ["E00000", "E00002"]}))
+    env.run("cycle", expect=0)
+    assert int(dc.get(home, ["userAccountControl"])["userAccountControl"][0]) & 2
+    env.run("cycle", expect=0)
+    assert dc.get(home) is None
+    assert int(dc.get(moved, ["userAccountControl"])["userAccountControl"][0]) & 2
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+    env.write("hr/people.csv", people_csv(people))
+    env.write("hr/teams.csv", teams_csv({"all": [p["id"] for p in people]}))
+    env.run("cycle", expect=0)
+    assert dc.get(moved) is None
+    assert not int(dc.get(home, ["userAccountControl"])["userAccountControl"][0]) & 2
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 def ad_bind_works(dc, upn, password):
     """Whether a simple bind as upn with password succeeds (a search of the
     rootDSE after the bind; the password in a file, not on the command line)."""
