@@ -110,6 +110,32 @@ static void test_utf8(void **state)
     assert_true(value_is_text("a\tb", 3));
 }
 
+/* unicodePwd as AD takes it: the quoted password in UTF-16LE, surrogate
+ * pairs for characters beyond the BMP; a value already in that form is
+ * copied; invalid UTF-8 is refused. */
+static void test_ad_password(void **state)
+{
+    /* "Pä€😀" -> "\"" P ä € U+1F600 (D83D DE00) "\"" */
+    static const unsigned char want[] = {'"',  0,    'P',  0,    0xe4, 0,   0xac,
+                                         0x20, 0x3d, 0xd8, 0x00, 0xde, '"', 0};
+    static const char in[] = "P\xc3\xa4\xe2\x82\xac\xf0\x9f\x98\x80";
+    struct strbuf sb = STRBUF_INIT;
+    struct strbuf again = STRBUF_INIT;
+
+    (void)state;
+    assert_true(ad_password_value(in, strlen(in), &sb));
+    assert_int_equal(sb.len, sizeof(want));
+    assert_memory_equal(sb.buf, want, sizeof(want));
+    assert_true(ad_password_value(sb.buf, sb.len, &again)); /* already encoded */
+    assert_int_equal(again.len, sb.len);
+    assert_memory_equal(again.buf, sb.buf, sb.len);
+    strbuf_reset(&sb);
+    assert_false(ad_password_value("a\xff", 2, &sb));
+    assert_false(ad_password_value("\xc3", 1, &sb));
+    strbuf_release(&sb);
+    strbuf_release(&again);
+}
+
 static void test_error(void **state)
 {
     struct ids_error err = IDS_ERROR_INIT;
@@ -254,7 +280,8 @@ int main(void)
         cmocka_unit_test(test_strbuf),      cmocka_unit_test(test_strvec),
         cmocka_unit_test(test_base64),      cmocka_unit_test(test_guid_sid),
         cmocka_unit_test(test_utf8),        cmocka_unit_test(test_error),
-        cmocka_unit_test(test_hash64_bulk), cmocka_unit_test(test_spool),
+        cmocka_unit_test(test_ad_password), cmocka_unit_test(test_hash64_bulk),
+        cmocka_unit_test(test_spool),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
