@@ -147,8 +147,9 @@ const struct config_option config_to_options[] = {
      "\"initial flow only\"): an initial password (`unicodePwd: random_password(20)`), "
      "`pwdLastSet: '\"0\"'` (change at next logon), `userAccountControl: '\"512\"'` (created "
      "enabled). The attributes need not be in the object type's `attributes` (AD never returns "
-     "`unicodePwd`); one may not also be in `flow`, nor be a reference or `dn`. Their values are "
-     "not kept in the store once sent, and passwords are masked in every output."},
+     "`unicodePwd`); not allowed: `dn`, `objectClass`, a reference, an attribute also in `flow`, "
+     "and for a CSV target anything but a column. The export evaluates them as it sends the "
+     "create: they are never written to the store, and passwords are masked in every output."},
     {NULL, OPT_STRING, NULL, 0, 0, NULL, false, NULL},
 };
 

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "util/codec.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/banned.h"
@@ -268,4 +270,40 @@ bool connector_dn_readable(const struct connector_config *cfg, const char *type,
         return true;
     }
     return cfg->ops->dn_readable(cfg, type, dn, why);
+}
+
+enum ids_err connector_ad_passwords(const struct change *ch, struct change **out,
+                                    struct ids_error *err)
+{
+    size_t i;
+    size_t k;
+
+    *out = NULL;
+    for (i = 0; i < ch->nmods; i++) {
+        struct attr *a;
+
+        if (strcasecmp(ch->mods[i].attr.name, "unicodePwd") != 0) {
+            continue;
+        }
+        if (*out == NULL) {
+            *out = change_dup(ch);
+        }
+        a = &(*out)->mods[i].attr;
+        for (k = 0; k < a->nvals; k++) {
+            struct strbuf sb = STRBUF_INIT;
+
+            if (!ad_password_value(a->vals[k].data, a->vals[k].len, &sb)) {
+                strbuf_release(&sb);
+                change_free(*out);
+                *out = NULL;
+                return ids_error_set(err, IDS_EINPUT,
+                                     "%s: unicodePwd: the password is not valid UTF-8",
+                                     ch->dn ? ch->dn : (ch->anchor ? ch->anchor : "(new object)"));
+            }
+            free(a->vals[k].data);
+            a->vals[k].len = sb.len;
+            a->vals[k].data = strbuf_detach(&sb, NULL);
+        }
+    }
+    return IDS_OK;
 }

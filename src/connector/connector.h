@@ -223,6 +223,14 @@ enum ids_err connector_lookup(struct connector *c, const char *type, const char 
 bool connector_dn_readable(const struct connector_config *cfg, const char *type, const char *dn,
                            struct strbuf *why);
 
+/* For directories that take AD's passwords (LDAP export, an LDIF made for
+ * AD): *out is a copy of ch with its unicodePwd values in AD's form (the
+ * quoted password in UTF-16LE, util/codec ad_password_value), or NULL when
+ * ch has none. IDS_EINPUT names the object for a password that is not
+ * valid UTF-8. */
+enum ids_err connector_ad_passwords(const struct change *ch, struct change **out,
+                                    struct ids_error *err);
+
 /* Test hook: when set, connector_submit() and connector_cursor_next() call
  * it first; a non-OK return is returned as if the connector had failed.
  * Environment IDSYNC_FAULT="submit:N" / "next:N" makes the N-th call (1-based)

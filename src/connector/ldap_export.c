@@ -329,8 +329,7 @@ static enum ids_err check_ours(struct ldap_conn *c, struct ldap_pending *p, bool
         struct berval **vals;
 
         if (md->op == MOD_DELETE || never_sent(c, md->attr.name) ||
-            (md->attr.flags & ATTR_INITIAL) || strcasecmp(md->attr.name, "userPassword") == 0 ||
-            strcasecmp(md->attr.name, "unicodePwd") == 0) {
+            (md->attr.flags & ATTR_INITIAL) || attr_is_password(md->attr.name)) {
             continue;
         }
         vals = ldap_get_values_len(c->ld, m, md->attr.name);
@@ -1390,34 +1389,6 @@ enum ids_err ldapc_export_begin(struct connector *conn, struct ids_error *err)
     return IDS_OK;
 }
 
-/* The unicodePwd values of ch (owned) in AD's form. */
-static enum ids_err encode_passwords(struct change *ch, struct ids_error *err)
-{
-    size_t i;
-    size_t k;
-
-    for (i = 0; i < ch->nmods; i++) {
-        struct attr *a = &ch->mods[i].attr;
-
-        if (strcasecmp(a->name, "unicodePwd") != 0) {
-            continue;
-        }
-        for (k = 0; k < a->nvals; k++) {
-            struct strbuf sb = STRBUF_INIT;
-
-            if (!ad_password_value(a->vals[k].data, a->vals[k].len, &sb)) {
-                strbuf_release(&sb);
-                return ids_error_set(err, IDS_EINPUT,
-                                     "unicodePwd: the password is not valid UTF-8");
-            }
-            free(a->vals[k].data);
-            a->vals[k].len = sb.len;
-            a->vals[k].data = strbuf_detach(&sb, NULL);
-        }
-    }
-    return IDS_OK;
-}
-
 enum ids_err ldapc_submit(struct connector *conn, const struct change *ch, uint64_t tag,
                           struct ids_error *err)
 {
@@ -1441,13 +1412,15 @@ enum ids_err ldapc_submit(struct connector *conn, const struct change *ch, uint6
     p = xcalloc(1, sizeof(*p));
     p->msgid = -1;
     p->tag = tag;
-    p->ch = change_dup(ch);
-    stand_in_prepare(c, p->ch);
-    ret = encode_passwords(p->ch, err);
+    ret = connector_ad_passwords(ch, &p->ch, err);
     if (ret != IDS_OK) {
         pending_free(p);
         return ret;
     }
+    if (p->ch == NULL) {
+        p->ch = change_dup(ch);
+    }
+    stand_in_prepare(c, p->ch);
     if (ch->dn != NULL && ch->dn[0] != '\0') {
         p->dn = xstrdup(ch->dn);
     } else {

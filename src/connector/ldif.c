@@ -1781,44 +1781,6 @@ static uint64_t hash_without_initial(const struct change *ch)
     return h;
 }
 
-/* An LDIF for AD carries unicodePwd as AD takes it (ldapmodify sends the
- * bytes as they are): *owned is a copy of ch with those values encoded, or
- * NULL when ch has none. */
-static enum ids_err ad_passwords(const struct change *ch, struct change **owned,
-                                 struct ids_error *err)
-{
-    size_t i;
-    size_t k;
-
-    *owned = NULL;
-    for (i = 0; i < ch->nmods; i++) {
-        struct attr *a;
-
-        if (strcasecmp(ch->mods[i].attr.name, "unicodePwd") != 0) {
-            continue;
-        }
-        if (*owned == NULL) {
-            *owned = change_dup(ch);
-        }
-        a = &(*owned)->mods[i].attr;
-        for (k = 0; k < a->nvals; k++) {
-            struct strbuf sb = STRBUF_INIT;
-
-            if (!ad_password_value(a->vals[k].data, a->vals[k].len, &sb)) {
-                strbuf_release(&sb);
-                change_free(*owned);
-                *owned = NULL;
-                return ids_error_set(err, IDS_EREJECTED,
-                                     "%s: unicodePwd: the password is not valid UTF-8", ch->dn);
-            }
-            free(a->vals[k].data);
-            a->vals[k].len = sb.len;
-            a->vals[k].data = strbuf_detach(&sb, NULL);
-        }
-    }
-    return IDS_OK;
-}
-
 static enum ids_err ldif_submit(struct connector *c, const struct change *ch, uint64_t tag,
                                 struct ids_error *err)
 {
@@ -1855,7 +1817,9 @@ static enum ids_err ldif_submit(struct connector *c, const struct change *ch, ui
     }
     strbuf_reset(&body);
     h = hash_without_initial(ch);
-    ret = ad_passwords(ch, &owned, err);
+    /* an LDIF for AD carries unicodePwd as AD takes it (ldapmodify sends
+     * the bytes as they are) */
+    ret = connector_ad_passwords(ch, &owned, err);
     if (ret != IDS_OK) {
         goto done;
     }

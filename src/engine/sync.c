@@ -1675,8 +1675,7 @@ static bool holds_values(const struct flow_config *t, const struct entry *des,
         const struct attr *d = &des->attrs[i];
         const struct attr *h;
 
-        if ((d->flags & ATTR_REF) || d->nvals == 0 || strcasecmp(d->name, "userPassword") == 0 ||
-            strcasecmp(d->name, "unicodePwd") == 0 ||
+        if ((d->flags & ATTR_REF) || d->nvals == 0 || attr_is_password(d->name) ||
             (t->otype != NULL && t->otype->attributes.nr > 0 &&
              strvec_find(&t->otype->attributes, d->name, true) < 0)) {
             continue;

@@ -1481,6 +1481,8 @@ def test_new_ad_accounts_get_an_initial_password_once(samba_dc, tmp_path):
 
     dry = env.run("cycle", "--full", "--dry-run", expect=0).stdout
     assert "unicodePwd" in dry and "***" in dry and "c0me" not in dry, dry
+    dump = env.run("config", "dump", expect=0).stdout
+    assert "initial_flow" in dump and "unicodePwd" in dump and "c0me" not in dump, dump
     env.run("cycle", "--full", expect=0)
     user = "CN=Given1 Family1,OU=Imported," + SYNC_OU
     a = dc.get(user, ["userAccountControl", "pwdLastSet"])
