@@ -8,7 +8,9 @@
 # Measures full import, full sync (projection + provisioning), export, a delta
 # cycle with 100 changes, peak RSS of each step and the store size per object.
 # Reference run in the same session: sqlite3's own CSV .import of the same
-# people file into a table (raw SQLite ingest of the same bytes).
+# people file into a table (raw SQLite ingest of the same bytes), and
+# bench/floor.sh on the store after the full sync: the time SQLite itself
+# takes to write the rows import + sync leave, read or parsed from nothing.
 # Prints one Markdown table; bench/RESULTS.md records the figures.
 set -eu
 idsync=$1
@@ -145,6 +147,11 @@ step() {
 step ref-sqlite-import sqlite3 ref.db ".mode csv" ".import hr/people.csv people"
 step full-import "$idsync" -c idsync.yaml import hr --full
 step full-sync "$idsync" -c idsync.yaml sync --full
+# SQLite's floor: the same rows written set-based into a new database,
+# three ways (bench/floor.sh); what import + sync cannot go below
+sh "$here/floor.sh" idsync.db | while read -r way secs usr sys; do
+    echo "$way $secs 0 $usr $sys" >> results.txt
+done
 step export "$idsync" -c idsync.yaml export dir
 step confirm-cycle "$idsync" -c idsync.yaml cycle
 # the initial load's dirty pages written out first: the delta cycles are
@@ -206,6 +213,10 @@ awk -v n="$objects" -v db="$db" -v wal="$wal" -v state="$state" -v load="$(cut -
         printf "| full import | %.2f s, %.2f s CPU (%.0f obj/s, %.0f obj/s of CPU, %d MB RSS) |\n", t["full-import"], c["full-import"], n / t["full-import"], n / c["full-import"], m["full-import"]
         printf "| full sync (projection + provisioning) | %.2f s, %.2f s CPU (%.0f obj/s, %.0f obj/s of CPU, %d MB RSS) |\n", t["full-sync"], c["full-sync"], n / t["full-sync"], n / c["full-sync"], m["full-sync"]
         printf "| full import + full sync | %.0f obj/s (%.0f obj/s of CPU) |\n", n / (t["full-import"] + t["full-sync"]), n / (c["full-import"] + c["full-sync"])
+        printf "| SQLite floor of import + sync (bench/floor.sh: store rows written set-based, nothing read or parsed): engine schema, WAL | %.2f s (%.0f obj/s) |\n", t["floor-engine-schema"], n / t["floor-engine-schema"]
+        printf "| — same rows, tables without a secondary index, WAL | %.2f s (%.0f obj/s) |\n", t["floor-tables-only"], n / t["floor-tables-only"]
+        printf "| — same rows, no index, no journal, no sync (no crash safety) | %.2f s (%.0f obj/s) |\n", t["floor-no-journal"], n / t["floor-no-journal"]
+        printf "| import + sync against the engine-schema floor | %.1f× |\n", (t["full-import"] + t["full-sync"]) / t["floor-engine-schema"]
         printf "| export (LDIF adds) | %.2f s, %.2f s CPU (%d MB RSS) |\n", t["export"], c["export"], m["export"]
         printf "| quiet cycle after export (confirming) | %.2f s, %.2f s CPU (%d MB RSS) |\n", t["confirm-cycle"], c["confirm-cycle"], m["confirm-cycle"]
         printf "| delta cycle, 100 changes (first) | %.2f s, %.2f s CPU (%d MB RSS) |\n", t["delta-cycle-100"], c["delta-cycle-100"], m["delta-cycle-100"]
@@ -213,7 +224,7 @@ awk -v n="$objects" -v db="$db" -v wal="$wal" -v state="$state" -v load="$(cut -
         printf "| delta cycle, no change (files written < 2 s before the last read: rows compared) | %.2f s, %.2f s CPU |\n", t["delta-cycle-0"], c["delta-cycle-0"]
         printf "| delta cycle, no change (steady: files not opened) | %.2f s, %.2f s CPU |\n", t["delta-cycle-0-steady"], c["delta-cycle-0-steady"]
         peak = 0
-        for (k in m) if (k != "ref-sqlite-import" && m[k] > peak) peak = m[k]
+        for (k in m) if (k != "ref-sqlite-import" && k !~ /^floor-/ && m[k] > peak) peak = m[k]
         printf "| peak RSS of any step | %d MB |\n", peak
         printf "| import ratio vs sqlite3 .import | %.2f (wall), %.2f (CPU) |\n", t["full-import"] / t["ref-sqlite-import"], c["full-import"] / c["ref-sqlite-import"]
         printf "| store size | %.0f bytes/object (db %d + wal %d + state files %d) |\n", (db + wal + state) / n, db, wal, state
