@@ -45,6 +45,8 @@ static const struct command commands[] = {
     {"errors", cmd_errors, "errors [RUN] [--limit N]", "per-object errors of a run", false},
     {"config", cmd_config, "config dump | config docs",
      "print the effective configuration, or the configuration reference", false},
+    {"space", cmd_space, "space [list] | space drop NAME [--dry-run] | space rename OLD NEW",
+     "connector spaces: list them, drop one a removed connector left, or rename one", false},
     {"reconnect", cmd_reconnect, "reconnect ...", "re-join a rebuilt directory", true},
     {"serve", cmd_serve, "serve ...", "scheduler, HTTP API and console", true},
     {"sync-now", cmd_sync_now, "sync-now ...", "ask a running daemon to start a cycle now", true},

@@ -155,7 +155,8 @@ static int check_connector(struct cli *cli, struct connector_config *cc, json_t 
 /* Connector spaces of the store that no connector of the configuration
  * names (a connector renamed or removed): their objects are no longer read,
  * synced or written, and a renamed connector starts with an empty space. A
- * note each, and a JSON array of {connector, objects}. */
+ * note each (naming `idsync space rename` and `space drop`), and a JSON
+ * array of {connector, objects}. */
 static json_t *unconfigured_spaces(struct cli *cli)
 {
     struct ids_error err = IDS_ERROR_INIT;
@@ -175,11 +176,12 @@ static json_t *unconfigured_spaces(struct cli *cli)
         if (!cli->json) {
             printf("  note: %ld connector-space object%s of connector %s, which the "
                    "configuration no longer has (renamed or removed): they are no longer read, "
-                   "synced or written. A connector renamed starts with an empty space: its "
-                   "first cycle reads everything again, joins the entries idsync created in a "
-                   "directory by their DN and values, and sources by their join rules; give it "
-                   "its old name back to keep its space.\n",
-                   n, n == 1 ? "" : "s", name.buf);
+                   "synced or written, but what they contributed stays in the metaverse and in "
+                   "the targets. A connector renamed keeps them with `idsync space rename %s "
+                   "NEW` (before its first cycle; else it reads everything again and joins by "
+                   "its rules); a connector removed for good ends with `idsync space drop %s` "
+                   "(try --dry-run first).\n",
+                   n, n == 1 ? "" : "s", name.buf, name.buf, name.buf);
         }
         json_array_append_new(
             arr, json_pack("{s:s, s:I}", "connector", name.buf, "objects", (json_int_t)n));

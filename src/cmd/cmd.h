@@ -61,6 +61,7 @@ int cmd_history(struct cli *cli, int argc, char **argv);
 int cmd_errors(struct cli *cli, int argc, char **argv);
 int cmd_config(struct cli *cli, int argc, char **argv);    /* config dump | config docs */
 int cmd_reconnect(struct cli *cli, int argc, char **argv); /* issue 5: src/cmd/reconnect.c */
+int cmd_space(struct cli *cli, int argc, char **argv);     /* space [list] | drop | rename */
 int cmd_serve(struct cli *cli, int argc, char **argv);     /* issue 6: src/cmd/serve.c */
 int cmd_sync_now(struct cli *cli, int argc, char **argv);  /* issue 6: src/cmd/serve.c */
 

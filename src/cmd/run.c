@@ -1,4 +1,5 @@
-/* run.c - the step commands: cycle, import, sync, export. Each takes the
+/* run.c - the step commands: cycle, import, sync, export, and space (list,
+ * drop, rename: connector spaces as a whole). Each step takes the
  * store's run lock, runs one engine step (a recorded run), prints its
  * summary (cmd.c) and exits with engine_exit_code(). Ctrl-C or SIGTERM asks
  * the engine to stop cleanly after the batch it is in; a second one kills. */
@@ -14,16 +15,18 @@
 #include "notify/notify.h"
 #include "util/mem.h"
 #include "util/spool.h"
+#include "util/table.h"
 #include "util/banned.h"
 
-enum step { STEP_CYCLE, STEP_IMPORT, STEP_SYNC, STEP_EXPORT };
+enum step { STEP_CYCLE, STEP_IMPORT, STEP_SYNC, STEP_EXPORT, STEP_SPACE_DROP, STEP_SPACE_RENAME };
 
 struct step_args {
     enum step step;
-    const char *connector;
+    const char *connector; /* space drop/rename: the space, configured or not */
     bool full;
     bool dry_run;
     long allow_deletes;
+    const char *to; /* space rename: the new name */
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -86,7 +89,7 @@ static int run_step(struct cli *cli, const struct step_args *a)
     if (status != 0) {
         return status;
     }
-    if (a->connector != NULL) {
+    if (a->connector != NULL && a->step < STEP_SPACE_DROP) {
         status = cli_require_connector(cli, a->connector);
         if (status != 0) {
             return status;
@@ -105,7 +108,7 @@ static int run_step(struct cli *cli, const struct step_args *a)
     opts.allow_deletes = a->allow_deletes;
     opts.progress = cli->progress;
     opts.stop = &stop_requested;
-    if (a->dry_run) {
+    if (a->dry_run && a->step != STEP_SPACE_RENAME) {
         report_fp = cli_report_spool(cli, &status);
         if (report_fp == NULL) {
             return status;
@@ -132,6 +135,12 @@ static int run_step(struct cli *cli, const struct step_args *a)
         break;
     case STEP_EXPORT:
         ret = engine_export(eng, a->connector, &run, &err);
+        break;
+    case STEP_SPACE_DROP:
+        ret = engine_space_drop(eng, a->connector, &run, &err);
+        break;
+    case STEP_SPACE_RENAME:
+        ret = engine_space_rename(eng, a->connector, a->to, &run, &err);
         break;
     }
     default_stop_signals();
@@ -214,6 +223,12 @@ static int parse_step(struct cli *cli, int argc, char **argv, bool want_connecto
         }
         a->connector = argv[optind++];
     }
+    if (a->step == STEP_SPACE_RENAME) {
+        if (optind >= argc) {
+            return cli_usage_error(cli, "space rename needs the new name: OLD NEW");
+        }
+        a->to = argv[optind++];
+    }
     if (optind < argc) {
         return cli_usage_error(cli, "unexpected argument \"%s\"", argv[optind]);
     }
@@ -224,7 +239,7 @@ static int parse_step(struct cli *cli, int argc, char **argv, bool want_connecto
 
 int cmd_cycle(struct cli *cli, int argc, char **argv)
 {
-    struct step_args a = {STEP_CYCLE, NULL, false, false, 0};
+    struct step_args a = {STEP_CYCLE, NULL, false, false, 0, NULL};
     int status = parse_step(cli, argc, argv, false, ALLOW(OPT_FULL) | ALLOW(OPT_DRY_RUN), &a);
 
     return status != 0 ? status : run_step(cli, &a);
@@ -232,7 +247,7 @@ int cmd_cycle(struct cli *cli, int argc, char **argv)
 
 int cmd_import(struct cli *cli, int argc, char **argv)
 {
-    struct step_args a = {STEP_IMPORT, NULL, false, false, 0};
+    struct step_args a = {STEP_IMPORT, NULL, false, false, 0, NULL};
     int status = parse_step(cli, argc, argv, true, ALLOW(OPT_FULL) | ALLOW(OPT_ALLOW_DELETES), &a);
 
     return status != 0 ? status : run_step(cli, &a);
@@ -240,7 +255,7 @@ int cmd_import(struct cli *cli, int argc, char **argv)
 
 int cmd_sync(struct cli *cli, int argc, char **argv)
 {
-    struct step_args a = {STEP_SYNC, NULL, false, false, 0};
+    struct step_args a = {STEP_SYNC, NULL, false, false, 0, NULL};
     int status = parse_step(cli, argc, argv, false, ALLOW(OPT_FULL), &a);
 
     return status != 0 ? status : run_step(cli, &a);
@@ -248,9 +263,97 @@ int cmd_sync(struct cli *cli, int argc, char **argv)
 
 int cmd_export(struct cli *cli, int argc, char **argv)
 {
-    struct step_args a = {STEP_EXPORT, NULL, false, false, 0};
+    struct step_args a = {STEP_EXPORT, NULL, false, false, 0, NULL};
     int status =
         parse_step(cli, argc, argv, true, ALLOW(OPT_DRY_RUN) | ALLOW(OPT_ALLOW_DELETES), &a);
 
+    return status != 0 ? status : run_step(cli, &a);
+}
+
+/* space: one line per connector space of the store, configured or not. */
+static int space_list(struct cli *cli)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct space_info *v = NULL;
+    size_t n = 0;
+    size_t i;
+    int status = cli_open_store(cli);
+    enum ids_err ret;
+
+    if (status != 0) {
+        return status;
+    }
+    ret = engine_spaces(cli->store, cli->cfg, &v, &n, &err);
+    if (ret != IDS_OK) {
+        return cli_fail(cli, cli_status_for(ret), &err);
+    }
+    if (cli->json) {
+        json_t *arr = json_array();
+
+        for (i = 0; i < n; i++) {
+            json_array_append_new(
+                arr, json_pack("{s:o, s:b, s:I, s:I, s:I}", "connector", cli_json_str(v[i].name),
+                               "configured", v[i].configured, "objects", (json_int_t)v[i].objects,
+                               "joined", (json_int_t)v[i].joined, "pending_exports",
+                               (json_int_t)v[i].pending_exports));
+        }
+        cli_json_print(json_pack("{s:o}", "spaces", arr));
+    } else {
+        struct table *t = table_new();
+        bool stray = false;
+
+        table_add_column(t, "CONNECTOR", TABLE_LEFT);
+        table_add_column(t, "OBJECTS", TABLE_RIGHT);
+        table_add_column(t, "JOINED", TABLE_RIGHT);
+        table_add_column(t, "PENDING-EXPORTS", TABLE_RIGHT);
+        table_add_column(t, "CONFIGURED", TABLE_LEFT);
+
+        for (i = 0; i < n; i++) {
+            table_add_row(t);
+            table_add_cell(t, v[i].name);
+            table_add_cellf(t, "%ld", v[i].objects);
+            table_add_cellf(t, "%ld", v[i].joined);
+            table_add_cellf(t, "%ld", v[i].pending_exports);
+            table_add_cell(t, v[i].configured ? "yes" : "no");
+            stray |= !v[i].configured && v[i].objects > 0;
+        }
+        if (n == 0) {
+            printf("no connector space yet: nothing was imported\n");
+        } else {
+            table_print(t, stdout, 0);
+        }
+        table_free(t);
+        if (stray) {
+            printf("\nA space whose connector is not configured is no longer read, synced or "
+                   "written, but what it contributed stays in the metaverse and in the "
+                   "targets. Give it to a renamed connector with `idsync space rename OLD NEW`, "
+                   "or drop it with `idsync space drop NAME` (try `--dry-run` first).\n");
+        }
+    }
+    space_info_free(v, n);
+    return EXIT_OK;
+}
+
+int cmd_space(struct cli *cli, int argc, char **argv)
+{
+    struct step_args a = {STEP_SPACE_DROP, NULL, false, false, 0, NULL};
+    const char *sub = argc > 1 ? argv[1] : "list";
+    int status;
+
+    if (strcmp(sub, "list") == 0) {
+        if (argc > 2) {
+            return cli_usage_error(cli, "unexpected argument \"%s\"", argv[2]);
+        }
+        status = cli_load_config(cli);
+        return status != 0 ? status : space_list(cli);
+    }
+    if (strcmp(sub, "drop") == 0) {
+        a.step = STEP_SPACE_DROP;
+    } else if (strcmp(sub, "rename") == 0) {
+        a.step = STEP_SPACE_RENAME;
+    } else {
+        return cli_usage_error(cli, "unknown space command \"%s\" (list, drop, rename)", sub);
+    }
+    status = parse_step(cli, argc - 1, argv + 1, true, ALLOW(OPT_DRY_RUN), &a);
     return status != 0 ? status : run_step(cli, &a);
 }

@@ -307,3 +307,10 @@ enum ids_err connector_ad_passwords(const struct change *ch, struct change **out
     }
     return IDS_OK;
 }
+
+void connector_state_forget(const char *state_dir, const char *name)
+{
+    if (state_dir != NULL) {
+        csv_state_forget(state_dir, name);
+    }
+}

@@ -231,6 +231,13 @@ bool connector_dn_readable(const struct connector_config *cfg, const char *type,
 enum ids_err connector_ad_passwords(const struct change *ch, struct change **out,
                                     struct ids_error *err);
 
+/* Forget the read state connector `name` keeps in the store's state folder
+ * (the CSV connector's row tables): its files removed. For a connector
+ * space dropped or renamed (`idsync space`); state_dir NULL: nothing. */
+void connector_state_forget(const char *state_dir, const char *name);
+/* The CSV connector's part of it (csv.c). */
+void csv_state_forget(const char *state_dir, const char *name);
+
 /* Test hook: when set, connector_submit() and connector_cursor_next() call
  * it first; a non-OK return is returned as if the connector had failed.
  * Environment IDSYNC_FAULT="submit:N" / "next:N" makes the N-th call (1-based)

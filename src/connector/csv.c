@@ -1025,9 +1025,37 @@ static bool old_find_key(struct csv_cursor *cur, size_t ti, const char *key, siz
 /* ---- the tables a read leaves (csvstate.h) ------------------------------- */
 
 /* "csv-" and a hash of the connector's name: its state files */
+/* The state files of connector `name` are called PREFIX-... */
+static void state_prefix_of(const char *name, struct strbuf *out)
+{
+    strbuf_addf(out, "csv-%016" PRIx64, hash64(name, strlen(name), 0));
+}
+
 static void state_prefix(const struct csv_conn *cc, struct strbuf *out)
 {
-    strbuf_addf(out, "csv-%016" PRIx64, hash64(cc->base.name, strlen(cc->base.name), 0));
+    state_prefix_of(cc->base.name, out);
+}
+
+void csv_state_forget(const char *state_dir, const char *name)
+{
+    struct strbuf prefix = STRBUF_INIT;
+    struct strbuf path = STRBUF_INIT;
+    struct strvec names = STRVEC_INIT;
+    size_t i;
+
+    state_prefix_of(name, &prefix);
+    file_state_list(state_dir, prefix.buf, &names);
+    for (i = 0; i < names.nr; i++) {
+        strbuf_reset(&path);
+        strbuf_addf(&path, "%s/%s", state_dir, names.v[i]);
+        if (unlink(path.buf) != 0 && errno != ENOENT) {
+            log_warn("csv-state", "file=%s error=\"%s\" (left in place; it is never read again)",
+                     path.buf, strerror(errno));
+        }
+    }
+    strvec_clear(&names);
+    strbuf_release(&path);
+    strbuf_release(&prefix);
 }
 
 /* Entry i of built run nr of rt: an old row kept (its index) or a row read

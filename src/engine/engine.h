@@ -80,6 +80,67 @@ enum ids_err engine_preview(struct engine *eng, const char *connector, const cha
 enum ids_err engine_pending(struct engine *eng, const char *connector, FILE *out,
                             struct ids_error *err);
 
+/* Connector spaces (`idsync space`). One per connector the store knows,
+ * configured or not (a connector renamed or removed keeps its space), in
+ * the order they were created. */
+struct space_info {
+    char *name;
+    bool configured;      /* the configuration has a connector of this name */
+    long objects;         /* connector-space objects */
+    long joined;          /* of them linked to a metaverse object */
+    long pending_exports; /* of them with an export pending, in flight or failed */
+};
+enum ids_err engine_spaces(struct store *store, const struct config *cfg, struct space_info **out,
+                           size_t *n, struct ids_error *err);
+void space_info_free(struct space_info *v, size_t n);
+/* space drop NAME: the space of a connector the configuration no longer
+ * has, deleted object by object as if its source had deleted them (each
+ * metaverse object recomputed from the configured sources, or deleted and
+ * deprovisioned when none is left; the exports wait for the next export),
+ * then its watermark, name and read state. A recorded run (step
+ * "space-drop"). opts.dry_run: done inside a store dry run, the pending
+ * exports of every target reported, nothing kept. IDS_EUSAGE, before any
+ * run, for a configured connector or a space the store does not have. */
+enum ids_err engine_space_drop(struct engine *eng, const char *name, struct run_record *run,
+                               struct ids_error *err);
+/* space rename FROM TO: the space of FROM (no longer configured) given to
+ * connector TO of the configuration, whose own space must be empty. A
+ * recorded run (step "space-rename"). IDS_EUSAGE before any run when a
+ * condition does not hold, saying what to do instead. */
+enum ids_err engine_space_rename(struct engine *eng, const char *from, const char *to,
+                                 struct run_record *run, struct ids_error *err);
+
+/* Fingerprints (fingerprint.c): what decides that a delta step must run in
+ * full. Hex hash of one connector's scope (object types, filters,
+ * attributes, references, and the options that choose what is read, such
+ * as base; connection options — URL, credentials, timeouts, TLS — are left
+ * out), and of every metaverse rule (scope, join, projection, flows,
+ * provisioning, deprovisioning, anchor carriers). engine_import keeps the
+ * connector's under ENGINE_META_CONNECTOR + name and runs a delta import
+ * in full when it changed; engine_sync keeps the rules' under
+ * ENGINE_META_RULES and runs a delta sync in full when they changed, each
+ * saying why in its run message. */
+#define ENGINE_META_RULES     "serve.fingerprint.rules"
+#define ENGINE_META_CONNECTOR "serve.fingerprint.connector." /* + name */
+void engine_fingerprint_connector(const struct connector_config *cc, struct strbuf *out);
+void engine_fingerprint_rules(const struct config *cfg, struct strbuf *out);
+/* The store_meta key of connector `connector`'s fingerprint, or of the
+ * rules' (connector NULL), into key (reset first). */
+void engine_fingerprint_key(struct strbuf *key, const char *connector);
+/* Does the fingerprint stored under `key` differ from `now`? *first: none
+ * is stored yet (that counts as a change). */
+bool engine_fingerprint_changed(struct store *s, const char *key, const char *now, bool *first);
+/* A connector only written to (a target, no source) whose scope changed
+ * since its last full import: its full import waits for a cycle's
+ * confirming import, after the exports, since the entries a sync moves into
+ * the new scope (a base moved along with the dn flow) would look deleted
+ * before them. engine_import then imports it by delta, and engine_cycle
+ * reads it in full after its exports. False for an unknown name. */
+bool engine_connector_scope_waits(struct engine *eng, const char *connector);
+/* Store `value` under `key`; a failure is logged (the next step runs in
+ * full again), never returned. */
+void engine_fingerprint_save(struct store *s, const char *key, const char *value);
+
 /* Exit status for a finished run (DESIGN: 0 ok, 1 object errors, 2 guard,
  * 3 config/usage, 4 unreachable). */
 int engine_exit_code(enum ids_err ret, const struct run_record *run);

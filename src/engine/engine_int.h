@@ -110,8 +110,14 @@ struct engine {
     struct mvt_info *mvt;
     int64_t parent;        /* run id of the cycle running, 0 = none */
     const char *state_dir; /* store_state_dir(): handed to the connectors */
+    bool confirming;       /* a cycle's confirming imports (after its exports) run */
 };
 
+/* Does target ec (a connector only written to) have a scope changed since
+ * its last full import? Its full import then waits for a cycle's
+ * confirming import: before the exports, the entries the sync moves into
+ * the new scope (a base moved with the dn flow) would look deleted. */
+bool engine_scope_waits(struct engine *eng, const struct econn *ec);
 struct econn *engine_conn(struct engine *eng, const char *name);
 struct econn *engine_conn_by_id(struct engine *eng, int64_t id);
 struct econn *engine_conn_by_cfg(struct engine *eng, const struct connector_config *cfg);
@@ -290,8 +296,21 @@ void sync_ctx_release(struct sync_ctx *ctx);
 enum ids_err sync_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *err);
 /* Work queued by reference resolution. */
 enum ids_err sync_drain(struct sync_ctx *ctx, struct ids_error *err);
+/* `idsync space drop`: every object of connector `conn` (a connector the
+ * configuration no longer has) deleted in batches, each MV object it was
+ * linked to recomputed from the configured sources, or deleted and
+ * deprovisioned in every target when none is left (the exports wait for
+ * the next export). *stopped and *why as in a sync. */
+enum ids_err sync_drop_space(struct sync_ctx *ctx, int64_t conn, bool *stopped, enum ids_err *why,
+                             struct ids_error *err);
 /* Record the references still unresolved at the end of a step. */
 void sync_report_unresolved(struct sync_ctx *ctx);
+/* The end of a step that synced in batches: the unresolved references
+ * reported (ret IDS_OK), and a stop turned into its reason (`why`; an
+ * interruption says "interrupted; what was done is committed, AGAIN to
+ * complete it"). Returns the step's result. */
+enum ids_err sync_end(struct sync_ctx *ctx, enum ids_err ret, bool stopped, enum ids_err why,
+                      const char *again, struct ids_error *err);
 void sync_unres_add(struct sync_ctx *ctx, bool out, int64_t referrer, int64_t conn,
                     const char *attr, const char *value, size_t len);
 

@@ -865,6 +865,39 @@ static enum ids_err import_read(struct import_ctx *ctx, struct connector_cursor 
     return ret;
 }
 
+/* A connector the metaverse only writes to. */
+static bool pure_target(const struct econn *ec)
+{
+    return ec->is_target && !ec->is_source;
+}
+
+bool engine_scope_waits(struct engine *eng, const struct econn *ec)
+{
+    struct strbuf fp = STRBUF_INIT;
+    struct strbuf key = STRBUF_INIT;
+    struct strbuf wm = STRBUF_INIT;
+    struct ids_error err = IDS_ERROR_INIT;
+    bool first = false;
+    bool waits = false;
+
+    if (pure_target(ec) && store_watermark_get(eng->store, ec->id, &wm, &err) == IDS_OK) {
+        engine_fingerprint_connector(ec->cfg, &fp);
+        engine_fingerprint_key(&key, ec->cfg->name);
+        waits = engine_fingerprint_changed(eng->store, key.buf, fp.buf, &first);
+    }
+    strbuf_release(&fp);
+    strbuf_release(&key);
+    strbuf_release(&wm);
+    return waits;
+}
+
+bool engine_connector_scope_waits(struct engine *eng, const char *connector)
+{
+    struct econn *ec = engine_conn(eng, connector);
+
+    return ec != NULL && engine_scope_waits(eng, ec);
+}
+
 enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
                            struct run_record *run, struct ids_error *err)
 {
@@ -873,6 +906,9 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     struct erun r;
     struct strbuf wm = STRBUF_INIT;
     struct strbuf why_full = STRBUF_INIT;
+    struct strbuf fp = STRBUF_INIT;
+    struct strbuf fp_key = STRBUF_INIT;
+    bool fp_first = false;
     struct connector_cursor *cur = NULL;
     struct ids_error cerr = IDS_ERROR_INIT;
     bool in_tx = false;
@@ -915,6 +951,29 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
                         ctx.ec->cfg->type ? ctx.ec->cfg->type : "?");
         }
     }
+    /* a delta import reads what changed in what the last import read: a
+     * scope changed since (object types, filters, attributes) needs the
+     * whole of it read again */
+    engine_fingerprint_connector(ctx.ec->cfg, &fp);
+    engine_fingerprint_key(&fp_key, connector);
+    if (have_wm && engine_fingerprint_changed(eng->store, fp_key.buf, fp.buf, &fp_first)) {
+        if (pure_target(ctx.ec) && !eng->confirming) {
+            /* read in full by the confirming import, after the exports */
+            log_info("scope-full-waits",
+                     "connector=%s (its scope changed: the confirming import of a cycle reads it "
+                     "in full, after the exports)",
+                     connector);
+        } else {
+            have_wm = false;
+            strbuf_addf(&why_full,
+                        fp_first ? "Full import: no fingerprint of the scope of connector %s "
+                                   "(object types, filters, attributes) is recorded yet; this "
+                                   "happens once."
+                                 : "Full import: the scope of connector %s (object types, "
+                                   "filters, attributes) changed since its last import.",
+                        connector);
+        }
+    }
     ret = engine_conn_open(eng, ctx.ec, &cerr);
     if (ret == IDS_OK && have_wm) {
         old_wm_hash = hash64(wm.buf, wm.len, 0);
@@ -935,6 +994,11 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     }
     if (erun_start(eng, &r, ctx.full ? "full-import" : "delta-import", connector, err) != IDS_OK) {
         connector_cursor_free(ctx.ec->conn, cur);
+        keyset_release(&ctx.ks);
+        strbuf_release(&wm);
+        strbuf_release(&why_full);
+        strbuf_release(&fp);
+        strbuf_release(&fp_key);
         return erun_finish(&r, err ? err->code : IDS_ESTORE, err, run);
     }
     ctx.r = &r;
@@ -1049,6 +1113,13 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
             goto done;
         }
     }
+    if (ctx.full) {
+        /* the space is what this scope reads now */
+        ret = store_meta_set(eng->store, fp_key.buf, fp.buf, err);
+        if (ret != IDS_OK) {
+            goto done;
+        }
+    }
     ret = store_commit(eng->store, err);
     in_tx = ret != IDS_OK;
     if (ret == IDS_OK && r.errlimit) {
@@ -1080,10 +1151,14 @@ done:
     free(ctx.ncleared);
     strbuf_release(&wm);
     strbuf_release(&why_full);
+    strbuf_release(&fp);
+    strbuf_release(&fp_key);
     return erun_finish(&r, ret, err, run);
 early_fail:
     keyset_release(&ctx.ks);
     strbuf_release(&wm);
     strbuf_release(&why_full);
+    strbuf_release(&fp);
+    strbuf_release(&fp_key);
     return ret;
 }

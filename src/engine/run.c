@@ -896,17 +896,22 @@ enum ids_err engine_cycle(struct engine *eng, bool full, struct run_record *run,
         cycle_note(&cs, &r, cret, &child, &cerr);
         run_record_release(&child);
     }
-    /* 4. confirming import of every exported-to connector that can be read */
+    /* 4. confirming import of every exported-to connector that can be read,
+     * and of every target whose scope changed (read in full now, after the
+     * exports that may have moved its entries into the new scope) */
     for (i = 0; i < eng->nconns && !stop_requested(eng); i++) {
         struct econn *ec = &eng->conns[i];
         struct run_record child = {0};
         struct ids_error cerr = IDS_ERROR_INIT;
         enum ids_err cret;
 
-        if (!bitmap_test(&exported, (int64_t)i) || !(econn_caps(ec) & CONN_CAP_READ)) {
+        if (!(econn_caps(ec) & CONN_CAP_READ) ||
+            !(bitmap_test(&exported, (int64_t)i) || engine_scope_waits(eng, ec))) {
             continue;
         }
+        eng->confirming = true;
         cret = engine_import(eng, ec->cfg->name, false, &child, &cerr);
+        eng->confirming = false;
         cycle_note(&cs, &r, cret, &child, &cerr);
         run_record_release(&child);
     }

@@ -2814,9 +2814,13 @@ static enum ids_err batch_end(struct sync_ctx *ctx, enum ids_err ret, struct ids
     return IDS_OK;
 }
 
-/* Process the ids of one selection of one connector in batches. */
-static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum store_sel sel,
-                                   bool *stopped, enum ids_err *why, struct ids_error *err)
+typedef enum ids_err (*sync_one_fn)(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *err);
+
+/* Process the ids of one selection of connector `conn` in batches, each
+ * object with `one`. */
+static enum ids_err sync_selection(struct sync_ctx *ctx, int64_t conn, enum store_sel sel,
+                                   sync_one_fn one, bool *stopped, enum ids_err *why,
+                                   struct ids_error *err)
 {
     enum ids_err ret = IDS_OK;
     int64_t *ids = xcalloc(SYNC_BATCH, sizeof(*ids));
@@ -2826,7 +2830,7 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum 
 
     while (!*stopped) {
         n = 0;
-        ret = store_cs_ids(ctx->eng->store, ec->id, sel, after, ids, SYNC_BATCH, &n, err);
+        ret = store_cs_ids(ctx->eng->store, conn, sel, after, ids, SYNC_BATCH, &n, err);
         if (ret != IDS_OK || n == 0) {
             break;
         }
@@ -2836,7 +2840,7 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum 
         }
         for (i = 0; i < n && ret == IDS_OK; i++) {
             after = ids[i];
-            ret = sync_one_cs(ctx, ids[i], err);
+            ret = one(ctx, ids[i], err);
             progress_update(ctx->r->prog, ++ctx->done);
             if (ret == IDS_OK && erun_must_stop(ctx->r, why)) {
                 *stopped = true;
@@ -2853,6 +2857,51 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, struct econn *ec, enum 
     }
     free(ids);
     return ret;
+}
+
+/* An object of a connector space being dropped: deleted, and the MV
+ * object it was linked to recomputed from the sources the configuration
+ * has, or deleted and deprovisioned when none of them is left. */
+static enum ids_err drop_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *err)
+{
+    struct cs_object *cs = NULL;
+    struct mv_object *m = NULL;
+    struct mvt_info *mi;
+    int64_t was;
+    enum ids_err ret = store_cs_get(ctx->eng->store, cs_id, &cs, err);
+
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    was = cs->mv_id;
+    cs_object_free(cs);
+    ret = store_cs_delete(ctx->eng->store, cs_id, err);
+    if (ret != IDS_OK || was == 0) {
+        return ret;
+    }
+    ctx->r->rec.counters.disconnected++;
+    ret = store_mv_get(ctx->eng->store, was, &m, err);
+    if (ret == IDS_ENOTFOUND) {
+        return IDS_OK;
+    }
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    mi = engine_mvt(ctx->eng, m->type);
+    mv_object_free(m);
+    /* a metaverse type the configuration no longer has: nothing flows */
+    return mi == NULL ? IDS_OK : mv_after_unlink(ctx, mi, was, err);
+}
+
+enum ids_err sync_drop_space(struct sync_ctx *ctx, int64_t conn, bool *stopped, enum ids_err *why,
+                             struct ids_error *err)
+{
+    ctx->refs = true;
+    ctx->outbound = true;
+    return sync_selection(ctx, conn, STORE_SEL_ALL, drop_one_cs, stopped, why, err);
 }
 
 /* Delta sync: the metaverse objects whose create found their DN held by
@@ -3041,6 +3090,22 @@ done:
     return ret;
 }
 
+enum ids_err sync_end(struct sync_ctx *ctx, enum ids_err ret, bool stopped, enum ids_err why,
+                      const char *again, struct ids_error *err)
+{
+    if (ret == IDS_OK) {
+        sync_report_unresolved(ctx);
+    }
+    if (ret == IDS_OK && stopped) {
+        ret = why;
+        if (why == IDS_EINTR) {
+            ids_error_set(err, IDS_EINTR,
+                          "interrupted; what was done is committed, %s to complete it", again);
+        }
+    }
+    return ret;
+}
+
 enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
                          struct ids_error *err)
 {
@@ -3048,28 +3113,60 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
     struct erun r;
     struct sync_ctx ctx;
     struct strbuf meta = STRBUF_INIT;
+    struct strbuf fp = STRBUF_INIT;
+    struct strbuf fp_key = STRBUF_INIT;
     bool stopped = false;
     enum ids_err why = IDS_OK;
     bool forced = false;
+    bool fp_first = false;
+    bool rules_changed = false;
+    bool asked_full = full;
     size_t i;
 
+    engine_fingerprint_rules(eng->cfg, &fp);
+    engine_fingerprint_key(&fp_key, NULL);
     if (!full) {
         ret = store_meta_get(eng->store, META_FULL_PENDING, &meta, err);
         if (ret == IDS_OK && strcmp(meta.buf, "1") == 0) {
             full = true;
             forced = true;
         } else if (ret != IDS_OK && ret != IDS_ENOTFOUND) {
-            strbuf_release(&meta);
-            return ret;
+            goto early;
         }
     }
-    strbuf_release(&meta);
+    ret = IDS_OK;
+    if (engine_fingerprint_changed(eng->store, fp_key.buf, fp.buf, &fp_first)) {
+        /* rules changed since the last sync: a delta sync would apply them
+         * to the changed objects only. None recorded: a store that never
+         * synced needs nothing more than a delta sync (everything is
+         * staged); one synced before this was kept is synced in full once. */
+        long mvs = 0;
+
+        if (fp_first) {
+            ret = store_mv_count(eng->store, &mvs, err);
+        }
+        rules_changed = ret == IDS_OK && (!fp_first || mvs > 0);
+    }
+    if (ret != IDS_OK) {
+        goto early;
+    }
+    full = full || rules_changed;
     ret = erun_start(eng, &r, full ? "full-sync" : "delta-sync", NULL, err);
     if (ret != IDS_OK) {
+        strbuf_release(&meta);
+        strbuf_release(&fp);
+        strbuf_release(&fp_key);
         return erun_finish(&r, ret, err, run);
     }
     if (forced) {
         erun_message(&r, "The previous full sync did not finish; this sync ran as a full sync.");
+    } else if (rules_changed && !asked_full) {
+        erun_message(&r, fp_first ? "No fingerprint of the metaverse rules (joins, flows, "
+                                    "provisioning) is recorded yet: this sync ran as a full sync, "
+                                    "once."
+                                  : "The metaverse rules (joins, flows, provisioning) changed "
+                                    "since the last sync: this sync ran as a full sync, so that "
+                                    "every object follows them.");
     }
     sync_ctx_init(&ctx, eng, &r, full);
     ret = ref_keys_ensure(eng, err);
@@ -3100,9 +3197,10 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
             struct econn *ec = &eng->conns[i];
 
             if (ec->is_source) {
-                ret = sync_selection(&ctx, ec, STORE_SEL_ALL, &stopped, &why, err);
+                ret = sync_selection(&ctx, ec->id, STORE_SEL_ALL, sync_one_cs, &stopped, &why, err);
             } else if (ec->is_target) {
-                ret = sync_selection(&ctx, ec, STORE_SEL_PENDING_IMPORT, &stopped, &why, err);
+                ret = sync_selection(&ctx, ec->id, STORE_SEL_PENDING_IMPORT, sync_one_cs, &stopped,
+                                     &why, err);
             }
         }
         /* pass 2: references, then outbound for every MV object */
@@ -3119,6 +3217,10 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
         if (ret == IDS_OK && !stopped) {
             ret = store_meta_set(eng->store, META_FULL_PENDING, "0", err);
         }
+        if (ret == IDS_OK && !stopped) {
+            /* every object follows these rules now */
+            ret = store_meta_set(eng->store, fp_key.buf, fp.buf, err);
+        }
     } else {
         size_t nwaits = 0;
         struct strvec none = STRVEC_INIT;
@@ -3127,7 +3229,8 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
             struct econn *ec = &eng->conns[i];
 
             if (ec->is_source || ec->is_target) {
-                ret = sync_selection(&ctx, ec, STORE_SEL_PENDING_IMPORT, &stopped, &why, err);
+                ret = sync_selection(&ctx, ec->id, STORE_SEL_PENDING_IMPORT, sync_one_cs, &stopped,
+                                     &why, err);
             }
         }
         if (ret == IDS_OK && !stopped) {
@@ -3145,21 +3248,23 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
             }
         }
     }
-    if (ret == IDS_OK) {
-        sync_report_unresolved(&ctx);
-    }
-    if (ret == IDS_OK && stopped) {
-        ret = why;
-        if (why == IDS_EINTR) {
-            ids_error_set(err, IDS_EINTR,
-                          "interrupted; what was done is committed, run the sync again to "
-                          "complete it");
-        }
+    ret = sync_end(&ctx, ret, stopped, why, "run the sync again", err);
+    if (ret == IDS_OK && !full && fp_first) {
+        /* the first sync of a new store: every object followed these rules */
+        ret = store_meta_set(eng->store, fp_key.buf, fp.buf, err);
     }
     if (ret == IDS_OK && r.errlimit) {
         ret = IDS_EERRLIMIT;
     }
 done:
     sync_ctx_release(&ctx);
+    strbuf_release(&meta);
+    strbuf_release(&fp);
+    strbuf_release(&fp_key);
     return erun_finish(&r, ret, err, run);
+early:
+    strbuf_release(&meta);
+    strbuf_release(&fp);
+    strbuf_release(&fp_key);
+    return ret;
 }

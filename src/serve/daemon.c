@@ -258,40 +258,6 @@ done:
     strbuf_release(&msg);
 }
 
-static void meta_key_connector(struct strbuf *key, const char *name)
-{
-    strbuf_reset(key);
-    strbuf_addstr(key, SERVE_META_CONNECTOR);
-    strbuf_addstr(key, name);
-}
-
-/* Is the stored fingerprint under `key` different from `now`? *first:
- * none was recorded yet. */
-static bool fingerprint_changed(struct store *s, const char *key, const char *now, bool *first)
-{
-    struct strbuf old = STRBUF_INIT;
-    struct ids_error err = IDS_ERROR_INIT;
-    bool changed = true;
-
-    *first = true;
-    if (store_meta_get(s, key, &old, &err) == IDS_OK) {
-        changed = strcmp(old.buf, now) != 0;
-        *first = false;
-    }
-    strbuf_release(&old);
-    return changed;
-}
-
-static void save_fingerprint(struct store *s, const char *key, const char *value)
-{
-    struct ids_error err = IDS_ERROR_INIT;
-
-    if (store_meta_set(s, key, value, &err) != IDS_OK) {
-        /* not fatal: the next cycle runs the full step again */
-        log_warn("fingerprint-save", "key=%s error=%s", key, err.msg);
-    }
-}
-
 static void log_run(const char *event, const struct run_record *run, enum ids_err ret,
                     const char *reason)
 {
@@ -358,9 +324,12 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
         struct run_record run = {0};
 
         strbuf_reset(&fp);
-        serve_fingerprint_connector(cc, &fp);
-        meta_key_connector(&key, cc->name);
-        if (!fingerprint_changed(d->store, key.buf, fp.buf, &first)) {
+        engine_fingerprint_connector(cc, &fp);
+        engine_fingerprint_key(&key, cc->name);
+        if (!engine_fingerprint_changed(d->store, key.buf, fp.buf, &first) ||
+            engine_connector_scope_waits(eng, cc->name)) {
+            /* unchanged, or a target read in full by the cycle's confirming
+             * import, after the exports that move entries into its scope */
             continue;
         }
         strbuf_reset(&reason);
@@ -380,7 +349,7 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
         annotate_run(d->store, run.id, reason.buf);
         request_add_step(req, &run, ret);
         if (ret == IDS_OK) {
-            save_fingerprint(d->store, key.buf, fp.buf);
+            engine_fingerprint_save(d->store, key.buf, fp.buf);
         }
         run_record_release(&run);
     }
@@ -388,8 +357,8 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
         struct run_record run = {0};
 
         strbuf_reset(&fp);
-        serve_fingerprint_rules(cfg, &fp);
-        if (fingerprint_changed(d->store, SERVE_META_RULES, fp.buf, &first)) {
+        engine_fingerprint_rules(cfg, &fp);
+        if (engine_fingerprint_changed(d->store, ENGINE_META_RULES, fp.buf, &first)) {
             strbuf_reset(&reason);
             strbuf_addstr(&reason,
                           first ? "Automatic full sync: no fingerprint of the metaverse rules "
@@ -405,7 +374,7 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
             annotate_run(d->store, run.id, reason.buf);
             request_add_step(req, &run, ret);
             if (ret == IDS_OK) {
-                save_fingerprint(d->store, SERVE_META_RULES, fp.buf);
+                engine_fingerprint_save(d->store, ENGINE_META_RULES, fp.buf);
             }
             run_record_release(&run);
         }
@@ -423,13 +392,13 @@ static void save_all_fingerprints(struct serve_daemon *d)
 
     for (i = 0; i < d->cfg->nconnectors; i++) {
         strbuf_reset(&fp);
-        serve_fingerprint_connector(&d->cfg->connectors[i], &fp);
-        meta_key_connector(&key, d->cfg->connectors[i].name);
-        save_fingerprint(d->store, key.buf, fp.buf);
+        engine_fingerprint_connector(&d->cfg->connectors[i], &fp);
+        engine_fingerprint_key(&key, d->cfg->connectors[i].name);
+        engine_fingerprint_save(d->store, key.buf, fp.buf);
     }
     strbuf_reset(&fp);
-    serve_fingerprint_rules(d->cfg, &fp);
-    save_fingerprint(d->store, SERVE_META_RULES, fp.buf);
+    engine_fingerprint_rules(d->cfg, &fp);
+    engine_fingerprint_save(d->store, ENGINE_META_RULES, fp.buf);
     strbuf_release(&fp);
     strbuf_release(&key);
 }

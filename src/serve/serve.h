@@ -160,17 +160,9 @@ void serve_metrics(struct serve_daemon *d, struct serve_reply *r);
 /* metrics.c: count finished runs newer than d->totals_seen (http_mu held). */
 void serve_totals_update(struct serve_daemon *d);
 
-/* fingerprint.c: what decides an automatic full import or full sync.
- * Hex hash of one connector's scope (object types, filters, attributes,
- * references, and the options that choose what is read, such as base):
- * connection options (URL, credentials, timeouts, TLS) are left out. */
-void serve_fingerprint_connector(const struct connector_config *cc, struct strbuf *out);
-/* Hex hash of every metaverse rule (scope, join, projection, flows,
- * provisioning, deprovisioning, anchor carriers). */
-void serve_fingerprint_rules(const struct config *cfg, struct strbuf *out);
-/* store_meta keys the fingerprints are kept under. */
-#define SERVE_META_RULES     "serve.fingerprint.rules"
-#define SERVE_META_CONNECTOR "serve.fingerprint.connector." /* + name */
+/* The fingerprints that decide an automatic full import or full sync are
+ * the engine's (engine.h, engine_fingerprint_*): the command line's steps
+ * use them too. */
 
 /* The embedded console (console_assets.c, generated at build time). */
 struct console_asset {

@@ -201,6 +201,9 @@ static int64_t stored_flags(const struct cs_object *o)
     X(ST_CONN_ALL, "SELECT id FROM connector ORDER BY id")                                         \
     X(ST_CONN_NAME, "SELECT name FROM connector WHERE id = ?1")                                    \
     X(ST_CONN_NEXT, "SELECT id FROM connector WHERE id > ?1 ORDER BY id LIMIT 1")                  \
+    X(ST_CONN_DEL, "DELETE FROM connector WHERE id = ?1")                                          \
+    X(ST_CONN_RENAME, "UPDATE connector SET name = ?2 WHERE id = ?1")                              \
+    X(ST_CONN_HAS_CS, "SELECT 1 FROM cs INDEXED BY cs_conn WHERE connector = ?1 LIMIT 1")          \
     X(ST_CS_BRIEF, "SELECT id, hash, mv_id, flags, import_state FROM cs INDEXED BY cs_brief "      \
                    "WHERE connector = ?1 AND anchor = ?2 AND anchor IS NOT NULL")                  \
     X(ST_CS_GET, "SELECT " CS_COLS " FROM cs WHERE id = ?1")                                       \
@@ -1394,6 +1397,113 @@ static enum ids_err sq_connector_next(struct store *base, int64_t after, int64_t
     }
     sqlite3_reset(st);
     return ret;
+}
+
+static enum ids_err sq_connector_find(struct store *base, const char *name, int64_t *id,
+                                      struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st = stmt(s, ST_CONN_GET, err);
+    enum ids_err ret = IDS_OK;
+    int rc;
+
+    if (st == NULL) {
+        return IDS_ESTORE;
+    }
+    bind_text(st, 1, name);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+    } else if (rc == SQLITE_DONE) {
+        ret = ids_error_set(err, IDS_ENOTFOUND, "the store has no connector space called %s", name);
+    } else {
+        ret = db_fail(s, rc, "read connector", err);
+    }
+    sqlite3_reset(st);
+    return ret;
+}
+
+static enum ids_err sq_connector_drop(struct store *base, int64_t id, struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st;
+    bool own = false;
+    enum ids_err ret;
+    int rc;
+
+    ret = auto_begin(s, &own, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    st = stmt(s, ST_CONN_HAS_CS, err);
+    if (st == NULL) {
+        ret = IDS_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        ret = ids_error_set(err, IDS_EEXIST, "connector %" PRId64 " still has objects", id);
+        goto done;
+    }
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(s, rc, "read connector space", err);
+        goto done;
+    }
+    st = stmt(s, ST_WM_DEL, err);
+    if (st == NULL) {
+        ret = IDS_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    ret = run_simple(s, st, "delete watermark", err);
+    if (ret != IDS_OK) {
+        goto done;
+    }
+    st = stmt(s, ST_CONN_DEL, err);
+    if (st == NULL) {
+        ret = IDS_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    ret = run_simple(s, st, "delete connector", err);
+done:
+    return auto_end(s, own, ret, err);
+}
+
+static enum ids_err sq_connector_rename(struct store *base, int64_t id, const char *name,
+                                        struct ids_error *err)
+{
+    struct sqlite_store *s = sq(base);
+    sqlite3_stmt *st;
+    int64_t other = 0;
+    bool own = false;
+    enum ids_err ret;
+
+    ret = auto_begin(s, &own, err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
+    ret = sq_connector_find(base, name, &other, err);
+    if (ret == IDS_OK) {
+        ret = ids_error_set(err, IDS_EEXIST, "the store already has a connector called %s", name);
+        goto done;
+    }
+    if (ret != IDS_ENOTFOUND) {
+        goto done;
+    }
+    ids_error_clear(err);
+    st = stmt(s, ST_CONN_RENAME, err);
+    if (st == NULL) {
+        ret = IDS_ESTORE;
+        goto done;
+    }
+    sqlite3_bind_int64(st, 1, id);
+    bind_text(st, 2, name);
+    ret = run_simple(s, st, "rename connector", err);
+done:
+    return auto_end(s, own, ret, err);
 }
 
 /* ---- connector space ------------------------------------------------------ */
@@ -3922,6 +4032,9 @@ const struct store_ops sqlite_store_ops = {
     .ref_waits_prefix = sq_ref_waits_prefix,
     .ref_unwait = sq_ref_unwait,
     .cs_brief_by_dn_other = sq_cs_brief_by_dn_other,
+    .connector_find = sq_connector_find,
+    .connector_drop = sq_connector_drop,
+    .connector_rename = sq_connector_rename,
     .cs_brief = sq_cs_brief,
     .cs_get = sq_cs_get,
     .cs_get_by_anchor = sq_cs_get_by_anchor,

@@ -555,3 +555,23 @@ enum ids_err store_cs_brief_by_dn_other(struct store *s, int64_t connector, cons
     assert(s != NULL && dn != NULL && out != NULL);
     return s->ops->cs_brief_by_dn_other(s, connector, dn, not_id, out, err);
 }
+
+enum ids_err store_connector_find(struct store *s, const char *name, int64_t *id,
+                                  struct ids_error *err)
+{
+    assert(s != NULL && name != NULL && id != NULL);
+    return s->ops->connector_find(s, name, id, err);
+}
+
+enum ids_err store_connector_drop(struct store *s, int64_t id, struct ids_error *err)
+{
+    assert(s != NULL);
+    return s->ops->connector_drop(s, id, err);
+}
+
+enum ids_err store_connector_rename(struct store *s, int64_t id, const char *name,
+                                    struct ids_error *err)
+{
+    assert(s != NULL && name != NULL);
+    return s->ops->connector_rename(s, id, name, err);
+}

@@ -521,6 +521,11 @@ struct store_ops {
     enum ids_err (*cs_brief_by_dn_other)(struct store *s, int64_t connector, const char *dn,
                                          int64_t not_id, struct cs_brief *out,
                                          struct ids_error *err);
+    enum ids_err (*connector_find)(struct store *s, const char *name, int64_t *id,
+                                   struct ids_error *err);
+    enum ids_err (*connector_drop)(struct store *s, int64_t id, struct ids_error *err);
+    enum ids_err (*connector_rename)(struct store *s, int64_t id, const char *name,
+                                     struct ids_error *err);
 };
 
 struct store {
@@ -574,6 +579,22 @@ enum ids_err store_ref_unwait(struct store *s, int64_t space, const char *key, i
 enum ids_err store_cs_brief_by_dn_other(struct store *s, int64_t connector, const char *dn,
                                         int64_t not_id, struct cs_brief *out,
                                         struct ids_error *err);
+
+/* Connector spaces as a whole (appended), for `idsync space`:
+ * - find: the id of the connector called `name`, without creating it
+ *   (IDS_ENOTFOUND);
+ * - drop: forget connector `id` (its watermark and its name) once its
+ *   space holds no object; IDS_EEXIST while it still holds one (delete
+ *   them first with store_cs_delete, which takes their join keys,
+ *   reference waits and former DNs with them);
+ * - rename: connector `id`, its space and watermark, is called `name` from
+ *   now on; IDS_EEXIST when another connector has that name (drop it
+ *   first). */
+enum ids_err store_connector_find(struct store *s, const char *name, int64_t *id,
+                                  struct ids_error *err);
+enum ids_err store_connector_drop(struct store *s, int64_t id, struct ids_error *err);
+enum ids_err store_connector_rename(struct store *s, int64_t id, const char *name,
+                                    struct ids_error *err);
 
 extern const struct store_ops sqlite_store_ops;
 

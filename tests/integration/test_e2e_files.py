@@ -933,6 +933,237 @@ def test_renamed_target_connector_finds_its_entries_again(tmp_path):
     assert "dir (not configured)" in shown and "directory " in shown, shown
 
 
+# An HR source and a legacy source feeding one target: legacy projects the
+# people HR does not have, and flows mail with a lower precedence.
+HR_AND_LEGACY = """
+store: sqlite:idsync.db
+connectors:
+  hr:
+    type: csv
+    settle: 0
+    objects:
+      person: {{ path: src/people.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }}
+{legacy}
+  target:
+    type: csv
+    settle: 0
+    objects:
+      user: {{ path: out/users.csv, key: id, attributes: [id, displayName, mail, title] }}
+metaverse:
+  person:
+    from:
+      - connector: hr
+        object: person
+        project: true
+        join: [ {{ employeeId: employeeId }} ]
+        flow: {{ employeeId: employeeId, displayName: 'givenName .. " " .. sn', mail: mail, title: title }}
+{legacy_from}
+    to:
+      - connector: target
+        object: user
+        provision: true
+        deprovision: delete
+        join: [ {{ id: employeeId }} ]
+        flow: {{ id: employeeId, displayName: displayName, mail: mail, title: title }}
+"""
+LEGACY_CONNECTOR = """  legacy:
+    type: csv
+    settle: 0
+    objects:
+      person: { path: src/legacy.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }"""
+LEGACY_FROM = """      - connector: legacy
+        object: person
+        project: true
+        join: [ { employeeId: employeeId } ]
+        flow: { employeeId: employeeId, displayName: 'givenName .. " " .. sn', mail: mail, title: title }"""
+
+
+def spaces(env):
+    return {s["connector"]: s for s in env.json("space")["spaces"]}
+
+
+def test_dropped_space_of_a_removed_source_is_recomputed_and_deprovisioned(tmp_path):
+    """A source removed from the configuration: the full sync its rule change
+    causes recomputes the people another source has, but the person only
+    it projected stays in the target. `space drop` ends it as if the source had
+    deleted its objects: the dry run lists the changes and keeps the store,
+    the drop leaves the exports pending behind the deletion threshold."""
+    env = Env(tmp_path)
+    people = [person(i) for i in range(1, 4)]
+    people[0]["mail"] = ""  # E0001: HR has no mail, legacy has one
+    env.write("idsync.yaml", HR_AND_LEGACY.format(legacy=LEGACY_CONNECTOR,
+                                                  legacy_from=LEGACY_FROM))
+    env.write("src/people.csv", people_csv(people[:2]))  # E0003 only in legacy
+    env.write("src/legacy.csv", people_csv([dict(p, title="Old title", mail="old-%s@example.com"
+                                                  % p["id"]) for p in people]))
+    os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
+    env.run("cycle", expect=0)
+    before = env.rows("out/users.csv", "id")
+    assert sorted(before) == ["E0001", "E0002", "E0003"]
+    assert before["E0001"]["mail"] == "old-E0001@example.com"
+
+    # legacy removed from the configuration: the rules changed, so the
+    # cycle syncs in full, and E0001 loses the mail only legacy gave; but
+    # E0003, whom only legacy projected, stays in the target
+    env.write("idsync.yaml", HR_AND_LEGACY.format(legacy="", legacy_from=""))
+    env.run("cycle", expect=0)
+    env.run("cycle", expect=0)
+    kept = env.rows("out/users.csv", "id")
+    assert sorted(kept) == ["E0001", "E0002", "E0003"], kept
+    assert kept["E0001"]["mail"] == "" and kept["E0003"] == before["E0003"], kept
+    s = spaces(env)
+    assert s["legacy"] == {"connector": "legacy", "configured": False, "objects": 3,
+                           "joined": 3, "pending_exports": 0}, s
+    text = env.run("space", expect=0).stdout
+    assert "idsync space drop NAME" in text, text
+    assert "idsync space rename legacy NEW" in env.run("check", expect=0).stdout
+
+    # refused: a configured connector, a space the store does not have
+    p = env.run("space", "drop", "hr", expect=3)
+    assert "connector hr is in the configuration" in p.stderr, p.stderr
+    p = env.run("space", "drop", "nosuch", expect=3)
+    assert "no connector space called nosuch (its spaces: hr, legacy, target)" in p.stderr
+
+    # dry run: what would happen, nothing kept
+    doc = env.json("space", "drop", "legacy", "--dry-run")
+    c = doc["run"]["counters"]
+    assert doc["run"]["dry_run"] and c["disconnected"] == 3 and c["mv-deleted"] == 1, c
+    assert c["deprovisioned"] == 1 and c["flowed-out"] == 0, c
+    assert [(x["op"], x["anchor"]) for x in doc["pending"]] == [("delete", "E0003")], doc
+    assert spaces(env)["legacy"]["objects"] == 3
+    assert env.run("pending", "target", expect=0).stdout.strip() == "No pending exports."
+
+    env.run("space", "drop", "legacy", expect=0)
+    s = spaces(env)
+    assert "legacy" not in s and s["target"]["pending_exports"] == 1, s
+    # the delete waits behind the deletion threshold (10 % of 3 objects)
+    env.run("cycle", expect=2)
+    assert env.rows("out/users.csv", "id")["E0003"]
+    env.run("export", "target", "--allow-deletes", "1", expect=0)
+    after = env.rows("out/users.csv", "id")
+    assert sorted(after) == ["E0001", "E0002"], after
+    assert after["E0001"] == kept["E0001"] and after["E0002"] == before["E0002"], after
+    drops = [r for r in last_runs(env, 30) if r["step"] == "space-drop"]
+    assert [(r["connector"], r["dry_run"]) for r in drops] == [("legacy", False),
+                                                               ("legacy", True)], drops
+    env.run("sync", "--full", expect=0)
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    assert env.rows("out/users.csv", "id") == after
+
+
+def hr_renamed_workday(tmp_path):
+    """A CSV -> CSV cycle, then connector hr renamed workday in the
+    configuration: the env, the people and the users file written."""
+    people = [person(i) for i in range(1, 6)]
+    env = csv_env(tmp_path, people, {"Eng": ["E0001", "E0002"]})
+    env.run("cycle", expect=0)
+    cfg = env.read("idsync.yaml")
+    env.write("idsync.yaml", cfg.replace("  hr:\n", "  workday:\n").replace(
+        "connector: hr", "connector: workday"))
+    return env, people, env.read("out/users.csv")
+
+
+def test_renamed_source_connector_keeps_its_space(tmp_path):
+    """hr renamed workday in the configuration: `space rename hr workday`
+    gives it the space, so its first cycle reads nothing again and writes
+    nothing, and the next change goes out as one update."""
+    env, people, users = hr_renamed_workday(tmp_path)
+    p = env.run("space", "rename", "workday", "hr", expect=3)
+    assert "connector workday is still in the configuration" in p.stderr, p.stderr
+    p = env.run("space", "rename", "hr", "nosuch", expect=3)
+    assert "no connector called nosuch in the configuration" in p.stderr, p.stderr
+    env.run("space", "rename", "hr", "workday", "--dry-run", expect=0)
+    assert spaces(env)["hr"]["objects"] == 6
+
+    env.run("space", "rename", "hr", "workday", expect=0)
+    s = spaces(env)
+    assert "hr" not in s and s["workday"]["objects"] == 6 and s["workday"]["joined"] == 6, s
+    env.run("cycle", expect=0)
+    runs = last_runs(env, 6)
+    imp = next(r for r in runs if r["connector"] == "workday")
+    assert imp["step"] == "delta-import" and counter(imp, "staged-add") == 0, imp
+    # the rules name the connector: one full sync, which changes nothing
+    sync = next(r for r in runs if r["step"].endswith("-sync"))
+    assert counter(sync, "joined") == 0 and counter(sync, "projected") == 0, sync
+    assert counter(sync, "flowed-out") == 0 and counter(sync, "provisioned") == 0, sync
+    assert env.read("out/users.csv") == users
+    people[1]["title"] = "Boss"
+    env.write("src/people.csv", people_csv(people))
+    env.run("cycle", expect=0)
+    exp = next(r for r in last_runs(env, 8) if r["step"] == "export")
+    assert counter(exp, "export-update") == 1 and counter(exp, "export-add") == 0, exp
+    assert env.rows("out/users.csv", "id")["E0002"]["title"] == "Boss"
+
+
+def test_space_renamed_too_late_is_dropped_instead(tmp_path):
+    """The renamed connector already ran a cycle (its join rules linked every
+    object again): renaming the old space onto it is refused, and dropping
+    the old one changes nothing in the target."""
+    env, people, users = hr_renamed_workday(tmp_path)
+    env.run("cycle", expect=0)
+    p = env.run("space", "rename", "hr", "workday", expect=3)
+    assert ("connector workday already has a space of 6 objects" in p.stderr
+            and "idsync space drop hr" in p.stderr), p.stderr
+    doc = env.json("space", "drop", "hr")
+    c = doc["run"]["counters"]
+    assert c["disconnected"] == 6 and c["mv-deleted"] == 0 and c["flowed-out"] == 0, c
+    assert env.run("pending", "target", expect=0).stdout.strip() == "No pending exports."
+    env.run("cycle", expect=0)
+    assert env.read("out/users.csv") == users
+    assert sorted(spaces(env)) == ["target", "workday"]
+
+
+def test_rule_edited_in_the_configuration_reaches_every_object(tmp_path):
+    """A flow rule edited between two cycles: the next `cycle` syncs every
+    object with it (a full sync that says why), its dry run lists every
+    change first, and the cycle after is a delta again."""
+    people = [person(i) for i in range(1, 5)]
+    env = csv_env(tmp_path, people, {"Eng": ["E0001"]})
+    env.run("cycle", expect=0)
+    cfg = env.read("idsync.yaml")
+    edited = cfg.replace("          title: title\n    to:", "          title: upper(title)\n    to:", 1)
+    assert edited != cfg
+    env.write("idsync.yaml", edited)
+    doc = env.json("cycle", "--dry-run")
+    assert sorted(x["anchor"] for x in doc["pending"]) == [p["id"] for p in people], doc
+    assert all(x["op"] == "modify" for x in doc["pending"])
+    assert {r["title"] for r in env.rows("out/users.csv", "id").values()} == {"Engineer"}
+    env.run("cycle", expect=0)
+    sync = next(r for r in last_runs(env, 6) if r["step"].endswith("-sync"))
+    assert sync["step"] == "full-sync" and "rules" in sync["message"], sync
+    assert {r["title"] for r in env.rows("out/users.csv", "id").values()} == {"ENGINEER"}
+    env.run("cycle", expect=0)
+    assert [r["step"] for r in last_runs(env, 4) if r["step"].endswith("-sync")] == ["delta-sync"]
+
+
+def test_attribute_added_to_a_source_is_read_from_every_object(tmp_path):
+    """`title` added to the HR connector's attributes and to the flows, the
+    file unchanged: the next cycle imports that connector in full (its
+    scope changed), so every person gets a title, not only those whose row
+    changes."""
+    people = [person(i) for i in range(1, 5)]
+    env = csv_env(tmp_path, people, {"Eng": ["E0001"]})
+    full_cfg = env.read("idsync.yaml")
+    narrow = full_cfg.replace("attributes: [employeeId, givenName, sn, mail, title]",
+                              "attributes: [employeeId, givenName, sn, mail]", 1)
+    narrow = narrow.replace("          title: title\n", "", 2)
+    assert "title: title" not in narrow and narrow.count("title") == 1, narrow
+    env.write("idsync.yaml", narrow)
+    env.run("cycle", expect=0)
+    assert {r["title"] for r in env.rows("out/users.csv", "id").values()} == {""}
+    env.write("idsync.yaml", full_cfg)
+    env.run("cycle", expect=0)
+    runs = last_runs(env, 8)
+    imp = next(r for r in runs if r["connector"] == "hr")
+    assert imp["step"] == "full-import" and "scope of connector hr" in imp["message"], imp
+    assert counter(imp, "staged-update") == 4, imp
+    assert {r["title"] for r in env.rows("out/users.csv", "id").values()} == {"Engineer"}
+    env.run("cycle", expect=0)
+    imp = next(r for r in last_runs(env, 6) if r["connector"] == "hr")
+    assert imp["step"] == "delta-import", imp
+
+
 LDIF_TO_CSV = """
 store: sqlite:idsync.db
 connectors:

@@ -599,8 +599,9 @@ def test_everyone_moved_to_another_ou(slapd_factory, tmp_path):
     ou=People to ou=Staff. The dry run shows every rename and the group with
     its members' new DNs in and old DNs out, as many after as before (before,
     it showed the deletes alone, "member: 12 -> 0 values", as if the group
-    were emptied); the cycle moves everyone and the group follows; the next
-    full cycle has nothing to do."""
+    were emptied); the cycle moves everyone and the group follows, its
+    confirming import reading the new base in full once the moves are sent;
+    the next full cycle has nothing to do."""
     dst = slapd_factory("dst")
     env = Env(tmp_path / "work")
     people = hr_people(12)
@@ -623,6 +624,12 @@ def test_everyone_moved_to_another_ou(slapd_factory, tmp_path):
     assert sorted(people_of(dst, PEOPLE)) == ["e%05d" % i for i in range(12)]
 
     env.run("cycle", expect=0)
+    # the new base is read in full after the moves were sent, not before
+    # (before them it holds nobody: every entry would look deleted)
+    reads = [(r["step"], r["counters"]) for r in reversed(last_runs(env, 6))
+             if r["connector"] == "dst" and r["step"].endswith("-import")]
+    assert [step for step, _ in reads] == ["delta-import", "full-import"], reads
+    assert reads[1][1]["staged-delete"] == 0 and reads[1][1]["read"] == 13, reads
     assert people_of(dst, PEOPLE) == {}
     assert sorted(people_of(dst, staff)) == ["e%05d" % i for i in range(12)]
     members = {norm(m) for m in dst.get("cn=all," + GROUPS, ["member"])["member"]}

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "engine/engine.h"
 #include "serve/serve.h"
 #include "util/strbuf.h"
 #include "util/banned.h"
@@ -72,14 +73,14 @@ static void fingerprints(const char *url, const char *timeout, const char *filte
     if (config_load_string("t.yaml", yaml.buf, yaml.len, &cfg, &err) != IDS_OK) {
         fail_msg("config: %s", err.msg);
     }
-    serve_fingerprint_connector(config_connector(cfg, "corp"), &sb);
+    engine_fingerprint_connector(config_connector(cfg, "corp"), &sb);
     assert_int_equal(sb.len, 16);
     snprintf(fp->corp, sizeof(fp->corp), "%s", sb.buf);
     strbuf_reset(&sb);
-    serve_fingerprint_connector(config_connector(cfg, "out"), &sb);
+    engine_fingerprint_connector(config_connector(cfg, "out"), &sb);
     snprintf(fp->out, sizeof(fp->out), "%s", sb.buf);
     strbuf_reset(&sb);
-    serve_fingerprint_rules(cfg, &sb);
+    engine_fingerprint_rules(cfg, &sb);
     snprintf(fp->rules, sizeof(fp->rules), "%s", sb.buf);
     config_free(cfg);
     strbuf_release(&sb);

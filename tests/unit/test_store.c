@@ -1267,6 +1267,45 @@ static void test_watermark_meta(void **state)
     strbuf_release(&sb);
 }
 
+/* A space is found by name without being created, renamed with its objects
+ * and watermark, and dropped only once it is empty. */
+static void test_connector_spaces(void **state)
+{
+    struct fixture *f = *state;
+    struct ids_error err = IDS_ERROR_INIT;
+    struct strbuf sb = STRBUF_INIT;
+    int64_t id = 0;
+    int64_t cs_id = put_cs(f, f->conn, "s-1", "cn=s1");
+    int64_t fresh = 0;
+    long n = 0;
+
+    assert_int_equal(store_connector_find(f->s, "nosuch", &id, &err), IDS_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no connector space called nosuch"));
+    assert_int_equal(store_connector_next(f->s, f->conn2, &id, &err), IDS_DONE);
+    assert_int_equal(store_watermark_set(f->s, f->conn, "wm-1", &err), IDS_OK);
+    assert_int_equal(store_connector_name(f->s, f->conn2, &sb, &err), IDS_OK);
+    /* the name of another connector is taken */
+    assert_int_equal(store_connector_rename(f->s, f->conn, sb.buf, &err), IDS_EEXIST);
+    assert_int_equal(store_connector_rename(f->s, f->conn, "renamed", &err), IDS_OK);
+    assert_int_equal(store_connector_find(f->s, "renamed", &id, &err), IDS_OK);
+    assert_int_equal(id, f->conn);
+    assert_int_equal(store_cs_count(f->s, id, STORE_SEL_ALL, &n, &err), IDS_OK);
+    assert_int_equal(n, 1);
+    strbuf_reset(&sb);
+    assert_int_equal(store_watermark_get(f->s, id, &sb, &err), IDS_OK);
+    assert_string_equal(sb.buf, "wm-1");
+    /* not while it has an object; then its watermark and name go */
+    assert_int_equal(store_connector_drop(f->s, id, &err), IDS_EEXIST);
+    assert_int_equal(store_cs_delete(f->s, cs_id, &err), IDS_OK);
+    assert_int_equal(store_connector_drop(f->s, id, &err), IDS_OK);
+    assert_int_equal(store_connector_find(f->s, "renamed", &id, &err), IDS_ENOTFOUND);
+    assert_int_equal(store_watermark_get(f->s, f->conn, &sb, &err), IDS_ENOTFOUND);
+    /* a space of that name made again is a new one */
+    assert_int_equal(store_connector_id(f->s, "renamed", &fresh, &err), IDS_OK);
+    assert_true(fresh > f->conn2);
+    strbuf_release(&sb);
+}
+
 /* ---- runs ----------------------------------------------------------------- */
 
 static void add_error(struct fixture *f, int64_t run, int i)
@@ -2071,6 +2110,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_links_and_refs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cs_link_ident_by_mv, setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connector_spaces, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_commit, setup, teardown),

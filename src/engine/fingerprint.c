@@ -5,12 +5,13 @@
  * order (order matters for join rules and flow precedence), each value
  * length-prefixed so that no two configurations produce the same text.
  */
-#include "serve/serve.h"
+#include "engine/engine.h"
 
 #include <inttypes.h>
 #include <string.h>
 
 #include "util/codec.h"
+#include "util/log.h"
 #include "util/banned.h"
 
 static void put(struct strbuf *sb, const char *key, const char *val)
@@ -75,7 +76,7 @@ static void finish(struct strbuf *text, struct strbuf *out)
     strbuf_addf(out, "%016" PRIx64, hash64(text->buf, text->len, 0x1d5c));
 }
 
-void serve_fingerprint_connector(const struct connector_config *cc, struct strbuf *out)
+void engine_fingerprint_connector(const struct connector_config *cc, struct strbuf *out)
 {
     struct strbuf text = STRBUF_INIT;
     struct strvec attrs = STRVEC_INIT;
@@ -140,9 +141,12 @@ static void put_flow(struct strbuf *sb, const char *dir, const struct flow_confi
     put(sb, "carrier", f->anchor_carrier);
     put(sb, "disable_attr", f->disable_attr);
     put(sb, "disable_value", f->disable_value);
+    put(sb, "disable_move_to", f->disable_move_to);
+    /* initial flows are left out: they act on creates only, and a change
+     * of them needs no object synced again */
 }
 
-void serve_fingerprint_rules(const struct config *cfg, struct strbuf *out)
+void engine_fingerprint_rules(const struct config *cfg, struct strbuf *out)
 {
     struct strbuf text = STRBUF_INIT;
     size_t i;
@@ -161,4 +165,40 @@ void serve_fingerprint_rules(const struct config *cfg, struct strbuf *out)
     }
     finish(&text, out);
     strbuf_release(&text);
+}
+
+void engine_fingerprint_key(struct strbuf *key, const char *connector)
+{
+    strbuf_reset(key);
+    if (connector == NULL) {
+        strbuf_addstr(key, ENGINE_META_RULES);
+    } else {
+        strbuf_addstr(key, ENGINE_META_CONNECTOR);
+        strbuf_addstr(key, connector);
+    }
+}
+
+bool engine_fingerprint_changed(struct store *s, const char *key, const char *now, bool *first)
+{
+    struct strbuf old = STRBUF_INIT;
+    struct ids_error err = IDS_ERROR_INIT;
+    bool changed = true;
+
+    *first = true;
+    if (store_meta_get(s, key, &old, &err) == IDS_OK) {
+        changed = strcmp(old.buf, now) != 0;
+        *first = false;
+    }
+    strbuf_release(&old);
+    return changed;
+}
+
+void engine_fingerprint_save(struct store *s, const char *key, const char *value)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+
+    if (store_meta_set(s, key, value, &err) != IDS_OK) {
+        /* not fatal: the next step runs in full again */
+        log_warn("fingerprint-save", "key=%s error=\"%s\"", key, err.msg);
+    }
 }
