@@ -205,11 +205,12 @@ enum ids_err engine_space_drop(struct engine *eng, const char *name, struct run_
         }
     } else if (ret == IDS_OK) {
         connector_state_forget(eng->state_dir, name);
-        erun_message(&r,
-                     "The space of connector %s is dropped (%ld object%s deleted). What it changes "
-                     "in the targets is pending: review it with `idsync pending TARGET`; the next "
-                     "export or cycle sends it, its deletes counted against the deletion threshold.",
-                     name, n, n == 1 ? "" : "s");
+        erun_message(
+            &r,
+            "The space of connector %s is dropped (%ld object%s deleted). What it changes "
+            "in the targets is pending: review it with `idsync pending TARGET`; the next "
+            "export or cycle sends it, its deletes counted against the deletion threshold.",
+            name, n, n == 1 ? "" : "s");
     }
     sync_ctx_release(&ctx);
     return erun_finish(&r, ret, err, run);
@@ -272,8 +273,9 @@ enum ids_err engine_space_rename(struct engine *eng, const char *from, const cha
         return erun_finish(&r, ret, err, run);
     }
     if (eng->opts.dry_run) {
-        erun_message(&r, "Dry run, nothing was changed: the space of %s (%ld object%s) would be "
-                         "connector %s's.",
+        erun_message(&r,
+                     "Dry run, nothing was changed: the space of %s (%ld object%s) would be "
+                     "connector %s's.",
                      from, n, n == 1 ? "" : "s", to);
         return erun_finish(&r, IDS_OK, err, run);
     }

@@ -1125,6 +1125,9 @@ def test_rule_edited_in_the_configuration_reaches_every_object(tmp_path):
     edited = cfg.replace("          title: title\n    to:", "          title: upper(title)\n    to:", 1)
     assert edited != cfg
     env.write("idsync.yaml", edited)
+    assert env.json("check")["store"]["full_steps"] == {"sync": True, "imports": []}
+    assert "the next sync runs in full over the 5 metaverse objects" in env.run(
+        "check", expect=0).stdout
     doc = env.json("cycle", "--dry-run")
     assert sorted(x["anchor"] for x in doc["pending"]) == [p["id"] for p in people], doc
     assert all(x["op"] == "modify" for x in doc["pending"])
@@ -1135,6 +1138,7 @@ def test_rule_edited_in_the_configuration_reaches_every_object(tmp_path):
     assert {r["title"] for r in env.rows("out/users.csv", "id").values()} == {"ENGINEER"}
     env.run("cycle", expect=0)
     assert [r["step"] for r in last_runs(env, 4) if r["step"].endswith("-sync")] == ["delta-sync"]
+    assert env.json("check")["store"]["full_steps"] == {"sync": False, "imports": []}
 
 
 def test_attribute_added_to_a_source_is_read_from_every_object(tmp_path):
@@ -1153,6 +1157,10 @@ def test_attribute_added_to_a_source_is_read_from_every_object(tmp_path):
     env.run("cycle", expect=0)
     assert {r["title"] for r in env.rows("out/users.csv", "id").values()} == {""}
     env.write("idsync.yaml", full_cfg)
+    steps = env.json("check")["store"]["full_steps"]
+    assert steps == {"sync": True, "imports": ["hr"]}, steps
+    assert "the scope of connector hr (object types, filters, attributes) changed since its " \
+        "last import: its next import reads it in full" in env.run("check", expect=0).stdout
     env.run("cycle", expect=0)
     runs = last_runs(env, 8)
     imp = next(r for r in runs if r["connector"] == "hr")
