@@ -37,6 +37,9 @@ struct import_ctx {
         char *dn;
     } * gone;
     size_t ngone, agone;
+    /* delta import: objects idsync created, not read back yet, for which
+     * the feed gave a delete before any record of them (decided at its end) */
+    struct i64vec early_deletes;
 };
 
 /* The connector space before this import (staged adds are new rows, staged
@@ -531,23 +534,65 @@ static enum ids_err import_modify(struct import_ctx *ctx, const struct change *c
     return ret;
 }
 
+/* Created by idsync's export, and no import has read it since? */
+static bool created_unread(const struct cs_object *cs)
+{
+    return cs->unconfirmed != NULL && cs->unconfirmed->op == CHANGE_ADD && cs->mv_id != 0;
+}
+
+/* idsync created cs and this import does not read it back: the type does
+ * not select what idsync creates. Taken for deleted, it would be created
+ * again by every cycle: kept, and reported. */
+static enum ids_err report_unread(struct import_ctx *ctx, const struct cs_object *cs)
+{
+    erun_error_cs(ctx->r, ctx->ec, cs, NULL, "exported-change-not-reimported",
+                  "created by an export of idsync, but this import does not read it back: "
+                  "the object type's base, scope or filter do not select it (or the account "
+                  "may not read it). It is kept as created, not taken for deleted, which "
+                  "would create it again at every cycle; fix the object type's `base`, "
+                  "`filter` or the flows, or the account's rights");
+    return IDS_OK;
+}
+
+/* End of a delta read: the early deletes (stage_delete) of objects that no
+ * later record read back are reported, once each. */
+static enum ids_err settle_early_deletes(struct import_ctx *ctx, struct ids_error *err)
+{
+    enum ids_err ret = IDS_OK;
+    size_t i;
+
+    i64vec_sort_unique(&ctx->early_deletes);
+    for (i = 0; i < ctx->early_deletes.nr && ret == IDS_OK; i++) {
+        struct cs_object *cs = NULL;
+
+        ret = store_cs_get(ctx->eng->store, ctx->early_deletes.v[i], &cs, err);
+        if (ret == IDS_ENOTFOUND) {
+            ret = IDS_OK;
+        } else if (ret == IDS_OK && created_unread(cs)) {
+            ret = report_unread(ctx, cs);
+        }
+        cs_object_free(cs);
+    }
+    return ret;
+}
+
 static enum ids_err stage_delete(struct import_ctx *ctx, struct cs_object *cs,
                                  struct ids_error *err)
 {
     if (cs->anchor == NULL || cs->import_state == CS_IMPORT_DELETE) {
         return IDS_OK; /* provisioned, not yet exported; or already staged */
     }
-    if (cs->unconfirmed != NULL && cs->unconfirmed->op == CHANGE_ADD && cs->mv_id != 0) {
-        /* idsync created it and no import has read it since: the type does
-         * not select what idsync creates. Taken for deleted, it would be
-         * created again by every cycle. */
-        erun_error_cs(ctx->r, ctx->ec, cs, NULL, "exported-change-not-reimported",
-                      "created by an export of idsync, but this import does not read it back: "
-                      "the object type's base, scope or filter do not select it (or the account "
-                      "may not read it). It is kept as created, not taken for deleted, which "
-                      "would create it again at every cycle; fix the object type's `base`, "
-                      "`filter` or the flows, or the account's rights");
-        return IDS_OK;
+    if (created_unread(cs)) {
+        if (!ctx->full) {
+            /* a feed that gives the delete of the entry idsync's export
+             * removed at this DN before the create it wrote after it (an
+             * LDIF target anchored by DN: a leaver and a joiner of one
+             * name): the create's own record, later in this read, settles
+             * it; only a delete with nothing after it is reported */
+            i64vec_push(&ctx->early_deletes, cs->id);
+            return IDS_OK;
+        }
+        return report_unread(ctx, cs);
     }
     cs->import_state = CS_IMPORT_DELETE;
     ctx->r->rec.counters.staged_delete++;
@@ -862,6 +907,9 @@ static enum ids_err import_read(struct import_ctx *ctx, struct connector_cursor 
             break;
         }
     }
+    if (ret == IDS_OK && !*stopped) {
+        ret = settle_early_deletes(ctx, err);
+    }
     return ret;
 }
 
@@ -1147,6 +1195,7 @@ done:
         free(ctx.gone[i].dn);
     }
     free(ctx.gone);
+    i64vec_release(&ctx.early_deletes);
     strvec_clear(&ctx.cleared);
     free(ctx.ncleared);
     strbuf_release(&wm);

@@ -737,6 +737,15 @@ static enum ids_err mv_update(struct sync_ctx *ctx, struct mvt_info *mi, struct 
     if (ret != IDS_OK) {
         goto done;
     }
+    if (n == 0 && m->id != 0) {
+        /* no configured source contributes (its connectors left the
+         * configuration): recomputed from nothing, every attribute would
+         * be cleared and the empty object flowed to the targets. It stays
+         * as it is, and nothing flows out of it (*ok false), until its last
+         * link goes (mv_after_unlink) or its space is dropped. */
+        *ok = false;
+        goto done;
+    }
     ne = entry_new(mi->t->name, NULL, NULL);
     ret = mv_compute(ctx, mi, c, n, m->entry, ne, ok, err);
     if (ret != IDS_OK || !*ok) {

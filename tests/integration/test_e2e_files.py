@@ -667,11 +667,12 @@ def test_rename_keeps_the_object_and_its_group_memberships(tmp_path, anchor):
     assert "nothing to do" in p.stdout, p.stdout
 
 
-def named_ldif_env(tmp_path, people):
+def named_ldif_env(tmp_path, people, anchor=""):
     """CSV -> LDIF named by cn, after a first full cycle; group red of E0001
-    and E0002."""
+    and E0002. anchor "dn": the LDIF connector anchored by DN."""
     env = Env(tmp_path)
-    env.write("idsync.yaml", CSV_TO_LDIF_NAMED.format(anchor=""))
+    env.write("idsync.yaml", CSV_TO_LDIF_NAMED.format(
+        anchor="\n    anchor: dn" if anchor == "dn" else ""))
     env.write("src/people.csv", people_csv(people))
     env.write("src/groups.csv", groups_csv({"red": ["E0001", "E0002"]}))
     os.makedirs(os.path.join(env.path, "out"))
@@ -830,15 +831,19 @@ def test_initial_flow_sets_a_value_once(tmp_path):
     assert "random_password() gives another value at every sync" in p.stderr, p.stderr
 
 
-def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path):
+@pytest.mark.parametrize("anchor", ["default", "dn"])
+def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path, anchor):
     """John Smith leaves and another John Smith joins in the same cycle: the
     DN is free once the leaver's entry is deleted, so the export writes the
     delete first and the create after it, and the file replays to the new
     person. Before: the create was written first, the store then took the
     leaver's object for the new one, the delete was never written, and the
-    file added the DN twice (the leaver stayed in a replayed directory)."""
+    file added the DN twice (the leaver stayed in a replayed directory).
+    Anchored by DN, the confirming import reads the leaver's delete before
+    the joiner's create, under one anchor: it used to report the joiner as
+    `exported-change-not-reimported` (a cycle completed with errors)."""
     people = [person(i) for i in range(1, 5)]
-    env = named_ldif_env(tmp_path, people)
+    env = named_ldif_env(tmp_path, people, anchor)
     dn = "cn=given1 family1,ou=people,dc=example,dc=com"
 
     people[0] = person(9, given="Given1", sn="Family1", mail="newcomer@example.com")
@@ -852,6 +857,8 @@ def test_leaver_and_joiner_of_one_name_in_one_cycle(tmp_path):
     ours = [k for d, k in last if d == dn]
     assert ours == ["changetype: delete", "changetype: add"], last
     env.run("cycle", expect=0)
+    confirm = next(r for r in last_runs(env, 6) if r["connector"] == "dir")
+    assert counter(confirm, "confirmed") >= 1 and counter(confirm, "errors") == 0, confirm
     state = ldif_replay(env.read("out/changes.ldif"))
     assert state[dn]["mail"] == ["newcomer@example.com"]
     assert dn in {m.lower() for m in state["cn=red,ou=groups,dc=example,dc=com"]["member"]}
@@ -1050,6 +1057,93 @@ def test_dropped_space_of_a_removed_source_is_recomputed_and_deprovisioned(tmp_p
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
     assert env.rows("out/users.csv", "id") == after
+
+
+# hr and legacy both give people and teams; legacy alone gives team Legacy
+# and person E0003
+HR_AND_LEGACY_TEAMS = """
+store: sqlite:idsync.db
+connectors:
+  hr:
+    type: csv
+    settle: 0
+    objects:
+      person: {{ path: src/people.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }}
+      team: {{ path: src/teams.csv, key: name, attributes: [name, members], references: {{ members: [person] }} }}
+{legacy}
+  target:
+    type: csv
+    settle: 0
+    objects:
+      user: {{ path: out/users.csv, key: id, attributes: [id, displayName] }}
+      group: {{ path: out/groups.csv, key: name, attributes: [name, member], references: {{ member: [user] }} }}
+metaverse:
+  person:
+    from:
+      - {{ connector: hr, object: person, project: true, join: [ {{ employeeId: employeeId }} ],
+          flow: {{ employeeId: employeeId, displayName: 'givenName .. " " .. sn' }} }}
+{legacy_person}
+    to:
+      - {{ connector: target, object: user, provision: true, deprovision: delete,
+          flow: {{ id: employeeId, displayName: displayName }} }}
+  team:
+    from:
+      - {{ connector: hr, object: team, project: true, join: [ {{ name: name }} ], flow: {{ name: name, members: members }} }}
+{legacy_team}
+    to:
+      - {{ connector: target, object: group, provision: true, deprovision: delete,
+          flow: {{ name: name, member: members }} }}
+safety: {{ max_delete_percent: 0 }}
+"""
+LEGACY_TEAMS_CONNECTOR = """  legacy:
+    type: csv
+    settle: 0
+    objects:
+      person: { path: src/legacy.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }
+      team: { path: src/legacy-teams.csv, key: name, attributes: [name, members], references: { members: [person] } }"""
+LEGACY_TEAMS_PERSON = """      - { connector: legacy, object: person, project: true, join: [ { employeeId: employeeId } ],
+          flow: { employeeId: employeeId, displayName: 'givenName .. " " .. sn' } }"""
+LEGACY_TEAMS_TEAM = """      - { connector: legacy, object: team, project: true, join: [ { name: name } ], flow: { name: name, members: members } }"""
+
+
+
+def test_objects_only_a_removed_source_gave_stay_until_its_space_is_dropped(tmp_path):
+    """With legacy out of the configuration, the full sync its rule change
+    causes, and a member's deletion, recomputed team Legacy (legacy alone
+    gave it) from no source at all: its name and members were cleared and
+    the cleared row sent to the target (`the key column cannot be deleted`,
+    at every cycle). Such an object now stays as it is until `space drop`
+    removes it with its space."""
+    env = Env(tmp_path)
+    people = [person(i) for i in range(1, 4)]
+    env.write("idsync.yaml", HR_AND_LEGACY_TEAMS.format(
+        legacy=LEGACY_TEAMS_CONNECTOR, legacy_person=LEGACY_TEAMS_PERSON,
+        legacy_team=LEGACY_TEAMS_TEAM))
+    env.write("src/people.csv", people_csv(people[:2]))
+    env.write("src/teams.csv", groups_csv({"Eng": ["E0001", "E0002"]}))
+    env.write("src/legacy.csv", people_csv(people[2:]))
+    env.write("src/legacy-teams.csv", groups_csv({"Legacy": ["E0003"]}))
+    os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
+    env.run("cycle", expect=0)
+    groups = env.read("out/groups.csv")
+    assert "Legacy,E0003" in groups, groups
+
+    env.write("idsync.yaml", HR_AND_LEGACY_TEAMS.format(legacy="", legacy_person="",
+                                                        legacy_team=""))
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    env.write("src/people.csv", people_csv(people[1:2]))
+    env.write("src/teams.csv", groups_csv({"Eng": ["E0002"]}))
+    env.run("cycle", expect=0)
+    assert env.rows("out/groups.csv", "name") == {
+        "Eng": {"name": "Eng", "member": "E0002"},
+        "Legacy": {"name": "Legacy", "member": "E0003"}}
+    assert sorted(env.rows("out/users.csv", "id")) == ["E0002", "E0003"]
+
+    env.run("space", "drop", "legacy", expect=0)
+    env.run("cycle", expect=0)
+    assert sorted(env.rows("out/groups.csv", "name")) == ["Eng"]
+    assert sorted(env.rows("out/users.csv", "id")) == ["E0002"]
 
 
 def hr_renamed_workday(tmp_path):
