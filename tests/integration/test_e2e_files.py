@@ -940,9 +940,9 @@ def test_renamed_target_connector_finds_its_entries_again(tmp_path):
     assert "dir (not configured)" in shown and "directory " in shown, shown
 
 
-# An HR source and a legacy source feeding one target: legacy projects the
-# people HR does not have, and flows mail with a lower precedence.
-HR_AND_LEGACY = """
+# The store and HR's people: the start of the two configurations below (a
+# format string).
+HR_PEOPLE_HEAD = """
 store: sqlite:idsync.db
 connectors:
   hr:
@@ -950,7 +950,10 @@ connectors:
     settle: 0
     objects:
       person: {{ path: src/people.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }}
-{legacy}
+"""
+# An HR source and a legacy source feeding one target: legacy projects the
+# people HR does not have, and flows mail with a lower precedence.
+HR_AND_LEGACY = HR_PEOPLE_HEAD + """{legacy}
   target:
     type: csv
     settle: 0
@@ -1061,15 +1064,7 @@ def test_dropped_space_of_a_removed_source_is_recomputed_and_deprovisioned(tmp_p
 
 # hr and legacy both give people and teams; legacy alone gives team Legacy
 # and person E0003
-HR_AND_LEGACY_TEAMS = """
-store: sqlite:idsync.db
-connectors:
-  hr:
-    type: csv
-    settle: 0
-    objects:
-      person: {{ path: src/people.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }}
-      team: {{ path: src/teams.csv, key: name, attributes: [name, members], references: {{ members: [person] }} }}
+HR_AND_LEGACY_TEAMS = HR_PEOPLE_HEAD + """      team: {{ path: src/teams.csv, key: name, attributes: [name, members], references: {{ members: [person] }} }}
 {legacy}
   target:
     type: csv
