@@ -2572,6 +2572,8 @@ static enum ids_err sync_target_cs(struct sync_ctx *ctx, struct econn *ec, struc
     return ret;
 }
 
+static enum ids_err drop_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *err);
+
 enum ids_err sync_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *err)
 {
     enum ids_err ret;
@@ -2601,9 +2603,13 @@ enum ids_err sync_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *
         ret = sync_target_cs(ctx, ec, cs, mi, f, err);
         goto done;
     }
-    /* an object type the metaverse does not use: just settle its staging */
+    /* an object type the metaverse does not use (or no longer: a type taken
+     * out of the configuration, whose objects a full import no longer
+     * reads): a deletion unlinks as its source's delete would (the MV
+     * object recomputed, or removed and deprovisioned); else its staging
+     * is settled */
     if (cs->import_state == CS_IMPORT_DELETE) {
-        ret = store_cs_delete(ctx->eng->store, cs->id, err);
+        ret = drop_one_cs(ctx, cs->id, err);
     } else if (cs->import_state != CS_IMPORT_NONE) {
         cs_synced(cs);
         ret = store_cs_put(ctx->eng->store, cs, NULL, err);
@@ -2868,9 +2874,11 @@ static enum ids_err sync_selection(struct sync_ctx *ctx, int64_t conn, enum stor
     return ret;
 }
 
-/* An object of a connector space being dropped: deleted, and the MV
- * object it was linked to recomputed from the sources the configuration
- * has, or deleted and deprovisioned when none of them is left. */
+/* An object of a connector space being dropped, or of an object type the
+ * metaverse no longer reads that an import staged as deleted: deleted, and
+ * the MV object it was linked to recomputed from the sources the
+ * configuration has, or deleted and deprovisioned when none of them is
+ * left. */
 static enum ids_err drop_one_cs(struct sync_ctx *ctx, int64_t cs_id, struct ids_error *err)
 {
     struct cs_object *cs = NULL;

@@ -1141,6 +1141,56 @@ def test_objects_only_a_removed_source_gave_stay_until_its_space_is_dropped(tmp_
     assert sorted(env.rows("out/users.csv", "id")) == ["E0002"]
 
 
+# HR gives employees and, with {ctype} and {cfrom} filled, contractors
+HR_WITH_CONTRACTORS = HR_PEOPLE_HEAD + """{ctype}
+  target:
+    type: csv
+    settle: 0
+    objects:
+      user: {{ path: out/users.csv, key: id, attributes: [id, displayName] }}
+metaverse:
+  person:
+    from:
+      - {{ connector: hr, object: person, project: true, join: [ {{ employeeId: employeeId }} ],
+          flow: {{ employeeId: employeeId, displayName: 'givenName .. " " .. sn' }} }}
+{cfrom}
+    to:
+      - {{ connector: target, object: user, provision: true, deprovision: delete,
+          flow: {{ id: employeeId, displayName: displayName }} }}
+safety: {{ max_delete_percent: 0, import_max_delete_percent: 50 }}
+"""
+CONTRACTOR_TYPE = """      contractor: { path: src/contractors.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }"""
+CONTRACTOR_FROM = """      - { connector: hr, object: contractor, project: true, join: [ { employeeId: employeeId } ],
+          flow: { employeeId: employeeId, displayName: 'givenName .. " " .. sn' } }"""
+
+
+
+def test_object_type_taken_out_of_a_source_deprovisions_its_objects(tmp_path):
+    """The contractor type taken out of the HR connector and out of the
+    metaverse: the full import its scope change runs stages the contractors
+    as deleted, and the sync used to drop them from the connector space
+    without unlinking their metaverse objects, so the contractor stayed in
+    the target for good. It is now deprovisioned as a deletion in HR is."""
+    env = Env(tmp_path)
+    people = [person(i) for i in range(1, 6)]
+    env.write("idsync.yaml", HR_WITH_CONTRACTORS.format(ctype=CONTRACTOR_TYPE,
+                                                        cfrom=CONTRACTOR_FROM))
+    env.write("src/people.csv", people_csv(people[:4]))
+    env.write("src/contractors.csv", people_csv(people[4:]))
+    os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
+    env.run("cycle", expect=0)
+    assert sorted(env.rows("out/users.csv", "id")) == ["E0001", "E0002", "E0003", "E0004",
+                                                       "E0005"]
+    env.write("idsync.yaml", HR_WITH_CONTRACTORS.format(ctype="", cfrom=""))
+    assert env.json("check")["store"]["full_steps"] == {"sync": True, "imports": ["hr"]}
+    env.run("cycle", expect=0)
+    sync = next(r for r in last_runs(env, 6) if r["step"].endswith("-sync"))
+    assert counter(sync, "mv-deleted") == 1 and counter(sync, "deprovisioned") == 1, sync
+    assert sorted(env.rows("out/users.csv", "id")) == ["E0001", "E0002", "E0003", "E0004"]
+    env.run("cycle", "--full", expect=0)
+    assert exports_of_last_cycle(env) == 0
+
+
 def hr_renamed_workday(tmp_path):
     """A CSV -> CSV cycle, then connector hr renamed workday in the
     configuration: the env, the people and the users file written."""
