@@ -177,10 +177,19 @@ enum ids_err engine_space_drop(struct engine *eng, const char *name, struct run_
     progress_set_total(r.prog, n);
     ret = sync_drop_space(&ctx, conn, &stopped, &why, err);
     if (ret == IDS_OK && !stopped) {
-        ret = store_connector_drop(eng->store, conn, err);
-    }
-    if (ret == IDS_OK && !stopped) {
-        ret = move_fingerprint(eng->store, name, NULL, err);
+        /* the space is empty: its name and fingerprint go together */
+        ret = store_begin(eng->store, err);
+        if (ret == IDS_OK) {
+            ret = store_connector_drop(eng->store, conn, err);
+            if (ret == IDS_OK) {
+                ret = move_fingerprint(eng->store, name, NULL, err);
+            }
+            if (ret == IDS_OK) {
+                ret = store_commit(eng->store, err);
+            } else {
+                store_rollback(eng->store);
+            }
+        }
     }
     strbuf_addf(&again, "run `idsync space drop %s` again", name);
     ret = sync_end(&ctx, ret, stopped, why, again.buf, err);
@@ -280,20 +289,22 @@ enum ids_err engine_space_rename(struct engine *eng, const char *from, const cha
         return erun_finish(&r, IDS_OK, err, run);
     }
     ret = store_begin(eng->store, err);
-    if (ret == IDS_OK && has_other) {
-        /* an empty space of the new name (an import that found nothing) */
-        ret = store_connector_drop(eng->store, other, err);
-    }
     if (ret == IDS_OK) {
-        ret = store_connector_rename(eng->store, conn, to, err);
-    }
-    if (ret == IDS_OK) {
-        ret = move_fingerprint(eng->store, from, to, err);
-    }
-    if (ret == IDS_OK) {
-        ret = store_commit(eng->store, err);
-    } else {
-        store_rollback(eng->store);
+        if (has_other) {
+            /* an empty space of the new name (an import that found nothing) */
+            ret = store_connector_drop(eng->store, other, err);
+        }
+        if (ret == IDS_OK) {
+            ret = store_connector_rename(eng->store, conn, to, err);
+        }
+        if (ret == IDS_OK) {
+            ret = move_fingerprint(eng->store, from, to, err);
+        }
+        if (ret == IDS_OK) {
+            ret = store_commit(eng->store, err);
+        } else {
+            store_rollback(eng->store);
+        }
     }
     if (ret == IDS_OK) {
         /* the CSV row tables are named after the connector: the next
