@@ -2743,10 +2743,61 @@ static int cmp_unres(const void *pa, const void *pb)
     return c != 0 ? c : strcmp(a->value, b->value);
 }
 
+/* Why MV object `value` (decimal id) has no object in target X, for the
+ * message of an outbound reference left out: outside the scope of its `to`
+ * rule for X (it never will have one), no `to` rule for X, a rule that does
+ * not provision, or not provisioned yet. */
+static void why_unmapped(struct sync_ctx *ctx, const struct econn *X, const char *value,
+                         struct strbuf *out)
+{
+    struct ids_error err = IDS_ERROR_INIT;
+    struct mv_object *m = NULL;
+    const struct flow_config *t = NULL;
+    struct mvt_info *mi;
+    bool in = true;
+    size_t i;
+
+    if (store_mv_get(ctx->eng->store, strtoll(value, NULL, 10), &m, &err) != IDS_OK) {
+        strbuf_addstr(out, "which no longer exists; the value was left out");
+        return;
+    }
+    mi = engine_mvt(ctx->eng, m->type);
+    for (i = 0; mi != NULL && i < mi->t->nto && t == NULL; i++) {
+        if (engine_flow_conn(ctx->eng, &mi->t->to[i]) == X) {
+            t = &mi->t->to[i];
+        }
+    }
+    if (t == NULL) {
+        strbuf_addf(out,
+                    "a %s, which no `to` rule writes to %s; the value was left out (a `to` rule "
+                    "for its type, or a flow that leaves it out, ends this)",
+                    m->type, X->cfg->name);
+    } else if (t->scope.expr != NULL &&
+               expr_eval_bool(t->scope.expr, m->entry, &in, &err) == IDS_OK && !in) {
+        strbuf_addf(out,
+                    "which is outside the scope of the `to` rule for %s/%s (`%s`): it has no "
+                    "object there, and the value was left out; it comes back when the object "
+                    "enters the scope",
+                    X->cfg->name, t->object, t->scope.source);
+    } else if (!t->provision) {
+        strbuf_addf(out,
+                    "which has no object in %s, and the `to` rule for %s/%s does not provision: "
+                    "the value was left out and will be added when a join rule finds its object",
+                    X->cfg->name, X->cfg->name, t->object);
+    } else {
+        strbuf_addf(out,
+                    "which has no object in %s yet; the value was left out and will be added "
+                    "when that object is provisioned or joined",
+                    X->cfg->name);
+    }
+    mv_object_free(m);
+}
+
 void sync_report_unresolved(struct sync_ctx *ctx)
 {
     struct ids_error err = IDS_ERROR_INIT;
     struct strbuf v = STRBUF_INIT;
+    struct strbuf why = STRBUF_INIT;
     size_t i;
 
     if (ctx->nunres > 1) {
@@ -2787,16 +2838,17 @@ void sync_report_unresolved(struct sync_ctx *ctx)
             if (store_cs_get_by_mv(ctx->eng->store, ec->id, u->referrer, &o, &err) != IDS_OK) {
                 o = NULL;
             }
+            strbuf_reset(&why);
+            why_unmapped(ctx, ec, u->value, &why);
             erun_error(ctx->r, ec->cfg->name, o ? o->anchor : NULL, o ? o->dn : NULL, u->attr,
                        "reference-unresolved", o ? o->id : 0, u->referrer,
-                       "%s of metaverse object %" PRId64
-                       " names metaverse object %s, which has no object in %s yet; the value "
-                       "was left out and will be added when that object is provisioned or joined",
-                       u->attr, u->referrer, v.buf, ec->cfg->name);
+                       "%s of metaverse object %" PRId64 " names metaverse object %s, %s", u->attr,
+                       u->referrer, v.buf, why.buf);
             cs_object_free(o);
         }
     }
     strbuf_release(&v);
+    strbuf_release(&why);
 }
 
 /* ---- the step ------------------------------------------------------------- */

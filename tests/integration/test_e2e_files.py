@@ -1533,6 +1533,9 @@ def test_person_out_of_target_scope_leaves_its_target_groups(tmp_path):
     expect_groups(env, {"red": ["E0001", "E0003"], "blue": []})
     unresolved = [e for e in errors_of(env) if e["code"] == "reference-unresolved"]
     assert sorted(e["anchor"] for e in unresolved) == ["blue", "red"], unresolved
+    # it says why the member has no object there (not "not provisioned yet")
+    assert all("outside the scope of the `to` rule for target/user (`title ~= \"Contractor\"`)"
+               in e["message"] for e in unresolved), unresolved
 
     people[1]["title"] = "Engineer"
     env.write("src/people.csv", people_csv(people))
