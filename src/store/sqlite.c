@@ -1259,6 +1259,14 @@ static enum ids_err sq_dry_run_begin(struct store *base, struct ids_error *err)
                              "store_dry_run_begin: a transaction, dry run or read snapshot is "
                              "already open");
     }
+    /* a dry run is one transaction that is never committed: with the
+     * journal of its savepoints in memory (temp_store = MEMORY), a dry run
+     * that changes every object grows by the pages it changes (+27 MB at
+     * 101,000 objects); on file, SQLite keeps it small */
+    ret = exec_sql(s, "PRAGMA temp_store = FILE;", "begin dry run", err);
+    if (ret != IDS_OK) {
+        return ret;
+    }
     ret = exec_id(s, ST_BEGIN, "begin dry run", err);
     if (ret == IDS_OK) {
         s->dry_run = true;
@@ -1276,6 +1284,7 @@ static void sq_dry_run_end(struct store *base)
     if (!sqlite3_get_autocommit(s->db)) {
         exec_id(s, ST_ROLLBACK, "rollback dry run", NULL); /* see sq_rollback */
     }
+    (void)exec_sql(s, "PRAGMA temp_store = MEMORY;", "end dry run", NULL);
     s->dry_run = false;
     s->in_tx = false;
     after_tx(s);
