@@ -1129,6 +1129,25 @@ struct connector_config *config_connector(const struct config *cfg, const char *
     return NULL;
 }
 
+bool config_connector_used(const struct config *cfg, const char *name, bool inbound)
+{
+    size_t i;
+    size_t j;
+
+    for (i = 0; i < cfg->nmv_types; i++) {
+        const struct mv_type_config *mt = &cfg->mv_types[i];
+        size_t n = inbound ? mt->nfrom : mt->nto;
+        const struct flow_config *f = inbound ? mt->from : mt->to;
+
+        for (j = 0; j < n; j++) {
+            if (strcmp(f[j].connector, name) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 struct object_type_config *connector_config_object(const struct connector_config *cc,
                                                    const char *type)
 {

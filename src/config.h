@@ -202,6 +202,9 @@ enum ids_err config_load_string(const char *name, const char *yaml, size_t len, 
 void config_free(struct config *cfg); /* NULL-safe */
 
 struct connector_config *config_connector(const struct config *cfg, const char *name);
+/* Is connector `name` in some metaverse `from` (inbound: a source), or in
+ * some `to` (a target)? */
+bool config_connector_used(const struct config *cfg, const char *name, bool inbound);
 struct object_type_config *connector_config_object(const struct connector_config *cc,
                                                    const char *type);
 const struct reference_config *object_type_ref(const struct object_type_config *ot,

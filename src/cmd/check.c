@@ -191,33 +191,12 @@ static json_t *unconfigured_spaces(struct cli *cli)
     return arr;
 }
 
-/* Is connector `name` in some `from` (source) or `to` (target)? */
-static void connector_roles(const struct config *cfg, const char *name, bool *source, bool *target)
-{
-    size_t i;
-    size_t j;
-
-    *source = false;
-    *target = false;
-    for (i = 0; i < cfg->nmv_types; i++) {
-        const struct mv_type_config *t = &cfg->mv_types[i];
-
-        for (j = 0; j < t->nfrom; j++) {
-            *source |= strcmp(t->from[j].connector, name) == 0;
-        }
-        for (j = 0; j < t->nto; j++) {
-            *target |= strcmp(t->to[j].connector, name) == 0;
-        }
-    }
-}
-
 /* The steps the next cycle runs in full because the configuration changed
  * since (engine fingerprints): a note each, and a JSON object
  * {"sync": bool, "imports": [connector, ...]}. */
 static json_t *full_steps(struct cli *cli, long mv)
 {
     struct strbuf fp = STRBUF_INIT;
-    struct strbuf key = STRBUF_INIT;
     struct strbuf wm = STRBUF_INIT;
     struct ids_error err = IDS_ERROR_INIT;
     json_t *imports = json_array();
@@ -225,9 +204,7 @@ static json_t *full_steps(struct cli *cli, long mv)
     bool sync;
     size_t i;
 
-    engine_fingerprint_rules(cli->cfg, &fp);
-    engine_fingerprint_key(&key, NULL);
-    sync = engine_fingerprint_changed(cli->store, key.buf, fp.buf, &first) && mv > 0;
+    sync = engine_rules_changed(cli->store, cli->cfg, &fp, &first) && mv > 0;
     if (sync && !cli->json) {
         printf("  note: the metaverse rules (joins, flows, provisioning) %s: the next sync runs "
                "in full over the %ld metaverse object%s. `idsync cycle --dry-run` lists what "
@@ -238,33 +215,29 @@ static json_t *full_steps(struct cli *cli, long mv)
     for (i = 0; i < cli->cfg->nconnectors; i++) {
         const struct connector_config *cc = &cli->cfg->connectors[i];
         int64_t id = 0;
-        bool source;
-        bool target;
 
-        strbuf_reset(&fp);
         strbuf_reset(&wm);
         if (store_connector_find(cli->store, cc->name, &id, &err) != IDS_OK ||
             store_watermark_get(cli->store, id, &wm, &err) != IDS_OK) {
             ids_error_clear(&err);
             continue; /* never imported: its first import is full anyway */
         }
-        engine_fingerprint_connector(cc, &fp);
-        engine_fingerprint_key(&key, cc->name);
-        if (!engine_fingerprint_changed(cli->store, key.buf, fp.buf, &first)) {
+        if (!engine_scope_changed(cli->store, cc, &fp, &first)) {
             continue;
         }
-        connector_roles(cli->cfg, cc->name, &source, &target);
         json_array_append_new(imports, json_string(cc->name));
         if (!cli->json) {
+            bool waits = config_connector_used(cli->cfg, cc->name, false) &&
+                         !config_connector_used(cli->cfg, cc->name, true);
+
             printf("  note: the scope of connector %s (object types, filters, attributes) %s: "
                    "%s\n",
                    cc->name, first ? "was never recorded" : "changed since its last import",
-                   target && !source ? "the next cycle reads it in full after its exports"
-                                     : "its next import reads it in full");
+                   waits ? "the next cycle reads it in full after its exports"
+                         : "its next import reads it in full");
         }
     }
     strbuf_release(&fp);
-    strbuf_release(&key);
     strbuf_release(&wm);
     return json_pack("{s:b, s:o}", "sync", sync, "imports", imports);
 }

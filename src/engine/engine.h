@@ -127,9 +127,14 @@ void engine_fingerprint_rules(const struct config *cfg, struct strbuf *out);
 /* The store_meta key of connector `connector`'s fingerprint, or of the
  * rules' (connector NULL), into key (reset first). */
 void engine_fingerprint_key(struct strbuf *key, const char *connector);
-/* Does the fingerprint stored under `key` differ from `now`? *first: none
- * is stored yet (that counts as a change). */
-bool engine_fingerprint_changed(struct store *s, const char *key, const char *now, bool *first);
+/* Did connector cc's scope change since its last full import, or the
+ * metaverse rules since the last full sync (the fingerprint stored for
+ * them)? fp receives the fingerprint now, to store once the full step is
+ * done; *first: none is stored yet (that counts as a change). */
+bool engine_scope_changed(struct store *s, const struct connector_config *cc, struct strbuf *fp,
+                          bool *first);
+bool engine_rules_changed(struct store *s, const struct config *cfg, struct strbuf *fp,
+                          bool *first);
 /* A connector only written to (a target, no source) whose scope changed
  * since its last full import: its full import waits for a cycle's
  * confirming import, after the exports, since the entries a sync moves into

@@ -178,7 +178,9 @@ void engine_fingerprint_key(struct strbuf *key, const char *connector)
     }
 }
 
-bool engine_fingerprint_changed(struct store *s, const char *key, const char *now, bool *first)
+/* Does the fingerprint stored under `key` differ from `now`? *first: none
+ * is stored yet (that counts as a change). */
+static bool fingerprint_changed(struct store *s, const char *key, const char *now, bool *first)
 {
     struct strbuf old = STRBUF_INIT;
     struct ids_error err = IDS_ERROR_INIT;
@@ -201,4 +203,25 @@ void engine_fingerprint_save(struct store *s, const char *key, const char *value
         /* not fatal: the next step runs in full again */
         log_warn("fingerprint-save", "key=%s error=\"%s\"", key, err.msg);
     }
+}
+
+bool engine_scope_changed(struct store *s, const struct connector_config *cc, struct strbuf *fp,
+                          bool *first)
+{
+    struct strbuf key = STRBUF_INIT;
+    bool changed;
+
+    strbuf_reset(fp);
+    engine_fingerprint_connector(cc, fp);
+    engine_fingerprint_key(&key, cc->name);
+    changed = fingerprint_changed(s, key.buf, fp->buf, first);
+    strbuf_release(&key);
+    return changed;
+}
+
+bool engine_rules_changed(struct store *s, const struct config *cfg, struct strbuf *fp, bool *first)
+{
+    strbuf_reset(fp);
+    engine_fingerprint_rules(cfg, fp);
+    return fingerprint_changed(s, ENGINE_META_RULES, fp->buf, first);
 }

@@ -922,19 +922,13 @@ static bool pure_target(const struct econn *ec)
 bool engine_scope_waits(struct engine *eng, const struct econn *ec)
 {
     struct strbuf fp = STRBUF_INIT;
-    struct strbuf key = STRBUF_INIT;
     struct strbuf wm = STRBUF_INIT;
     struct ids_error err = IDS_ERROR_INIT;
     bool first = false;
-    bool waits = false;
+    bool waits = pure_target(ec) && store_watermark_get(eng->store, ec->id, &wm, &err) == IDS_OK &&
+                 engine_scope_changed(eng->store, ec->cfg, &fp, &first);
 
-    if (pure_target(ec) && store_watermark_get(eng->store, ec->id, &wm, &err) == IDS_OK) {
-        engine_fingerprint_connector(ec->cfg, &fp);
-        engine_fingerprint_key(&key, ec->cfg->name);
-        waits = engine_fingerprint_changed(eng->store, key.buf, fp.buf, &first);
-    }
     strbuf_release(&fp);
-    strbuf_release(&key);
     strbuf_release(&wm);
     return waits;
 }
@@ -1002,9 +996,8 @@ enum ids_err engine_import(struct engine *eng, const char *connector, bool full,
     /* a delta import reads what changed in what the last import read: a
      * scope changed since (object types, filters, attributes) needs the
      * whole of it read again */
-    engine_fingerprint_connector(ctx.ec->cfg, &fp);
     engine_fingerprint_key(&fp_key, connector);
-    if (have_wm && engine_fingerprint_changed(eng->store, fp_key.buf, fp.buf, &fp_first)) {
+    if (engine_scope_changed(eng->store, ctx.ec->cfg, &fp, &fp_first) && have_wm) {
         if (pure_target(ctx.ec) && !eng->confirming) {
             /* read in full by the confirming import, after the exports */
             log_info("scope-full-waits",

@@ -3192,7 +3192,6 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
     bool asked_full = full;
     size_t i;
 
-    engine_fingerprint_rules(eng->cfg, &fp);
     engine_fingerprint_key(&fp_key, NULL);
     if (!full) {
         ret = store_meta_get(eng->store, META_FULL_PENDING, &meta, err);
@@ -3204,7 +3203,7 @@ enum ids_err engine_sync(struct engine *eng, bool full, struct run_record *run,
         }
     }
     ret = IDS_OK;
-    if (engine_fingerprint_changed(eng->store, fp_key.buf, fp.buf, &fp_first)) {
+    if (engine_rules_changed(eng->store, eng->cfg, &fp, &fp_first)) {
         /* rules changed since the last sync: a delta sync would apply them
          * to the changed objects only. None recorded: a store that never
          * synced needs nothing more than a delta sync (everything is

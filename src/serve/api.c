@@ -1351,25 +1351,6 @@ done:
 /* ---- connectors, pending exports ----------------------------------------- */
 
 /* Does a from: (inbound) or to: (outbound) rule name the connector? */
-static bool connector_used(const struct config *cfg, const char *name, bool inbound)
-{
-    size_t i;
-    size_t j;
-
-    for (i = 0; i < cfg->nmv_types; i++) {
-        const struct mv_type_config *mt = &cfg->mv_types[i];
-        size_t n = inbound ? mt->nfrom : mt->nto;
-        const struct flow_config *f = inbound ? mt->from : mt->to;
-
-        for (j = 0; j < n; j++) {
-            if (strcmp(f[j].connector, name) == 0) {
-                return true;
-            }
-        }
-    }
-    return false;
-}
-
 /* Counting disconnectors scans a connector space (a third of a second per
  * million objects): the answer is kept while the run history is unchanged,
  * and for 5 s at most while a run is going on. */
@@ -1441,8 +1422,10 @@ static void api_connectors(struct serve_daemon *d, struct serve_reply *r)
         json_object_set_new(o, "id", json_integer(id));
         json_object_set_new(o, "objects", objs);
         /* its role comes from the rules: read by a from:, written by a to: */
-        json_object_set_new(o, "source", json_boolean(connector_used(d->cfg, cc->name, true)));
-        json_object_set_new(o, "target", json_boolean(connector_used(d->cfg, cc->name, false)));
+        json_object_set_new(o, "source",
+                            json_boolean(config_connector_used(d->cfg, cc->name, true)));
+        json_object_set_new(o, "target",
+                            json_boolean(config_connector_used(d->cfg, cc->name, false)));
         json_object_set_new(o, "caps",
                             json_pack("{s:b,s:b,s:b}", "read", caps & CONN_CAP_READ, "write",
                                       caps & CONN_CAP_WRITE, "delta", caps & CONN_CAP_DELTA));

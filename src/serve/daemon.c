@@ -312,7 +312,6 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
 {
     struct config *cfg = d->cfg;
     struct strbuf fp = STRBUF_INIT;
-    struct strbuf key = STRBUF_INIT;
     struct strbuf reason = STRBUF_INIT;
     struct ids_error err = IDS_ERROR_INIT;
     bool first;
@@ -323,10 +322,7 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
         struct connector_config *cc = &cfg->connectors[i];
         struct run_record run = {0};
 
-        strbuf_reset(&fp);
-        engine_fingerprint_connector(cc, &fp);
-        engine_fingerprint_key(&key, cc->name);
-        if (!engine_fingerprint_changed(d->store, key.buf, fp.buf, &first) ||
+        if (!engine_scope_changed(d->store, cc, &fp, &first) ||
             engine_connector_scope_waits(eng, cc->name)) {
             /* unchanged, or a target read in full by the cycle's confirming
              * import, after the exports that move entries into its scope */
@@ -346,19 +342,15 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
         if (run.message == NULL && ret != IDS_OK) {
             run.message = xstrdup(err.msg);
         }
+        /* a full import that finished has stored the scope's fingerprint */
         annotate_run(d->store, run.id, reason.buf);
         request_add_step(req, &run, ret);
-        if (ret == IDS_OK) {
-            engine_fingerprint_save(d->store, key.buf, fp.buf);
-        }
         run_record_release(&run);
     }
     if (!d->stop) {
         struct run_record run = {0};
 
-        strbuf_reset(&fp);
-        engine_fingerprint_rules(cfg, &fp);
-        if (engine_fingerprint_changed(d->store, ENGINE_META_RULES, fp.buf, &first)) {
+        if (engine_rules_changed(d->store, cfg, &fp, &first)) {
             strbuf_reset(&reason);
             strbuf_addstr(&reason,
                           first ? "Automatic full sync: no fingerprint of the metaverse rules "
@@ -371,16 +363,13 @@ static void automatic_full_steps(struct serve_daemon *d, struct engine *eng,
             if (run.message == NULL && ret != IDS_OK) {
                 run.message = xstrdup(err.msg);
             }
+            /* a full sync that finished has stored the rules' fingerprint */
             annotate_run(d->store, run.id, reason.buf);
             request_add_step(req, &run, ret);
-            if (ret == IDS_OK) {
-                engine_fingerprint_save(d->store, ENGINE_META_RULES, fp.buf);
-            }
             run_record_release(&run);
         }
     }
     strbuf_release(&fp);
-    strbuf_release(&key);
     strbuf_release(&reason);
 }
 

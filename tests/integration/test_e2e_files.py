@@ -940,20 +940,10 @@ def test_renamed_target_connector_finds_its_entries_again(tmp_path):
     assert "dir (not configured)" in shown and "directory " in shown, shown
 
 
-# The store and HR's people: the start of the two configurations below (a
-# format string).
-HR_PEOPLE_HEAD = """
-store: sqlite:idsync.db
-connectors:
-  hr:
-    type: csv
-    settle: 0
-    objects:
-      person: {{ path: src/people.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }}
-"""
 # An HR source and a legacy source feeding one target: legacy projects the
-# people HR does not have, and flows mail with a lower precedence.
-HR_AND_LEGACY = HR_PEOPLE_HEAD + """{legacy}
+# people HR does not have, and flows mail with a lower precedence (HR's
+# teams are read and not synced).
+HR_AND_LEGACY = HR_SOURCE + """{legacy}
   target:
     type: csv
     settle: 0
@@ -1004,6 +994,7 @@ def test_dropped_space_of_a_removed_source_is_recomputed_and_deprovisioned(tmp_p
     env.write("idsync.yaml", HR_AND_LEGACY.format(legacy=LEGACY_CONNECTOR,
                                                   legacy_from=LEGACY_FROM))
     env.write("src/people.csv", people_csv(people[:2]))  # E0003 only in legacy
+    env.write("src/groups.csv", groups_csv({}))  # HR's teams: read, not synced here
     env.write("src/legacy.csv", people_csv([dict(p, title="Old title", mail="old-%s@example.com"
                                                   % p["id"]) for p in people]))
     os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
@@ -1062,10 +1053,12 @@ def test_dropped_space_of_a_removed_source_is_recomputed_and_deprovisioned(tmp_p
     assert env.rows("out/users.csv", "id") == after
 
 
-# hr and legacy both give people and teams; legacy alone gives team Legacy
-# and person E0003
-HR_AND_LEGACY_TEAMS = HR_PEOPLE_HEAD + """      team: {{ path: src/teams.csv, key: name, attributes: [name, members], references: {{ members: [person] }} }}
-{legacy}
+# HR's people and teams into a CSV target. {more}: more connectors, or more
+# object types of hr (by their indentation); {more_person}, {more_team}:
+# more `from` items. The legacy connector below gives people and a team of
+# its own (person E0003, team Legacy); the contractor type gives HR's
+# contractors.
+HR_TEAMS = HR_SOURCE + """{more}
   target:
     type: csv
     settle: 0
@@ -1077,14 +1070,14 @@ metaverse:
     from:
       - {{ connector: hr, object: person, project: true, join: [ {{ employeeId: employeeId }} ],
           flow: {{ employeeId: employeeId, displayName: 'givenName .. " " .. sn' }} }}
-{legacy_person}
+{more_person}
     to:
       - {{ connector: target, object: user, provision: true, deprovision: delete,
           flow: {{ id: employeeId, displayName: displayName }} }}
   team:
     from:
       - {{ connector: hr, object: team, project: true, join: [ {{ name: name }} ], flow: {{ name: name, members: members }} }}
-{legacy_team}
+{more_team}
     to:
       - {{ connector: target, object: group, provision: true, deprovision: delete,
           flow: {{ name: name, member: members }} }}
@@ -1111,11 +1104,11 @@ def test_objects_only_a_removed_source_gave_stay_until_its_space_is_dropped(tmp_
     removes it with its space."""
     env = Env(tmp_path)
     people = [person(i) for i in range(1, 4)]
-    env.write("idsync.yaml", HR_AND_LEGACY_TEAMS.format(
-        legacy=LEGACY_TEAMS_CONNECTOR, legacy_person=LEGACY_TEAMS_PERSON,
-        legacy_team=LEGACY_TEAMS_TEAM))
+    env.write("idsync.yaml", HR_TEAMS.format(
+        more=LEGACY_TEAMS_CONNECTOR, more_person=LEGACY_TEAMS_PERSON,
+        more_team=LEGACY_TEAMS_TEAM))
     env.write("src/people.csv", people_csv(people[:2]))
-    env.write("src/teams.csv", groups_csv({"Eng": ["E0001", "E0002"]}))
+    env.write("src/groups.csv", groups_csv({"Eng": ["E0001", "E0002"]}))
     env.write("src/legacy.csv", people_csv(people[2:]))
     env.write("src/legacy-teams.csv", groups_csv({"Legacy": ["E0003"]}))
     os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
@@ -1123,12 +1116,11 @@ def test_objects_only_a_removed_source_gave_stay_until_its_space_is_dropped(tmp_
     groups = env.read("out/groups.csv")
     assert "Legacy,E0003" in groups, groups
 
-    env.write("idsync.yaml", HR_AND_LEGACY_TEAMS.format(legacy="", legacy_person="",
-                                                        legacy_team=""))
+    env.write("idsync.yaml", HR_TEAMS.format(more="", more_person="", more_team=""))
     env.run("cycle", expect=0)
     assert exports_of_last_cycle(env) == 0
     env.write("src/people.csv", people_csv(people[1:2]))
-    env.write("src/teams.csv", groups_csv({"Eng": ["E0002"]}))
+    env.write("src/groups.csv", groups_csv({"Eng": ["E0002"]}))
     env.run("cycle", expect=0)
     assert env.rows("out/groups.csv", "name") == {
         "Eng": {"name": "Eng", "member": "E0002"},
@@ -1141,24 +1133,6 @@ def test_objects_only_a_removed_source_gave_stay_until_its_space_is_dropped(tmp_
     assert sorted(env.rows("out/users.csv", "id")) == ["E0002"]
 
 
-# HR gives employees and, with {ctype} and {cfrom} filled, contractors
-HR_WITH_CONTRACTORS = HR_PEOPLE_HEAD + """{ctype}
-  target:
-    type: csv
-    settle: 0
-    objects:
-      user: {{ path: out/users.csv, key: id, attributes: [id, displayName] }}
-metaverse:
-  person:
-    from:
-      - {{ connector: hr, object: person, project: true, join: [ {{ employeeId: employeeId }} ],
-          flow: {{ employeeId: employeeId, displayName: 'givenName .. " " .. sn' }} }}
-{cfrom}
-    to:
-      - {{ connector: target, object: user, provision: true, deprovision: delete,
-          flow: {{ id: employeeId, displayName: displayName }} }}
-safety: {{ max_delete_percent: 0, import_max_delete_percent: 50 }}
-"""
 CONTRACTOR_TYPE = """      contractor: { path: src/contractors.csv, key: employeeId, attributes: [employeeId, givenName, sn, mail, title] }"""
 CONTRACTOR_FROM = """      - { connector: hr, object: contractor, project: true, join: [ { employeeId: employeeId } ],
           flow: { employeeId: employeeId, displayName: 'givenName .. " " .. sn' } }"""
@@ -1173,15 +1147,16 @@ def test_object_type_taken_out_of_a_source_deprovisions_its_objects(tmp_path):
     the target for good. It is now deprovisioned as a deletion in HR is."""
     env = Env(tmp_path)
     people = [person(i) for i in range(1, 6)]
-    env.write("idsync.yaml", HR_WITH_CONTRACTORS.format(ctype=CONTRACTOR_TYPE,
-                                                        cfrom=CONTRACTOR_FROM))
+    env.write("idsync.yaml", HR_TEAMS.format(more=CONTRACTOR_TYPE, more_person=CONTRACTOR_FROM,
+                                             more_team=""))
     env.write("src/people.csv", people_csv(people[:4]))
+    env.write("src/groups.csv", groups_csv({"Eng": ["E0001"]}))
     env.write("src/contractors.csv", people_csv(people[4:]))
     os.makedirs(os.path.join(env.path, "out"), exist_ok=True)
     env.run("cycle", expect=0)
     assert sorted(env.rows("out/users.csv", "id")) == ["E0001", "E0002", "E0003", "E0004",
                                                        "E0005"]
-    env.write("idsync.yaml", HR_WITH_CONTRACTORS.format(ctype="", cfrom=""))
+    env.write("idsync.yaml", HR_TEAMS.format(more="", more_person="", more_team=""))
     assert env.json("check")["store"]["full_steps"] == {"sync": True, "imports": ["hr"]}
     env.run("cycle", expect=0)
     sync = next(r for r in last_runs(env, 6) if r["step"].endswith("-sync"))
@@ -1233,6 +1208,26 @@ def test_renamed_source_connector_keeps_its_space(tmp_path):
     exp = next(r for r in last_runs(env, 8) if r["step"] == "export")
     assert counter(exp, "export-update") == 1 and counter(exp, "export-add") == 0, exp
     assert env.rows("out/users.csv", "id")["E0002"]["title"] == "Boss"
+
+
+def test_space_renamed_onto_a_connector_that_imported_nothing(tmp_path):
+    """The renamed connector was imported once while its files were empty:
+    its space exists and holds nothing, so the rename replaces it, and the
+    next cycle writes nothing."""
+    env, people, users = hr_renamed_workday(tmp_path)
+    full = {n: env.read("src/" + n) for n in ("people.csv", "groups.csv")}
+    env.write("src/people.csv", people_csv([]))
+    env.write("src/groups.csv", groups_csv({}))
+    env.run("import", "workday", expect=0)
+    assert spaces(env)["workday"]["objects"] == 0
+    for n, text in full.items():
+        env.write("src/" + n, text)
+    env.run("space", "rename", "hr", "workday", expect=0)
+    s = spaces(env)
+    assert "hr" not in s and s["workday"]["objects"] == 6 and s["workday"]["joined"] == 6, s
+    env.run("cycle", expect=0)
+    assert exports_of_last_cycle(env) == 0
+    assert env.read("out/users.csv") == users
 
 
 def test_space_renamed_too_late_is_dropped_instead(tmp_path):
